@@ -1,0 +1,152 @@
+//! `isx alert send|watch`: act as one node against a running gateway.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use isx_core::json::{from_json, to_json_value};
+use isx_core::wire::Alert;
+use isx_core::wire::subscribe_response::Event;
+use isx_node::{Client, ClientOptions, NodeConfig};
+
+use crate::output;
+
+#[derive(Subcommand, Debug)]
+pub enum AlertCommand {
+    /// Publish an alert read from a JSON file (canonical protobuf JSON) and print the receipt.
+    ///
+    /// Exits 0 when the gateway accepted the alert (also when it was a
+    /// duplicate of an earlier publish), 1 when it refused it.
+    Send {
+        #[command(flatten)]
+        who: Who,
+        /// Print the receipt as JSON.
+        #[arg(long)]
+        json: bool,
+        /// The alert file; `-` reads standard input.
+        file: PathBuf,
+    },
+    /// Print deliveries for a node as they arrive, acknowledging each one.
+    ///
+    /// Runs until Ctrl-C, or until --count deliveries have arrived.
+    Watch {
+        #[command(flatten)]
+        who: Who,
+        /// Print each delivery as one JSON line.
+        #[arg(long)]
+        json: bool,
+        /// Do not acknowledge: the deliveries stay queued at the gateway.
+        #[arg(long)]
+        no_ack: bool,
+        /// Start after this cursor (0: the oldest unacknowledged delivery).
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        /// Stop after this many deliveries.
+        #[arg(long)]
+        count: Option<u64>,
+    },
+}
+
+/// Who acts, and where the gateway is.
+#[derive(Args, Debug)]
+pub struct Who {
+    /// Take --as, --pki, --gateway and --officer from a node config file.
+    #[arg(long, conflicts_with_all = ["node", "pki"])]
+    node_config: Option<PathBuf>,
+    /// The node to act as; its certificate is PKI/NODE.crt.
+    #[arg(long = "as", value_name = "NODE", required_unless_present = "node_config")]
+    node: Option<String>,
+    /// The PKI directory.
+    #[arg(long, value_name = "DIR", required_unless_present = "node_config")]
+    pki: Option<PathBuf>,
+    /// The gateway's host:port.
+    #[arg(long, value_name = "ADDR", default_value = "localhost:7443")]
+    gateway: String,
+    /// The officer acting (sent as x-isx-officer); defaults to the node config's officer.
+    #[arg(long, env = "ISX_OFFICER")]
+    officer: Option<String>,
+}
+
+impl Who {
+    fn options(&self) -> Result<ClientOptions> {
+        if let Some(path) = &self.node_config {
+            let config = NodeConfig::load(path)?;
+            return Ok(ClientOptions {
+                node: config.id,
+                pki_dir: config.pki_dir,
+                gateway: config.gateway,
+                officer: self.officer.clone().unwrap_or(config.officer),
+            });
+        }
+        let node = isx_core::NodeId::new(self.node.clone().unwrap_or_default()).context("--as")?;
+        let officer = self.officer.clone().context("--officer is required (or ISX_OFFICER, or --node-config with an officer): it names the person acting, for the audit log")?;
+        Ok(ClientOptions { node, pki_dir: self.pki.clone().unwrap_or_default(), gateway: self.gateway.clone(), officer })
+    }
+}
+
+fn read_alert(file: &PathBuf) -> Result<Alert> {
+    let (text, name) = if file.as_os_str() == "-" {
+        (std::io::read_to_string(std::io::stdin()).context("reading standard input")?, "<stdin>".to_owned())
+    } else {
+        (std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?, file.display().to_string())
+    };
+    Ok(from_json::<Alert>(&text, &name)?)
+}
+
+pub async fn run(cmd: AlertCommand) -> Result<ExitCode> {
+    match cmd {
+        AlertCommand::Send { who, json, file } => {
+            let alert = read_alert(&file)?;
+            let client = Client::connect(&who.options()?).await?;
+            match client.publish(alert).await {
+                Ok(resp) => {
+                    let receipt = resp.receipt.unwrap_or_default();
+                    if json {
+                        let mut value = to_json_value(&receipt);
+                        value["duplicate"] = serde_json::Value::Bool(resp.duplicate);
+                        println!("{}", serde_json::to_string_pretty(&value)?);
+                    } else {
+                        output::print_receipt(&receipt, resp.duplicate);
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(status) => {
+                    output::print_status("publish refused", &status);
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        AlertCommand::Watch { who, json, no_ack, after, count } => {
+            let client = Client::connect(&who.options()?).await?;
+            let mut stream = client.subscribe(after).await.map_err(|s| anyhow::anyhow!("subscribe refused: {} ({:?})", s.message(), s.code()))?;
+            if !json {
+                eprintln!("watching deliveries for {} (Ctrl-C to stop)", client.node());
+            }
+            let mut seen = 0u64;
+            loop {
+                let msg = tokio::select! {
+                    _ = tokio::signal::ctrl_c() => break,
+                    m = stream.message() => m,
+                };
+                let Some(msg) = msg.map_err(|s| anyhow::anyhow!("stream ended: {} ({:?})", s.message(), s.code()))? else { break };
+                let Some(Event::Delivery(delivery)) = msg.event else { continue };
+                if json {
+                    let mut value = to_json_value(&delivery);
+                    value["cursor"] = serde_json::Value::String(msg.cursor.to_string());
+                    println!("{}", serde_json::to_string(&value)?);
+                } else {
+                    output::print_delivery(msg.cursor, &delivery);
+                }
+                if !no_ack {
+                    client.ack(msg.cursor).await.map_err(|s| anyhow::anyhow!("ack refused: {}", s.message()))?;
+                }
+                seen += 1;
+                if count.is_some_and(|c| seen >= c) {
+                    break;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! `isx`: the command-line tool. Each subcommand parses its arguments and
+//! calls into the library crates; no logic lives here.
+
+mod alert;
+mod output;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+/// isx: an mTLS gateway that relays tagged law-enforcement alerts between
+/// agency nodes, decides each disclosure by policy, and keeps a
+/// tamper-evident audit log.
+///
+/// Start with `isx demo`. A local deployment lives in deploy/local/:
+/// `isx pki init --dir deploy/local/pki`, then
+/// `isx gateway --config deploy/local/gateway.toml` and
+/// `isx node --config deploy/local/nodes/fr-police.toml`.
+#[derive(Parser, Debug)]
+#[command(name = "isx", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a gateway and five mock agencies in this process and show who receives what.
+    ///
+    /// Needs no files or arguments: it creates a temporary PKI and data directory,
+    /// starts everything on 127.0.0.1 over mutual TLS 1.3, publishes three
+    /// realistic alerts, and checks that each arrived exactly where its receipt
+    /// said. Exits 0 when everything arrived as expected.
+    Demo,
+    /// Manage the development PKI.
+    #[command(subcommand)]
+    Pki(PkiCommand),
+    /// Run the gateway.
+    Gateway(GatewayArgs),
+    /// Run a mock agency node that subscribes, stores and prints what it receives.
+    Node(NodeArgs),
+    /// Send and watch alerts as a node.
+    #[command(subcommand)]
+    Alert(alert::AlertCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum PkiCommand {
+    /// Create a development CA and certificates for the gateway and each node.
+    ///
+    /// Writes DIR/ca.crt and DIR/ca.key, DIR/gateway.crt and .key (valid for
+    /// localhost, 127.0.0.1 and --gateway-names), and DIR/NAME.crt and .key for
+    /// each node, whose identity is the SAN URI spiffe://isx/node/NAME.
+    Init {
+        /// Directory to write into (created if missing).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Node identities to issue, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "de-police,fr-police,it-police,europol,frontex,auditor")]
+        nodes: Vec<String>,
+        /// Extra DNS names or IP addresses for the gateway certificate, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        gateway_names: Vec<String>,
+        /// Days the certificates stay valid.
+        #[arg(long, default_value_t = 365)]
+        days: i64,
+        /// Replace a PKI that already exists in DIR.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Issue a certificate for one more node from the CA in DIR.
+    Issue {
+        /// The PKI directory holding ca.key.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The node id, e.g. es-police.
+        node: String,
+        /// Days the certificate stays valid.
+        #[arg(long, default_value_t = 365)]
+        days: i64,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct GatewayArgs {
+    /// The gateway configuration file (see deploy/local/gateway.toml).
+    #[arg(long, short)]
+    config: PathBuf,
+    /// Override the PKI directory from the file.
+    #[arg(long)]
+    pki: Option<PathBuf>,
+    /// Override the data directory from the file.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Override the listen address from the file, e.g. 127.0.0.1:7443.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+}
+
+#[derive(clap::Args, Debug)]
+struct NodeArgs {
+    /// The node configuration file (see deploy/local/nodes/).
+    #[arg(long, short)]
+    config: PathBuf,
+    /// Override the officer named on the node's calls.
+    #[arg(long)]
+    officer: Option<String>,
+    /// Override the gateway address from the file.
+    #[arg(long)]
+    gateway: Option<String>,
+}
+
+fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ISX_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+/// Cancels the token on Ctrl-C or SIGTERM.
+fn cancel_on_signal(token: CancellationToken) {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        token.cancel();
+    });
+}
+
+async fn gateway(args: GatewayArgs) -> Result<()> {
+    let mut config = isx_gateway::GatewayConfig::load(&args.config)?;
+    if let Some(pki) = args.pki {
+        config.pki_dir = pki;
+    }
+    if let Some(data) = args.data {
+        config.data_dir = data;
+    }
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
+    let gateway = isx_gateway::Gateway::open(config)?;
+    let shutdown = CancellationToken::new();
+    cancel_on_signal(shutdown.clone());
+    gateway.serve(listener, shutdown).await?;
+    Ok(())
+}
+
+async fn node(args: NodeArgs) -> Result<()> {
+    let mut config = isx_node::NodeConfig::load(&args.config)?;
+    if let Some(officer) = args.officer {
+        config.officer = officer;
+    }
+    if let Some(gateway) = args.gateway {
+        config.gateway = gateway;
+    }
+    let options = isx_node::ClientOptions { node: config.id.clone(), pki_dir: config.pki_dir.clone(), gateway: config.gateway.clone(), officer: config.officer.clone() };
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let node = isx_node::MockNode::open(options, &config.data_dir)?.with_events(tx);
+    println!("{} node: {} alerts in its store; connecting to {}", config.id, node.inbox().len(), config.gateway);
+    let shutdown = CancellationToken::new();
+    cancel_on_signal(shutdown.clone());
+    let task = tokio::spawn(node.run(shutdown.clone()));
+    let printer = tokio::spawn(async move {
+        while let Some(event) = rx.recv().await {
+            output::print_node_event(&event);
+        }
+    });
+    task.await?;
+    printer.abort();
+    println!("{} node stopped", config.id);
+    Ok(())
+}
+
+fn pki(cmd: PkiCommand) -> Result<()> {
+    match cmd {
+        PkiCommand::Init { dir, nodes, gateway_names, days, force } => {
+            let nodes = nodes.into_iter().map(isx_core::NodeId::new).collect::<Result<Vec<_>, _>>().context("--nodes")?;
+            let opts = isx_tls::pki::InitOptions { dir, nodes, gateway_names, force, validity: time::Duration::days(days) };
+            let summary = isx_tls::pki::init(&opts)?;
+            for file in &summary.files {
+                println!("wrote {}", file.display());
+            }
+            println!("development PKI ready in {} ({} node identities, valid {days} days)", opts.dir.display(), opts.nodes.len());
+        }
+        PkiCommand::Issue { dir, node, days } => {
+            let node = isx_core::NodeId::new(node).context("NODE")?;
+            for file in isx_tls::pki::issue_node(&dir, &node, time::Duration::days(days))? {
+                println!("wrote {}", file.display());
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Demo => {
+            let report = isx_testkit::demo::run(&mut std::io::stdout()).await?;
+            return Ok(if report.ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+        }
+        Command::Pki(cmd) => pki(cmd)?,
+        Command::Gateway(args) => gateway(args).await?,
+        Command::Node(args) => node(args).await?,
+        Command::Alert(cmd) => return alert::run(cmd).await,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_log = match cli.command {
+        Command::Gateway(_) | Command::Node(_) => "info",
+        _ => "warn",
+    };
+    init_logging(default_log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

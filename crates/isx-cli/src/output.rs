@@ -1,0 +1,71 @@
+//! Human-readable printing of receipts, deliveries, node events and errors.
+
+use isx_core::display;
+use isx_core::timestamp::rfc3339;
+use isx_core::wire::{Delivery, Receipt};
+use isx_node::NodeEvent;
+use tonic_types::StatusExt;
+
+pub fn print_receipt(receipt: &Receipt, duplicate: bool) {
+    let when = receipt.accepted_at.as_ref().map(rfc3339).unwrap_or_default();
+    let note = if duplicate { " (already published: original receipt)" } else { "" };
+    println!("alert {} accepted at {when}{note}", receipt.alert_id);
+    println!("content digest sha256:{}  hops {}", receipt.content_digest, receipt.hops);
+    println!("{:<14} {:<10} policies", "recipient", "level");
+    for r in &receipt.recipients {
+        println!("{:<14} {:<10} {}", r.node, display::level(r.level()), r.policy_ids.join(", "));
+        if !r.removed_fields.is_empty() {
+            println!("{:<14} {:<10} withheld: {}", "", "", r.removed_fields.join(", "));
+        }
+    }
+}
+
+pub fn print_delivery(cursor: u64, d: &Delivery) {
+    let Some(alert) = &d.alert else { return };
+    let labels = alert.labels.clone().unwrap_or_default();
+    println!(
+        "[{cursor}] {} from {} | {} | {} {} | {} | level {} | {} subject(s), {} object(s)",
+        alert.alert_id,
+        alert.origin,
+        display::category(alert.category()),
+        display::tlp(labels.tlp()),
+        display::handling(labels.handling_code()),
+        alert.action().as_str_name().trim_start_matches("ACTION_").to_ascii_lowercase(),
+        display::level(d.level()),
+        alert.subjects.len(),
+        alert.objects.len(),
+    );
+    if !d.removed_fields.is_empty() {
+        println!("      withheld: {}", d.removed_fields.join(", "));
+    }
+}
+
+pub fn print_node_event(event: &NodeEvent) {
+    match event {
+        NodeEvent::Connected => println!("subscribed to the gateway"),
+        NodeEvent::Disconnected { reason } => println!("disconnected: {reason}; retrying"),
+        NodeEvent::Delivered { record, new } => {
+            if let Some(d) = &record.delivery {
+                print_delivery(record.cursor, d);
+            }
+            if !new {
+                println!("      (duplicate of an alert already stored; dropped)");
+            }
+        }
+    }
+}
+
+pub fn print_status(what: &str, status: &tonic::Status) {
+    eprintln!("{what}: {:?}: {}", status.code(), status.message());
+    let details = status.get_error_details();
+    if let Some(bad) = details.bad_request() {
+        for v in &bad.field_violations {
+            eprintln!("  field {}: {}", v.field, v.description);
+        }
+    }
+    if let Some(quota) = details.quota_failure() {
+        for v in &quota.violations {
+            eprintln!("  limit {}: {}", v.subject, v.description);
+        }
+    }
+}

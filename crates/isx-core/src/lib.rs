@@ -1,0 +1,24 @@
+//! isx domain types and rules that need no I/O.
+//!
+//! # Layout
+//! - [`node`]: node identifiers, node kinds and roles.
+//! - [`validate`]: checks a published alert field by field and names every bad field.
+//! - [`json`]: the canonical protobuf JSON mapping for alerts and other wire messages.
+//! - [`digest`]: the content digest that makes publishing idempotent.
+//! - [`timestamp`]: conversions between `prost_types::Timestamp` and `time`.
+//! - [`display`]: short human names for labels and levels, for tables.
+//!
+//! Everything here is pure: callers pass the current time in, and nothing reads
+//! files, sockets or clocks.
+#![forbid(unsafe_code)]
+
+pub mod digest;
+pub mod display;
+pub mod json;
+pub mod node;
+pub mod timestamp;
+pub mod validate;
+
+pub use isx_proto::v1 as wire;
+pub use node::{NodeId, NodeIdError, NodeKind, Role};
+pub use validate::{FieldViolation, ValidationError, validate_alert};

@@ -1,0 +1,105 @@
+//! Group commit: many writers, one flush.
+//!
+//! A writer finishes its sled writes, then calls [`Committer::commit`] and
+//! waits. One background task takes every waiter queued so far, flushes the
+//! database once, and wakes them all with the result. Writers that arrive
+//! while a flush runs join the next one, so under load one flush covers many
+//! publishes, and nothing is acknowledged before it is on disk.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+/// Why a commit failed. Every waiter of the failed flush gets the same error.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CommitError {
+    /// sled's flush failed.
+    #[error("flush failed: {0}")]
+    Flush(Arc<sled::Error>),
+    /// The committer has stopped (the gateway is shutting down).
+    #[error("the committer has stopped")]
+    Stopped,
+}
+
+type Waiter = oneshot::Sender<Result<(), CommitError>>;
+
+/// Handle to the group-commit task. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Committer {
+    tx: mpsc::UnboundedSender<Waiter>,
+}
+
+/// Counters a benchmark or test can read.
+#[derive(Debug, Default)]
+pub struct CommitStats {
+    /// Flushes performed.
+    pub flushes: std::sync::atomic::AtomicU64,
+    /// Commits served.
+    pub commits: std::sync::atomic::AtomicU64,
+}
+
+impl Committer {
+    /// Starts the committer for `db`. The task ends when every handle is dropped.
+    pub fn start(db: sled::Db, stats: Arc<CommitStats>) -> (Self, JoinHandle<()>) {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Waiter>();
+        let task = tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut batch = vec![first];
+                while let Ok(w) = rx.try_recv() {
+                    batch.push(w);
+                }
+                let db = db.clone();
+                let result = match tokio::task::spawn_blocking(move || db.flush()).await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(e)) => Err(CommitError::Flush(Arc::new(e))),
+                    Err(_) => Err(CommitError::Stopped),
+                };
+                use std::sync::atomic::Ordering::Relaxed;
+                stats.flushes.fetch_add(1, Relaxed);
+                stats.commits.fetch_add(batch.len() as u64, Relaxed);
+                for waiter in batch {
+                    let _ = waiter.send(result.clone());
+                }
+            }
+        });
+        (Self { tx }, task)
+    }
+
+    /// Waits until everything written before this call is flushed.
+    pub async fn commit(&self) -> Result<(), CommitError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(tx).map_err(|_| CommitError::Stopped)?;
+        rx.await.map_err(|_| CommitError::Stopped)?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering::Relaxed;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn many_commits_share_flushes() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let stats = Arc::new(CommitStats::default());
+        let (committer, task) = Committer::start(db.clone(), stats.clone());
+        let mut handles = Vec::new();
+        for i in 0..200u32 {
+            let (db, committer) = (db.clone(), committer.clone());
+            handles.push(tokio::spawn(async move {
+                db.insert(i.to_be_bytes(), &b"v"[..]).unwrap();
+                committer.commit().await.unwrap();
+            }));
+        }
+        for h in handles {
+            h.await.unwrap();
+        }
+        assert_eq!(stats.commits.load(Relaxed), 200);
+        assert!(stats.flushes.load(Relaxed) <= 200);
+        drop(committer);
+        task.await.unwrap();
+        assert_eq!(db.len(), 200);
+    }
+}

@@ -1,0 +1,259 @@
+//! The gateway's configuration file (`deploy/local/gateway.toml`).
+//!
+//! Relative paths in the file are resolved against the file's own directory,
+//! so a config works from any working directory. [`GatewayConfig::validate`]
+//! names the bad key.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use isx_core::{NodeId, NodeKind, Role};
+use serde::Deserialize;
+
+/// Why a configuration is not usable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The TOML does not parse or does not match the schema; the message names line and key.
+    #[error("{path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The TOML error, with line, column and key.
+        source: toml::de::Error,
+    },
+    /// A value is out of range or inconsistent.
+    #[error("{key}: {message}")]
+    Invalid {
+        /// The offending key, e.g. `nodes.de-police.country`.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// The whole gateway configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Address to listen on, e.g. `127.0.0.1:7443`.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Directory with `ca.crt`, `gateway.crt` and `gateway.key`.
+    pub pki_dir: PathBuf,
+    /// Directory for the gateway's sled database.
+    pub data_dir: PathBuf,
+    /// PEM certificate revocation lists checked on every client handshake.
+    #[serde(default)]
+    pub crls: Vec<PathBuf>,
+    /// Size and count limits.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Store-and-forward tuning.
+    #[serde(default)]
+    pub delivery: DeliveryConfig,
+    /// The registered nodes, by node id.
+    #[serde(default)]
+    pub nodes: BTreeMap<String, NodeConfig>,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 7443))
+}
+
+/// Limits answered with `RESOURCE_EXHAUSTED`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest encoded alert accepted by `Publish`, in bytes.
+    pub max_alert_bytes: usize,
+    /// Longest narrative, in bytes.
+    pub max_narrative_bytes: usize,
+    /// Most entries in any list of an alert (subjects, addressees, documents, ...).
+    pub max_list_len: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { max_alert_bytes: 64 * 1024, max_narrative_bytes: 16 * 1024, max_list_len: 64 }
+    }
+}
+
+/// Store-and-forward tuning.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// How often undelivered alerts past `expires_at` are dropped, in milliseconds.
+    pub expiry_sweep_ms: u64,
+    /// How many deliveries a subscription reads from disk at a time.
+    pub batch: usize,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        Self { expiry_sweep_ms: 1000, batch: 64 }
+    }
+}
+
+/// One registered node.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// What kind of agency it is.
+    pub kind: NodeKind,
+    /// ISO 3166-1 alpha-2 country, e.g. `DE`; `EU` for Union agencies.
+    pub country: String,
+    /// What it may do; defaults by kind (auditor: audit; others: publish, subscribe, lookup).
+    pub roles: Option<Vec<Role>>,
+    /// A human label for tables, e.g. "Bundeskriminalamt".
+    #[serde(default)]
+    pub name: String,
+}
+
+/// A registered node, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeInfo {
+    /// The node id.
+    pub id: NodeId,
+    /// Its kind.
+    pub kind: NodeKind,
+    /// Its country.
+    pub country: String,
+    /// Its roles.
+    pub roles: Vec<Role>,
+    /// Its display name (the id when none is configured).
+    pub name: String,
+}
+
+impl NodeInfo {
+    /// True if the node holds `role`.
+    pub fn has(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+}
+
+impl GatewayConfig {
+    /// Reads, parses and validates `path`, resolving relative paths against its directory.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let mut config: Self = toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_owned(), source })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.resolve_paths(base);
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Makes relative paths relative to `base`.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        fix(&mut self.pki_dir);
+        fix(&mut self.data_dir);
+        self.crls.iter_mut().for_each(fix);
+    }
+
+    /// Checks every value, naming the first bad key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: String, message: String| Err(ConfigError::Invalid { key, message });
+        if self.nodes.is_empty() {
+            return bad("nodes".into(), "at least one node must be registered".into());
+        }
+        for (id, node) in &self.nodes {
+            if let Err(e) = NodeId::new(id.clone()) {
+                return bad(format!("nodes.{id}"), e.to_string());
+            }
+            let country_ok = isx_core::validate::is_country(&node.country);
+            if !country_ok {
+                return bad(format!("nodes.{id}.country"), format!("{:?} is not a two-letter upper-case code such as \"DE\" or \"EU\"", node.country));
+            }
+            if node.roles.as_ref().is_some_and(|r| r.is_empty()) {
+                return bad(format!("nodes.{id}.roles"), "is empty; omit it for the defaults of the node's kind".into());
+            }
+        }
+        if self.limits.max_alert_bytes < 1024 {
+            return bad("limits.max_alert_bytes".into(), "must be at least 1024".into());
+        }
+        if self.delivery.batch == 0 {
+            return bad("delivery.batch".into(), "must be at least 1".into());
+        }
+        if self.delivery.expiry_sweep_ms == 0 {
+            return bad("delivery.expiry_sweep_ms".into(), "must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// The registered nodes, resolved, in id order.
+    pub fn node_infos(&self) -> Vec<NodeInfo> {
+        self.nodes
+            .iter()
+            .map(|(id, n)| NodeInfo {
+                id: NodeId::new(id.clone()).expect("validated"),
+                kind: n.kind,
+                country: n.country.clone(),
+                roles: n.roles.clone().unwrap_or_else(|| n.kind.default_roles()),
+                name: if n.name.is_empty() { id.clone() } else { n.name.clone() },
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<GatewayConfig, String> {
+        let config: GatewayConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        config.validate().map_err(|e| e.to_string())?;
+        Ok(config)
+    }
+
+    const BASE: &str = "pki_dir = \"pki\"\ndata_dir = \"data\"\n";
+
+    #[test]
+    fn table() {
+        let cases: &[(&str, Result<(), &str>)] = &[
+            ("[nodes.de-police]\nkind = \"national\"\ncountry = \"DE\"\n", Ok(())),
+            ("", Err("nodes: at least one node")),
+            ("[nodes.de-police]\nkind = \"national\"\ncountry = \"Germany\"\n", Err("nodes.de-police.country")),
+            ("[nodes.de-police]\nkind = \"navy\"\ncountry = \"DE\"\n", Err("unknown variant `navy`")),
+            ("[nodes.De]\nkind = \"national\"\ncountry = \"DE\"\n", Err("nodes.De")),
+            ("[nodes.x]\nkind = \"national\"\ncountry = \"DE\"\nroles = []\n", Err("nodes.x.roles")),
+            ("colour = 1\n[nodes.x]\nkind = \"national\"\ncountry = \"DE\"\n", Err("unknown field `colour`")),
+            ("[limits]\nmax_alert_bytes = 10\n[nodes.x]\nkind = \"national\"\ncountry = \"DE\"\n", Err("limits.max_alert_bytes")),
+        ];
+        for (text, expect) in cases {
+            let got = parse(&format!("{BASE}{text}"));
+            match (expect, got) {
+                (Ok(()), Ok(_)) => {}
+                (Err(needle), Err(msg)) => assert!(msg.contains(needle), "{text}: {msg}"),
+                (e, g) => panic!("{text}: expected {e:?}, got {g:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn default_roles_by_kind() {
+        let c = parse(&format!("{BASE}[nodes.auditor]\nkind = \"auditor\"\ncountry = \"EU\"\n[nodes.europol]\nkind = \"europol\"\ncountry = \"EU\"\n")).unwrap();
+        let infos = c.node_infos();
+        assert_eq!(infos[0].roles, vec![Role::Audit]);
+        assert!(infos[1].has(Role::Subscribe) && !infos[1].has(Role::Audit));
+    }
+
+    #[test]
+    fn relative_paths_follow_the_file() {
+        let mut c = parse(&format!("{BASE}[nodes.x]\nkind = \"national\"\ncountry = \"DE\"\n")).unwrap();
+        c.resolve_paths(Path::new("/etc/isx"));
+        assert_eq!(c.pki_dir, PathBuf::from("/etc/isx/pki"));
+    }
+}

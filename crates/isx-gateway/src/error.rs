@@ -1,0 +1,116 @@
+//! Request errors and their mapping to gRPC status codes.
+
+use isx_core::{Role, ValidationError};
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::commit::CommitError;
+use crate::store::StoreError;
+
+/// The metadata key that names the acting officer.
+pub const OFFICER_HEADER: &str = "x-isx-officer";
+
+/// Why a request was refused. Converted to [`Status`] at the RPC edge.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// The connection carries no verified node identity.
+    #[error("no verified client certificate on this connection")]
+    Unauthenticated,
+    /// The caller lacks a role.
+    #[error("rule role-{role}: node {node} does not hold the '{role}' role")]
+    MissingRole {
+        /// The caller.
+        node: String,
+        /// The role needed.
+        role: Role,
+    },
+    /// The `x-isx-officer` metadata is missing.
+    #[error("x-isx-officer request metadata is required: it names the officer acting (LED Art. 25)")]
+    MissingOfficer,
+    /// The `x-isx-officer` metadata is malformed.
+    #[error("x-isx-officer: {0}")]
+    BadOfficer(String),
+    /// The request is missing its alert.
+    #[error("alert: is required")]
+    MissingAlert,
+    /// The alert is larger than the configured limit.
+    #[error("alert is {size} bytes; the limit (limits.max_alert_bytes) is {limit}")]
+    TooLarge {
+        /// Encoded size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// One or more fields are invalid.
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    /// The alert claims another origin than the caller's certificate.
+    #[error("rule origin-is-caller: origin {origin:?} does not match the caller's certificate ({caller})")]
+    OriginMismatch {
+        /// The certificate identity.
+        caller: String,
+        /// The claimed origin.
+        origin: String,
+    },
+    /// The alert id was published before with different content.
+    #[error("alert_id {0} was already published with different content")]
+    Conflict(String),
+    /// An ack names a cursor that this node was never sent.
+    #[error("cursor {cursor} was never delivered to this node (highest delivered: {highest}); resubscribe and ack what you receive")]
+    CursorNotDelivered {
+        /// The cursor acked.
+        cursor: u64,
+        /// The highest cursor streamed to the node since the gateway started.
+        highest: u64,
+    },
+    /// Storage failed: no log, no share.
+    #[error("storage unavailable, nothing was disclosed: {0}")]
+    Storage(#[from] StoreError),
+    /// The group commit failed: no log, no share.
+    #[error("storage unavailable, nothing was disclosed: {0}")]
+    Commit(#[from] CommitError),
+}
+
+impl RequestError {
+    /// The gRPC code for this error.
+    pub fn code(&self) -> Code {
+        match self {
+            Self::Unauthenticated => Code::Unauthenticated,
+            Self::MissingRole { .. } | Self::OriginMismatch { .. } => Code::PermissionDenied,
+            Self::MissingOfficer | Self::BadOfficer(_) | Self::MissingAlert | Self::Invalid(_) => Code::InvalidArgument,
+            Self::TooLarge { .. } => Code::ResourceExhausted,
+            Self::Conflict(_) => Code::AlreadyExists,
+            Self::CursorNotDelivered { .. } => Code::FailedPrecondition,
+            Self::Storage(_) | Self::Commit(_) => Code::Unavailable,
+        }
+    }
+}
+
+impl From<RequestError> for Status {
+    fn from(e: RequestError) -> Self {
+        let code = e.code();
+        let message = e.to_string();
+        let mut details = ErrorDetails::new();
+        match &e {
+            RequestError::Invalid(v) => {
+                for violation in &v.violations {
+                    details.add_bad_request_violation(violation.field.clone(), violation.description.clone());
+                }
+            }
+            RequestError::MissingOfficer | RequestError::BadOfficer(_) => {
+                details.add_bad_request_violation(OFFICER_HEADER, message.clone());
+            }
+            RequestError::MissingAlert => {
+                details.add_bad_request_violation("alert", "is required");
+            }
+            RequestError::TooLarge { size, limit } => {
+                details.set_quota_failure(vec![tonic_types::QuotaViolation::new(
+                    "limits.max_alert_bytes",
+                    format!("alert is {size} bytes; the limit is {limit}"),
+                )]);
+            }
+            _ => return Status::new(code, message),
+        }
+        Status::with_error_details(code, message, details)
+    }
+}

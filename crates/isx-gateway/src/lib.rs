@@ -1,0 +1,31 @@
+//! The isx gateway: mutual-TLS identity, the `isx.v1.Exchange` service,
+//! routing, and the durable store-and-forward outbox.
+//!
+//! # Layout
+//! - [`config`]: the gateway TOML file, validated with the bad key named.
+//! - [`server`]: the TLS 1.3 accept loop, per-connection identity, and the
+//!   tonic router (Exchange, health, reflection). [`Gateway::serve`] is the
+//!   entry point.
+//! - [`service`]: the Exchange handlers: publish, subscribe, ack.
+//! - [`disclosure`]: the single seam that decides what each recipient gets.
+//! - [`store`]: sled trees for alerts, per-recipient outboxes and expiry.
+//! - [`commit`]: group commit, so that many publishes share one flush.
+//! - [`error`]: request errors and their gRPC status codes.
+//!
+//! # Invariants
+//! - A node's identity comes from its certificate, never from the request.
+//! - Nothing is acknowledged to a publisher, and no delivery is streamed,
+//!   before the publish's writes are flushed.
+#![forbid(unsafe_code)]
+
+pub mod commit;
+pub mod config;
+pub mod disclosure;
+pub mod error;
+pub mod server;
+pub mod service;
+pub mod store;
+
+pub use config::{ConfigError, GatewayConfig};
+pub use error::OFFICER_HEADER;
+pub use server::{Gateway, StartError};

@@ -1,0 +1,323 @@
+//! The gateway's durable state in sled: published alerts and per-recipient outboxes.
+//!
+//! # Trees
+//! - `alerts`: `alert_id` → [`StoredAlert`]: the alert as published, its
+//!   content digest and the receipt, kept until `expires_at` for idempotency
+//!   and onward-relay checks.
+//! - `outbox`: `node ‖ 0x00 ‖ seq` (seq big-endian) → [`OutboxEntry`]: one
+//!   delivery waiting for one recipient. `seq` comes from sled's persistent id
+//!   generator, so it grows across restarts and is the delivery cursor.
+//! - `expiry`: `expires_at_ms ‖ alert_id` → [`ExpiryRow`]: the outbox keys to
+//!   drop when the alert expires.
+//!
+//! A publish writes all three in one sled transaction; the caller then waits
+//! for a group commit (see `commit`) before it acknowledges anything.
+
+use isx_core::NodeId;
+use isx_core::wire::{Alert, Delivery, Receipt};
+use prost::Message;
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+
+/// A published alert as the gateway keeps it.
+#[derive(Clone, PartialEq, Message)]
+pub struct StoredAlert {
+    /// The alert as published, with `hops` set by the gateway.
+    #[prost(message, optional, tag = "1")]
+    pub alert: Option<Alert>,
+    /// SHA-256 of the alert as the publisher sent it.
+    #[prost(bytes = "vec", tag = "2")]
+    pub digest: Vec<u8>,
+    /// The receipt given to the publisher, returned again for a duplicate.
+    #[prost(message, optional, tag = "3")]
+    pub receipt: Option<Receipt>,
+}
+
+/// One delivery queued for one recipient.
+#[derive(Clone, PartialEq, Message)]
+pub struct OutboxEntry {
+    /// The recipient's view and its level.
+    #[prost(message, optional, tag = "1")]
+    pub delivery: Option<Delivery>,
+    /// When the entry stops being deliverable, Unix milliseconds.
+    #[prost(uint64, tag = "2")]
+    pub expires_ms: u64,
+}
+
+/// The outbox keys that expire with one alert.
+#[derive(Clone, PartialEq, Message)]
+pub struct ExpiryRow {
+    /// Keys in the `outbox` tree.
+    #[prost(bytes = "vec", repeated, tag = "1")]
+    pub outbox_keys: Vec<Vec<u8>>,
+}
+
+/// A storage failure. The gateway answers `UNAVAILABLE` and discloses nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// sled failed.
+    #[error("storage: {0}")]
+    Sled(#[from] sled::Error),
+    /// A stored value does not decode: the data directory is damaged.
+    #[error("stored {what} does not decode: {source}")]
+    Corrupt {
+        /// Which kind of value.
+        what: &'static str,
+        /// The decode error.
+        source: prost::DecodeError,
+    },
+}
+
+/// The result of [`Store::publish`].
+#[derive(Debug)]
+pub enum PublishOutcome {
+    /// The alert was new and is now stored with its deliveries.
+    Stored,
+    /// The same `alert_id` was published before with the same content.
+    Duplicate(Box<StoredAlert>),
+    /// The same `alert_id` was published before with different content.
+    Conflict,
+}
+
+/// What an expiry sweep removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expired {
+    /// The alert that expired.
+    pub alert_id: String,
+    /// How many undelivered copies were dropped.
+    pub undelivered: usize,
+}
+
+/// Handle to the gateway's sled trees. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    alerts: sled::Tree,
+    outbox: sled::Tree,
+    expiry: sled::Tree,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").finish_non_exhaustive()
+    }
+}
+
+fn outbox_key(node: &str, seq: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(node.len() + 9);
+    key.extend_from_slice(node.as_bytes());
+    key.push(0);
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+fn seq_of(key: &[u8]) -> u64 {
+    let tail: [u8; 8] = key[key.len() - 8..].try_into().expect("outbox keys end in 8 bytes");
+    u64::from_be_bytes(tail)
+}
+
+fn expiry_key(expires_ms: u64, alert_id: &str) -> Vec<u8> {
+    let mut key = expires_ms.to_be_bytes().to_vec();
+    key.extend_from_slice(alert_id.as_bytes());
+    key
+}
+
+fn decode<M: Message + Default>(what: &'static str, bytes: &[u8]) -> Result<M, StoreError> {
+    M::decode(bytes).map_err(|source| StoreError::Corrupt { what, source })
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`.
+    pub fn open(dir: &std::path::Path) -> Result<Self, StoreError> {
+        let db = sled::Config::new().path(dir).open()?;
+        Ok(Self {
+            alerts: db.open_tree("alerts")?,
+            outbox: db.open_tree("outbox")?,
+            expiry: db.open_tree("expiry")?,
+            db,
+        })
+    }
+
+    /// The underlying database, for the group committer.
+    pub fn db(&self) -> &sled::Db {
+        &self.db
+    }
+
+    /// A fresh delivery sequence number, larger than every earlier one.
+    pub fn next_seq(&self) -> Result<u64, StoreError> {
+        // generate_id starts at 0; cursors start at 1 so that 0 means "from the start".
+        Ok(self.db.generate_id()? + 1)
+    }
+
+    /// The stored alert with this id, if any.
+    pub fn alert(&self, alert_id: &str) -> Result<Option<StoredAlert>, StoreError> {
+        self.alerts.get(alert_id)?.map(|v| decode("alert", &v)).transpose()
+    }
+
+    /// Stores a new alert and its deliveries atomically, unless its id exists.
+    ///
+    /// `deliveries` pairs each recipient with its delivery and a sequence number from
+    /// [`Store::next_seq`]. Nothing is durable until the caller's group commit completes.
+    pub fn publish(&self, stored: &StoredAlert, deliveries: &[(NodeId, u64, Delivery)], expires_ms: u64) -> Result<PublishOutcome, StoreError> {
+        let alert_id = stored.alert.as_ref().map(|a| a.alert_id.as_str()).unwrap_or_default();
+        let stored_bytes = stored.encode_to_vec();
+        let entries: Vec<(Vec<u8>, Vec<u8>)> = deliveries
+            .iter()
+            .map(|(node, seq, delivery)| {
+                let entry = OutboxEntry { delivery: Some(delivery.clone()), expires_ms };
+                (outbox_key(node.as_str(), *seq), entry.encode_to_vec())
+            })
+            .collect();
+        let row = ExpiryRow { outbox_keys: entries.iter().map(|(k, _)| k.clone()).collect() }.encode_to_vec();
+        let ekey = expiry_key(expires_ms, alert_id);
+        let result = (&self.alerts, &self.outbox, &self.expiry).transaction(|(alerts, outbox, expiry)| {
+            if let Some(existing) = alerts.get(alert_id)? {
+                let existing: StoredAlert = StoredAlert::decode(&*existing)
+                    .map_err(|source| ConflictableTransactionError::Abort(StoreError::Corrupt { what: "alert", source }))?;
+                return Ok(if existing.digest == stored.digest {
+                    PublishOutcome::Duplicate(Box::new(existing))
+                } else {
+                    PublishOutcome::Conflict
+                });
+            }
+            alerts.insert(alert_id.as_bytes(), stored_bytes.as_slice())?;
+            for (key, value) in &entries {
+                outbox.insert(key.as_slice(), value.as_slice())?;
+            }
+            expiry.insert(ekey.as_slice(), row.as_slice())?;
+            Ok(PublishOutcome::Stored)
+        });
+        match result {
+            Ok(outcome) => Ok(outcome),
+            Err(TransactionError::Abort(e)) => Err(e),
+            Err(TransactionError::Storage(e)) => Err(e.into()),
+        }
+    }
+
+    /// Up to `limit` deliveries for `node` after `cursor`, skipping expired ones.
+    pub fn pending(&self, node: &NodeId, cursor: u64, limit: usize, now_ms: u64) -> Result<Vec<(u64, Delivery)>, StoreError> {
+        let start = outbox_key(node.as_str(), cursor.saturating_add(1));
+        let end = outbox_key(node.as_str(), u64::MAX);
+        let mut out = Vec::new();
+        for item in self.outbox.range(start..=end) {
+            let (key, value) = item?;
+            let entry: OutboxEntry = decode("outbox entry", &value)?;
+            if entry.expires_ms <= now_ms {
+                continue;
+            }
+            if let Some(delivery) = entry.delivery {
+                out.push((seq_of(&key), delivery));
+            }
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// How many deliveries wait for `node`.
+    pub fn backlog(&self, node: &NodeId) -> usize {
+        let mut prefix = node.as_str().as_bytes().to_vec();
+        prefix.push(0);
+        self.outbox.scan_prefix(prefix).count()
+    }
+
+    /// Releases every delivery for `node` up to and including `cursor`; returns how many.
+    pub fn ack(&self, node: &NodeId, cursor: u64) -> Result<u64, StoreError> {
+        let start = outbox_key(node.as_str(), 0);
+        let end = outbox_key(node.as_str(), cursor);
+        let mut released = 0;
+        let keys: Vec<sled::IVec> = self.outbox.range(start..=end).keys().collect::<Result<_, _>>()?;
+        for key in keys {
+            if self.outbox.remove(key)?.is_some() {
+                released += 1;
+            }
+        }
+        Ok(released)
+    }
+
+    /// Drops every alert and undelivered copy whose `expires_at` is at or before `now_ms`.
+    pub fn expire(&self, now_ms: u64) -> Result<Vec<Expired>, StoreError> {
+        let end = (now_ms.saturating_add(1)).to_be_bytes();
+        let mut expired = Vec::new();
+        let rows: Vec<(sled::IVec, sled::IVec)> = self.expiry.range(..end.as_slice()).collect::<Result<_, _>>()?;
+        for (key, value) in rows {
+            let row: ExpiryRow = decode("expiry row", &value)?;
+            let mut undelivered = 0;
+            for okey in &row.outbox_keys {
+                if self.outbox.remove(okey.as_slice())?.is_some() {
+                    undelivered += 1;
+                }
+            }
+            let alert_id = String::from_utf8_lossy(&key[8..]).into_owned();
+            self.alerts.remove(alert_id.as_bytes())?;
+            self.expiry.remove(key)?;
+            expired.push(Expired { alert_id, undelivered });
+        }
+        Ok(expired)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(id: &str, narrative: &str) -> StoredAlert {
+        let alert = Alert { alert_id: id.into(), narrative: narrative.into(), ..Default::default() };
+        StoredAlert { digest: isx_core::digest::content_digest(&alert).to_vec(), alert: Some(alert), receipt: Some(Receipt::default()) }
+    }
+
+    fn delivery(id: &str) -> Delivery {
+        Delivery { alert: Some(Alert { alert_id: id.into(), ..Default::default() }), ..Default::default() }
+    }
+
+    #[test]
+    fn publish_pending_ack_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let fr = NodeId::new("fr-police").unwrap();
+        let it = NodeId::new("it-police").unwrap();
+        let s1 = store.next_seq().unwrap();
+        let s2 = store.next_seq().unwrap();
+        assert!(s2 > s1 && s1 >= 1);
+        let out = store.publish(&stored("a1", "x"), &[(fr.clone(), s1, delivery("a1")), (it.clone(), s2, delivery("a1"))], 1000).unwrap();
+        assert!(matches!(out, PublishOutcome::Stored));
+        assert!(matches!(store.publish(&stored("a1", "x"), &[], 1000).unwrap(), PublishOutcome::Duplicate(_)));
+        assert!(matches!(store.publish(&stored("a1", "y"), &[], 1000).unwrap(), PublishOutcome::Conflict));
+
+        let s3 = store.next_seq().unwrap();
+        store.publish(&stored("a2", "z"), &[(fr.clone(), s3, delivery("a2"))], 5000).unwrap();
+        let got: Vec<u64> = store.pending(&fr, 0, 10, 0).unwrap().into_iter().map(|(s, _)| s).collect();
+        assert_eq!(got, vec![s1, s3]);
+        assert_eq!(store.pending(&fr, s1, 10, 0).unwrap().len(), 1);
+        assert_eq!(store.pending(&fr, 0, 1, 0).unwrap().len(), 1, "limit");
+        assert_eq!(store.pending(&fr, 0, 10, 1000).unwrap().len(), 1, "expired entries are skipped");
+
+        assert_eq!(store.ack(&fr, s1).unwrap(), 1);
+        assert_eq!(store.ack(&fr, s1).unwrap(), 0, "acking twice releases nothing");
+        assert_eq!(store.backlog(&fr), 1);
+        assert_eq!(store.backlog(&it), 1);
+
+        let expired = store.expire(1000).unwrap();
+        assert_eq!(expired, vec![Expired { alert_id: "a1".into(), undelivered: 1 }]);
+        assert_eq!(store.backlog(&it), 0);
+        assert!(store.alert("a1").unwrap().is_none());
+        assert!(store.alert("a2").unwrap().is_some());
+    }
+
+    #[test]
+    fn state_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let fr = NodeId::new("fr-police").unwrap();
+        let seq = {
+            let store = Store::open(dir.path()).unwrap();
+            let seq = store.next_seq().unwrap();
+            store.publish(&stored("a1", "x"), &[(fr.clone(), seq, delivery("a1"))], 9000).unwrap();
+            store.db().flush().unwrap();
+            seq
+        };
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.pending(&fr, 0, 10, 0).unwrap()[0].0, seq);
+        assert!(store.next_seq().unwrap() > seq);
+    }
+}

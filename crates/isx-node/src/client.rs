@@ -1,0 +1,149 @@
+//! A typed mTLS client for `isx.v1.Exchange`.
+
+use std::path::PathBuf;
+
+use isx_core::NodeId;
+use isx_core::wire::exchange_client::ExchangeClient;
+use isx_core::wire::{AckRequest, AckResponse, Alert, PublishRequest, PublishResponse, SubscribeRequest, SubscribeResponse};
+use isx_tls::config::IdentityFiles;
+use rustls_pki_types::ServerName;
+use tokio::net::TcpStream;
+use tonic::metadata::MetadataValue;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Status, Streaming};
+
+/// The metadata key that names the acting officer.
+pub const OFFICER_HEADER: &str = "x-isx-officer";
+
+/// Why a client could not be built or connect.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// TLS material is missing or invalid.
+    #[error(transparent)]
+    Tls(#[from] isx_tls::TlsError),
+    /// The gateway address is not `host:port`.
+    #[error("gateway address {0:?} is not host:port")]
+    BadAddress(String),
+    /// The officer name is not valid metadata.
+    #[error("officer {0:?} must be printable ASCII")]
+    BadOfficer(String),
+    /// The connection failed.
+    #[error("cannot connect to the gateway at {addr}: {source}")]
+    Connect {
+        /// The address.
+        addr: String,
+        /// The transport error.
+        source: tonic::transport::Error,
+    },
+}
+
+/// How to reach the gateway and as whom.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// The node identity whose certificate to present.
+    pub node: NodeId,
+    /// The PKI directory with `ca.crt`, `<node>.crt` and `<node>.key`.
+    pub pki_dir: PathBuf,
+    /// The gateway's `host:port`.
+    pub gateway: String,
+    /// The officer named in `x-isx-officer` on every call.
+    pub officer: String,
+}
+
+/// An mTLS connection to the gateway as one node.
+#[derive(Debug, Clone)]
+pub struct Client {
+    exchange: ExchangeClient<Channel>,
+    channel: Channel,
+    officer: MetadataValue<tonic::metadata::Ascii>,
+    node: NodeId,
+}
+
+fn server_name(host: &str) -> Result<ServerName<'static>, ClientError> {
+    ServerName::try_from(host.trim_start_matches('[').trim_end_matches(']').to_owned())
+        .map_err(|_| ClientError::BadAddress(host.to_owned()))
+}
+
+/// Opens an mTLS HTTP/2 channel to `gateway` presenting `files`' certificate.
+pub async fn connect_channel(gateway: &str, files: &IdentityFiles) -> Result<Channel, ClientError> {
+    let tls = isx_tls::client_config(files)?;
+    let (host, _port) = gateway.rsplit_once(':').ok_or_else(|| ClientError::BadAddress(gateway.to_owned()))?;
+    let name = server_name(host)?;
+    let addr = gateway.to_owned();
+    let endpoint = Endpoint::from_shared(format!("http://{gateway}"))
+        .map_err(|_| ClientError::BadAddress(gateway.to_owned()))?
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(std::time::Duration::from_secs(30));
+    let connector = tokio_rustls::TlsConnector::from(tls);
+    endpoint
+        .connect_with_connector(tower::service_fn(move |_uri| {
+            let (connector, name, addr) = (connector.clone(), name.clone(), addr.clone());
+            async move {
+                let tcp = TcpStream::connect(&addr).await?;
+                tcp.set_nodelay(true)?;
+                let tls = connector.connect(name, tcp).await?;
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
+            }
+        }))
+        .await
+        .map_err(|source| ClientError::Connect { addr: gateway.to_owned(), source })
+}
+
+impl Client {
+    /// Connects to the gateway as `opts.node`.
+    pub async fn connect(opts: &ClientOptions) -> Result<Self, ClientError> {
+        let officer = MetadataValue::try_from(opts.officer.as_str()).map_err(|_| ClientError::BadOfficer(opts.officer.clone()))?;
+        let files = IdentityFiles::in_dir(&opts.pki_dir, opts.node.as_str());
+        let channel = connect_channel(&opts.gateway, &files).await?;
+        let exchange = ExchangeClient::new(channel.clone()).max_decoding_message_size(16 * 1024 * 1024);
+        Ok(Self { exchange, channel, officer, node: opts.node.clone() })
+    }
+
+    /// The node this client acts as.
+    pub fn node(&self) -> &NodeId {
+        &self.node
+    }
+
+    /// The underlying channel, for other services on the gateway (health, audit).
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
+    /// A copy that names another officer.
+    pub fn with_officer(&self, officer: &str) -> Result<Self, ClientError> {
+        let officer = MetadataValue::try_from(officer).map_err(|_| ClientError::BadOfficer(officer.to_owned()))?;
+        Ok(Self { officer, ..self.clone() })
+    }
+
+    /// A copy that sends no `x-isx-officer` (to test that the gateway refuses it).
+    pub fn without_officer(&self) -> Self {
+        Self { officer: MetadataValue::from_static(""), ..self.clone() }
+    }
+
+    /// Wraps `msg` in a request that carries the officer.
+    pub fn request<T>(&self, msg: T) -> Request<T> {
+        let mut req = Request::new(msg);
+        if !self.officer.is_empty() {
+            req.metadata_mut().insert(OFFICER_HEADER, self.officer.clone());
+        }
+        req
+    }
+
+    /// Publishes an alert and returns the receipt.
+    pub async fn publish(&self, alert: Alert) -> Result<PublishResponse, Status> {
+        let req = self.request(PublishRequest { alert: Some(alert) });
+        Ok(self.exchange.clone().publish(req).await?.into_inner())
+    }
+
+    /// Opens the delivery stream after `after_cursor` (0: the oldest unacknowledged).
+    pub async fn subscribe(&self, after_cursor: u64) -> Result<Streaming<SubscribeResponse>, Status> {
+        let req = self.request(SubscribeRequest { after_cursor });
+        Ok(self.exchange.clone().subscribe(req).await?.into_inner())
+    }
+
+    /// Acknowledges every delivery up to `cursor`.
+    pub async fn ack(&self, cursor: u64) -> Result<AckResponse, Status> {
+        let req = self.request(AckRequest { cursor });
+        Ok(self.exchange.clone().ack(req).await?.into_inner())
+    }
+}

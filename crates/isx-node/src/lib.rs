@@ -1,0 +1,23 @@
+//! The isx client library and the mock agency node.
+//!
+//! # Layout
+//! - [`client`]: [`Client`], a typed mTLS client for `isx.v1.Exchange` that
+//!   sets `x-isx-officer` on every call.
+//! - [`config`]: the node TOML file (`deploy/local/nodes/<id>.toml`).
+//! - [`inbox`]: the node's own sled store of received alerts, deduplicated by
+//!   `alert_id`, and a way to wait for arrivals.
+//! - [`mock`]: [`MockNode`], which subscribes, stores, acknowledges, and
+//!   reconnects with back-off.
+//!
+//! The gateway never depends on this crate.
+#![forbid(unsafe_code)]
+
+pub mod client;
+pub mod config;
+pub mod inbox;
+pub mod mock;
+
+pub use client::{Client, ClientError, ClientOptions};
+pub use config::NodeConfig;
+pub use inbox::{Inbox, Received};
+pub use mock::{MockNode, NodeEvent};

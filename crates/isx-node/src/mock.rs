@@ -1,0 +1,130 @@
+//! The mock agency node: subscribe, store, acknowledge, reconnect.
+
+use std::time::Duration;
+
+use isx_core::wire::subscribe_response::Event;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::client::{Client, ClientOptions};
+use crate::inbox::{Inbox, InboxError, Received};
+
+/// What the node reports as it runs.
+#[derive(Debug, Clone)]
+pub enum NodeEvent {
+    /// Subscribed to the gateway.
+    Connected,
+    /// An alert arrived. `new` is false for a duplicate that was dropped.
+    Delivered {
+        /// The stored record.
+        record: Box<Received>,
+        /// False if the alert had already been received.
+        new: bool,
+    },
+    /// The connection or stream ended; the node will retry.
+    Disconnected {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A mock agency node.
+#[derive(Debug)]
+pub struct MockNode {
+    options: ClientOptions,
+    inbox: Inbox,
+    events: Option<mpsc::UnboundedSender<NodeEvent>>,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+impl MockNode {
+    /// Opens the node's store under `data_dir`.
+    pub fn open(options: ClientOptions, data_dir: &std::path::Path) -> Result<Self, InboxError> {
+        std::fs::create_dir_all(data_dir).map_err(|e| InboxError::Sled(e.into()))?;
+        Ok(Self { inbox: Inbox::open(data_dir)?, options, events: None })
+    }
+
+    /// Sends every [`NodeEvent`] to `tx`.
+    pub fn with_events(mut self, tx: mpsc::UnboundedSender<NodeEvent>) -> Self {
+        self.events = Some(tx);
+        self
+    }
+
+    /// The node's store, to inspect or wait on while it runs.
+    pub fn inbox(&self) -> Inbox {
+        self.inbox.clone()
+    }
+
+    fn emit(&self, event: NodeEvent) {
+        if let Some(tx) = &self.events {
+            let _ = tx.send(event);
+        }
+    }
+
+    /// Runs until `shutdown`: subscribes, stores each delivery, acks it, and
+    /// reconnects with exponential back-off (100 ms up to 5 s) when the stream ends.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut backoff = Duration::from_millis(100);
+        while !shutdown.is_cancelled() {
+            let reason = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                r = self.session(&mut backoff) => r,
+            };
+            debug!(node = %self.options.node, %reason, "disconnected");
+            self.emit(NodeEvent::Disconnected { reason });
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    /// One connection: returns why it ended.
+    async fn session(&self, backoff: &mut Duration) -> String {
+        let client = match Client::connect(&self.options).await {
+            Ok(c) => c,
+            Err(e) => return e.to_string(),
+        };
+        let mut stream = match client.subscribe(0).await {
+            Ok(s) => s,
+            Err(e) => return format!("subscribe refused: {} ({:?})", e.message(), e.code()),
+        };
+        *backoff = Duration::from_millis(100);
+        info!(node = %self.options.node, "subscribed");
+        self.emit(NodeEvent::Connected);
+        loop {
+            let msg = match stream.message().await {
+                Ok(Some(m)) => m,
+                Ok(None) => return "stream closed by the gateway".into(),
+                Err(e) => return format!("stream error: {} ({:?})", e.message(), e.code()),
+            };
+            let Some(Event::Delivery(delivery)) = msg.event else { continue };
+            let alert_id = delivery.alert.as_ref().map(|a| a.alert_id.clone()).unwrap_or_default();
+            let new = match self.inbox.store(msg.cursor, delivery, now_ms()).await {
+                Ok(new) => new,
+                Err(e) => {
+                    warn!(node = %self.options.node, error = %e, "cannot store a delivery; not acknowledging it");
+                    return e.to_string();
+                }
+            };
+            if let Err(e) = client.ack(msg.cursor).await {
+                return format!("ack refused: {} ({:?})", e.message(), e.code());
+            }
+            if let Ok(Some(record)) = self.inbox.get(&alert_id) {
+                self.emit(NodeEvent::Delivered { record: Box::new(record), new });
+            }
+        }
+    }
+}
+
+impl MockNode {
+    /// A node over an inbox that is already open (to restart a node in the same process).
+    pub fn with_inbox(options: ClientOptions, inbox: Inbox) -> Self {
+        Self { options, inbox, events: None }
+    }
+}

@@ -1,0 +1,331 @@
+//! An in-process topology: one gateway and its mock agencies.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use isx_core::{NodeId, NodeKind, Role};
+use isx_gateway::config::{DeliveryConfig, Limits, NodeConfig};
+use isx_gateway::{Gateway, GatewayConfig};
+use isx_node::{Client, ClientOptions, Inbox, MockNode, NodeEvent};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Why a topology could not start or change.
+#[derive(Debug, thiserror::Error)]
+pub enum TopologyError {
+    /// PKI generation failed.
+    #[error(transparent)]
+    Pki(#[from] isx_tls::pki::PkiError),
+    /// The gateway did not start.
+    #[error("gateway: {0}")]
+    Gateway(#[from] isx_gateway::StartError),
+    /// The gateway config is invalid.
+    #[error("gateway config: {0}")]
+    Config(#[from] isx_gateway::ConfigError),
+    /// A node could not start.
+    #[error("node {node}: {message}")]
+    Node {
+        /// Which node.
+        node: String,
+        /// What failed.
+        message: String,
+    },
+    /// A client could not connect.
+    #[error(transparent)]
+    Client(#[from] isx_node::ClientError),
+    /// Local I/O failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The node is not part of this topology.
+    #[error("no node {0:?} in this topology")]
+    UnknownNode(String),
+}
+
+/// One node of a topology.
+#[derive(Debug, Clone)]
+pub struct NodeSpec {
+    /// Node id.
+    pub id: NodeId,
+    /// Kind.
+    pub kind: NodeKind,
+    /// Country code.
+    pub country: String,
+    /// Roles; `None` for the kind's defaults.
+    pub roles: Option<Vec<Role>>,
+    /// Display name.
+    pub name: String,
+    /// Start a mock agency for this node (auditors usually have none).
+    pub run_mock: bool,
+}
+
+impl NodeSpec {
+    /// A node with the kind's default roles and a running mock agency.
+    pub fn new(id: &str, kind: NodeKind, country: &str, name: &str) -> Self {
+        Self {
+            id: NodeId::new(id).expect("valid node id"),
+            kind,
+            country: country.into(),
+            roles: None,
+            name: name.into(),
+            run_mock: kind != NodeKind::Auditor,
+        }
+    }
+}
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct TopologySpec {
+    /// The nodes.
+    pub nodes: Vec<NodeSpec>,
+    /// Gateway limits.
+    pub limits: Limits,
+    /// Store-and-forward tuning.
+    pub delivery: DeliveryConfig,
+}
+
+impl TopologySpec {
+    /// Three national police forces, Europol, Frontex and an auditor.
+    pub fn default_agencies() -> Self {
+        Self {
+            nodes: vec![
+                NodeSpec::new("de-police", NodeKind::National, "DE", "Bundeskriminalamt (DE)"),
+                NodeSpec::new("fr-police", NodeKind::National, "FR", "Police nationale (FR)"),
+                NodeSpec::new("it-police", NodeKind::National, "IT", "Polizia di Stato (IT)"),
+                NodeSpec::new("europol", NodeKind::Europol, "EU", "Europol"),
+                NodeSpec::new("frontex", NodeKind::Frontex, "EU", "Frontex"),
+                NodeSpec::new("auditor", NodeKind::Auditor, "EU", "Fundamental Rights auditor"),
+            ],
+            limits: Limits::default(),
+            delivery: DeliveryConfig { expiry_sweep_ms: 100, ..DeliveryConfig::default() },
+        }
+    }
+}
+
+struct Running {
+    shutdown: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl Running {
+    async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = self.task.await;
+    }
+}
+
+/// A running topology. Dropping it without [`Topology::shutdown`] leaves the
+/// tasks to end with the runtime.
+pub struct Topology {
+    dir: tempfile::TempDir,
+    spec: TopologySpec,
+    config: GatewayConfig,
+    addr: SocketAddr,
+    gateway: Option<Running>,
+    gateway_result: Option<mpsc::UnboundedReceiver<Result<(), String>>>,
+    nodes: BTreeMap<NodeId, Running>,
+    inboxes: BTreeMap<NodeId, Inbox>,
+    events: Option<mpsc::UnboundedSender<(NodeId, NodeEvent)>>,
+}
+
+impl std::fmt::Debug for Topology {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Topology").field("addr", &self.addr).field("nodes", &self.nodes.keys().collect::<Vec<_>>()).finish()
+    }
+}
+
+impl Topology {
+    /// Creates a PKI, starts the gateway and every mock agency.
+    pub async fn start(spec: TopologySpec) -> Result<Self, TopologyError> {
+        Self::start_with_events(spec, None).await
+    }
+
+    /// As [`Topology::start`], reporting every node event to `events`.
+    pub async fn start_with_events(spec: TopologySpec, events: Option<mpsc::UnboundedSender<(NodeId, NodeEvent)>>) -> Result<Self, TopologyError> {
+        let dir = tempfile::Builder::new().prefix("isx-topology-").tempdir()?;
+        let pki = dir.path().join("pki");
+        let mut opts = isx_tls::pki::InitOptions::new(&pki);
+        opts.nodes = spec.nodes.iter().map(|n| n.id.clone()).collect();
+        isx_tls::pki::init(&opts)?;
+        let config = GatewayConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            pki_dir: pki,
+            data_dir: dir.path().join("gateway"),
+            crls: vec![],
+            limits: spec.limits.clone(),
+            delivery: spec.delivery.clone(),
+            nodes: spec
+                .nodes
+                .iter()
+                .map(|n| {
+                    (n.id.to_string(), NodeConfig { kind: n.kind, country: n.country.clone(), roles: n.roles.clone(), name: n.name.clone() })
+                })
+                .collect(),
+        };
+        config.validate()?;
+        let listener = TcpListener::bind(config.listen).await?;
+        let addr = listener.local_addr()?;
+        let mut topo = Self {
+            dir,
+            spec,
+            config,
+            addr,
+            gateway: None,
+            gateway_result: None,
+            nodes: BTreeMap::new(),
+            inboxes: BTreeMap::new(),
+            events,
+        };
+        topo.launch_gateway(listener)?;
+        let mocks: Vec<NodeId> = topo.spec.nodes.iter().filter(|n| n.run_mock).map(|n| n.id.clone()).collect();
+        for id in mocks {
+            topo.start_node(id.as_str()).await?;
+        }
+        Ok(topo)
+    }
+
+    fn launch_gateway(&mut self, listener: TcpListener) -> Result<(), TopologyError> {
+        let gateway = Gateway::open(self.config.clone())?;
+        let shutdown = CancellationToken::new();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let token = shutdown.clone();
+        let task = tokio::spawn(async move {
+            let result = gateway.serve(listener, token).await.map_err(|e| e.to_string());
+            let _ = tx.send(result);
+        });
+        self.gateway = Some(Running { shutdown, task });
+        self.gateway_result = Some(rx);
+        Ok(())
+    }
+
+    /// The gateway's address.
+    pub fn gateway_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The PKI directory (CA, gateway and node certificates).
+    pub fn pki_dir(&self) -> PathBuf {
+        self.config.pki_dir.clone()
+    }
+
+    /// The temporary root directory.
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The gateway configuration in force.
+    pub fn gateway_config(&self) -> &GatewayConfig {
+        &self.config
+    }
+
+    fn node_id(&self, node: &str) -> Result<NodeId, TopologyError> {
+        self.spec.nodes.iter().find(|n| n.id.as_str() == node).map(|n| n.id.clone()).ok_or_else(|| TopologyError::UnknownNode(node.into()))
+    }
+
+    /// Options for a client acting as `node`.
+    pub fn client_options(&self, node: &str) -> Result<ClientOptions, TopologyError> {
+        let id = self.node_id(node)?;
+        Ok(ClientOptions {
+            officer: format!("officer@{id}"),
+            node: id,
+            pki_dir: self.config.pki_dir.clone(),
+            gateway: format!("localhost:{}", self.addr.port()),
+        })
+    }
+
+    /// A connected client acting as `node`.
+    pub async fn client(&self, node: &str) -> Result<Client, TopologyError> {
+        Ok(Client::connect(&self.client_options(node)?).await?)
+    }
+
+    /// The inbox of `node`'s mock agency (also while it is stopped).
+    pub fn inbox(&self, node: &str) -> Inbox {
+        self.inboxes.get(&NodeId::new(node).expect("valid node id")).cloned().unwrap_or_else(|| panic!("{node} has no mock agency"))
+    }
+
+    /// Starts (or restarts) `node`'s mock agency.
+    pub async fn start_node(&mut self, node: &str) -> Result<(), TopologyError> {
+        let id = self.node_id(node)?;
+        if self.nodes.contains_key(&id) {
+            return Ok(());
+        }
+        let data = self.dir.path().join("nodes").join(id.as_str());
+        // Reuse the open inbox across restarts: sled allows one handle per directory.
+        let mock = match self.inboxes.get(&id) {
+            Some(inbox) => MockNode::with_inbox(self.client_options(node)?, inbox.clone()),
+            None => MockNode::open(self.client_options(node)?, &data).map_err(|e| TopologyError::Node { node: node.into(), message: e.to_string() })?,
+        };
+        let mock = match &self.events {
+            Some(events) => {
+                let (tx, mut rx) = mpsc::unbounded_channel();
+                let (events, id) = (events.clone(), id.clone());
+                tokio::spawn(async move {
+                    while let Some(e) = rx.recv().await {
+                        let _ = events.send((id.clone(), e));
+                    }
+                });
+                mock.with_events(tx)
+            }
+            None => mock,
+        };
+        self.inboxes.insert(id.clone(), mock.inbox());
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(mock.run(shutdown.clone()));
+        self.nodes.insert(id, Running { shutdown, task });
+        Ok(())
+    }
+
+    /// Stops `node`'s mock agency; its inbox stays readable.
+    pub async fn stop_node(&mut self, node: &str) -> Result<(), TopologyError> {
+        let id = self.node_id(node)?;
+        if let Some(running) = self.nodes.remove(&id) {
+            running.stop().await;
+        }
+        Ok(())
+    }
+
+    /// Stops the gateway and waits until its store is closed.
+    pub async fn stop_gateway(&mut self) -> Result<(), TopologyError> {
+        if let Some(running) = self.gateway.take() {
+            running.stop().await;
+        }
+        if let Some(mut rx) = self.gateway_result.take()
+            && let Some(Err(e)) = rx.recv().await
+        {
+            return Err(TopologyError::Node { node: "gateway".into(), message: e });
+        }
+        Ok(())
+    }
+
+    /// Starts the gateway again on the same address and data.
+    pub async fn start_gateway(&mut self) -> Result<(), TopologyError> {
+        if self.gateway.is_some() {
+            return Ok(());
+        }
+        let listener = TcpListener::bind(self.addr).await?;
+        self.launch_gateway(listener)
+    }
+
+    /// Stops the gateway and starts it again on the same address and data.
+    pub async fn restart_gateway(&mut self) -> Result<(), TopologyError> {
+        self.stop_gateway().await?;
+        self.start_gateway().await
+    }
+
+    /// Stops every node and the gateway, and removes the temporary data.
+    pub async fn shutdown(mut self) {
+        let nodes = std::mem::take(&mut self.nodes);
+        for (_, running) in nodes {
+            running.stop().await;
+        }
+        let _ = self.stop_gateway().await;
+    }
+
+    /// Shared handle to the spec this topology was started from.
+    pub fn spec(&self) -> Arc<TopologySpec> {
+        Arc::new(self.spec.clone())
+    }
+}

@@ -1,0 +1,127 @@
+//! rustls configurations for the gateway (server) and the nodes (clients).
+//!
+//! Both sides speak TLS 1.3 only, with the ring provider, and offer ALPN `h2`.
+//! The server requires a client certificate issued by the isx CA and, when
+//! given, checks it against certificate revocation lists.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::RootCertStore;
+use rustls::server::WebPkiClientVerifier;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
+
+use crate::ALPN_H2;
+
+/// Why a TLS configuration could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A PEM file is missing or unreadable.
+    #[error("cannot read {path}: {source}. Run `isx pki init --dir {dir}` to create a development PKI", dir = .path.parent().map(|p| p.display().to_string()).unwrap_or_default())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: rustls_pki_types::pem::Error,
+    },
+    /// A PEM file holds no certificate or key.
+    #[error("{0} holds no PEM certificate")]
+    Empty(PathBuf),
+    /// rustls refused the material.
+    #[error("TLS configuration for {what}: {source}")]
+    Rustls {
+        /// Which configuration.
+        what: String,
+        /// The rustls error.
+        source: rustls::Error,
+    },
+    /// The client verifier could not be built (e.g. a bad CRL).
+    #[error("client certificate verifier: {0}")]
+    Verifier(String),
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Reads every certificate in a PEM file.
+pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|source| TlsError::Read { path: path.to_owned(), source })?;
+    if certs.is_empty() {
+        return Err(TlsError::Empty(path.to_owned()));
+    }
+    Ok(certs)
+}
+
+/// Reads a PEM private key.
+pub fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_file(path).map_err(|source| TlsError::Read { path: path.to_owned(), source })
+}
+
+fn roots(ca: &Path) -> Result<RootCertStore, TlsError> {
+    let mut store = RootCertStore::empty();
+    for cert in read_certs(ca)? {
+        store.add(cert).map_err(|source| TlsError::Rustls { what: format!("CA {}", ca.display()), source })?;
+    }
+    Ok(store)
+}
+
+/// The PEM files of one identity inside a PKI directory.
+#[derive(Debug, Clone)]
+pub struct IdentityFiles {
+    /// `DIR/ca.crt`.
+    pub ca: PathBuf,
+    /// `DIR/NAME.crt`.
+    pub cert: PathBuf,
+    /// `DIR/NAME.key`.
+    pub key: PathBuf,
+}
+
+impl IdentityFiles {
+    /// The files of `name` (a node id or `gateway`) in `dir`.
+    pub fn in_dir(dir: &Path, name: &str) -> Self {
+        Self { ca: dir.join("ca.crt"), cert: dir.join(format!("{name}.crt")), key: dir.join(format!("{name}.key")) }
+    }
+}
+
+/// The gateway's TLS server configuration: TLS 1.3, client certificate required.
+///
+/// `crls` are PEM files of revocation lists issued by the CA; a revoked client
+/// certificate fails the handshake.
+pub fn server_config(files: &IdentityFiles, crls: &[PathBuf]) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let mut crl_ders = Vec::new();
+    for path in crls {
+        let list = CertificateRevocationListDer::pem_file_iter(path)
+            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+            .map_err(|source| TlsError::Read { path: path.clone(), source })?;
+        crl_ders.extend(list);
+    }
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots(&files.ca)?), provider())
+        .with_crls(crl_ders)
+        .build()
+        .map_err(|e| TlsError::Verifier(e.to_string()))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|source| TlsError::Rustls { what: "gateway".into(), source })?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(read_certs(&files.cert)?, read_key(&files.key)?)
+        .map_err(|source| TlsError::Rustls { what: format!("gateway certificate {}", files.cert.display()), source })?;
+    config.alpn_protocols = vec![ALPN_H2.to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// A node's TLS client configuration: TLS 1.3, trusting only the isx CA,
+/// presenting the node's certificate.
+pub fn client_config(files: &IdentityFiles) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let mut config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|source| TlsError::Rustls { what: "client".into(), source })?
+        .with_root_certificates(roots(&files.ca)?)
+        .with_client_auth_cert(read_certs(&files.cert)?, read_key(&files.key)?)
+        .map_err(|source| TlsError::Rustls { what: format!("client certificate {}", files.cert.display()), source })?;
+    config.alpn_protocols = vec![ALPN_H2.to_vec()];
+    Ok(Arc::new(config))
+}
