@@ -81,7 +81,12 @@ impl Who {
         }
         let node = isx_core::NodeId::new(self.node.clone().unwrap_or_default()).context("--as")?;
         let officer = self.officer.clone().context("--officer is required (or ISX_OFFICER, or --node-config with an officer): it names the person acting, for the audit log")?;
-        Ok(ClientOptions { node, pki_dir: self.pki.clone().unwrap_or_default(), gateway: self.gateway.clone(), officer })
+        Ok(ClientOptions {
+            node,
+            pki_dir: self.pki.clone().unwrap_or_default(),
+            gateway: self.gateway.clone(),
+            officer,
+        })
     }
 }
 
@@ -89,7 +94,10 @@ fn read_alert(file: &PathBuf) -> Result<Alert> {
     let (text, name) = if file.as_os_str() == "-" {
         (std::io::read_to_string(std::io::stdin()).context("reading standard input")?, "<stdin>".to_owned())
     } else {
-        (std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?, file.display().to_string())
+        (
+            std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?,
+            file.display().to_string(),
+        )
     };
     Ok(from_json::<Alert>(&text, &name)?)
 }
@@ -119,7 +127,10 @@ pub async fn run(cmd: AlertCommand) -> Result<ExitCode> {
         }
         AlertCommand::Watch { who, json, no_ack, after, count } => {
             let client = Client::connect(&who.options()?).await?;
-            let mut stream = client.subscribe(after).await.map_err(|s| anyhow::anyhow!("subscribe refused: {} ({:?})", s.message(), s.code()))?;
+            let mut stream = client
+                .subscribe(after)
+                .await
+                .map_err(|s| anyhow::anyhow!("subscribe refused: {} ({:?})", s.message(), s.code()))?;
             if !json {
                 eprintln!("watching deliveries for {} (Ctrl-C to stop)", client.node());
             }
@@ -129,7 +140,10 @@ pub async fn run(cmd: AlertCommand) -> Result<ExitCode> {
                     _ = tokio::signal::ctrl_c() => break,
                     m = stream.message() => m,
                 };
-                let Some(msg) = msg.map_err(|s| anyhow::anyhow!("stream ended: {} ({:?})", s.message(), s.code()))? else { break };
+                let Some(msg) = msg.map_err(|s| anyhow::anyhow!("stream ended: {} ({:?})", s.message(), s.code()))?
+                else {
+                    break;
+                };
                 let Some(Event::Delivery(delivery)) = msg.event else { continue };
                 if json {
                     let mut value = to_json_value(&delivery);

@@ -115,8 +115,13 @@ struct NodeArgs {
 }
 
 fn init_logging(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("ISX_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ISX_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 /// Cancels the token on Ctrl-C or SIGTERM.
@@ -124,7 +129,8 @@ fn cancel_on_signal(token: CancellationToken) {
     tokio::spawn(async move {
         #[cfg(unix)]
         {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = term.recv() => {}
@@ -147,7 +153,9 @@ async fn gateway(args: GatewayArgs) -> Result<()> {
     if let Some(listen) = args.listen {
         config.listen = listen;
     }
-    let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
     let gateway = isx_gateway::Gateway::open(config)?;
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone());
@@ -163,7 +171,12 @@ async fn node(args: NodeArgs) -> Result<()> {
     if let Some(gateway) = args.gateway {
         config.gateway = gateway;
     }
-    let options = isx_node::ClientOptions { node: config.id.clone(), pki_dir: config.pki_dir.clone(), gateway: config.gateway.clone(), officer: config.officer.clone() };
+    let options = isx_node::ClientOptions {
+        node: config.id.clone(),
+        pki_dir: config.pki_dir.clone(),
+        gateway: config.gateway.clone(),
+        officer: config.officer.clone(),
+    };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let node = isx_node::MockNode::open(options, &config.data_dir)?.with_events(tx);
     println!("{} node: {} alerts in its store; connecting to {}", config.id, node.inbox().len(), config.gateway);
@@ -184,13 +197,19 @@ async fn node(args: NodeArgs) -> Result<()> {
 fn pki(cmd: PkiCommand) -> Result<()> {
     match cmd {
         PkiCommand::Init { dir, nodes, gateway_names, days, force } => {
-            let nodes = nodes.into_iter().map(isx_core::NodeId::new).collect::<Result<Vec<_>, _>>().context("--nodes")?;
-            let opts = isx_tls::pki::InitOptions { dir, nodes, gateway_names, force, validity: time::Duration::days(days) };
+            let nodes =
+                nodes.into_iter().map(isx_core::NodeId::new).collect::<Result<Vec<_>, _>>().context("--nodes")?;
+            let opts =
+                isx_tls::pki::InitOptions { dir, nodes, gateway_names, force, validity: time::Duration::days(days) };
             let summary = isx_tls::pki::init(&opts)?;
             for file in &summary.files {
                 println!("wrote {}", file.display());
             }
-            println!("development PKI ready in {} ({} node identities, valid {days} days)", opts.dir.display(), opts.nodes.len());
+            println!(
+                "development PKI ready in {} ({} node identities, valid {days} days)",
+                opts.dir.display(),
+                opts.nodes.len()
+            );
         }
         PkiCommand::Issue { dir, node, days } => {
             let node = isx_core::NodeId::new(node).context("NODE")?;

@@ -58,14 +58,8 @@ pub fn from_json<M: WireMessage>(text: &str, what: &str) -> Result<M, JsonError>
     let mut de = serde_json::Deserializer::from_str(text);
     let dynamic = DynamicMessage::deserialize(descriptor(M::TYPE_NAME), &mut de)
         .and_then(|m| de.end().map(|()| m))
-        .map_err(|source| JsonError::Parse {
-            message: what.to_owned(),
-            type_name: M::TYPE_NAME.to_owned(),
-            source,
-        })?;
-    dynamic
-        .transcode_to::<M>()
-        .map_err(|e| JsonError::Convert(e.to_string(), M::TYPE_NAME.to_owned()))
+        .map_err(|source| JsonError::Parse { message: what.to_owned(), type_name: M::TYPE_NAME.to_owned(), source })?;
+    dynamic.transcode_to::<M>().map_err(|e| JsonError::Convert(e.to_string(), M::TYPE_NAME.to_owned()))
 }
 
 /// Writes `message` in canonical JSON with the `.proto` field names, pretty-printed.
@@ -77,9 +71,7 @@ pub fn to_json<M: WireMessage>(message: &M) -> String {
 /// Writes `message` as a `serde_json::Value` (proto field names, defaults omitted).
 pub fn to_json_value<M: WireMessage>(message: &M) -> serde_json::Value {
     let mut dynamic = DynamicMessage::new(descriptor(M::TYPE_NAME));
-    dynamic
-        .transcode_from(message)
-        .expect("a generated message transcodes into its own descriptor");
+    dynamic.transcode_from(message).expect("a generated message transcodes into its own descriptor");
     let options = SerializeOptions::new().use_proto_field_name(true).stringify_64_bit_integers(true);
     dynamic
         .serialize_with_options(serde_json::value::Serializer, &options)

@@ -10,8 +10,8 @@ use std::fmt;
 use crate::node::NodeId;
 use crate::timestamp::to_unix_millis;
 use crate::wire::{
-    Action, Alert, Category, DocumentKind, HandlingCode, InfoReliability, ObjectKind, Pap,
-    SourceReliability, SpecialCategory, SubjectRole, Tlp,
+    Action, Alert, Category, DocumentKind, HandlingCode, InfoReliability, ObjectKind, Pap, SourceReliability,
+    SpecialCategory, SubjectRole, Tlp,
 };
 
 /// One bad field.
@@ -85,7 +85,14 @@ impl Check {
         }
     }
 
-    fn enum_set<E: Copy + PartialEq + fmt::Debug>(&mut self, field: &str, raw: i32, parsed: Option<E>, unspecified: E, names: &str) {
+    fn enum_set<E: Copy + PartialEq + fmt::Debug>(
+        &mut self,
+        field: &str,
+        raw: i32,
+        parsed: Option<E>,
+        unspecified: E,
+        names: &str,
+    ) {
         match parsed {
             None => self.fail(field, format!("{raw} is not a known value; use one of {names}")),
             Some(v) if v == unspecified => self.fail(field, format!("is required; use one of {names}")),
@@ -123,7 +130,8 @@ pub fn is_country(s: &str) -> bool {
 /// True for a ULID (26 Crockford base-32 characters) or a UUID (8-4-4-4-12 hex).
 pub fn is_alert_id(s: &str) -> bool {
     const CROCKFORD: &[u8] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-    let ulid = s.len() == 26 && s.bytes().all(|b| CROCKFORD.contains(&b.to_ascii_uppercase())) && s.as_bytes()[0] <= b'7';
+    let ulid =
+        s.len() == 26 && s.bytes().all(|b| CROCKFORD.contains(&b.to_ascii_uppercase())) && s.as_bytes()[0] <= b'7';
     let uuid = s.len() == 36
         && s.bytes().enumerate().all(|(i, b)| match i {
             8 | 13 | 18 | 23 => b == b'-',
@@ -181,20 +189,60 @@ pub fn validate_alert(alert: &Alert, now_ms: u64, limits: &TextLimits) -> Result
         }
     }
 
-    c.enum_set("category", alert.category, Category::try_from(alert.category).ok(), Category::Unspecified, "CATEGORY_TERRORISM, CATEGORY_MIGRANT_SMUGGLING, ...");
-    c.enum_set("action", alert.action, Action::try_from(alert.action).ok(), Action::Unspecified, &names_of(&[Action::Arrest, Action::Missing, Action::Check, Action::Seize, Action::Inform], |a| a.as_str_name()));
+    c.enum_set(
+        "category",
+        alert.category,
+        Category::try_from(alert.category).ok(),
+        Category::Unspecified,
+        "CATEGORY_TERRORISM, CATEGORY_MIGRANT_SMUGGLING, ...",
+    );
+    c.enum_set(
+        "action",
+        alert.action,
+        Action::try_from(alert.action).ok(),
+        Action::Unspecified,
+        &names_of(&[Action::Arrest, Action::Missing, Action::Check, Action::Seize, Action::Inform], |a| {
+            a.as_str_name()
+        }),
+    );
 
     match &alert.labels {
         None => c.fail("labels", "is required (at least tlp, handling_code and the two reliability codes)"),
         Some(l) => {
-            c.enum_set("labels.tlp", l.tlp, Tlp::try_from(l.tlp).ok(), Tlp::Unspecified, &names_of(&[Tlp::Clear, Tlp::Green, Tlp::Amber, Tlp::AmberStrict, Tlp::Red], |t| t.as_str_name()));
-            c.enum_set("labels.handling_code", l.handling_code, HandlingCode::try_from(l.handling_code).ok(), HandlingCode::Unspecified, &names_of(&[HandlingCode::H0, HandlingCode::H1, HandlingCode::H2, HandlingCode::H3], |h| h.as_str_name()));
+            c.enum_set(
+                "labels.tlp",
+                l.tlp,
+                Tlp::try_from(l.tlp).ok(),
+                Tlp::Unspecified,
+                &names_of(&[Tlp::Clear, Tlp::Green, Tlp::Amber, Tlp::AmberStrict, Tlp::Red], |t| t.as_str_name()),
+            );
+            c.enum_set(
+                "labels.handling_code",
+                l.handling_code,
+                HandlingCode::try_from(l.handling_code).ok(),
+                HandlingCode::Unspecified,
+                &names_of(&[HandlingCode::H0, HandlingCode::H1, HandlingCode::H2, HandlingCode::H3], |h| {
+                    h.as_str_name()
+                }),
+            );
             if l.handling_code == HandlingCode::H3 as i32 && l.handling_note.trim().is_empty() {
                 c.fail("labels.handling_note", "is required with HANDLING_CODE_H3");
             }
             c.text("labels.handling_note", &l.handling_note, limits.short);
-            c.enum_set("labels.source_reliability", l.source_reliability, SourceReliability::try_from(l.source_reliability).ok(), SourceReliability::Unspecified, "SOURCE_RELIABILITY_A, _B, _C, _X");
-            c.enum_set("labels.info_reliability", l.info_reliability, InfoReliability::try_from(l.info_reliability).ok(), InfoReliability::Unspecified, "INFO_RELIABILITY_1, _2, _3, _4");
+            c.enum_set(
+                "labels.source_reliability",
+                l.source_reliability,
+                SourceReliability::try_from(l.source_reliability).ok(),
+                SourceReliability::Unspecified,
+                "SOURCE_RELIABILITY_A, _B, _C, _X",
+            );
+            c.enum_set(
+                "labels.info_reliability",
+                l.info_reliability,
+                InfoReliability::try_from(l.info_reliability).ok(),
+                InfoReliability::Unspecified,
+                "INFO_RELIABILITY_1, _2, _3, _4",
+            );
             if Pap::try_from(l.pap).is_err() {
                 c.fail("labels.pap", format!("{} is not a known value", l.pap));
             }
@@ -223,7 +271,13 @@ pub fn validate_alert(alert: &Alert, now_ms: u64, limits: &TextLimits) -> Result
     c.list_len("subjects", alert.subjects.len(), limits.list);
     for (i, s) in alert.subjects.iter().enumerate() {
         let p = format!("subjects[{i}]");
-        c.enum_set(&format!("{p}.role"), s.role, SubjectRole::try_from(s.role).ok(), SubjectRole::Unspecified, "SUBJECT_ROLE_SUSPECT, _VICTIM, _WITNESS, _MISSING_PERSON, _CONTACT");
+        c.enum_set(
+            &format!("{p}.role"),
+            s.role,
+            SubjectRole::try_from(s.role).ok(),
+            SubjectRole::Unspecified,
+            "SUBJECT_ROLE_SUSPECT, _VICTIM, _WITNESS, _MISSING_PERSON, _CONTACT",
+        );
         if s.family_name.trim().is_empty() && s.documents.is_empty() {
             c.fail(format!("{p}.family_name"), "is required unless the subject has a document");
         }
@@ -236,14 +290,26 @@ pub fn validate_alert(alert: &Alert, now_ms: u64, limits: &TextLimits) -> Result
         c.list_len(&format!("{p}.documents"), s.documents.len(), limits.list);
         for (j, d) in s.documents.iter().enumerate() {
             let q = format!("{p}.documents[{j}]");
-            c.enum_set(&format!("{q}.kind"), d.kind, DocumentKind::try_from(d.kind).ok(), DocumentKind::Unspecified, "DOCUMENT_KIND_PASSPORT, _ID_CARD, _RESIDENCE_PERMIT, ...");
+            c.enum_set(
+                &format!("{q}.kind"),
+                d.kind,
+                DocumentKind::try_from(d.kind).ok(),
+                DocumentKind::Unspecified,
+                "DOCUMENT_KIND_PASSPORT, _ID_CARD, _RESIDENCE_PERMIT, ...",
+            );
             c.required_text(&format!("{q}.number"), &d.number, limits.short);
             c.country(&format!("{q}.issuing_country"), &d.issuing_country, true);
         }
         c.list_len(&format!("{p}.special_categories"), s.special_categories.len(), limits.list);
         for (j, sc) in s.special_categories.iter().enumerate() {
             let q = format!("{p}.special_categories[{j}]");
-            c.enum_set(&format!("{q}.category"), sc.category, SpecialCategory::try_from(sc.category).ok(), SpecialCategory::Unspecified, "SPECIAL_CATEGORY_HEALTH, _BIOMETRIC, ...");
+            c.enum_set(
+                &format!("{q}.category"),
+                sc.category,
+                SpecialCategory::try_from(sc.category).ok(),
+                SpecialCategory::Unspecified,
+                "SPECIAL_CATEGORY_HEALTH, _BIOMETRIC, ...",
+            );
             c.text(&format!("{q}.detail"), &sc.detail, limits.short);
         }
     }
@@ -251,7 +317,13 @@ pub fn validate_alert(alert: &Alert, now_ms: u64, limits: &TextLimits) -> Result
     c.list_len("objects", alert.objects.len(), limits.list);
     for (i, o) in alert.objects.iter().enumerate() {
         let p = format!("objects[{i}]");
-        c.enum_set(&format!("{p}.kind"), o.kind, ObjectKind::try_from(o.kind).ok(), ObjectKind::Unspecified, "OBJECT_KIND_VEHICLE, _FIREARM, _DOCUMENT, ...");
+        c.enum_set(
+            &format!("{p}.kind"),
+            o.kind,
+            ObjectKind::try_from(o.kind).ok(),
+            ObjectKind::Unspecified,
+            "OBJECT_KIND_VEHICLE, _FIREARM, _DOCUMENT, ...",
+        );
         c.required_text(&format!("{p}.identifier"), &o.identifier, limits.short);
         c.text(&format!("{p}.description"), &o.description, limits.short);
         c.country(&format!("{p}.country"), &o.country, false);
@@ -301,7 +373,11 @@ mod tests {
                 role: SubjectRole::Suspect as i32,
                 family_name: "Muster".into(),
                 date_of_birth: "1990-04-01".into(),
-                documents: vec![Document { kind: DocumentKind::Passport as i32, number: "C01X00T47".into(), issuing_country: "DE".into() }],
+                documents: vec![Document {
+                    kind: DocumentKind::Passport as i32,
+                    number: "C01X00T47".into(),
+                    issuing_country: "DE".into(),
+                }],
                 ..Default::default()
             }],
             ..Default::default()
@@ -348,7 +424,13 @@ mod tests {
         check(|a| a.narrative = "x".repeat(20_000), &["narrative"]);
         check(|a| a.forwarded_from = a.alert_id.clone(), &["forwarded_from"]);
         check(|a| a.hops = 2, &["hops"]);
-        check(|a| { a.purpose.clear(); a.category = 0; }, &["category", "purpose"]);
+        check(
+            |a| {
+                a.purpose.clear();
+                a.category = 0;
+            },
+            &["category", "purpose"],
+        );
     }
 
     #[test]

@@ -143,8 +143,10 @@ impl NodeInfo {
 impl GatewayConfig {
     /// Reads, parses and validates `path`, resolving relative paths against its directory.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        let mut config: Self = toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_owned(), source })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let mut config: Self =
+            toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_owned(), source })?;
         let base = path.parent().unwrap_or(Path::new("."));
         config.resolve_paths(base);
         config.validate()?;
@@ -175,10 +177,16 @@ impl GatewayConfig {
             }
             let country_ok = isx_core::validate::is_country(&node.country);
             if !country_ok {
-                return bad(format!("nodes.{id}.country"), format!("{:?} is not a two-letter upper-case code such as \"DE\" or \"EU\"", node.country));
+                return bad(
+                    format!("nodes.{id}.country"),
+                    format!("{:?} is not a two-letter upper-case code such as \"DE\" or \"EU\"", node.country),
+                );
             }
             if node.roles.as_ref().is_some_and(|r| r.is_empty()) {
-                return bad(format!("nodes.{id}.roles"), "is empty; omit it for the defaults of the node's kind".into());
+                return bad(
+                    format!("nodes.{id}.roles"),
+                    "is empty; omit it for the defaults of the node's kind".into(),
+                );
             }
         }
         if self.limits.max_alert_bytes < 1024 {
@@ -230,7 +238,10 @@ mod tests {
             ("[nodes.De]\nkind = \"national\"\ncountry = \"DE\"\n", Err("nodes.De")),
             ("[nodes.x]\nkind = \"national\"\ncountry = \"DE\"\nroles = []\n", Err("nodes.x.roles")),
             ("colour = 1\n[nodes.x]\nkind = \"national\"\ncountry = \"DE\"\n", Err("unknown field `colour`")),
-            ("[limits]\nmax_alert_bytes = 10\n[nodes.x]\nkind = \"national\"\ncountry = \"DE\"\n", Err("limits.max_alert_bytes")),
+            (
+                "[limits]\nmax_alert_bytes = 10\n[nodes.x]\nkind = \"national\"\ncountry = \"DE\"\n",
+                Err("limits.max_alert_bytes"),
+            ),
         ];
         for (text, expect) in cases {
             let got = parse(&format!("{BASE}{text}"));

@@ -56,7 +56,9 @@ pub enum RequestError {
     #[error("alert_id {0} was already published with different content")]
     Conflict(String),
     /// An ack names a cursor that this node was never sent.
-    #[error("cursor {cursor} was never delivered to this node (highest delivered: {highest}); resubscribe and ack what you receive")]
+    #[error(
+        "cursor {cursor} was never delivered to this node (highest delivered: {highest}); resubscribe and ack what you receive"
+    )]
     CursorNotDelivered {
         /// The cursor acked.
         cursor: u64,

@@ -64,7 +64,11 @@ impl AsyncWrite for TlsConn {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
-    fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
     }
     fn is_write_vectored(&self) -> bool {
@@ -112,7 +116,14 @@ impl Gateway {
         let tls = isx_tls::server_config(&IdentityFiles::in_dir(&config.pki_dir, "gateway"), &config.crls)?;
         std::fs::create_dir_all(&config.data_dir).map_err(|e| StoreError::Sled(e.into()))?;
         let store = Store::open(&config.data_dir.join("gateway.sled"))?;
-        Ok(Self { config, tls, store, disclose: Arc::new(WholeAlert), clock: system_clock(), commit_stats: Arc::default() })
+        Ok(Self {
+            config,
+            tls,
+            store,
+            disclose: Arc::new(WholeAlert),
+            clock: system_clock(),
+            commit_stats: Arc::default(),
+        })
     }
 
     /// Replaces the disclosure decision.
@@ -130,8 +141,16 @@ impl Gateway {
     /// Serves on `listener` until `shutdown` is cancelled, then drains and closes the store.
     pub async fn serve(self, listener: TcpListener, shutdown: CancellationToken) -> Result<(), StartError> {
         let (committer, commit_task) = Committer::start(self.store.db().clone(), self.commit_stats.clone());
-        let state = Arc::new(State::new(&self.config, self.store.clone(), committer, self.disclose.clone(), shutdown.clone(), self.clock.clone()));
-        let sweeper = tokio::spawn(sweep_expired(state.clone(), Duration::from_millis(self.config.delivery.expiry_sweep_ms)));
+        let state = Arc::new(State::new(
+            &self.config,
+            self.store.clone(),
+            committer,
+            self.disclose.clone(),
+            shutdown.clone(),
+            self.clock.clone(),
+        ));
+        let sweeper =
+            tokio::spawn(sweep_expired(state.clone(), Duration::from_millis(self.config.delivery.expiry_sweep_ms)));
 
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<ExchangeServer<ExchangeService>>().await;
@@ -140,8 +159,8 @@ impl Gateway {
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1()
             .map_err(|e| StartError::Reflection(e.to_string()))?;
-        let exchange = ExchangeServer::new(ExchangeService::new(state.clone()))
-            .max_decoding_message_size(16 * 1024 * 1024);
+        let exchange =
+            ExchangeServer::new(ExchangeService::new(state.clone())).max_decoding_message_size(16 * 1024 * 1024);
 
         let local = listener.local_addr().ok();
         let (conn_tx, conn_rx) = mpsc::channel::<Result<TlsConn, io::Error>>(64);

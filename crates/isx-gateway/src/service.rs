@@ -36,10 +36,7 @@ pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
 /// The system clock.
 pub fn system_clock() -> Clock {
     Arc::new(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0)
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
     })
 }
 
@@ -84,7 +81,14 @@ impl std::fmt::Debug for State {
 
 impl State {
     /// Builds the shared state from a validated config.
-    pub fn new(config: &GatewayConfig, store: Store, committer: Committer, disclose: Arc<dyn Disclose>, shutdown: CancellationToken, clock: Clock) -> Self {
+    pub fn new(
+        config: &GatewayConfig,
+        store: Store,
+        committer: Committer,
+        disclose: Arc<dyn Disclose>,
+        shutdown: CancellationToken,
+        clock: Clock,
+    ) -> Self {
         let nodes = config
             .node_infos()
             .into_iter()
@@ -153,15 +157,25 @@ impl ExchangeService {
             return Err(RequestError::TooLarge { size, limit: st.limits.max_alert_bytes });
         }
         let now = st.now_ms();
-        let limits = TextLimits { narrative: st.limits.max_narrative_bytes, list: st.limits.max_list_len, ..TextLimits::default() };
+        let limits = TextLimits {
+            narrative: st.limits.max_narrative_bytes,
+            list: st.limits.max_list_len,
+            ..TextLimits::default()
+        };
         validate_alert(&alert, now, &limits)?;
         if alert.origin != slot.info.id.as_str() {
-            return Err(RequestError::OriginMismatch { caller: slot.info.id.to_string(), origin: alert.origin.clone() });
+            return Err(RequestError::OriginMismatch {
+                caller: slot.info.id.to_string(),
+                origin: alert.origin.clone(),
+            });
         }
         let mut unknown = Vec::new();
         for (i, a) in alert.addressees.iter().enumerate() {
             if !st.nodes.keys().any(|n| n.as_str() == a) {
-                unknown.push(isx_core::FieldViolation { field: format!("addressees[{i}]"), description: format!("{a:?} is not a registered node") });
+                unknown.push(isx_core::FieldViolation {
+                    field: format!("addressees[{i}]"),
+                    description: format!("{a:?} is not a registered node"),
+                });
             }
         }
         if !unknown.is_empty() {
@@ -247,7 +261,11 @@ impl ExchangeService {
     }
 }
 
-fn duplicate_or_conflict(existing: StoredAlert, digest: &[u8; 32], alert_id: &str) -> Result<PublishResponse, RequestError> {
+fn duplicate_or_conflict(
+    existing: StoredAlert,
+    digest: &[u8; 32],
+    alert_id: &str,
+) -> Result<PublishResponse, RequestError> {
     if existing.digest == digest {
         Ok(PublishResponse { receipt: existing.receipt, duplicate: true })
     } else {

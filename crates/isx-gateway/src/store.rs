@@ -158,7 +158,12 @@ impl Store {
     ///
     /// `deliveries` pairs each recipient with its delivery and a sequence number from
     /// [`Store::next_seq`]. Nothing is durable until the caller's group commit completes.
-    pub fn publish(&self, stored: &StoredAlert, deliveries: &[(NodeId, u64, Delivery)], expires_ms: u64) -> Result<PublishOutcome, StoreError> {
+    pub fn publish(
+        &self,
+        stored: &StoredAlert,
+        deliveries: &[(NodeId, u64, Delivery)],
+        expires_ms: u64,
+    ) -> Result<PublishOutcome, StoreError> {
         let alert_id = stored.alert.as_ref().map(|a| a.alert_id.as_str()).unwrap_or_default();
         let stored_bytes = stored.encode_to_vec();
         let entries: Vec<(Vec<u8>, Vec<u8>)> = deliveries
@@ -172,8 +177,9 @@ impl Store {
         let ekey = expiry_key(expires_ms, alert_id);
         let result = (&self.alerts, &self.outbox, &self.expiry).transaction(|(alerts, outbox, expiry)| {
             if let Some(existing) = alerts.get(alert_id)? {
-                let existing: StoredAlert = StoredAlert::decode(&*existing)
-                    .map_err(|source| ConflictableTransactionError::Abort(StoreError::Corrupt { what: "alert", source }))?;
+                let existing: StoredAlert = StoredAlert::decode(&*existing).map_err(|source| {
+                    ConflictableTransactionError::Abort(StoreError::Corrupt { what: "alert", source })
+                })?;
                 return Ok(if existing.digest == stored.digest {
                     PublishOutcome::Duplicate(Box::new(existing))
                 } else {
@@ -195,7 +201,13 @@ impl Store {
     }
 
     /// Up to `limit` deliveries for `node` after `cursor`, skipping expired ones.
-    pub fn pending(&self, node: &NodeId, cursor: u64, limit: usize, now_ms: u64) -> Result<Vec<(u64, Delivery)>, StoreError> {
+    pub fn pending(
+        &self,
+        node: &NodeId,
+        cursor: u64,
+        limit: usize,
+        now_ms: u64,
+    ) -> Result<Vec<(u64, Delivery)>, StoreError> {
         let start = outbox_key(node.as_str(), cursor.saturating_add(1));
         let end = outbox_key(node.as_str(), u64::MAX);
         let mut out = Vec::new();
@@ -264,7 +276,11 @@ mod tests {
 
     fn stored(id: &str, narrative: &str) -> StoredAlert {
         let alert = Alert { alert_id: id.into(), narrative: narrative.into(), ..Default::default() };
-        StoredAlert { digest: isx_core::digest::content_digest(&alert).to_vec(), alert: Some(alert), receipt: Some(Receipt::default()) }
+        StoredAlert {
+            digest: isx_core::digest::content_digest(&alert).to_vec(),
+            alert: Some(alert),
+            receipt: Some(Receipt::default()),
+        }
     }
 
     fn delivery(id: &str) -> Delivery {
@@ -280,7 +296,9 @@ mod tests {
         let s1 = store.next_seq().unwrap();
         let s2 = store.next_seq().unwrap();
         assert!(s2 > s1 && s1 >= 1);
-        let out = store.publish(&stored("a1", "x"), &[(fr.clone(), s1, delivery("a1")), (it.clone(), s2, delivery("a1"))], 1000).unwrap();
+        let out = store
+            .publish(&stored("a1", "x"), &[(fr.clone(), s1, delivery("a1")), (it.clone(), s2, delivery("a1"))], 1000)
+            .unwrap();
         assert!(matches!(out, PublishOutcome::Stored));
         assert!(matches!(store.publish(&stored("a1", "x"), &[], 1000).unwrap(), PublishOutcome::Duplicate(_)));
         assert!(matches!(store.publish(&stored("a1", "y"), &[], 1000).unwrap(), PublishOutcome::Conflict));

@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use isx_core::NodeId;
 use isx_core::wire::exchange_client::ExchangeClient;
-use isx_core::wire::{AckRequest, AckResponse, Alert, PublishRequest, PublishResponse, SubscribeRequest, SubscribeResponse};
+use isx_core::wire::{
+    AckRequest, AckResponse, Alert, PublishRequest, PublishResponse, SubscribeRequest, SubscribeResponse,
+};
 use isx_tls::config::IdentityFiles;
 use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
@@ -92,7 +94,8 @@ pub async fn connect_channel(gateway: &str, files: &IdentityFiles) -> Result<Cha
 impl Client {
     /// Connects to the gateway as `opts.node`.
     pub async fn connect(opts: &ClientOptions) -> Result<Self, ClientError> {
-        let officer = MetadataValue::try_from(opts.officer.as_str()).map_err(|_| ClientError::BadOfficer(opts.officer.clone()))?;
+        let officer = MetadataValue::try_from(opts.officer.as_str())
+            .map_err(|_| ClientError::BadOfficer(opts.officer.clone()))?;
         let files = IdentityFiles::in_dir(&opts.pki_dir, opts.node.as_str());
         let channel = connect_channel(&opts.gateway, &files).await?;
         let exchange = ExchangeClient::new(channel.clone()).max_decoding_message_size(16 * 1024 * 1024);

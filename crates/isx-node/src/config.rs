@@ -60,8 +60,10 @@ fn default_gateway() -> String {
 impl NodeConfig {
     /// Reads, parses and validates `path`.
     pub fn load(path: &Path) -> Result<Self, NodeConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| NodeConfigError::Read { path: path.to_owned(), source })?;
-        let mut config: Self = toml::from_str(&text).map_err(|source| NodeConfigError::Parse { path: path.to_owned(), source })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| NodeConfigError::Read { path: path.to_owned(), source })?;
+        let mut config: Self =
+            toml::from_str(&text).map_err(|source| NodeConfigError::Parse { path: path.to_owned(), source })?;
         let base = path.parent().unwrap_or(Path::new("."));
         for p in [&mut config.pki_dir, &mut config.data_dir] {
             if p.is_relative() {
@@ -69,10 +71,16 @@ impl NodeConfig {
             }
         }
         if config.officer.trim().is_empty() {
-            return Err(NodeConfigError::Invalid { key: "officer".into(), message: "is required: it names who acts for this node".into() });
+            return Err(NodeConfigError::Invalid {
+                key: "officer".into(),
+                message: "is required: it names who acts for this node".into(),
+            });
         }
         if !config.gateway.contains(':') {
-            return Err(NodeConfigError::Invalid { key: "gateway".into(), message: format!("{:?} is not host:port", config.gateway) });
+            return Err(NodeConfigError::Invalid {
+                key: "gateway".into(),
+                message: format!("{:?} is not host:port", config.gateway),
+            });
         }
         Ok(config)
     }

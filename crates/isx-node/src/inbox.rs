@@ -92,12 +92,8 @@ impl Inbox {
 
     /// Every received alert, oldest first.
     pub fn list(&self) -> Result<Vec<Received>, InboxError> {
-        let mut all = self
-            .tree
-            .iter()
-            .values()
-            .map(|v| Ok(Received::decode(&*v?)?))
-            .collect::<Result<Vec<_>, InboxError>>()?;
+        let mut all =
+            self.tree.iter().values().map(|v| Ok(Received::decode(&*v?)?)).collect::<Result<Vec<_>, InboxError>>()?;
         all.sort_by_key(|r| (r.received_ms, r.cursor));
         Ok(all)
     }

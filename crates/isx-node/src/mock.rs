@@ -95,7 +95,7 @@ impl MockNode {
             Err(e) => return format!("subscribe refused: {} ({:?})", e.message(), e.code()),
         };
         *backoff = Duration::from_millis(100);
-        info!(node = %self.options.node, "subscribed");
+        debug!(node = %self.options.node, "subscribed");
         self.emit(NodeEvent::Connected);
         loop {
             let msg = match stream.message().await {

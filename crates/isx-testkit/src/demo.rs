@@ -70,14 +70,14 @@ pub async fn run(out: &mut (dyn Write + Send)) -> Result<DemoReport, DemoError> 
     let started = Instant::now();
     writeln!(out, "isx demo: one gateway, five agencies, mutual TLS 1.3 on 127.0.0.1\n")?;
     let topo = Topology::start(TopologySpec::default_agencies()).await?;
-    writeln!(out, "  gateway      listening on {} (temporary PKI and data in {})", topo.gateway_addr(), topo.root().display())?;
-    let agencies: Vec<(String, String)> = topo
-        .spec()
-        .nodes
-        .iter()
-        .filter(|n| n.run_mock)
-        .map(|n| (n.id.to_string(), n.name.clone()))
-        .collect();
+    writeln!(
+        out,
+        "  gateway      listening on {} (temporary PKI and data in {})",
+        topo.gateway_addr(),
+        topo.root().display()
+    )?;
+    let agencies: Vec<(String, String)> =
+        topo.spec().nodes.iter().filter(|n| n.run_mock).map(|n| (n.id.to_string(), n.name.clone())).collect();
     for (id, name) in &agencies {
         writeln!(out, "  {id:<12} {name}")?;
     }
@@ -91,7 +91,8 @@ pub async fn run(out: &mut (dyn Write + Send)) -> Result<DemoReport, DemoError> 
     let mut receipts: Vec<(&str, Alert, Receipt)> = Vec::new();
     for (title, alert) in stories {
         let client = topo.client(&alert.origin).await?;
-        let resp = client.publish(alert.clone()).await.map_err(|status| DemoError::Publish { alert: title.into(), status })?;
+        let resp =
+            client.publish(alert.clone()).await.map_err(|status| DemoError::Publish { alert: title.into(), status })?;
         let receipt = resp.receipt.unwrap_or_default();
         let labels = alert.labels.clone().unwrap_or_default();
         let to = if alert.addressees.is_empty() { "every agency".to_owned() } else { alert.addressees.join(", ") };
@@ -110,7 +111,8 @@ pub async fn run(out: &mut (dyn Write + Send)) -> Result<DemoReport, DemoError> 
     let mut table: Vec<(String, String, BTreeMap<String, String>)> = Vec::new();
     for (title, alert, receipt) in &receipts {
         let mut row = BTreeMap::new();
-        let promised: BTreeMap<&str, DisclosureLevel> = receipt.recipients.iter().map(|r| (r.node.as_str(), r.level())).collect();
+        let promised: BTreeMap<&str, DisclosureLevel> =
+            receipt.recipients.iter().map(|r| (r.node.as_str(), r.level())).collect();
         for (node, _) in &agencies {
             let inbox = topo.inbox(node);
             let expected = promised.get(node.as_str()).copied().filter(|l| *l != DisclosureLevel::Denied);
@@ -159,9 +161,19 @@ pub async fn run(out: &mut (dyn Write + Send)) -> Result<DemoReport, DemoError> 
 
     topo.shutdown().await;
     if report.ok() {
-        writeln!(out, "\nOK: {} deliveries checked against the receipts in {:.1} s.", report.checked, started.elapsed().as_secs_f64())?;
+        writeln!(
+            out,
+            "\nOK: {} deliveries checked against the receipts in {:.1} s.",
+            report.checked,
+            started.elapsed().as_secs_f64()
+        )?;
     } else {
-        writeln!(out, "\nFAILED: {} of {} checks disagree with the receipts:", report.mismatches.len(), report.checked)?;
+        writeln!(
+            out,
+            "\nFAILED: {} of {} checks disagree with the receipts:",
+            report.mismatches.len(),
+            report.checked
+        )?;
         for m in &report.mismatches {
             writeln!(out, "  {} at {}: expected {}, got {}", m.alert, m.node, m.expected, m.got)?;
         }

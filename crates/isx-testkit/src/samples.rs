@@ -2,8 +2,8 @@
 
 use isx_core::timestamp::from_datetime;
 use isx_core::wire::{
-    Action, Alert, AlertObject, Category, Document, DocumentKind, HandlingCode, InfoReliability, Labels, ObjectKind, Pap,
-    SourceReliability, SpecialCategory, SpecialCategoryData, Subject, SubjectRole, Tlp,
+    Action, Alert, AlertObject, Category, Document, DocumentKind, HandlingCode, InfoReliability, Labels, ObjectKind,
+    Pap, SourceReliability, SpecialCategory, SpecialCategoryData, Subject, SubjectRole, Tlp,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -87,7 +87,11 @@ pub fn migrant_smuggling(origin: &str, addressees: &[&str]) -> Alert {
             given_names: "Marco".into(),
             date_of_birth: "1981-11-02".into(),
             nationality: "IT".into(),
-            documents: vec![Document { kind: DocumentKind::IdCard as i32, number: "CA48213KX".into(), issuing_country: "IT".into() }],
+            documents: vec![Document {
+                kind: DocumentKind::IdCard as i32,
+                number: "CA48213KX".into(),
+                issuing_country: "IT".into(),
+            }],
             ..Default::default()
         },
         Subject {
@@ -101,8 +105,18 @@ pub fn migrant_smuggling(origin: &str, addressees: &[&str]) -> Alert {
         },
     ];
     a.objects = vec![
-        AlertObject { kind: ObjectKind::Vehicle as i32, identifier: "FG 512 ZT".into(), description: "white Fiat Ducato van, false floor".into(), country: "IT".into() },
-        AlertObject { kind: ObjectKind::Vessel as i32, identifier: "LI-7731".into(), description: "12 m rigid inflatable boat".into(), country: "IT".into() },
+        AlertObject {
+            kind: ObjectKind::Vehicle as i32,
+            identifier: "FG 512 ZT".into(),
+            description: "white Fiat Ducato van, false floor".into(),
+            country: "IT".into(),
+        },
+        AlertObject {
+            kind: ObjectKind::Vessel as i32,
+            identifier: "LI-7731".into(),
+            description: "12 m rigid inflatable boat".into(),
+            country: "IT".into(),
+        },
     ];
     a.narrative = "Network organises crossings from the Libyan coast to Lampedusa and onward transport by van to Ventimiglia. Next run expected within ten days.".into();
     a
@@ -122,7 +136,11 @@ pub fn trafficking_victim(origin: &str, addressees: &[&str]) -> Alert {
             given_names: "Ana Maria".into(),
             date_of_birth: "2010-08-09".into(),
             nationality: "RO".into(),
-            documents: vec![Document { kind: DocumentKind::IdCard as i32, number: "RX771203".into(), issuing_country: "RO".into() }],
+            documents: vec![Document {
+                kind: DocumentKind::IdCard as i32,
+                number: "RX771203".into(),
+                issuing_country: "RO".into(),
+            }],
             special_categories: vec![SpecialCategoryData {
                 category: SpecialCategory::Health as i32,
                 detail: "insulin-dependent diabetic; needs medication within 48 hours".into(),
@@ -139,6 +157,7 @@ pub fn trafficking_victim(origin: &str, addressees: &[&str]) -> Alert {
             ..Default::default()
         },
     ];
-    a.narrative = "Victim last seen at Lyon Part-Dieu with the suspect, believed to be heading for Munich or Milan.".into();
+    a.narrative =
+        "Victim last seen at Lyon Part-Dieu with the suspect, believed to be heading for Munich or Milan.".into();
     a
 }

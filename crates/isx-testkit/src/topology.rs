@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use isx_core::{NodeId, NodeKind, Role};
 use isx_gateway::config::{DeliveryConfig, Limits, NodeConfig};
@@ -129,11 +130,15 @@ pub struct Topology {
     nodes: BTreeMap<NodeId, Running>,
     inboxes: BTreeMap<NodeId, Inbox>,
     events: Option<mpsc::UnboundedSender<(NodeId, NodeEvent)>>,
+    skew_ms: Arc<AtomicI64>,
 }
 
 impl std::fmt::Debug for Topology {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Topology").field("addr", &self.addr).field("nodes", &self.nodes.keys().collect::<Vec<_>>()).finish()
+        f.debug_struct("Topology")
+            .field("addr", &self.addr)
+            .field("nodes", &self.nodes.keys().collect::<Vec<_>>())
+            .finish()
     }
 }
 
@@ -144,7 +149,10 @@ impl Topology {
     }
 
     /// As [`Topology::start`], reporting every node event to `events`.
-    pub async fn start_with_events(spec: TopologySpec, events: Option<mpsc::UnboundedSender<(NodeId, NodeEvent)>>) -> Result<Self, TopologyError> {
+    pub async fn start_with_events(
+        spec: TopologySpec,
+        events: Option<mpsc::UnboundedSender<(NodeId, NodeEvent)>>,
+    ) -> Result<Self, TopologyError> {
         let dir = tempfile::Builder::new().prefix("isx-topology-").tempdir()?;
         let pki = dir.path().join("pki");
         let mut opts = isx_tls::pki::InitOptions::new(&pki);
@@ -161,7 +169,15 @@ impl Topology {
                 .nodes
                 .iter()
                 .map(|n| {
-                    (n.id.to_string(), NodeConfig { kind: n.kind, country: n.country.clone(), roles: n.roles.clone(), name: n.name.clone() })
+                    (
+                        n.id.to_string(),
+                        NodeConfig {
+                            kind: n.kind,
+                            country: n.country.clone(),
+                            roles: n.roles.clone(),
+                            name: n.name.clone(),
+                        },
+                    )
                 })
                 .collect(),
         };
@@ -178,6 +194,7 @@ impl Topology {
             nodes: BTreeMap::new(),
             inboxes: BTreeMap::new(),
             events,
+            skew_ms: Arc::new(AtomicI64::new(0)),
         };
         topo.launch_gateway(listener)?;
         let mocks: Vec<NodeId> = topo.spec.nodes.iter().filter(|n| n.run_mock).map(|n| n.id.clone()).collect();
@@ -188,7 +205,11 @@ impl Topology {
     }
 
     fn launch_gateway(&mut self, listener: TcpListener) -> Result<(), TopologyError> {
-        let gateway = Gateway::open(self.config.clone())?;
+        let skew = self.skew_ms.clone();
+        let system = isx_gateway::service::system_clock();
+        let clock: isx_gateway::service::Clock =
+            Arc::new(move || (system() as i64 + skew.load(Ordering::Relaxed)).max(0) as u64);
+        let gateway = Gateway::open(self.config.clone())?.with_clock(clock);
         let shutdown = CancellationToken::new();
         let (tx, rx) = mpsc::unbounded_channel();
         let token = shutdown.clone();
@@ -199,6 +220,16 @@ impl Topology {
         self.gateway = Some(Running { shutdown, task });
         self.gateway_result = Some(rx);
         Ok(())
+    }
+
+    /// Moves the gateway's clock forward by `by` (expiry tests; no sleeping).
+    pub fn advance_clock(&self, by: std::time::Duration) {
+        self.skew_ms.fetch_add(by.as_millis() as i64, Ordering::Relaxed);
+    }
+
+    /// The gateway's idea of now, Unix milliseconds.
+    pub fn now_ms(&self) -> u64 {
+        (isx_gateway::service::system_clock()() as i64 + self.skew_ms.load(Ordering::Relaxed)).max(0) as u64
     }
 
     /// The gateway's address.
@@ -222,7 +253,12 @@ impl Topology {
     }
 
     fn node_id(&self, node: &str) -> Result<NodeId, TopologyError> {
-        self.spec.nodes.iter().find(|n| n.id.as_str() == node).map(|n| n.id.clone()).ok_or_else(|| TopologyError::UnknownNode(node.into()))
+        self.spec
+            .nodes
+            .iter()
+            .find(|n| n.id.as_str() == node)
+            .map(|n| n.id.clone())
+            .ok_or_else(|| TopologyError::UnknownNode(node.into()))
     }
 
     /// Options for a client acting as `node`.
@@ -243,7 +279,10 @@ impl Topology {
 
     /// The inbox of `node`'s mock agency (also while it is stopped).
     pub fn inbox(&self, node: &str) -> Inbox {
-        self.inboxes.get(&NodeId::new(node).expect("valid node id")).cloned().unwrap_or_else(|| panic!("{node} has no mock agency"))
+        self.inboxes
+            .get(&NodeId::new(node).expect("valid node id"))
+            .cloned()
+            .unwrap_or_else(|| panic!("{node} has no mock agency"))
     }
 
     /// Starts (or restarts) `node`'s mock agency.
@@ -256,7 +295,8 @@ impl Topology {
         // Reuse the open inbox across restarts: sled allows one handle per directory.
         let mock = match self.inboxes.get(&id) {
             Some(inbox) => MockNode::with_inbox(self.client_options(node)?, inbox.clone()),
-            None => MockNode::open(self.client_options(node)?, &data).map_err(|e| TopologyError::Node { node: node.into(), message: e.to_string() })?,
+            None => MockNode::open(self.client_options(node)?, &data)
+                .map_err(|e| TopologyError::Node { node: node.into(), message: e.to_string() })?,
         };
         let mock = match &self.events {
             Some(events) => {

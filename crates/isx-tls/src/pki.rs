@@ -131,11 +131,17 @@ impl DevCa {
         Ok(Self { key, params: ca_params() })
     }
 
-    fn issue(&self, what: &str, mut params: CertificateParams, validity: Duration) -> Result<(String, String), PkiError> {
+    fn issue(
+        &self,
+        what: &str,
+        mut params: CertificateParams,
+        validity: Duration,
+    ) -> Result<(String, String), PkiError> {
         let key = KeyPair::generate().map_err(rc(what))?;
         let now = OffsetDateTime::now_utc();
         // A negative validity yields a certificate that has already expired (for tests).
-        params.not_before = if validity.is_negative() { now + validity - Duration::days(1) } else { now - Duration::minutes(5) };
+        params.not_before =
+            if validity.is_negative() { now + validity - Duration::days(1) } else { now - Duration::minutes(5) };
         params.not_after = now + validity;
         params.use_authority_key_identifier_extension = true;
         let issuer = Issuer::new(self.params.clone(), &self.key);
