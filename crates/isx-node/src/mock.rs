@@ -5,7 +5,7 @@ use std::time::Duration;
 use isx_core::wire::subscribe_response::Event;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use crate::client::{Client, ClientOptions};
 use crate::inbox::{Inbox, InboxError, Received};
