@@ -4,6 +4,8 @@
 //! - [`node`]: node identifiers, node kinds and roles.
 //! - [`validate`]: checks a published alert field by field and names every bad field.
 //! - [`json`]: the canonical protobuf JSON mapping for alerts and other wire messages.
+//! - [`redaction`]: the redacted and hit-only views of an alert, and the
+//!   redaction profile that says which fields go.
 //! - [`digest`]: the content digest that makes publishing idempotent.
 //! - [`timestamp`]: conversions between `prost_types::Timestamp` and `time`.
 //! - [`display`]: short human names for labels and levels, for tables.
@@ -16,9 +18,10 @@ pub mod digest;
 pub mod display;
 pub mod json;
 pub mod node;
+pub mod redaction;
 pub mod timestamp;
 pub mod validate;
 
 pub use isx_proto::v1 as wire;
-pub use node::{NodeId, NodeIdError, NodeKind, Role};
+pub use node::{NodeId, NodeIdError, NodeInfo, NodeKind, Role};
 pub use validate::{FieldViolation, ValidationError, validate_alert};

@@ -173,6 +173,28 @@ impl fmt::Display for Role {
     }
 }
 
+/// A registered node: who it is, what kind of agency, and what it may do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeInfo {
+    /// The node id.
+    pub id: NodeId,
+    /// Its kind.
+    pub kind: NodeKind,
+    /// Its country (ISO 3166-1 alpha-2, `EU` for Union agencies).
+    pub country: String,
+    /// Its roles.
+    pub roles: Vec<Role>,
+    /// Its display name.
+    pub name: String,
+}
+
+impl NodeInfo {
+    /// True if the node holds `role`.
+    pub fn has(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

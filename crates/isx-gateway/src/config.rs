@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use isx_core::redaction::RedactionProfile;
 use isx_core::{NodeId, NodeKind, Role};
 use serde::Deserialize;
 
@@ -51,6 +52,11 @@ pub struct GatewayConfig {
     pub pki_dir: PathBuf,
     /// Directory for the gateway's sled database.
     pub data_dir: PathBuf,
+    /// The Cedar policy directory (schema plus `.cedar` files).
+    pub policy_dir: PathBuf,
+    /// What a `redacted` view removes or generalises.
+    #[serde(default)]
+    pub redaction: RedactionProfile,
     /// PEM certificate revocation lists checked on every client handshake.
     #[serde(default)]
     pub crls: Vec<PathBuf>,
@@ -118,27 +124,7 @@ pub struct NodeConfig {
     pub name: String,
 }
 
-/// A registered node, resolved.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeInfo {
-    /// The node id.
-    pub id: NodeId,
-    /// Its kind.
-    pub kind: NodeKind,
-    /// Its country.
-    pub country: String,
-    /// Its roles.
-    pub roles: Vec<Role>,
-    /// Its display name (the id when none is configured).
-    pub name: String,
-}
-
-impl NodeInfo {
-    /// True if the node holds `role`.
-    pub fn has(&self, role: Role) -> bool {
-        self.roles.contains(&role)
-    }
-}
+pub use isx_core::NodeInfo;
 
 impl GatewayConfig {
     /// Reads, parses and validates `path`, resolving relative paths against its directory.
@@ -162,6 +148,7 @@ impl GatewayConfig {
         };
         fix(&mut self.pki_dir);
         fix(&mut self.data_dir);
+        fix(&mut self.policy_dir);
         self.crls.iter_mut().for_each(fix);
     }
 
@@ -188,6 +175,9 @@ impl GatewayConfig {
                     "is empty; omit it for the defaults of the node's kind".into(),
                 );
             }
+        }
+        if let Err(e) = self.redaction.validate() {
+            return bad("redaction".into(), e.to_string());
         }
         if self.limits.max_alert_bytes < 1024 {
             return bad("limits.max_alert_bytes".into(), "must be at least 1024".into());
@@ -226,7 +216,7 @@ mod tests {
         Ok(config)
     }
 
-    const BASE: &str = "pki_dir = \"pki\"\ndata_dir = \"data\"\n";
+    const BASE: &str = "pki_dir = \"pki\"\ndata_dir = \"data\"\npolicy_dir = \"policy\"\n";
 
     #[test]
     fn table() {
@@ -238,6 +228,14 @@ mod tests {
             ("[nodes.De]\nkind = \"national\"\ncountry = \"DE\"\n", Err("nodes.De")),
             ("[nodes.x]\nkind = \"national\"\ncountry = \"DE\"\nroles = []\n", Err("nodes.x.roles")),
             ("colour = 1\n[nodes.x]\nkind = \"national\"\ncountry = \"DE\"\n", Err("unknown field `colour`")),
+            (
+                "[redaction]\nremove = [\"narrative\"]\n[nodes.x]\nkind = \"national\"\ncountry = \"DE\"\n",
+                Err("subjects.special_categories"),
+            ),
+            (
+                "[redaction]\nremove = [\"subjects.shoe_size\"]\n[nodes.x]\nkind = \"national\"\ncountry = \"DE\"\n",
+                Err("unknown variant"),
+            ),
             (
                 "[limits]\nmax_alert_bytes = 10\n[nodes.x]\nkind = \"national\"\ncountry = \"DE\"\n",
                 Err("limits.max_alert_bytes"),

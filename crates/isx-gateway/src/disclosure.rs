@@ -1,75 +1,89 @@
 //! The one seam where the gateway decides what each recipient gets.
 //!
-//! Routing picks the candidates (the addressees, or every registered node
-//! but the origin); a [`Disclose`] implementation decides each one's level
-//! and produces its view of the alert. Nothing else in the gateway decides
-//! disclosure.
+//! Routing (`isx_policy::candidates`) picks the candidates: the addressees,
+//! or every registered node but the origin. A [`Disclose`] implementation
+//! decides each one's level and builds its view. The gateway's implementation
+//! is [`PolicyDisclosure`]: the Cedar policy directory from the config, which
+//! `SIGHUP` (or [`PolicyDisclosure::reload`]) replaces only if the new one
+//! validates.
 
-use isx_core::Role;
-use isx_core::wire::{Alert, DisclosureLevel};
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
 
-use crate::config::NodeInfo;
+use isx_core::NodeInfo;
+use isx_core::redaction::RedactionProfile;
+use isx_core::wire::Alert;
+use isx_policy::{Decision, Disclosure, PolicyEngine, PolicyError};
+use tracing::{error, info};
 
-/// What one recipient gets, and why.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Decision {
-    /// The disclosure level.
-    pub level: DisclosureLevel,
-    /// The ids of the rules that decided it.
-    pub policy_ids: Vec<String>,
-    /// The human reasons of those rules, in the same order.
-    pub reasons: Vec<String>,
-    /// Field paths the recipient will not see.
-    pub removed_fields: Vec<String>,
-    /// The recipient's view; `None` when the level is `denied`.
-    pub view: Option<Alert>,
-}
-
-/// One candidate recipient.
-#[derive(Debug, Clone, Copy)]
-pub struct Candidate<'a> {
-    /// The node as registered.
-    pub node: &'a NodeInfo,
-    /// True if the alert names this node in `addressees`.
-    pub addressed: bool,
-}
-
-/// Facts about the request that are not in the alert.
-#[derive(Debug, Clone, Copy)]
-pub struct RequestFacts<'a> {
-    /// The officer acting for the publisher (`x-isx-officer`).
-    pub officer: &'a str,
-}
-
-/// Decides disclosure for one candidate. Implementations must fail closed:
-/// any internal error is a `denied` decision.
+/// Decides disclosure for the candidates of one alert. Implementations must
+/// fail closed: any internal error is a `denied` decision.
 pub trait Disclose: Send + Sync + 'static {
-    /// The decision for `candidate` on `alert`.
-    fn decide(&self, alert: &Alert, candidate: Candidate<'_>, facts: RequestFacts<'_>) -> Decision;
+    /// One decision per candidate, in the same order, and the version of the
+    /// rules that made them. `origin` is the publishing node; `officer` is the
+    /// publisher's officer.
+    fn decide(
+        &self,
+        alert: &Alert,
+        origin: Option<&NodeInfo>,
+        candidates: &[(&NodeInfo, bool)],
+        officer: &str,
+    ) -> (String, Vec<Decision>);
 }
 
-/// Relay without policy: the whole alert to every candidate that subscribes.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct WholeAlert;
+/// Disclosure by the Cedar policy directory, reloadable at run time.
+#[derive(Debug)]
+pub struct PolicyDisclosure {
+    dir: PathBuf,
+    profile: RedactionProfile,
+    current: RwLock<Arc<Disclosure>>,
+}
 
-impl Disclose for WholeAlert {
-    fn decide(&self, alert: &Alert, candidate: Candidate<'_>, _facts: RequestFacts<'_>) -> Decision {
-        if candidate.node.has(Role::Subscribe) {
-            Decision {
-                level: DisclosureLevel::Full,
-                policy_ids: vec!["relay-whole-alert".into()],
-                reasons: vec!["no policy configured: every candidate gets the alert as sent".into()],
-                removed_fields: vec![],
-                view: Some(alert.clone()),
+impl PolicyDisclosure {
+    /// Loads and validates `dir`; fails if any policy or the schema is invalid.
+    pub fn load(dir: PathBuf, profile: RedactionProfile) -> Result<Self, PolicyError> {
+        let engine = PolicyEngine::load(&dir)?;
+        info!(dir = %dir.display(), version = engine.version(), policies = engine.policies().count(), "policy loaded");
+        let current = RwLock::new(Arc::new(Disclosure::new(Arc::new(engine), profile.clone())));
+        Ok(Self { dir, profile, current })
+    }
+
+    /// The rules in force.
+    pub fn current(&self) -> Arc<Disclosure> {
+        self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Reloads the directory. A directory that does not validate is refused
+    /// with a logged error, and the rules in force stay.
+    pub fn reload(&self) -> Result<String, PolicyError> {
+        match PolicyEngine::load(&self.dir) {
+            Ok(engine) => {
+                let version = engine.version().to_owned();
+                *self.current.write().unwrap_or_else(|e| e.into_inner()) =
+                    Arc::new(Disclosure::new(Arc::new(engine), self.profile.clone()));
+                info!(version = %version, "policy reloaded");
+                Ok(version)
             }
-        } else {
-            Decision {
-                level: DisclosureLevel::Denied,
-                policy_ids: vec!["role-subscribe".into()],
-                reasons: vec![format!("{} does not hold the subscribe role", candidate.node.id)],
-                removed_fields: vec![],
-                view: None,
+            Err(e) => {
+                error!(error = %e, kept = self.current().engine().version(), "policy reload refused; the policy in force stays");
+                Err(e)
             }
         }
+    }
+}
+
+impl Disclose for PolicyDisclosure {
+    fn decide(
+        &self,
+        alert: &Alert,
+        origin: Option<&NodeInfo>,
+        candidates: &[(&NodeInfo, bool)],
+        officer: &str,
+    ) -> (String, Vec<Decision>) {
+        let rules = self.current();
+        let facts = rules.facts(alert, origin);
+        let decisions =
+            candidates.iter().map(|(node, addressed)| rules.decide(alert, &facts, node, *addressed, officer)).collect();
+        (rules.engine().version().to_owned(), decisions)
     }
 }

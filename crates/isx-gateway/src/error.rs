@@ -52,6 +52,16 @@ pub enum RequestError {
         /// The claimed origin.
         origin: String,
     },
+    /// A forwarded alert names an original the forwarder never received.
+    #[error(
+        "rule forwarder-received: {node} has not received alert {alert_id} (or it has expired), so it cannot relay it"
+    )]
+    NotReceived {
+        /// The forwarder.
+        node: String,
+        /// The `forwarded_from` id.
+        alert_id: String,
+    },
     /// The alert id was published before with different content.
     #[error("alert_id {0} was already published with different content")]
     Conflict(String),
@@ -78,7 +88,7 @@ impl RequestError {
     pub fn code(&self) -> Code {
         match self {
             Self::Unauthenticated => Code::Unauthenticated,
-            Self::MissingRole { .. } | Self::OriginMismatch { .. } => Code::PermissionDenied,
+            Self::MissingRole { .. } | Self::OriginMismatch { .. } | Self::NotReceived { .. } => Code::PermissionDenied,
             Self::MissingOfficer | Self::BadOfficer(_) | Self::MissingAlert | Self::Invalid(_) => Code::InvalidArgument,
             Self::TooLarge { .. } => Code::ResourceExhausted,
             Self::Conflict(_) => Code::AlreadyExists,

@@ -7,7 +7,9 @@
 //!   tonic router (Exchange, health, reflection). [`Gateway::serve`] is the
 //!   entry point.
 //! - [`service`]: the Exchange handlers: publish, subscribe, ack.
-//! - [`disclosure`]: the single seam that decides what each recipient gets.
+//! - [`disclosure`]: the single seam that decides what each recipient gets:
+//!   the Cedar policy directory, reloadable on `SIGHUP`.
+//! - [`forward`]: onward relay keeps or tightens the labels.
 //! - [`store`]: sled trees for alerts, per-recipient outboxes and expiry.
 //! - [`commit`]: group commit, so that many publishes share one flush.
 //! - [`error`]: request errors and their gRPC status codes.
@@ -22,6 +24,7 @@ pub mod commit;
 pub mod config;
 pub mod disclosure;
 pub mod error;
+pub mod forward;
 pub mod server;
 pub mod service;
 pub mod store;

@@ -22,7 +22,7 @@ use tracing::{debug, info, warn};
 
 use crate::commit::{CommitStats, Committer};
 use crate::config::GatewayConfig;
-use crate::disclosure::{Disclose, WholeAlert};
+use crate::disclosure::{Disclose, PolicyDisclosure};
 use crate::service::{Clock, ExchangeService, State, system_clock};
 use crate::store::{Store, StoreError};
 
@@ -82,6 +82,9 @@ pub enum StartError {
     /// TLS material is missing or invalid.
     #[error(transparent)]
     Tls(#[from] isx_tls::TlsError),
+    /// The policy directory does not load or validate.
+    #[error("policy: {0}")]
+    Policy(#[from] isx_policy::PolicyError),
     /// The data directory could not be opened.
     #[error("data directory: {0}")]
     Store(#[from] StoreError),
@@ -99,6 +102,7 @@ pub struct Gateway {
     tls: Arc<rustls::ServerConfig>,
     store: Store,
     disclose: Arc<dyn Disclose>,
+    policy: Arc<PolicyDisclosure>,
     clock: Clock,
     /// Group-commit counters.
     pub commit_stats: Arc<CommitStats>,
@@ -115,18 +119,25 @@ impl Gateway {
     pub fn open(config: GatewayConfig) -> Result<Self, StartError> {
         let tls = isx_tls::server_config(&IdentityFiles::in_dir(&config.pki_dir, "gateway"), &config.crls)?;
         std::fs::create_dir_all(&config.data_dir).map_err(|e| StoreError::Sled(e.into()))?;
+        let policy = Arc::new(PolicyDisclosure::load(config.policy_dir.clone(), config.redaction.clone())?);
         let store = Store::open(&config.data_dir.join("gateway.sled"))?;
         Ok(Self {
             config,
             tls,
             store,
-            disclose: Arc::new(WholeAlert),
+            disclose: policy.clone(),
+            policy,
             clock: system_clock(),
             commit_stats: Arc::default(),
         })
     }
 
-    /// Replaces the disclosure decision.
+    /// The policy in force, to reload it (`SIGHUP`) or explain decisions.
+    pub fn policy(&self) -> Arc<PolicyDisclosure> {
+        self.policy.clone()
+    }
+
+    /// Replaces the disclosure decision (tests and fault injection).
     pub fn with_disclosure(mut self, disclose: Arc<dyn Disclose>) -> Self {
         self.disclose = disclose;
         self

@@ -10,8 +10,8 @@ use isx_core::timestamp::{from_unix_millis, to_unix_millis};
 use isx_core::validate::{TextLimits, validate_alert};
 use isx_core::wire::exchange_server::Exchange;
 use isx_core::wire::{
-    AckRequest, AckResponse, Delivery, DisclosureLevel, PublishRequest, PublishResponse, Receipt, RecipientDecision,
-    SubscribeRequest, SubscribeResponse, subscribe_response,
+    AckRequest, AckResponse, Alert, Delivery, DisclosureLevel, PublishRequest, PublishResponse, Receipt,
+    RecipientDecision, SubscribeRequest, SubscribeResponse, subscribe_response,
 };
 use isx_core::{NodeId, Role};
 use prost::Message;
@@ -25,8 +25,9 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::commit::Committer;
 use crate::config::{GatewayConfig, NodeInfo};
-use crate::disclosure::{Candidate, Disclose, RequestFacts};
+use crate::disclosure::Disclose;
 use crate::error::{OFFICER_HEADER, RequestError};
+use crate::forward;
 use crate::server::ConnInfo;
 use crate::store::{PublishOutcome, Store, StoredAlert};
 
@@ -186,24 +187,21 @@ impl ExchangeService {
         if let Some(existing) = st.store.alert(&alert.alert_id)? {
             return duplicate_or_conflict(existing, &digest, &alert.alert_id);
         }
+        let mut alert = alert;
+        if !alert.forwarded_from.is_empty() {
+            alert.hops = self.check_forward(&alert, &slot.info)?;
+        }
 
-        // Routing: the addressees, or every registered node but the origin.
-        let broadcast = alert.addressees.is_empty();
-        let candidates: Vec<&NodeSlot> = st
-            .nodes
-            .values()
-            .filter(|n| n.info.id.as_str() != alert.origin)
-            .filter(|n| broadcast || alert.addressees.iter().any(|a| a == n.info.id.as_str()))
-            .collect();
-        let facts = RequestFacts { officer: &officer };
+        let infos: Vec<NodeInfo> = st.nodes.values().map(|n| n.info.clone()).collect();
+        let candidates = isx_policy::candidates(&alert, &infos);
+        let origin = st.nodes.get(&slot.info.id).map(|n| &n.info);
+        let (policy_version, decided) = st.disclose.decide(&alert, origin, &candidates, &officer);
         let queued_at = from_unix_millis(now);
         let mut decisions = Vec::with_capacity(candidates.len());
         let mut deliveries = Vec::new();
-        for slot in &candidates {
-            let addressed = alert.addressees.iter().any(|a| a == slot.info.id.as_str());
-            let d = st.disclose.decide(&alert, Candidate { node: &slot.info, addressed }, facts);
+        for ((node, _), d) in candidates.iter().zip(decided) {
             decisions.push(RecipientDecision {
-                node: slot.info.id.to_string(),
+                node: node.id.to_string(),
                 level: d.level as i32,
                 policy_ids: d.policy_ids.clone(),
                 removed_fields: d.removed_fields.clone(),
@@ -217,8 +215,9 @@ impl ExchangeService {
                     policy_ids: d.policy_ids,
                     removed_fields: d.removed_fields,
                     queued_at: Some(queued_at),
+                    policy_version: policy_version.clone(),
                 };
-                deliveries.push((slot.info.id.clone(), st.store.next_seq()?, delivery));
+                deliveries.push((node.id.clone(), st.store.next_seq()?, delivery));
             }
         }
         let receipt = Receipt {
@@ -227,6 +226,7 @@ impl ExchangeService {
             accepted_at: Some(queued_at),
             recipients: decisions,
             hops: alert.hops,
+            policy_version,
         };
         let expires_ms = alert.expires_at.as_ref().map(to_unix_millis).unwrap_or(u64::MAX);
         let stored = StoredAlert { alert: Some(alert), digest: digest.to_vec(), receipt: Some(receipt.clone()) };
@@ -244,6 +244,26 @@ impl ExchangeService {
         }
         info!(recipients = receipt.recipients.len(), queued = deliveries.len(), "alert published");
         Ok(PublishResponse { receipt: Some(receipt), duplicate: false })
+    }
+
+    /// Checks an onward relay: the forwarder received the original, and the
+    /// labels are kept or tightened. Returns the new hop count.
+    fn check_forward(&self, alert: &Alert, forwarder: &NodeInfo) -> Result<u32, RequestError> {
+        let parent = self.state.store.alert(&alert.forwarded_from)?;
+        let received = parent.as_ref().and_then(|p| p.receipt.as_ref()).is_some_and(|r| {
+            r.recipients.iter().any(|d| d.node == forwarder.id.as_str() && d.level() != DisclosureLevel::Denied)
+        });
+        let parent_alert = parent.and_then(|p| p.alert);
+        match parent_alert {
+            Some(parent) if received => {
+                forward::check_labels(alert, &parent)?;
+                Ok(parent.hops + 1)
+            }
+            _ => Err(RequestError::NotReceived {
+                node: forwarder.id.to_string(),
+                alert_id: alert.forwarded_from.clone(),
+            }),
+        }
     }
 
     async fn ack(&self, req: Request<AckRequest>) -> Result<AckResponse, RequestError> {

@@ -1,1 +1,30 @@
+//! Disclosure policy for isx: Cedar policies decide, for each recipient, the
+//! most generous level it may get (`full`, `redacted`, `hit_only`, or
+//! `denied`), and the decision can be explained and tested.
+//!
+//! # Layout
+//! - [`engine`]: loads a policy directory (a `.cedarschema` file and `.cedar`
+//!   files whose policies carry `@id` and `@reason`), validates it against the
+//!   schema, and answers one authorization question at a time.
+//! - [`facts`]: the Cedar entities and context built from an alert and a
+//!   recipient. Only labels and facts enter a decision, never personal data.
+//! - [`disclosure`]: routing (who is a candidate), the level ladder, the
+//!   recipient's view (via `isx_core::redaction`) and explanations.
+//! - [`table`]: policy test tables (`isx policy test`).
+//! - [`defaults`]: the default policy directory, compiled in.
+//!
+//! # Fail closed
+//! A policy directory that does not parse or validate is an error with file
+//! and line; an evaluation error during a decision makes it `denied`.
+//!
+//! This crate knows nothing of gRPC or storage.
 #![forbid(unsafe_code)]
+
+pub mod defaults;
+pub mod disclosure;
+pub mod engine;
+pub mod facts;
+pub mod table;
+
+pub use disclosure::{Decision, Disclosure, Explanation, candidates};
+pub use engine::{PolicyEngine, PolicyError, PolicyMeta};

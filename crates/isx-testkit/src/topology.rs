@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
+use isx_core::redaction::RedactionProfile;
 use isx_core::{NodeId, NodeKind, Role};
 use isx_gateway::config::{DeliveryConfig, Limits, NodeConfig};
 use isx_gateway::{Gateway, GatewayConfig};
@@ -86,6 +87,10 @@ pub struct TopologySpec {
     pub limits: Limits,
     /// Store-and-forward tuning.
     pub delivery: DeliveryConfig,
+    /// The policy directory; `None` writes the default policy into the topology's directory.
+    pub policy_dir: Option<PathBuf>,
+    /// The redaction profile.
+    pub redaction: RedactionProfile,
 }
 
 impl TopologySpec {
@@ -102,6 +107,8 @@ impl TopologySpec {
             ],
             limits: Limits::default(),
             delivery: DeliveryConfig { expiry_sweep_ms: 100, ..DeliveryConfig::default() },
+            policy_dir: None,
+            redaction: RedactionProfile::default(),
         }
     }
 }
@@ -131,6 +138,7 @@ pub struct Topology {
     inboxes: BTreeMap<NodeId, Inbox>,
     events: Option<mpsc::UnboundedSender<(NodeId, NodeEvent)>>,
     skew_ms: Arc<AtomicI64>,
+    policy: Option<Arc<isx_gateway::disclosure::PolicyDisclosure>>,
 }
 
 impl std::fmt::Debug for Topology {
@@ -158,7 +166,17 @@ impl Topology {
         let mut opts = isx_tls::pki::InitOptions::new(&pki);
         opts.nodes = spec.nodes.iter().map(|n| n.id.clone()).collect();
         isx_tls::pki::init(&opts)?;
+        let policy_dir = match &spec.policy_dir {
+            Some(dir) => dir.clone(),
+            None => {
+                let dir = dir.path().join("policy");
+                isx_policy::defaults::write_to(&dir)?;
+                dir
+            }
+        };
         let config = GatewayConfig {
+            policy_dir,
+            redaction: spec.redaction.clone(),
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             pki_dir: pki,
             data_dir: dir.path().join("gateway"),
@@ -195,6 +213,7 @@ impl Topology {
             inboxes: BTreeMap::new(),
             events,
             skew_ms: Arc::new(AtomicI64::new(0)),
+            policy: None,
         };
         topo.launch_gateway(listener)?;
         let mocks: Vec<NodeId> = topo.spec.nodes.iter().filter(|n| n.run_mock).map(|n| n.id.clone()).collect();
@@ -210,6 +229,7 @@ impl Topology {
         let clock: isx_gateway::service::Clock =
             Arc::new(move || (system() as i64 + skew.load(Ordering::Relaxed)).max(0) as u64);
         let gateway = Gateway::open(self.config.clone())?.with_clock(clock);
+        self.policy = Some(gateway.policy());
         let shutdown = CancellationToken::new();
         let (tx, rx) = mpsc::unbounded_channel();
         let token = shutdown.clone();
@@ -230,6 +250,12 @@ impl Topology {
     /// The gateway's idea of now, Unix milliseconds.
     pub fn now_ms(&self) -> u64 {
         (isx_gateway::service::system_clock()() as i64 + self.skew_ms.load(Ordering::Relaxed)).max(0) as u64
+    }
+
+    /// Reloads the gateway's policy directory, as `SIGHUP` does; a directory
+    /// that does not validate is refused and the policy in force stays.
+    pub fn reload_policy(&self) -> Result<String, isx_policy::PolicyError> {
+        self.policy.as_ref().expect("the gateway was started").reload()
     }
 
     /// The gateway's address.

@@ -1,0 +1,424 @@
+//! From policy answers to what a recipient actually gets.
+//!
+//! For each candidate the gateway asks for `disclose_full`, then
+//! `disclose_redacted`, then `disclose_hit_only`, and takes the first one
+//! permitted; if none is, the recipient is `denied`. The deciding policies are
+//! the forbids that ruled out the more generous levels plus the permits of the
+//! chosen one. An evaluation error denies.
+
+use std::sync::Arc;
+
+use isx_core::redaction::{RedactionProfile, hit_only, redact};
+use isx_core::wire::{Alert, DisclosureLevel};
+use isx_core::{NodeId, NodeInfo};
+use serde::Serialize;
+
+use crate::engine::PolicyEngine;
+use crate::facts::{AlertFacts, alert_facts};
+
+/// The pseudo-policy that explains a denial when nothing permitted anything.
+pub const DEFAULT_DENY: &str = "default-deny";
+/// The pseudo-policy that explains a denial after an evaluation error.
+pub const EVALUATION_ERROR: &str = "evaluation-error";
+/// The pseudo-policy for nodes that routing leaves out (the alert names other addressees).
+pub const NOT_ADDRESSED: &str = "routing-not-addressed";
+
+/// What one recipient gets, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    /// The level.
+    pub level: DisclosureLevel,
+    /// The ids of the deciding policies.
+    pub policy_ids: Vec<String>,
+    /// Their `@reason`s, in the same order.
+    pub reasons: Vec<String>,
+    /// Field paths the recipient does not see.
+    pub removed_fields: Vec<String>,
+    /// The recipient's view; `None` when denied.
+    pub view: Option<Alert>,
+}
+
+/// One line of `isx policy explain`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Explanation {
+    /// The node.
+    pub recipient: String,
+    /// `full`, `redacted`, `hit_only` or `denied`.
+    pub level: String,
+    /// The deciding policy ids.
+    pub policies: Vec<String>,
+    /// Their reasons.
+    pub reasons: Vec<String>,
+    /// The fields withheld.
+    pub removed_fields: Vec<String>,
+}
+
+/// The candidates for an alert: its addressees, or every registered node but
+/// the origin when it names none. Each comes with whether it is addressed.
+pub fn candidates<'a>(alert: &Alert, nodes: &'a [NodeInfo]) -> Vec<(&'a NodeInfo, bool)> {
+    nodes
+        .iter()
+        .filter(|n| n.id.as_str() != alert.origin)
+        .filter_map(|n| {
+            let addressed = alert.addressees.iter().any(|a| a == n.id.as_str());
+            (alert.addressees.is_empty() || addressed).then_some((n, addressed))
+        })
+        .collect()
+}
+
+const LADDER: [(DisclosureLevel, &str); 3] = [
+    (DisclosureLevel::Full, "disclose_full"),
+    (DisclosureLevel::Redacted, "disclose_redacted"),
+    (DisclosureLevel::HitOnly, "disclose_hit_only"),
+];
+
+/// The policy engine plus the redaction profile: everything needed to decide.
+#[derive(Debug, Clone)]
+pub struct Disclosure {
+    engine: Arc<PolicyEngine>,
+    profile: RedactionProfile,
+}
+
+impl Disclosure {
+    /// Combines an engine with a (validated) redaction profile.
+    pub fn new(engine: Arc<PolicyEngine>, profile: RedactionProfile) -> Self {
+        Self { engine, profile }
+    }
+
+    /// The policy engine.
+    pub fn engine(&self) -> &Arc<PolicyEngine> {
+        &self.engine
+    }
+
+    /// The redaction profile.
+    pub fn profile(&self) -> &RedactionProfile {
+        &self.profile
+    }
+
+    /// The Cedar facts of `alert`, built once for all of its recipients.
+    pub fn facts(&self, alert: &Alert, origin: Option<&NodeInfo>) -> AlertFacts {
+        alert_facts(alert, origin)
+    }
+
+    fn reasons(&self, ids: &[String]) -> Vec<String> {
+        ids.iter()
+            .map(|id| match id.as_str() {
+                DEFAULT_DENY => "No policy permits this recipient anything: deny by default.".to_owned(),
+                EVALUATION_ERROR => "A policy could not be evaluated: the gateway fails closed.".to_owned(),
+                NOT_ADDRESSED => "The alert names other addressees only.".to_owned(),
+                _ => self.engine.reason(id).unwrap_or("(no reason given)").to_owned(),
+            })
+            .collect()
+    }
+
+    /// Decides the level for one candidate and builds its view.
+    pub fn decide(
+        &self,
+        alert: &Alert,
+        facts: &AlertFacts,
+        node: &NodeInfo,
+        addressed: bool,
+        officer: &str,
+    ) -> Decision {
+        let mut blocking: Vec<String> = Vec::new();
+        for (level, action) in LADDER {
+            let answer = self.engine.ask(action, facts, node, officer, addressed);
+            if !answer.errors.is_empty() {
+                tracing::error!(node = %node.id, action, errors = ?answer.errors, "policy evaluation error: denying");
+                let ids = vec![EVALUATION_ERROR.to_owned()];
+                return Decision {
+                    level: DisclosureLevel::Denied,
+                    reasons: self.reasons(&ids),
+                    policy_ids: ids,
+                    removed_fields: vec![],
+                    view: None,
+                };
+            }
+            if answer.allowed {
+                let (view, removed_fields) = match level {
+                    DisclosureLevel::Full => (alert.clone(), vec![]),
+                    DisclosureLevel::Redacted => redact(alert, &self.profile),
+                    _ => hit_only(alert),
+                };
+                let mut ids = blocking;
+                ids.extend(answer.policies);
+                dedup(&mut ids);
+                return Decision {
+                    level,
+                    reasons: self.reasons(&ids),
+                    policy_ids: ids,
+                    removed_fields,
+                    view: Some(view),
+                };
+            }
+            blocking.extend(answer.policies);
+        }
+        dedup(&mut blocking);
+        if blocking.is_empty() {
+            blocking.push(DEFAULT_DENY.to_owned());
+        }
+        Decision {
+            level: DisclosureLevel::Denied,
+            reasons: self.reasons(&blocking),
+            policy_ids: blocking,
+            removed_fields: vec![],
+            view: None,
+        }
+    }
+
+    /// Explains what each node (or only `to`) would get for `alert`.
+    ///
+    /// Nodes that routing leaves out (the alert names other addressees) are
+    /// shown as denied by `routing-not-addressed`; the origin is never listed.
+    pub fn explain(&self, alert: &Alert, nodes: &[NodeInfo], to: Option<&NodeId>, officer: &str) -> Vec<Explanation> {
+        let origin = nodes.iter().find(|n| n.id.as_str() == alert.origin);
+        let facts = self.facts(alert, origin);
+        let candidates = candidates(alert, nodes);
+        nodes
+            .iter()
+            .filter(|n| n.id.as_str() != alert.origin)
+            .filter(|n| to.is_none_or(|t| *t == n.id))
+            .map(|n| {
+                let decision = match candidates.iter().find(|(c, _)| c.id == n.id) {
+                    Some((_, addressed)) => self.decide(alert, &facts, n, *addressed, officer),
+                    None => {
+                        let ids = vec![NOT_ADDRESSED.to_owned()];
+                        Decision {
+                            level: DisclosureLevel::Denied,
+                            reasons: self.reasons(&ids),
+                            policy_ids: ids,
+                            removed_fields: vec![],
+                            view: None,
+                        }
+                    }
+                };
+                Explanation {
+                    recipient: n.id.to_string(),
+                    level: isx_core::display::level(decision.level).to_owned(),
+                    policies: decision.policy_ids,
+                    reasons: decision.reasons,
+                    removed_fields: decision.removed_fields,
+                }
+            })
+            .collect()
+    }
+}
+
+fn dedup(ids: &mut Vec<String>) {
+    let mut seen = std::collections::HashSet::new();
+    ids.retain(|id| seen.insert(id.clone()));
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use isx_core::wire::{Category, HandlingCode, Labels, SpecialCategoryData, Subject, SubjectRole, Tlp};
+    use isx_core::{NodeKind, Role};
+
+    use super::*;
+
+    fn default_dir() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy/local/policy")
+    }
+
+    fn nodes() -> Vec<NodeInfo> {
+        [
+            ("de-police", NodeKind::National, "DE"),
+            ("fr-police", NodeKind::National, "FR"),
+            ("it-police", NodeKind::National, "IT"),
+            ("europol", NodeKind::Europol, "EU"),
+            ("frontex", NodeKind::Frontex, "EU"),
+            ("auditor", NodeKind::Auditor, "EU"),
+        ]
+        .into_iter()
+        .map(|(id, kind, country)| NodeInfo {
+            id: NodeId::new(id).unwrap(),
+            kind,
+            country: country.into(),
+            roles: kind.default_roles(),
+            name: id.into(),
+        })
+        .collect()
+    }
+
+    fn disclosure() -> Disclosure {
+        let engine = PolicyEngine::load(&default_dir()).expect("the default policy loads");
+        Disclosure::new(Arc::new(engine), RedactionProfile::default())
+    }
+
+    /// An adult suspect, TLP:AMBER, H0, migrant smuggling, broadcast from de-police.
+    fn base() -> Alert {
+        Alert {
+            alert_id: "01JDQ3B2C4D6E8F0G2H4J6K8M0".into(),
+            origin: "de-police".into(),
+            category: Category::MigrantSmuggling as i32,
+            action: 3,
+            labels: Some(Labels {
+                tlp: Tlp::Amber as i32,
+                handling_code: HandlingCode::H0 as i32,
+                source_reliability: 2,
+                info_reliability: 2,
+                ..Default::default()
+            }),
+            purpose: "investigation".into(),
+            subjects: vec![Subject {
+                role: SubjectRole::Suspect as i32,
+                family_name: "Rinaldi".into(),
+                date_of_birth: "1981-11-02".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    fn tlp(t: Tlp) -> impl Fn(&mut Alert) {
+        move |a| a.labels.as_mut().unwrap().tlp = t as i32
+    }
+
+    fn to(list: &'static [&'static str]) -> impl Fn(&mut Alert) {
+        move |a| a.addressees = list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    fn category(c: Category) -> impl Fn(&mut Alert) {
+        move |a| a.category = c as i32
+    }
+
+    fn forwarded(a: &mut Alert) {
+        a.forwarded_from = "01JDQ3A8Y7K2M4N6P8R0S2T4V6".into();
+        a.hops = 1;
+    }
+
+    fn special(a: &mut Alert) {
+        a.subjects[0].special_categories = vec![SpecialCategoryData { category: 7, detail: "diabetic".into() }];
+    }
+
+    fn minor(role: SubjectRole) -> impl Fn(&mut Alert) {
+        move |a| {
+            a.subjects[0].minor = true;
+            a.subjects[0].role = role as i32;
+        }
+    }
+
+    /// Applies `edits` to the base alert and checks the level `node` gets and
+    /// that `policy` is among the deciding ones.
+    fn check(edits: &[&dyn Fn(&mut Alert)], node: &str, level: &str, policy: &str) {
+        let mut alert = base();
+        for edit in edits {
+            edit(&mut alert);
+        }
+        let d = disclosure();
+        let nodes = nodes();
+        let got = d.explain(&alert, &nodes, Some(&NodeId::new(node).unwrap()), "test").pop().unwrap();
+        assert_eq!(got.level, level, "{node}: {got:?}");
+        assert!(got.policies.iter().any(|p| p == policy), "{node}: {policy} not in {:?}", got.policies);
+        assert_eq!(got.policies.len(), got.reasons.len());
+    }
+
+    #[test]
+    fn each_rule_and_their_combinations() {
+        let red = tlp(Tlp::Red);
+        let strict = tlp(Tlp::AmberStrict);
+        let green = tlp(Tlp::Green);
+        let clear = tlp(Tlp::Clear);
+        let h2 = |a: &mut Alert| a.labels.as_mut().unwrap().handling_code = HandlingCode::H2 as i32;
+        let to_fr = to(&["fr-police"]);
+        let to_fr_europol = to(&["fr-police", "europol"]);
+        let to_frontex = to(&["frontex"]);
+        let to_auditor = to(&["auditor", "fr-police"]);
+        let crisis = category(Category::CrisesAndDisasters);
+        let terrorism = category(Category::Terrorism);
+        let drugs = category(Category::DrugTrafficking);
+        let docs = category(Category::DocumentFraud);
+        let suspect_minor = minor(SubjectRole::Suspect);
+        let victim_minor = minor(SubjectRole::Victim);
+        let missing_minor = minor(SubjectRole::MissingPerson);
+
+        // The auditor never receives, broadcast or addressed.
+        check(&[], "auditor", "denied", "auditor-never-receives");
+        check(&[&to_auditor], "auditor", "denied", "auditor-never-receives");
+        // National police: full for AMBER, GREEN, CLEAR.
+        check(&[], "fr-police", "full", "national-police-full");
+        check(&[&green], "it-police", "full", "national-police-full");
+        check(&[&clear], "it-police", "full", "national-police-full");
+        // TLP:RED: named addressees only; an empty addressee list reaches no one (MISP#4200).
+        check(&[&red, &to_fr], "fr-police", "full", "named-addressee");
+        check(&[&red, &to_fr], "it-police", "denied", NOT_ADDRESSED);
+        check(&[&red], "fr-police", "denied", "tlp-red-addressees-only");
+        check(&[&red], "europol", "denied", "tlp-red-addressees-only");
+        check(&[&red, &to_fr_europol], "europol", "full", "europol-mandate");
+        // TLP:AMBER+STRICT: named addressees only.
+        check(&[&strict, &to_fr], "fr-police", "full", "named-addressee");
+        check(&[&strict], "it-police", "denied", "tlp-amber-strict-addressees-only");
+        // Forwarded H2, RED, AMBER+STRICT: no new recipient.
+        check(&[&forwarded, &h2], "fr-police", "denied", "no-onward-relay");
+        check(&[&forwarded, &h2, &to_fr], "fr-police", "denied", "no-onward-relay");
+        check(&[&forwarded, &strict, &to_fr], "fr-police", "denied", "no-onward-relay");
+        check(&[&forwarded, &red, &to_fr], "fr-police", "denied", "no-onward-relay");
+        check(&[&forwarded], "fr-police", "full", "national-police-full");
+        // Europol: its mandate in full, nothing outside it.
+        check(&[&terrorism], "europol", "full", "europol-mandate");
+        check(&[&drugs], "europol", "full", "europol-mandate");
+        check(&[&crisis], "europol", "denied", "europol-outside-mandate");
+        check(&[&crisis, &to_fr_europol], "europol", "denied", "europol-outside-mandate");
+        check(&[&crisis], "fr-police", "full", "national-police-full");
+        // Frontex: border crime areas, always redacted; nothing else.
+        check(&[], "frontex", "redacted", "frontex-depersonalised");
+        check(&[&to_frontex], "frontex", "redacted", "frontex-border-crime");
+        check(&[&terrorism], "frontex", "redacted", "frontex-border-crime");
+        check(&[&docs], "frontex", "redacted", "frontex-border-crime");
+        check(&[&drugs], "frontex", "denied", "frontex-outside-mandate");
+        check(&[&crisis, &to_frontex], "frontex", "denied", "frontex-outside-mandate");
+        // Special categories: full only for named addressees.
+        check(&[&special], "fr-police", "redacted", "special-categories-addressees-only");
+        check(&[&special], "europol", "redacted", "special-categories-addressees-only");
+        check(&[&special, &to_fr], "fr-police", "full", "named-addressee");
+        check(&[&special], "frontex", "redacted", "frontex-border-crime");
+        // Minors who are not victims or missing: hit only for non-addressees.
+        check(&[&suspect_minor], "fr-police", "hit_only", "minor-protection");
+        check(&[&suspect_minor], "frontex", "hit_only", "minor-protection");
+        check(&[&suspect_minor, &to_fr], "fr-police", "full", "named-addressee");
+        check(&[&victim_minor], "fr-police", "full", "national-police-full");
+        check(&[&missing_minor], "fr-police", "full", "national-police-full");
+        // Combinations: the most restrictive rule wins.
+        check(&[&suspect_minor, &special], "europol", "hit_only", "minor-protection");
+        check(&[&suspect_minor, &red], "fr-police", "denied", "tlp-red-addressees-only");
+        check(&[&special, &crisis], "frontex", "denied", "frontex-outside-mandate");
+    }
+
+    #[test]
+    fn redacted_views_lack_the_profile_fields() {
+        let mut alert = base();
+        special(&mut alert);
+        let d = disclosure();
+        let nodes = nodes();
+        let frontex = nodes.iter().find(|n| n.kind == NodeKind::Frontex).unwrap();
+        let facts = d.facts(&alert, None);
+        let decision = d.decide(&alert, &facts, frontex, false, "t");
+        assert_eq!(decision.level, DisclosureLevel::Redacted);
+        let view = decision.view.unwrap();
+        assert!(view.subjects[0].family_name.is_empty());
+        assert_eq!(view.subjects[0].date_of_birth, "1981");
+        assert!(view.subjects[0].special_categories.is_empty());
+        assert_eq!(
+            decision.removed_fields,
+            vec!["subjects[0].family_name", "subjects[0].date_of_birth", "subjects[0].special_categories[0]"]
+        );
+    }
+
+    #[test]
+    fn routing_candidates() {
+        let nodes = nodes();
+        let mut alert = base();
+        let ids = |a: &Alert| {
+            candidates(a, &nodes)
+                .iter()
+                .map(|(n, addr)| format!("{}{}", n.id, if *addr { "*" } else { "" }))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(&alert), vec!["fr-police", "it-police", "europol", "frontex", "auditor"]);
+        alert.addressees = vec!["europol".into()];
+        assert_eq!(ids(&alert), vec!["europol*"]);
+        let _ = Role::Publish;
+    }
+}

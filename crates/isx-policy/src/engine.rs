@@ -1,0 +1,420 @@
+//! Loading, validating and querying a Cedar policy directory.
+//!
+//! A directory holds exactly one `*.cedarschema` file and one or more
+//! `*.cedar` files. Every policy must carry `@id("...")` (unique across the
+//! directory) and `@reason("...")`, the sentence shown to policy officers and
+//! written to the audit log. Policies are validated against the schema in
+//! strict mode at load; any problem is reported with its file and line.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use cedar_policy::{
+    Authorizer, Decision as CedarDecision, Entities, EntityUid, PolicyId, PolicySet, Request, Schema, ValidationMode,
+    Validator,
+};
+use isx_core::NodeInfo;
+use miette::Diagnostic;
+use sha2::{Digest, Sha256};
+
+use crate::facts::{AlertFacts, disclosure_context, node_entity};
+
+/// Why a policy directory was refused. Each variant names the file and, where known, the line.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    /// A file or the directory could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The directory has no schema, or more than one.
+    #[error("{dir}: expected exactly one *.cedarschema file, found {found}")]
+    Schema {
+        /// The directory.
+        dir: PathBuf,
+        /// How many were found.
+        found: usize,
+    },
+    /// The directory has no `.cedar` files.
+    #[error("{0}: no *.cedar policy files")]
+    NoPolicies(PathBuf),
+    /// The schema does not parse.
+    #[error("{file}:{line}: schema error: {message}")]
+    SchemaSyntax {
+        /// The schema file.
+        file: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// Cedar's message.
+        message: String,
+    },
+    /// A policy file does not parse.
+    #[error("{file}:{line}: {message}")]
+    Syntax {
+        /// The policy file.
+        file: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// Cedar's message.
+        message: String,
+    },
+    /// A policy lacks `@id` or `@reason`.
+    #[error("{file}:{line}: policy lacks @{annotation}(\"...\"); every policy needs @id and @reason")]
+    MissingAnnotation {
+        /// The file.
+        file: PathBuf,
+        /// 1-based line where the policy starts.
+        line: usize,
+        /// `id` or `reason`.
+        annotation: &'static str,
+    },
+    /// Two policies share an `@id`.
+    #[error("{file}:{line}: @id(\"{id}\") is already used at {first}")]
+    DuplicateId {
+        /// The id.
+        id: String,
+        /// The second file.
+        file: PathBuf,
+        /// Its line.
+        line: usize,
+        /// Where the first one is (`file:line`).
+        first: String,
+    },
+    /// Templates are not supported.
+    #[error("{file}:{line}: policy templates (?principal, ?resource) are not supported")]
+    Template {
+        /// The file.
+        file: PathBuf,
+        /// The line.
+        line: usize,
+    },
+    /// A policy does not validate against the schema.
+    #[error("{file}:{line}: policy {id} does not validate against the schema: {message}")]
+    Validation {
+        /// The file.
+        file: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// The policy id.
+        id: String,
+        /// Cedar's message.
+        message: String,
+    },
+}
+
+/// Whether a policy permits or forbids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    /// `permit`.
+    Permit,
+    /// `forbid`.
+    Forbid,
+}
+
+impl fmt::Display for Effect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Permit => "permit",
+            Self::Forbid => "forbid",
+        })
+    }
+}
+
+/// What the directory says about one policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyMeta {
+    /// The `@id`.
+    pub id: String,
+    /// The `@reason`.
+    pub reason: String,
+    /// Permit or forbid.
+    pub effect: Effect,
+    /// The file it is in.
+    pub file: PathBuf,
+    /// The 1-based line where it starts.
+    pub line: usize,
+}
+
+/// The answer to one authorization question.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// True if permitted.
+    pub allowed: bool,
+    /// The policies that decided it: the satisfied permits when allowed, the
+    /// satisfied forbids when denied by one (empty when nothing permitted).
+    pub policies: Vec<String>,
+    /// Evaluation errors, each naming its policy. Non-empty means "deny".
+    pub errors: Vec<String>,
+}
+
+/// A loaded, validated policy directory.
+pub struct PolicyEngine {
+    dir: PathBuf,
+    schema: Schema,
+    policies: PolicySet,
+    meta: BTreeMap<String, PolicyMeta>,
+    version: String,
+    authorizer: Authorizer,
+}
+
+impl fmt::Debug for PolicyEngine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PolicyEngine").field("dir", &self.dir).field("version", &self.version).finish_non_exhaustive()
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.get(..offset.min(text.len())).map(|t| t.matches('\n').count() + 1).unwrap_or(1)
+}
+
+fn first_label(d: &dyn Diagnostic) -> Option<usize> {
+    d.labels().and_then(|mut l| l.next()).map(|l| l.offset())
+}
+
+fn message(d: &dyn Diagnostic, fallback: &dyn fmt::Display) -> String {
+    let mut text = fallback.to_string();
+    if let Some(help) = d.help() {
+        text.push_str(&format!(" (help: {help})"));
+    }
+    text
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PolicyError + '_ {
+    move |source| PolicyError::Io { path: path.to_owned(), source }
+}
+
+impl PolicyEngine {
+    /// Loads and validates every file in `dir`.
+    pub fn load(dir: &Path) -> Result<Self, PolicyError> {
+        let mut schemas = Vec::new();
+        let mut cedar_files = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(io(dir))? {
+            let path = entry.map_err(io(dir))?.path();
+            match path.extension().and_then(|e| e.to_str()) {
+                Some("cedarschema") => schemas.push(path),
+                Some("cedar") => cedar_files.push(path),
+                _ => {}
+            }
+        }
+        cedar_files.sort();
+        if schemas.len() != 1 {
+            return Err(PolicyError::Schema { dir: dir.to_owned(), found: schemas.len() });
+        }
+        if cedar_files.is_empty() {
+            return Err(PolicyError::NoPolicies(dir.to_owned()));
+        }
+        let schema_path = schemas.remove(0);
+        let schema_text = std::fs::read_to_string(&schema_path).map_err(io(&schema_path))?;
+        let mut hasher = Sha256::new();
+        hasher.update(schema_text.as_bytes());
+        let (schema, _warnings) =
+            Schema::from_cedarschema_str(&schema_text).map_err(|e| PolicyError::SchemaSyntax {
+                line: first_label(&e).map(|o| line_of(&schema_text, o)).unwrap_or(1),
+                message: message(&e, &e),
+                file: schema_path.clone(),
+            })?;
+
+        let mut policies = PolicySet::new();
+        let mut meta: BTreeMap<String, PolicyMeta> = BTreeMap::new();
+        let mut texts: BTreeMap<PathBuf, String> = BTreeMap::new();
+        for path in &cedar_files {
+            let text = std::fs::read_to_string(path).map_err(io(path))?;
+            hasher.update(path.file_name().map(|n| n.as_encoded_bytes()).unwrap_or_default());
+            hasher.update(text.as_bytes());
+            let parsed = PolicySet::from_str(&text).map_err(|e| PolicyError::Syntax {
+                file: path.clone(),
+                line: first_label(&e).map(|o| line_of(&text, o)).unwrap_or(1),
+                message: message(&e, &e),
+            })?;
+            if parsed.templates().next().is_some() {
+                let line = text.find("?principal").or_else(|| text.find("?resource")).map(|o| line_of(&text, o));
+                return Err(PolicyError::Template { file: path.clone(), line: line.unwrap_or(1) });
+            }
+            // Policies come back in an unspecified order; number the ones without @id by position.
+            for policy in parsed.policies() {
+                let id = policy.annotation("id").map(str::to_owned);
+                let line = id
+                    .as_ref()
+                    .and_then(|id| text.find(&format!("@id(\"{id}\")")))
+                    .or_else(|| text.find(policy.to_string().lines().next().unwrap_or_default()))
+                    .map(|o| line_of(&text, o))
+                    .unwrap_or(1);
+                let missing = |annotation| PolicyError::MissingAnnotation { file: path.clone(), line, annotation };
+                let id = id.ok_or_else(|| missing("id"))?;
+                let reason = policy.annotation("reason").ok_or_else(|| missing("reason"))?.to_owned();
+                if let Some(first) = meta.get(&id) {
+                    return Err(PolicyError::DuplicateId {
+                        id,
+                        file: path.clone(),
+                        line,
+                        first: format!("{}:{}", first.file.display(), first.line),
+                    });
+                }
+                let effect = match policy.effect() {
+                    cedar_policy::Effect::Permit => Effect::Permit,
+                    cedar_policy::Effect::Forbid => Effect::Forbid,
+                };
+                policies.add(policy.new_id(PolicyId::new(&id))).map_err(|e| PolicyError::Syntax {
+                    file: path.clone(),
+                    line,
+                    message: e.to_string(),
+                })?;
+                meta.insert(id.clone(), PolicyMeta { id, reason, effect, file: path.clone(), line });
+            }
+            texts.insert(path.clone(), text);
+        }
+
+        let result = Validator::new(schema.clone()).validate(&policies, ValidationMode::Strict);
+        if let Some(e) = result.validation_errors().next() {
+            let id = e.policy_id().to_string();
+            let m = meta.get(&id);
+            let file = m.map(|m| m.file.clone()).unwrap_or_else(|| dir.to_owned());
+            let line = match (first_label(e), texts.get(&file)) {
+                (Some(offset), Some(text)) => line_of(text, offset),
+                _ => m.map(|m| m.line).unwrap_or(1),
+            };
+            return Err(PolicyError::Validation { file, line, id, message: message(e, e) });
+        }
+        Ok(Self {
+            dir: dir.to_owned(),
+            schema,
+            policies,
+            meta,
+            version: hex::encode(hasher.finalize())[..16].to_owned(),
+            authorizer: Authorizer::new(),
+        })
+    }
+
+    /// The directory this engine was loaded from.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// A short digest of the schema and every policy file: the policy-set version.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// Every policy, by id.
+    pub fn policies(&self) -> impl Iterator<Item = &PolicyMeta> {
+        self.meta.values()
+    }
+
+    /// The `@reason` of a policy.
+    pub fn reason(&self, id: &str) -> Option<&str> {
+        self.meta.get(id).map(|m| m.reason.as_str())
+    }
+
+    /// May `node` have `action` (e.g. `disclose_full`) on the alert described by `facts`?
+    pub fn ask(&self, action: &str, facts: &AlertFacts, node: &NodeInfo, officer: &str, addressed: bool) -> Answer {
+        let fail = |e: String| Answer { allowed: false, policies: vec![], errors: vec![e] };
+        let principal = node_entity(node);
+        let action_uid = match EntityUid::from_str(&format!("Action::\"{action}\"")) {
+            Ok(uid) => uid,
+            Err(e) => return fail(e.to_string()),
+        };
+        let context = disclosure_context(facts, officer, addressed);
+        let request = match Request::new(principal.uid(), action_uid, facts.uid.clone(), context, Some(&self.schema)) {
+            Ok(r) => r,
+            Err(e) => return fail(format!("request does not match the schema: {e}")),
+        };
+        let entities = match Entities::from_entities([principal, facts.entity.clone()], Some(&self.schema)) {
+            Ok(e) => e,
+            Err(e) => return fail(format!("entities do not match the schema: {e}")),
+        };
+        let response = self.authorizer.is_authorized(&request, &self.policies, &entities);
+        let mut policies: Vec<String> = response.diagnostics().reason().map(|p| p.to_string()).collect();
+        policies.sort();
+        let errors: Vec<String> = response.diagnostics().errors().map(|e| e.to_string()).collect();
+        Answer { allowed: response.decision() == CedarDecision::Allow && errors.is_empty(), policies, errors }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SCHEMA: &str = include_str!("../../../deploy/local/policy/schema.cedarschema");
+    const GOOD: &str = "@id(\"p\")\n@reason(\"r\")\npermit (principal, action in Action::\"disclose\", resource);\n";
+
+    /// Loads a directory made of `files` and returns the error text, or "ok".
+    fn load(files: &[(&str, &str)]) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        match PolicyEngine::load(dir.path()) {
+            Ok(_) => "ok".into(),
+            Err(e) => e.to_string().replace(&dir.path().display().to_string(), "DIR"),
+        }
+    }
+
+    #[test]
+    fn load_errors_name_file_and_line() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("s.cedarschema", SCHEMA), ("a.cedar", GOOD)], "ok"),
+            (&[("a.cedar", GOOD)], "exactly one *.cedarschema"),
+            (&[("s.cedarschema", SCHEMA)], "no *.cedar policy files"),
+            (&[("s.cedarschema", "entity Node = {"), ("a.cedar", GOOD)], "DIR/s.cedarschema:1: schema error"),
+            (
+                &[
+                    ("s.cedarschema", SCHEMA),
+                    ("a.cedar", "// one\n// two\npermit (principal, action, resource) when { ;\n"),
+                ],
+                "DIR/a.cedar:3:",
+            ),
+            (
+                &[("s.cedarschema", SCHEMA), ("a.cedar", "@reason(\"r\")\npermit (principal, action, resource);\n")],
+                "lacks @id",
+            ),
+            (
+                &[("s.cedarschema", SCHEMA), ("a.cedar", "@id(\"x\")\npermit (principal, action, resource);\n")],
+                "DIR/a.cedar:1: policy lacks @reason",
+            ),
+            (
+                &[("s.cedarschema", SCHEMA), ("a.cedar", GOOD), ("b.cedar", GOOD)],
+                "DIR/b.cedar:1: @id(\"p\") is already used at DIR/a.cedar:1",
+            ),
+            (
+                &[
+                    ("s.cedarschema", SCHEMA),
+                    (
+                        "a.cedar",
+                        &format!(
+                            "{GOOD}\n@id(\"bad\")\n@reason(\"r\")\nforbid (principal, action, resource)\nwhen {{ principal.colour == \"red\" }};\n"
+                        ),
+                    ),
+                ],
+                "DIR/a.cedar:8: policy bad does not validate",
+            ),
+            (
+                &[
+                    ("s.cedarschema", SCHEMA),
+                    ("a.cedar", "@id(\"t\")\n@reason(\"r\")\npermit (principal == ?principal, action, resource);\n"),
+                ],
+                "templates",
+            ),
+        ];
+        for (files, needle) in cases {
+            let got = load(files);
+            assert!(got.contains(needle), "{files:?}\n  got: {got}\n want: {needle}");
+        }
+    }
+
+    #[test]
+    fn version_changes_with_any_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("s.cedarschema"), SCHEMA).unwrap();
+        std::fs::write(dir.path().join("a.cedar"), GOOD).unwrap();
+        let v1 = PolicyEngine::load(dir.path()).unwrap().version().to_owned();
+        std::fs::write(dir.path().join("a.cedar"), GOOD.replace("\"r\"", "\"r2\"")).unwrap();
+        let v2 = PolicyEngine::load(dir.path()).unwrap().version().to_owned();
+        assert_ne!(v1, v2);
+        assert_eq!(v1.len(), 16);
+    }
+}

@@ -1,0 +1,114 @@
+//! Cedar entities and context built from an alert and a recipient.
+//!
+//! The attribute names and types here must match `schema.cedarschema`; the
+//! unit tests build every entity against the default schema.
+
+use std::collections::{HashMap, HashSet};
+use std::str::FromStr;
+
+use cedar_policy::{Context, Entity, EntityId, EntityTypeName, EntityUid, RestrictedExpression};
+use isx_core::display;
+use isx_core::wire::{Alert, SubjectRole};
+use isx_core::{NodeInfo, Role};
+
+/// The Cedar view of one alert, built once and reused for every recipient.
+#[derive(Debug, Clone)]
+pub struct AlertFacts {
+    /// `Alert::"<alert_id>"`.
+    pub uid: EntityUid,
+    /// The resource entity.
+    pub entity: Entity,
+    /// The alert's purpose, for the context.
+    pub purpose: String,
+    /// The named addressees.
+    pub addressees: Vec<String>,
+}
+
+fn uid(type_name: &str, id: &str) -> EntityUid {
+    EntityUid::from_type_name_and_id(
+        EntityTypeName::from_str(type_name).expect("static type names parse"),
+        EntityId::new(id),
+    )
+}
+
+fn string(s: impl Into<String>) -> RestrictedExpression {
+    RestrictedExpression::new_string(s.into())
+}
+
+fn strings<'a>(items: impl IntoIterator<Item = &'a str>) -> RestrictedExpression {
+    RestrictedExpression::new_set(items.into_iter().map(|s| string(s.to_owned())))
+}
+
+fn suffix(name: &str, prefix: &str) -> String {
+    name.trim_start_matches(prefix).to_ascii_lowercase()
+}
+
+/// The lower-case TLP name used in policy: `red`, `amber_strict`, ...
+pub fn tlp_name(alert: &Alert) -> String {
+    let tlp = alert.labels.as_ref().map(|l| l.tlp()).unwrap_or_default();
+    suffix(tlp.as_str_name(), "TLP_")
+}
+
+/// Builds the Cedar facts of `alert`; `origin` is the publishing node, when registered.
+pub fn alert_facts(alert: &Alert, origin: Option<&NodeInfo>) -> AlertFacts {
+    let labels = alert.labels.clone().unwrap_or_default();
+    let has_special = alert.subjects.iter().any(|s| !s.special_categories.is_empty());
+    let has_minor = alert.subjects.iter().any(|s| s.minor);
+    let protected_minor =
+        alert.subjects.iter().any(|s| s.minor && !matches!(s.role(), SubjectRole::Victim | SubjectRole::MissingPerson));
+    let info_reliability = match labels.info_reliability {
+        n @ 1..=4 => i64::from(n),
+        _ => 4,
+    };
+    let attrs: HashMap<String, RestrictedExpression> = [
+        ("category", string(display::category(alert.category()))),
+        ("action", string(suffix(alert.action().as_str_name(), "ACTION_"))),
+        ("tlp", string(tlp_name(alert))),
+        ("handling_code", string(suffix(labels.handling_code().as_str_name(), "HANDLING_CODE_"))),
+        ("pap", string(if labels.pap == 0 { String::new() } else { suffix(labels.pap().as_str_name(), "PAP_") })),
+        ("source_reliability", string(suffix(labels.source_reliability().as_str_name(), "SOURCE_RELIABILITY_"))),
+        ("info_reliability", RestrictedExpression::new_long(info_reliability)),
+        ("origin", string(alert.origin.clone())),
+        ("origin_kind", string(origin.map(|o| o.kind.as_str()).unwrap_or_default())),
+        ("origin_country", string(origin.map(|o| o.country.clone()).unwrap_or_default())),
+        ("addressees", strings(alert.addressees.iter().map(String::as_str))),
+        ("tags", strings(labels.tags.iter().map(String::as_str))),
+        ("has_special_categories", RestrictedExpression::new_bool(has_special)),
+        ("has_minor", RestrictedExpression::new_bool(has_minor)),
+        ("minor_not_victim_or_missing", RestrictedExpression::new_bool(protected_minor)),
+        ("subject_count", RestrictedExpression::new_long(alert.subjects.len() as i64)),
+        ("object_count", RestrictedExpression::new_long(alert.objects.len() as i64)),
+        ("forwarded", RestrictedExpression::new_bool(!alert.forwarded_from.is_empty())),
+        ("hops", RestrictedExpression::new_long(i64::from(alert.hops))),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let uid = uid("Alert", &alert.alert_id);
+    let entity = Entity::new(uid.clone(), attrs, HashSet::new()).expect("literal attributes always evaluate");
+    AlertFacts { uid, entity, purpose: alert.purpose.clone(), addressees: alert.addressees.clone() }
+}
+
+/// The principal entity for a node.
+pub fn node_entity(node: &NodeInfo) -> Entity {
+    let attrs: HashMap<String, RestrictedExpression> = [
+        ("kind", string(node.kind.as_str())),
+        ("country", string(node.country.clone())),
+        ("roles", strings(node.roles.iter().map(|r: &Role| r.as_str()))),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    Entity::new(uid("Node", node.id.as_str()), attrs, HashSet::new()).expect("literal attributes always evaluate")
+}
+
+/// The disclosure context for one recipient.
+pub fn disclosure_context(facts: &AlertFacts, officer: &str, addressed: bool) -> Context {
+    Context::from_pairs([
+        ("purpose".to_owned(), string(facts.purpose.clone())),
+        ("officer".to_owned(), string(officer.to_owned())),
+        ("addressed".to_owned(), RestrictedExpression::new_bool(addressed)),
+        ("broadcast".to_owned(), RestrictedExpression::new_bool(facts.addressees.is_empty())),
+    ])
+    .expect("distinct literal keys")
+}

@@ -1,0 +1,256 @@
+//! Policy test tables: `isx policy test FILE`.
+//!
+//! A table is a TOML file of `[[case]]`s. Each case takes an alert (a JSON
+//! file, or an inline TOML table in the same shape), optionally deep-merges a
+//! `patch` over it (so one file serves many cases), names a recipient and the
+//! expected level, and may also name the fields that must be withheld and the
+//! policies that must be among the deciding ones:
+//!
+//! ```toml
+//! gateway = "../gateway.toml"      # nodes and redaction profile (the CLI reads it)
+//!
+//! [[case]]
+//! name = "TLP:RED with no addressees reaches no one"
+//! alert = "../alerts/foreign-fighter.json"
+//! patch = { labels = { tlp = "TLP_RED" }, addressees = [] }
+//! to = "fr-police"
+//! expect = "denied"
+//! policies = ["tlp-red-addressees-only"]
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use isx_core::NodeInfo;
+use isx_core::json::from_json;
+use isx_core::wire::Alert;
+use serde::Deserialize;
+
+use crate::disclosure::Disclosure;
+
+/// Why a table could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum TableError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The TOML does not parse or has unknown keys; the message names line and key.
+    #[error("{path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: toml::de::Error,
+    },
+    /// A case is malformed.
+    #[error("{path}: case {index} ({name:?}): {message}")]
+    Case {
+        /// The file.
+        path: PathBuf,
+        /// 1-based case number.
+        index: usize,
+        /// Its name.
+        name: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// A whole table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestTable {
+    /// The gateway config that supplies nodes and the redaction profile, relative to the table.
+    pub gateway: Option<PathBuf>,
+    /// The policy directory under test; defaults to the table's own directory.
+    pub policy_dir: Option<PathBuf>,
+    /// The cases.
+    #[serde(rename = "case", default)]
+    pub cases: Vec<Case>,
+}
+
+/// One case.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Case {
+    /// A short description, shown in the report.
+    pub name: String,
+    /// An alert file (canonical protobuf JSON), relative to the table.
+    pub alert: Option<PathBuf>,
+    /// An inline alert, as a TOML table in the JSON shape.
+    pub inline: Option<toml::Value>,
+    /// Deep-merged over the alert before deciding.
+    pub patch: Option<toml::Value>,
+    /// The recipient node.
+    pub to: String,
+    /// `full`, `redacted`, `hit_only` or `denied`.
+    pub expect: String,
+    /// If given, exactly these fields must be withheld.
+    pub removed_fields: Option<Vec<String>>,
+    /// If given, these policy ids must be among the deciding ones.
+    pub policies: Option<Vec<String>>,
+    /// The officer in the decision context.
+    #[serde(default = "default_officer")]
+    pub officer: String,
+}
+
+fn default_officer() -> String {
+    "policy-test".into()
+}
+
+/// The outcome of one case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaseResult {
+    /// The case name.
+    pub name: String,
+    /// The recipient.
+    pub to: String,
+    /// The expected level.
+    pub expected: String,
+    /// The level decided (or `error`).
+    pub got: String,
+    /// The deciding policies.
+    pub policies: Vec<String>,
+    /// Whether everything matched.
+    pub pass: bool,
+    /// What did not match, empty on a pass.
+    pub detail: String,
+}
+
+const LEVELS: [&str; 4] = ["full", "redacted", "hit_only", "denied"];
+
+impl TestTable {
+    /// Reads a table and resolves its paths against the table's directory.
+    pub fn load(path: &Path) -> Result<Self, TableError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| TableError::Read { path: path.to_owned(), source })?;
+        let mut table: Self =
+            toml::from_str(&text).map_err(|source| TableError::Parse { path: path.to_owned(), source })?;
+        let base = path.parent().unwrap_or(Path::new(".")).to_owned();
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        table.gateway.as_mut().map(fix);
+        table.policy_dir = Some(
+            table
+                .policy_dir
+                .take()
+                .map(|p| if p.is_relative() { base.join(p) } else { p })
+                .unwrap_or_else(|| base.clone()),
+        );
+        for (i, case) in table.cases.iter_mut().enumerate() {
+            let bad = |message: String| TableError::Case {
+                path: path.to_owned(),
+                index: i + 1,
+                name: case.name.clone(),
+                message,
+            };
+            if !LEVELS.contains(&case.expect.as_str()) {
+                return Err(bad(format!("expect = {:?}: use one of {}", case.expect, LEVELS.join(", "))));
+            }
+            match (&case.alert, &case.inline) {
+                (Some(_), Some(_)) => return Err(bad("give either alert or inline, not both".into())),
+                (None, None) => return Err(bad("needs alert = \"FILE.json\" or an [case.inline] table".into())),
+                _ => {}
+            }
+            case.alert.as_mut().map(fix);
+        }
+        if table.cases.is_empty() {
+            return Err(TableError::Case {
+                path: path.to_owned(),
+                index: 0,
+                name: String::new(),
+                message: "no [[case]] entries".into(),
+            });
+        }
+        Ok(table)
+    }
+}
+
+/// Deep-merges `patch` into `base`: objects merge key by key, anything else replaces.
+pub fn merge(base: &mut serde_json::Value, patch: &serde_json::Value) {
+    match (base, patch) {
+        (serde_json::Value::Object(b), serde_json::Value::Object(p)) => {
+            for (k, v) in p {
+                merge(b.entry(k.clone()).or_insert(serde_json::Value::Null), v);
+            }
+        }
+        (b, p) => *b = p.clone(),
+    }
+}
+
+fn case_alert(case: &Case) -> Result<Alert, String> {
+    let mut value: serde_json::Value = match (&case.alert, &case.inline) {
+        (Some(path), _) => {
+            let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
+        }
+        (None, Some(inline)) => serde_json::to_value(inline).map_err(|e| format!("inline: {e}"))?,
+        (None, None) => return Err("no alert".into()),
+    };
+    if let Some(patch) = &case.patch {
+        merge(&mut value, &serde_json::to_value(patch).map_err(|e| format!("patch: {e}"))?);
+    }
+    from_json::<Alert>(&value.to_string(), "the case's alert").map_err(|e| e.to_string())
+}
+
+/// Runs every case against `disclosure` with the registered `nodes`.
+pub fn run(table: &TestTable, disclosure: &Disclosure, nodes: &[NodeInfo]) -> Vec<CaseResult> {
+    table
+        .cases
+        .iter()
+        .map(|case| {
+            let mut result = CaseResult {
+                name: case.name.clone(),
+                to: case.to.clone(),
+                expected: case.expect.clone(),
+                got: "error".into(),
+                policies: vec![],
+                pass: false,
+                detail: String::new(),
+            };
+            let alert = match case_alert(case) {
+                Ok(a) => a,
+                Err(e) => {
+                    result.detail = e;
+                    return result;
+                }
+            };
+            let Some(to) = nodes.iter().find(|n| n.id.as_str() == case.to) else {
+                result.detail = format!("to = {:?} is not a registered node", case.to);
+                return result;
+            };
+            let mut lines = disclosure.explain(&alert, nodes, Some(&to.id), &case.officer);
+            let Some(e) = lines.pop() else {
+                result.detail = format!("{} is the alert's origin; it is never a recipient", case.to);
+                return result;
+            };
+            let mut problems = Vec::new();
+            if e.level != case.expect {
+                problems.push(format!("level {} instead of {}", e.level, case.expect));
+            }
+            if let Some(want) = &case.removed_fields
+                && *want != e.removed_fields
+            {
+                problems.push(format!("withheld {:?} instead of {:?}", e.removed_fields, want));
+            }
+            if let Some(want) = &case.policies {
+                let missing: Vec<&String> = want.iter().filter(|p| !e.policies.contains(p)).collect();
+                if !missing.is_empty() {
+                    problems.push(format!("deciding policies {:?} lack {:?}", e.policies, missing));
+                }
+            }
+            result.got = e.level;
+            result.policies = e.policies;
+            result.pass = problems.is_empty();
+            result.detail = problems.join("; ");
+            result
+        })
+        .collect()
+}
