@@ -3,6 +3,7 @@
 
 mod alert;
 mod output;
+mod policy;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -46,6 +47,24 @@ enum Command {
     /// Send and watch alerts as a node.
     #[command(subcommand)]
     Alert(alert::AlertCommand),
+    /// Check, explain and test the disclosure policy.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
+    /// Measure throughput over real mTLS on loopback, next to same-run baselines.
+    ///
+    /// Starts its own gateway and agencies in this process. Prints a table, or
+    /// one JSON object with --json. Figures are measurements, not pass/fail.
+    Bench {
+        /// Short phases (about 30 seconds in all on two cores).
+        #[arg(long)]
+        quick: bool,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Concurrent request tasks.
+        #[arg(long)]
+        concurrency: Option<usize>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -142,6 +161,20 @@ fn cancel_on_signal(token: CancellationToken) {
     });
 }
 
+/// Reloads the policy directory on SIGHUP; a directory that does not validate
+/// is refused (and logged) and the policy in force stays.
+fn reload_policy_on_hangup(policy: std::sync::Arc<isx_gateway::disclosure::PolicyDisclosure>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
+        while hup.recv().await.is_some() {
+            let _ = policy.reload();
+        }
+    });
+    #[cfg(not(unix))]
+    let _ = policy;
+}
+
 async fn gateway(args: GatewayArgs) -> Result<()> {
     let mut config = isx_gateway::GatewayConfig::load(&args.config)?;
     if let Some(pki) = args.pki {
@@ -159,6 +192,7 @@ async fn gateway(args: GatewayArgs) -> Result<()> {
     let gateway = isx_gateway::Gateway::open(config)?;
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone());
+    reload_policy_on_hangup(gateway.policy());
     gateway.serve(listener, shutdown).await?;
     Ok(())
 }
@@ -231,6 +265,23 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Gateway(args) => gateway(args).await?,
         Command::Node(args) => node(args).await?,
         Command::Alert(cmd) => return alert::run(cmd).await,
+        Command::Policy(cmd) => return policy::run(cmd),
+        Command::Bench { quick, json, concurrency } => {
+            let mut options = if quick {
+                isx_testkit::bench::BenchOptions::quick()
+            } else {
+                isx_testkit::bench::BenchOptions::full()
+            };
+            if let Some(c) = concurrency {
+                options.concurrency = c.max(1);
+            }
+            let report = isx_testkit::bench::run(&options, &|step| eprintln!("bench: {step} ...")).await?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                output::print_bench(&report);
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -69,3 +69,30 @@ pub fn print_status(what: &str, status: &tonic::Status) {
         }
     }
 }
+
+pub fn print_bench(r: &isx_testkit::bench::BenchReport) {
+    println!("{:<34} {:>14}  against", "figure", "value");
+    println!("{:<34} {:>14.0}  transport limit (no-op RPC, same mTLS channels)", "baseline_rps", r.baseline_rps);
+    println!("{:<34} {:>14.0}  durable, default policy, 4 recipients", "publish_rps", r.publish_rps);
+    println!("{:<34} {:>14.3}  publish_rps / baseline_rps", "publish_ratio", r.publish_ratio);
+    println!(
+        "{:<34} {:>14.0}  one recipient each, with redaction, cache warm",
+        "policy_decisions_per_s", r.policy_decisions_per_s
+    );
+    println!("{:<34} {:>14.1}  five candidates per alert, cache warm", "policy_us_per_alert", r.policy_us_per_alert);
+    println!("{:<34} {:>14.1}  CPU time per publish at publish_rps", "publish_us_per_alert", r.publish_us_per_alert);
+    println!(
+        "{:<34} {:>14.3}  policy_us_per_alert / publish_us_per_alert",
+        "policy_share_of_publish", r.policy_share_of_publish
+    );
+    println!(
+        "{:<34} {:>14.0}  decision cache off",
+        "policy_decisions_per_s_uncached", r.policy_decisions_per_s_uncached
+    );
+    println!("{:<34} {:>14.1}  decision cache off", "policy_us_per_alert_uncached", r.policy_us_per_alert_uncached);
+    println!(
+        "{:<34} {:>14.3}  decision cache off",
+        "policy_share_of_publish_uncached", r.policy_share_of_publish_uncached
+    );
+    println!("{:<34} {:>14}  non-OK statuses", "errors", r.errors);
+}

@@ -14,15 +14,14 @@ use crate::wire::Alert;
 #[derive(Debug, thiserror::Error)]
 pub enum JsonError {
     /// The JSON text does not match the message schema; the text names the field.
-    #[error("{message} is not a valid {type_name}: {source}")]
+    #[error("{message} is not a valid {type_name}: {cause}")]
     Parse {
         /// What was being parsed, e.g. the file name.
         message: String,
         /// The fully qualified protobuf message name.
         type_name: String,
-        /// The parser's explanation, with line and column.
-        #[source]
-        source: serde_json::Error,
+        /// The parser's explanation, with line and column (shown in the message, not chained).
+        cause: serde_json::Error,
     },
     /// The parsed value could not be converted into the generated type.
     #[error("{type_name} does not convert: {0}", type_name = .1)]
@@ -58,7 +57,7 @@ pub fn from_json<M: WireMessage>(text: &str, what: &str) -> Result<M, JsonError>
     let mut de = serde_json::Deserializer::from_str(text);
     let dynamic = DynamicMessage::deserialize(descriptor(M::TYPE_NAME), &mut de)
         .and_then(|m| de.end().map(|()| m))
-        .map_err(|source| JsonError::Parse { message: what.to_owned(), type_name: M::TYPE_NAME.to_owned(), source })?;
+        .map_err(|cause| JsonError::Parse { message: what.to_owned(), type_name: M::TYPE_NAME.to_owned(), cause })?;
     dynamic.transcode_to::<M>().map_err(|e| JsonError::Convert(e.to_string(), M::TYPE_NAME.to_owned()))
 }
 

@@ -81,9 +81,12 @@ impl Disclose for PolicyDisclosure {
         officer: &str,
     ) -> (String, Vec<Decision>) {
         let rules = self.current();
-        let facts = rules.facts(alert, origin);
-        let decisions =
-            candidates.iter().map(|(node, addressed)| rules.decide(alert, &facts, node, *addressed, officer)).collect();
+        let nodes: Vec<&NodeInfo> = candidates.iter().map(|(n, _)| *n).collect();
+        let prepared = rules.prepare(alert, origin, &nodes);
+        let decisions = candidates
+            .iter()
+            .map(|(node, addressed)| rules.decide(alert, &prepared, node, *addressed, officer))
+            .collect();
         (rules.engine().version().to_owned(), decisions)
     }
 }

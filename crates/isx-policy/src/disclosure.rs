@@ -6,7 +6,8 @@
 //! the forbids that ruled out the more generous levels plus the permits of the
 //! chosen one. An evaluation error denies.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use isx_core::redaction::{RedactionProfile, hit_only, redact};
 use isx_core::wire::{Alert, DisclosureLevel};
@@ -14,7 +15,8 @@ use isx_core::{NodeId, NodeInfo};
 use serde::Serialize;
 
 use crate::engine::PolicyEngine;
-use crate::facts::{AlertFacts, alert_facts};
+use crate::engine::{Action, Prepared};
+use crate::facts::{FactValue, alert_facts};
 
 /// The pseudo-policy that explains a denial when nothing permitted anything.
 pub const DEFAULT_DENY: &str = "default-deny";
@@ -66,10 +68,10 @@ pub fn candidates<'a>(alert: &Alert, nodes: &'a [NodeInfo]) -> Vec<(&'a NodeInfo
         .collect()
 }
 
-const LADDER: [(DisclosureLevel, &str); 3] = [
-    (DisclosureLevel::Full, "disclose_full"),
-    (DisclosureLevel::Redacted, "disclose_redacted"),
-    (DisclosureLevel::HitOnly, "disclose_hit_only"),
+const LADDER: [(DisclosureLevel, Action); 3] = [
+    (DisclosureLevel::Full, Action::DiscloseFull),
+    (DisclosureLevel::Redacted, Action::DiscloseRedacted),
+    (DisclosureLevel::HitOnly, Action::DiscloseHitOnly),
 ];
 
 /// The policy engine plus the redaction profile: everything needed to decide.
@@ -77,12 +79,28 @@ const LADDER: [(DisclosureLevel, &str); 3] = [
 pub struct Disclosure {
     engine: Arc<PolicyEngine>,
     profile: RedactionProfile,
+    /// Level and deciding ids by [`Disclosure::cache_key`]; see [`crate::engine::CacheRules`].
+    cache: Arc<Mutex<DecisionCache>>,
+    /// Never use the cache.
+    cache_off: bool,
 }
+
+/// Level and deciding policy ids, by cache key.
+type DecisionCache = HashMap<String, (DisclosureLevel, Vec<String>)>;
+
+/// Cached decisions kept before the cache starts over.
+const CACHE_ENTRIES: usize = 4096;
 
 impl Disclosure {
     /// Combines an engine with a (validated) redaction profile.
     pub fn new(engine: Arc<PolicyEngine>, profile: RedactionProfile) -> Self {
-        Self { engine, profile }
+        Self { engine, profile, cache: Arc::default(), cache_off: false }
+    }
+
+    /// The same rules without the decision cache (to measure the uncached path).
+    pub fn without_cache(mut self) -> Self {
+        self.cache_off = true;
+        self
     }
 
     /// The policy engine.
@@ -95,9 +113,10 @@ impl Disclosure {
         &self.profile
     }
 
-    /// The Cedar facts of `alert`, built once for all of its recipients.
-    pub fn facts(&self, alert: &Alert, origin: Option<&NodeInfo>) -> AlertFacts {
-        alert_facts(alert, origin)
+    /// The Cedar entities of `alert` (from `origin`) and its candidate
+    /// recipients, built once for all of their decisions.
+    pub fn prepare(&self, alert: &Alert, origin: Option<&NodeInfo>, nodes: &[&NodeInfo]) -> Prepared {
+        self.engine.prepare(alert_facts(alert, origin), nodes)
     }
 
     fn reasons(&self, ids: &[String]) -> Vec<String> {
@@ -115,55 +134,99 @@ impl Disclosure {
     pub fn decide(
         &self,
         alert: &Alert,
-        facts: &AlertFacts,
+        prepared: &Prepared,
         node: &NodeInfo,
         addressed: bool,
         officer: &str,
     ) -> Decision {
+        let key = self.cache_key(prepared, node, addressed, officer);
+        let cached = key.as_ref().and_then(|k| self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(k).cloned());
+        let (level, ids) = match cached {
+            Some(hit) => hit,
+            None => {
+                let (level, ids, clean) = self.ladder(prepared, node, addressed, officer);
+                if let Some(k) = key.filter(|_| clean) {
+                    let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+                    if cache.len() >= CACHE_ENTRIES {
+                        cache.clear();
+                    }
+                    cache.insert(k, (level, ids.clone()));
+                }
+                (level, ids)
+            }
+        };
+        let (view, removed_fields) = match level {
+            DisclosureLevel::Full => (Some(alert.clone()), vec![]),
+            DisclosureLevel::Redacted => {
+                let (v, r) = redact(alert, &self.profile);
+                (Some(v), r)
+            }
+            DisclosureLevel::HitOnly => {
+                let (v, r) = hit_only(alert);
+                (Some(v), r)
+            }
+            _ => (None, vec![]),
+        };
+        Decision { level, reasons: self.reasons(&ids), policy_ids: ids, removed_fields, view }
+    }
+
+    /// The cache key of one decision, or `None` when decisions are not cached.
+    fn cache_key(&self, prepared: &Prepared, node: &NodeInfo, addressed: bool, officer: &str) -> Option<String> {
+        let rules = self.engine.cache_rules();
+        (rules.enabled && !self.cache_off).then(|| {
+            let officer = if rules.officer { officer } else { "" };
+            let purpose = if rules.purpose { prepared.facts.purpose.as_str() } else { "" };
+            let used: Vec<&FactValue> = prepared
+                .facts
+                .values
+                .iter()
+                .zip(rules.attributes)
+                .filter(|(_, used)| *used)
+                .map(|((_, v), _)| v)
+                .collect();
+            format!(
+                "{used:?}|{}|{:?}|{}|{:?}|{addressed}|{officer}|{purpose}",
+                node.id, node.kind, node.country, node.roles
+            )
+        })
+    }
+
+    /// Walks the level ladder. Returns the level, the deciding policy ids, and
+    /// whether the answer is clean (no evaluation error) and may be cached.
+    fn ladder(
+        &self,
+        prepared: &Prepared,
+        node: &NodeInfo,
+        addressed: bool,
+        officer: &str,
+    ) -> (DisclosureLevel, Vec<String>, bool) {
         let mut blocking: Vec<String> = Vec::new();
+        let mut last_rung: Vec<String> = Vec::new();
         for (level, action) in LADDER {
-            let answer = self.engine.ask(action, facts, node, officer, addressed);
+            let answer = self.engine.ask(action, prepared, node, officer, addressed);
             if !answer.errors.is_empty() {
-                tracing::error!(node = %node.id, action, errors = ?answer.errors, "policy evaluation error: denying");
-                let ids = vec![EVALUATION_ERROR.to_owned()];
-                return Decision {
-                    level: DisclosureLevel::Denied,
-                    reasons: self.reasons(&ids),
-                    policy_ids: ids,
-                    removed_fields: vec![],
-                    view: None,
-                };
+                tracing::error!(node = %node.id, action = action.name(), errors = ?answer.errors, "policy evaluation error: denying");
+                return (DisclosureLevel::Denied, vec![EVALUATION_ERROR.to_owned()], false);
             }
             if answer.allowed {
-                let (view, removed_fields) = match level {
-                    DisclosureLevel::Full => (alert.clone(), vec![]),
-                    DisclosureLevel::Redacted => redact(alert, &self.profile),
-                    _ => hit_only(alert),
-                };
                 let mut ids = blocking;
                 ids.extend(answer.policies);
                 dedup(&mut ids);
-                return Decision {
-                    level,
-                    reasons: self.reasons(&ids),
-                    policy_ids: ids,
-                    removed_fields,
-                    view: Some(view),
-                };
+                return (level, ids, true);
             }
+            last_rung.clone_from(&answer.policies);
             blocking.extend(answer.policies);
         }
-        dedup(&mut blocking);
-        if blocking.is_empty() {
+        // Denied: the forbids that refused even a hit decided it; without any,
+        // nothing permitted the last rung, so it is deny-by-default.
+        let mut ids = if last_rung.is_empty() {
             blocking.push(DEFAULT_DENY.to_owned());
-        }
-        Decision {
-            level: DisclosureLevel::Denied,
-            reasons: self.reasons(&blocking),
-            policy_ids: blocking,
-            removed_fields: vec![],
-            view: None,
-        }
+            blocking
+        } else {
+            last_rung
+        };
+        dedup(&mut ids);
+        (DisclosureLevel::Denied, ids, true)
     }
 
     /// Explains what each node (or only `to`) would get for `alert`.
@@ -172,15 +235,15 @@ impl Disclosure {
     /// shown as denied by `routing-not-addressed`; the origin is never listed.
     pub fn explain(&self, alert: &Alert, nodes: &[NodeInfo], to: Option<&NodeId>, officer: &str) -> Vec<Explanation> {
         let origin = nodes.iter().find(|n| n.id.as_str() == alert.origin);
-        let facts = self.facts(alert, origin);
         let candidates = candidates(alert, nodes);
+        let prepared = self.prepare(alert, origin, &candidates.iter().map(|(n, _)| *n).collect::<Vec<_>>());
         nodes
             .iter()
             .filter(|n| n.id.as_str() != alert.origin)
             .filter(|n| to.is_none_or(|t| *t == n.id))
             .map(|n| {
                 let decision = match candidates.iter().find(|(c, _)| c.id == n.id) {
-                    Some((_, addressed)) => self.decide(alert, &facts, n, *addressed, officer),
+                    Some((_, addressed)) => self.decide(alert, &prepared, n, *addressed, officer),
                     None => {
                         let ids = vec![NOT_ADDRESSED.to_owned()];
                         Decision {
@@ -393,8 +456,8 @@ mod tests {
         let d = disclosure();
         let nodes = nodes();
         let frontex = nodes.iter().find(|n| n.kind == NodeKind::Frontex).unwrap();
-        let facts = d.facts(&alert, None);
-        let decision = d.decide(&alert, &facts, frontex, false, "t");
+        let prepared = d.prepare(&alert, None, &[frontex]);
+        let decision = d.decide(&alert, &prepared, frontex, false, "t");
         assert_eq!(decision.level, DisclosureLevel::Redacted);
         let view = decision.view.unwrap();
         assert!(view.subjects[0].family_name.is_empty());
@@ -404,6 +467,62 @@ mod tests {
             decision.removed_fields,
             vec!["subjects[0].family_name", "subjects[0].date_of_birth", "subjects[0].special_categories[0]"]
         );
+    }
+
+    /// Decides for fr-police (broadcast) under the default policy plus `extra`.
+    fn decide_with(extra: &str, alert: &Alert, officer: &str, d: Option<&Disclosure>) -> (Disclosure, DisclosureLevel) {
+        let d = d.cloned().unwrap_or_else(|| {
+            let dir = tempfile::tempdir().unwrap();
+            crate::defaults::write_to(dir.path()).unwrap();
+            std::fs::write(dir.path().join("extra.cedar"), extra).unwrap();
+            Disclosure::new(Arc::new(PolicyEngine::load(dir.path()).unwrap()), RedactionProfile::default())
+        });
+        let nodes = nodes();
+        let fr = &nodes[1];
+        let prepared = d.prepare(alert, None, &[fr]);
+        let level = d.decide(alert, &prepared, fr, false, officer).level;
+        (d, level)
+    }
+
+    #[test]
+    fn the_decision_cache_keys_on_everything_a_policy_can_see() {
+        // The officer matters once a policy mentions it.
+        let by_officer =
+            "@id(\"x\")\n@reason(\"r\")\nforbid (principal, action, resource) when { context.officer == \"rogue\" };\n";
+        let (d, first) = decide_with(by_officer, &base(), "ok", None);
+        let (_, second) = decide_with(by_officer, &base(), "rogue", Some(&d));
+        assert_eq!((first, second), (DisclosureLevel::Full, DisclosureLevel::Denied));
+        assert!(d.engine().cache_rules().officer);
+
+        // A policy that names an alert by id turns the cache off.
+        let by_id = "@id(\"x\")\n@reason(\"r\")\nforbid (principal, action, resource) when { resource == Alert::\"01JDQ3B2C4D6E8F0G2H4J6K8M0\" };\n";
+        let (d, first) = decide_with(by_id, &base(), "ok", None);
+        let mut other = base();
+        other.alert_id = "01JDQ3B2C4D6E8F0G2H4J6K8M9".into();
+        let (_, second) = decide_with(by_id, &other, "ok", Some(&d));
+        assert_eq!((first, second), (DisclosureLevel::Denied, DisclosureLevel::Full));
+        assert!(!d.engine().cache_rules().enabled);
+
+        // Facts are part of the key: the same node, a different TLP, another answer.
+        let (d, first) = decide_with("", &base(), "ok", None);
+        let mut red = base();
+        tlp(Tlp::Red)(&mut red);
+        let (_, second) = decide_with("", &red, "ok", Some(&d));
+        assert_eq!((first, second), (DisclosureLevel::Full, DisclosureLevel::Denied));
+        let rules = d.engine().cache_rules();
+        assert!(rules.enabled && !rules.officer);
+        let used: Vec<&str> =
+            crate::facts::ALERT_ATTRIBUTES.iter().zip(rules.attributes).filter(|(_, u)| *u).map(|(n, _)| *n).collect();
+        assert!(used.contains(&"tlp") && used.contains(&"category") && !used.contains(&"subject_count"), "{used:?}");
+
+        // An attribute enters the key once a policy uses it: two subjects are not one.
+        let by_count =
+            "@id(\"x\")\n@reason(\"r\")\nforbid (principal, action, resource) when { resource.subject_count > 1 };\n";
+        let (d, first) = decide_with(by_count, &base(), "ok", None);
+        let mut two = base();
+        two.subjects.push(two.subjects[0].clone());
+        let (_, second) = decide_with(by_count, &two, "ok", Some(&d));
+        assert_eq!((first, second), (DisclosureLevel::Full, DisclosureLevel::Denied));
     }
 
     #[test]

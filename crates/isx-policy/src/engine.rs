@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::OnceLock;
 
 use cedar_policy::{
     Authorizer, Decision as CedarDecision, Entities, EntityUid, PolicyId, PolicySet, Request, Schema, ValidationMode,
@@ -19,7 +20,7 @@ use isx_core::NodeInfo;
 use miette::Diagnostic;
 use sha2::{Digest, Sha256};
 
-use crate::facts::{AlertFacts, disclosure_context, node_entity};
+use crate::facts::{AlertFacts, disclosure_context, node_entity, node_uid};
 
 /// Why a policy directory was refused. Each variant names the file and, where known, the line.
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +94,16 @@ pub enum PolicyError {
         /// The line.
         line: usize,
     },
+    /// The schema does not describe the facts isx supplies.
+    #[error(
+        "{file}: the schema does not match the entities and context isx builds ({message}); keep the attribute names and types of the default schema"
+    )]
+    SchemaMismatch {
+        /// The schema file.
+        file: PathBuf,
+        /// Cedar's message.
+        message: String,
+    },
     /// A policy does not validate against the schema.
     #[error("{file}:{line}: policy {id} does not validate against the schema: {message}")]
     Validation {
@@ -155,11 +166,13 @@ pub struct Answer {
 /// A loaded, validated policy directory.
 pub struct PolicyEngine {
     dir: PathBuf,
-    schema: Schema,
     policies: PolicySet,
     meta: BTreeMap<String, PolicyMeta>,
     version: String,
     authorizer: Authorizer,
+    actions: [EntityUid; 3],
+    action_entities: Vec<cedar_policy::Entity>,
+    cache_rules: CacheRules,
 }
 
 impl fmt::Debug for PolicyEngine {
@@ -218,6 +231,13 @@ impl PolicyEngine {
                 message: message(&e, &e),
                 file: schema_path.clone(),
             })?;
+        check_fact_shapes(&schema, &schema_path)?;
+        let action_entities: Vec<cedar_policy::Entity> = schema
+            .action_entities()
+            .map_err(|e| PolicyError::SchemaMismatch { file: schema_path.clone(), message: e.to_string() })?
+            .iter()
+            .cloned()
+            .collect();
 
         let mut policies = PolicySet::new();
         let mut meta: BTreeMap<String, PolicyMeta> = BTreeMap::new();
@@ -282,11 +302,13 @@ impl PolicyEngine {
         }
         Ok(Self {
             dir: dir.to_owned(),
-            schema,
             policies,
             meta,
             version: hex::encode(hasher.finalize())[..16].to_owned(),
             authorizer: Authorizer::new(),
+            actions: Action::ALL.map(|a| action_uid(a.name())),
+            action_entities,
+            cache_rules: CacheRules::from_texts(texts.values().map(String::as_str)),
         })
     }
 
@@ -310,29 +332,177 @@ impl PolicyEngine {
         self.meta.get(id).map(|m| m.reason.as_str())
     }
 
-    /// May `node` have `action` (e.g. `disclose_full`) on the alert described by `facts`?
-    pub fn ask(&self, action: &str, facts: &AlertFacts, node: &NodeInfo, officer: &str, addressed: bool) -> Answer {
+    /// Builds the entities of one alert and its candidate recipients, once,
+    /// for every question about that alert.
+    pub fn prepare(&self, facts: AlertFacts, nodes: &[&NodeInfo]) -> Prepared {
+        Prepared { facts, nodes: nodes.iter().map(|n| (*n).clone()).collect(), entities: OnceLock::new() }
+    }
+
+    fn entities<'a>(&self, prepared: &'a Prepared) -> &'a Result<Entities, String> {
+        prepared.entities.get_or_init(|| {
+            let mut list = Vec::with_capacity(prepared.nodes.len() + 1 + self.action_entities.len());
+            list.push(prepared.facts.entity.clone());
+            list.extend(self.action_entities.iter().cloned());
+            list.extend(prepared.nodes.iter().map(node_entity));
+            // Shapes were checked against the schema at load (`check_fact_shapes`);
+            // skipping the per-request schema pass keeps the hot path cheap.
+            Entities::from_entities(list, None).map_err(|e| e.to_string())
+        })
+    }
+
+    /// What a cached answer must be keyed on, judged from the policy texts.
+    pub fn cache_rules(&self) -> &CacheRules {
+        &self.cache_rules
+    }
+
+    /// May `node` have `action` on the prepared alert? Evaluation errors deny.
+    pub fn ask(&self, action: Action, prepared: &Prepared, node: &NodeInfo, officer: &str, addressed: bool) -> Answer {
         let fail = |e: String| Answer { allowed: false, policies: vec![], errors: vec![e] };
-        let principal = node_entity(node);
-        let action_uid = match EntityUid::from_str(&format!("Action::\"{action}\"")) {
-            Ok(uid) => uid,
-            Err(e) => return fail(e.to_string()),
-        };
-        let context = disclosure_context(facts, officer, addressed);
-        let request = match Request::new(principal.uid(), action_uid, facts.uid.clone(), context, Some(&self.schema)) {
-            Ok(r) => r,
-            Err(e) => return fail(format!("request does not match the schema: {e}")),
-        };
-        let entities = match Entities::from_entities([principal, facts.entity.clone()], Some(&self.schema)) {
+        let entities = match self.entities(prepared) {
             Ok(e) => e,
-            Err(e) => return fail(format!("entities do not match the schema: {e}")),
+            Err(e) => return fail(format!("entities: {e}")),
         };
-        let response = self.authorizer.is_authorized(&request, &self.policies, &entities);
+        let context = disclosure_context(&prepared.facts, officer, addressed);
+        let principal = node_uid(node);
+        let request = match Request::new(
+            principal,
+            self.actions[action as usize].clone(),
+            prepared.facts.uid.clone(),
+            context,
+            None,
+        ) {
+            Ok(r) => r,
+            Err(e) => return fail(format!("request: {e}")),
+        };
+        let response = self.authorizer.is_authorized(&request, &self.policies, entities);
         let mut policies: Vec<String> = response.diagnostics().reason().map(|p| p.to_string()).collect();
         policies.sort();
         let errors: Vec<String> = response.diagnostics().errors().map(|e| e.to_string()).collect();
         Answer { allowed: response.decision() == CedarDecision::Allow && errors.is_empty(), policies, errors }
     }
+}
+
+/// The Cedar actions isx asks about, from most to least generous.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// `Action::"disclose_full"`.
+    DiscloseFull = 0,
+    /// `Action::"disclose_redacted"`.
+    DiscloseRedacted = 1,
+    /// `Action::"disclose_hit_only"`.
+    DiscloseHitOnly = 2,
+}
+
+impl Action {
+    /// Every action, in ladder order.
+    pub const ALL: [Action; 3] = [Action::DiscloseFull, Action::DiscloseRedacted, Action::DiscloseHitOnly];
+
+    /// The Cedar action id.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::DiscloseFull => "disclose_full",
+            Self::DiscloseRedacted => "disclose_redacted",
+            Self::DiscloseHitOnly => "disclose_hit_only",
+        }
+    }
+}
+
+/// One alert's entities, ready for questions about any of its candidates.
+/// The Cedar entity store is built on the first question, so an alert whose
+/// decisions all come from the cache never builds it.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The alert's facts.
+    pub facts: AlertFacts,
+    nodes: Vec<NodeInfo>,
+    entities: OnceLock<Result<Entities, String>>,
+}
+
+/// Which inputs a cached decision must be keyed on.
+///
+/// Decisions are a pure function of the policies, the entities and the
+/// context. The cache key holds the recipient node, whether it is addressed,
+/// and every alert attribute, officer or purpose whose name appears anywhere
+/// in the policy files (a conservative test: a name in a comment counts). If
+/// any policy file mentions `Alert::` (an alert named by id), nothing is cached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheRules {
+    /// Decisions may be cached.
+    pub enabled: bool,
+    /// Some policy mentions `officer`.
+    pub officer: bool,
+    /// Some policy mentions `purpose`.
+    pub purpose: bool,
+    /// For each of [`crate::facts::ALERT_ATTRIBUTES`], whether some policy mentions it.
+    pub attributes: [bool; 19],
+}
+
+impl CacheRules {
+    fn from_texts<'a>(texts: impl Iterator<Item = &'a str>) -> Self {
+        let mut rules = Self { enabled: true, officer: false, purpose: false, attributes: [false; 19] };
+        for text in texts {
+            rules.enabled &= !text.contains("Alert::");
+            rules.officer |= text.contains("officer");
+            rules.purpose |= text.contains("purpose");
+            for (used, name) in rules.attributes.iter_mut().zip(crate::facts::ALERT_ATTRIBUTES) {
+                *used |= text.contains(name);
+            }
+        }
+        rules
+    }
+}
+
+fn action_uid(name: &str) -> EntityUid {
+    EntityUid::from_str(&format!("Action::\"{name}\"")).expect("static action ids parse")
+}
+
+/// Checks that the entities and contexts isx builds conform to `schema`, so
+/// that a schema edited out of step with the code fails at load, not as
+/// evaluation errors (which would deny everything) at run time.
+fn check_fact_shapes(schema: &Schema, schema_path: &Path) -> Result<(), PolicyError> {
+    use isx_core::wire::{Labels, SpecialCategoryData, Subject};
+    let probe = isx_core::wire::Alert {
+        alert_id: "probe".into(),
+        origin: "probe-origin".into(),
+        category: 1,
+        action: 1,
+        labels: Some(Labels {
+            tlp: 1,
+            handling_code: 1,
+            pap: 1,
+            source_reliability: 1,
+            info_reliability: 1,
+            tags: vec!["t".into()],
+            ..Default::default()
+        }),
+        addressees: vec!["probe".into()],
+        subjects: vec![Subject {
+            minor: true,
+            special_categories: vec![SpecialCategoryData::default()],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let node = NodeInfo {
+        id: isx_core::NodeId::new("probe").expect("valid"),
+        kind: isx_core::NodeKind::National,
+        country: "XX".into(),
+        roles: vec![isx_core::Role::Subscribe],
+        name: String::new(),
+    };
+    let facts = crate::facts::alert_facts(&probe, Some(&node));
+    let mismatch = |what: &str, e: &dyn fmt::Display| PolicyError::SchemaMismatch {
+        file: schema_path.to_owned(),
+        message: format!("{what}: {e}"),
+    };
+    Entities::from_entities([facts.entity.clone(), node_entity(&node)], Some(schema))
+        .map_err(|e| mismatch("entities", &e))?;
+    for action in Action::ALL {
+        let context = disclosure_context(&facts, "probe", true);
+        Request::new(node_uid(&node), action_uid(action.name()), facts.uid.clone(), context, Some(schema))
+            .map_err(|e| mismatch(action.name(), &e))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -360,6 +530,10 @@ mod tests {
             (&[("s.cedarschema", SCHEMA), ("a.cedar", GOOD)], "ok"),
             (&[("a.cedar", GOOD)], "exactly one *.cedarschema"),
             (&[("s.cedarschema", SCHEMA)], "no *.cedar policy files"),
+            (
+                &[("s.cedarschema", &SCHEMA.replace("  hops: Long,\n", "")), ("a.cedar", GOOD)],
+                "DIR/s.cedarschema: the schema does not match the entities",
+            ),
             (&[("s.cedarschema", "entity Node = {"), ("a.cedar", GOOD)], "DIR/s.cedarschema:1: schema error"),
             (
                 &[

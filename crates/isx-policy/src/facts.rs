@@ -22,6 +22,8 @@ pub struct AlertFacts {
     pub purpose: String,
     /// The named addressees.
     pub addressees: Vec<String>,
+    /// Every attribute of the entity by name, for the decision-cache key.
+    pub values: Vec<(&'static str, FactValue)>,
 }
 
 fn uid(type_name: &str, id: &str) -> EntityUid {
@@ -49,6 +51,53 @@ pub fn tlp_name(alert: &Alert) -> String {
     suffix(tlp.as_str_name(), "TLP_")
 }
 
+/// One attribute value of the `Alert` entity.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum FactValue {
+    /// A string.
+    Str(String),
+    /// A number.
+    Long(i64),
+    /// A flag.
+    Bool(bool),
+    /// A set of strings.
+    Set(Vec<String>),
+}
+
+/// The names of the `Alert` entity's attributes.
+pub const ALERT_ATTRIBUTES: [&str; 19] = [
+    "category",
+    "action",
+    "tlp",
+    "handling_code",
+    "pap",
+    "source_reliability",
+    "info_reliability",
+    "origin",
+    "origin_kind",
+    "origin_country",
+    "addressees",
+    "tags",
+    "has_special_categories",
+    "has_minor",
+    "minor_not_victim_or_missing",
+    "subject_count",
+    "object_count",
+    "forwarded",
+    "hops",
+];
+
+impl FactValue {
+    fn expr(&self) -> RestrictedExpression {
+        match self {
+            Self::Str(s) => string(s.clone()),
+            Self::Long(n) => RestrictedExpression::new_long(*n),
+            Self::Bool(b) => RestrictedExpression::new_bool(*b),
+            Self::Set(items) => strings(items.iter().map(String::as_str)),
+        }
+    }
+}
+
 /// Builds the Cedar facts of `alert`; `origin` is the publishing node, when registered.
 pub fn alert_facts(alert: &Alert, origin: Option<&NodeInfo>) -> AlertFacts {
     let labels = alert.labels.clone().unwrap_or_default();
@@ -60,33 +109,42 @@ pub fn alert_facts(alert: &Alert, origin: Option<&NodeInfo>) -> AlertFacts {
         n @ 1..=4 => i64::from(n),
         _ => 4,
     };
-    let attrs: HashMap<String, RestrictedExpression> = [
-        ("category", string(display::category(alert.category()))),
-        ("action", string(suffix(alert.action().as_str_name(), "ACTION_"))),
-        ("tlp", string(tlp_name(alert))),
-        ("handling_code", string(suffix(labels.handling_code().as_str_name(), "HANDLING_CODE_"))),
-        ("pap", string(if labels.pap == 0 { String::new() } else { suffix(labels.pap().as_str_name(), "PAP_") })),
-        ("source_reliability", string(suffix(labels.source_reliability().as_str_name(), "SOURCE_RELIABILITY_"))),
-        ("info_reliability", RestrictedExpression::new_long(info_reliability)),
-        ("origin", string(alert.origin.clone())),
-        ("origin_kind", string(origin.map(|o| o.kind.as_str()).unwrap_or_default())),
-        ("origin_country", string(origin.map(|o| o.country.clone()).unwrap_or_default())),
-        ("addressees", strings(alert.addressees.iter().map(String::as_str))),
-        ("tags", strings(labels.tags.iter().map(String::as_str))),
-        ("has_special_categories", RestrictedExpression::new_bool(has_special)),
-        ("has_minor", RestrictedExpression::new_bool(has_minor)),
-        ("minor_not_victim_or_missing", RestrictedExpression::new_bool(protected_minor)),
-        ("subject_count", RestrictedExpression::new_long(alert.subjects.len() as i64)),
-        ("object_count", RestrictedExpression::new_long(alert.objects.len() as i64)),
-        ("forwarded", RestrictedExpression::new_bool(!alert.forwarded_from.is_empty())),
-        ("hops", RestrictedExpression::new_long(i64::from(alert.hops))),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
+    let pap = if labels.pap == 0 { String::new() } else { suffix(labels.pap().as_str_name(), "PAP_") };
+    let values: Vec<(&'static str, FactValue)> = vec![
+        ("category", FactValue::Str(display::category(alert.category()))),
+        ("action", FactValue::Str(suffix(alert.action().as_str_name(), "ACTION_"))),
+        ("tlp", FactValue::Str(tlp_name(alert))),
+        ("handling_code", FactValue::Str(suffix(labels.handling_code().as_str_name(), "HANDLING_CODE_"))),
+        ("pap", FactValue::Str(pap)),
+        (
+            "source_reliability",
+            FactValue::Str(suffix(labels.source_reliability().as_str_name(), "SOURCE_RELIABILITY_")),
+        ),
+        ("info_reliability", FactValue::Long(info_reliability)),
+        ("origin", FactValue::Str(alert.origin.clone())),
+        ("origin_kind", FactValue::Str(origin.map(|o| o.kind.as_str()).unwrap_or_default().to_owned())),
+        ("origin_country", FactValue::Str(origin.map(|o| o.country.clone()).unwrap_or_default())),
+        ("addressees", FactValue::Set(alert.addressees.clone())),
+        ("tags", FactValue::Set(labels.tags.clone())),
+        ("has_special_categories", FactValue::Bool(has_special)),
+        ("has_minor", FactValue::Bool(has_minor)),
+        ("minor_not_victim_or_missing", FactValue::Bool(protected_minor)),
+        ("subject_count", FactValue::Long(alert.subjects.len() as i64)),
+        ("object_count", FactValue::Long(alert.objects.len() as i64)),
+        ("forwarded", FactValue::Bool(!alert.forwarded_from.is_empty())),
+        ("hops", FactValue::Long(i64::from(alert.hops))),
+    ];
+    debug_assert!(values.iter().map(|(k, _)| *k).eq(ALERT_ATTRIBUTES));
+    let attrs: HashMap<String, RestrictedExpression> =
+        values.iter().map(|(k, f)| ((*k).to_owned(), f.expr())).collect();
     let uid = uid("Alert", &alert.alert_id);
     let entity = Entity::new(uid.clone(), attrs, HashSet::new()).expect("literal attributes always evaluate");
-    AlertFacts { uid, entity, purpose: alert.purpose.clone(), addressees: alert.addressees.clone() }
+    AlertFacts { uid, entity, purpose: alert.purpose.clone(), addressees: alert.addressees.clone(), values }
+}
+
+/// `Node::"<id>"`.
+pub fn node_uid(node: &NodeInfo) -> EntityUid {
+    uid("Node", node.id.as_str())
 }
 
 /// The principal entity for a node.
@@ -99,7 +157,7 @@ pub fn node_entity(node: &NodeInfo) -> Entity {
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
-    Entity::new(uid("Node", node.id.as_str()), attrs, HashSet::new()).expect("literal attributes always evaluate")
+    Entity::new(node_uid(node), attrs, HashSet::new()).expect("literal attributes always evaluate")
 }
 
 /// The disclosure context for one recipient.

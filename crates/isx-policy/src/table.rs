@@ -254,3 +254,75 @@ pub fn run(table: &TestTable, disclosure: &Disclosure, nodes: &[NodeInfo]) -> Ve
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use isx_core::redaction::RedactionProfile;
+    use isx_core::{NodeId, NodeKind};
+
+    use super::*;
+    use crate::PolicyEngine;
+
+    fn write(dir: &Path, table: &str) -> PathBuf {
+        let path = dir.join("tests.toml");
+        std::fs::write(&path, table).unwrap();
+        path
+    }
+
+    const CASE: &str = r#"
+[[case]]
+name = "fr gets it"
+to = "fr-police"
+expect = "EXPECT"
+[case.inline]
+alert_id = "01JDQ3E1F2G3H4J5K6M7N8P9Q0"
+origin = "de-police"
+category = "CATEGORY_TERRORISM"
+action = "ACTION_CHECK"
+labels = { tlp = "TLP_AMBER", handling_code = "HANDLING_CODE_H0" }
+"#;
+
+    fn run_case(expect: &str) -> Vec<CaseResult> {
+        let dir = tempfile::tempdir().unwrap();
+        let table = TestTable::load(&write(dir.path(), &CASE.replace("EXPECT", expect))).unwrap();
+        let engine =
+            PolicyEngine::load(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy/local/policy")).unwrap();
+        let d = Disclosure::new(Arc::new(engine), RedactionProfile::default());
+        let nodes: Vec<NodeInfo> = ["de-police", "fr-police"]
+            .iter()
+            .map(|id| NodeInfo {
+                id: NodeId::new(*id).unwrap(),
+                kind: NodeKind::National,
+                country: "XX".into(),
+                roles: NodeKind::National.default_roles(),
+                name: String::new(),
+            })
+            .collect();
+        run(&table, &d, &nodes)
+    }
+
+    #[test]
+    fn a_right_expectation_passes_and_a_wrong_one_fails_naming_it() {
+        assert!(run_case("full")[0].pass);
+        let wrong = &run_case("redacted")[0];
+        assert!(!wrong.pass);
+        assert_eq!(wrong.detail, "level full instead of redacted");
+    }
+
+    #[test]
+    fn malformed_tables_name_the_case_or_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases = [
+            (CASE.replace("EXPECT", "everything"), "case 1 (\"fr gets it\"): expect = \"everything\""),
+            (CASE.replace("EXPECT", "full").replace("to = ", "recipient = "), "unknown field `recipient`"),
+            ("[[case]]\nname = \"x\"\nto = \"a\"\nexpect = \"full\"\n".to_owned(), "needs alert"),
+            ("gateway = \"g.toml\"\n".to_owned(), "no [[case]] entries"),
+        ];
+        for (text, needle) in cases {
+            let err = TestTable::load(&write(dir.path(), &text)).unwrap_err().to_string();
+            assert!(err.contains(needle), "{err}");
+        }
+    }
+}

@@ -157,7 +157,21 @@ pub async fn run(out: &mut (dyn Write + Send)) -> Result<DemoReport, DemoError> 
         }
         writeln!(out)?;
     }
-    writeln!(out, "\n  full = the alert as sent; - = not a recipient; MISSING = promised but not delivered")?;
+    writeln!(
+        out,
+        "\n  full = the alert as sent; redacted = names, document numbers, special categories removed, birth date \
+         reduced to the year;\n  hit_only = only the reference, holder, category and action; denied = nothing; \
+         - = not a recipient; MISSING = promised but not delivered"
+    )?;
+
+    writeln!(out, "\nWhy (every level below full, with the deciding policy):\n")?;
+    for (title, _, receipt) in &receipts {
+        for r in receipt.recipients.iter().filter(|r| r.level() != DisclosureLevel::Full) {
+            let id = r.policy_ids.iter().find(|p| topo.policy_reason(p).is_some()).cloned().unwrap_or_default();
+            let reason = topo.policy_reason(&id).unwrap_or_default();
+            writeln!(out, "  {title:<20} {:<10} {:<9} {id}: {reason}", r.node, display::level(r.level()))?;
+        }
+    }
 
     topo.shutdown().await;
     if report.ok() {

@@ -8,6 +8,7 @@
 //! - [`samples`]: realistic alerts (a foreign-fighter check, a
 //!   migrant-smuggling network, a trafficking victim) for tests and the demo.
 //! - [`demo`]: the `isx demo` run.
+//! - [`bench`]: `isx bench`, each figure next to a same-run baseline.
 //!
 //! # Example
 //! ```no_run
@@ -27,6 +28,7 @@
 //! Production code never depends on this crate.
 #![forbid(unsafe_code)]
 
+pub mod bench;
 pub mod demo;
 pub mod samples;
 pub mod topology;

@@ -1,0 +1,114 @@
+//! The `isx` binary as users run it: exit codes and messages.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn isx(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_isx")).args(args).current_dir(repo()).output().expect("isx runs")
+}
+
+fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+#[test]
+fn the_default_policy_table_passes() {
+    let out = isx(&["policy", "test", "deploy/local/policy/tests.toml"]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains(" passed, 0 failed"), "{t}");
+}
+
+#[test]
+fn a_wrong_expectation_fails_and_names_the_case() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = dir.path().join("t.toml");
+    let gateway = repo().join("deploy/local/gateway.toml");
+    let alert = repo().join("deploy/local/alerts/smuggling-network.json");
+    std::fs::write(
+        &table,
+        format!(
+            "gateway = {gateway:?}\npolicy_dir = {:?}\n[[case]]\nname = \"frontex gets it whole (wrong)\"\nalert = {alert:?}\nto = \"frontex\"\nexpect = \"full\"\n",
+            repo().join("deploy/local/policy")
+        ),
+    )
+    .unwrap();
+    let out = isx(&["policy", "test", table.to_str().unwrap()]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("FAIL") && t.contains("frontex gets it whole (wrong)"), "{t}");
+    assert!(t.contains("level redacted instead of full"), "{t}");
+    assert!(t.contains("0 passed, 1 failed"), "{t}");
+}
+
+#[test]
+fn check_lists_policies_and_refuses_a_broken_one_with_file_and_line() {
+    let out = isx(&["policy", "check", "deploy/local/policy"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("frontex-depersonalised"));
+
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["schema.cedarschema", "agencies.cedar"] {
+        std::fs::copy(repo().join("deploy/local/policy").join(name), dir.path().join(name)).unwrap();
+    }
+    std::fs::write(
+        dir.path().join("extra.cedar"),
+        "@id(\"x\")\n@reason(\"r\")\npermit (principal, action, resource)\nwhen { resource.tlp == 3 };\n",
+    )
+    .unwrap();
+    let out = isx(&["policy", "check", dir.path().to_str().unwrap()]);
+    let t = text(&out);
+    assert!(!out.status.success());
+    assert!(t.contains("extra.cedar:4"), "{t}");
+}
+
+#[test]
+fn explain_json_has_the_documented_keys() {
+    let out = isx(&["policy", "explain", "--alert", "deploy/local/alerts/smuggling-network.json", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = v.as_array().unwrap();
+    assert_eq!(rows.len(), 5, "every registered node but the origin");
+    for row in rows {
+        let mut keys: Vec<&str> = row.as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort();
+        assert_eq!(keys, vec!["level", "policies", "reasons", "recipient", "removed_fields"]);
+    }
+    let frontex = rows.iter().find(|r| r["recipient"] == "frontex").unwrap();
+    assert_eq!(frontex["level"], "redacted");
+    let out = isx(&["policy", "explain", "--alert", "deploy/local/alerts/smuggling-network.json", "--to", "it-police"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("origin"), "{}", text(&out));
+}
+
+#[test]
+fn bad_alert_files_name_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a.json");
+    std::fs::write(&file, "{\"alert_id\": \"x\", \"labels\": {\"tlp\": \"TLP_PURPLE\"}}").unwrap();
+    let out =
+        isx(&["alert", "send", "--as", "de-police", "--pki", "/nonexistent", "--officer", "o", file.to_str().unwrap()]);
+    let t = text(&out);
+    assert!(!out.status.success());
+    assert!(t.contains("TLP_PURPLE"), "{t}");
+    assert_eq!(t.matches("TLP_PURPLE").count(), 1, "said once: {t}");
+    std::fs::write(&file, "{}").unwrap();
+    let out = isx(&["alert", "send", "--as", "de-police", "--pki", "/nonexistent", file.to_str().unwrap()]);
+    assert!(text(&out).contains("--officer is required"), "{}", text(&out));
+}
+
+#[test]
+fn pki_init_refuses_to_overwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki");
+    let p = pki.to_str().unwrap();
+    assert!(isx(&["pki", "init", "--dir", p, "--nodes", "a-police,b-police"]).status.success());
+    assert!(pki.join("a-police.crt").exists() && pki.join("gateway.key").exists());
+    let again = isx(&["pki", "init", "--dir", p]);
+    assert!(!again.status.success());
+    assert!(text(&again).contains("--force"), "{}", text(&again));
+}

@@ -1,0 +1,218 @@
+//! `isx bench`: throughput measured next to a baseline from the same run.
+//!
+//! Every figure comes with the limit it is measured against, on the same
+//! machine, in the same process, at the same time:
+//! - `baseline_rps`: a no-op unary RPC (the health check) over the same mTLS
+//!   channels, the transport limit;
+//! - `publish_rps`: durable publishes with the default policy, fan-out to four
+//!   subscribed recipients;
+//! - `policy_decisions_per_s`: the Cedar decision path alone (one alert, five
+//!   recipients, with redaction), and its share of a publish's cost.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use isx_core::NodeInfo;
+use isx_core::redaction::RedactionProfile;
+use isx_policy::{Disclosure, PolicyEngine};
+use serde::Serialize;
+
+use crate::samples;
+use crate::topology::{Topology, TopologyError, TopologySpec};
+
+/// How long and how hard to run.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// How long each throughput phase runs.
+    pub phase: Duration,
+    /// Concurrent request tasks.
+    pub concurrency: usize,
+    /// Channels (HTTP/2 connections) the tasks share.
+    pub channels: usize,
+}
+
+impl BenchOptions {
+    /// About 30 seconds in all on a 2-core machine.
+    pub fn quick() -> Self {
+        Self { phase: Duration::from_secs(3), concurrency: 32, channels: 4 }
+    }
+
+    /// Longer phases for steadier figures.
+    pub fn full() -> Self {
+        Self { phase: Duration::from_secs(10), concurrency: 64, channels: 4 }
+    }
+}
+
+/// The figures of one run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BenchReport {
+    /// No-op unary RPCs per second over the same mTLS channels.
+    pub baseline_rps: f64,
+    /// Durable publishes per second (default policy, four recipients, flushed).
+    pub publish_rps: f64,
+    /// `publish_rps / baseline_rps`.
+    pub publish_ratio: f64,
+    /// Disclosure decisions per second (one recipient each, with redaction), decision cache warm.
+    pub policy_decisions_per_s: f64,
+    /// Microseconds of policy work per published alert (five candidates), cache warm.
+    pub policy_us_per_alert: f64,
+    /// Microseconds per publish at the measured publish throughput.
+    pub publish_us_per_alert: f64,
+    /// `policy_us_per_alert / publish_us_per_alert`.
+    pub policy_share_of_publish: f64,
+    /// Decisions per second with the decision cache off.
+    pub policy_decisions_per_s_uncached: f64,
+    /// Microseconds of policy work per alert with the cache off.
+    pub policy_us_per_alert_uncached: f64,
+    /// `policy_us_per_alert_uncached / publish_us_per_alert`.
+    pub policy_share_of_publish_uncached: f64,
+    /// Requests that ended in a non-OK status.
+    pub errors: u64,
+}
+
+/// Runs `task` from `concurrency` workers for `phase`; returns (ok count, error count, elapsed).
+async fn drive<F, Fut>(phase: Duration, concurrency: usize, task: F) -> (u64, u64, Duration)
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let ok = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let task = Arc::new(task);
+    let start = Instant::now();
+    let deadline = start + phase;
+    let mut workers = Vec::new();
+    for worker in 0..concurrency {
+        let (ok, failed, task) = (ok.clone(), failed.clone(), task.clone());
+        workers.push(tokio::spawn(async move {
+            while Instant::now() < deadline {
+                if task(worker).await {
+                    ok.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    for w in workers {
+        let _ = w.await;
+    }
+    (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed), start.elapsed())
+}
+
+/// The decision path alone: one alert to five candidates, redaction included.
+///
+/// The alerts cycle through all 17 crime areas and 5 TLP levels. Returns
+/// (decisions per second, µs per alert) with the decision cache and without it
+/// (every decision evaluated by Cedar).
+pub fn policy_decisions(phase: Duration) -> Result<PolicyFigures, isx_policy::PolicyError> {
+    let dir = tempfile::tempdir().map_err(|source| isx_policy::PolicyError::Io { path: "tmp".into(), source })?;
+    isx_policy::defaults::write_to(dir.path())
+        .map_err(|source| isx_policy::PolicyError::Io { path: dir.path().into(), source })?;
+    let engine = Arc::new(PolicyEngine::load(dir.path())?);
+    let nodes: Vec<NodeInfo> = TopologySpec::default_agencies()
+        .nodes
+        .iter()
+        .map(|n| NodeInfo {
+            id: n.id.clone(),
+            kind: n.kind,
+            country: n.country.clone(),
+            roles: n.kind.default_roles(),
+            name: n.name.clone(),
+        })
+        .collect();
+    let alert = samples::trafficking_victim("fr-police", &[]);
+    let measure = |disclosure: &Disclosure| {
+        let start = Instant::now();
+        let (mut alerts, mut decisions) = (0u64, 0u64);
+        let mut alert = alert.clone();
+        #[allow(clippy::explicit_counter_loop)]
+        while start.elapsed() < phase {
+            // Cycle through every crime area and TLP: 85 label combinations.
+            alert.alert_id = samples::new_alert_id();
+            alert.category = (alerts % 17) as i32 + 1;
+            alert.labels.as_mut().expect("labels").tlp = ((alerts / 17) % 5) as i32 + 1;
+            let candidates = isx_policy::candidates(&alert, &nodes);
+            let refs: Vec<&NodeInfo> = candidates.iter().map(|(n, _)| *n).collect();
+            let prepared = disclosure.prepare(&alert, nodes.iter().find(|n| n.id.as_str() == "fr-police"), &refs);
+            for (node, addressed) in candidates {
+                std::hint::black_box(disclosure.decide(&alert, &prepared, node, addressed, "bench"));
+                decisions += 1;
+            }
+            alerts += 1;
+        }
+        let secs = start.elapsed().as_secs_f64();
+        (decisions as f64 / secs, secs * 1e6 / alerts as f64)
+    };
+    let cached = measure(&Disclosure::new(engine.clone(), RedactionProfile::default()));
+    let uncached = measure(&Disclosure::new(engine, RedactionProfile::default()).without_cache());
+    Ok(PolicyFigures { cached, uncached })
+}
+
+/// Decision-path figures: (decisions per second, µs per alert of five candidates).
+#[derive(Debug, Clone, Copy)]
+pub struct PolicyFigures {
+    /// With the decision cache warm (alerts with recurring facts).
+    pub cached: (f64, f64),
+    /// Every decision evaluated by Cedar.
+    pub uncached: (f64, f64),
+}
+
+/// Runs the benchmark against an in-process topology.
+pub async fn run(
+    options: &BenchOptions,
+    progress: &(dyn Fn(&str) + Send + Sync),
+) -> Result<BenchReport, TopologyError> {
+    let mut report = BenchReport::default();
+    progress("starting a gateway and five agencies over mTLS");
+    let topo = Topology::start(TopologySpec::default_agencies()).await?;
+    let mut clients = Vec::new();
+    for _ in 0..options.channels.max(1) {
+        clients.push(topo.client("de-police").await?);
+    }
+    let clients = Arc::new(clients);
+
+    progress("baseline: no-op RPC (health check) over the same channels");
+    let cs = clients.clone();
+    let (ok, err, took) = drive(options.phase, options.concurrency, move |w| {
+        let channel = cs[w % cs.len()].channel();
+        async move {
+            let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+            health.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await.is_ok()
+        }
+    })
+    .await;
+    report.baseline_rps = ok as f64 / took.as_secs_f64();
+    report.errors += err;
+
+    progress("publish: durable, default policy, four subscribed recipients");
+    let cs = clients.clone();
+    let (ok, err, took) = drive(options.phase, options.concurrency, move |w| {
+        let client = cs[w % cs.len()].clone();
+        async move {
+            client
+                .publish(samples::migrant_smuggling("de-police", &["fr-police", "it-police", "europol", "frontex"]))
+                .await
+                .is_ok()
+        }
+    })
+    .await;
+    report.publish_rps = ok as f64 / took.as_secs_f64();
+    report.errors += err;
+    report.publish_ratio = report.publish_rps / report.baseline_rps.max(1e-9);
+    topo.shutdown().await;
+
+    progress("policy: the decision path alone");
+    let figures = policy_decisions(options.phase.min(Duration::from_secs(3)))
+        .map_err(|e| TopologyError::Node { node: "policy".into(), message: e.to_string() })?;
+    (report.policy_decisions_per_s, report.policy_us_per_alert) = figures.cached;
+    (report.policy_decisions_per_s_uncached, report.policy_us_per_alert_uncached) = figures.uncached;
+    // At the measured throughput with `concurrency` in flight on two cores, each
+    // publish costs about (cores / publish_rps) of CPU time.
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
+    report.publish_us_per_alert = cores * 1e6 / report.publish_rps.max(1e-9);
+    report.policy_share_of_publish = report.policy_us_per_alert / report.publish_us_per_alert;
+    report.policy_share_of_publish_uncached = report.policy_us_per_alert_uncached / report.publish_us_per_alert;
+    Ok(report)
+}
