@@ -8,7 +8,7 @@ use prost::Message;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
-    let files = ["isx/v1/alert.proto", "isx/v1/exchange.proto"];
+    let files = ["isx/v1/alert.proto", "isx/v1/exchange.proto", "isx/v1/audit.proto"];
     for file in &files {
         println!("cargo:rerun-if-changed={}", root.join(file).display());
     }

@@ -6,6 +6,7 @@
 //! - [`json`]: the canonical protobuf JSON mapping for alerts and other wire messages.
 //! - [`redaction`]: the redacted and hit-only views of an alert, and the
 //!   redaction profile that says which fields go.
+//! - [`identifiers`]: normalised identifiers and their HMAC pseudonyms.
 //! - [`digest`]: the content digest that makes publishing idempotent.
 //! - [`timestamp`]: conversions between `prost_types::Timestamp` and `time`.
 //! - [`display`]: short human names for labels and levels, for tables.
@@ -16,6 +17,7 @@
 
 pub mod digest;
 pub mod display;
+pub mod identifiers;
 pub mod json;
 pub mod node;
 pub mod redaction;

@@ -1,0 +1,39 @@
+//! The isx fundamental-rights audit log.
+//!
+//! # Layout
+//! - [`log`]: [`AuditLog`], the sled-backed append-only log: records, the
+//!   RFC 6962 Merkle tree (stored hashes in the Go `tlog` layout, via
+//!   `tlog_tiles`), indexes, search, proofs, pruning, and the start-up
+//!   integrity check.
+//! - [`index`]: index rows derived from a record, so that every search reads
+//!   only the rows it returns.
+//! - [`keys`]: the gateway's audit keys: the Ed25519 checkpoint key (C2SP
+//!   signed-note format) and the HMAC key for subject pseudonyms.
+//! - [`checkpoint`]: signing and checking C2SP checkpoints.
+//! - [`verify`]: offline verification of entries, proofs, checkpoints and
+//!   export bundles; needs no gateway and no key but the public one.
+//!
+//! # Guarantees
+//! - Records are stored as their exact protobuf bytes; leaf hash =
+//!   SHA-256(0x00 ‖ bytes). The tree never changes once a record is in it;
+//!   pruning removes bodies and index rows but keeps every hash.
+//! - [`AuditLog::open`] refuses a log whose records, hashes, index rows or
+//!   size disagree with each other or with the last signed checkpoint, naming
+//!   the first bad sequence number.
+//! - Appends are not durable until the caller flushes the database (the
+//!   gateway's group commit); a checkpoint is only signed over flushed records.
+//!
+//! This crate knows nothing of gRPC.
+#![forbid(unsafe_code)]
+
+pub mod checkpoint;
+pub mod index;
+pub mod keys;
+pub mod log;
+pub mod verify;
+
+pub use isx_core::wire::{AuditEntry, AuditRecord, Operation, Outcome};
+pub use log::{AuditError, AuditLog, Filter};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,324 @@
+//! Log tests: model-based, tamper detection, pruning, cross-checks.
+
+use std::path::Path;
+
+use isx_core::wire::{AuditBundle, AuditRecord, Checkpoint, Operation};
+use proptest::prelude::*;
+use tlog_tiles::tlog::{self, Hash};
+
+use crate::verify::{self, LogVerifier, RootBuilder, VerifyError};
+use crate::{AuditError, AuditLog, Filter};
+
+fn keys(dir: &Path) -> crate::keys::AuditKeys {
+    if !dir.join("audit.key").exists() {
+        crate::keys::create(dir, "isx.test/audit").unwrap();
+    }
+    crate::keys::load(dir).unwrap()
+}
+
+fn open(dir: &Path) -> Result<AuditLog, AuditError> {
+    let db = sled::open(dir.join("db")).unwrap();
+    AuditLog::open(&db, keys(dir), &|_, _| {}).map(|(log, _)| log)
+}
+
+fn record(i: u64) -> AuditRecord {
+    AuditRecord {
+        operation: if i % 3 == 0 { Operation::Collection } else { Operation::Disclosure } as i32,
+        node: format!("node-{}", i % 4),
+        officer: format!("officer-{}", i % 5),
+        alert_id: format!("alert-{}", i / 2),
+        purpose: "p".into(),
+        subject_pseudonyms: vec![format!("{:064x}", i % 7)],
+        ..Default::default()
+    }
+}
+
+fn checkpoint_msg(log: &AuditLog, size: u64) -> Checkpoint {
+    let note = log.sign_checkpoint(size).unwrap();
+    Checkpoint {
+        note,
+        tree_size: size,
+        root_hash: log.root(size).unwrap().to_vec(),
+        origin: log.keys().origin.clone(),
+        verifier_key: log.keys().verifier_key.clone(),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Random appends in random batches, with reopens between them: the tree
+    /// matches a plain Vec of leaves, and every proof verifies.
+    #[test]
+    fn model(batches in prop::collection::vec(1usize..9, 1..8), reopen in prop::collection::vec(any::<bool>(), 8)) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut model: Vec<[u8; 32]> = Vec::new();
+        let mut log = open(dir.path()).unwrap();
+        for (b, n) in batches.iter().enumerate() {
+            let base = model.len() as u64;
+            let seqs = log.append((0..*n as u64).map(|i| record(base + i)).collect(), 1000 + base).unwrap();
+            prop_assert_eq!(seqs, (base..base + *n as u64).collect::<Vec<_>>());
+            for s in base..base + *n as u64 {
+                model.push(verify::entry(&log.entry(s).unwrap()).unwrap());
+            }
+            if reopen[b] {
+                log.db().flush().unwrap();
+                drop(log);
+                log = open(dir.path()).unwrap();
+            }
+        }
+        let size = model.len() as u64;
+        prop_assert_eq!(log.size(), size);
+        for t in 1..=size {
+            let mut rb = RootBuilder::default();
+            model[..t as usize].iter().for_each(|l| rb.push(*l));
+            let root = log.root(t).unwrap();
+            prop_assert_eq!(root, rb.root());
+            for s in 0..t {
+                let proof: Vec<Hash> = log.inclusion_proof(s, t).unwrap().into_iter().map(Hash).collect();
+                prop_assert!(tlog::check_record(&proof, t, Hash(root), s, Hash(model[s as usize])).is_ok());
+            }
+            for m in 1..t {
+                let proof: Vec<Hash> = log.consistency_proof(m, t).unwrap().into_iter().map(Hash).collect();
+                prop_assert!(tlog::check_tree(&proof, t, Hash(root), m, Hash(log.root(m).unwrap())).is_ok());
+            }
+        }
+    }
+}
+
+/// A log of `n` records with a checkpoint at `n`, flushed and closed.
+fn closed_log(n: u64) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path()).unwrap();
+    log.append((0..n).map(record).collect(), 5000).unwrap();
+    log.sign_checkpoint(n).unwrap();
+    log.db().flush().unwrap();
+    dir
+}
+
+fn tree(dir: &Path, name: &str) -> sled::Tree {
+    sled::open(dir.join("db")).unwrap().open_tree(name).unwrap()
+}
+
+fn tamper(dir: &Path, edit: impl FnOnce(&sled::Db)) {
+    let db = sled::open(dir.join("db")).unwrap();
+    edit(&db);
+    db.flush().unwrap();
+}
+
+#[test]
+fn tampering_is_detected_at_open_naming_the_first_bad_seq() {
+    let cases: Vec<(&str, Box<dyn Fn(&sled::Db)>, &str)> = vec![
+        (
+            "a record",
+            Box::new(|db| {
+                let t = db.open_tree("audit.entries").unwrap();
+                let mut r: AuditRecord = prost::Message::decode(&*t.get(5u64.to_be_bytes()).unwrap().unwrap()).unwrap();
+                r.officer = "someone else".into();
+                t.insert(5u64.to_be_bytes(), prost::Message::encode_to_vec(&r)).unwrap();
+            }),
+            "first bad sequence number 5",
+        ),
+        (
+            "a stored hash",
+            Box::new(|db| {
+                let t = db.open_tree("audit.hashes").unwrap();
+                t.insert(tlog::stored_hash_index(0, 7).to_be_bytes(), &[7u8; 32][..]).unwrap();
+            }),
+            "first bad sequence number 7",
+        ),
+        (
+            "an interior hash",
+            Box::new(|db| {
+                let t = db.open_tree("audit.hashes").unwrap();
+                t.insert(tlog::stored_hash_index(1, 2).to_be_bytes(), &[7u8; 32][..]).unwrap();
+            }),
+            "first bad sequence number 5",
+        ),
+        (
+            "a deleted index row",
+            Box::new(|db| {
+                let t = db.open_tree("audit.index").unwrap();
+                let victim = t.iter().keys().map(|k| k.unwrap()).find(|k| crate::index::seq_of(k) == Some(4)).unwrap();
+                t.remove(victim).unwrap();
+            }),
+            "first bad sequence number 4",
+        ),
+        (
+            "an added index row",
+            Box::new(|db| {
+                let t = db.open_tree("audit.index").unwrap();
+                t.insert(crate::index::row(crate::index::Kind::Officer, "ghost", 5000, 3), &[][..]).unwrap();
+            }),
+            "first bad sequence number 3",
+        ),
+        (
+            "the size",
+            Box::new(|db| {
+                db.open_tree("audit.meta").unwrap().insert("size", &10u64.to_be_bytes()[..]).unwrap();
+            }),
+            "truncated (first missing sequence number 10",
+        ),
+        (
+            "a truncated tree",
+            Box::new(|db| {
+                let e = db.open_tree("audit.entries").unwrap();
+                e.remove(11u64.to_be_bytes()).unwrap();
+                e.remove(10u64.to_be_bytes()).unwrap();
+            }),
+            "first bad sequence number 10",
+        ),
+        (
+            "a forged checkpoint",
+            Box::new(|db| {
+                let t = db.open_tree("audit.checkpoints").unwrap();
+                let (k, v) = t.last().unwrap().unwrap();
+                t.insert(k, String::from_utf8_lossy(&v).replacen("\n12\n", "\n12 \n", 1).as_bytes()).unwrap();
+            }),
+            "checkpoint at size 12",
+        ),
+    ];
+    for (what, edit, needle) in cases {
+        let dir = closed_log(12);
+        tamper(dir.path(), edit);
+        let err = open(dir.path()).expect_err(what).to_string();
+        assert!(err.contains(needle), "{what}: {err}");
+    }
+    // Untouched, it opens.
+    let dir = closed_log(12);
+    assert_eq!(open(dir.path()).unwrap().size(), 12);
+    let _ = tree;
+}
+
+#[test]
+fn unacknowledged_leftovers_beyond_the_size_are_removed() {
+    let dir = closed_log(6);
+    tamper(dir.path(), |db| {
+        // As if a crash hit after the records of an append but before its size.
+        db.open_tree("audit.entries")
+            .unwrap()
+            .insert(6u64.to_be_bytes(), prost::Message::encode_to_vec(&record(6)))
+            .unwrap();
+    });
+    let db = sled::open(dir.path().join("db")).unwrap();
+    let (log, report) = AuditLog::open(&db, keys(dir.path()), &|_, _| {}).unwrap();
+    assert_eq!((log.size(), report.leftovers_removed), (6, 1));
+}
+
+#[test]
+fn pruning_keeps_every_earlier_proof_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path()).unwrap();
+    log.append((0..5).map(record).collect(), 1000).unwrap();
+    log.append((5..10).map(record).collect(), 2000).unwrap();
+    let cp = checkpoint_msg(&log, 10);
+    let before: Vec<_> = (0..10).map(|s| log.inclusion_proof(s, 10).unwrap()).collect();
+    let entries_before = log.entries(0, 10).unwrap();
+
+    assert_eq!(log.prune_before(1500, 3000, "dpo").unwrap(), 5);
+    assert_eq!(log.size(), 11, "one erasure record");
+    let erasure = log.entry(10).unwrap().record.unwrap();
+    assert_eq!(erasure.operation(), Operation::Erasure);
+    assert!(erasure.detail.contains("[0, 5)"), "{}", erasure.detail);
+    let verified = verify::checkpoint(&cp, None).unwrap();
+    for s in 0..10 {
+        assert_eq!(log.inclusion_proof(s, 10).unwrap(), before[s as usize]);
+        let mut e = log.entry(s).unwrap();
+        assert_eq!(e.pruned, s < 5);
+        e.proof = before[s as usize].iter().map(|h| h.to_vec()).collect();
+        e.proof_tree_size = 10;
+        verify::inclusion(&e, &verified).unwrap();
+        assert_eq!(e.leaf_hash, entries_before[s as usize].leaf_hash);
+    }
+    let (found, _) = log.search(&Filter { node: Some("node-1".into()), ..Default::default() }, 100, None).unwrap();
+    assert!(found.iter().all(|e| e.seq >= 5), "pruned records leave the indexes");
+    log.db().flush().unwrap();
+    drop(log);
+    let log = open(dir.path()).expect("a pruned log passes the integrity check");
+    assert_eq!(log.size(), 11);
+}
+
+#[test]
+fn search_reads_by_index_and_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path()).unwrap();
+    for i in 0..40 {
+        log.append(vec![record(i)], 1000 + i * 10).unwrap();
+    }
+    let f = Filter { officer: Some("officer-2".into()), ..Default::default() };
+    let (page, more) = log.search(&f, 3, None).unwrap();
+    assert!(more);
+    assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![2, 7, 12]);
+    let (rest, more) = log.search(&f, 100, Some(12)).unwrap();
+    assert!(!more);
+    assert_eq!(rest.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![17, 22, 27, 32, 37]);
+    let f = Filter {
+        officer: Some("officer-2".into()),
+        operation: Some(Operation::Collection),
+        from_ms: Some(1100),
+        to_ms: Some(1300),
+        ..Default::default()
+    };
+    let (hits, _) = log.search(&f, 100, None).unwrap();
+    assert_eq!(hits.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![12, 27]);
+    let (by_subject, _) =
+        log.search(&Filter { pseudonym: Some(format!("{:064x}", 3)), ..Default::default() }, 100, None).unwrap();
+    assert_eq!(by_subject.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![3, 10, 17, 24, 31, 38]);
+}
+
+#[test]
+fn whole_log_and_bundle_verification() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path()).unwrap();
+    log.append((0..9).map(record).collect(), 1000).unwrap();
+    let cp = checkpoint_msg(&log, 9);
+    let verified = verify::checkpoint(&cp, Some(&log.keys().verifier_key)).unwrap();
+    let mut v = LogVerifier::default();
+    for e in log.entries(0, 9).unwrap() {
+        v.push(&e).unwrap();
+    }
+    v.finish(&verified).unwrap();
+
+    let entries: Vec<_> = log
+        .entries(0, 9)
+        .unwrap()
+        .into_iter()
+        .map(|mut e| {
+            e.proof = log.inclusion_proof(e.seq, 9).unwrap().iter().map(|h| h.to_vec()).collect();
+            e.proof_tree_size = 9;
+            e
+        })
+        .collect();
+    let bundle = AuditBundle { version: 1, checkpoint: Some(cp.clone()), entries, ..Default::default() };
+    assert_eq!(verify::bundle(&bundle, None, &|_, _| {}).unwrap().entries, 9);
+
+    // A corrupted bundle fails: an altered body, a swapped proof, a foreign key.
+    let mut altered = bundle.clone();
+    altered.entries[4].body[3] ^= 1;
+    assert!(matches!(verify::bundle(&altered, None, &|_, _| {}), Err(VerifyError::Entry { seq: 4, .. })));
+    let mut swapped = bundle.clone();
+    swapped.entries[2].proof = swapped.entries[3].proof.clone();
+    assert!(matches!(verify::bundle(&swapped, None, &|_, _| {}), Err(VerifyError::Entry { seq: 2, .. })));
+    let other = tempfile::tempdir().unwrap();
+    crate::keys::create(other.path(), "isx.test/audit").unwrap();
+    let stranger = crate::keys::load(other.path()).unwrap().verifier_key;
+    assert!(matches!(verify::bundle(&bundle, Some(&stranger), &|_, _| {}), Err(VerifyError::UntrustedKey { .. })));
+
+    // Two different checkpoints at the same size are a fork.
+    let other_log_dir = tempfile::tempdir().unwrap();
+    std::fs::copy(dir.path().join("audit.key"), other_log_dir.path().join("audit.key")).unwrap();
+    std::fs::copy(dir.path().join("audit.pub"), other_log_dir.path().join("audit.pub")).unwrap();
+    std::fs::copy(dir.path().join("audit-hmac.key"), other_log_dir.path().join("audit-hmac.key")).unwrap();
+    let fork = open(other_log_dir.path()).unwrap();
+    fork.append((0..9).map(|i| record(i + 100)).collect(), 1000).unwrap();
+    let forked = verify::checkpoint(&checkpoint_msg(&fork, 9), None).unwrap();
+    assert_eq!(verify::consistency(&verified, &forked, &[]), Err(VerifyError::Fork { size: 9 }));
+
+    // A later checkpoint of the same log is consistent; the forked one is not.
+    log.append((9..14).map(record).collect(), 2000).unwrap();
+    let later = verify::checkpoint(&checkpoint_msg(&log, 14), None).unwrap();
+    let proof: Vec<Vec<u8>> = log.consistency_proof(9, 14).unwrap().iter().map(|h| h.to_vec()).collect();
+    verify::consistency(&verified, &later, &proof).unwrap();
+    assert!(verify::consistency(&forked, &later, &proof).is_err());
+    assert!(matches!(verify::consistency(&later, &verified, &[]), Err(VerifyError::Shrunk { .. })));
+}

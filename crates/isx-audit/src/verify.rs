@@ -1,0 +1,342 @@
+//! Offline verification: checkpoints, entries, proofs, whole logs and bundles.
+//!
+//! Nothing here trusts the gateway: every hash is recomputed from the record
+//! bytes, every checkpoint signature is checked with the verifier key, and
+//! the root is recomputed independently of the gateway's stored hashes with
+//! [`RootBuilder`] (RFC 6962 §2.1, streaming, O(log n) memory).
+
+use isx_core::wire::{AuditBundle, AuditEntry, AuditRecord, Checkpoint};
+use prost::Message;
+use tlog_tiles::tlog::{self, Hash};
+
+use crate::checkpoint::{self, CheckpointError, Verified};
+
+/// Why verification failed. Each variant names what to look at.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    /// The checkpoint does not verify or parse.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// The checkpoint is signed by a key other than the one trusted.
+    #[error("checkpoint verifier key {got} is not the trusted key {want}")]
+    UntrustedKey {
+        /// The key in the checkpoint.
+        got: String,
+        /// The trusted key.
+        want: String,
+    },
+    /// An entry's body does not hash to its leaf hash, or its record is wrong.
+    #[error("entry {seq}: {message}")]
+    Entry {
+        /// The entry.
+        seq: u64,
+        /// What is wrong.
+        message: String,
+    },
+    /// The recomputed root differs from the checkpoint's.
+    #[error("the {size} records do not hash to the checkpoint's root")]
+    Root {
+        /// The tree size.
+        size: u64,
+    },
+    /// Two checkpoints of the same size name different roots: the log forked.
+    #[error("two different checkpoints for tree size {size}: the log was rewritten or forked")]
+    Fork {
+        /// The size.
+        size: u64,
+    },
+    /// A newer checkpoint is smaller than an older one.
+    #[error("checkpoint of size {new} is older than the saved one of size {old}: the log shrank")]
+    Shrunk {
+        /// The saved size.
+        old: u64,
+        /// The new size.
+        new: u64,
+    },
+    /// A consistency proof does not verify.
+    #[error("the tree of {new} records is not an extension of the saved tree of {old}: consistency proof fails")]
+    Inconsistent {
+        /// The saved size.
+        old: u64,
+        /// The new size.
+        new: u64,
+    },
+    /// Entries are missing or out of order.
+    #[error("{0}")]
+    Shape(String),
+}
+
+/// Builds an RFC 6962 root from leaf hashes in order, keeping only the
+/// perfect subtrees of the compact range (O(log n) memory).
+#[derive(Debug, Default, Clone)]
+pub struct RootBuilder {
+    /// (height, hash) of complete subtrees, largest first.
+    stack: Vec<(u32, [u8; 32])>,
+    count: u64,
+}
+
+impl RootBuilder {
+    /// Adds the next leaf hash.
+    pub fn push(&mut self, leaf: [u8; 32]) {
+        let mut node = (0u32, leaf);
+        while let Some(&(h, left)) = self.stack.last() {
+            if h != node.0 {
+                break;
+            }
+            self.stack.pop();
+            node = (h + 1, tlog::node_hash(Hash(left), Hash(node.1)).0);
+        }
+        self.stack.push(node);
+        self.count += 1;
+    }
+
+    /// Leaves added.
+    pub fn len(&self) -> u64 {
+        self.count
+    }
+
+    /// True if no leaf was added.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The root of the leaves so far (the SHA-256 of the empty string if none).
+    pub fn root(&self) -> [u8; 32] {
+        let mut iter = self.stack.iter().rev();
+        let Some(&(_, mut h)) = iter.next() else { return tlog::EMPTY_HASH.0 };
+        for &(_, left) in iter {
+            h = tlog::node_hash(Hash(left), Hash(h)).0;
+        }
+        h
+    }
+}
+
+/// Verifies a checkpoint message; if `trusted_key` is given, it must be the key used.
+pub fn checkpoint(cp: &Checkpoint, trusted_key: Option<&str>) -> Result<Verified, VerifyError> {
+    if let Some(want) = trusted_key
+        && want.trim() != cp.verifier_key.trim()
+    {
+        return Err(VerifyError::UntrustedKey { got: cp.verifier_key.clone(), want: want.trim().to_owned() });
+    }
+    let v = checkpoint::open(&cp.note, &cp.verifier_key)?;
+    if v.size != cp.tree_size || v.root.as_slice() != cp.root_hash.as_slice() {
+        return Err(VerifyError::Checkpoint(CheckpointError::Malformed(
+            "the fields differ from the signed note".into(),
+        )));
+    }
+    Ok(v)
+}
+
+/// Checks one entry on its own: its body hashes to its leaf hash and its record sits at its seq.
+/// Returns the leaf hash.
+pub fn entry(e: &AuditEntry) -> Result<[u8; 32], VerifyError> {
+    let bad = |message: &str| VerifyError::Entry { seq: e.seq, message: message.to_owned() };
+    let leaf: [u8; 32] = e.leaf_hash.as_slice().try_into().map_err(|_| bad("leaf hash is not 32 bytes"))?;
+    if e.pruned {
+        return if e.body.is_empty() { Ok(leaf) } else { Err(bad("pruned entry carries a body")) };
+    }
+    if tlog::record_hash(&e.body).0 != leaf {
+        return Err(bad("body does not hash to its leaf hash (record altered)"));
+    }
+    let record = AuditRecord::decode(e.body.as_slice()).map_err(|_| bad("body is not an AuditRecord"))?;
+    if record.seq != e.seq {
+        return Err(bad(&format!("record says seq {}", record.seq)));
+    }
+    Ok(leaf)
+}
+
+/// Checks an entry's inclusion proof against a verified checkpoint.
+pub fn inclusion(e: &AuditEntry, cp: &Verified) -> Result<(), VerifyError> {
+    let leaf = entry(e)?;
+    if e.proof_tree_size != cp.size {
+        return Err(VerifyError::Entry {
+            seq: e.seq,
+            message: format!("proof is for tree size {}, checkpoint is {}", e.proof_tree_size, cp.size),
+        });
+    }
+    let proof: Vec<Hash> = e
+        .proof
+        .iter()
+        .map(|h| h.as_slice().try_into().map(Hash))
+        .collect::<Result<_, _>>()
+        .map_err(|_| VerifyError::Entry { seq: e.seq, message: "proof hash is not 32 bytes".into() })?;
+    tlog::check_record(&proof, cp.size, Hash(cp.root), e.seq, Hash(leaf)).map_err(|_| VerifyError::Entry {
+        seq: e.seq,
+        message: "inclusion proof does not verify against the checkpoint".into(),
+    })
+}
+
+/// Checks that `new` extends `old` with `proof`; refuses a fork or a shrink.
+pub fn consistency(old: &Verified, new: &Verified, proof: &[Vec<u8>]) -> Result<(), VerifyError> {
+    if new.size < old.size {
+        return Err(VerifyError::Shrunk { old: old.size, new: new.size });
+    }
+    if new.size == old.size {
+        return if new.root == old.root { Ok(()) } else { Err(VerifyError::Fork { size: new.size }) };
+    }
+    let proof: Vec<Hash> = proof
+        .iter()
+        .map(|h| h.as_slice().try_into().map(Hash))
+        .collect::<Result<_, _>>()
+        .map_err(|_| VerifyError::Inconsistent { old: old.size, new: new.size })?;
+    tlog::check_tree(&proof, new.size, Hash(new.root), old.size, Hash(old.root))
+        .map_err(|_| VerifyError::Inconsistent { old: old.size, new: new.size })
+}
+
+/// Streams a whole log (entries 0, 1, 2, ... in order) against a checkpoint.
+#[derive(Debug, Default)]
+pub struct LogVerifier {
+    root: RootBuilder,
+    /// Entries whose body was checked (not pruned).
+    pub bodies: u64,
+    /// Entries that were pruned (leaf hash only).
+    pub pruned: u64,
+}
+
+impl LogVerifier {
+    /// Checks and adds the next entry.
+    pub fn push(&mut self, e: &AuditEntry) -> Result<(), VerifyError> {
+        if e.seq != self.root.len() {
+            return Err(VerifyError::Shape(format!("expected entry {}, got {}", self.root.len(), e.seq)));
+        }
+        let leaf = entry(e)?;
+        if e.pruned {
+            self.pruned += 1;
+        } else {
+            self.bodies += 1;
+        }
+        self.root.push(leaf);
+        Ok(())
+    }
+
+    /// Entries added.
+    pub fn len(&self) -> u64 {
+        self.root.len()
+    }
+
+    /// True if no entry was added.
+    pub fn is_empty(&self) -> bool {
+        self.root.is_empty()
+    }
+
+    /// Compares the recomputed root with the checkpoint.
+    pub fn finish(&self, cp: &Verified) -> Result<(), VerifyError> {
+        if self.root.len() != cp.size {
+            return Err(VerifyError::Shape(format!("{} entries for a checkpoint of {}", self.root.len(), cp.size)));
+        }
+        if self.root.root() != cp.root {
+            return Err(VerifyError::Root { size: cp.size });
+        }
+        Ok(())
+    }
+}
+
+/// What a bundle verification covered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BundleReport {
+    /// The checkpoint.
+    pub checkpoint: Verified,
+    /// Entries with a verified inclusion proof.
+    pub entries: u64,
+}
+
+/// Verifies an export bundle offline: the checkpoint signature (against
+/// `trusted_key` if given), each entry's body, and each inclusion proof.
+pub fn bundle(
+    b: &AuditBundle,
+    trusted_key: Option<&str>,
+    progress: &dyn Fn(u64, u64),
+) -> Result<BundleReport, VerifyError> {
+    let cp = b.checkpoint.as_ref().ok_or_else(|| VerifyError::Shape("bundle has no checkpoint".into()))?;
+    let verified = checkpoint(cp, trusted_key)?;
+    let mut seen = std::collections::HashSet::new();
+    let total = b.entries.len() as u64;
+    for (i, e) in b.entries.iter().enumerate() {
+        if i % 1024 == 0 {
+            progress(i as u64, total);
+        }
+        if !seen.insert(e.seq) {
+            return Err(VerifyError::Shape(format!("entry {} appears twice", e.seq)));
+        }
+        inclusion(e, &verified)?;
+    }
+    progress(total, total);
+    Ok(BundleReport { checkpoint: verified, entries: total })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// RFC 6962 §2.1 MTH, written from the RFC text: the reference implementation.
+    fn mth(leaves: &[Vec<u8>]) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        match leaves.len() {
+            0 => Sha256::digest(b"").into(),
+            1 => Sha256::digest([&[0u8][..], &leaves[0]].concat()).into(),
+            n => {
+                // k is the largest power of two smaller than n.
+                let k = (n - 1).next_power_of_two() / if (n - 1).is_power_of_two() { 1 } else { 2 };
+                let k = if (n - 1).is_power_of_two() { n - 1 } else { k };
+                let (l, r) = (mth(&leaves[..k]), mth(&leaves[k..]));
+                Sha256::digest([&[1u8][..], &l, &r].concat()).into()
+            }
+        }
+    }
+
+    /// The leaves of the Certificate Transparency reference test vectors.
+    fn ct_leaves() -> Vec<Vec<u8>> {
+        vec![
+            vec![],
+            vec![0x00],
+            vec![0x10],
+            vec![0x20, 0x21],
+            vec![0x30, 0x31],
+            vec![0x40, 0x41, 0x42, 0x43],
+            vec![0x50, 0x51, 0x52, 0x53, 0x54, 0x55, 0x56, 0x57],
+            (0x60..=0x6f).collect(),
+        ]
+    }
+
+    #[test]
+    fn known_answer_roots() {
+        // Roots of the first n CT test-vector leaves (RFC 6962 tree hashing).
+        let roots = [
+            "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
+            "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",
+            "aeb6bcfe274b70a14fb067a5e5578264db0fa9b51af5e0ba159158f329e06e77",
+            "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+            "4e3bbb1f7b478dcfe71fb631631519a3bca12c9aefca1612bfce4c13a86264d4",
+            "76e67dadbcdf1e10e1b74ddc608abd2f98dfb16fbce75277b5232a127f2087ef",
+            "ddb89be403809e325750d3d263cd78929c2942b7942a34b77e122c9594a74c8c",
+            "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328",
+        ];
+        let leaves = ct_leaves();
+        let mut b = RootBuilder::default();
+        assert_eq!(hex::encode(b.root()), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        for (n, want) in roots.iter().enumerate() {
+            b.push(tlog::record_hash(&leaves[n]).0);
+            assert_eq!(hex::encode(b.root()), *want, "root of {} leaves", n + 1);
+            assert_eq!(hex::encode(mth(&leaves[..=n])), *want, "reference MTH of {} leaves", n + 1);
+        }
+    }
+
+    #[test]
+    fn rfc6962_seven_leaf_example_proof_shapes() {
+        // RFC 6962 §2.1.3: in the 7-leaf tree the audit path of d0 is [b, h, l],
+        // of d3 is [c, g, l], of d4 is [f, j, k], of d6 is [i, k]; the
+        // consistency proofs from the 3-, 4- and 6-leaf trees are [c, d, g, l],
+        // [l] and [i, j, k].
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path().join("db")).unwrap();
+        crate::keys::create(dir.path(), "t/audit").unwrap();
+        let (log, _) = crate::AuditLog::open(&db, crate::keys::load(dir.path()).unwrap(), &|_, _| {}).unwrap();
+        log.append((0..7).map(|i| AuditRecord { detail: format!("d{i}"), ..Default::default() }).collect(), 1000)
+            .unwrap();
+        let lens: Vec<usize> = [0, 3, 4, 6].iter().map(|s| log.inclusion_proof(*s, 7).unwrap().len()).collect();
+        assert_eq!(lens, vec![3, 3, 3, 2]);
+        assert_eq!(log.consistency_proof(3, 7).unwrap().len(), 4);
+        assert_eq!(log.consistency_proof(4, 7).unwrap().len(), 1);
+        assert_eq!(log.consistency_proof(6, 7).unwrap().len(), 3);
+    }
+}

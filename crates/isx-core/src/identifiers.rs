@@ -1,0 +1,179 @@
+//! Normalised identifiers and their keyed pseudonyms.
+//!
+//! The audit log and the lookup index never hold an identifier itself, only
+//! HMAC-SHA256 of its normalised form under a gateway key. Normalising first
+//! (upper case, spaces and hyphens dropped where they carry no meaning) makes
+//! "b-kl 4471" and "B-KL 4471" the same plate. A normalised identifier is a
+//! typed string:
+//!
+//! | type | form | example |
+//! |---|---|---|
+//! | document | `document:CC:NUMBER` | `document:DE:C4J9X1R27` |
+//! | name | `name:FAMILY|GIVEN NAMES|YYYY-MM-DD` | `name:BRANDT|LUKAS EMIL|1994-03-17` |
+//! | plate | `plate:PLATE` | `plate:BKL4471` |
+//! | firearm | `firearm:SERIAL` | `firearm:AB12345` |
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use crate::wire::{Alert, ObjectKind};
+
+/// The types of identifier, as recorded in consultation logs (never the values).
+pub const TYPES: [&str; 4] = ["document", "name", "plate", "firearm"];
+
+fn squash(s: &str) -> String {
+    s.chars().filter(|c| !c.is_whitespace() && *c != '-' && *c != '.').flat_map(char::to_uppercase).collect()
+}
+
+fn words(s: &str) -> String {
+    s.split_whitespace().map(str::to_uppercase).collect::<Vec<_>>().join(" ")
+}
+
+/// `document:CC:NUMBER`.
+pub fn document(issuing_country: &str, number: &str) -> String {
+    format!("document:{}:{}", issuing_country.trim().to_uppercase(), squash(number))
+}
+
+/// `name:FAMILY|GIVEN NAMES|YYYY-MM-DD`.
+pub fn name(family: &str, given: &str, date_of_birth: &str) -> String {
+    format!("name:{}|{}|{}", words(family), words(given), date_of_birth.trim())
+}
+
+/// `plate:PLATE`.
+pub fn plate(p: &str) -> String {
+    format!("plate:{}", squash(p))
+}
+
+/// `firearm:SERIAL`.
+pub fn firearm(serial: &str) -> String {
+    format!("firearm:{}", squash(serial))
+}
+
+/// Why a typed identifier does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("identifier {0:?}: use document:CC:NUMBER, name:FAMILY|GIVEN|YYYY-MM-DD, plate:PLATE or firearm:SERIAL")]
+pub struct IdentifierError(pub String);
+
+/// Normalises a typed identifier as users write it (e.g. `plate:b-kl 4471`).
+pub fn parse(typed: &str) -> Result<String, IdentifierError> {
+    let bad = || IdentifierError(typed.to_owned());
+    let (kind, rest) = typed.split_once(':').ok_or_else(bad)?;
+    let out = match kind.trim().to_ascii_lowercase().as_str() {
+        "document" => {
+            let (country, number) = rest.split_once(':').ok_or_else(bad)?;
+            if country.trim().len() != 2 || number.trim().is_empty() {
+                return Err(bad());
+            }
+            document(country, number)
+        }
+        "name" => {
+            let mut parts = rest.split('|');
+            let (f, g, d) =
+                (parts.next().ok_or_else(bad)?, parts.next().ok_or_else(bad)?, parts.next().ok_or_else(bad)?);
+            if f.trim().is_empty() || !crate::validate::is_date(d.trim()) || parts.next().is_some() {
+                return Err(bad());
+            }
+            name(f, g, d)
+        }
+        "plate" if !rest.trim().is_empty() => plate(rest),
+        "firearm" if !rest.trim().is_empty() => firearm(rest),
+        _ => return Err(bad()),
+    };
+    Ok(out)
+}
+
+/// The type of a normalised identifier (`document`, `name`, ...).
+pub fn kind_of(normalised: &str) -> &str {
+    normalised.split_once(':').map(|(k, _)| k).unwrap_or("unknown")
+}
+
+/// Every identifier an alert carries, normalised, deduplicated, in order.
+pub fn of_alert(alert: &Alert) -> Vec<String> {
+    let mut out = Vec::new();
+    for s in &alert.subjects {
+        for d in &s.documents {
+            if !d.number.is_empty() && !d.issuing_country.is_empty() {
+                out.push(document(&d.issuing_country, &d.number));
+            }
+        }
+        if !s.family_name.is_empty() && crate::validate::is_date(&s.date_of_birth) {
+            out.push(name(&s.family_name, &s.given_names, &s.date_of_birth));
+        }
+    }
+    for o in &alert.objects {
+        if o.identifier.is_empty() {
+            continue;
+        }
+        match o.kind() {
+            ObjectKind::Vehicle => out.push(plate(&o.identifier)),
+            ObjectKind::Firearm => out.push(firearm(&o.identifier)),
+            ObjectKind::Document if o.country.len() == 2 => out.push(document(&o.country, &o.identifier)),
+            _ => {}
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    out.retain(|x| seen.insert(x.clone()));
+    out
+}
+
+/// The gateway's key for pseudonyms (HMAC-SHA256).
+#[derive(Clone)]
+pub struct PseudonymKey([u8; 32]);
+
+impl std::fmt::Debug for PseudonymKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PseudonymKey(..)")
+    }
+}
+
+impl PseudonymKey {
+    /// A key from 32 bytes.
+    pub fn new(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// The pseudonym of a normalised identifier: HMAC-SHA256, lower-case hex.
+    pub fn pseudonym(&self, normalised: &str) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        mac.update(normalised.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// The pseudonyms of every identifier in `alert`.
+    pub fn of_alert(&self, alert: &Alert) -> Vec<String> {
+        of_alert(alert).iter().map(|i| self.pseudonym(i)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalisation_table() {
+        let cases = [
+            ("document:de:c4j9 x1r27", Ok("document:DE:C4J9X1R27")),
+            ("name: brandt |lukas  emil|1994-03-17", Ok("name:BRANDT|LUKAS EMIL|1994-03-17")),
+            ("plate:b-kl 4471", Ok("plate:BKL4471")),
+            ("firearm:ab-12.345", Ok("firearm:AB12345")),
+            ("document:DEU:1", Err(())),
+            ("name:X|Y|17.03.1994", Err(())),
+            ("passport:1", Err(())),
+            ("plate:", Err(())),
+        ];
+        for (input, want) in cases {
+            assert_eq!(parse(input).map_err(|_| ()), want.map(str::to_owned), "{input}");
+        }
+    }
+
+    #[test]
+    fn pseudonyms_are_keyed_and_stable() {
+        let a = PseudonymKey::new([1; 32]);
+        let b = PseudonymKey::new([2; 32]);
+        let id = document("DE", "C4J9X1R27");
+        assert_eq!(a.pseudonym(&id), a.pseudonym(&parse("document:de:c4j9x1r27").unwrap()));
+        assert_ne!(a.pseudonym(&id), b.pseudonym(&id));
+        assert_eq!(a.pseudonym(&id).len(), 64);
+        assert!(!a.pseudonym(&id).contains("C4J9"));
+    }
+}
