@@ -23,7 +23,7 @@ fn open(dir: &Path) -> Result<AuditLog, AuditError> {
 
 fn record(i: u64) -> AuditRecord {
     AuditRecord {
-        operation: if i % 3 == 0 { Operation::Collection } else { Operation::Disclosure } as i32,
+        operation: if i.is_multiple_of(3) { Operation::Collection } else { Operation::Disclosure } as i32,
         node: format!("node-{}", i % 4),
         officer: format!("officer-{}", i % 5),
         alert_id: format!("alert-{}", i / 2),
@@ -96,10 +96,6 @@ fn closed_log(n: u64) -> tempfile::TempDir {
     dir
 }
 
-fn tree(dir: &Path, name: &str) -> sled::Tree {
-    sled::open(dir.join("db")).unwrap().open_tree(name).unwrap()
-}
-
 fn tamper(dir: &Path, edit: impl FnOnce(&sled::Db)) {
     let db = sled::open(dir.join("db")).unwrap();
     edit(&db);
@@ -108,7 +104,8 @@ fn tamper(dir: &Path, edit: impl FnOnce(&sled::Db)) {
 
 #[test]
 fn tampering_is_detected_at_open_naming_the_first_bad_seq() {
-    let cases: Vec<(&str, Box<dyn Fn(&sled::Db)>, &str)> = vec![
+    type Edit = Box<dyn Fn(&sled::Db)>;
+    let cases: Vec<(&str, Edit, &str)> = vec![
         (
             "a record",
             Box::new(|db| {
@@ -187,7 +184,6 @@ fn tampering_is_detected_at_open_naming_the_first_bad_seq() {
     // Untouched, it opens.
     let dir = closed_log(12);
     assert_eq!(open(dir.path()).unwrap().size(), 12);
-    let _ = tree;
 }
 
 #[test]
