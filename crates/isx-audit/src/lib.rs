@@ -37,3 +37,21 @@ pub use log::{AuditError, AuditLog, Filter};
 
 #[cfg(test)]
 mod tests;
+
+/// Opens a sled database, waiting up to five seconds for its file lock.
+///
+/// sled 0.34 releases the lock from a background thread shortly after the
+/// last handle of a database is dropped, so a database closed and reopened in
+/// the same process (a gateway restart in a test) may find it still held.
+pub fn open_db(path: &std::path::Path) -> sled::Result<sled::Db> {
+    let mut attempt = 0;
+    loop {
+        match sled::Config::new().path(path).open() {
+            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") && attempt < 200 => {
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(25));
+            }
+            other => return other,
+        }
+    }
+}

@@ -73,7 +73,10 @@ enum PkiCommand {
     ///
     /// Writes DIR/ca.crt and DIR/ca.key, DIR/gateway.crt and .key (valid for
     /// localhost, 127.0.0.1 and --gateway-names), and DIR/NAME.crt and .key for
-    /// each node, whose identity is the SAN URI spiffe://isx/node/NAME.
+    /// each node, whose identity is the SAN URI spiffe://isx/node/NAME. Also
+    /// the gateway's audit keys: DIR/audit.key (Ed25519, signs checkpoints),
+    /// DIR/audit.pub (give it to auditors) and DIR/audit-hmac.key (keys the
+    /// subject pseudonyms).
     Init {
         /// Directory to write into (created if missing).
         #[arg(long)]
@@ -90,6 +93,9 @@ enum PkiCommand {
         /// Replace a PKI that already exists in DIR.
         #[arg(long)]
         force: bool,
+        /// The audit log's name: the first line of its checkpoints and the name of its signing key.
+        #[arg(long, default_value = isx_audit::keys::DEFAULT_ORIGIN)]
+        audit_origin: String,
     },
     /// Issue a certificate for one more node from the CA in DIR.
     Issue {
@@ -230,13 +236,16 @@ async fn node(args: NodeArgs) -> Result<()> {
 
 fn pki(cmd: PkiCommand) -> Result<()> {
     match cmd {
-        PkiCommand::Init { dir, nodes, gateway_names, days, force } => {
+        PkiCommand::Init { dir, nodes, gateway_names, days, force, audit_origin } => {
             let nodes =
                 nodes.into_iter().map(isx_core::NodeId::new).collect::<Result<Vec<_>, _>>().context("--nodes")?;
             let opts =
                 isx_tls::pki::InitOptions { dir, nodes, gateway_names, force, validity: time::Duration::days(days) };
             let summary = isx_tls::pki::init(&opts)?;
             for file in &summary.files {
+                println!("wrote {}", file.display());
+            }
+            for file in isx_audit::keys::create(&opts.dir, &audit_origin)? {
                 println!("wrote {}", file.display());
             }
             println!(

@@ -66,6 +66,9 @@ pub struct GatewayConfig {
     /// Store-and-forward tuning.
     #[serde(default)]
     pub delivery: DeliveryConfig,
+    /// The audit log.
+    #[serde(default)]
+    pub audit: AuditConfig,
     /// The registered nodes, by node id.
     #[serde(default)]
     pub nodes: BTreeMap<String, NodeConfig>,
@@ -106,6 +109,25 @@ pub struct DeliveryConfig {
 impl Default for DeliveryConfig {
     fn default() -> Self {
         Self { expiry_sweep_ms: 1000, batch: 64 }
+    }
+}
+
+/// Audit log settings. The keys (`audit.key`, `audit.pub`, `audit-hmac.key`) live in `pki_dir`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Sign a checkpoint once this many records were appended since the last one.
+    pub checkpoint_every_records: u64,
+    /// Sign a checkpoint at least this often while records arrive, in milliseconds.
+    pub checkpoint_every_ms: u64,
+    /// After each group-commit flush, fsync the database files, so that
+    /// acknowledged records survive power loss, not only a process crash.
+    pub fsync: bool,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self { checkpoint_every_records: 1024, checkpoint_every_ms: 1000, fsync: true }
     }
 }
 
@@ -184,6 +206,12 @@ impl GatewayConfig {
         }
         if self.delivery.batch == 0 {
             return bad("delivery.batch".into(), "must be at least 1".into());
+        }
+        if self.audit.checkpoint_every_records == 0 {
+            return bad("audit.checkpoint_every_records".into(), "must be at least 1".into());
+        }
+        if self.audit.checkpoint_every_ms == 0 {
+            return bad("audit.checkpoint_every_ms".into(), "must be at least 1".into());
         }
         if self.delivery.expiry_sweep_ms == 0 {
             return bad("delivery.expiry_sweep_ms".into(), "must be at least 1".into());

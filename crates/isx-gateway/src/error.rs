@@ -78,6 +78,20 @@ pub enum RequestError {
     /// Storage failed: no log, no share.
     #[error("storage unavailable, nothing was disclosed: {0}")]
     Storage(#[from] StoreError),
+    /// The audit log could not be written or read: no log, no share.
+    #[error("audit log unavailable, nothing was disclosed: {0}")]
+    Audit(#[from] isx_audit::AuditError),
+    /// An audit query names records or sizes outside the log.
+    #[error("{0}")]
+    AuditRange(String),
+    /// An audit search names no usable filter value.
+    #[error("{field}: {message}")]
+    BadFilter {
+        /// The request field.
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
     /// The group commit failed: no log, no share.
     #[error("storage unavailable, nothing was disclosed: {0}")]
     Commit(#[from] CommitError),
@@ -93,8 +107,31 @@ impl RequestError {
             Self::TooLarge { .. } => Code::ResourceExhausted,
             Self::Conflict(_) => Code::AlreadyExists,
             Self::CursorNotDelivered { .. } => Code::FailedPrecondition,
-            Self::Storage(_) | Self::Commit(_) => Code::Unavailable,
+            Self::Storage(_) | Self::Commit(_) | Self::Audit(_) => Code::Unavailable,
+            Self::AuditRange(_) => Code::OutOfRange,
+            Self::BadFilter { .. } => Code::InvalidArgument,
         }
+    }
+}
+
+impl RequestError {
+    /// What the audit log records about a refusal: the code and the rule or
+    /// field names, never the values a caller sent (they may be personal data).
+    pub fn audit_detail(&self) -> String {
+        let code = format!("{:?}", self.code());
+        let what = match self {
+            Self::Invalid(v) => v.violations.iter().map(|v| v.field.as_str()).collect::<Vec<_>>().join(", "),
+            Self::MissingRole { role, .. } => format!("rule role-{role}"),
+            Self::OriginMismatch { origin, .. } => format!("rule origin-is-caller (claimed origin {origin})"),
+            Self::NotReceived { alert_id, .. } => format!("rule forwarder-received (forwarded_from {alert_id})"),
+            Self::MissingOfficer | Self::BadOfficer(_) => OFFICER_HEADER.to_owned(),
+            Self::TooLarge { size, limit } => format!("limits.max_alert_bytes ({size} > {limit})"),
+            Self::BadFilter { field, .. } => (*field).to_owned(),
+            Self::Conflict(_) => "alert_id reused with different content".to_owned(),
+            Self::CursorNotDelivered { cursor, .. } => format!("cursor {cursor} not delivered"),
+            other => other.to_string(),
+        };
+        format!("{code}: {what}")
     }
 }
 
@@ -111,6 +148,9 @@ impl From<RequestError> for Status {
             }
             RequestError::MissingOfficer | RequestError::BadOfficer(_) => {
                 details.add_bad_request_violation(OFFICER_HEADER, message.clone());
+            }
+            RequestError::BadFilter { field, message } => {
+                details.add_bad_request_violation(*field, message.clone());
             }
             RequestError::MissingAlert => {
                 details.add_bad_request_violation("alert", "is required");

@@ -7,6 +7,9 @@
 //!   tonic router (Exchange, health, reflection). [`Gateway::serve`] is the
 //!   entry point.
 //! - [`service`]: the Exchange handlers: publish, subscribe, ack.
+//! - [`audit`]: audit records made durable with the group commit, and the
+//!   checkpointer.
+//! - [`audit_service`]: the `isx.v1.Audit` service for auditors.
 //! - [`disclosure`]: the single seam that decides what each recipient gets:
 //!   the Cedar policy directory, reloadable on `SIGHUP`.
 //! - [`forward`]: onward relay keeps or tightens the labels.
@@ -17,9 +20,13 @@
 //! # Invariants
 //! - A node's identity comes from its certificate, never from the request.
 //! - Nothing is acknowledged to a publisher, and no delivery is streamed,
-//!   before the publish's writes are flushed.
+//!   before the publish's writes and their audit records are flushed (and
+//!   fsynced) together: no log, no share.
+//! - The gateway does not start on an audit log that fails its integrity check.
 #![forbid(unsafe_code)]
 
+pub mod audit;
+pub mod audit_service;
 pub mod commit;
 pub mod config;
 pub mod disclosure;

@@ -8,7 +8,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use isx_audit::AuditLog;
+use isx_core::wire::audit_server::AuditServer;
 use isx_core::wire::exchange_server::ExchangeServer;
+use isx_core::wire::{AuditRecord, Operation, Outcome};
 use isx_tls::PeerIdentity;
 use isx_tls::config::IdentityFiles;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -20,6 +23,8 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::server::Connected;
 use tracing::{debug, info, warn};
 
+use crate::audit::{Recorder, about};
+use crate::audit_service::AuditService;
 use crate::commit::{CommitStats, Committer};
 use crate::config::GatewayConfig;
 use crate::disclosure::{Disclose, PolicyDisclosure};
@@ -82,6 +87,12 @@ pub enum StartError {
     /// TLS material is missing or invalid.
     #[error(transparent)]
     Tls(#[from] isx_tls::TlsError),
+    /// The audit keys are missing or invalid.
+    #[error("audit keys: {0}")]
+    AuditKeys(#[from] isx_audit::keys::KeyError),
+    /// The audit log failed its integrity check or cannot be read.
+    #[error("{0}; the gateway refuses to start")]
+    Audit(#[from] isx_audit::AuditError),
     /// The policy directory does not load or validate.
     #[error("policy: {0}")]
     Policy(#[from] isx_policy::PolicyError),
@@ -101,6 +112,8 @@ pub struct Gateway {
     config: GatewayConfig,
     tls: Arc<rustls::ServerConfig>,
     store: Store,
+    audit: Arc<AuditLog>,
+    fsync: Vec<std::fs::File>,
     disclose: Arc<dyn Disclose>,
     policy: Arc<PolicyDisclosure>,
     clock: Clock,
@@ -120,16 +133,42 @@ impl Gateway {
         let tls = isx_tls::server_config(&IdentityFiles::in_dir(&config.pki_dir, "gateway"), &config.crls)?;
         std::fs::create_dir_all(&config.data_dir).map_err(|e| StoreError::Sled(e.into()))?;
         let policy = Arc::new(PolicyDisclosure::load(config.policy_dir.clone(), config.redaction.clone())?);
-        let store = Store::open(&config.data_dir.join("gateway.sled"))?;
+        let db_dir = config.data_dir.join("gateway.sled");
+        let store = Store::open(&db_dir)?;
+        let keys = isx_audit::keys::load(&config.pki_dir)?;
+        let (audit, report) = AuditLog::open(store.db(), keys, &|done, total| {
+            if total > 100_000 && done % 262_144 == 0 {
+                info!(done, total, "checking the audit log");
+            }
+        })?;
+        info!(
+            records = report.size,
+            checkpoint = report.checkpoint_size,
+            index_rows = report.index_rows,
+            "audit log verified against its last signed checkpoint"
+        );
+        // sled's own files; fsynced after each group-commit flush when `audit.fsync` is on.
+        let fsync = if config.audit.fsync {
+            ["db", "conf"].iter().filter_map(|name| std::fs::File::open(db_dir.join(name)).ok()).collect()
+        } else {
+            vec![]
+        };
         Ok(Self {
             config,
             tls,
             store,
+            audit: Arc::new(audit),
+            fsync,
             disclose: policy.clone(),
             policy,
             clock: system_clock(),
             commit_stats: Arc::default(),
         })
+    }
+
+    /// The audit log (read-only use: tests and tools).
+    pub fn audit_log(&self) -> Arc<AuditLog> {
+        self.audit.clone()
     }
 
     /// The policy in force, to reload it (`SIGHUP`) or explain decisions.
@@ -151,7 +190,15 @@ impl Gateway {
 
     /// Serves on `listener` until `shutdown` is cancelled, then drains and closes the store.
     pub async fn serve(self, listener: TcpListener, shutdown: CancellationToken) -> Result<(), StartError> {
-        let (committer, commit_task) = Committer::start(self.store.db().clone(), self.commit_stats.clone());
+        let fsync = self.fsync.iter().filter_map(|f| f.try_clone().ok()).collect();
+        let (committer, commit_task) = Committer::start(self.store.db().clone(), fsync, self.commit_stats.clone());
+        let recorder = Arc::new(Recorder::new(
+            self.audit.clone(),
+            committer.clone(),
+            self.clock.clone(),
+            self.config.audit.clone(),
+        ));
+        let checkpointer = tokio::spawn(recorder.clone().checkpointer(shutdown.clone()));
         let state = Arc::new(State::new(
             &self.config,
             self.store.clone(),
@@ -159,6 +206,7 @@ impl Gateway {
             self.disclose.clone(),
             shutdown.clone(),
             self.clock.clone(),
+            recorder.clone(),
         ));
         let sweeper =
             tokio::spawn(sweep_expired(state.clone(), Duration::from_millis(self.config.delivery.expiry_sweep_ms)));
@@ -172,18 +220,21 @@ impl Gateway {
             .map_err(|e| StartError::Reflection(e.to_string()))?;
         let exchange =
             ExchangeServer::new(ExchangeService::new(state.clone())).max_decoding_message_size(16 * 1024 * 1024);
+        let audit = AuditServer::new(AuditService::new(state.clone())).max_encoding_message_size(usize::MAX);
 
         let local = listener.local_addr().ok();
         let (conn_tx, conn_rx) = mpsc::channel::<Result<TlsConn, io::Error>>(64);
         let acceptor = TlsAcceptor::from(self.tls.clone());
         let known: Arc<Vec<isx_core::NodeId>> = Arc::new(state.nodes.keys().cloned().collect());
-        let accept_task = tokio::spawn(accept_loop(listener, acceptor, known, conn_tx, shutdown.clone()));
+        let accept_task =
+            tokio::spawn(accept_loop(listener, acceptor, known, conn_tx, shutdown.clone(), recorder.clone()));
         info!(listen = ?local, nodes = state.nodes.len(), "gateway serving");
 
         let result = tonic::transport::Server::builder()
             .add_service(health_service)
             .add_service(reflection)
             .add_service(exchange)
+            .add_service(audit)
             .serve_with_incoming_shutdown(ReceiverStream::new(conn_rx), shutdown.clone().cancelled_owned())
             .await;
 
@@ -193,7 +244,9 @@ impl Gateway {
         state.tracker.close();
         state.tracker.wait().await;
         let _ = sweeper.await;
+        let _ = checkpointer.await;
         drop(state);
+        drop(recorder);
         let _ = commit_task.await;
         if let Err(e) = self.store.db().flush_async().await {
             warn!(error = %e, "final flush failed");
@@ -211,6 +264,7 @@ async fn accept_loop(
     known: Arc<Vec<isx_core::NodeId>>,
     conns: mpsc::Sender<Result<TlsConn, io::Error>>,
     shutdown: CancellationToken,
+    recorder: Arc<Recorder>,
 ) {
     loop {
         let (tcp, remote) = tokio::select! {
@@ -226,7 +280,7 @@ async fn accept_loop(
         if let Err(e) = tcp.set_nodelay(true) {
             debug!(error = %e, "TCP_NODELAY");
         }
-        let (acceptor, known, conns) = (acceptor.clone(), known.clone(), conns.clone());
+        let (acceptor, known, conns, recorder) = (acceptor.clone(), known.clone(), conns.clone(), recorder.clone());
         tokio::spawn(async move {
             let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
@@ -253,6 +307,15 @@ async fn accept_loop(
             };
             if !known.contains(&identity.node) {
                 warn!(%remote, node = %identity.node, "connection refused: node is not registered");
+                let record = AuditRecord {
+                    node: identity.node.to_string(),
+                    cert_fingerprint: identity.fingerprint.clone(),
+                    detail: "connection refused: the certificate names a node that is not registered".into(),
+                    ..about(None, "", Operation::Denial, Outcome::Refused)
+                };
+                if let Err(e) = recorder.durable(vec![record]).await {
+                    warn!(error = %e, "refused connection not recorded");
+                }
                 return;
             }
             debug!(%remote, node = %identity.node, "connection accepted");
@@ -271,11 +334,23 @@ async fn sweep_expired(state: Arc<State>, every: Duration) {
             _ = tick.tick() => {}
         }
         match state.store.expire((state.clock)()) {
-            Ok(expired) => {
-                for e in expired {
-                    info!(alert_id = %e.alert_id, undelivered = e.undelivered, "alert expired");
+            Ok(expired) if !expired.is_empty() => {
+                let records = expired
+                    .iter()
+                    .map(|e| {
+                        info!(alert_id = %e.alert_id, undelivered = e.undelivered, "alert expired");
+                        AuditRecord {
+                            alert_id: e.alert_id.clone(),
+                            detail: format!("expired: the alert and {} undelivered copies erased", e.undelivered),
+                            ..about(None, "", Operation::Erasure, Outcome::Ok)
+                        }
+                    })
+                    .collect();
+                if let Err(e) = state.recorder.durable(records).await {
+                    warn!(error = %e, "expiry not recorded");
                 }
             }
+            Ok(_) => {}
             Err(e) => warn!(error = %e, "expiry sweep failed"),
         }
     }

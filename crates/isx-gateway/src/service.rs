@@ -10,8 +10,9 @@ use isx_core::timestamp::{from_unix_millis, to_unix_millis};
 use isx_core::validate::{TextLimits, validate_alert};
 use isx_core::wire::exchange_server::Exchange;
 use isx_core::wire::{
-    AckRequest, AckResponse, Alert, Delivery, DisclosureLevel, PublishRequest, PublishResponse, Receipt,
-    RecipientDecision, SubscribeRequest, SubscribeResponse, subscribe_response,
+    AckRequest, AckResponse, Alert, AuditRecord, Delivery, DisclosureLevel, Operation, Outcome, PublishRequest,
+    PublishResponse, Receipt, RecipientDecision, RecipientLevel, SubscribeRequest, SubscribeResponse,
+    subscribe_response,
 };
 use isx_core::{NodeId, Role};
 use prost::Message;
@@ -23,6 +24,7 @@ use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status};
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use crate::audit::{Recorder, about};
 use crate::commit::Committer;
 use crate::config::{GatewayConfig, NodeInfo};
 use crate::disclosure::Disclose;
@@ -72,6 +74,8 @@ pub struct State {
     pub tracker: TaskTracker,
     /// The clock.
     pub clock: Clock,
+    /// The audit log.
+    pub recorder: Arc<Recorder>,
 }
 
 impl std::fmt::Debug for State {
@@ -89,6 +93,7 @@ impl State {
         disclose: Arc<dyn Disclose>,
         shutdown: CancellationToken,
         clock: Clock,
+        recorder: Arc<Recorder>,
     ) -> Self {
         let nodes = config
             .node_infos()
@@ -105,15 +110,16 @@ impl State {
             shutdown,
             tracker: TaskTracker::new(),
             clock,
+            recorder,
         }
     }
 
-    fn now_ms(&self) -> u64 {
+    pub(crate) fn now_ms(&self) -> u64 {
         (self.clock)()
     }
 
     /// The registered node behind this request's certificate, holding `role`.
-    fn caller<T>(&self, req: &Request<T>, role: Role) -> Result<(&NodeSlot, ConnInfo), RequestError> {
+    pub(crate) fn caller<T>(&self, req: &Request<T>, role: Role) -> Result<(&NodeSlot, ConnInfo), RequestError> {
         let conn = req.extensions().get::<ConnInfo>().cloned().ok_or(RequestError::Unauthenticated)?;
         let slot = self.nodes.get(&conn.identity.node).ok_or(RequestError::Unauthenticated)?;
         if !slot.info.has(role) {
@@ -150,7 +156,7 @@ impl ExchangeService {
 
     async fn publish(&self, req: Request<PublishRequest>) -> Result<PublishResponse, RequestError> {
         let st = &*self.state;
-        let (slot, _conn) = st.caller(&req, Role::Publish)?;
+        let (slot, conn) = st.caller(&req, Role::Publish)?;
         let officer = officer(&req)?;
         let alert = req.into_inner().alert.ok_or(RequestError::MissingAlert)?;
         let size = alert.encoded_len();
@@ -197,8 +203,11 @@ impl ExchangeService {
         let origin = st.nodes.get(&slot.info.id).map(|n| &n.info);
         let (policy_version, decided) = st.disclose.decide(&alert, origin, &candidates, &officer);
         let queued_at = from_unix_millis(now);
+        let digest_hex = hex::encode(digest);
+        let pseudonyms = st.recorder.log().keys().pseudonyms.of_alert(&alert);
         let mut decisions = Vec::with_capacity(candidates.len());
         let mut deliveries = Vec::new();
+        let mut denials = Vec::new();
         for ((node, _), d) in candidates.iter().zip(decided) {
             decisions.push(RecipientDecision {
                 node: node.id.to_string(),
@@ -206,31 +215,78 @@ impl ExchangeService {
                 policy_ids: d.policy_ids.clone(),
                 removed_fields: d.removed_fields.clone(),
             });
-            if d.level != DisclosureLevel::Denied
-                && let Some(view) = d.view
-            {
-                let delivery = Delivery {
-                    alert: Some(view),
-                    level: d.level as i32,
+            match d.view {
+                Some(view) if d.level != DisclosureLevel::Denied => {
+                    let delivery = Delivery {
+                        alert: Some(view),
+                        level: d.level as i32,
+                        policy_ids: d.policy_ids,
+                        removed_fields: d.removed_fields,
+                        queued_at: Some(queued_at),
+                        policy_version: policy_version.clone(),
+                    };
+                    deliveries.push((node.id.clone(), st.store.next_seq()?, delivery));
+                }
+                _ => denials.push(AuditRecord {
+                    recipients: vec![RecipientLevel {
+                        node: node.id.to_string(),
+                        level: d.level as i32,
+                        policy_ids: d.policy_ids.clone(),
+                    }],
                     policy_ids: d.policy_ids,
-                    removed_fields: d.removed_fields,
-                    queued_at: Some(queued_at),
-                    policy_version: policy_version.clone(),
-                };
-                deliveries.push((node.id.clone(), st.store.next_seq()?, delivery));
+                    detail: format!("recipient {} refused by policy", node.id),
+                    ..about(Some(&conn), &officer, Operation::Denial, Outcome::Refused)
+                }),
             }
         }
         let receipt = Receipt {
             alert_id: alert.alert_id.clone(),
-            content_digest: hex::encode(digest),
+            content_digest: digest_hex.clone(),
             accepted_at: Some(queued_at),
             recipients: decisions,
             hops: alert.hops,
-            policy_version,
+            policy_version: policy_version.clone(),
         };
         let expires_ms = alert.expires_at.as_ref().map(to_unix_millis).unwrap_or(u64::MAX);
+        // The collection record, then one denial per refused recipient; all
+        // share the alert's identity fields.
+        let collection = AuditRecord {
+            purpose: alert.purpose.clone(),
+            legal_basis: alert.legal_basis.clone(),
+            alert_id: alert.alert_id.clone(),
+            content_digest: digest_hex,
+            recipients: receipt
+                .recipients
+                .iter()
+                .map(|r| RecipientLevel { node: r.node.clone(), level: r.level, policy_ids: r.policy_ids.clone() })
+                .collect(),
+            policy_version: policy_version.clone(),
+            subject_pseudonyms: pseudonyms.clone(),
+            detail: if alert.forwarded_from.is_empty() {
+                String::new()
+            } else {
+                format!("relays {} (hop {})", alert.forwarded_from, alert.hops)
+            },
+            ..about(Some(&conn), &officer, Operation::Collection, Outcome::Ok)
+        };
+        let mut records = vec![collection.clone()];
+        records.extend(denials.into_iter().map(|d| AuditRecord {
+            purpose: collection.purpose.clone(),
+            legal_basis: collection.legal_basis.clone(),
+            alert_id: collection.alert_id.clone(),
+            content_digest: collection.content_digest.clone(),
+            policy_version: policy_version.clone(),
+            subject_pseudonyms: pseudonyms.clone(),
+            ..d
+        }));
+        let audit = crate::store::AuditFacts {
+            purpose: alert.purpose.clone(),
+            legal_basis: alert.legal_basis.clone(),
+            subject_pseudonyms: pseudonyms,
+        };
         let stored = StoredAlert { alert: Some(alert), digest: digest.to_vec(), receipt: Some(receipt.clone()) };
-        match st.store.publish(&stored, &deliveries, expires_ms)? {
+        st.recorder.append(records)?;
+        match st.store.publish(&stored, &deliveries, expires_ms, &audit)? {
             PublishOutcome::Stored => {}
             PublishOutcome::Duplicate(existing) => return duplicate_or_conflict(*existing, &digest, &receipt.alert_id),
             PublishOutcome::Conflict => return Err(RequestError::Conflict(receipt.alert_id)),
@@ -293,8 +349,24 @@ fn duplicate_or_conflict(
     }
 }
 
-/// Streams `node`'s outbox after `cursor` into `tx` until shutdown or disconnect.
-async fn pump(state: Arc<State>, node: NodeId, mut cursor: u64, tx: mpsc::Sender<Result<SubscribeResponse, Status>>) {
+/// Who is subscribed on a stream, for its disclosure records.
+#[derive(Debug, Clone)]
+struct Subscriber {
+    node: NodeId,
+    conn: ConnInfo,
+    officer: String,
+}
+
+/// Streams `node`'s outbox after `cursor` into `tx` until shutdown or
+/// disconnect. Each batch's disclosure records are made durable before any of
+/// the batch leaves the gateway.
+async fn pump(
+    state: Arc<State>,
+    who: Subscriber,
+    mut cursor: u64,
+    tx: mpsc::Sender<Result<SubscribeResponse, Status>>,
+) {
+    let node = who.node.clone();
     let Some(slot) = state.nodes.get(&node) else { return };
     let mut wake = slot.wake.subscribe();
     loop {
@@ -315,7 +387,15 @@ async fn pump(state: Arc<State>, node: NodeId, mut cursor: u64, tx: mpsc::Sender
             }
             continue;
         }
-        for (seq, delivery) in batch {
+        // No log, no share: the disclosure records are durable before the batch is sent.
+        let records: Vec<AuditRecord> = batch.iter().map(|(_, entry)| disclosure_record(&who, entry)).collect();
+        if let Err(e) = state.recorder.durable(records).await {
+            warn!(error = %e, "audit log unavailable: nothing streamed");
+            let _ = tx.send(Err(Status::from(e))).await;
+            return;
+        }
+        for (seq, entry) in batch {
+            let Some(delivery) = entry.delivery else { continue };
             let alert_id = delivery.alert.as_ref().map(|a| a.alert_id.clone()).unwrap_or_default();
             let msg = SubscribeResponse { cursor: seq, event: Some(subscribe_response::Event::Delivery(delivery)) };
             slot.delivered.fetch_max(seq, Ordering::AcqRel);
@@ -329,20 +409,68 @@ async fn pump(state: Arc<State>, node: NodeId, mut cursor: u64, tx: mpsc::Sender
     }
 }
 
+/// The disclosure record of one delivery to `who`.
+fn disclosure_record(who: &Subscriber, entry: &crate::store::OutboxEntry) -> AuditRecord {
+    let d = entry.delivery.clone().unwrap_or_default();
+    let view = d.alert.clone().unwrap_or_default();
+    let facts = entry.audit.clone().unwrap_or_default();
+    AuditRecord {
+        purpose: facts.purpose,
+        legal_basis: facts.legal_basis,
+        alert_id: view.alert_id.clone(),
+        content_digest: isx_core::digest::content_digest_hex(&view),
+        recipients: vec![RecipientLevel {
+            node: who.node.to_string(),
+            level: d.level,
+            policy_ids: d.policy_ids.clone(),
+        }],
+        policy_ids: d.policy_ids,
+        policy_version: d.policy_version,
+        withheld_fields: d.removed_fields,
+        subject_pseudonyms: facts.subject_pseudonyms,
+        ..about(Some(&who.conn), &who.officer, Operation::Disclosure, Outcome::Ok)
+    }
+}
+
 type SubscribeStream = Pin<Box<dyn Stream<Item = Result<SubscribeResponse, Status>> + Send>>;
+
+impl ExchangeService {
+    /// Records a refused request (durably) and turns the error into a status.
+    /// If even the refusal cannot be recorded, the answer is `UNAVAILABLE`.
+    async fn refuse<T>(&self, req_info: (Option<ConnInfo>, String, String), e: RequestError) -> Result<T, Status> {
+        let (conn, officer, alert_id) = req_info;
+        warn!(error = %e, "request refused");
+        let record = AuditRecord {
+            alert_id,
+            detail: e.audit_detail(),
+            ..about(conn.as_ref(), &officer, Operation::Denial, Outcome::Refused)
+        };
+        match self.state.recorder.durable(vec![record]).await {
+            Ok(_) => Err(Status::from(e)),
+            Err(audit) => Err(Status::from(audit)),
+        }
+    }
+}
+
+fn request_info<T>(req: &Request<T>, alert_id: String) -> (Option<ConnInfo>, String, String) {
+    let conn = req.extensions().get::<ConnInfo>().cloned();
+    let officer =
+        req.metadata().get(OFFICER_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("").chars().take(128).collect();
+    (conn, officer, alert_id)
+}
 
 #[tonic::async_trait]
 impl Exchange for ExchangeService {
     async fn publish(&self, req: Request<PublishRequest>) -> Result<Response<PublishResponse>, Status> {
-        let node = req.extensions().get::<ConnInfo>().map(|c| c.identity.node.to_string()).unwrap_or_default();
-        let officer = req.metadata().get(OFFICER_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-        let alert_id = req.get_ref().alert.as_ref().map(|a| a.alert_id.clone()).unwrap_or_default();
-        let span = info_span!("publish", node = %node, officer = %officer, alert_id = %alert_id);
+        let alert_id = req.get_ref().alert.as_ref().map(|a| a.alert_id.chars().take(64).collect()).unwrap_or_default();
+        let info = request_info(&req, alert_id);
+        let node = info.0.as_ref().map(|c| c.identity.node.to_string()).unwrap_or_default();
+        let span = info_span!("publish", node = %node, officer = %info.1, alert_id = %info.2);
         async move {
-            self.publish(req).await.map(Response::new).map_err(|e| {
-                warn!(error = %e, "publish refused");
-                Status::from(e)
-            })
+            match self.publish(req).await {
+                Ok(resp) => Ok(Response::new(resp)),
+                Err(e) => self.refuse(info, e).await,
+            }
         }
         .instrument(span)
         .await
@@ -352,20 +480,35 @@ impl Exchange for ExchangeService {
 
     async fn subscribe(&self, req: Request<SubscribeRequest>) -> Result<Response<Self::SubscribeStream>, Status> {
         let st = &self.state;
-        let (slot, _) = st.caller(&req, Role::Subscribe)?;
-        let officer = officer(&req)?;
+        let info = request_info(&req, String::new());
+        let (slot, conn) = match st.caller(&req, Role::Subscribe) {
+            Ok(c) => c,
+            Err(e) => return self.refuse(info, e).await,
+        };
+        let officer = match officer(&req) {
+            Ok(o) => o,
+            Err(e) => return self.refuse(info, e).await,
+        };
         let node = slot.info.id.clone();
         let cursor = req.get_ref().after_cursor;
         let span = info_span!("subscribe", node = %node, officer = %officer);
         span.in_scope(|| info!(after_cursor = cursor, backlog = st.store.backlog(&node), "subscribed"));
         let (tx, rx) = mpsc::channel(16);
-        st.tracker.spawn(pump(st.clone(), node, cursor, tx).instrument(span));
+        let who = Subscriber { node, conn, officer };
+        st.tracker.spawn(pump(st.clone(), who, cursor, tx).instrument(span));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
     async fn ack(&self, req: Request<AckRequest>) -> Result<Response<AckResponse>, Status> {
-        let node = req.extensions().get::<ConnInfo>().map(|c| c.identity.node.to_string()).unwrap_or_default();
-        let span = info_span!("ack", node = %node);
-        async move { self.ack(req).await.map(Response::new).map_err(Status::from) }.instrument(span).await
+        let info = request_info(&req, String::new());
+        let span = info_span!("ack", node = %info.0.as_ref().map(|c| c.identity.node.to_string()).unwrap_or_default());
+        async move {
+            match self.ack(req).await {
+                Ok(resp) => Ok(Response::new(resp)),
+                Err(e) => self.refuse(info, e).await,
+            }
+        }
+        .instrument(span)
+        .await
     }
 }

@@ -42,6 +42,24 @@ pub struct OutboxEntry {
     /// When the entry stops being deliverable, Unix milliseconds.
     #[prost(uint64, tag = "2")]
     pub expires_ms: u64,
+    /// What the disclosure record needs that a reduced view may lack.
+    #[prost(message, optional, tag = "3")]
+    pub audit: Option<AuditFacts>,
+}
+
+/// Facts of the original alert kept with each delivery for its disclosure
+/// record: a `redacted` or `hit_only` view lacks them.
+#[derive(Clone, PartialEq, Message)]
+pub struct AuditFacts {
+    /// The alert's purpose.
+    #[prost(string, tag = "1")]
+    pub purpose: String,
+    /// The alert's legal basis.
+    #[prost(string, tag = "2")]
+    pub legal_basis: String,
+    /// HMAC pseudonyms of the subjects' identifiers.
+    #[prost(string, repeated, tag = "3")]
+    pub subject_pseudonyms: Vec<String>,
 }
 
 /// The outbox keys that expire with one alert.
@@ -129,7 +147,7 @@ fn decode<M: Message + Default>(what: &'static str, bytes: &[u8]) -> Result<M, S
 impl Store {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &std::path::Path) -> Result<Self, StoreError> {
-        let db = sled::Config::new().path(dir).open()?;
+        let db = isx_audit::open_db(dir)?;
         Ok(Self {
             alerts: db.open_tree("alerts")?,
             outbox: db.open_tree("outbox")?,
@@ -163,13 +181,14 @@ impl Store {
         stored: &StoredAlert,
         deliveries: &[(NodeId, u64, Delivery)],
         expires_ms: u64,
+        audit: &AuditFacts,
     ) -> Result<PublishOutcome, StoreError> {
         let alert_id = stored.alert.as_ref().map(|a| a.alert_id.as_str()).unwrap_or_default();
         let stored_bytes = stored.encode_to_vec();
         let entries: Vec<(Vec<u8>, Vec<u8>)> = deliveries
             .iter()
             .map(|(node, seq, delivery)| {
-                let entry = OutboxEntry { delivery: Some(delivery.clone()), expires_ms };
+                let entry = OutboxEntry { delivery: Some(delivery.clone()), expires_ms, audit: Some(audit.clone()) };
                 (outbox_key(node.as_str(), *seq), entry.encode_to_vec())
             })
             .collect();
@@ -207,7 +226,7 @@ impl Store {
         cursor: u64,
         limit: usize,
         now_ms: u64,
-    ) -> Result<Vec<(u64, Delivery)>, StoreError> {
+    ) -> Result<Vec<(u64, OutboxEntry)>, StoreError> {
         let start = outbox_key(node.as_str(), cursor.saturating_add(1));
         let end = outbox_key(node.as_str(), u64::MAX);
         let mut out = Vec::new();
@@ -217,8 +236,8 @@ impl Store {
             if entry.expires_ms <= now_ms {
                 continue;
             }
-            if let Some(delivery) = entry.delivery {
-                out.push((seq_of(&key), delivery));
+            if entry.delivery.is_some() {
+                out.push((seq_of(&key), entry));
             }
             if out.len() >= limit {
                 break;
@@ -297,14 +316,25 @@ mod tests {
         let s2 = store.next_seq().unwrap();
         assert!(s2 > s1 && s1 >= 1);
         let out = store
-            .publish(&stored("a1", "x"), &[(fr.clone(), s1, delivery("a1")), (it.clone(), s2, delivery("a1"))], 1000)
+            .publish(
+                &stored("a1", "x"),
+                &[(fr.clone(), s1, delivery("a1")), (it.clone(), s2, delivery("a1"))],
+                1000,
+                &AuditFacts::default(),
+            )
             .unwrap();
         assert!(matches!(out, PublishOutcome::Stored));
-        assert!(matches!(store.publish(&stored("a1", "x"), &[], 1000).unwrap(), PublishOutcome::Duplicate(_)));
-        assert!(matches!(store.publish(&stored("a1", "y"), &[], 1000).unwrap(), PublishOutcome::Conflict));
+        assert!(matches!(
+            store.publish(&stored("a1", "x"), &[], 1000, &AuditFacts::default()).unwrap(),
+            PublishOutcome::Duplicate(_)
+        ));
+        assert!(matches!(
+            store.publish(&stored("a1", "y"), &[], 1000, &AuditFacts::default()).unwrap(),
+            PublishOutcome::Conflict
+        ));
 
         let s3 = store.next_seq().unwrap();
-        store.publish(&stored("a2", "z"), &[(fr.clone(), s3, delivery("a2"))], 5000).unwrap();
+        store.publish(&stored("a2", "z"), &[(fr.clone(), s3, delivery("a2"))], 5000, &AuditFacts::default()).unwrap();
         let got: Vec<u64> = store.pending(&fr, 0, 10, 0).unwrap().into_iter().map(|(s, _)| s).collect();
         assert_eq!(got, vec![s1, s3]);
         assert_eq!(store.pending(&fr, s1, 10, 0).unwrap().len(), 1);
@@ -330,7 +360,9 @@ mod tests {
         let seq = {
             let store = Store::open(dir.path()).unwrap();
             let seq = store.next_seq().unwrap();
-            store.publish(&stored("a1", "x"), &[(fr.clone(), seq, delivery("a1"))], 9000).unwrap();
+            store
+                .publish(&stored("a1", "x"), &[(fr.clone(), seq, delivery("a1"))], 9000, &AuditFacts::default())
+                .unwrap();
             store.db().flush().unwrap();
             seq
         };

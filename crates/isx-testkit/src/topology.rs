@@ -91,6 +91,8 @@ pub struct TopologySpec {
     pub policy_dir: Option<PathBuf>,
     /// The redaction profile.
     pub redaction: RedactionProfile,
+    /// Audit log settings.
+    pub audit: isx_gateway::config::AuditConfig,
 }
 
 impl TopologySpec {
@@ -109,6 +111,7 @@ impl TopologySpec {
             delivery: DeliveryConfig { expiry_sweep_ms: 100, ..DeliveryConfig::default() },
             policy_dir: None,
             redaction: RedactionProfile::default(),
+            audit: isx_gateway::config::AuditConfig { checkpoint_every_ms: 200, ..Default::default() },
         }
     }
 }
@@ -166,6 +169,8 @@ impl Topology {
         let mut opts = isx_tls::pki::InitOptions::new(&pki);
         opts.nodes = spec.nodes.iter().map(|n| n.id.clone()).collect();
         isx_tls::pki::init(&opts)?;
+        isx_audit::keys::create(&pki, isx_audit::keys::DEFAULT_ORIGIN)
+            .map_err(|e| TopologyError::Node { node: "audit keys".into(), message: e.to_string() })?;
         let policy_dir = match &spec.policy_dir {
             Some(dir) => dir.clone(),
             None => {
@@ -183,6 +188,7 @@ impl Topology {
             crls: vec![],
             limits: spec.limits.clone(),
             delivery: spec.delivery.clone(),
+            audit: spec.audit.clone(),
             nodes: spec
                 .nodes
                 .iter()

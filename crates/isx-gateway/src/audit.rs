@@ -1,0 +1,128 @@
+//! The gateway's side of the audit log: building records, making them
+//! durable with the group commit, and signing checkpoints.
+//!
+//! "No log, no share": every caller appends its records *before* it makes a
+//! disclosure visible, then waits for the group commit that flushes the
+//! records together with the state change. If the log cannot be written the
+//! request fails with `UNAVAILABLE` and nothing is disclosed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use isx_audit::AuditLog;
+use isx_core::wire::{AuditRecord, Checkpoint, Operation, Outcome};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::commit::Committer;
+use crate::config::AuditConfig;
+use crate::error::RequestError;
+use crate::server::ConnInfo;
+use crate::service::Clock;
+
+/// Appends audit records and makes them durable.
+pub struct Recorder {
+    log: Arc<AuditLog>,
+    committer: Committer,
+    clock: Clock,
+    config: AuditConfig,
+    /// Wakes the checkpointer when enough records arrived.
+    wake: Notify,
+}
+
+impl std::fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorder").field("size", &self.log.size()).finish_non_exhaustive()
+    }
+}
+
+/// A record about a caller, with the identity fields filled in.
+pub fn about(conn: Option<&ConnInfo>, officer: &str, operation: Operation, outcome: Outcome) -> AuditRecord {
+    AuditRecord {
+        operation: operation as i32,
+        node: conn.map(|c| c.identity.node.to_string()).unwrap_or_default(),
+        cert_fingerprint: conn.map(|c| c.identity.fingerprint.clone()).unwrap_or_default(),
+        officer: officer.to_owned(),
+        outcome: outcome as i32,
+        ..Default::default()
+    }
+}
+
+impl Recorder {
+    /// A recorder over `log`, sharing the gateway's group commit.
+    pub fn new(log: Arc<AuditLog>, committer: Committer, clock: Clock, config: AuditConfig) -> Self {
+        Self { log, committer, clock, config, wake: Notify::new() }
+    }
+
+    /// The log.
+    pub fn log(&self) -> &Arc<AuditLog> {
+        &self.log
+    }
+
+    /// Appends records (not yet durable: the caller's group commit makes them so).
+    pub fn append(&self, records: Vec<AuditRecord>) -> Result<Vec<u64>, RequestError> {
+        if records.is_empty() {
+            return Ok(vec![]);
+        }
+        let seqs = self.log.append(records, (self.clock)()).map_err(RequestError::Audit)?;
+        let last = self.log.latest_checkpoint().ok().flatten().map(|(s, _)| s).unwrap_or(0);
+        if self.log.size().saturating_sub(last) >= self.config.checkpoint_every_records {
+            self.wake.notify_one();
+        }
+        Ok(seqs)
+    }
+
+    /// Appends records and waits until they are durable.
+    pub async fn durable(&self, records: Vec<AuditRecord>) -> Result<Vec<u64>, RequestError> {
+        let seqs = self.append(records)?;
+        self.committer.commit().await?;
+        Ok(seqs)
+    }
+
+    /// Makes everything appended so far durable, signs a checkpoint over it if
+    /// the latest one is older, and returns the latest checkpoint.
+    pub async fn fresh_checkpoint(&self) -> Result<Checkpoint, RequestError> {
+        let size = self.log.size();
+        self.committer.commit().await?;
+        let latest = self.log.latest_checkpoint().map_err(RequestError::Audit)?;
+        let (size, note) = match latest {
+            Some((s, note)) if s >= size => (s, note),
+            _ => {
+                let note = self.log.sign_checkpoint(size).map_err(RequestError::Audit)?;
+                self.committer.commit().await?;
+                (size, note)
+            }
+        };
+        Ok(Checkpoint {
+            note,
+            tree_size: size,
+            root_hash: self.log.root(size).map_err(RequestError::Audit)?.to_vec(),
+            origin: self.log.keys().origin.clone(),
+            verifier_key: self.log.keys().verifier_key.clone(),
+        })
+    }
+
+    /// Signs checkpoints every `checkpoint_every_ms`, or sooner when
+    /// `checkpoint_every_records` records arrived, until `shutdown`.
+    pub async fn checkpointer(self: Arc<Self>, shutdown: CancellationToken) {
+        let every = Duration::from_millis(self.config.checkpoint_every_ms);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(every) => {}
+                _ = self.wake.notified() => {}
+            }
+            let last = self.log.latest_checkpoint().ok().flatten().map(|(s, _)| s).unwrap_or(0);
+            if self.log.size() > last
+                && let Err(e) = self.fresh_checkpoint().await
+            {
+                warn!(error = %e, "checkpoint not signed");
+            }
+        }
+        // A last checkpoint over everything flushed at shutdown.
+        if let Ok(cp) = self.fresh_checkpoint().await {
+            info!(size = cp.tree_size, "audit checkpoint signed at shutdown");
+        }
+    }
+}
