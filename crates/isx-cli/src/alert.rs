@@ -69,7 +69,7 @@ pub struct Who {
 }
 
 impl Who {
-    fn options(&self) -> Result<ClientOptions> {
+    pub fn options(&self) -> Result<ClientOptions> {
         if let Some(path) = &self.node_config {
             let config = NodeConfig::load(path)?;
             return Ok(ClientOptions {

@@ -2,6 +2,7 @@
 //! calls into the library crates; no logic lives here.
 
 mod alert;
+mod audit;
 mod output;
 mod policy;
 
@@ -28,6 +29,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per run; the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run a gateway and five mock agencies in this process and show who receives what.
@@ -50,6 +53,9 @@ enum Command {
     /// Check, explain and test the disclosure policy.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Search, verify and export the audit log (auditors).
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Measure throughput over real mTLS on loopback, next to same-run baselines.
     ///
     /// Starts its own gateway and agencies in this process. Prints a table, or
@@ -199,6 +205,8 @@ async fn gateway(args: GatewayArgs) -> Result<()> {
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone());
     reload_policy_on_hangup(gateway.policy());
+    // Tools and tests that start the gateway on port 0 read this line.
+    println!("isx gateway listening on {}", listener.local_addr()?);
     gateway.serve(listener, shutdown).await?;
     Ok(())
 }
@@ -275,6 +283,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Node(args) => node(args).await?,
         Command::Alert(cmd) => return alert::run(cmd).await,
         Command::Policy(cmd) => return policy::run(cmd),
+        Command::Audit(cmd) => return audit::run(cmd).await,
         Command::Bench { quick, json, concurrency } => {
             let mut options = if quick {
                 isx_testkit::bench::BenchOptions::quick()

@@ -46,6 +46,18 @@ impl WireMessage for crate::wire::Delivery {
     const TYPE_NAME: &'static str = "isx.v1.Delivery";
 }
 
+impl WireMessage for crate::wire::AuditRecord {
+    const TYPE_NAME: &'static str = "isx.v1.AuditRecord";
+}
+
+impl WireMessage for crate::wire::Checkpoint {
+    const TYPE_NAME: &'static str = "isx.v1.Checkpoint";
+}
+
+impl WireMessage for crate::wire::AuditBundle {
+    const TYPE_NAME: &'static str = "isx.v1.AuditBundle";
+}
+
 fn descriptor(type_name: &str) -> prost_reflect::MessageDescriptor {
     isx_proto::descriptor_pool()
         .get_message_by_name(type_name)

@@ -1,6 +1,8 @@
 //! The isx client library and the mock agency node.
 //!
 //! # Layout
+//! - [`audit`]: the auditor's client: checkpoints, search, export, and
+//!   verification of a running gateway's log.
 //! - [`client`]: [`Client`], a typed mTLS client for `isx.v1.Exchange` that
 //!   sets `x-isx-officer` on every call.
 //! - [`config`]: the node TOML file (`deploy/local/nodes/<id>.toml`).
@@ -12,6 +14,7 @@
 //! The gateway never depends on this crate.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod client;
 pub mod config;
 pub mod inbox;

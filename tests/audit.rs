@@ -1,0 +1,197 @@
+//! Whole-system tests of the audit log over mTLS: what is recorded, who may
+//! read it, and that it verifies (and that tampering does not).
+
+use std::time::Duration;
+
+use isx_core::wire::audit_client::AuditClient;
+use isx_core::wire::{AuditBundle, GetCheckpointRequest, Operation, Outcome, SearchRequest};
+use isx_node::audit::{self as client_audit, AuditClientError};
+use isx_testkit::{Topology, TopologySpec, samples};
+use tonic::Code;
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+async fn topology() -> Topology {
+    Topology::start(TopologySpec::default_agencies()).await.expect("topology starts")
+}
+
+async fn records(topo: &Topology, req: SearchRequest) -> Vec<isx_core::wire::AuditRecord> {
+    let auditor = topo.client("auditor").await.unwrap();
+    let page = client_audit::search(&auditor, SearchRequest { limit: 1000, ..req }).await.unwrap();
+    let cp = isx_audit::verify::checkpoint(page.checkpoint.as_ref().unwrap(), None).unwrap();
+    for e in &page.entries {
+        isx_audit::verify::inclusion(e, &cp).expect("every search result verifies");
+    }
+    page.entries.into_iter().filter_map(|e| e.record).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_and_delivery_are_recorded_and_searchable_by_subject() {
+    let topo = topology().await;
+    let alert = samples::foreign_fighter("de-police", &["fr-police", "europol"]);
+    topo.client("de-police").await.unwrap().publish(alert.clone()).await.unwrap();
+    for node in ["fr-police", "europol"] {
+        assert!(topo.inbox(node).wait_for(&alert.alert_id, LIMIT).await.unwrap().is_some());
+    }
+    // By subject: the auditor gives the document number; the gateway hashes it.
+    let found =
+        records(&topo, SearchRequest { subject_identifier: "document:de:c4j9x1r27".into(), ..Default::default() })
+            .await;
+    let ops: Vec<Operation> = found.iter().map(|r| r.operation()).collect();
+    assert_eq!(ops.iter().filter(|o| **o == Operation::Collection).count(), 1, "{ops:?}");
+    assert_eq!(ops.iter().filter(|o| **o == Operation::Disclosure).count(), 2, "{ops:?}");
+    let collection = found.iter().find(|r| r.operation() == Operation::Collection).unwrap();
+    assert_eq!(collection.node, "de-police");
+    assert_eq!(collection.officer, "officer@de-police");
+    assert_eq!(collection.alert_id, alert.alert_id);
+    assert_eq!(collection.purpose, alert.purpose);
+    assert_eq!(collection.legal_basis, alert.legal_basis);
+    assert_eq!(collection.cert_fingerprint.len(), 64);
+    assert!(!collection.policy_version.is_empty());
+    assert_eq!(collection.recipients.len(), 2);
+    let disclosure = found.iter().find(|r| r.operation() == Operation::Disclosure && r.node == "fr-police").unwrap();
+    assert_eq!(disclosure.officer, "officer@fr-police");
+    assert_eq!(disclosure.recipients[0].node, "fr-police");
+    // By name and date of birth, the same person.
+    let by_name = records(
+        &topo,
+        SearchRequest { subject_identifier: "name:Brandt|Lukas Emil|1994-03-17".into(), ..Default::default() },
+    )
+    .await;
+    assert_eq!(by_name.len(), found.len());
+
+    // No identifier value is stored in any record.
+    let auditor = topo.client("auditor").await.unwrap();
+    let bundle = client_audit::export(&auditor, SearchRequest::default()).await.unwrap();
+    let bytes: Vec<u8> = bundle.entries.iter().flat_map(|e| e.body.clone()).collect();
+    for needle in ["C4J9X1R27", "Brandt", "Lukas", "1994-03-17", "B-KL 4471", "AFIS"] {
+        assert!(!bytes.windows(needle.len()).any(|w| w == needle.as_bytes()), "{needle} is in the audit log");
+    }
+    topo.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn denials_and_refused_requests_are_recorded() {
+    let topo = topology().await;
+    let de = topo.client("de-police").await.unwrap();
+    // A spoofed origin.
+    let err = de.publish(samples::foreign_fighter("fr-police", &[])).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    // A recipient refused by policy.
+    let mut crisis = samples::base(
+        "de-police",
+        &["europol"],
+        isx_core::wire::Category::CrisesAndDisasters,
+        isx_core::wire::Action::Inform,
+    );
+    crisis.narrative = "dam breach".into();
+    de.publish(crisis.clone()).await.unwrap();
+
+    let denials = records(
+        &topo,
+        SearchRequest { operation: Operation::Denial as i32, node: "de-police".into(), ..Default::default() },
+    )
+    .await;
+    assert!(
+        denials.iter().any(|r| r.detail.contains("origin-is-caller") && r.outcome() == Outcome::Refused),
+        "{denials:?}"
+    );
+    let refused = denials.iter().find(|r| r.alert_id == crisis.alert_id).expect("the policy denial");
+    assert_eq!(refused.recipients[0].node, "europol");
+    assert_eq!(refused.policy_ids, vec!["europol-outside-mandate"]);
+    topo.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_auditors_read_the_log_and_every_attempt_is_recorded() {
+    let topo = topology().await;
+    let de = topo.client("de-police").await.unwrap();
+    let err = AuditClient::new(de.channel()).get_checkpoint(de.request(GetCheckpointRequest {})).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    assert!(err.message().contains("role-audit"), "{}", err.message());
+    let auditor = topo.client("auditor").await.unwrap();
+    let err = AuditClient::new(auditor.channel())
+        .get_checkpoint(auditor.without_officer().request(GetCheckpointRequest {}))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "the auditor's officer is required too");
+
+    let attempts = records(
+        &topo,
+        SearchRequest { node: "de-police".into(), operation: Operation::Denial as i32, ..Default::default() },
+    )
+    .await;
+    assert!(attempts.iter().any(|r| r.detail.contains("audit log")), "{attempts:?}");
+    let reads = records(&topo, SearchRequest { operation: Operation::LogRead as i32, ..Default::default() }).await;
+    assert!(reads.iter().all(|r| r.node == "auditor"));
+    assert!(!reads.is_empty());
+    topo.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_verifies_live_and_as_an_offline_bundle_and_detects_a_fork() {
+    let topo = topology().await;
+    let de = topo.client("de-police").await.unwrap();
+    for _ in 0..3 {
+        de.publish(samples::migrant_smuggling("de-police", &["fr-police"])).await.unwrap();
+    }
+    let auditor = topo.client("auditor").await.unwrap();
+    let key = std::fs::read_to_string(topo.pki_dir().join("audit.pub")).unwrap();
+    let first = client_audit::verify_live(&auditor, Some(&key), None, &|_, _, _| {}).await.unwrap();
+    assert!(first.index_checks > 5);
+    de.publish(samples::migrant_smuggling("de-police", &["it-police"])).await.unwrap();
+    let second = client_audit::verify_live(&auditor, Some(&key), Some(&first.checkpoint), &|_, _, _| {}).await.unwrap();
+    assert_eq!(second.consistent_with, Some(first.checkpoint.tree_size));
+    assert!(second.checkpoint.tree_size > first.checkpoint.tree_size);
+
+    // A checkpoint of the same size with another root, even properly signed, is a fork.
+    let keys = isx_audit::keys::load(&topo.pki_dir()).unwrap();
+    let mut forged = first.checkpoint.clone();
+    forged.root_hash = vec![7; 32];
+    forged.note = isx_audit::checkpoint::sign(&keys, forged.tree_size, [7; 32]);
+    let size = second.checkpoint.tree_size;
+    let fork = isx_audit::verify::consistency(
+        &isx_audit::verify::checkpoint(&forged, None).unwrap(),
+        &isx_audit::verify::checkpoint(&second.checkpoint, None).unwrap(),
+        &[],
+    );
+    assert!(fork.is_err());
+    let err = client_audit::verify_live(&auditor, Some(&key), Some(&forged), &|_, _, _| {}).await.unwrap_err();
+    assert!(matches!(err, AuditClientError::Verify(_)), "{err}");
+    assert!(size > 0);
+
+    // Export and verify offline; a corrupted copy fails.
+    let bundle: AuditBundle =
+        client_audit::export(&auditor, SearchRequest { node: "de-police".into(), ..Default::default() }).await.unwrap();
+    let report = isx_audit::verify::bundle(&bundle, Some(&key), &|_, _| {}).unwrap();
+    assert!(report.entries >= 4);
+    let mut corrupt = bundle.clone();
+    let last = corrupt.entries.len() - 1;
+    corrupt.entries[last].body[5] ^= 0x20;
+    assert!(isx_audit::verify::bundle(&corrupt, Some(&key), &|_, _| {}).is_err());
+    topo.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tampered_log_keeps_the_gateway_from_starting() {
+    let mut topo = topology().await;
+    let alert = samples::migrant_smuggling("de-police", &["fr-police"]);
+    topo.client("de-police").await.unwrap().publish(alert.clone()).await.unwrap();
+    assert!(topo.inbox("fr-police").wait_for(&alert.alert_id, LIMIT).await.unwrap().is_some());
+    topo.stop_gateway().await.unwrap();
+
+    // Change who published the alert in the first record.
+    let db = isx_audit::open_db(&topo.gateway_config().data_dir.join("gateway.sled")).unwrap();
+    let entries = db.open_tree("audit.entries").unwrap();
+    let mut record: isx_core::wire::AuditRecord =
+        prost::Message::decode(&*entries.get(0u64.to_be_bytes()).unwrap().unwrap()).unwrap();
+    assert_eq!(record.operation(), Operation::Collection);
+    record.officer = "nobody".into();
+    entries.insert(0u64.to_be_bytes(), prost::Message::encode_to_vec(&record)).unwrap();
+    db.flush().unwrap();
+    drop(entries);
+    drop(db);
+
+    let err = topo.start_gateway().await.expect_err("the gateway refuses a tampered log").to_string();
+    assert!(err.contains("first bad sequence number 0"), "{err}");
+}
