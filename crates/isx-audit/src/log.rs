@@ -144,6 +144,32 @@ impl HashReader for Stored<'_> {
     }
 }
 
+/// Stored hashes, looking first at the in-memory right frontier of the tree.
+struct Frontier<'a> {
+    cache: &'a std::collections::HashMap<u64, Hash>,
+    stored: Stored<'a>,
+}
+
+impl HashReader for Frontier<'_> {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, tlog::Error> {
+        indexes
+            .iter()
+            .map(|i| match self.cache.get(i) {
+                Some(h) => Ok(*h),
+                None => self.stored.read_hashes(&[*i]).map(|v| v[0]),
+            })
+            .collect()
+    }
+}
+
+/// The append state: the size, and the left-sibling hashes that the next
+/// appends will read (at most one per level).
+#[derive(Debug, Default)]
+struct AppendState {
+    size: u64,
+    frontier: std::collections::HashMap<u64, Hash>,
+}
+
 /// What an integrity check covered.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IntegrityReport {
@@ -168,8 +194,8 @@ pub struct AuditLog {
     meta: sled::Tree,
     checkpoints: sled::Tree,
     keys: AuditKeys,
-    /// The size; held while appending so that seqs and hashes are assigned in order.
-    size: Mutex<u64>,
+    /// The size and frontier; held while appending so that seqs and hashes are assigned in order.
+    size: Mutex<AppendState>,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -208,11 +234,11 @@ impl AuditLog {
             checkpoints: db.open_tree("audit.checkpoints")?,
             db: db.clone(),
             keys,
-            size: Mutex::new(0),
+            size: Mutex::new(AppendState::default()),
         };
         let size = read_u64(&log.meta, "size")?;
         let leftovers = log.remove_leftovers(size)?;
-        *log.size.lock().unwrap_or_else(|e| e.into_inner()) = size;
+        log.size.lock().unwrap_or_else(|e| e.into_inner()).size = size;
         let mut report = log.check_integrity(progress)?;
         report.leftovers_removed = leftovers;
         Ok((log, report))
@@ -230,34 +256,49 @@ impl AuditLog {
 
     /// Records in the tree.
     pub fn size(&self) -> u64 {
-        *self.size.lock().unwrap_or_else(|e| e.into_inner())
+        self.size.lock().unwrap_or_else(|e| e.into_inner()).size
     }
 
     /// Appends records, assigning `seq`, `version` and `time` (Unix ms `now_ms`).
     /// Not durable until the database is flushed.
     pub fn append(&self, records: Vec<AuditRecord>, now_ms: u64) -> Result<Vec<u64>, AuditError> {
-        let mut size = self.size.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.size.lock().unwrap_or_else(|e| e.into_inner());
         let mut seqs = Vec::with_capacity(records.len());
-        let mut n = *size;
+        let mut n = state.size;
+        let (mut entries, mut hashes, mut rows) =
+            (sled::Batch::default(), sled::Batch::default(), sled::Batch::default());
         for mut record in records {
             record.version = RECORD_VERSION;
             record.seq = n;
             record.time = Some(from_unix_millis(now_ms));
             let body = record.encode_to_vec();
-            let stored = tlog::stored_hashes(n, &body, &Stored(&self.hashes))?;
+            let stored =
+                tlog::stored_hashes(n, &body, &Frontier { cache: &state.frontier, stored: Stored(&self.hashes) })?;
+            // The left siblings just read are never read again; the new left
+            // children will be read once, when their subtree completes.
+            for i in 0..stored.len().saturating_sub(1) {
+                state.frontier.remove(&tlog::stored_hash_index(i as u8, (n >> i) - 1));
+            }
             let base = tlog::stored_hash_index(0, n);
             for (i, h) in stored.iter().enumerate() {
-                self.hashes.insert(be(base + i as u64), &h.0[..])?;
+                hashes.insert(&be(base + i as u64), &h.0[..]);
+                if (n >> i) % 2 == 0 {
+                    state.frontier.insert(base + i as u64, *h);
+                }
             }
             for row in index::rows(&record) {
-                self.index.insert(row, &[][..])?;
+                rows.insert(row, &[][..]);
             }
-            self.entries.insert(be(n), body)?;
+            entries.insert(&be(n), body);
             seqs.push(n);
             n += 1;
         }
+        // The size goes last: anything beyond it at open was never flushed with it.
+        self.entries.apply_batch(entries)?;
+        self.hashes.apply_batch(hashes)?;
+        self.index.apply_batch(rows)?;
         self.meta.insert("size", &be(n)[..])?;
-        *size = n;
+        state.size = n;
         Ok(seqs)
     }
 

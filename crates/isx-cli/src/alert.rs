@@ -55,10 +55,10 @@ pub struct Who {
     #[arg(long, conflicts_with_all = ["node", "pki"])]
     node_config: Option<PathBuf>,
     /// The node to act as; its certificate is PKI/NODE.crt.
-    #[arg(long = "as", value_name = "NODE", required_unless_present = "node_config")]
+    #[arg(long = "as", value_name = "NODE")]
     node: Option<String>,
     /// The PKI directory.
-    #[arg(long, value_name = "DIR", required_unless_present = "node_config")]
+    #[arg(long, value_name = "DIR")]
     pki: Option<PathBuf>,
     /// The gateway's host:port.
     #[arg(long, value_name = "ADDR", default_value = "localhost:7443")]
@@ -79,14 +79,11 @@ impl Who {
                 officer: self.officer.clone().unwrap_or(config.officer),
             });
         }
-        let node = isx_core::NodeId::new(self.node.clone().unwrap_or_default()).context("--as")?;
+        let node = self.node.clone().context("--as NODE is required (or --node-config FILE)")?;
+        let node = isx_core::NodeId::new(node).context("--as")?;
+        let pki = self.pki.clone().context("--pki DIR is required (or --node-config FILE)")?;
         let officer = self.officer.clone().context("--officer is required (or ISX_OFFICER, or --node-config with an officer): it names the person acting, for the audit log")?;
-        Ok(ClientOptions {
-            node,
-            pki_dir: self.pki.clone().unwrap_or_default(),
-            gateway: self.gateway.clone(),
-            officer,
-        })
+        Ok(ClientOptions { node, pki_dir: pki, gateway: self.gateway.clone(), officer })
     }
 }
 

@@ -48,7 +48,7 @@ pub enum AuditCommand {
     /// compared with the records. Exits 1 on any mismatch.
     Verify {
         #[command(flatten)]
-        who: Option<Who>,
+        who: Who,
         /// Verify this exported bundle offline instead.
         #[arg(long)]
         bundle: Option<PathBuf>,
@@ -316,9 +316,6 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
                 }
                 return Ok(ExitCode::SUCCESS);
             }
-            let who = who.context(
-                "give --as, --pki and --gateway (or --node-config) to verify a running gateway, or --bundle FILE",
-            )?;
             let since = since_checkpoint
                 .map(|p| {
                     std::fs::read_to_string(&p)

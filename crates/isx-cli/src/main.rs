@@ -70,6 +70,9 @@ enum Command {
         /// Concurrent request tasks.
         #[arg(long)]
         concurrency: Option<usize>,
+        /// Audit log sizes for the proof and search figures, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        log_sizes: Option<Vec<u64>>,
     },
 }
 
@@ -284,7 +287,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Alert(cmd) => return alert::run(cmd).await,
         Command::Policy(cmd) => return policy::run(cmd),
         Command::Audit(cmd) => return audit::run(cmd).await,
-        Command::Bench { quick, json, concurrency } => {
+        Command::Bench { quick, json, concurrency, log_sizes } => {
             let mut options = if quick {
                 isx_testkit::bench::BenchOptions::quick()
             } else {
@@ -292,6 +295,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             };
             if let Some(c) = concurrency {
                 options.concurrency = c.max(1);
+            }
+            if let Some(sizes) = log_sizes {
+                options.log_sizes = sizes;
             }
             let report = isx_testkit::bench::run(&options, &|step| eprintln!("bench: {step} ...")).await?;
             if json {

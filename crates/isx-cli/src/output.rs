@@ -95,4 +95,13 @@ pub fn print_bench(r: &isx_testkit::bench::BenchReport) {
         "policy_share_of_publish_uncached", r.policy_share_of_publish_uncached
     );
     println!("{:<34} {:>14}  non-OK statuses", "errors", r.errors);
+    let a = &r.audit;
+    println!("{:<34} {:>14.0}  group commit: flush + fsync per 64 records", "audit_append_rps", a.audit_append_rps);
+    println!("{:<34} {:>14.0}  same bytes, same flush policy", "sled_raw_rps", a.sled_raw_rps);
+    println!("{:<34} {:>14.3}  audit_append_rps / sled_raw_rps", "audit_append_ratio", a.audit_append_ratio);
+    println!("{:<34} {:>14.0}  hash every record, recompute the root", "verify_records_per_s", a.verify_records_per_s);
+    for (size, proof, search) in &a.sizes {
+        println!("{:<34} {:>14.3}  inclusion proof at {size} records", format!("proof_ms@{size}"), proof);
+        println!("{:<34} {:>14.3}  search, 20 results, at {size} records", format!("search_ms@{size}"), search);
+    }
 }

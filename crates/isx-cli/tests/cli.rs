@@ -112,3 +112,33 @@ fn pki_init_refuses_to_overwrite() {
     assert!(!again.status.success());
     assert!(text(&again).contains("--force"), "{}", text(&again));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_bundle_passes_and_a_corrupted_bundle_fails() {
+    use isx_core::wire::SearchRequest;
+    let topo = isx_testkit::Topology::start(isx_testkit::TopologySpec::default_agencies()).await.unwrap();
+    topo.client("de-police")
+        .await
+        .unwrap()
+        .publish(isx_testkit::samples::migrant_smuggling("de-police", &["fr-police"]))
+        .await
+        .unwrap();
+    let auditor = topo.client("auditor").await.unwrap();
+    let bundle = isx_node::audit::export(&auditor, SearchRequest::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("bundle.json");
+    std::fs::write(&good, isx_core::json::to_json(&bundle)).unwrap();
+    let key = topo.pki_dir().join("audit.pub");
+    let out = isx(&["audit", "verify", "--bundle", good.to_str().unwrap(), "--key", key.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("OK: bundle verified offline"));
+
+    let mut corrupt = bundle.clone();
+    corrupt.entries[0].body[4] ^= 1;
+    let bad = dir.path().join("corrupt.json");
+    std::fs::write(&bad, isx_core::json::to_json(&corrupt)).unwrap();
+    let out = isx(&["audit", "verify", "--bundle", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("VERIFICATION FAILED: entry 0"), "{}", text(&out));
+    topo.shutdown().await;
+}

@@ -30,17 +30,33 @@ pub struct BenchOptions {
     pub concurrency: usize,
     /// Channels (HTTP/2 connections) the tasks share.
     pub channels: usize,
+    /// Audit records appended for the append benchmark.
+    pub audit_records: u64,
+    /// Log sizes for the proof and search figures.
+    pub log_sizes: Vec<u64>,
 }
 
 impl BenchOptions {
     /// About 30 seconds in all on a 2-core machine.
     pub fn quick() -> Self {
-        Self { phase: Duration::from_secs(3), concurrency: 32, channels: 4 }
+        Self {
+            phase: Duration::from_secs(3),
+            concurrency: 32,
+            channels: 4,
+            audit_records: 5_000,
+            log_sizes: vec![1_000, 10_000, 50_000],
+        }
     }
 
     /// Longer phases for steadier figures.
     pub fn full() -> Self {
-        Self { phase: Duration::from_secs(10), concurrency: 64, channels: 4 }
+        Self {
+            phase: Duration::from_secs(10),
+            concurrency: 64,
+            channels: 4,
+            audit_records: 50_000,
+            log_sizes: vec![10_000, 100_000, 1_000_000],
+        }
     }
 }
 
@@ -69,6 +85,8 @@ pub struct BenchReport {
     pub policy_share_of_publish_uncached: f64,
     /// Requests that ended in a non-OK status.
     pub errors: u64,
+    /// The audit-log figures.
+    pub audit: AuditFigures,
 }
 
 /// Runs `task` from `concurrency` workers for `phase`; returns (ok count, error count, elapsed).
@@ -214,5 +232,140 @@ pub async fn run(
     report.publish_us_per_alert = cores * 1e6 / report.publish_rps.max(1e-9);
     report.policy_share_of_publish = report.policy_us_per_alert / report.publish_us_per_alert;
     report.policy_share_of_publish_uncached = report.policy_us_per_alert_uncached / report.publish_us_per_alert;
+    report.audit = audit_figures(options.audit_records, 64, &options.log_sizes, progress)
+        .map_err(|message| TopologyError::Node { node: "audit bench".into(), message })?;
     Ok(report)
+}
+
+/// Audit-log figures, each next to its baseline from the same run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AuditFigures {
+    /// Records per second appended with group commit (one flush + fsync per batch).
+    pub audit_append_rps: f64,
+    /// Raw sled inserts of the same bytes with the same flush policy.
+    pub sled_raw_rps: f64,
+    /// `audit_append_rps / sled_raw_rps`.
+    pub audit_append_ratio: f64,
+    /// Records per second verified offline (hash, recompute root).
+    pub verify_records_per_s: f64,
+    /// Per log size: (records, inclusion-proof ms, search ms).
+    pub sizes: Vec<(u64, f64, f64)>,
+}
+
+fn sample_record(i: u64) -> isx_core::wire::AuditRecord {
+    use isx_core::wire::{AuditRecord, Operation, Outcome, RecipientLevel};
+    AuditRecord {
+        operation: Operation::Disclosure as i32,
+        node: format!("node-{}", i % 5),
+        officer: format!("officer-{}", i % 97),
+        cert_fingerprint: "ab".repeat(32),
+        purpose: "prevention, investigation and detection of serious crime".into(),
+        legal_basis: "Directive (EU) 2016/680 Art. 8".into(),
+        alert_id: format!("01JDQ3B2C4D6E8F0G2H4J{:05}", i / 4),
+        content_digest: "cd".repeat(32),
+        recipients: vec![RecipientLevel {
+            node: "fr-police".into(),
+            level: 1,
+            policy_ids: vec!["national-police-full".into()],
+        }],
+        policy_ids: vec!["national-police-full".into()],
+        policy_version: "4de6eff97777ac94".into(),
+        outcome: Outcome::Ok as i32,
+        subject_pseudonyms: vec![format!("{:064x}", i % 10_007)],
+        ..Default::default()
+    }
+}
+
+fn fsync_files(dir: &std::path::Path) -> Vec<std::fs::File> {
+    ["db", "conf"].iter().filter_map(|n| std::fs::File::open(dir.join(n)).ok()).collect()
+}
+
+/// Measures the audit log: append with group commit next to raw sled, offline
+/// verification, and proof and search times at each of `sizes` records.
+pub fn audit_figures(
+    records: u64,
+    batch: u64,
+    sizes: &[u64],
+    progress: &(dyn Fn(&str) + Send + Sync),
+) -> Result<AuditFigures, String> {
+    use prost::Message;
+    let err = |e: &dyn std::fmt::Display| e.to_string();
+    let tmp = tempfile::tempdir().map_err(|e| err(&e))?;
+    isx_audit::keys::create(tmp.path(), "bench/audit").map_err(|e| err(&e))?;
+    let keys = || isx_audit::keys::load(tmp.path()).map_err(|e| err(&e));
+    let mut f = AuditFigures::default();
+
+    progress("audit append with group commit, next to raw sled inserts");
+    let raw_dir = tmp.path().join("raw");
+    let raw = isx_audit::open_db(&raw_dir).map_err(|e| err(&e))?;
+    let raw_tree = raw.open_tree("raw").map_err(|e| err(&e))?;
+    let raw_sync = fsync_files(&raw_dir);
+    let bodies: Vec<Vec<u8>> = (0..records).map(|i| sample_record(i).encode_to_vec()).collect();
+    let start = Instant::now();
+    for (i, body) in bodies.iter().enumerate() {
+        raw_tree.insert((i as u64).to_be_bytes(), body.as_slice()).map_err(|e| err(&e))?;
+        if (i as u64 + 1) % batch == 0 {
+            raw.flush().map_err(|e| err(&e))?;
+            raw_sync.iter().for_each(|f| drop(f.sync_all()));
+        }
+    }
+    raw.flush().map_err(|e| err(&e))?;
+    f.sled_raw_rps = records as f64 / start.elapsed().as_secs_f64();
+
+    let log_dir = tmp.path().join("log");
+    let db = isx_audit::open_db(&log_dir).map_err(|e| err(&e))?;
+    let (log, _) = isx_audit::AuditLog::open(&db, keys()?, &|_, _| {}).map_err(|e| err(&e))?;
+    let sync = fsync_files(&log_dir);
+    let start = Instant::now();
+    let mut i = 0;
+    while i < records {
+        let n = batch.min(records - i);
+        log.append((i..i + n).map(sample_record).collect(), 1_700_000_000_000 + i).map_err(|e| err(&e))?;
+        db.flush().map_err(|e| err(&e))?;
+        sync.iter().for_each(|f| drop(f.sync_all()));
+        i += n;
+    }
+    f.audit_append_rps = records as f64 / start.elapsed().as_secs_f64();
+    f.audit_append_ratio = f.audit_append_rps / f.sled_raw_rps.max(1e-9);
+
+    progress("offline verification rate");
+    let size = log.size();
+    let note = log.sign_checkpoint(size).map_err(|e| err(&e))?;
+    let cp = isx_audit::checkpoint::open(&note, &log.keys().verifier_key).map_err(|e| err(&e))?;
+    let entries = log.entries(0, size).map_err(|e| err(&e))?;
+    let start = Instant::now();
+    let mut v = isx_audit::verify::LogVerifier::default();
+    for e in &entries {
+        v.push(e).map_err(|e| err(&e))?;
+    }
+    v.finish(&cp).map_err(|e| err(&e))?;
+    f.verify_records_per_s = size as f64 / start.elapsed().as_secs_f64();
+    drop(entries);
+
+    progress("inclusion proofs and search at each log size");
+    let mut grown = size;
+    for &target in sizes {
+        while grown < target {
+            let n = 10_000.min(target - grown);
+            log.append((grown..grown + n).map(sample_record).collect(), 1_700_000_000_000 + grown)
+                .map_err(|e| err(&e))?;
+            grown += n;
+        }
+        db.flush().map_err(|e| err(&e))?;
+        let probes = 200u64;
+        let start = Instant::now();
+        for p in 0..probes {
+            std::hint::black_box(log.inclusion_proof((p * 7919) % target, target).map_err(|e| err(&e))?);
+        }
+        let proof_ms = start.elapsed().as_secs_f64() * 1e3 / probes as f64;
+        let start = Instant::now();
+        for p in 0..probes {
+            let filter = isx_audit::Filter { officer: Some(format!("officer-{}", p % 97)), ..Default::default() };
+            std::hint::black_box(log.search(&filter, 20, None).map_err(|e| err(&e))?);
+        }
+        let search_ms = start.elapsed().as_secs_f64() * 1e3 / probes as f64;
+        progress(&format!("  {target} records: proof {proof_ms:.3} ms, search (20 results) {search_ms:.3} ms"));
+        f.sizes.push((target, proof_ms, search_ms));
+    }
+    Ok(f)
 }
