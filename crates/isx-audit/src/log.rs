@@ -282,7 +282,7 @@ impl AuditLog {
             let base = tlog::stored_hash_index(0, n);
             for (i, h) in stored.iter().enumerate() {
                 hashes.insert(&be(base + i as u64), &h.0[..]);
-                if (n >> i) % 2 == 0 {
+                if (n >> i).is_multiple_of(2) {
                     state.frontier.insert(base + i as u64, *h);
                 }
             }
