@@ -304,7 +304,7 @@ pub fn audit_figures(
     let start = Instant::now();
     for (i, body) in bodies.iter().enumerate() {
         raw_tree.insert((i as u64).to_be_bytes(), body.as_slice()).map_err(|e| err(&e))?;
-        if (i as u64 + 1) % batch == 0 {
+        if (i as u64 + 1).is_multiple_of(batch) {
             raw.flush().map_err(|e| err(&e))?;
             raw_sync.iter().for_each(|f| drop(f.sync_all()));
         }
