@@ -106,8 +106,8 @@ pub struct FilterArgs {
     #[arg(long)]
     pseudonym: Option<String>,
     /// The acting node.
-    #[arg(long)]
-    node: Option<String>,
+    #[arg(long = "node")]
+    by_node: Option<String>,
     /// The officer (as named in x-isx-officer).
     #[arg(long = "by-officer")]
     by_officer: Option<String>,
@@ -163,7 +163,7 @@ impl FilterArgs {
         Ok(SearchRequest {
             subject_identifier: identifier,
             subject_pseudonym: self.pseudonym.clone().unwrap_or_default(),
-            node: self.node.clone().unwrap_or_default(),
+            node: self.by_node.clone().unwrap_or_default(),
             officer: self.by_officer.clone().unwrap_or_default(),
             alert_id: self.alert.clone().unwrap_or_default(),
             operation,
