@@ -7,6 +7,7 @@
 //! request fails with `UNAVAILABLE` and nothing is disclosed.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use isx_audit::AuditLog;
@@ -29,6 +30,8 @@ pub struct Recorder {
     config: AuditConfig,
     /// Wakes the checkpointer when enough records arrived.
     wake: Notify,
+    /// The size of the latest signed checkpoint.
+    signed: AtomicU64,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -52,7 +55,8 @@ pub fn about(conn: Option<&ConnInfo>, officer: &str, operation: Operation, outco
 impl Recorder {
     /// A recorder over `log`, sharing the gateway's group commit.
     pub fn new(log: Arc<AuditLog>, committer: Committer, clock: Clock, config: AuditConfig) -> Self {
-        Self { log, committer, clock, config, wake: Notify::new() }
+        let signed = log.latest_checkpoint().ok().flatten().map(|(s, _)| s).unwrap_or(0);
+        Self { log, committer, clock, config, wake: Notify::new(), signed: AtomicU64::new(signed) }
     }
 
     /// The log.
@@ -66,8 +70,7 @@ impl Recorder {
             return Ok(vec![]);
         }
         let seqs = self.log.append(records, (self.clock)()).map_err(RequestError::Audit)?;
-        let last = self.log.latest_checkpoint().ok().flatten().map(|(s, _)| s).unwrap_or(0);
-        if self.log.size().saturating_sub(last) >= self.config.checkpoint_every_records {
+        if self.log.size().saturating_sub(self.signed.load(Ordering::Acquire)) >= self.config.checkpoint_every_records {
             self.wake.notify_one();
         }
         Ok(seqs)
@@ -91,6 +94,7 @@ impl Recorder {
             _ => {
                 let note = self.log.sign_checkpoint(size).map_err(RequestError::Audit)?;
                 self.committer.commit().await?;
+                self.signed.fetch_max(size, Ordering::AcqRel);
                 (size, note)
             }
         };
@@ -113,8 +117,7 @@ impl Recorder {
                 _ = tokio::time::sleep(every) => {}
                 _ = self.wake.notified() => {}
             }
-            let last = self.log.latest_checkpoint().ok().flatten().map(|(s, _)| s).unwrap_or(0);
-            if self.log.size() > last
+            if self.log.size() > self.signed.load(Ordering::Acquire)
                 && let Err(e) = self.fresh_checkpoint().await
             {
                 warn!(error = %e, "checkpoint not signed");

@@ -62,6 +62,8 @@ pub struct State {
     pub batch: usize,
     /// The registered nodes.
     pub nodes: BTreeMap<NodeId, NodeSlot>,
+    /// The same nodes as a list, in id order, for routing.
+    pub infos: Vec<NodeInfo>,
     /// Durable state.
     pub store: Store,
     /// Group commit.
@@ -95,15 +97,17 @@ impl State {
         clock: Clock,
         recorder: Arc<Recorder>,
     ) -> Self {
-        let nodes = config
-            .node_infos()
-            .into_iter()
+        let infos = config.node_infos();
+        let nodes = infos
+            .iter()
+            .cloned()
             .map(|info| (info.id.clone(), NodeSlot { info, wake: watch::channel(0).0, delivered: AtomicU64::new(0) }))
             .collect();
         Self {
             limits: config.limits.clone(),
             batch: config.delivery.batch,
             nodes,
+            infos,
             store,
             committer,
             disclose,
@@ -198,8 +202,7 @@ impl ExchangeService {
             alert.hops = self.check_forward(&alert, &slot.info)?;
         }
 
-        let infos: Vec<NodeInfo> = st.nodes.values().map(|n| n.info.clone()).collect();
-        let candidates = isx_policy::candidates(&alert, &infos);
+        let candidates = isx_policy::candidates(&alert, &st.infos);
         let origin = st.nodes.get(&slot.info.id).map(|n| &n.info);
         let (policy_version, decided) = st.disclose.decide(&alert, origin, &candidates, &officer);
         let queued_at = from_unix_millis(now);

@@ -119,15 +119,19 @@ impl Disclosure {
         self.engine.prepare(alert_facts(alert, origin), nodes)
     }
 
+    /// The reason of a deciding id: a policy's `@reason`, or the sentence of a
+    /// pseudo-policy (`default-deny`, `evaluation-error`, `routing-not-addressed`).
+    pub fn reason(&self, id: &str) -> Option<&str> {
+        match id {
+            DEFAULT_DENY => Some("No policy permits this recipient anything: deny by default."),
+            EVALUATION_ERROR => Some("A policy could not be evaluated: the gateway fails closed."),
+            NOT_ADDRESSED => Some("The alert names other addressees only."),
+            _ => self.engine.reason(id),
+        }
+    }
+
     fn reasons(&self, ids: &[String]) -> Vec<String> {
-        ids.iter()
-            .map(|id| match id.as_str() {
-                DEFAULT_DENY => "No policy permits this recipient anything: deny by default.".to_owned(),
-                EVALUATION_ERROR => "A policy could not be evaluated: the gateway fails closed.".to_owned(),
-                NOT_ADDRESSED => "The alert names other addressees only.".to_owned(),
-                _ => self.engine.reason(id).unwrap_or("(no reason given)").to_owned(),
-            })
-            .collect()
+        ids.iter().map(|id| self.reason(id).unwrap_or("(no reason given)").to_owned()).collect()
     }
 
     /// Decides the level for one candidate and builds its view.

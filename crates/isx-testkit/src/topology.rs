@@ -266,13 +266,7 @@ impl Topology {
 
     /// The `@reason` of a policy in force (or of a routing pseudo-policy).
     pub fn policy_reason(&self, id: &str) -> Option<String> {
-        let rules = self.policy.as_ref()?.current();
-        match id {
-            isx_policy::disclosure::DEFAULT_DENY => {
-                Some("No policy permits this recipient anything: deny by default.".into())
-            }
-            _ => rules.engine().reason(id).map(str::to_owned),
-        }
+        self.policy.as_ref()?.current().reason(id).map(str::to_owned)
     }
 
     /// The gateway's address.
