@@ -1,7 +1,8 @@
 //! Index rows: `kind ‖ value ‖ 0x00 ‖ time_ms ‖ seq` (both big-endian), empty value.
 //!
-//! Every record gets one row per indexed value: its node, officer, alert,
-//! operation, purpose, each subject pseudonym, and a time row. A search scans
+//! Every record gets one row per indexed value: its node, officer, alert (and
+//! each alert a consultation matched), access request, operation, purpose,
+//! each subject pseudonym, and a time row. A search scans
 //! one prefix between two times and reads only the rows it returns.
 
 use isx_core::timestamp::to_unix_millis;
@@ -16,8 +17,10 @@ pub enum Kind {
     Node = b'N' as isize,
     /// Officer.
     Officer = b'O' as isize,
-    /// Alert id.
+    /// Alert id (the record's, and each alert a consultation matched).
     Alert = b'A' as isize,
+    /// Access request id.
+    Request = b'R' as isize,
     /// Operation name.
     Operation = b'P' as isize,
     /// Purpose.
@@ -61,6 +64,10 @@ pub fn rows(record: &AuditRecord) -> Vec<Vec<u8>> {
     add(Kind::Node, &record.node);
     add(Kind::Officer, &record.officer);
     add(Kind::Alert, &record.alert_id);
+    for h in &record.hits {
+        add(Kind::Alert, &h.alert_id);
+    }
+    add(Kind::Request, &record.request_id);
     add(Kind::Purpose, &record.purpose);
     for p in &record.subject_pseudonyms {
         add(Kind::Subject, p);

@@ -83,8 +83,10 @@ pub struct Filter {
     pub node: Option<String>,
     /// Officer.
     pub officer: Option<String>,
-    /// Alert id.
+    /// Alert id: the record's own, or one of a consultation's matches.
     pub alert_id: Option<String>,
+    /// Access request id.
+    pub request_id: Option<String>,
     /// Operation.
     pub operation: Option<Operation>,
     /// Purpose.
@@ -100,6 +102,8 @@ impl Filter {
     fn primary(&self) -> (Kind, String) {
         if let Some(p) = &self.pseudonym {
             (Kind::Subject, p.clone())
+        } else if let Some(r) = &self.request_id {
+            (Kind::Request, r.clone())
         } else if let Some(a) = &self.alert_id {
             (Kind::Alert, a.clone())
         } else if let Some(o) = &self.officer {
@@ -121,7 +125,8 @@ impl Filter {
         self.pseudonym.as_ref().is_none_or(|p| r.subject_pseudonyms.contains(p))
             && self.node.as_ref().is_none_or(|n| *n == r.node)
             && self.officer.as_ref().is_none_or(|o| *o == r.officer)
-            && self.alert_id.as_ref().is_none_or(|a| *a == r.alert_id)
+            && self.alert_id.as_ref().is_none_or(|a| *a == r.alert_id || r.hits.iter().any(|h| h.alert_id == *a))
+            && self.request_id.as_ref().is_none_or(|q| *q == r.request_id)
             && self.operation.is_none_or(|op| op == r.operation())
             && self.purpose.as_ref().is_none_or(|p| *p == r.purpose)
             && self.from_ms.is_none_or(|f| t >= f)

@@ -27,7 +27,7 @@ pub enum AlertCommand {
         /// The alert file; `-` reads standard input.
         file: PathBuf,
     },
-    /// Print deliveries for a node as they arrive, acknowledging each one.
+    /// Print deliveries (and access requests and outcomes) for a node as they arrive, acknowledging each one.
     ///
     /// Runs until Ctrl-C, or until --count deliveries have arrived.
     Watch {
@@ -141,13 +141,24 @@ pub async fn run(cmd: AlertCommand) -> Result<ExitCode> {
                 else {
                     break;
                 };
-                let Some(Event::Delivery(delivery)) = msg.event else { continue };
+                let mut value = match msg.event {
+                    Some(Event::Delivery(delivery)) => {
+                        if !json {
+                            output::print_delivery(msg.cursor, &delivery);
+                        }
+                        to_json_value(&delivery)
+                    }
+                    Some(Event::AccessRequest(r)) | Some(Event::AccessOutcome(r)) => {
+                        if !json {
+                            output::print_access(&r);
+                        }
+                        serde_json::json!({ "access_request": to_json_value(&r) })
+                    }
+                    None => continue,
+                };
                 if json {
-                    let mut value = to_json_value(&delivery);
                     value["cursor"] = serde_json::Value::String(msg.cursor.to_string());
                     println!("{}", serde_json::to_string(&value)?);
-                } else {
-                    output::print_delivery(msg.cursor, &delivery);
                 }
                 if !no_ack {
                     client.ack(msg.cursor).await.map_err(|s| anyhow::anyhow!("ack refused: {}", s.message()))?;

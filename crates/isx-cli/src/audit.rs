@@ -111,10 +111,13 @@ pub struct FilterArgs {
     /// The officer (as named in x-isx-officer).
     #[arg(long = "by-officer")]
     by_officer: Option<String>,
-    /// An alert id.
+    /// An alert id (also finds the lookups that matched it).
     #[arg(long)]
     alert: Option<String>,
-    /// collection, disclosure, denial, consultation, access_request, access_decision, alteration, erasure, log_read.
+    /// An access request id (ar-...): its request, decision and disclosure.
+    #[arg(long)]
+    request: Option<String>,
+    /// collection, disclosure, denial, consultation, access_request, access_decision, follow_up_declined, alteration, erasure, log_read.
     #[arg(long)]
     operation: Option<String>,
     /// The stated purpose.
@@ -156,7 +159,7 @@ impl FilterArgs {
         };
         let operation = match &self.operation {
             Some(op) => Operation::from_str_name(&format!("OPERATION_{}", op.to_ascii_uppercase()))
-                .with_context(|| format!("--operation {op:?}: use collection, disclosure, denial, consultation, access_request, access_decision, alteration, erasure or log_read"))?
+                .with_context(|| format!("--operation {op:?}: use collection, disclosure, denial, consultation, access_request, access_decision, follow_up_declined, alteration, erasure or log_read"))?
                 as i32,
             None => 0,
         };
@@ -166,6 +169,7 @@ impl FilterArgs {
             node: self.by_node.clone().unwrap_or_default(),
             officer: self.by_officer.clone().unwrap_or_default(),
             alert_id: self.alert.clone().unwrap_or_default(),
+            request_id: self.request.clone().unwrap_or_default(),
             operation,
             purpose: self.purpose.clone().unwrap_or_default(),
             from: self.from.as_deref().map(|s| parse_time(s, "--from")).transpose()?,

@@ -1,6 +1,7 @@
 //! `isx`: the command-line tool. Each subcommand parses its arguments and
 //! calls into the library crates; no logic lives here.
 
+mod access;
 mod alert;
 mod audit;
 mod output;
@@ -50,6 +51,11 @@ enum Command {
     /// Send and watch alerts as a node.
     #[command(subcommand)]
     Alert(alert::AlertCommand),
+    /// Hit/no-hit: ask whether any alert matches a document, name, plate or firearm.
+    Lookup(access::LookupArgs),
+    /// Follow a hit up: request the data, decide a request, decline, list.
+    #[command(subcommand)]
+    Access(access::AccessCommand),
     /// Check, explain and test the disclosure policy.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
@@ -229,7 +235,7 @@ async fn node(args: NodeArgs) -> Result<()> {
         officer: config.officer.clone(),
     };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let node = isx_node::MockNode::open(options, &config.data_dir)?.with_events(tx);
+    let node = isx_node::MockNode::open(options, &config.data_dir)?.with_rules(config.access.clone()).with_events(tx);
     println!("{} node: {} alerts in its store; connecting to {}", config.id, node.inbox().len(), config.gateway);
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone());
@@ -285,6 +291,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Gateway(args) => gateway(args).await?,
         Command::Node(args) => node(args).await?,
         Command::Alert(cmd) => return alert::run(cmd).await,
+        Command::Lookup(args) => return access::lookup(args).await,
+        Command::Access(cmd) => return access::run(cmd).await,
         Command::Policy(cmd) => return policy::run(cmd),
         Command::Audit(cmd) => return audit::run(cmd).await,
         Command::Bench { quick, json, concurrency, log_sizes } => {

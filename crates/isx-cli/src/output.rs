@@ -40,8 +40,61 @@ pub fn print_delivery(cursor: u64, d: &Delivery) {
     }
 }
 
+/// The answer to a lookup, one hit per line.
+pub fn print_hits(resp: &isx_core::wire::LookupResponse) {
+    if resp.hits.is_empty() {
+        println!("no hit");
+        return;
+    }
+    println!(
+        "{} hit(s); request the data with `isx access request HIT_ID`, or record `isx access decline HIT_ID`:",
+        resp.hits.len()
+    );
+    for h in &resp.hits {
+        println!(
+            "  {}  alert {}  held by {}  {}  action {}  matched on {}",
+            h.hit_id,
+            h.alert_id,
+            h.holder,
+            display::category(h.category()),
+            h.action().as_str_name().trim_start_matches("ACTION_").to_ascii_lowercase(),
+            h.matched.join(", "),
+        );
+    }
+}
+
+/// One access request, as a node sees it.
+pub fn print_access(r: &isx_core::wire::AccessRequest) {
+    let state = r.state().as_str_name().trim_start_matches("ACCESS_STATE_").to_ascii_lowercase();
+    let deadline = r.deadline.as_ref().map(isx_core::timestamp::rfc3339).unwrap_or_default();
+    println!(
+        "  {}  {state:<8} alert {}  {} asks {}  ({})",
+        r.request_id,
+        r.alert_id,
+        r.requester,
+        r.holder,
+        display::category(r.category()),
+    );
+    println!("      purpose: {}; justification: {}", r.purpose, r.justification);
+    match r.state() {
+        isx_core::wire::AccessState::Pending => println!("      decide before {deadline}"),
+        isx_core::wire::AccessState::Granted => println!(
+            "      granted by {}: {}; the requester receives it {}",
+            r.decided_by,
+            r.reason,
+            display::level(r.level())
+        ),
+        _ => println!(
+            "      {}{}",
+            if r.decided_by.is_empty() { String::new() } else { format!("{}: ", r.decided_by) },
+            r.reason
+        ),
+    }
+}
+
 pub fn print_node_event(event: &NodeEvent) {
     match event {
+        NodeEvent::Access { request } => print_access(request),
         NodeEvent::Connected => println!("subscribed to the gateway"),
         NodeEvent::Disconnected { reason } => println!("disconnected: {reason}; retrying"),
         NodeEvent::Delivered { record, new } => {

@@ -16,7 +16,9 @@
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::wire::{Alert, ObjectKind};
+use crate::validate::{FieldViolation, ValidationError, is_country, is_date};
+use crate::wire::lookup_identifier::Kind;
+use crate::wire::{Alert, LookupIdentifier, ObjectKind};
 
 /// The types of identifier, as recorded in consultation logs (never the values).
 pub const TYPES: [&str; 4] = ["document", "name", "plate", "firearm"];
@@ -116,6 +118,66 @@ pub fn of_alert(alert: &Alert) -> Vec<String> {
     out
 }
 
+/// The identifiers of a lookup, normalised, with the index of the request
+/// entry each came from. Every bad entry is named by its field path, e.g.
+/// `identifiers[1].person.date_of_birth`; an empty list names `identifiers`.
+pub fn of_lookup(ids: &[LookupIdentifier], max: usize) -> Result<Vec<String>, ValidationError> {
+    let mut bad = Vec::new();
+    let mut violation = |field: String, description: &str| {
+        bad.push(FieldViolation { field, description: description.to_owned() });
+    };
+    if ids.is_empty() {
+        violation("identifiers".into(), "give at least one identifier: a document, a person, a plate or a firearm");
+    }
+    if ids.len() > max {
+        violation("identifiers".into(), &format!("at most {max} identifiers per lookup (limits.max_list_len)"));
+    }
+    let mut out = Vec::with_capacity(ids.len());
+    for (i, id) in ids.iter().enumerate() {
+        let at = |f: &str| format!("identifiers[{i}]{f}");
+        match &id.kind {
+            None => violation(at(""), "is empty: set document, person, plate or firearm_serial"),
+            Some(Kind::Document(d)) => {
+                let country = d.issuing_country.trim().to_uppercase();
+                if !is_country(&country) {
+                    violation(at(".document.issuing_country"), "must be an ISO 3166-1 alpha-2 code, e.g. DE");
+                }
+                if squash(&d.number).is_empty() {
+                    violation(at(".document.number"), "is required");
+                }
+                out.push(document(&country, &d.number));
+            }
+            Some(Kind::Person(p)) => {
+                if words(&p.family_name).is_empty() {
+                    violation(at(".person.family_name"), "is required");
+                }
+                if !is_date(p.date_of_birth.trim()) {
+                    violation(at(".person.date_of_birth"), "must be a date YYYY-MM-DD");
+                }
+                out.push(name(&p.family_name, &p.given_names, &p.date_of_birth));
+            }
+            Some(Kind::Plate(p)) => {
+                if squash(p).is_empty() {
+                    violation(at(".plate"), "is empty");
+                }
+                out.push(plate(p));
+            }
+            Some(Kind::FirearmSerial(f)) => {
+                if squash(f).is_empty() {
+                    violation(at(".firearm_serial"), "is empty");
+                }
+                out.push(firearm(f));
+            }
+        }
+    }
+    if !bad.is_empty() {
+        return Err(ValidationError { violations: bad });
+    }
+    let mut seen = std::collections::HashSet::new();
+    out.retain(|x| seen.insert(x.clone()));
+    Ok(out)
+}
+
 /// The gateway's key for pseudonyms (HMAC-SHA256).
 #[derive(Clone)]
 pub struct PseudonymKey([u8; 32]);
@@ -164,6 +226,49 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(parse(input).map_err(|_| ()), want.map(str::to_owned), "{input}");
         }
+    }
+
+    #[test]
+    fn lookup_identifiers_name_each_bad_field() {
+        use crate::wire::{DocumentNumber, PersonName};
+        let ok = [
+            LookupIdentifier {
+                kind: Some(Kind::Document(DocumentNumber {
+                    issuing_country: "de".into(),
+                    number: "c4j9 x1r27".into(),
+                })),
+            },
+            LookupIdentifier { kind: Some(Kind::Plate("b-kl 4471".into())) },
+            LookupIdentifier { kind: Some(Kind::Plate("BKL4471".into())) },
+        ];
+        assert_eq!(of_lookup(&ok, 8).unwrap(), vec!["document:DE:C4J9X1R27", "plate:BKL4471"]);
+        let bad = [
+            LookupIdentifier { kind: None },
+            LookupIdentifier {
+                kind: Some(Kind::Person(PersonName {
+                    family_name: " ".into(),
+                    given_names: "Lukas".into(),
+                    date_of_birth: "17.03.1994".into(),
+                })),
+            },
+            LookupIdentifier {
+                kind: Some(Kind::Document(DocumentNumber { issuing_country: "DEU".into(), number: "1".into() })),
+            },
+            LookupIdentifier { kind: Some(Kind::FirearmSerial("-".into())) },
+        ];
+        let fields: Vec<String> = of_lookup(&bad, 8).unwrap_err().violations.into_iter().map(|v| v.field).collect();
+        assert_eq!(
+            fields,
+            [
+                "identifiers[0]",
+                "identifiers[1].person.family_name",
+                "identifiers[1].person.date_of_birth",
+                "identifiers[2].document.issuing_country",
+                "identifiers[3].firearm_serial"
+            ]
+        );
+        assert_eq!(of_lookup(&[], 8).unwrap_err().violations[0].field, "identifiers");
+        assert_eq!(of_lookup(&ok, 2).unwrap_err().violations[0].field, "identifiers");
     }
 
     #[test]

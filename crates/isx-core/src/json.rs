@@ -58,6 +58,18 @@ impl WireMessage for crate::wire::AuditBundle {
     const TYPE_NAME: &'static str = "isx.v1.AuditBundle";
 }
 
+impl WireMessage for crate::wire::LookupResponse {
+    const TYPE_NAME: &'static str = "isx.v1.LookupResponse";
+}
+
+impl WireMessage for crate::wire::AccessRequest {
+    const TYPE_NAME: &'static str = "isx.v1.AccessRequest";
+}
+
+impl WireMessage for crate::wire::ListAccessRequestsResponse {
+    const TYPE_NAME: &'static str = "isx.v1.ListAccessRequestsResponse";
+}
+
 fn descriptor(type_name: &str) -> prost_reflect::MessageDescriptor {
     isx_proto::descriptor_pool()
         .get_message_by_name(type_name)

@@ -23,7 +23,7 @@ pub struct FieldViolation {
     pub description: String,
 }
 
-/// An alert failed validation.
+/// A message (an alert, a lookup) failed validation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct ValidationError {
     /// Every bad field, in field order.
@@ -32,7 +32,6 @@ pub struct ValidationError {
 
 impl fmt::Display for ValidationError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("invalid alert: ")?;
         for (i, v) in self.violations.iter().enumerate() {
             if i > 0 {
                 f.write_str("; ")?;

@@ -111,6 +111,7 @@ impl AuditService {
                 node: text(&req.node),
                 officer: text(&req.officer),
                 alert_id: text(&req.alert_id),
+                request_id: text(&req.request_id),
                 operation,
                 purpose: text(&req.purpose),
                 from_ms: req.from.as_ref().map(to_unix_millis),
@@ -142,7 +143,13 @@ fn describe(f: &Filter) -> String {
     if f.pseudonym.is_some() {
         kinds.push("subject".to_owned());
     }
-    for (name, v) in [("node", &f.node), ("officer", &f.officer), ("alert", &f.alert_id), ("purpose", &f.purpose)] {
+    for (name, v) in [
+        ("node", &f.node),
+        ("officer", &f.officer),
+        ("alert", &f.alert_id),
+        ("request", &f.request_id),
+        ("purpose", &f.purpose),
+    ] {
         if let Some(v) = v {
             kinds.push(format!("{name}={v}"));
         }

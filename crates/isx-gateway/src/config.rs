@@ -69,6 +69,9 @@ pub struct GatewayConfig {
     /// The audit log.
     #[serde(default)]
     pub audit: AuditConfig,
+    /// Follow-up access after a lookup hit.
+    #[serde(default)]
+    pub access: AccessConfig,
     /// The registered nodes, by node id.
     #[serde(default)]
     pub nodes: BTreeMap<String, NodeConfig>,
@@ -94,6 +97,44 @@ impl Default for Limits {
     fn default() -> Self {
         Self { max_alert_bytes: 64 * 1024, max_narrative_bytes: 16 * 1024, max_list_len: 64 }
     }
+}
+
+/// Follow-up access requests after a lookup hit.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessConfig {
+    /// How long a holder has to decide a request, e.g. `"48h"` (Prüm II), `"30m"`, `"90s"`, `"2d"`.
+    #[serde(deserialize_with = "duration")]
+    pub deadline: std::time::Duration,
+}
+
+impl Default for AccessConfig {
+    fn default() -> Self {
+        Self { deadline: std::time::Duration::from_secs(48 * 3600) }
+    }
+}
+
+/// Parses `"90s"`, `"30m"`, `"48h"` or `"2d"`.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let t = text.trim();
+    let (number, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let n: u64 = number.parse().map_err(|_| format!("{text:?} is not a duration: use e.g. 90s, 30m, 48h or 2d"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(format!("{text:?} has no unit: use s, m, h or d (e.g. 48h)")),
+    };
+    if secs == 0 {
+        return Err(format!("{text:?} must be longer than zero"));
+    }
+    Ok(std::time::Duration::from_secs(secs))
+}
+
+fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<std::time::Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_duration(&text).map_err(serde::de::Error::custom)
 }
 
 /// Store-and-forward tuning.
@@ -268,6 +309,11 @@ mod tests {
                 "[limits]\nmax_alert_bytes = 10\n[nodes.x]\nkind = \"national\"\ncountry = \"DE\"\n",
                 Err("limits.max_alert_bytes"),
             ),
+            ("[access]\ndeadline = \"30m\"\n[nodes.x]\nkind = \"national\"\ncountry = \"DE\"\n", Ok(())),
+            (
+                "[access]\ndeadline = \"48\"\n[nodes.x]\nkind = \"national\"\ncountry = \"DE\"\n",
+                Err("no unit: use s, m, h or d"),
+            ),
         ];
         for (text, expect) in cases {
             let got = parse(&format!("{BASE}{text}"));
@@ -277,6 +323,17 @@ mod tests {
                 (e, g) => panic!("{text}: expected {e:?}, got {g:?}"),
             }
         }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("48h"), Ok(std::time::Duration::from_secs(172_800)));
+        assert_eq!(parse_duration("2d"), parse_duration("48h"));
+        assert_eq!(parse_duration(" 90s "), Ok(std::time::Duration::from_secs(90)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("h").is_err());
+        assert!(parse_duration("5 weeks").is_err());
+        assert_eq!(AccessConfig::default().deadline, std::time::Duration::from_secs(48 * 3600));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::sync::{Arc, RwLock};
 use isx_core::NodeInfo;
 use isx_core::redaction::RedactionProfile;
 use isx_core::wire::Alert;
-use isx_policy::{Decision, Disclosure, PolicyEngine, PolicyError};
+use isx_policy::{Decision, Disclosure, LookupQuestion, PolicyEngine, PolicyError, Relation};
 use tracing::{error, info};
 
 /// Decides disclosure for the candidates of one alert. Implementations must
@@ -29,6 +29,26 @@ pub trait Disclose: Send + Sync + 'static {
         candidates: &[(&NodeInfo, bool)],
         officer: &str,
     ) -> (String, Vec<Decision>);
+
+    /// The decision for a requester the holder granted access after a hit
+    /// (`context.granted`), and the version of the rules.
+    fn decide_granted(
+        &self,
+        alert: &Alert,
+        origin: Option<&NodeInfo>,
+        requester: &NodeInfo,
+        officer: &str,
+    ) -> (String, Decision);
+
+    /// May `caller` see a lookup hit on `alert`? Returns the version of the
+    /// rules, the answer, and the deciding policies.
+    fn lookup(
+        &self,
+        alert: &Alert,
+        origin: Option<&NodeInfo>,
+        caller: &NodeInfo,
+        question: &LookupQuestion,
+    ) -> (String, bool, Vec<String>);
 }
 
 /// Disclosure by the Cedar policy directory, reloadable at run time.
@@ -85,8 +105,34 @@ impl Disclose for PolicyDisclosure {
         let prepared = rules.prepare(alert, origin, &nodes);
         let decisions = candidates
             .iter()
-            .map(|(node, addressed)| rules.decide(alert, &prepared, node, *addressed, officer))
+            .map(|(node, addressed)| rules.decide(alert, &prepared, node, Relation::routed(*addressed), officer))
             .collect();
         (rules.engine().version().to_owned(), decisions)
+    }
+
+    fn decide_granted(
+        &self,
+        alert: &Alert,
+        origin: Option<&NodeInfo>,
+        requester: &NodeInfo,
+        officer: &str,
+    ) -> (String, Decision) {
+        let rules = self.current();
+        let prepared = rules.prepare(alert, origin, &[requester]);
+        let addressed = alert.addressees.iter().any(|a| a == requester.id.as_str());
+        let decision = rules.decide(alert, &prepared, requester, Relation { addressed, granted: true }, officer);
+        (rules.engine().version().to_owned(), decision)
+    }
+
+    fn lookup(
+        &self,
+        alert: &Alert,
+        origin: Option<&NodeInfo>,
+        caller: &NodeInfo,
+        question: &LookupQuestion,
+    ) -> (String, bool, Vec<String>) {
+        let rules = self.current();
+        let (shown, ids) = rules.lookup(alert, origin, caller, question);
+        (rules.engine().version().to_owned(), shown, ids)
     }
 }

@@ -41,9 +41,12 @@ pub enum RequestError {
         /// The limit.
         limit: usize,
     },
-    /// One or more fields are invalid.
-    #[error(transparent)]
+    /// One or more fields of an alert are invalid.
+    #[error("invalid alert: {0}")]
     Invalid(#[from] ValidationError),
+    /// One or more fields of another request are invalid.
+    #[error("invalid request: {0}")]
+    InvalidRequest(ValidationError),
     /// The alert claims another origin than the caller's certificate.
     #[error("rule origin-is-caller: origin {origin:?} does not match the caller's certificate ({caller})")]
     OriginMismatch {
@@ -92,6 +95,56 @@ pub enum RequestError {
         /// What is wrong.
         message: String,
     },
+    /// A hit id that is not the caller's, or whose alert has expired.
+    #[error(
+        "hit {0} is not one of your hits: it is unknown, was given to another node, or its alert has expired; run a lookup again"
+    )]
+    UnknownHit(String),
+    /// The caller already declined to follow this hit up.
+    #[error("hit {0}: you recorded that you will not follow it up; look it up again after new facts")]
+    HitDeclined(String),
+    /// A request on this hit is already pending or granted.
+    #[error("hit {hit_id} is already followed up by access request {request_id} ({state})")]
+    AlreadyRequested {
+        /// The hit.
+        hit_id: String,
+        /// The open request.
+        request_id: String,
+        /// Its state.
+        state: &'static str,
+    },
+    /// No access request has this id.
+    #[error("access request {0} does not exist")]
+    UnknownRequest(String),
+    /// Someone other than the holder tried to decide.
+    #[error("rule holder-decides: access request {request_id} is for {holder}'s alert; {node} cannot decide it")]
+    NotHolder {
+        /// The caller.
+        node: String,
+        /// The request.
+        request_id: String,
+        /// The holder.
+        holder: String,
+    },
+    /// The request passed its deadline.
+    #[error("access request {request_id} expired at {deadline}: the holder can no longer decide it")]
+    RequestExpired {
+        /// The request.
+        request_id: String,
+        /// Its deadline, RFC 3339.
+        deadline: String,
+    },
+    /// The request was already decided.
+    #[error("access request {request_id} was already {state}")]
+    AlreadyDecided {
+        /// The request.
+        request_id: String,
+        /// `granted` or `denied`.
+        state: &'static str,
+    },
+    /// The alert behind a request expired before the decision.
+    #[error("alert {0} has expired and was erased; access can no longer be granted")]
+    AlertGone(String),
     /// The group commit failed: no log, no share.
     #[error("storage unavailable, nothing was disclosed: {0}")]
     Commit(#[from] CommitError),
@@ -102,8 +155,20 @@ impl RequestError {
     pub fn code(&self) -> Code {
         match self {
             Self::Unauthenticated => Code::Unauthenticated,
-            Self::MissingRole { .. } | Self::OriginMismatch { .. } | Self::NotReceived { .. } => Code::PermissionDenied,
-            Self::MissingOfficer | Self::BadOfficer(_) | Self::MissingAlert | Self::Invalid(_) => Code::InvalidArgument,
+            Self::MissingRole { .. }
+            | Self::OriginMismatch { .. }
+            | Self::NotReceived { .. }
+            | Self::NotHolder { .. } => Code::PermissionDenied,
+            Self::MissingOfficer
+            | Self::BadOfficer(_)
+            | Self::MissingAlert
+            | Self::Invalid(_)
+            | Self::InvalidRequest(_) => Code::InvalidArgument,
+            Self::UnknownHit(_) | Self::UnknownRequest(_) => Code::NotFound,
+            Self::HitDeclined(_) | Self::RequestExpired { .. } | Self::AlreadyDecided { .. } | Self::AlertGone(_) => {
+                Code::FailedPrecondition
+            }
+            Self::AlreadyRequested { .. } => Code::AlreadyExists,
             Self::TooLarge { .. } => Code::ResourceExhausted,
             Self::Conflict(_) => Code::AlreadyExists,
             Self::CursorNotDelivered { .. } => Code::FailedPrecondition,
@@ -120,7 +185,10 @@ impl RequestError {
     pub fn audit_detail(&self) -> String {
         let code = format!("{:?}", self.code());
         let what = match self {
-            Self::Invalid(v) => v.violations.iter().map(|v| v.field.as_str()).collect::<Vec<_>>().join(", "),
+            Self::Invalid(v) | Self::InvalidRequest(v) => {
+                v.violations.iter().map(|v| v.field.as_str()).collect::<Vec<_>>().join(", ")
+            }
+            Self::NotHolder { request_id, .. } => format!("rule holder-decides (request {request_id})"),
             Self::MissingRole { role, .. } => format!("rule role-{role}"),
             Self::OriginMismatch { origin, .. } => format!("rule origin-is-caller (claimed origin {origin})"),
             Self::NotReceived { alert_id, .. } => format!("rule forwarder-received (forwarded_from {alert_id})"),
@@ -141,7 +209,7 @@ impl From<RequestError> for Status {
         let message = e.to_string();
         let mut details = ErrorDetails::new();
         match &e {
-            RequestError::Invalid(v) => {
+            RequestError::Invalid(v) | RequestError::InvalidRequest(v) => {
                 for violation in &v.violations {
                     details.add_bad_request_violation(violation.field.clone(), violation.description.clone());
                 }

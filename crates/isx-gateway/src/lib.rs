@@ -7,13 +7,16 @@
 //!   tonic router (Exchange, health, reflection). [`Gateway::serve`] is the
 //!   entry point.
 //! - [`service`]: the Exchange handlers: publish, subscribe, ack.
+//! - [`access`]: hit/no-hit lookups and two-step access (request, decide,
+//!   decline, expiry).
 //! - [`audit`]: audit records made durable with the group commit, and the
 //!   checkpointer.
 //! - [`audit_service`]: the `isx.v1.Audit` service for auditors.
 //! - [`disclosure`]: the single seam that decides what each recipient gets:
 //!   the Cedar policy directory, reloadable on `SIGHUP`.
 //! - [`forward`]: onward relay keeps or tightens the labels.
-//! - [`store`]: sled trees for alerts, per-recipient outboxes and expiry.
+//! - [`store`]: sled trees for alerts, per-node outboxes, expiry, the
+//!   lookup index (pseudonyms only), hit flags and access requests.
 //! - [`commit`]: group commit, so that many publishes share one flush.
 //! - [`error`]: request errors and their gRPC status codes.
 //!
@@ -23,8 +26,14 @@
 //!   before the publish's writes and their audit records are flushed (and
 //!   fsynced) together: no log, no share.
 //! - The gateway does not start on an audit log that fails its integrity check.
+//! - A lookup never returns more than a hit flag, and a match that policy
+//!   hides is not returned at all. The lookup index holds HMAC pseudonyms,
+//!   never identifiers.
+//! - Only the holder decides an access request, and only while it is pending
+//!   and before its deadline; policy still decides the level of a grant.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod audit;
 pub mod audit_service;
 pub mod commit;

@@ -324,7 +324,8 @@ async fn accept_loop(
     }
 }
 
-/// Drops expired alerts and undelivered copies every `every`.
+/// Drops expired alerts, their undelivered copies and lookup rows, and
+/// expires access requests past their deadline, every `every`.
 async fn sweep_expired(state: Arc<State>, every: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -352,6 +353,9 @@ async fn sweep_expired(state: Arc<State>, every: Duration) {
             }
             Ok(_) => {}
             Err(e) => warn!(error = %e, "expiry sweep failed"),
+        }
+        if let Err(e) = crate::access::expire_due(&state).await {
+            warn!(error = %e, "access request expiry failed");
         }
     }
 }

@@ -10,8 +10,10 @@ use isx_core::timestamp::{from_unix_millis, to_unix_millis};
 use isx_core::validate::{TextLimits, validate_alert};
 use isx_core::wire::exchange_server::Exchange;
 use isx_core::wire::{
-    AckRequest, AckResponse, Alert, AuditRecord, Delivery, DisclosureLevel, Operation, Outcome, PublishRequest,
-    PublishResponse, Receipt, RecipientDecision, RecipientLevel, SubscribeRequest, SubscribeResponse,
+    AckRequest, AckResponse, Alert, AuditRecord, DecideAccessRequest, DecideAccessResponse, DeclineFollowUpRequest,
+    DeclineFollowUpResponse, Delivery, DisclosureLevel, ListAccessRequestsRequest, ListAccessRequestsResponse,
+    LookupRequest, LookupResponse, Operation, Outcome, PublishRequest, PublishResponse, Receipt, RecipientDecision,
+    RecipientLevel, RequestAccessRequest, RequestAccessResponse, SubscribeRequest, SubscribeResponse,
     subscribe_response,
 };
 use isx_core::{NodeId, Role};
@@ -31,7 +33,7 @@ use crate::disclosure::Disclose;
 use crate::error::{OFFICER_HEADER, RequestError};
 use crate::forward;
 use crate::server::ConnInfo;
-use crate::store::{PublishOutcome, Store, StoredAlert};
+use crate::store::{IndexRow, OutboxEntry, PublishOutcome, Store, StoredAlert};
 
 /// The source of "now", in Unix milliseconds. Tests may inject their own.
 pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
@@ -49,7 +51,7 @@ pub struct NodeSlot {
     /// The node as configured.
     pub info: NodeInfo,
     /// Bumped with the newest sequence number whenever a delivery is queued.
-    wake: watch::Sender<u64>,
+    pub(crate) wake: watch::Sender<u64>,
     /// The highest cursor streamed to this node since start.
     delivered: AtomicU64,
 }
@@ -78,6 +80,10 @@ pub struct State {
     pub clock: Clock,
     /// The audit log.
     pub recorder: Arc<Recorder>,
+    /// Follow-up access settings.
+    pub access: crate::config::AccessConfig,
+    /// Serialises state changes of access requests.
+    pub(crate) access_lock: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for State {
@@ -115,6 +121,8 @@ impl State {
             tracker: TaskTracker::new(),
             clock,
             recorder,
+            access: config.access.clone(),
+            access_lock: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -207,7 +215,14 @@ impl ExchangeService {
         let (policy_version, decided) = st.disclose.decide(&alert, origin, &candidates, &officer);
         let queued_at = from_unix_millis(now);
         let digest_hex = hex::encode(digest);
-        let pseudonyms = st.recorder.log().keys().pseudonyms.of_alert(&alert);
+        let key = &st.recorder.log().keys().pseudonyms;
+        let identifiers = isx_core::identifiers::of_alert(&alert);
+        let pseudonyms: Vec<String> = identifiers.iter().map(|i| key.pseudonym(i)).collect();
+        let index: Vec<IndexRow> = identifiers
+            .iter()
+            .zip(&pseudonyms)
+            .map(|(i, p)| IndexRow { pseudonym: p.clone(), kind: isx_core::identifiers::kind_of(i).to_owned() })
+            .collect();
         let mut decisions = Vec::with_capacity(candidates.len());
         let mut deliveries = Vec::new();
         let mut denials = Vec::new();
@@ -227,6 +242,7 @@ impl ExchangeService {
                         removed_fields: d.removed_fields,
                         queued_at: Some(queued_at),
                         policy_version: policy_version.clone(),
+                        request_id: String::new(),
                     };
                     deliveries.push((node.id.clone(), st.store.next_seq()?, delivery));
                 }
@@ -289,7 +305,7 @@ impl ExchangeService {
         };
         let stored = StoredAlert { alert: Some(alert), digest: digest.to_vec(), receipt: Some(receipt.clone()) };
         st.recorder.append(records)?;
-        match st.store.publish(&stored, &deliveries, expires_ms, &audit)? {
+        match st.store.publish(&stored, &deliveries, expires_ms, &audit, &index)? {
             PublishOutcome::Stored => {}
             PublishOutcome::Duplicate(existing) => return duplicate_or_conflict(*existing, &digest, &receipt.alert_id),
             PublishOutcome::Conflict => return Err(RequestError::Conflict(receipt.alert_id)),
@@ -391,16 +407,21 @@ async fn pump(
             continue;
         }
         // No log, no share: the disclosure records are durable before the batch is sent.
-        let records: Vec<AuditRecord> = batch.iter().map(|(_, entry)| disclosure_record(&who, entry)).collect();
-        if let Err(e) = state.recorder.durable(records).await {
+        let records: Vec<AuditRecord> = batch
+            .iter()
+            .filter(|(_, e)| e.delivery.is_some())
+            .map(|(_, entry)| disclosure_record(&who, entry))
+            .collect();
+        if !records.is_empty()
+            && let Err(e) = state.recorder.durable(records).await
+        {
             warn!(error = %e, "audit log unavailable: nothing streamed");
             let _ = tx.send(Err(Status::from(e))).await;
             return;
         }
         for (seq, entry) in batch {
-            let Some(delivery) = entry.delivery else { continue };
-            let alert_id = delivery.alert.as_ref().map(|a| a.alert_id.clone()).unwrap_or_default();
-            let msg = SubscribeResponse { cursor: seq, event: Some(subscribe_response::Event::Delivery(delivery)) };
+            let Some((alert_id, event)) = event_of(entry) else { continue };
+            let msg = SubscribeResponse { cursor: seq, event: Some(event) };
             slot.delivered.fetch_max(seq, Ordering::AcqRel);
             tokio::select! {
                 _ = state.shutdown.cancelled() => return,
@@ -409,6 +430,19 @@ async fn pump(
             debug!(cursor = seq, alert_id = %alert_id, "delivered");
             cursor = seq;
         }
+    }
+}
+
+/// The stream event of an outbox entry, and the alert it concerns.
+fn event_of(entry: OutboxEntry) -> Option<(String, subscribe_response::Event)> {
+    use subscribe_response::Event;
+    if let Some(d) = entry.delivery {
+        let alert_id = d.alert.as_ref().map(|a| a.alert_id.clone()).unwrap_or_default();
+        Some((alert_id, Event::Delivery(d)))
+    } else if let Some(r) = entry.access_request {
+        Some((r.alert_id.clone(), Event::AccessRequest(r)))
+    } else {
+        entry.access_outcome.map(|r| (r.alert_id.clone(), Event::AccessOutcome(r)))
     }
 }
 
@@ -430,6 +464,7 @@ fn disclosure_record(who: &Subscriber, entry: &crate::store::OutboxEntry) -> Aud
         policy_ids: d.policy_ids,
         policy_version: d.policy_version,
         withheld_fields: d.removed_fields,
+        request_id: d.request_id,
         subject_pseudonyms: facts.subject_pseudonyms,
         ..about(Some(&who.conn), &who.officer, Operation::Disclosure, Outcome::Ok)
     }
@@ -441,10 +476,21 @@ impl ExchangeService {
     /// Records a refused request (durably) and turns the error into a status.
     /// If even the refusal cannot be recorded, the answer is `UNAVAILABLE`.
     async fn refuse<T>(&self, req_info: (Option<ConnInfo>, String, String), e: RequestError) -> Result<T, Status> {
+        self.refuse_about(req_info, String::new(), e).await
+    }
+
+    /// [`Self::refuse`] for a request that names an access request or hit.
+    async fn refuse_about<T>(
+        &self,
+        req_info: (Option<ConnInfo>, String, String),
+        request_id: String,
+        e: RequestError,
+    ) -> Result<T, Status> {
         let (conn, officer, alert_id) = req_info;
         warn!(error = %e, "request refused");
         let record = AuditRecord {
             alert_id,
+            request_id,
             detail: e.audit_detail(),
             ..about(conn.as_ref(), &officer, Operation::Denial, Outcome::Refused)
         };
@@ -453,6 +499,34 @@ impl ExchangeService {
             Err(audit) => Err(Status::from(audit)),
         }
     }
+
+    /// Runs one hit/access handler in a span that names the node, the officer
+    /// and the request or hit, and records a refusal.
+    async fn access_rpc<Req, Resp, Fut>(
+        &self,
+        rpc: &'static str,
+        req: Request<Req>,
+        subject: String,
+        handler: impl FnOnce(Request<Req>) -> Fut,
+    ) -> Result<Response<Resp>, Status>
+    where
+        Fut: std::future::Future<Output = Result<Resp, RequestError>>,
+    {
+        let info = request_info(&req, String::new());
+        let node = info.0.as_ref().map(|c| c.identity.node.to_string()).unwrap_or_default();
+        let span = info_span!("exchange", rpc, node = %node, officer = %info.1, subject = %subject);
+        async move {
+            match handler(req).await {
+                Ok(resp) => Ok(Response::new(resp)),
+                Err(e) => {
+                    let request_id = if subject.starts_with("ar-") { subject.clone() } else { String::new() };
+                    self.refuse_about(info, request_id, e).await
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
 }
 
 fn request_info<T>(req: &Request<T>, alert_id: String) -> (Option<ConnInfo>, String, String) {
@@ -460,6 +534,10 @@ fn request_info<T>(req: &Request<T>, alert_id: String) -> (Option<ConnInfo>, Str
     let officer =
         req.metadata().get(OFFICER_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("").chars().take(128).collect();
     (conn, officer, alert_id)
+}
+
+fn short(id: &str) -> String {
+    id.chars().take(64).collect()
 }
 
 #[tonic::async_trait]
@@ -512,6 +590,41 @@ impl Exchange for ExchangeService {
             }
         }
         .instrument(span)
+        .await
+    }
+
+    async fn lookup(&self, req: Request<LookupRequest>) -> Result<Response<LookupResponse>, Status> {
+        self.access_rpc("lookup", req, String::new(), |r| crate::access::lookup(&self.state, r)).await
+    }
+
+    async fn request_access(
+        &self,
+        req: Request<RequestAccessRequest>,
+    ) -> Result<Response<RequestAccessResponse>, Status> {
+        let hit = short(&req.get_ref().hit_id);
+        self.access_rpc("request_access", req, hit, |r| crate::access::request_access(&self.state, r)).await
+    }
+
+    async fn decide_access(&self, req: Request<DecideAccessRequest>) -> Result<Response<DecideAccessResponse>, Status> {
+        let id = short(&req.get_ref().request_id);
+        self.access_rpc("decide_access", req, id, |r| crate::access::decide_access(&self.state, r)).await
+    }
+
+    async fn decline_follow_up(
+        &self,
+        req: Request<DeclineFollowUpRequest>,
+    ) -> Result<Response<DeclineFollowUpResponse>, Status> {
+        let hit = short(&req.get_ref().hit_id);
+        self.access_rpc("decline_follow_up", req, hit, |r| crate::access::decline_follow_up(&self.state, r)).await
+    }
+
+    async fn list_access_requests(
+        &self,
+        req: Request<ListAccessRequestsRequest>,
+    ) -> Result<Response<ListAccessRequestsResponse>, Status> {
+        self.access_rpc("list_access_requests", req, String::new(), |r| {
+            crate::access::list_access_requests(&self.state, r)
+        })
         .await
     }
 }

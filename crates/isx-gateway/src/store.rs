@@ -7,14 +7,22 @@
 //! - `outbox`: `node ‖ 0x00 ‖ seq` (seq big-endian) → [`OutboxEntry`]: one
 //!   delivery waiting for one recipient. `seq` comes from sled's persistent id
 //!   generator, so it grows across restarts and is the delivery cursor.
-//! - `expiry`: `expires_at_ms ‖ alert_id` → [`ExpiryRow`]: the outbox keys to
-//!   drop when the alert expires.
+//! - `expiry`: `expires_at_ms ‖ alert_id` → [`ExpiryRow`]: the outbox and
+//!   lookup keys to drop when the alert expires.
+//! - `lookup`: `pseudonym ‖ 0x00 ‖ alert_id` → identifier type: the hit/no-hit
+//!   index. The pseudonym is the HMAC of a normalised identifier; no
+//!   identifier is ever stored here.
+//! - `hits` and `access`: hit flags given to callers and access requests (see
+//!   [`access`]).
 //!
-//! A publish writes all three in one sled transaction; the caller then waits
-//! for a group commit (see `commit`) before it acknowledges anything.
+//! A publish writes the alert, its outbox entries, its lookup rows and its
+//! expiry row in one sled transaction; the caller then waits for a group
+//! commit (see `commit`) before it acknowledges anything.
+
+pub mod access;
 
 use isx_core::NodeId;
-use isx_core::wire::{Alert, Delivery, Receipt};
+use isx_core::wire::{AccessRequest, Alert, Delivery, Receipt};
 use prost::Message;
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
@@ -33,7 +41,7 @@ pub struct StoredAlert {
     pub receipt: Option<Receipt>,
 }
 
-/// One delivery queued for one recipient.
+/// One event queued for one node: a delivery, or an access request or outcome.
 #[derive(Clone, PartialEq, Message)]
 pub struct OutboxEntry {
     /// The recipient's view and its level.
@@ -45,6 +53,19 @@ pub struct OutboxEntry {
     /// What the disclosure record needs that a reduced view may lack.
     #[prost(message, optional, tag = "3")]
     pub audit: Option<AuditFacts>,
+    /// To a holder: an access request to decide.
+    #[prost(message, optional, tag = "4")]
+    pub access_request: Option<AccessRequest>,
+    /// To a requester: the outcome of its access request.
+    #[prost(message, optional, tag = "5")]
+    pub access_outcome: Option<AccessRequest>,
+}
+
+impl OutboxEntry {
+    /// True if the entry carries an event.
+    pub fn has_event(&self) -> bool {
+        self.delivery.is_some() || self.access_request.is_some() || self.access_outcome.is_some()
+    }
 }
 
 /// Facts of the original alert kept with each delivery for its disclosure
@@ -62,12 +83,24 @@ pub struct AuditFacts {
     pub subject_pseudonyms: Vec<String>,
 }
 
-/// The outbox keys that expire with one alert.
+/// The keys that expire with one alert.
 #[derive(Clone, PartialEq, Message)]
 pub struct ExpiryRow {
     /// Keys in the `outbox` tree.
     #[prost(bytes = "vec", repeated, tag = "1")]
     pub outbox_keys: Vec<Vec<u8>>,
+    /// Keys in the `lookup` tree.
+    #[prost(bytes = "vec", repeated, tag = "2")]
+    pub lookup_keys: Vec<Vec<u8>>,
+}
+
+/// One row of the lookup index: an identifier's pseudonym (hex) and its type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexRow {
+    /// HMAC-SHA256 of the normalised identifier, hex.
+    pub pseudonym: String,
+    /// `document`, `name`, `plate` or `firearm`.
+    pub kind: String,
 }
 
 /// A storage failure. The gateway answers `UNAVAILABLE` and discloses nothing.
@@ -104,6 +137,8 @@ pub struct Expired {
     pub alert_id: String,
     /// How many undelivered copies were dropped.
     pub undelivered: usize,
+    /// How many lookup index rows and hit flags were dropped.
+    pub index_rows: usize,
 }
 
 /// Handle to the gateway's sled trees. Cheap to clone.
@@ -113,6 +148,9 @@ pub struct Store {
     alerts: sled::Tree,
     outbox: sled::Tree,
     expiry: sled::Tree,
+    lookup: sled::Tree,
+    hits: sled::Tree,
+    access: sled::Tree,
 }
 
 impl std::fmt::Debug for Store {
@@ -152,6 +190,9 @@ impl Store {
             alerts: db.open_tree("alerts")?,
             outbox: db.open_tree("outbox")?,
             expiry: db.open_tree("expiry")?,
+            lookup: db.open_tree("lookup")?,
+            hits: db.open_tree("hits")?,
+            access: db.open_tree("access")?,
             db,
         })
     }
@@ -172,7 +213,8 @@ impl Store {
         self.alerts.get(alert_id)?.map(|v| decode("alert", &v)).transpose()
     }
 
-    /// Stores a new alert and its deliveries atomically, unless its id exists.
+    /// Stores a new alert, its deliveries and its lookup index rows
+    /// atomically, unless its id exists.
     ///
     /// `deliveries` pairs each recipient with its delivery and a sequence number from
     /// [`Store::next_seq`]. Nothing is durable until the caller's group commit completes.
@@ -182,19 +224,32 @@ impl Store {
         deliveries: &[(NodeId, u64, Delivery)],
         expires_ms: u64,
         audit: &AuditFacts,
+        index: &[IndexRow],
     ) -> Result<PublishOutcome, StoreError> {
         let alert_id = stored.alert.as_ref().map(|a| a.alert_id.as_str()).unwrap_or_default();
         let stored_bytes = stored.encode_to_vec();
         let entries: Vec<(Vec<u8>, Vec<u8>)> = deliveries
             .iter()
             .map(|(node, seq, delivery)| {
-                let entry = OutboxEntry { delivery: Some(delivery.clone()), expires_ms, audit: Some(audit.clone()) };
+                let entry = OutboxEntry {
+                    delivery: Some(delivery.clone()),
+                    expires_ms,
+                    audit: Some(audit.clone()),
+                    ..Default::default()
+                };
                 (outbox_key(node.as_str(), *seq), entry.encode_to_vec())
             })
             .collect();
-        let row = ExpiryRow { outbox_keys: entries.iter().map(|(k, _)| k.clone()).collect() }.encode_to_vec();
+        let lookup_rows: Vec<(Vec<u8>, &str)> =
+            index.iter().map(|r| (access::lookup_key(&r.pseudonym, alert_id), r.kind.as_str())).collect();
+        let row = ExpiryRow {
+            outbox_keys: entries.iter().map(|(k, _)| k.clone()).collect(),
+            lookup_keys: lookup_rows.iter().map(|(k, _)| k.clone()).collect(),
+        }
+        .encode_to_vec();
         let ekey = expiry_key(expires_ms, alert_id);
-        let result = (&self.alerts, &self.outbox, &self.expiry).transaction(|(alerts, outbox, expiry)| {
+        let trees = (&self.alerts, &self.outbox, &self.expiry, &self.lookup);
+        let result = trees.transaction(|(alerts, outbox, expiry, lookup)| {
             if let Some(existing) = alerts.get(alert_id)? {
                 let existing: StoredAlert = StoredAlert::decode(&*existing).map_err(|source| {
                     ConflictableTransactionError::Abort(StoreError::Corrupt { what: "alert", source })
@@ -209,6 +264,9 @@ impl Store {
             for (key, value) in &entries {
                 outbox.insert(key.as_slice(), value.as_slice())?;
             }
+            for (key, kind) in &lookup_rows {
+                lookup.insert(key.as_slice(), kind.as_bytes())?;
+            }
             expiry.insert(ekey.as_slice(), row.as_slice())?;
             Ok(PublishOutcome::Stored)
         });
@@ -219,7 +277,7 @@ impl Store {
         }
     }
 
-    /// Up to `limit` deliveries for `node` after `cursor`, skipping expired ones.
+    /// Up to `limit` events for `node` after `cursor`, skipping expired ones.
     pub fn pending(
         &self,
         node: &NodeId,
@@ -236,7 +294,7 @@ impl Store {
             if entry.expires_ms <= now_ms {
                 continue;
             }
-            if entry.delivery.is_some() {
+            if entry.has_event() {
                 out.push((seq_of(&key), entry));
             }
             if out.len() >= limit {
@@ -281,9 +339,16 @@ impl Store {
                 }
             }
             let alert_id = String::from_utf8_lossy(&key[8..]).into_owned();
+            let mut index_rows = 0;
+            for lkey in &row.lookup_keys {
+                if self.lookup.remove(lkey.as_slice())?.is_some() {
+                    index_rows += 1;
+                }
+            }
+            index_rows += self.drop_hits(&alert_id)?;
             self.alerts.remove(alert_id.as_bytes())?;
             self.expiry.remove(key)?;
-            expired.push(Expired { alert_id, undelivered });
+            expired.push(Expired { alert_id, undelivered, index_rows });
         }
         Ok(expired)
     }
@@ -321,20 +386,23 @@ mod tests {
                 &[(fr.clone(), s1, delivery("a1")), (it.clone(), s2, delivery("a1"))],
                 1000,
                 &AuditFacts::default(),
+                &[IndexRow { pseudonym: "p1".into(), kind: "plate".into() }],
             )
             .unwrap();
         assert!(matches!(out, PublishOutcome::Stored));
         assert!(matches!(
-            store.publish(&stored("a1", "x"), &[], 1000, &AuditFacts::default()).unwrap(),
+            store.publish(&stored("a1", "x"), &[], 1000, &AuditFacts::default(), &[]).unwrap(),
             PublishOutcome::Duplicate(_)
         ));
         assert!(matches!(
-            store.publish(&stored("a1", "y"), &[], 1000, &AuditFacts::default()).unwrap(),
+            store.publish(&stored("a1", "y"), &[], 1000, &AuditFacts::default(), &[]).unwrap(),
             PublishOutcome::Conflict
         ));
 
         let s3 = store.next_seq().unwrap();
-        store.publish(&stored("a2", "z"), &[(fr.clone(), s3, delivery("a2"))], 5000, &AuditFacts::default()).unwrap();
+        store
+            .publish(&stored("a2", "z"), &[(fr.clone(), s3, delivery("a2"))], 5000, &AuditFacts::default(), &[])
+            .unwrap();
         let got: Vec<u64> = store.pending(&fr, 0, 10, 0).unwrap().into_iter().map(|(s, _)| s).collect();
         assert_eq!(got, vec![s1, s3]);
         assert_eq!(store.pending(&fr, s1, 10, 0).unwrap().len(), 1);
@@ -346,8 +414,10 @@ mod tests {
         assert_eq!(store.backlog(&fr), 1);
         assert_eq!(store.backlog(&it), 1);
 
+        assert_eq!(store.lookup("p1").unwrap(), vec![("a1".to_owned(), "plate".to_owned())]);
         let expired = store.expire(1000).unwrap();
-        assert_eq!(expired, vec![Expired { alert_id: "a1".into(), undelivered: 1 }]);
+        assert_eq!(expired, vec![Expired { alert_id: "a1".into(), undelivered: 1, index_rows: 1 }]);
+        assert!(store.lookup("p1").unwrap().is_empty(), "the lookup rows expire with the alert");
         assert_eq!(store.backlog(&it), 0);
         assert!(store.alert("a1").unwrap().is_none());
         assert!(store.alert("a2").unwrap().is_some());
@@ -361,7 +431,7 @@ mod tests {
             let store = Store::open(dir.path()).unwrap();
             let seq = store.next_seq().unwrap();
             store
-                .publish(&stored("a1", "x"), &[(fr.clone(), seq, delivery("a1"))], 9000, &AuditFacts::default())
+                .publish(&stored("a1", "x"), &[(fr.clone(), seq, delivery("a1"))], 9000, &AuditFacts::default(), &[])
                 .unwrap();
             store.db().flush().unwrap();
             seq

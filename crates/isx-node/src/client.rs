@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use isx_core::NodeId;
 use isx_core::wire::exchange_client::ExchangeClient;
 use isx_core::wire::{
-    AckRequest, AckResponse, Alert, PublishRequest, PublishResponse, SubscribeRequest, SubscribeResponse,
+    AccessDecision, AccessRequest, AccessState, AckRequest, AckResponse, Alert, DecideAccessRequest,
+    DeclineFollowUpRequest, ListAccessRequestsRequest, ListAccessRequestsResponse, LookupIdentifier, LookupRequest,
+    LookupResponse, PublishRequest, PublishResponse, RequestAccessRequest, SubscribeRequest, SubscribeResponse,
 };
 use isx_tls::config::IdentityFiles;
 use rustls_pki_types::ServerName;
@@ -148,5 +150,60 @@ impl Client {
     pub async fn ack(&self, cursor: u64) -> Result<AckResponse, Status> {
         let req = self.request(AckRequest { cursor });
         Ok(self.exchange.clone().ack(req).await?.into_inner())
+    }
+
+    /// Looks the identifiers up: hit flags only.
+    pub async fn lookup(
+        &self,
+        identifiers: Vec<LookupIdentifier>,
+        purpose: &str,
+        justification: &str,
+    ) -> Result<LookupResponse, Status> {
+        let req = self.request(LookupRequest {
+            identifiers,
+            purpose: purpose.to_owned(),
+            justification: justification.to_owned(),
+        });
+        Ok(self.exchange.clone().lookup(req).await?.into_inner())
+    }
+
+    /// Asks the holder of a hit for the alert.
+    pub async fn request_access(
+        &self,
+        hit_id: &str,
+        purpose: &str,
+        justification: &str,
+    ) -> Result<AccessRequest, Status> {
+        let req = self.request(RequestAccessRequest {
+            hit_id: hit_id.to_owned(),
+            purpose: purpose.to_owned(),
+            justification: justification.to_owned(),
+        });
+        Ok(self.exchange.clone().request_access(req).await?.into_inner().request.unwrap_or_default())
+    }
+
+    /// Grants (`true`) or denies an access request for one of this node's alerts.
+    pub async fn decide_access(&self, request_id: &str, grant: bool, reason: &str) -> Result<AccessRequest, Status> {
+        let decision = if grant { AccessDecision::Grant } else { AccessDecision::Deny };
+        let req = self.request(DecideAccessRequest {
+            request_id: request_id.to_owned(),
+            decision: decision as i32,
+            reason: reason.to_owned(),
+        });
+        Ok(self.exchange.clone().decide_access(req).await?.into_inner().request.unwrap_or_default())
+    }
+
+    /// Records why a hit is not followed up.
+    pub async fn decline_follow_up(&self, hit_id: &str, reason: &str) -> Result<(), Status> {
+        let req = self.request(DeclineFollowUpRequest { hit_id: hit_id.to_owned(), reason: reason.to_owned() });
+        self.exchange.clone().decline_follow_up(req).await?;
+        Ok(())
+    }
+
+    /// The access requests this node made or must decide, optionally only those in `state`.
+    pub async fn list_access_requests(&self, state: Option<AccessState>) -> Result<ListAccessRequestsResponse, Status> {
+        let state = state.unwrap_or(AccessState::Unspecified) as i32;
+        let req = self.request(ListAccessRequestsRequest { state });
+        Ok(self.exchange.clone().list_access_requests(req).await?.into_inner())
     }
 }

@@ -51,6 +51,84 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     /// The officer named on calls unless the CLI's `--officer` overrides it.
     pub officer: String,
+    /// How the node answers access requests for its alerts, tried in order;
+    /// the first rule that matches decides. Without a match the request
+    /// waits for a person (`isx access decide`).
+    #[serde(default)]
+    pub access: Vec<AccessRule>,
+}
+
+/// What a mock agency does with a matching access request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleDecision {
+    /// Grant it (policy still decides the level).
+    Grant,
+    /// Deny it.
+    Deny,
+    /// Leave it for a person to decide with the CLI.
+    Manual,
+}
+
+/// One answering rule: every field given must match.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessRule {
+    /// The alert's crime area, as policy names it (e.g. `terrorism`, `migrant_smuggling`).
+    #[serde(default)]
+    pub category: Option<String>,
+    /// The requesting node.
+    #[serde(default)]
+    pub requester: Option<NodeId>,
+    /// What to do.
+    pub decision: RuleDecision,
+    /// The reason given with the decision (logged and shown to the requester).
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+impl AccessRule {
+    /// True if the rule matches a request for an alert of `category` from `requester`.
+    pub fn matches(&self, category: &str, requester: &str) -> bool {
+        self.category.as_deref().is_none_or(|c| c == category)
+            && self.requester.as_ref().is_none_or(|r| r.as_str() == requester)
+    }
+
+    /// The reason sent with the decision.
+    pub fn reason(&self) -> String {
+        self.reason.clone().unwrap_or_else(|| match (&self.category, &self.requester, self.decision) {
+            (_, _, RuleDecision::Manual) => String::new(),
+            (c, r, d) => format!(
+                "{} by the agency's standing rule{}{}",
+                if d == RuleDecision::Grant { "granted" } else { "denied" },
+                c.as_ref().map(|c| format!(" for {c}")).unwrap_or_default(),
+                r.as_ref().map(|r| format!(" for requests from {r}")).unwrap_or_default(),
+            ),
+        })
+    }
+}
+
+/// The first rule that matches, if any.
+pub fn first_match<'a>(rules: &'a [AccessRule], category: &str, requester: &str) -> Option<&'a AccessRule> {
+    rules.iter().find(|r| r.matches(category, requester))
+}
+
+/// Checks each rule's category against the crime areas isx knows.
+pub fn check_rules(rules: &[AccessRule]) -> Result<(), NodeConfigError> {
+    use isx_core::wire::Category;
+    let known: Vec<String> =
+        (1..=40).filter_map(|n| Category::try_from(n).ok()).map(isx_core::display::category).collect();
+    for (i, rule) in rules.iter().enumerate() {
+        if let Some(c) = &rule.category
+            && !known.contains(c)
+        {
+            return Err(NodeConfigError::Invalid {
+                key: format!("access[{i}].category"),
+                message: format!("{c:?} is not a crime area; use one of {}", known.join(", ")),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn default_gateway() -> String {
@@ -76,6 +154,7 @@ impl NodeConfig {
                 message: "is required: it names who acts for this node".into(),
             });
         }
+        check_rules(&config.access)?;
         if !config.gateway.contains(':') {
             return Err(NodeConfigError::Invalid {
                 key: "gateway".into(),

@@ -1,12 +1,17 @@
 //! The mock node's own store of what it received, in sled.
 //!
 //! Deliveries are at least once; the inbox keeps one record per `alert_id`,
-//! so the effect is exactly once. A record is flushed before the node acks.
+//! so the effect is exactly once. A later copy of the same alert at a more
+//! generous level (after an access grant) replaces the earlier view. A record
+//! is flushed before the node acks.
+//!
+//! The inbox also keeps the latest known state of every access request the
+//! node made or was asked to decide, by request id.
 
 use std::path::Path;
 use std::time::Duration;
 
-use isx_core::wire::{Delivery, DisclosureLevel};
+use isx_core::wire::{AccessRequest, Delivery, DisclosureLevel};
 use prost::Message;
 use tokio::sync::watch;
 
@@ -50,12 +55,22 @@ pub enum InboxError {
     Corrupt(#[from] prost::DecodeError),
 }
 
-/// The node's received alerts. Cheap to clone.
+/// The node's received alerts and access requests. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Inbox {
     db: sled::Db,
     tree: sled::Tree,
+    access: sled::Tree,
+    /// Bumped on every change, to wake waiters.
     count: watch::Sender<u64>,
+}
+
+/// Lower is more generous; unspecified counts as least.
+fn generosity(level: DisclosureLevel) -> i32 {
+    match level {
+        DisclosureLevel::Unspecified => i32::MAX,
+        l => l as i32,
+    }
 }
 
 impl Inbox {
@@ -63,19 +78,28 @@ impl Inbox {
     pub fn open(dir: &Path) -> Result<Self, InboxError> {
         let db = sled::Config::new().path(dir.join("node.sled")).open()?;
         let tree = db.open_tree("received")?;
-        let count = watch::channel(tree.len() as u64).0;
-        Ok(Self { db, tree, count })
+        let access = db.open_tree("access")?;
+        let count = watch::channel(0).0;
+        Ok(Self { db, tree, access, count })
     }
 
-    /// Stores a delivery unless its alert is already here; flushes; returns true if new.
+    /// Stores a delivery unless its alert is already here at the same or a
+    /// more generous level; flushes; returns true if new or upgraded.
     pub async fn store(&self, cursor: u64, delivery: Delivery, now_ms: u64) -> Result<bool, InboxError> {
         let id = delivery.alert.as_ref().map(|a| a.alert_id.clone()).unwrap_or_default();
         let new = match self.tree.get(&id)? {
             Some(existing) => {
                 let mut record = Received::decode(&*existing)?;
-                record.duplicates += 1;
+                let upgrade = generosity(delivery.level()) < generosity(record.level());
+                if upgrade {
+                    record.delivery = Some(delivery);
+                    record.cursor = cursor;
+                    record.received_ms = now_ms;
+                } else {
+                    record.duplicates += 1;
+                }
                 self.tree.insert(&id, record.encode_to_vec())?;
-                false
+                upgrade
             }
             None => {
                 let record = Received { delivery: Some(delivery), received_ms: now_ms, cursor, duplicates: 0 };
@@ -84,10 +108,47 @@ impl Inbox {
             }
         };
         self.db.flush_async().await?;
-        if new {
-            self.count.send_modify(|c| *c += 1);
-        }
+        self.count.send_modify(|c| *c += 1);
         Ok(new)
+    }
+
+    /// Keeps the latest state of an access request; flushes.
+    pub async fn store_access(&self, request: &AccessRequest) -> Result<(), InboxError> {
+        self.access.insert(request.request_id.as_bytes(), request.encode_to_vec())?;
+        self.db.flush_async().await?;
+        self.count.send_modify(|c| *c += 1);
+        Ok(())
+    }
+
+    /// The latest known state of an access request.
+    pub fn access_request(&self, request_id: &str) -> Result<Option<AccessRequest>, InboxError> {
+        Ok(self.access.get(request_id)?.map(|v| AccessRequest::decode(&*v)).transpose()?)
+    }
+
+    /// Every access request the node knows of, by id.
+    pub fn access_requests(&self) -> Result<Vec<AccessRequest>, InboxError> {
+        self.access.iter().values().map(|v| Ok(AccessRequest::decode(&*v?)?)).collect()
+    }
+
+    /// Waits until the access request satisfies `done` or `limit` passes; returns its last state.
+    pub async fn wait_for_access(
+        &self,
+        request_id: &str,
+        done: impl Fn(&AccessRequest) -> bool,
+        limit: Duration,
+    ) -> Result<Option<AccessRequest>, InboxError> {
+        let mut rx = self.count.subscribe();
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            rx.borrow_and_update();
+            let current = self.access_request(request_id)?;
+            if current.as_ref().is_some_and(&done) {
+                return Ok(current);
+            }
+            if tokio::time::timeout_at(deadline, rx.changed()).await.is_err() {
+                return Ok(current);
+            }
+        }
     }
 
     /// Every received alert, oldest first.
@@ -115,11 +176,22 @@ impl Inbox {
 
     /// Waits until `alert_id` is here or `limit` passes; returns the record if it arrived.
     pub async fn wait_for(&self, alert_id: &str, limit: Duration) -> Result<Option<Received>, InboxError> {
+        self.wait_until(alert_id, |_| true, limit).await
+    }
+
+    /// Waits until the record of `alert_id` satisfies `done` (e.g. a level)
+    /// or `limit` passes; returns the record if it then satisfies `done`.
+    pub async fn wait_until(
+        &self,
+        alert_id: &str,
+        done: impl Fn(&Received) -> bool,
+        limit: Duration,
+    ) -> Result<Option<Received>, InboxError> {
         let mut rx = self.count.subscribe();
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             rx.borrow_and_update();
-            if let Some(r) = self.get(alert_id)? {
+            if let Some(r) = self.get(alert_id)?.filter(&done) {
                 return Ok(Some(r));
             }
             if tokio::time::timeout_at(deadline, rx.changed()).await.is_err() {

@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::client::{Client, ClientOptions};
+use crate::config::{AccessRule, RuleDecision, first_match};
 use crate::inbox::{Inbox, InboxError, Received};
 
 /// What the node reports as it runs.
@@ -22,6 +23,12 @@ pub enum NodeEvent {
         /// False if the alert had already been received.
         new: bool,
     },
+    /// An access request or outcome arrived (and, for a request, any standing
+    /// rule answered it).
+    Access {
+        /// The request as the node now knows it.
+        request: Box<isx_core::wire::AccessRequest>,
+    },
     /// The connection or stream ended; the node will retry.
     Disconnected {
         /// Why.
@@ -35,6 +42,7 @@ pub struct MockNode {
     options: ClientOptions,
     inbox: Inbox,
     events: Option<mpsc::UnboundedSender<NodeEvent>>,
+    rules: Vec<AccessRule>,
 }
 
 fn now_ms() -> u64 {
@@ -45,7 +53,14 @@ impl MockNode {
     /// Opens the node's store under `data_dir`.
     pub fn open(options: ClientOptions, data_dir: &std::path::Path) -> Result<Self, InboxError> {
         std::fs::create_dir_all(data_dir).map_err(|e| InboxError::Sled(e.into()))?;
-        Ok(Self { inbox: Inbox::open(data_dir)?, options, events: None })
+        Ok(Self { inbox: Inbox::open(data_dir)?, options, events: None, rules: vec![] })
+    }
+
+    /// Answers access requests for this node's alerts by `rules` (first match
+    /// decides; none or `manual` leaves the request for a person).
+    pub fn with_rules(mut self, rules: Vec<AccessRule>) -> Self {
+        self.rules = rules;
+        self
     }
 
     /// Sends every [`NodeEvent`] to `tx`.
@@ -103,7 +118,29 @@ impl MockNode {
                 Ok(None) => return "stream closed by the gateway".into(),
                 Err(e) => return format!("stream error: {} ({:?})", e.message(), e.code()),
             };
-            let Some(Event::Delivery(delivery)) = msg.event else { continue };
+            let delivery = match msg.event {
+                Some(Event::Delivery(d)) => d,
+                Some(Event::AccessRequest(r)) => {
+                    if let Err(reason) = self.answer(&client, r).await {
+                        return reason;
+                    }
+                    if let Err(e) = client.ack(msg.cursor).await {
+                        return format!("ack refused: {} ({:?})", e.message(), e.code());
+                    }
+                    continue;
+                }
+                Some(Event::AccessOutcome(r)) => {
+                    if let Err(e) = self.inbox.store_access(&r).await {
+                        return e.to_string();
+                    }
+                    self.emit(NodeEvent::Access { request: Box::new(r) });
+                    if let Err(e) = client.ack(msg.cursor).await {
+                        return format!("ack refused: {} ({:?})", e.message(), e.code());
+                    }
+                    continue;
+                }
+                None => continue,
+            };
             let alert_id = delivery.alert.as_ref().map(|a| a.alert_id.clone()).unwrap_or_default();
             let new = match self.inbox.store(msg.cursor, delivery, now_ms()).await {
                 Ok(new) => new,
@@ -123,8 +160,33 @@ impl MockNode {
 }
 
 impl MockNode {
+    /// Applies the standing rules to an access request for one of this
+    /// node's alerts, and keeps the result. `Err` ends the session (the
+    /// request is not acked and comes again).
+    async fn answer(&self, client: &Client, request: isx_core::wire::AccessRequest) -> Result<(), String> {
+        let category = isx_core::display::category(request.category());
+        let rule = first_match(&self.rules, &category, &request.requester);
+        let mut known = request.clone();
+        if let Some(rule) = rule.filter(|r| r.decision != RuleDecision::Manual) {
+            let grant = rule.decision == RuleDecision::Grant;
+            match client.decide_access(&request.request_id, grant, &rule.reason()).await {
+                Ok(decided) => known = decided,
+                Err(e) if e.code() == tonic::Code::Unavailable => {
+                    return Err(format!("decision not recorded: {}", e.message()));
+                }
+                // Already decided or expired: keep what we know, do not retry.
+                Err(e) => {
+                    warn!(node = %self.options.node, request_id = %request.request_id, error = %e.message(), "standing rule could not decide")
+                }
+            }
+        }
+        self.inbox.store_access(&known).await.map_err(|e| e.to_string())?;
+        self.emit(NodeEvent::Access { request: Box::new(known) });
+        Ok(())
+    }
+
     /// A node over an inbox that is already open (to restart a node in the same process).
     pub fn with_inbox(options: ClientOptions, inbox: Inbox) -> Self {
-        Self { options, inbox, events: None }
+        Self { options, inbox, events: None, rules: vec![] }
     }
 }

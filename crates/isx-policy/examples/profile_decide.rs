@@ -55,12 +55,12 @@ fn main() {
     for node in &nodes {
         let t = Instant::now();
         for _ in 0..n {
-            std::hint::black_box(engine.ask(Action::DiscloseFull, &prepared, node, "o", false));
+            std::hint::black_box(engine.ask(Action::DiscloseFull, &prepared, node, "o", Default::default()));
         }
         println!("ask full {:<10} {:>8.1} us", node.id.as_str(), t.elapsed().as_secs_f64() * 1e6 / n as f64);
         let t = Instant::now();
         for _ in 0..n {
-            std::hint::black_box(d.decide(&alert, &prepared, node, false, "o"));
+            std::hint::black_box(d.decide(&alert, &prepared, node, Default::default(), "o"));
         }
         println!("decide {:<12} {:>8.1} us", node.id.as_str(), t.elapsed().as_secs_f64() * 1e6 / n as f64);
     }

@@ -9,6 +9,7 @@ pub const FILES: &[(&str, &str)] = &[
     ("labels.cedar", include_str!("../../../deploy/local/policy/labels.cedar")),
     ("agencies.cedar", include_str!("../../../deploy/local/policy/agencies.cedar")),
     ("persons.cedar", include_str!("../../../deploy/local/policy/persons.cedar")),
+    ("lookup.cedar", include_str!("../../../deploy/local/policy/lookup.cedar")),
 ];
 
 /// Writes the default policy files into `dir` (created if missing).

@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::engine::PolicyEngine;
 use crate::engine::{Action, Prepared};
-use crate::facts::{FactValue, alert_facts};
+use crate::facts::{FactValue, LookupQuestion, Relation, alert_facts};
 
 /// The pseudo-policy that explains a denial when nothing permitted anything.
 pub const DEFAULT_DENY: &str = "default-deny";
@@ -140,15 +140,15 @@ impl Disclosure {
         alert: &Alert,
         prepared: &Prepared,
         node: &NodeInfo,
-        addressed: bool,
+        relation: Relation,
         officer: &str,
     ) -> Decision {
-        let key = self.cache_key(prepared, node, addressed, officer);
+        let key = self.cache_key(prepared, node, relation, officer);
         let cached = key.as_ref().and_then(|k| self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(k).cloned());
         let (level, ids) = match cached {
             Some(hit) => hit,
             None => {
-                let (level, ids, clean) = self.ladder(prepared, node, addressed, officer);
+                let (level, ids, clean) = self.ladder(prepared, node, relation, officer);
                 if let Some(k) = key.filter(|_| clean) {
                     let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
                     if cache.len() >= CACHE_ENTRIES {
@@ -174,8 +174,32 @@ impl Disclosure {
         Decision { level, reasons: self.reasons(&ids), policy_ids: ids, removed_fields, view }
     }
 
+    /// May `node` see a hit on `alert` in a lookup? Returns the answer and the
+    /// deciding policies: the permits when shown, the forbids (or
+    /// `default-deny`, `evaluation-error`) when withheld. Never cached:
+    /// lookups are rare next to deliveries, and their context varies.
+    pub fn lookup(
+        &self,
+        alert: &Alert,
+        origin: Option<&NodeInfo>,
+        node: &NodeInfo,
+        question: &LookupQuestion,
+    ) -> (bool, Vec<String>) {
+        let prepared = self.prepare(alert, origin, &[node]);
+        let answer = self.engine.ask_lookup(&prepared, node, question);
+        if !answer.errors.is_empty() {
+            tracing::error!(node = %node.id, errors = ?answer.errors, "policy evaluation error on lookup: no hit");
+            return (false, vec![EVALUATION_ERROR.to_owned()]);
+        }
+        let mut ids = answer.policies;
+        if ids.is_empty() {
+            ids.push(DEFAULT_DENY.to_owned());
+        }
+        (answer.allowed, ids)
+    }
+
     /// The cache key of one decision, or `None` when decisions are not cached.
-    fn cache_key(&self, prepared: &Prepared, node: &NodeInfo, addressed: bool, officer: &str) -> Option<String> {
+    fn cache_key(&self, prepared: &Prepared, node: &NodeInfo, relation: Relation, officer: &str) -> Option<String> {
         let rules = self.engine.cache_rules();
         (rules.enabled && !self.cache_off).then(|| {
             let officer = if rules.officer { officer } else { "" };
@@ -189,7 +213,7 @@ impl Disclosure {
                 .map(|((_, v), _)| v)
                 .collect();
             format!(
-                "{used:?}|{}|{:?}|{}|{:?}|{addressed}|{officer}|{purpose}",
+                "{used:?}|{}|{:?}|{}|{:?}|{relation:?}|{officer}|{purpose}",
                 node.id, node.kind, node.country, node.roles
             )
         })
@@ -201,13 +225,13 @@ impl Disclosure {
         &self,
         prepared: &Prepared,
         node: &NodeInfo,
-        addressed: bool,
+        relation: Relation,
         officer: &str,
     ) -> (DisclosureLevel, Vec<String>, bool) {
         let mut blocking: Vec<String> = Vec::new();
         let mut last_rung: Vec<String> = Vec::new();
         for (level, action) in LADDER {
-            let answer = self.engine.ask(action, prepared, node, officer, addressed);
+            let answer = self.engine.ask(action, prepared, node, officer, relation);
             if !answer.errors.is_empty() {
                 tracing::error!(node = %node.id, action = action.name(), errors = ?answer.errors, "policy evaluation error: denying");
                 return (DisclosureLevel::Denied, vec![EVALUATION_ERROR.to_owned()], false);
@@ -247,7 +271,7 @@ impl Disclosure {
             .filter(|n| to.is_none_or(|t| *t == n.id))
             .map(|n| {
                 let decision = match candidates.iter().find(|(c, _)| c.id == n.id) {
-                    Some((_, addressed)) => self.decide(alert, &prepared, n, *addressed, officer),
+                    Some((_, addressed)) => self.decide(alert, &prepared, n, Relation::routed(*addressed), officer),
                     None => {
                         let ids = vec![NOT_ADDRESSED.to_owned()];
                         Decision {
@@ -461,7 +485,7 @@ mod tests {
         let nodes = nodes();
         let frontex = nodes.iter().find(|n| n.kind == NodeKind::Frontex).unwrap();
         let prepared = d.prepare(&alert, None, &[frontex]);
-        let decision = d.decide(&alert, &prepared, frontex, false, "t");
+        let decision = d.decide(&alert, &prepared, frontex, Relation::default(), "t");
         assert_eq!(decision.level, DisclosureLevel::Redacted);
         let view = decision.view.unwrap();
         assert!(view.subjects[0].family_name.is_empty());
@@ -484,7 +508,7 @@ mod tests {
         let nodes = nodes();
         let fr = &nodes[1];
         let prepared = d.prepare(alert, None, &[fr]);
-        let level = d.decide(alert, &prepared, fr, false, officer).level;
+        let level = d.decide(alert, &prepared, fr, Relation::default(), officer).level;
         (d, level)
     }
 

@@ -20,7 +20,7 @@ use isx_core::NodeInfo;
 use miette::Diagnostic;
 use sha2::{Digest, Sha256};
 
-use crate::facts::{AlertFacts, disclosure_context, node_entity, node_uid};
+use crate::facts::{AlertFacts, LookupQuestion, Relation, disclosure_context, lookup_context, node_entity, node_uid};
 
 /// Why a policy directory was refused. Each variant names the file and, where known, the line.
 #[derive(Debug, thiserror::Error)]
@@ -171,6 +171,7 @@ pub struct PolicyEngine {
     version: String,
     authorizer: Authorizer,
     actions: [EntityUid; 3],
+    lookup: EntityUid,
     action_entities: Vec<cedar_policy::Entity>,
     cache_rules: CacheRules,
 }
@@ -307,6 +308,7 @@ impl PolicyEngine {
             version: hex::encode(hasher.finalize())[..16].to_owned(),
             authorizer: Authorizer::new(),
             actions: Action::ALL.map(|a| action_uid(a.name())),
+            lookup: action_uid(LOOKUP),
             action_entities,
             cache_rules: CacheRules::from_texts(texts.values().map(String::as_str)),
         })
@@ -356,21 +358,40 @@ impl PolicyEngine {
     }
 
     /// May `node` have `action` on the prepared alert? Evaluation errors deny.
-    pub fn ask(&self, action: Action, prepared: &Prepared, node: &NodeInfo, officer: &str, addressed: bool) -> Answer {
+    pub fn ask(
+        &self,
+        action: Action,
+        prepared: &Prepared,
+        node: &NodeInfo,
+        officer: &str,
+        relation: Relation,
+    ) -> Answer {
+        let context = disclosure_context(&prepared.facts, officer, relation);
+        self.authorize(self.actions[action as usize].clone(), prepared, node, context)
+    }
+
+    /// May `node` learn, on a lookup, that the prepared alert exists? `node`
+    /// must be among the prepared nodes. Evaluation errors deny.
+    pub fn ask_lookup(&self, prepared: &Prepared, node: &NodeInfo, question: &LookupQuestion) -> Answer {
+        let addressed = prepared.facts.addressees.iter().any(|a| a == node.id.as_str());
+        let context = lookup_context(&prepared.facts, question, addressed);
+        self.authorize(self.lookup.clone(), prepared, node, context)
+    }
+
+    fn authorize(
+        &self,
+        action: EntityUid,
+        prepared: &Prepared,
+        node: &NodeInfo,
+        context: cedar_policy::Context,
+    ) -> Answer {
         let fail = |e: String| Answer { allowed: false, policies: vec![], errors: vec![e] };
         let entities = match self.entities(prepared) {
             Ok(e) => e,
             Err(e) => return fail(format!("entities: {e}")),
         };
-        let context = disclosure_context(&prepared.facts, officer, addressed);
         let principal = node_uid(node);
-        let request = match Request::new(
-            principal,
-            self.actions[action as usize].clone(),
-            prepared.facts.uid.clone(),
-            context,
-            None,
-        ) {
+        let request = match Request::new(principal, action, prepared.facts.uid.clone(), context, None) {
             Ok(r) => r,
             Err(e) => return fail(format!("request: {e}")),
         };
@@ -382,7 +403,10 @@ impl PolicyEngine {
     }
 }
 
-/// The Cedar actions isx asks about, from most to least generous.
+/// The Cedar action asked for each alert a lookup matches.
+pub const LOOKUP: &str = "lookup";
+
+/// The Cedar disclosure actions, from most to least generous.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     /// `Action::"disclose_full"`.
@@ -498,10 +522,19 @@ fn check_fact_shapes(schema: &Schema, schema_path: &Path) -> Result<(), PolicyEr
     Entities::from_entities([facts.entity.clone(), node_entity(&node)], Some(schema))
         .map_err(|e| mismatch("entities", &e))?;
     for action in Action::ALL {
-        let context = disclosure_context(&facts, "probe", true);
+        let context = disclosure_context(&facts, "probe", Relation { addressed: true, granted: true });
         Request::new(node_uid(&node), action_uid(action.name()), facts.uid.clone(), context, Some(schema))
             .map_err(|e| mismatch(action.name(), &e))?;
     }
+    let question = LookupQuestion { purpose: "p".into(), officer: "o".into(), data_types: vec!["document".into()] };
+    Request::new(
+        node_uid(&node),
+        action_uid(LOOKUP),
+        facts.uid.clone(),
+        lookup_context(&facts, &question, true),
+        Some(schema),
+    )
+    .map_err(|e| mismatch(LOOKUP, &e))?;
     Ok(())
 }
 

@@ -160,13 +160,54 @@ pub fn node_entity(node: &NodeInfo) -> Entity {
     Entity::new(node_uid(node), attrs, HashSet::new()).expect("literal attributes always evaluate")
 }
 
+/// How a recipient stands to an alert: the context flags of a decision.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Relation {
+    /// The recipient is one of the alert's named addressees.
+    pub addressed: bool,
+    /// The recipient asked after a hit and the holder granted access.
+    pub granted: bool,
+}
+
+impl Relation {
+    /// A recipient reached by routing: addressed or not, never granted.
+    pub fn routed(addressed: bool) -> Self {
+        Self { addressed, granted: false }
+    }
+}
+
 /// The disclosure context for one recipient.
-pub fn disclosure_context(facts: &AlertFacts, officer: &str, addressed: bool) -> Context {
+pub fn disclosure_context(facts: &AlertFacts, officer: &str, relation: Relation) -> Context {
     Context::from_pairs([
         ("purpose".to_owned(), string(facts.purpose.clone())),
         ("officer".to_owned(), string(officer.to_owned())),
+        ("addressed".to_owned(), RestrictedExpression::new_bool(relation.addressed)),
+        ("broadcast".to_owned(), RestrictedExpression::new_bool(facts.addressees.is_empty())),
+        ("granted".to_owned(), RestrictedExpression::new_bool(relation.granted)),
+    ])
+    .expect("distinct literal keys")
+}
+
+/// What a lookup's context says about the caller and its question.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LookupQuestion {
+    /// The purpose the caller states.
+    pub purpose: String,
+    /// The caller's officer.
+    pub officer: String,
+    /// The types of identifier used (`document`, `name`, ...).
+    pub data_types: Vec<String>,
+}
+
+/// The lookup context for one caller and one matching alert.
+pub fn lookup_context(facts: &AlertFacts, question: &LookupQuestion, addressed: bool) -> Context {
+    Context::from_pairs([
+        ("purpose".to_owned(), string(question.purpose.clone())),
+        ("officer".to_owned(), string(question.officer.clone())),
         ("addressed".to_owned(), RestrictedExpression::new_bool(addressed)),
         ("broadcast".to_owned(), RestrictedExpression::new_bool(facts.addressees.is_empty())),
+        ("granted".to_owned(), RestrictedExpression::new_bool(false)),
+        ("data_types".to_owned(), strings(question.data_types.iter().map(String::as_str))),
     ])
     .expect("distinct literal keys")
 }

@@ -9,7 +9,8 @@
 //! - [`facts`]: the Cedar entities and context built from an alert and a
 //!   recipient. Only labels and facts enter a decision, never personal data.
 //! - [`disclosure`]: routing (who is a candidate), the level ladder, the
-//!   recipient's view (via `isx_core::redaction`) and explanations.
+//!   recipient's view (via `isx_core::redaction`), explanations, and the
+//!   lookup question (may a caller see a hit on an alert?).
 //! - [`table`]: policy test tables (`isx policy test`).
 //! - [`defaults`]: the default policy directory, compiled in.
 //!
@@ -28,3 +29,4 @@ pub mod table;
 
 pub use disclosure::{Decision, Disclosure, Explanation, candidates};
 pub use engine::{PolicyEngine, PolicyError, PolicyMeta};
+pub use facts::{LookupQuestion, Relation};

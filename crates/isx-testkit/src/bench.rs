@@ -155,7 +155,13 @@ pub fn policy_decisions(phase: Duration) -> Result<PolicyFigures, isx_policy::Po
             let refs: Vec<&NodeInfo> = candidates.iter().map(|(n, _)| *n).collect();
             let prepared = disclosure.prepare(&alert, nodes.iter().find(|n| n.id.as_str() == "fr-police"), &refs);
             for (node, addressed) in candidates {
-                std::hint::black_box(disclosure.decide(&alert, &prepared, node, addressed, "bench"));
+                std::hint::black_box(disclosure.decide(
+                    &alert,
+                    &prepared,
+                    node,
+                    isx_policy::Relation::routed(addressed),
+                    "bench",
+                ));
                 decisions += 1;
             }
             alerts += 1;

@@ -10,6 +10,7 @@ use isx_core::redaction::RedactionProfile;
 use isx_core::{NodeId, NodeKind, Role};
 use isx_gateway::config::{DeliveryConfig, Limits, NodeConfig};
 use isx_gateway::{Gateway, GatewayConfig};
+use isx_node::config::AccessRule;
 use isx_node::{Client, ClientOptions, Inbox, MockNode, NodeEvent};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -62,6 +63,8 @@ pub struct NodeSpec {
     pub name: String,
     /// Start a mock agency for this node (auditors usually have none).
     pub run_mock: bool,
+    /// How the mock agency answers access requests for its alerts.
+    pub access_rules: Vec<AccessRule>,
 }
 
 impl NodeSpec {
@@ -74,7 +77,14 @@ impl NodeSpec {
             roles: None,
             name: name.into(),
             run_mock: kind != NodeKind::Auditor,
+            access_rules: vec![],
         }
+    }
+
+    /// The same node answering access requests by `rules`.
+    pub fn with_access_rules(mut self, rules: Vec<AccessRule>) -> Self {
+        self.access_rules = rules;
+        self
     }
 }
 
@@ -93,6 +103,8 @@ pub struct TopologySpec {
     pub redaction: RedactionProfile,
     /// Audit log settings.
     pub audit: isx_gateway::config::AuditConfig,
+    /// Follow-up access settings (the holder's deadline).
+    pub access: isx_gateway::config::AccessConfig,
 }
 
 impl TopologySpec {
@@ -112,6 +124,7 @@ impl TopologySpec {
             policy_dir: None,
             redaction: RedactionProfile::default(),
             audit: isx_gateway::config::AuditConfig { checkpoint_every_ms: 200, ..Default::default() },
+            access: isx_gateway::config::AccessConfig::default(),
         }
     }
 }
@@ -189,6 +202,7 @@ impl Topology {
             limits: spec.limits.clone(),
             delivery: spec.delivery.clone(),
             audit: spec.audit.clone(),
+            access: spec.access.clone(),
             nodes: spec
                 .nodes
                 .iter()
@@ -335,6 +349,8 @@ impl Topology {
             None => MockNode::open(self.client_options(node)?, &data)
                 .map_err(|e| TopologyError::Node { node: node.into(), message: e.to_string() })?,
         };
+        let rules = self.spec.nodes.iter().find(|n| n.id == id).map(|n| n.access_rules.clone()).unwrap_or_default();
+        let mock = mock.with_rules(rules);
         let mock = match &self.events {
             Some(events) => {
                 let (tx, mut rx) = mpsc::unbounded_channel();
