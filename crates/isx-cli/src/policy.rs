@@ -26,7 +26,8 @@ pub enum PolicyCommand {
     ///
     /// For every registered node but the origin (or only --to), prints the
     /// level, the deciding policies with their @reason, and the fields the
-    /// node would not see.
+    /// node would not see; then whether a matching lookup would show the node
+    /// a hit, and what it would receive if the holder granted its request.
     Explain {
         /// The gateway config: registered nodes, redaction profile and policy directory.
         #[arg(long, short, default_value = "deploy/local/gateway.toml")]
@@ -40,7 +41,8 @@ pub enum PolicyCommand {
         /// Use this policy directory instead of the config's (to try a draft).
         #[arg(long)]
         policy: Option<PathBuf>,
-        /// Print a JSON array of {recipient, level, policies, reasons, removed_fields}.
+        /// Print a JSON array of {recipient, level, policies, reasons, removed_fields,
+        /// lookup_hit, lookup_policies, after_grant, after_grant_policies}.
         #[arg(long)]
         json: bool,
     },
@@ -123,6 +125,14 @@ pub fn run(cmd: PolicyCommand) -> Result<ExitCode> {
                 if !line.removed_fields.is_empty() {
                     println!("{:<12}   withheld: {}", "", line.removed_fields.join(", "));
                 }
+                println!(
+                    "{:<12}   on a lookup: {} ({}); after a granted request: {} ({})",
+                    "",
+                    if line.lookup_hit { "hit" } else { "no hit" },
+                    line.lookup_policies.join(", "),
+                    line.after_grant.to_uppercase(),
+                    line.after_grant_policies.join(", ")
+                );
                 println!();
             }
             Ok(ExitCode::SUCCESS)

@@ -76,7 +76,20 @@ fn explain_json_has_the_documented_keys() {
     for row in rows {
         let mut keys: Vec<&str> = row.as_object().unwrap().keys().map(String::as_str).collect();
         keys.sort();
-        assert_eq!(keys, vec!["level", "policies", "reasons", "recipient", "removed_fields"]);
+        assert_eq!(
+            keys,
+            vec![
+                "after_grant",
+                "after_grant_policies",
+                "level",
+                "lookup_hit",
+                "lookup_policies",
+                "policies",
+                "reasons",
+                "recipient",
+                "removed_fields"
+            ]
+        );
     }
     let frontex = rows.iter().find(|r| r["recipient"] == "frontex").unwrap();
     assert_eq!(frontex["level"], "redacted");
@@ -140,5 +153,73 @@ async fn verify_bundle_passes_and_a_corrupted_bundle_fails() {
     let out = isx(&["audit", "verify", "--bundle", bad.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("VERIFICATION FAILED: entry 0"), "{}", text(&out));
+    topo.shutdown().await;
+}
+
+/// Runs `isx` off the async runtime, so the in-process gateway keeps serving.
+async fn isx_async(args: Vec<String>) -> Output {
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        isx(&args)
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookup_request_list_and_decide_from_the_command_line() {
+    let topo = isx_testkit::Topology::start(isx_testkit::TopologySpec::default_agencies()).await.unwrap();
+    let alert = isx_testkit::samples::migrant_smuggling("de-police", &["it-police"]);
+    topo.client("de-police").await.unwrap().publish(alert.clone()).await.unwrap();
+    let pki = topo.pki_dir().display().to_string();
+    let addr = topo.gateway_addr().to_string();
+    let who = |node: &str| -> Vec<String> {
+        ["--as", node, "--pki", &pki, "--gateway", &addr, "--officer", "cli officer"].map(str::to_owned).to_vec()
+    };
+    let cmd = |head: &[&str], node: &str, tail: &[&str]| -> Vec<String> {
+        head.iter().map(|s| (*s).to_owned()).chain(who(node)).chain(tail.iter().map(|s| (*s).to_owned())).collect()
+    };
+
+    let out = isx_async(cmd(&["lookup"], "frontex", &["--purpose", "p", "--justification", "j"])).await;
+    assert!(!out.status.success());
+    assert!(text(&out).contains("give at least one identifier"), "{}", text(&out));
+
+    let out = isx_async(cmd(
+        &["lookup"],
+        "frontex",
+        &["--plate", "fg 512 zt", "--purpose", "border check", "--justification", "van at Ventimiglia", "--json"],
+    ))
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["hits"][0]["holder"], "de-police");
+    assert_eq!(v["hits"][0]["alert_id"], alert.alert_id.as_str());
+    let hit = v["hits"][0]["hit_id"].as_str().unwrap().to_owned();
+
+    let out = isx_async(cmd(
+        &["access", "request"],
+        "frontex",
+        &[&hit, "--purpose", "border check", "--justification", "van at Ventimiglia", "--json"],
+    ))
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let request = v["request_id"].as_str().unwrap().to_owned();
+
+    let out = isx_async(cmd(&["access", "list"], "de-police", &["--state", "pending"])).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains(&request) && text(&out).contains("incoming (you decide): 1"), "{}", text(&out));
+
+    let out = isx_async(cmd(&["access", "decide"], "it-police", &[&request, "--grant", "--reason", "r"])).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("holder-decides"), "{}", text(&out));
+    let out = isx_async(cmd(&["access", "decide"], "de-police", &[&request, "--grant", "--reason", "joint op"])).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("granted") && text(&out).contains("redacted"), "{}", text(&out));
+    let out = isx_async(cmd(&["access", "decide"], "de-police", &[&request, "--deny", "--reason", "x"])).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("already granted"), "{}", text(&out));
+    let out = isx_async(cmd(&["access", "decline"], "frontex", &[&hit, "--reason", "x"])).await;
+    assert_eq!(out.status.code(), Some(1), "a granted hit cannot be declined");
     topo.shutdown().await;
 }

@@ -164,3 +164,46 @@ impl NodeConfig {
         Ok(config)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<NodeConfig, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("n.toml");
+        std::fs::write(&path, text).unwrap();
+        NodeConfig::load(&path).map_err(|e| e.to_string())
+    }
+
+    const BASE: &str = "id = \"de-police\"\npki_dir = \"pki\"\ndata_dir = \"data\"\nofficer = \"o\"\n";
+
+    #[test]
+    fn access_rules_match_in_order_and_bad_ones_name_the_key() {
+        let config = load(&format!(
+            "{BASE}[[access]]\ncategory = \"terrorism\"\nrequester = \"europol\"\ndecision = \"grant\"\n\
+             [[access]]\nrequester = \"europol\"\ndecision = \"deny\"\nreason = \"no\"\n"
+        ))
+        .unwrap();
+        let rules = &config.access;
+        assert_eq!(first_match(rules, "terrorism", "europol").map(|r| r.decision), Some(RuleDecision::Grant));
+        assert_eq!(first_match(rules, "cybercrime", "europol").map(|r| r.decision), Some(RuleDecision::Deny));
+        assert!(first_match(rules, "terrorism", "fr-police").is_none());
+        assert_eq!(rules[0].reason(), "granted by the agency's standing rule for terrorism for requests from europol");
+        assert_eq!(rules[1].reason(), "no");
+
+        let err = load(&format!("{BASE}[[access]]\ncategory = \"piracy\"\ndecision = \"grant\"\n")).unwrap_err();
+        assert!(err.contains("access[0].category") && err.contains("migrant_smuggling"), "{err}");
+        let err = load(&format!("{BASE}[[access]]\ndecision = \"maybe\"\n")).unwrap_err();
+        assert!(err.contains("unknown variant `maybe`"), "{err}");
+    }
+
+    #[test]
+    fn the_shipped_node_configs_load() {
+        let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy/local/nodes");
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            NodeConfig::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        }
+    }
+}

@@ -53,6 +53,14 @@ pub struct Explanation {
     pub reasons: Vec<String>,
     /// The fields withheld.
     pub removed_fields: Vec<String>,
+    /// Whether a lookup by this node that matches the alert shows it a hit.
+    pub lookup_hit: bool,
+    /// The policies that decided the lookup.
+    pub lookup_policies: Vec<String>,
+    /// The level this node would get if it asked after a hit and the holder granted.
+    pub after_grant: String,
+    /// The policies that decided that level.
+    pub after_grant_policies: Vec<String>,
 }
 
 /// The candidates for an alert: its addressees, or every registered node but
@@ -174,6 +182,14 @@ impl Disclosure {
         Decision { level, reasons: self.reasons(&ids), policy_ids: ids, removed_fields, view }
     }
 
+    /// The decision for `node` after it asked following a hit and the holder
+    /// granted access (`context.granted`).
+    pub fn granted(&self, alert: &Alert, origin: Option<&NodeInfo>, node: &NodeInfo, officer: &str) -> Decision {
+        let prepared = self.prepare(alert, origin, &[node]);
+        let addressed = alert.addressees.iter().any(|a| a == node.id.as_str());
+        self.decide(alert, &prepared, node, Relation { addressed, granted: true }, officer)
+    }
+
     /// May `node` see a hit on `alert` in a lookup? Returns the answer and the
     /// deciding policies: the permits when shown, the forbids (or
     /// `default-deny`, `evaluation-error`) when withheld. Never cached:
@@ -283,12 +299,23 @@ impl Disclosure {
                         }
                     }
                 };
+                let question = LookupQuestion {
+                    purpose: alert.purpose.clone(),
+                    officer: officer.to_owned(),
+                    data_types: vec!["document".into()],
+                };
+                let (lookup_hit, lookup_policies) = self.lookup(alert, origin, n, &question);
+                let granted = self.granted(alert, origin, n, officer);
                 Explanation {
                     recipient: n.id.to_string(),
                     level: isx_core::display::level(decision.level).to_owned(),
                     policies: decision.policy_ids,
                     reasons: decision.reasons,
                     removed_fields: decision.removed_fields,
+                    lookup_hit,
+                    lookup_policies,
+                    after_grant: isx_core::display::level(granted.level).to_owned(),
+                    after_grant_policies: granted.policy_ids,
                 }
             })
             .collect()

@@ -4,7 +4,11 @@
 //! file, or an inline TOML table in the same shape), optionally deep-merges a
 //! `patch` over it (so one file serves many cases), names a recipient and the
 //! expected level, and may also name the fields that must be withheld and the
-//! policies that must be among the deciding ones:
+//! policies that must be among the deciding ones. `ask` chooses the question:
+//! `disclose` (the default: what the node receives when the alert is
+//! published), `after_grant` (what it receives if it asks after a hit and the
+//! holder grants; `expect` is a level) or `lookup` (whether a matching lookup
+//! shows it a hit; `expect` is `hit` or `no_hit`):
 //!
 //! ```toml
 //! gateway = "../gateway.toml"      # nodes and redaction profile (the CLI reads it)
@@ -16,6 +20,13 @@
 //! to = "fr-police"
 //! expect = "denied"
 //! policies = ["tlp-red-addressees-only"]
+//!
+//! [[case]]
+//! name = "a non-addressee still sees a hit on TLP:AMBER+STRICT"
+//! alert = "../alerts/trafficking-victim.json"
+//! ask = "lookup"
+//! to = "it-police"
+//! expect = "hit"
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -87,7 +98,10 @@ pub struct Case {
     pub patch: Option<toml::Value>,
     /// The recipient node.
     pub to: String,
-    /// `full`, `redacted`, `hit_only` or `denied`.
+    /// `disclose` (default), `after_grant` or `lookup`.
+    #[serde(default)]
+    pub ask: Ask,
+    /// `full`, `redacted`, `hit_only` or `denied`; for `ask = "lookup"`, `hit` or `no_hit`.
     pub expect: String,
     /// If given, exactly these fields must be withheld.
     pub removed_fields: Option<Vec<String>>,
@@ -96,6 +110,19 @@ pub struct Case {
     /// The officer in the decision context.
     #[serde(default = "default_officer")]
     pub officer: String,
+}
+
+/// The question a case asks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ask {
+    /// What the node receives when the alert is published.
+    #[default]
+    Disclose,
+    /// What it receives if it asks after a hit and the holder grants.
+    AfterGrant,
+    /// Whether a matching lookup shows it a hit.
+    Lookup,
 }
 
 fn default_officer() -> String {
@@ -122,6 +149,7 @@ pub struct CaseResult {
 }
 
 const LEVELS: [&str; 4] = ["full", "redacted", "hit_only", "denied"];
+const LOOKUPS: [&str; 2] = ["hit", "no_hit"];
 
 impl TestTable {
     /// Reads a table and resolves its paths against the table's directory.
@@ -151,8 +179,12 @@ impl TestTable {
                 name: case.name.clone(),
                 message,
             };
-            if !LEVELS.contains(&case.expect.as_str()) {
-                return Err(bad(format!("expect = {:?}: use one of {}", case.expect, LEVELS.join(", "))));
+            let allowed: &[&str] = if case.ask == Ask::Lookup { &LOOKUPS } else { &LEVELS };
+            if !allowed.contains(&case.expect.as_str()) {
+                return Err(bad(format!("expect = {:?}: use one of {}", case.expect, allowed.join(", "))));
+            }
+            if case.ask != Ask::Disclose && case.removed_fields.is_some() {
+                return Err(bad("removed_fields applies only to ask = \"disclose\"".into()));
             }
             match (&case.alert, &case.inline) {
                 (Some(_), Some(_)) => return Err(bad("give either alert or inline, not both".into())),
@@ -231,9 +263,15 @@ pub fn run(table: &TestTable, disclosure: &Disclosure, nodes: &[NodeInfo]) -> Ve
                 result.detail = format!("{} is the alert's origin; it is never a recipient", case.to);
                 return result;
             };
+            let (got, policies) = match case.ask {
+                Ask::Disclose => (e.level.clone(), e.policies.clone()),
+                Ask::AfterGrant => (e.after_grant.clone(), e.after_grant_policies.clone()),
+                Ask::Lookup => (if e.lookup_hit { "hit" } else { "no_hit" }.to_owned(), e.lookup_policies.clone()),
+            };
             let mut problems = Vec::new();
-            if e.level != case.expect {
-                problems.push(format!("level {} instead of {}", e.level, case.expect));
+            if got != case.expect {
+                let what = if case.ask == Ask::Lookup { "lookup" } else { "level" };
+                problems.push(format!("{what} {got} instead of {}", case.expect));
             }
             if let Some(want) = &case.removed_fields
                 && *want != e.removed_fields
@@ -241,13 +279,13 @@ pub fn run(table: &TestTable, disclosure: &Disclosure, nodes: &[NodeInfo]) -> Ve
                 problems.push(format!("withheld {:?} instead of {:?}", e.removed_fields, want));
             }
             if let Some(want) = &case.policies {
-                let missing: Vec<&String> = want.iter().filter(|p| !e.policies.contains(p)).collect();
+                let missing: Vec<&String> = want.iter().filter(|p| !policies.contains(p)).collect();
                 if !missing.is_empty() {
-                    problems.push(format!("deciding policies {:?} lack {:?}", e.policies, missing));
+                    problems.push(format!("deciding policies {policies:?} lack {missing:?}"));
                 }
             }
-            result.got = e.level;
-            result.policies = e.policies;
+            result.got = got;
+            result.policies = policies;
             result.pass = problems.is_empty();
             result.detail = problems.join("; ");
             result
@@ -301,6 +339,39 @@ labels = { tlp = "TLP_AMBER", handling_code = "HANDLING_CODE_H0" }
             })
             .collect();
         run(&table, &d, &nodes)
+    }
+
+    #[test]
+    fn lookup_and_after_grant_cases() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine =
+            PolicyEngine::load(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy/local/policy")).unwrap();
+        let d = Disclosure::new(Arc::new(engine), RedactionProfile::default());
+        let nodes: Vec<NodeInfo> = ["de-police", "fr-police", "it-police"]
+            .iter()
+            .map(|id| NodeInfo {
+                id: NodeId::new(*id).unwrap(),
+                kind: NodeKind::National,
+                country: "XX".into(),
+                roles: NodeKind::National.default_roles(),
+                name: String::new(),
+            })
+            .collect();
+        let red = CASE.replace("TLP_AMBER", "TLP_RED").replace("\"fr-police\"", "\"it-police\"");
+        let table = format!(
+            "{}\naddressees = [\"fr-police\"]\n{}\naddressees = [\"fr-police\"]\n",
+            red.replace("expect = \"EXPECT\"", "ask = \"lookup\"\nexpect = \"no_hit\""),
+            red.replace("expect = \"EXPECT\"", "ask = \"after_grant\"\nexpect = \"full\""),
+        );
+        let results = run(&TestTable::load(&write(dir.path(), &table)).unwrap(), &d, &nodes);
+        assert!(results.iter().all(|r| r.pass), "{results:?}");
+        assert_eq!(results[0].policies, vec!["tlp-red-addressees-only"]);
+        let wrong = table.replacen("expect = \"no_hit\"", "expect = \"hit\"", 1);
+        let results = run(&TestTable::load(&write(dir.path(), &wrong)).unwrap(), &d, &nodes);
+        assert_eq!(results[0].detail, "lookup no_hit instead of hit");
+        let bad = table.replacen("expect = \"no_hit\"", "expect = \"full\"", 1);
+        let err = TestTable::load(&write(dir.path(), &bad)).unwrap_err().to_string();
+        assert!(err.contains("use one of hit, no_hit"), "{err}");
     }
 
     #[test]
