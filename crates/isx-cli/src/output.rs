@@ -128,6 +128,8 @@ pub fn print_bench(r: &isx_testkit::bench::BenchReport) {
     println!("{:<34} {:>14.0}  transport limit (no-op RPC, same mTLS channels)", "baseline_rps", r.baseline_rps);
     println!("{:<34} {:>14.0}  durable, default policy, 4 recipients", "publish_rps", r.publish_rps);
     println!("{:<34} {:>14.3}  publish_rps / baseline_rps", "publish_ratio", r.publish_ratio);
+    println!("{:<34} {:>14.0}  audited hit/no-hit by document, 1 match", "lookup_rps", r.lookup_rps);
+    println!("{:<34} {:>14.3}  lookup_rps / baseline_rps", "lookup_ratio", r.lookup_ratio);
     println!(
         "{:<34} {:>14.0}  one recipient each, with redaction, cache warm",
         "policy_decisions_per_s", r.policy_decisions_per_s

@@ -6,6 +6,9 @@
 //!   channels, the transport limit;
 //! - `publish_rps`: durable publishes with the default policy, fan-out to four
 //!   subscribed recipients;
+//! - `lookup_rps`: hit/no-hit lookups by document number (one match among
+//!   every alert published so far, a Cedar `lookup` decision, a durable
+//!   consultation record each);
 //! - `policy_decisions_per_s`: the Cedar decision path alone (one alert, five
 //!   recipients, with redaction), and its share of a publish's cost.
 
@@ -69,6 +72,10 @@ pub struct BenchReport {
     pub publish_rps: f64,
     /// `publish_rps / baseline_rps`.
     pub publish_ratio: f64,
+    /// Audited hit/no-hit lookups per second (one match among the published alerts).
+    pub lookup_rps: f64,
+    /// `lookup_rps / baseline_rps`.
+    pub lookup_ratio: f64,
     /// Disclosure decisions per second (one recipient each, with redaction), decision cache warm.
     pub policy_decisions_per_s: f64,
     /// Microseconds of policy work per published alert (five candidates), cache warm.
@@ -225,6 +232,35 @@ pub async fn run(
     report.publish_rps = ok as f64 / took.as_secs_f64();
     report.errors += err;
     report.publish_ratio = report.publish_rps / report.baseline_rps.max(1e-9);
+
+    progress("lookup: by document number, one match, audited");
+    let target = samples::foreign_fighter("de-police", &["fr-police"]);
+    clients[0]
+        .publish(target)
+        .await
+        .map_err(|e| TopologyError::Node { node: "bench".into(), message: e.to_string() })?;
+    let mut askers = Vec::new();
+    for _ in 0..options.channels.max(1) {
+        askers.push(topo.client("it-police").await?);
+    }
+    let askers = Arc::new(askers);
+    let (ok, err, took) = drive(options.phase, options.concurrency, move |w| {
+        let client = askers[w % askers.len()].clone();
+        async move {
+            use isx_core::wire::lookup_identifier::Kind;
+            let id = isx_core::wire::LookupIdentifier {
+                kind: Some(Kind::Document(isx_core::wire::DocumentNumber {
+                    issuing_country: "DE".into(),
+                    number: "C4J9X1R27".into(),
+                })),
+            };
+            client.lookup(vec![id], "bench", "bench").await.is_ok_and(|r| r.hits.len() == 1)
+        }
+    })
+    .await;
+    report.lookup_rps = ok as f64 / took.as_secs_f64();
+    report.lookup_ratio = report.lookup_rps / report.baseline_rps.max(1e-9);
+    report.errors += err;
     topo.shutdown().await;
 
     progress("policy: the decision path alone");
