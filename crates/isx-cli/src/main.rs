@@ -6,6 +6,7 @@ mod alert;
 mod audit;
 mod output;
 mod policy;
+mod scenario;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -56,6 +57,9 @@ enum Command {
     /// Follow a hit up: request the data, decide a request, decline, list.
     #[command(subcommand)]
     Access(access::AccessCommand),
+    /// Run integration scenarios: a topology, a story and expectations in TOML.
+    #[command(subcommand)]
+    Scenario(scenario::ScenarioCommand),
     /// Check, explain and test the disclosure policy.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
@@ -293,6 +297,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Alert(cmd) => return alert::run(cmd).await,
         Command::Lookup(args) => return access::lookup(args).await,
         Command::Access(cmd) => return access::run(cmd).await,
+        Command::Scenario(cmd) => return scenario::run(cmd).await,
         Command::Policy(cmd) => return policy::run(cmd),
         Command::Audit(cmd) => return audit::run(cmd).await,
         Command::Bench { quick, json, concurrency, log_sizes } => {
@@ -322,6 +327,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_log = match cli.command {
         Command::Gateway(_) | Command::Node(_) => "info",
+        // The refusals these provoke on purpose are expectations, not news.
+        Command::Scenario(_) | Command::Demo => "error",
         _ => "warn",
     };
     init_logging(default_log);

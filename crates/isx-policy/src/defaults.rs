@@ -12,6 +12,15 @@ pub const FILES: &[(&str, &str)] = &[
     ("lookup.cedar", include_str!("../../../deploy/local/policy/lookup.cedar")),
 ];
 
+/// The `@id` of every default policy, in file order.
+pub fn policy_ids() -> Vec<String> {
+    FILES
+        .iter()
+        .filter(|(name, _)| name.ends_with(".cedar"))
+        .flat_map(|(_, text)| text.split("@id(\"").skip(1).filter_map(|rest| rest.split('"').next().map(str::to_owned)))
+        .collect()
+}
+
 /// Writes the default policy files into `dir` (created if missing).
 pub fn write_to(dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
@@ -35,5 +44,16 @@ mod tests {
         let mut compiled: Vec<String> = super::FILES.iter().map(|(n, _)| (*n).to_owned()).collect();
         compiled.sort();
         assert_eq!(on_disk, compiled, "add new policy files to defaults::FILES");
+    }
+
+    #[test]
+    fn policy_ids_are_those_the_engine_loads() {
+        let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy/local/policy");
+        let engine = crate::PolicyEngine::load(&dir).unwrap();
+        let mut loaded: Vec<String> = engine.policies().map(|p| p.id.clone()).collect();
+        let mut ids = super::policy_ids();
+        loaded.sort();
+        ids.sort();
+        assert_eq!(ids, loaded);
     }
 }

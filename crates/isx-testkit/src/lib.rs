@@ -7,6 +7,8 @@
 //!   the gateway and nodes; get clients and inboxes.
 //! - [`samples`]: realistic alerts (a foreign-fighter check, a
 //!   migrant-smuggling network, a trafficking victim) for tests and the demo.
+//! - [`scenario`]: scenario files (a topology, steps and expectations in
+//!   TOML), their runner and JUnit report: `isx scenario run`.
 //! - [`demo`]: the `isx demo` run.
 //! - [`bench`]: `isx bench`, each figure next to a same-run baseline.
 //!
@@ -31,6 +33,7 @@
 pub mod bench;
 pub mod demo;
 pub mod samples;
+pub mod scenario;
 pub mod topology;
 
 pub use topology::{NodeSpec, Topology, TopologyError, TopologySpec};

@@ -46,6 +46,9 @@ pub enum TopologyError {
     /// The node is not part of this topology.
     #[error("no node {0:?} in this topology")]
     UnknownNode(String),
+    /// The operation needs the gateway in this process (see [`Topology::attach`]).
+    #[error("{0} needs an in-process gateway; this topology is attached to a running one")]
+    Attached(&'static str),
 }
 
 /// One node of a topology.
@@ -155,6 +158,10 @@ pub struct Topology {
     events: Option<mpsc::UnboundedSender<(NodeId, NodeEvent)>>,
     skew_ms: Arc<AtomicI64>,
     policy: Option<Arc<isx_gateway::disclosure::PolicyDisclosure>>,
+    /// `host:port` the clients dial.
+    target: String,
+    /// Attached to a gateway that runs elsewhere.
+    attached: bool,
 }
 
 impl std::fmt::Debug for Topology {
@@ -234,6 +241,8 @@ impl Topology {
             events,
             skew_ms: Arc::new(AtomicI64::new(0)),
             policy: None,
+            target: format!("localhost:{}", addr.port()),
+            attached: false,
         };
         topo.launch_gateway(listener)?;
         let mocks: Vec<NodeId> = topo.spec.nodes.iter().filter(|n| n.run_mock).map(|n| n.id.clone()).collect();
@@ -241,6 +250,56 @@ impl Topology {
             topo.start_node(id.as_str()).await?;
         }
         Ok(topo)
+    }
+
+    /// Runs the spec's mock agencies against a gateway that is already
+    /// running at `gateway` (`host:port`), with certificates from `pki_dir`.
+    /// The nodes must be registered there. Operations on the gateway itself
+    /// (restart, clock, policy reload) return [`TopologyError::Attached`].
+    pub async fn attach(spec: TopologySpec, gateway: &str, pki_dir: &Path) -> Result<Self, TopologyError> {
+        let dir = tempfile::Builder::new().prefix("isx-attached-").tempdir()?;
+        let addr = tokio::net::lookup_host(gateway)
+            .await?
+            .next()
+            .ok_or_else(|| TopologyError::Node { node: "gateway".into(), message: format!("{gateway}: no address") })?;
+        let config = GatewayConfig {
+            policy_dir: dir.path().join("policy"),
+            redaction: spec.redaction.clone(),
+            listen: addr,
+            pki_dir: pki_dir.to_owned(),
+            data_dir: dir.path().join("gateway"),
+            crls: vec![],
+            limits: spec.limits.clone(),
+            delivery: spec.delivery.clone(),
+            audit: spec.audit.clone(),
+            access: spec.access.clone(),
+            nodes: BTreeMap::new(),
+        };
+        let mut topo = Self {
+            dir,
+            spec,
+            config,
+            addr,
+            gateway: None,
+            gateway_result: None,
+            nodes: BTreeMap::new(),
+            inboxes: BTreeMap::new(),
+            events: None,
+            skew_ms: Arc::new(AtomicI64::new(0)),
+            policy: None,
+            target: gateway.to_owned(),
+            attached: true,
+        };
+        let mocks: Vec<NodeId> = topo.spec.nodes.iter().filter(|n| n.run_mock).map(|n| n.id.clone()).collect();
+        for id in mocks {
+            topo.start_node(id.as_str()).await?;
+        }
+        Ok(topo)
+    }
+
+    /// True if the gateway runs elsewhere ([`Topology::attach`]).
+    pub fn is_attached(&self) -> bool {
+        self.attached
     }
 
     fn launch_gateway(&mut self, listener: TcpListener) -> Result<(), TopologyError> {
@@ -263,6 +322,7 @@ impl Topology {
     }
 
     /// Moves the gateway's clock forward by `by` (expiry tests; no sleeping).
+    /// Has no effect on an attached topology (see [`Topology::is_attached`]).
     pub fn advance_clock(&self, by: std::time::Duration) {
         self.skew_ms.fetch_add(by.as_millis() as i64, Ordering::Relaxed);
     }
@@ -319,7 +379,7 @@ impl Topology {
             officer: format!("officer@{id}"),
             node: id,
             pki_dir: self.config.pki_dir.clone(),
-            gateway: format!("localhost:{}", self.addr.port()),
+            gateway: self.target.clone(),
         })
     }
 
@@ -395,6 +455,9 @@ impl Topology {
 
     /// Starts the gateway again on the same address and data.
     pub async fn start_gateway(&mut self) -> Result<(), TopologyError> {
+        if self.attached {
+            return Err(TopologyError::Attached("starting the gateway"));
+        }
         if self.gateway.is_some() {
             return Ok(());
         }
@@ -404,6 +467,9 @@ impl Topology {
 
     /// Stops the gateway and starts it again on the same address and data.
     pub async fn restart_gateway(&mut self) -> Result<(), TopologyError> {
+        if self.attached {
+            return Err(TopologyError::Attached("restarting the gateway"));
+        }
         self.stop_gateway().await?;
         self.start_gateway().await
     }
@@ -415,6 +481,32 @@ impl Topology {
             running.stop().await;
         }
         let _ = self.stop_gateway().await;
+    }
+
+    /// Audit records matching `filter` (up to 1000), read as the first node
+    /// with the `audit` role, each checked against its inclusion proof.
+    pub async fn audit_records(
+        &self,
+        filter: isx_core::wire::SearchRequest,
+    ) -> Result<Vec<isx_core::wire::AuditRecord>, TopologyError> {
+        let auditor = self
+            .spec
+            .nodes
+            .iter()
+            .find(|n| n.roles.clone().unwrap_or_else(|| n.kind.default_roles()).contains(&Role::Audit))
+            .ok_or_else(|| TopologyError::UnknownNode("(a node with the audit role)".into()))?;
+        let client = self.client(auditor.id.as_str()).await?;
+        let req = isx_core::wire::SearchRequest { limit: 1000, ..filter };
+        let page = isx_node::audit::search(&client, req)
+            .await
+            .map_err(|e| TopologyError::Node { node: auditor.id.to_string(), message: e.to_string() })?;
+        let bad = |e: &dyn std::fmt::Display| TopologyError::Node { node: "audit".into(), message: e.to_string() };
+        let checkpoint = page.checkpoint.as_ref().ok_or_else(|| bad(&"search answer without a checkpoint"))?;
+        let checkpoint = isx_audit::verify::checkpoint(checkpoint, None).map_err(|e| bad(&e))?;
+        for entry in &page.entries {
+            isx_audit::verify::inclusion(entry, &checkpoint).map_err(|e| bad(&e))?;
+        }
+        Ok(page.entries.into_iter().filter_map(|e| e.record).collect())
     }
 
     /// Shared handle to the spec this topology was started from.
