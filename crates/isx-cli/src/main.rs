@@ -7,6 +7,7 @@ mod audit;
 mod output;
 mod policy;
 mod scenario;
+mod up;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -57,6 +58,8 @@ enum Command {
     /// Follow a hit up: request the data, decide a request, decline, list.
     #[command(subcommand)]
     Access(access::AccessCommand),
+    /// Start the gateway and every agency of deploy/local as separate processes.
+    Up(up::UpArgs),
     /// Run integration scenarios: a topology, a story and expectations in TOML.
     #[command(subcommand)]
     Scenario(scenario::ScenarioCommand),
@@ -156,6 +159,12 @@ struct NodeArgs {
     /// Override the gateway address from the file.
     #[arg(long)]
     gateway: Option<String>,
+    /// Override the PKI directory from the file.
+    #[arg(long)]
+    pki: Option<PathBuf>,
+    /// Override the data directory from the file.
+    #[arg(long)]
+    data: Option<PathBuf>,
 }
 
 fn init_logging(default: &str) {
@@ -232,6 +241,12 @@ async fn node(args: NodeArgs) -> Result<()> {
     if let Some(gateway) = args.gateway {
         config.gateway = gateway;
     }
+    if let Some(pki) = args.pki {
+        config.pki_dir = pki;
+    }
+    if let Some(data) = args.data {
+        config.data_dir = data;
+    }
     let options = isx_node::ClientOptions {
         node: config.id.clone(),
         pki_dir: config.pki_dir.clone(),
@@ -298,6 +313,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Lookup(args) => return access::lookup(args).await,
         Command::Access(cmd) => return access::run(cmd).await,
         Command::Scenario(cmd) => return scenario::run(cmd).await,
+        Command::Up(args) => return up::run(args).await,
         Command::Policy(cmd) => return policy::run(cmd),
         Command::Audit(cmd) => return audit::run(cmd).await,
         Command::Bench { quick, json, concurrency, log_sizes } => {
@@ -326,7 +342,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_log = match cli.command {
-        Command::Gateway(_) | Command::Node(_) => "info",
+        Command::Gateway(_) | Command::Node(_) | Command::Up(_) => "info",
         // The refusals these provoke on purpose are expectations, not news.
         Command::Scenario(_) | Command::Demo => "error",
         _ => "warn",

@@ -141,6 +141,28 @@ pub async fn run(
         policies: BTreeSet::new(),
         step: (0, 0),
     };
+    let needs_gateway: Vec<String> = scenario
+        .steps
+        .iter()
+        .filter(|s| matches!(s.action, Action::RestartGateway | Action::AdvanceClock))
+        .map(|s| format!("step {} (line {})", s.number, s.line))
+        .collect();
+    if runner.topo.is_attached() && !needs_gateway.is_empty() {
+        runner.check(
+            "the scenario runs against an attached gateway",
+            Verdict::Skipped(format!(
+                "it restarts the gateway or moves its clock ({}); run it in process",
+                needs_gateway.join(", ")
+            )),
+        );
+        return Report {
+            path: scenario.path.clone(),
+            name: scenario.name.clone(),
+            checks: runner.checks,
+            elapsed: start.elapsed(),
+            policies: runner.policies,
+        };
+    }
     for step in &scenario.steps {
         runner.step = (step.number, step.line);
         if let Some(say) = &step.fields.say {
@@ -314,10 +336,6 @@ impl Runner<'_> {
             isx_policy::table::merge(&mut value, &serde_json::to_value(patch).map_err(|e| format!("patch: {e}"))?);
         }
         from_json::<Alert>(&value.to_string(), "the step's alert").map_err(|e| e.to_string())
-    }
-
-    fn name_of(&self, alert_id: &str) -> String {
-        self.alerts.iter().find(|(_, a)| a.alert_id == alert_id).map(|(n, _)| n.clone()).unwrap_or(alert_id.to_owned())
     }
 
     fn alert_id(&mut self, name: &str) -> Option<String> {
@@ -653,8 +671,19 @@ impl Runner<'_> {
         }
         let Ok(resp) = result else { return };
         let mut names = Vec::new();
+        let mut foreign = 0;
         for hit in &resp.hits {
-            let name = self.name_of(&hit.alert_id);
+            // Against a shared gateway, alerts from other runs may match too; only ours count.
+            if !self.alerts.values().any(|a| a.alert_id == hit.alert_id) {
+                foreign += 1;
+                continue;
+            }
+            let name = self
+                .alerts
+                .iter()
+                .find(|(_, a)| a.alert_id == hit.alert_id)
+                .map(|(n, _)| n.clone())
+                .unwrap_or_default();
             self.policies.extend(hit.policy_ids.iter().cloned());
             self.detail(format!(
                 "hit: {name} held by {} ({}, matched on {})",
@@ -667,6 +696,9 @@ impl Runner<'_> {
         }
         if resp.hits.is_empty() {
             self.detail("no hit".into());
+        }
+        if foreign > 0 {
+            self.detail(format!("{foreign} more hit(s) on alerts this scenario did not publish (ignored)"));
         }
         if let Some(want) = &f.hits {
             let mut got = names.clone();
