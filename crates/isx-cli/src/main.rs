@@ -253,11 +253,12 @@ async fn node(args: NodeArgs) -> Result<()> {
         gateway: config.gateway.clone(),
         officer: config.officer.clone(),
     };
+    // Handle SIGTERM and Ctrl-C before saying we are up (`isx up` waits for that line).
+    let shutdown = CancellationToken::new();
+    cancel_on_signal(shutdown.clone());
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let node = isx_node::MockNode::open(options, &config.data_dir)?.with_rules(config.access.clone()).with_events(tx);
     println!("{} node: {} alerts in its store; connecting to {}", config.id, node.inbox().len(), config.gateway);
-    let shutdown = CancellationToken::new();
-    cancel_on_signal(shutdown.clone());
     let task = tokio::spawn(node.run(shutdown.clone()));
     let printer = tokio::spawn(async move {
         while let Some(event) = rx.recv().await {

@@ -173,8 +173,20 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
             a.extend(["--data".into(), d.join(&id).display().to_string()]);
         }
         let mut child = spawn(&id, &a)?;
-        relay(&id, child.stdout.take().context("node stdout")?, false);
         relay(&id, child.stderr.take().context("node stderr")?, true);
+        // Its first line says it is up (and handles signals).
+        let mut lines = BufReader::new(child.stdout.take().context("node stdout")?).lines();
+        match tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await {
+            Ok(Ok(Some(line))) => println!("[{id}] {line}"),
+            _ => {
+                procs.push(Proc { name: id.clone(), child });
+                for p in &procs {
+                    terminate(p);
+                }
+                bail!("agency {id} did not start; its messages are above");
+            }
+        }
+        relay(&id, lines.into_inner(), false);
         procs.push(Proc { name: id, child });
     }
 

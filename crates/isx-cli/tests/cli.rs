@@ -223,3 +223,69 @@ async fn lookup_request_list_and_decide_from_the_command_line() {
     assert_eq!(out.status.code(), Some(1), "a granted hit cannot be declined");
     topo.shutdown().await;
 }
+
+#[test]
+fn scenario_run_reports_each_expectation_and_a_malformed_file_names_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let alerts = repo().join("deploy/local/alerts");
+    let good = format!(
+        "name = \"t\"\n[[step]]\ndo = \"publish\"\nas = \"it-police\"\nfile = {:?}\nreceipt = {{ frontex = \"full\" }}\n",
+        alerts.join("smuggling-network.json")
+    );
+    let file = dir.path().join("wrong.toml");
+    std::fs::write(&file, &good).unwrap();
+    let junit = dir.path().join("junit.xml");
+    let out = isx(&["scenario", "run", file.to_str().unwrap(), "--junit", junit.to_str().unwrap()]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("FAIL  receipt: frontex full — got redacted"), "{t}");
+    assert!(t.contains("1 failed"), "{t}");
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains("<failure message=\"got redacted\"/>"), "{xml}");
+
+    std::fs::write(&file, good.replace("as = \"it-police\"", "as = \"it-police\"\ncolour = \"red\"")).unwrap();
+    let out = isx(&["scenario", "run", file.to_str().unwrap()]);
+    let t = text(&out);
+    assert!(!out.status.success());
+    assert!(t.contains("wrong.toml:5: step 1: key `colour` does not apply"), "{t}");
+}
+
+#[test]
+fn isx_up_starts_every_process_and_stops_them_cleanly() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_isx"))
+        .args(["up", "--dir", dir.path().to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .current_dir(repo())
+        .env("ISX_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    // Bounded: the summary ends with this line, or the process exits.
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let done = line.starts_with("Ctrl-C stops everything");
+        seen.push(line);
+        if done || seen.len() > 500 {
+            break;
+        }
+    }
+    let all = seen.join("\n");
+    assert!(all.contains("created the development PKI"), "{all}");
+    assert!(all.contains("isx up: the gateway listens on 127.0.0.1:"), "{all}");
+    for agency in ["de-police", "fr-police", "it-police", "europol", "frontex"] {
+        assert!(all.contains(&format!("agency {agency}")), "{all}");
+    }
+    assert!(dir.path().join("pki/ca.crt").exists() && dir.path().join("pki/audit.key").exists());
+    // Ctrl-C: SIGINT to `isx up` alone; it stops the agencies, then the gateway.
+    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().unwrap();
+    let rest = rest.join("\n");
+    assert!(status.success(), "{rest}");
+    assert!(rest.contains("gateway stopped") && rest.contains("frontex stopped"), "{rest}");
+}

@@ -153,20 +153,24 @@ pub async fn verify_live(
         add("node", &r.node);
         add("officer", &r.officer);
         add("alert", &r.alert_id);
+        for h in &r.hits {
+            add("alert", &h.alert_id);
+        }
+        add("request", &r.request_id);
         add("operation", r.operation().as_str_name());
         add("purpose", &r.purpose);
         for p in &r.subject_pseudonyms {
             add("subject", p);
         }
     }
-    // Every node, officer, operation and purpose; up to 50 alerts and 50 subjects.
+    // Every node, officer, operation and purpose; up to 50 alerts, requests and subjects.
     let mut per_kind: BTreeMap<String, u64> = BTreeMap::new();
     let checks: Vec<_> = expected
         .iter()
         .filter(|((kind, _), _)| {
             let n = per_kind.entry(kind.clone()).or_default();
             *n += 1;
-            !matches!(kind.as_str(), "alert" | "subject") || *n <= 50
+            !matches!(kind.as_str(), "alert" | "subject" | "request") || *n <= 50
         })
         .collect();
     let total = checks.len() as u64;
@@ -178,6 +182,7 @@ pub async fn verify_live(
             "node" => req.node = value.clone(),
             "officer" => req.officer = value.clone(),
             "alert" => req.alert_id = value.clone(),
+            "request" => req.request_id = value.clone(),
             "purpose" => req.purpose = value.clone(),
             "subject" => req.subject_pseudonym = value.clone(),
             _ => req.operation = Operation::from_str_name(value).unwrap_or_default() as i32,

@@ -1,65 +1,74 @@
-//! `isx demo`: five mock agencies exchange three realistic alerts through one
-//! gateway over real mutual TLS, and a table shows who received what.
+//! `isx demo`: the showcase scenario (`deploy/local/scenarios/01-showcase.toml`,
+//! compiled in), narrated step by step for a reader who does not read Rust.
+//!
+//! A gateway and five mock agencies start in this process over real mutual
+//! TLS 1.3 on 127.0.0.1. For each alert the demo shows what each agency
+//! received, at which level, and the policy's reason; then a hit/no-hit
+//! lookup and a granted request; then the audit trail, verified as an
+//! auditor would, and the commands to explore further.
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use isx_core::display;
-use isx_core::wire::{Alert, DisclosureLevel, Receipt};
+use isx_core::wire::{DisclosureLevel, SearchRequest};
 
-use crate::samples;
-use crate::topology::{Topology, TopologyError, TopologySpec};
+use crate::scenario::run::{Line, Options, Verdict};
+use crate::scenario::{Embedded, Scenario, ScenarioError};
+use crate::topology::{Topology, TopologyError};
 
 /// How long the demo waits for each expected delivery.
 pub const DELIVERY_LIMIT: Duration = Duration::from_secs(15);
 
-/// The outcome of one expected or unexpected delivery.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mismatch {
-    /// The alert's short title.
-    pub alert: String,
-    /// The node.
-    pub node: String,
-    /// What the receipt promised.
-    pub expected: String,
-    /// What arrived.
-    pub got: String,
+/// Where the showcase lives in the repository (and, compiled in, in the binary).
+pub const SHOWCASE: &str = "deploy/local/scenarios/01-showcase.toml";
+
+/// The showcase and the alert files it names, as compiled into the binary.
+pub fn embedded() -> Embedded {
+    let files: [(&str, &'static str); 4] = [
+        (SHOWCASE, include_str!("../../../deploy/local/scenarios/01-showcase.toml")),
+        ("deploy/local/alerts/foreign-fighter.json", include_str!("../../../deploy/local/alerts/foreign-fighter.json")),
+        (
+            "deploy/local/alerts/smuggling-network.json",
+            include_str!("../../../deploy/local/alerts/smuggling-network.json"),
+        ),
+        (
+            "deploy/local/alerts/trafficking-victim.json",
+            include_str!("../../../deploy/local/alerts/trafficking-victim.json"),
+        ),
+    ];
+    Embedded(files.into_iter().map(|(p, t)| (PathBuf::from(p), t)).collect())
 }
 
 /// What the demo saw.
 #[derive(Debug, Default)]
 pub struct DemoReport {
-    /// Deliveries checked.
+    /// Expectations checked.
     pub checked: usize,
-    /// Where the node's inbox disagrees with the receipt.
-    pub mismatches: Vec<Mismatch>,
+    /// Expectations that failed, each with its step and reason.
+    pub failures: Vec<String>,
+    /// The audit log verified.
+    pub audit_verified: bool,
 }
 
 impl DemoReport {
-    /// True when every alert arrived where, and only where, the receipt said.
+    /// True when every expectation held and the audit log verified.
     pub fn ok(&self) -> bool {
-        self.mismatches.is_empty()
+        self.failures.is_empty() && self.audit_verified
     }
 }
 
 /// Demo failure.
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
+    /// The compiled-in showcase does not load.
+    #[error(transparent)]
+    Scenario(#[from] ScenarioError),
     /// The topology failed.
     #[error(transparent)]
     Topology(#[from] TopologyError),
-    /// An audit call failed.
-    #[error("audit: {0}")]
-    Audit(#[from] isx_node::audit::AuditClientError),
-    /// A publish was refused.
-    #[error("publish of {alert} refused: {status}")]
-    Publish {
-        /// Which alert.
-        alert: String,
-        /// The gRPC status.
-        status: tonic::Status,
-    },
     /// A node store failed.
     #[error("node store: {0}")]
     Inbox(#[from] isx_node::inbox::InboxError),
@@ -68,170 +77,203 @@ pub enum DemoError {
     Io(#[from] std::io::Error),
 }
 
-/// Runs the demo, writing a readable account to `out`.
+/// Wraps `text` at `width` columns after `indent`.
+fn wrap(text: &str, indent: &str, width: usize) -> String {
+    let mut out = String::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && indent.len() + line.len() + 1 + word.len() > width {
+            out.push_str(indent);
+            out.push_str(&line);
+            out.push('\n');
+            line.clear();
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        out.push_str(indent);
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
+/// Runs the demo, writing the narrated account to `out`.
 pub async fn run(out: &mut (dyn Write + Send)) -> Result<DemoReport, DemoError> {
     let started = Instant::now();
-    writeln!(out, "isx demo: one gateway, five agencies, mutual TLS 1.3 on 127.0.0.1\n")?;
-    let topo = Topology::start(TopologySpec::default_agencies()).await?;
+    let source = embedded();
+    let scenario = Scenario::load_from(Path::new(SHOWCASE), &source)?;
+    writeln!(out, "isx demo: {}\n", scenario.name)?;
+    write!(out, "{}", wrap(&scenario.description, "  ", 88))?;
+    let mut topo = Topology::start(scenario.spec.clone()).await?;
     writeln!(
         out,
-        "  gateway      listening on {} (temporary PKI and data in {})",
+        "\n  The gateway listens on {} (mutual TLS 1.3; temporary PKI and data in {}).",
         topo.gateway_addr(),
         topo.root().display()
     )?;
-    let agencies: Vec<(String, String)> =
-        topo.spec().nodes.iter().filter(|n| n.run_mock).map(|n| (n.id.to_string(), n.name.clone())).collect();
-    for (id, name) in &agencies {
-        writeln!(out, "  {id:<12} {name}")?;
-    }
-    writeln!(out)?;
-
-    let stories: Vec<(&str, Alert)> = vec![
-        ("foreign fighter", samples::foreign_fighter("de-police", &[])),
-        ("smuggling network", samples::migrant_smuggling("it-police", &["fr-police", "europol", "frontex"])),
-        ("trafficking victim", samples::trafficking_victim("fr-police", &["de-police", "it-police", "europol"])),
-    ];
-    let mut receipts: Vec<(&str, Alert, Receipt)> = Vec::new();
-    for (title, alert) in stories {
-        let client = topo.client(&alert.origin).await?;
-        let resp =
-            client.publish(alert.clone()).await.map_err(|status| DemoError::Publish { alert: title.into(), status })?;
-        let receipt = resp.receipt.unwrap_or_default();
-        let labels = alert.labels.clone().unwrap_or_default();
-        let to = if alert.addressees.is_empty() { "every agency".to_owned() } else { alert.addressees.join(", ") };
-        writeln!(
-            out,
-            "  {:<12} published {title} ({}, {}, {}) to {to}",
-            alert.origin,
-            display::category(alert.category()),
-            display::tlp(labels.tlp()),
-            display::handling(labels.handling_code()),
-        )?;
-        receipts.push((title, alert, receipt));
+    for n in topo.spec().nodes.iter() {
+        let role = if n.run_mock { "agency" } else { "auditor" };
+        writeln!(out, "  {:<10} {role:<8} {}", n.id.as_str(), n.name)?;
     }
 
-    let mut report = DemoReport::default();
-    let mut table: Vec<(String, String, BTreeMap<String, String>)> = Vec::new();
-    for (title, alert, receipt) in &receipts {
-        let mut row = BTreeMap::new();
-        let promised: BTreeMap<&str, DisclosureLevel> =
-            receipt.recipients.iter().map(|r| (r.node.as_str(), r.level())).collect();
-        for (node, _) in &agencies {
-            let inbox = topo.inbox(node);
-            let expected = promised.get(node.as_str()).copied().filter(|l| *l != DisclosureLevel::Denied);
-            let got = match expected {
-                Some(_) => inbox.wait_for(&alert.alert_id, DELIVERY_LIMIT).await?,
-                None => inbox.get(&alert.alert_id)?,
-            };
-            let cell = if *node == alert.origin {
-                "(origin)".to_owned()
-            } else {
-                match (&expected, &got) {
-                    (_, Some(r)) => display::level(r.level()).to_owned(),
-                    (Some(_), None) => "MISSING".to_owned(),
-                    (None, None) => "-".to_owned(),
+    // Narrate: the story, what happened, and only the expectations that failed.
+    let mut lines: Vec<Line> = Vec::new();
+    let report =
+        crate::scenario::run::run(&scenario, &mut topo, &source, &Options { limit: DELIVERY_LIMIT }, &mut |line| {
+            lines.push(line)
+        })
+        .await;
+    let mut held = 0usize;
+    for line in &lines {
+        match line {
+            Line::Say(text) => {
+                if held > 0 {
+                    writeln!(out, "     ({held} expectations held)")?;
+                    held = 0;
                 }
-            };
-            let got_level = got.as_ref().map(|r| r.level());
-            if *node != alert.origin && expected != got_level {
-                report.mismatches.push(Mismatch {
-                    alert: (*title).to_owned(),
-                    node: node.clone(),
-                    expected: expected.map(|l| display::level(l).to_owned()).unwrap_or_else(|| "nothing".into()),
-                    got: got_level.map(|l| display::level(l).to_owned()).unwrap_or_else(|| "nothing".into()),
-                });
+                writeln!(out)?;
+                let mut parts = text.splitn(2, ' ');
+                let (number, rest) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+                let body = wrap(rest, "    ", 88);
+                writeln!(out, "{number:<3} {}", body.trim_start())?;
             }
-            report.checked += 1;
-            row.insert(node.clone(), cell);
+            Line::Step { summary, .. } if summary.starts_with("publish") || summary.contains("requests access") => {
+                writeln!(out, "     → {summary}")?;
+            }
+            Line::Detail(text) => writeln!(out, "       {text}")?,
+            Line::Check(c) => match &c.verdict {
+                Verdict::Pass => held += 1,
+                Verdict::Fail(why) => writeln!(out, "     ✗ FAILED: {} — {why}", c.what)?,
+                Verdict::Skipped(why) => writeln!(out, "     - skipped: {} ({why})", c.what)?,
+            },
+            _ => {}
         }
-        table.push(((*title).to_owned(), alert.origin.clone(), row));
+    }
+    if held > 0 {
+        writeln!(out, "     ({held} expectations held)")?;
     }
 
-    writeln!(out, "\nWho received what:\n")?;
+    // Who received what, read back from each agency's own store.
+    let agencies: Vec<String> = topo.spec().nodes.iter().filter(|n| n.run_mock).map(|n| n.id.to_string()).collect();
+    writeln!(out, "\nWho holds what now (from each agency's own store):\n")?;
     write!(out, "  {:<20}", "alert")?;
-    for (node, _) in &agencies {
+    for node in &agencies {
         write!(out, " {node:<10}")?;
     }
     writeln!(out)?;
-    for (title, _, row) in &table {
-        write!(out, "  {title:<20}")?;
-        for (node, _) in &agencies {
-            write!(out, " {:<10}", row.get(node).map(String::as_str).unwrap_or("?"))?;
+    for (name, alert) in &report.alerts {
+        write!(out, "  {name:<20}")?;
+        for node in &agencies {
+            let cell = if *node == alert.origin {
+                "(holder)".to_owned()
+            } else {
+                match topo.inbox(node).get(&alert.alert_id)? {
+                    Some(r) if r.level() != DisclosureLevel::Unspecified => display::level(r.level()).to_owned(),
+                    _ => "-".to_owned(),
+                }
+            };
+            write!(out, " {cell:<10}")?;
         }
         writeln!(out)?;
     }
     writeln!(
         out,
-        "\n  full = the alert as sent; redacted = names, document numbers, special categories removed, birth date \
-         reduced to the year;\n  hit_only = only the reference, holder, category and action; denied = nothing; \
-         - = not a recipient; MISSING = promised but not delivered"
+        "\n  full = the alert as sent; redacted = names, document numbers, special categories and narrative\n  \
+         removed, birth date reduced to the year; hit_only = reference, holder, category and action only;\n  \
+         - = nothing. Frontex's redacted copy of the trafficking alert came after France granted its request."
     )?;
 
-    writeln!(out, "\nWhy (every level below full, with the deciding policy):\n")?;
-    for (title, _, receipt) in &receipts {
-        for r in receipt.recipients.iter().filter(|r| r.level() != DisclosureLevel::Full) {
-            let id = r.policy_ids.iter().find(|p| topo.policy_reason(p).is_some()).cloned().unwrap_or_default();
-            let reason = topo.policy_reason(&id).unwrap_or_default();
-            writeln!(out, "  {title:<20} {:<10} {:<9} {id}: {reason}", r.node, display::level(r.level()))?;
-        }
-    }
-
     // The auditor's view: what the log holds, and proof that it is complete and unaltered.
+    let mut demo = DemoReport {
+        checked: report.checks.len(),
+        failures: report
+            .checks
+            .iter()
+            .filter(|c| !c.ok())
+            .map(|c| match &c.verdict {
+                Verdict::Fail(why) => format!("step {} (line {}): {}: {why}", c.step, c.line, c.what),
+                _ => String::new(),
+            })
+            .collect(),
+        audit_verified: false,
+    };
     let auditor = topo.client("auditor").await?;
     match isx_node::audit::verify_live(&auditor, None, None, &|_, _, _| {}).await {
         Ok(v) => {
-            let all =
-                isx_node::audit::search(&auditor, isx_core::wire::SearchRequest { limit: 1000, ..Default::default() })
-                    .await;
+            let covered = v.checkpoint.tree_size;
+            let all = isx_node::audit::search(
+                &auditor,
+                SearchRequest { limit: 1000, justification: "isx demo summary".into(), ..Default::default() },
+            )
+            .await;
             let mut counts: BTreeMap<String, usize> = BTreeMap::new();
             if let Ok(page) = all {
-                let covered = v.checkpoint.tree_size;
                 for e in page.entries.iter().filter(|e| e.seq < covered).filter_map(|e| e.record.as_ref()) {
-                    *counts
-                        .entry(e.operation().as_str_name().trim_start_matches("OPERATION_").to_ascii_lowercase())
-                        .or_default() += 1;
+                    let op = e.operation().as_str_name().trim_start_matches("OPERATION_").to_ascii_lowercase();
+                    *counts.entry(op.replace('_', " ")).or_default() += 1;
                 }
             }
             let summary: Vec<String> = counts.iter().map(|(op, n)| format!("{n} {op}")).collect();
-            writeln!(out, "\nAudit trail: {} (the auditor's own reads are recorded too).", summary.join(", "))?;
+            writeln!(out, "\nThe audit trail holds {covered} records: {}.", summary.join(", "))?;
             writeln!(
                 out,
-                "Verified as the auditor would: {} records hashed again, the Merkle root recomputed and matched to the signed checkpoint, {} index searches matched the records:\n",
-                v.checkpoint.tree_size, v.index_checks
+                "  Subjects appear only as keyed pseudonyms; the auditor's own reads are recorded too.\n  \
+                 Verified as an auditor would: every record hashed again, the Merkle root recomputed and\n  \
+                 matched to the signed checkpoint, {} index searches matched the records:\n",
+                v.index_checks
             )?;
             for line in v.checkpoint.note.lines() {
-                writeln!(out, "  {line}")?;
+                writeln!(out, "    {line}")?;
             }
+            demo.audit_verified = true;
         }
-        Err(e) => {
-            writeln!(out, "\nAUDIT LOG VERIFICATION FAILED: {e}")?;
-            report.mismatches.push(Mismatch {
-                alert: "audit log".into(),
-                node: "gateway".into(),
-                expected: "verified".into(),
-                got: e.to_string(),
-            });
-        }
+        Err(e) => writeln!(out, "\nAUDIT LOG VERIFICATION FAILED: {e}")?,
     }
-
     topo.shutdown().await;
-    if report.ok() {
+
+    writeln!(out, "\nExplore further:")?;
+    for (cmd, what) in [
+        ("isx policy explain --alert deploy/local/alerts/trafficking-victim.json", "each agency's level and why"),
+        ("isx policy test deploy/local/policy/tests.toml", "the rule table"),
+        ("isx scenario run deploy/local/scenarios/*.toml", "every scenario, pass/fail per expectation"),
+        ("isx scenario run --verbose deploy/local/scenarios/05-hit-no-hit.toml", "lookups, grants, expiry"),
+        ("isx up", "the same agencies as separate processes"),
+    ] {
+        writeln!(out, "  {cmd:<72} {what}")?;
+    }
+    if demo.ok() {
         writeln!(
             out,
-            "\nOK: {} deliveries checked against the receipts in {:.1} s.",
-            report.checked,
+            "\nOK: {} expectations held and the audit log verified, in {:.1} s.",
+            demo.checked,
             started.elapsed().as_secs_f64()
         )?;
     } else {
-        writeln!(
-            out,
-            "\nFAILED: {} of {} checks disagree with the receipts:",
-            report.mismatches.len(),
-            report.checked
-        )?;
-        for m in &report.mismatches {
-            writeln!(out, "  {} at {}: expected {}, got {}", m.alert, m.node, m.expected, m.got)?;
+        writeln!(out, "\nFAILED: {} of {} expectations did not hold:", demo.failures.len(), demo.checked)?;
+        for f in &demo.failures {
+            writeln!(out, "  {f}")?;
         }
     }
-    Ok(report)
+    Ok(demo)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_compiled_in_showcase_is_the_file_in_the_repository() {
+        let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+        for (path, text) in super::embedded().0 {
+            assert_eq!(std::fs::read_to_string(root.join(&path)).unwrap(), text, "{}", path.display());
+        }
+    }
+
+    #[test]
+    fn wrapping_keeps_words_and_indent() {
+        let w = super::wrap("one two three four", "  ", 12);
+        assert_eq!(w, "  one two\n  three four\n");
+    }
 }

@@ -78,6 +78,7 @@ mod tests {
             ],
             elapsed: Duration::from_millis(1500),
             policies: Default::default(),
+            alerts: vec![],
         };
         let xml = render(&[report]);
         assert!(xml.contains("tests=\"3\" failures=\"1\""), "{xml}");

@@ -81,6 +81,8 @@ pub struct Report {
     pub elapsed: Duration,
     /// Every policy id that decided something during the run.
     pub policies: BTreeSet<String>,
+    /// The alerts published, by name, in order.
+    pub alerts: Vec<(String, Alert)>,
 }
 
 impl Report {
@@ -116,6 +118,7 @@ struct Runner<'a> {
     checks: Vec<Check>,
     policies: BTreeSet<String>,
     step: (usize, usize),
+    order: Vec<String>,
 }
 
 /// Runs `scenario` against `topo`, reporting each line to `emit`.
@@ -140,6 +143,7 @@ pub async fn run(
         checks: Vec::new(),
         policies: BTreeSet::new(),
         step: (0, 0),
+        order: Vec::new(),
     };
     let needs_gateway: Vec<String> = scenario
         .steps
@@ -161,6 +165,7 @@ pub async fn run(
             checks: runner.checks,
             elapsed: start.elapsed(),
             policies: runner.policies,
+            alerts: vec![],
         };
     }
     for step in &scenario.steps {
@@ -171,12 +176,14 @@ pub async fn run(
         (runner.emit)(Line::Step { number: step.number, line: step.line, summary: summary(step) });
         runner.run_step(step).await;
     }
+    let alerts = runner.order.iter().filter_map(|n| runner.alerts.get(n).map(|a| (n.clone(), a.clone()))).collect();
     Report {
         path: scenario.path.clone(),
         name: scenario.name.clone(),
         checks: runner.checks,
         elapsed: start.elapsed(),
         policies: runner.policies,
+        alerts,
     }
 }
 
@@ -559,6 +566,9 @@ impl Runner<'_> {
             self.expect(format!("receipt: {node} decided by {want:?}"), missing.is_empty(), || {
                 format!("deciding policies were {got:?}")
             });
+        }
+        if !self.order.contains(&name) {
+            self.order.push(name.clone());
         }
         self.alerts.insert(name.clone(), alert);
         self.receipts.insert(name, receipt);
