@@ -12,20 +12,57 @@
 //! - [`demo`]: the `isx demo` run.
 //! - [`bench`]: `isx bench`, each figure next to a same-run baseline.
 //!
-//! # Example
-//! ```no_run
-//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! # Example: your own integration test
+//!
+//! Start a topology, publish, check what each agency received and what the
+//! audit log holds, take an agency offline, restart the gateway. Everything
+//! runs on `127.0.0.1` with random ports over real mutual TLS, and every
+//! wait is bounded.
+//!
+//! ```
+//! use std::time::Duration;
+//! use isx_core::wire::{DisclosureLevel, LookupIdentifier, Operation, SearchRequest, lookup_identifier::Kind};
 //! use isx_testkit::{Topology, TopologySpec, samples};
-//! let topo = Topology::start(TopologySpec::default_agencies()).await?;
+//!
+//! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let limit = Duration::from_secs(10);
+//! let mut topo = Topology::start(TopologySpec::default_agencies()).await?;
+//!
+//! // Germany sends a smuggling alert to France and Frontex.
 //! let de = topo.client("de-police").await?;
-//! let alert = samples::foreign_fighter("de-police", &["fr-police"]);
-//! let receipt = de.publish(alert.clone()).await?;
-//! assert!(receipt.receipt.is_some());
-//! let got = topo.inbox("fr-police").wait_for(&alert.alert_id, std::time::Duration::from_secs(10)).await?;
-//! assert!(got.is_some());
+//! let alert = samples::migrant_smuggling("de-police", &["fr-police", "frontex"]);
+//! let receipt = de.publish(alert.clone()).await?.receipt.unwrap();
+//! assert_eq!(receipt.recipients.len(), 2);
+//!
+//! // Frontex gets it de-personalised, France in full.
+//! let got = topo.inbox("frontex").wait_for(&alert.alert_id, limit).await?.expect("delivered");
+//! assert_eq!(got.level(), DisclosureLevel::Redacted);
+//! assert!(topo.inbox("fr-police").wait_for(&alert.alert_id, limit).await?.is_some());
+//!
+//! // Italy was not addressed: a lookup shows it only that Germany holds something.
+//! let it = topo.client("it-police").await?;
+//! let plate = LookupIdentifier { kind: Some(Kind::Plate("FG 512 ZT".into())) };
+//! let hits = it.lookup(vec![plate], "investigation", "van seen in Bolzano").await?.hits;
+//! assert_eq!(hits[0].holder, "de-police");
+//!
+//! // An agency offline across a gateway restart still gets its backlog.
+//! topo.stop_node("fr-police").await?;
+//! let second = samples::foreign_fighter("de-police", &["fr-police"]);
+//! de.publish(second.clone()).await?;
+//! topo.restart_gateway().await?;
+//! topo.start_node("fr-police").await?;
+//! assert!(topo.inbox("fr-police").wait_for(&second.alert_id, limit).await?.is_some());
+//!
+//! // The auditor sees one collection record per alert (checked against inclusion proofs).
+//! let filter = SearchRequest { operation: Operation::Collection as i32, ..Default::default() };
+//! assert_eq!(topo.audit_records(filter).await?.len(), 2);
 //! topo.shutdown().await;
 //! # Ok(()) }
 //! ```
+//!
+//! Scenario files (`isx scenario run`, `docs/scenarios.md`) drive the same
+//! topology from TOML instead of Rust.
 //!
 //! Production code never depends on this crate.
 #![forbid(unsafe_code)]
