@@ -311,7 +311,12 @@ async fn standing_rules_deny_requests_expire_and_declines_are_recorded() {
     let bundle = client_audit::export(&auditor, SearchRequest::default()).await.unwrap();
     let log: Vec<u8> = bundle.entries.iter().flat_map(|e| e.body.clone()).collect();
     topo.stop_gateway().await.unwrap();
-    let store = isx_gateway::store::Store::open(&topo.gateway_config().data_dir.join("gateway.sled")).unwrap();
+    let config = topo.gateway_config();
+    let store = isx_gateway::store::Store::open(
+        &config.data_dir.join("gateway.sled"),
+        &isx_tls::at_rest::key_path(&config.pki_dir, "gateway"),
+    )
+    .unwrap();
     let keys: Vec<u8> = store.lookup_keys().unwrap().concat();
     assert_eq!(store.lookup_keys().unwrap().len(), 3, "a document, a name and a plate");
     for needle in ["C4J9X1R27", "Brandt", "Lukas", "1994-03-17", "B-KL 4471", "BKL4471", "BRANDT"] {

@@ -119,6 +119,18 @@ enum PkiCommand {
         #[arg(long, default_value = isx_audit::keys::DEFAULT_ORIGIN)]
         audit_origin: String,
     },
+    /// Revoke node certificates: write DIR/crl.pem, signed by the CA.
+    ///
+    /// List it in the gateway config (`crls = ["pki/crl.pem"]`) and restart
+    /// the gateway: a revoked certificate can no longer connect.
+    Revoke {
+        /// The PKI directory holding ca.key and the node certificates.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The node ids to revoke.
+        #[arg(required = true)]
+        nodes: Vec<String>,
+    },
     /// Issue a certificate for one more node from the CA in DIR.
     Issue {
         /// The PKI directory holding ca.key.
@@ -290,6 +302,11 @@ fn pki(cmd: PkiCommand) -> Result<()> {
                 opts.dir.display(),
                 opts.nodes.len()
             );
+        }
+        PkiCommand::Revoke { dir, nodes } => {
+            let nodes = nodes.into_iter().map(isx_core::NodeId::new).collect::<Result<Vec<_>, _>>().context("NODES")?;
+            let crl = isx_tls::pki::revoke(&dir, &nodes)?;
+            println!("wrote {}; list it under `crls` in the gateway config and restart the gateway", crl.display());
         }
         PkiCommand::Issue { dir, node, days } => {
             let node = isx_core::NodeId::new(node).context("NODE")?;

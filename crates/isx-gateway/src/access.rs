@@ -296,9 +296,11 @@ pub(crate) async fn request_access(
         ),
         ..about(Some(&conn), &officer, Operation::AccessRequest, Outcome::Ok)
     };
+    st.check_queue(&holder)?;
     st.recorder.append(vec![record])?;
     st.store.open_request(&request, &hit, &(holder.clone(), seq, notify))?;
     st.committer.commit().await?;
+    st.enqueued(&holder, 1);
     st.wake_node(&holder, seq);
     info!(request_id = %request_id, holder = %holder, "access requested");
     Ok(RequestAccessResponse { request: Some(request) })
@@ -435,6 +437,7 @@ pub(crate) async fn decide_access(
         return Err(RequestError::AlreadyDecided { request_id: closed.request_id, state: "decided" });
     }
     st.committer.commit().await?;
+    st.enqueued(&requester, events.len() as u64);
     if let Some((_, seq, _)) = events.last() {
         st.wake_node(&requester, *seq);
     }
@@ -568,6 +571,7 @@ async fn expire_due_locked(st: &State) -> Result<usize, RequestError> {
         return Err(e.into());
     }
     for (node, seq) in wake {
+        st.enqueued(&node, 1);
         st.wake_node(&node, seq);
     }
     Ok(n)

@@ -91,11 +91,27 @@ pub struct Limits {
     pub max_narrative_bytes: usize,
     /// Most entries in any list of an alert (subjects, addressees, documents, ...).
     pub max_list_len: usize,
+    /// Requests per second one node may make, sustained (token bucket).
+    pub rate_per_node: f64,
+    /// Requests one node may make in a burst above the sustained rate.
+    pub burst_per_node: u32,
+    /// Subscription streams one node may hold open at once.
+    pub max_streams_per_node: usize,
+    /// Undelivered events queued for one node; a publish that would exceed it is refused.
+    pub max_queue_per_node: u64,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_alert_bytes: 64 * 1024, max_narrative_bytes: 16 * 1024, max_list_len: 64 }
+        Self {
+            max_alert_bytes: 64 * 1024,
+            max_narrative_bytes: 16 * 1024,
+            max_list_len: 64,
+            rate_per_node: 500.0,
+            burst_per_node: 1000,
+            max_streams_per_node: 4,
+            max_queue_per_node: 200_000,
+        }
     }
 }
 
@@ -241,6 +257,18 @@ impl GatewayConfig {
         }
         if let Err(e) = self.redaction.validate() {
             return bad("redaction".into(), e.to_string());
+        }
+        if self.limits.rate_per_node.is_nan() || self.limits.rate_per_node <= 0.0 {
+            return bad("limits.rate_per_node".into(), "must be more than 0 requests per second".into());
+        }
+        if self.limits.burst_per_node == 0
+            || self.limits.max_streams_per_node == 0
+            || self.limits.max_queue_per_node == 0
+        {
+            return bad(
+                "limits".into(),
+                "burst_per_node, max_streams_per_node and max_queue_per_node must be at least 1".into(),
+            );
         }
         if self.limits.max_alert_bytes < 1024 {
             return bad("limits.max_alert_bytes".into(), "must be at least 1024".into());

@@ -145,6 +145,36 @@ pub enum RequestError {
     /// The alert behind a request expired before the decision.
     #[error("alert {0} has expired and was erased; access can no longer be granted")]
     AlertGone(String),
+    /// The node exceeded its request rate.
+    #[error("node {node} exceeds limits.rate_per_node ({rate}/s, burst {burst}); slow down and retry")]
+    RateLimited {
+        /// The caller.
+        node: String,
+        /// The sustained rate.
+        rate: f64,
+        /// The burst.
+        burst: u32,
+    },
+    /// The node holds too many subscription streams.
+    #[error("node {node} already holds {limit} subscription streams (limits.max_streams_per_node); close one first")]
+    TooManyStreams {
+        /// The caller.
+        node: String,
+        /// The limit.
+        limit: usize,
+    },
+    /// A recipient's queue is full.
+    #[error(
+        "{node} has {queued} undelivered events queued (limits.max_queue_per_node is {limit}); nothing was published, retry when it has caught up"
+    )]
+    QueueFull {
+        /// The recipient.
+        node: String,
+        /// How many wait.
+        queued: u64,
+        /// The limit.
+        limit: u64,
+    },
     /// The group commit failed: no log, no share.
     #[error("storage unavailable, nothing was disclosed: {0}")]
     Commit(#[from] CommitError),
@@ -169,7 +199,9 @@ impl RequestError {
                 Code::FailedPrecondition
             }
             Self::AlreadyRequested { .. } => Code::AlreadyExists,
-            Self::TooLarge { .. } => Code::ResourceExhausted,
+            Self::TooLarge { .. } | Self::RateLimited { .. } | Self::TooManyStreams { .. } | Self::QueueFull { .. } => {
+                Code::ResourceExhausted
+            }
             Self::Conflict(_) => Code::AlreadyExists,
             Self::CursorNotDelivered { .. } => Code::FailedPrecondition,
             Self::Storage(_) | Self::Commit(_) | Self::Audit(_) => Code::Unavailable,
@@ -194,6 +226,11 @@ impl RequestError {
             Self::NotReceived { alert_id, .. } => format!("rule forwarder-received (forwarded_from {alert_id})"),
             Self::MissingOfficer | Self::BadOfficer(_) => OFFICER_HEADER.to_owned(),
             Self::TooLarge { size, limit } => format!("limits.max_alert_bytes ({size} > {limit})"),
+            Self::RateLimited { rate, burst, .. } => format!("limits.rate_per_node ({rate}/s, burst {burst})"),
+            Self::TooManyStreams { limit, .. } => format!("limits.max_streams_per_node ({limit})"),
+            Self::QueueFull { node, queued, limit } => {
+                format!("limits.max_queue_per_node (recipient {node}: {queued} of {limit})")
+            }
             Self::BadFilter { field, .. } => (*field).to_owned(),
             Self::Conflict(_) => "alert_id reused with different content".to_owned(),
             Self::CursorNotDelivered { cursor, .. } => format!("cursor {cursor} not delivered"),
@@ -227,6 +264,22 @@ impl From<RequestError> for Status {
                 details.set_quota_failure(vec![tonic_types::QuotaViolation::new(
                     "limits.max_alert_bytes",
                     format!("alert is {size} bytes; the limit is {limit}"),
+                )]);
+            }
+            RequestError::RateLimited { .. } => {
+                details
+                    .set_quota_failure(vec![tonic_types::QuotaViolation::new("limits.rate_per_node", message.clone())]);
+            }
+            RequestError::TooManyStreams { .. } => {
+                details.set_quota_failure(vec![tonic_types::QuotaViolation::new(
+                    "limits.max_streams_per_node",
+                    message.clone(),
+                )]);
+            }
+            RequestError::QueueFull { .. } => {
+                details.set_quota_failure(vec![tonic_types::QuotaViolation::new(
+                    "limits.max_queue_per_node",
+                    message.clone(),
                 )]);
             }
             _ => return Status::new(code, message),

@@ -134,7 +134,7 @@ impl Gateway {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| StoreError::Sled(e.into()))?;
         let policy = Arc::new(PolicyDisclosure::load(config.policy_dir.clone(), config.redaction.clone())?);
         let db_dir = config.data_dir.join("gateway.sled");
-        let store = Store::open(&db_dir)?;
+        let store = Store::open(&db_dir, &isx_tls::at_rest::key_path(&config.pki_dir, "gateway"))?;
         let keys = isx_audit::keys::load(&config.pki_dir)?;
         let (audit, report) = AuditLog::open(store.db(), keys, &|done, total| {
             if total > 100_000 && done % 262_144 == 0 {
@@ -340,6 +340,9 @@ async fn sweep_expired(state: Arc<State>, every: Duration) {
                     .iter()
                     .map(|e| {
                         info!(alert_id = %e.alert_id, undelivered = e.undelivered, "alert expired");
+                        for node in &e.undelivered_to {
+                            state.dequeued(node, 1);
+                        }
                         AuditRecord {
                             alert_id: e.alert_id.clone(),
                             detail: format!("expired: the alert and {} undelivered copies erased", e.undelivered),

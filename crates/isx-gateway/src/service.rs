@@ -54,6 +54,14 @@ pub struct NodeSlot {
     pub(crate) wake: watch::Sender<u64>,
     /// The highest cursor streamed to this node since start.
     delivered: AtomicU64,
+    /// Undelivered events in its outbox (kept in step with the store).
+    pub(crate) queued: AtomicU64,
+    /// Open subscription streams.
+    streams: std::sync::atomic::AtomicUsize,
+    /// Its request-rate token bucket: (tokens, last refill).
+    bucket: std::sync::Mutex<(f64, std::time::Instant)>,
+    /// Rate-limit refusals: when the last was recorded, and how many since were not.
+    refusals: std::sync::Mutex<(Option<std::time::Instant>, u64)>,
 }
 
 /// Everything the request handlers share.
@@ -104,10 +112,23 @@ impl State {
         recorder: Arc<Recorder>,
     ) -> Self {
         let infos = config.node_infos();
+        let burst = f64::from(config.limits.burst_per_node);
         let nodes = infos
             .iter()
             .cloned()
-            .map(|info| (info.id.clone(), NodeSlot { info, wake: watch::channel(0).0, delivered: AtomicU64::new(0) }))
+            .map(|info| {
+                let queued = AtomicU64::new(store.backlog(&info.id) as u64);
+                let slot = NodeSlot {
+                    info,
+                    wake: watch::channel(0).0,
+                    delivered: AtomicU64::new(0),
+                    queued,
+                    streams: Default::default(),
+                    bucket: std::sync::Mutex::new((burst, std::time::Instant::now())),
+                    refusals: Default::default(),
+                };
+                (slot.info.id.clone(), slot)
+            })
             .collect();
         Self {
             limits: config.limits.clone(),
@@ -130,14 +151,72 @@ impl State {
         (self.clock)()
     }
 
-    /// The registered node behind this request's certificate, holding `role`.
+    /// The registered node behind this request's certificate, holding `role`,
+    /// within its request rate.
     pub(crate) fn caller<T>(&self, req: &Request<T>, role: Role) -> Result<(&NodeSlot, ConnInfo), RequestError> {
         let conn = req.extensions().get::<ConnInfo>().cloned().ok_or(RequestError::Unauthenticated)?;
         let slot = self.nodes.get(&conn.identity.node).ok_or(RequestError::Unauthenticated)?;
+        self.admit(slot)?;
         if !slot.info.has(role) {
             return Err(RequestError::MissingRole { node: slot.info.id.to_string(), role });
         }
         Ok((slot, conn))
+    }
+
+    /// Takes one token from the node's bucket (refilled at `rate_per_node`).
+    fn admit(&self, slot: &NodeSlot) -> Result<(), RequestError> {
+        let (rate, burst) = (self.limits.rate_per_node, self.limits.burst_per_node);
+        let mut bucket = slot.bucket.lock().unwrap_or_else(|e| e.into_inner());
+        let now = std::time::Instant::now();
+        let refill = now.duration_since(bucket.1).as_secs_f64() * rate;
+        *bucket = ((bucket.0 + refill).min(f64::from(burst)), now);
+        if bucket.0 < 1.0 {
+            return Err(RequestError::RateLimited { node: slot.info.id.to_string(), rate, burst });
+        }
+        bucket.0 -= 1.0;
+        Ok(())
+    }
+
+    /// Refuses if queueing one more event for `node` would pass `max_queue_per_node`.
+    pub(crate) fn check_queue(&self, node: &NodeId) -> Result<(), RequestError> {
+        let limit = self.limits.max_queue_per_node;
+        match self.nodes.get(node).map(|s| s.queued.load(Ordering::Acquire)) {
+            Some(queued) if queued >= limit => Err(RequestError::QueueFull { node: node.to_string(), queued, limit }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts events queued for `node`.
+    pub(crate) fn enqueued(&self, node: &NodeId, n: u64) {
+        if let Some(slot) = self.nodes.get(node) {
+            slot.queued.fetch_add(n, Ordering::AcqRel);
+        }
+    }
+
+    /// Counts events that left `node`'s queue (acknowledged or expired).
+    pub(crate) fn dequeued(&self, node: &str, n: u64) {
+        if let Some(slot) = self.nodes.iter().find(|(id, _)| id.as_str() == node).map(|(_, s)| s) {
+            let _ = slot.queued.fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| Some(q.saturating_sub(n)));
+        }
+    }
+
+    /// Whether a rate-limit refusal of `node` should be recorded now (at most
+    /// one record per node per second), and how many were not recorded since.
+    fn record_refusal(&self, node: &NodeId) -> Option<u64> {
+        let slot = self.nodes.get(node)?;
+        let mut log = slot.refusals.lock().unwrap_or_else(|e| e.into_inner());
+        let now = std::time::Instant::now();
+        match log.0 {
+            Some(last) if now.duration_since(last) < std::time::Duration::from_secs(1) => {
+                log.1 += 1;
+                None
+            }
+            _ => {
+                let skipped = log.1;
+                *log = (Some(now), 0);
+                Some(skipped)
+            }
+        }
     }
 }
 
@@ -303,6 +382,9 @@ impl ExchangeService {
             legal_basis: alert.legal_basis.clone(),
             subject_pseudonyms: pseudonyms,
         };
+        for (node, _, _) in &deliveries {
+            st.check_queue(node)?;
+        }
         let stored = StoredAlert { alert: Some(alert), digest: digest.to_vec(), receipt: Some(receipt.clone()) };
         st.recorder.append(records)?;
         match st.store.publish(&stored, &deliveries, expires_ms, &audit, &index)? {
@@ -313,6 +395,7 @@ impl ExchangeService {
         // No log, no share: nothing is acknowledged or streamed before this flush.
         st.committer.commit().await?;
         for (node, seq, _) in &deliveries {
+            st.enqueued(node, 1);
             if let Some(slot) = st.nodes.get(node) {
                 slot.wake.send_replace(*seq);
             }
@@ -351,6 +434,7 @@ impl ExchangeService {
             return Err(RequestError::CursorNotDelivered { cursor, highest });
         }
         let released = st.store.ack(&slot.info.id, cursor)?;
+        st.dequeued(slot.info.id.as_str(), released);
         debug!(cursor, released, "ack");
         Ok(AckResponse { released })
     }
@@ -365,6 +449,20 @@ fn duplicate_or_conflict(
         Ok(PublishResponse { receipt: existing.receipt, duplicate: true })
     } else {
         Err(RequestError::Conflict(alert_id.to_owned()))
+    }
+}
+
+/// Counts one open subscription stream until dropped.
+struct StreamGuard {
+    state: Arc<State>,
+    node: NodeId,
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        if let Some(slot) = self.state.nodes.get(&self.node) {
+            slot.streams.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 }
 
@@ -487,11 +585,31 @@ impl ExchangeService {
         e: RequestError,
     ) -> Result<T, Status> {
         let (conn, officer, alert_id) = req_info;
+        let mut detail = e.audit_detail();
+        if matches!(e, RequestError::RateLimited { .. }) {
+            // A flood must not become a flood of records: at most one a second
+            // per node, counting the ones in between, and no wait for a flush
+            // (a refusal discloses nothing).
+            let node = conn.as_ref().map(|c| c.identity.node.clone());
+            let Some(skipped) = node.as_ref().and_then(|n| self.state.record_refusal(n)) else {
+                debug!(error = %e, "request refused (rate limit; recorded in the next record)");
+                return Err(Status::from(e));
+            };
+            warn!(error = %e, "request refused");
+            if skipped > 0 {
+                detail.push_str(&format!("; {skipped} more refused since the last record"));
+            }
+            let record = AuditRecord { detail, ..about(conn.as_ref(), &officer, Operation::Denial, Outcome::Refused) };
+            return match self.state.recorder.append(vec![record]) {
+                Ok(_) => Err(Status::from(e)),
+                Err(audit) => Err(Status::from(audit)),
+            };
+        }
         warn!(error = %e, "request refused");
         let record = AuditRecord {
             alert_id,
             request_id,
-            detail: e.audit_detail(),
+            detail,
             ..about(conn.as_ref(), &officer, Operation::Denial, Outcome::Refused)
         };
         match self.state.recorder.durable(vec![record]).await {
@@ -570,13 +688,26 @@ impl Exchange for ExchangeService {
             Ok(o) => o,
             Err(e) => return self.refuse(info, e).await,
         };
+        let limit = st.limits.max_streams_per_node;
+        if slot.streams.fetch_add(1, Ordering::AcqRel) >= limit {
+            slot.streams.fetch_sub(1, Ordering::AcqRel);
+            let e = RequestError::TooManyStreams { node: slot.info.id.to_string(), limit };
+            return self.refuse(info, e).await;
+        }
+        let guard = StreamGuard { state: st.clone(), node: slot.info.id.clone() };
         let node = slot.info.id.clone();
         let cursor = req.get_ref().after_cursor;
         let span = info_span!("subscribe", node = %node, officer = %officer);
         span.in_scope(|| info!(after_cursor = cursor, backlog = st.store.backlog(&node), "subscribed"));
         let (tx, rx) = mpsc::channel(16);
         let who = Subscriber { node, conn, officer };
-        st.tracker.spawn(pump(st.clone(), who, cursor, tx).instrument(span));
+        st.tracker.spawn(
+            async move {
+                pump(guard.state.clone(), who, cursor, tx).await;
+                drop(guard);
+            }
+            .instrument(span),
+        );
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 

@@ -15,6 +15,11 @@
 //! - `hits` and `access`: hit flags given to callers and access requests (see
 //!   [`access`]).
 //!
+//! Every value that carries alert content or free text (`alerts`, `outbox`,
+//! access requests) is sealed with the gateway's store key
+//! (`isx_tls::at_rest`), bound to its tree and key; the `meta` tree holds the
+//! key's canary. Keys and the other trees hold only ids, pseudonyms and times.
+//!
 //! A publish writes the alert, its outbox entries, its lookup rows and its
 //! expiry row in one sled transaction; the caller then waits for a group
 //! commit (see `commit`) before it acknowledges anything.
@@ -109,6 +114,14 @@ pub enum StoreError {
     /// sled failed.
     #[error("storage: {0}")]
     Sled(#[from] sled::Error),
+    /// The store key is missing or wrong, or a sealed value does not open.
+    #[error(transparent)]
+    AtRest(#[from] isx_tls::at_rest::AtRestError),
+    /// The data directory was written before encryption at rest.
+    #[error(
+        "{0}: this data directory holds data written without encryption at rest; move it away (the gateway then starts empty)"
+    )]
+    Unsealed(String),
     /// A stored value does not decode: the data directory is damaged.
     #[error("stored {what} does not decode: {source}")]
     Corrupt {
@@ -137,6 +150,8 @@ pub struct Expired {
     pub alert_id: String,
     /// How many undelivered copies were dropped.
     pub undelivered: usize,
+    /// The recipient of each dropped copy.
+    pub undelivered_to: Vec<String>,
     /// How many lookup index rows and hit flags were dropped.
     pub index_rows: usize,
 }
@@ -151,6 +166,7 @@ pub struct Store {
     lookup: sled::Tree,
     hits: sled::Tree,
     access: sled::Tree,
+    key: std::sync::Arc<isx_tls::at_rest::StoreKey>,
 }
 
 impl std::fmt::Debug for Store {
@@ -182,19 +198,55 @@ fn decode<M: Message + Default>(what: &'static str, bytes: &[u8]) -> Result<M, S
     M::decode(bytes).map_err(|source| StoreError::Corrupt { what, source })
 }
 
+/// The associated data of a sealed value: its tree and key.
+fn aad(tree: &str, key: &[u8]) -> Vec<u8> {
+    [tree.as_bytes(), b"/", key].concat()
+}
+
 impl Store {
-    /// Opens (or creates) the store in `dir`.
-    pub fn open(dir: &std::path::Path) -> Result<Self, StoreError> {
+    /// Opens (or creates) the store in `dir`, sealed under the key at
+    /// `key_file` (created with a new store if missing).
+    pub fn open(dir: &std::path::Path, key_file: &std::path::Path) -> Result<Self, StoreError> {
         let db = isx_audit::open_db(dir)?;
+        let meta = db.open_tree("meta")?;
+        let alerts = db.open_tree("alerts")?;
+        let outbox = db.open_tree("outbox")?;
+        let canary = meta.get("canary")?;
+        if canary.is_none() && (!alerts.is_empty() || !outbox.is_empty()) {
+            return Err(StoreError::Unsealed(dir.display().to_string()));
+        }
+        let (key, fresh) = isx_tls::at_rest::StoreKey::for_store(key_file, canary.as_deref())?;
+        if let Some(fresh) = fresh {
+            meta.insert("canary", fresh)?;
+            db.flush()?;
+        }
         Ok(Self {
-            alerts: db.open_tree("alerts")?,
-            outbox: db.open_tree("outbox")?,
+            alerts,
+            outbox,
             expiry: db.open_tree("expiry")?,
             lookup: db.open_tree("lookup")?,
             hits: db.open_tree("hits")?,
             access: db.open_tree("access")?,
+            key: std::sync::Arc::new(key),
             db,
         })
+    }
+
+    /// Seals `value` for `tree` at `key`.
+    fn seal(&self, tree: &str, key: &[u8], value: &[u8]) -> Vec<u8> {
+        self.key.seal(&aad(tree, key), value)
+    }
+
+    /// Opens and decodes a sealed value of `tree` at `key`.
+    fn unseal<M: Message + Default>(
+        &self,
+        what: &'static str,
+        tree: &str,
+        key: &[u8],
+        sealed: &[u8],
+    ) -> Result<M, StoreError> {
+        let plain = self.key.open(&aad(tree, key), sealed)?;
+        decode(what, &plain)
     }
 
     /// The underlying database, for the group committer.
@@ -210,7 +262,7 @@ impl Store {
 
     /// The stored alert with this id, if any.
     pub fn alert(&self, alert_id: &str) -> Result<Option<StoredAlert>, StoreError> {
-        self.alerts.get(alert_id)?.map(|v| decode("alert", &v)).transpose()
+        self.alerts.get(alert_id)?.map(|v| self.unseal("alert", "alerts", alert_id.as_bytes(), &v)).transpose()
     }
 
     /// Stores a new alert, its deliveries and its lookup index rows
@@ -227,7 +279,7 @@ impl Store {
         index: &[IndexRow],
     ) -> Result<PublishOutcome, StoreError> {
         let alert_id = stored.alert.as_ref().map(|a| a.alert_id.as_str()).unwrap_or_default();
-        let stored_bytes = stored.encode_to_vec();
+        let stored_bytes = self.seal("alerts", alert_id.as_bytes(), &stored.encode_to_vec());
         let entries: Vec<(Vec<u8>, Vec<u8>)> = deliveries
             .iter()
             .map(|(node, seq, delivery)| {
@@ -237,7 +289,9 @@ impl Store {
                     audit: Some(audit.clone()),
                     ..Default::default()
                 };
-                (outbox_key(node.as_str(), *seq), entry.encode_to_vec())
+                let key = outbox_key(node.as_str(), *seq);
+                let value = self.seal("outbox", &key, &entry.encode_to_vec());
+                (key, value)
             })
             .collect();
         let lookup_rows: Vec<(Vec<u8>, &str)> =
@@ -251,9 +305,9 @@ impl Store {
         let trees = (&self.alerts, &self.outbox, &self.expiry, &self.lookup);
         let result = trees.transaction(|(alerts, outbox, expiry, lookup)| {
             if let Some(existing) = alerts.get(alert_id)? {
-                let existing: StoredAlert = StoredAlert::decode(&*existing).map_err(|source| {
-                    ConflictableTransactionError::Abort(StoreError::Corrupt { what: "alert", source })
-                })?;
+                let existing: StoredAlert = self
+                    .unseal("alert", "alerts", alert_id.as_bytes(), &existing)
+                    .map_err(ConflictableTransactionError::Abort)?;
                 return Ok(if existing.digest == stored.digest {
                     PublishOutcome::Duplicate(Box::new(existing))
                 } else {
@@ -290,7 +344,7 @@ impl Store {
         let mut out = Vec::new();
         for item in self.outbox.range(start..=end) {
             let (key, value) = item?;
-            let entry: OutboxEntry = decode("outbox entry", &value)?;
+            let entry: OutboxEntry = self.unseal("outbox entry", "outbox", &key, &value)?;
             if entry.expires_ms <= now_ms {
                 continue;
             }
@@ -333,9 +387,12 @@ impl Store {
         for (key, value) in rows {
             let row: ExpiryRow = decode("expiry row", &value)?;
             let mut undelivered = 0;
+            let mut undelivered_to = Vec::new();
             for okey in &row.outbox_keys {
                 if self.outbox.remove(okey.as_slice())?.is_some() {
                     undelivered += 1;
+                    let node = okey.split(|b| *b == 0).next().unwrap_or_default();
+                    undelivered_to.push(String::from_utf8_lossy(node).into_owned());
                 }
             }
             let alert_id = String::from_utf8_lossy(&key[8..]).into_owned();
@@ -348,7 +405,7 @@ impl Store {
             index_rows += self.drop_hits(&alert_id)?;
             self.alerts.remove(alert_id.as_bytes())?;
             self.expiry.remove(key)?;
-            expired.push(Expired { alert_id, undelivered, index_rows });
+            expired.push(Expired { alert_id, undelivered, undelivered_to, index_rows });
         }
         Ok(expired)
     }
@@ -374,7 +431,7 @@ mod tests {
     #[test]
     fn publish_pending_ack_expire() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open(&dir.path().join("db"), &dir.path().join("k.store.key")).unwrap();
         let fr = NodeId::new("fr-police").unwrap();
         let it = NodeId::new("it-police").unwrap();
         let s1 = store.next_seq().unwrap();
@@ -416,7 +473,15 @@ mod tests {
 
         assert_eq!(store.lookup("p1").unwrap(), vec![("a1".to_owned(), "plate".to_owned())]);
         let expired = store.expire(1000).unwrap();
-        assert_eq!(expired, vec![Expired { alert_id: "a1".into(), undelivered: 1, index_rows: 1 }]);
+        assert_eq!(
+            expired,
+            vec![Expired {
+                alert_id: "a1".into(),
+                undelivered: 1,
+                undelivered_to: vec!["it-police".into()],
+                index_rows: 1
+            }]
+        );
         assert!(store.lookup("p1").unwrap().is_empty(), "the lookup rows expire with the alert");
         assert_eq!(store.backlog(&it), 0);
         assert!(store.alert("a1").unwrap().is_none());
@@ -428,7 +493,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let fr = NodeId::new("fr-police").unwrap();
         let seq = {
-            let store = Store::open(dir.path()).unwrap();
+            let store = Store::open(&dir.path().join("db"), &dir.path().join("k.store.key")).unwrap();
             let seq = store.next_seq().unwrap();
             store
                 .publish(&stored("a1", "x"), &[(fr.clone(), seq, delivery("a1"))], 9000, &AuditFacts::default(), &[])
@@ -436,7 +501,7 @@ mod tests {
             store.db().flush().unwrap();
             seq
         };
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open(&dir.path().join("db"), &dir.path().join("k.store.key")).unwrap();
         assert_eq!(store.pending(&fr, 0, 10, 0).unwrap()[0].0, seq);
         assert!(store.next_seq().unwrap() > seq);
     }

@@ -7,6 +7,9 @@
 //!
 //! The inbox also keeps the latest known state of every access request the
 //! node made or was asked to decide, by request id.
+//!
+//! Every value is sealed with the node's store key (`<pki>/<node>.store.key`,
+//! `isx_tls::at_rest`): a copied data directory discloses nothing.
 
 use std::path::Path;
 use std::time::Duration;
@@ -53,6 +56,12 @@ pub enum InboxError {
     /// A stored record does not decode.
     #[error("node store holds a damaged record: {0}")]
     Corrupt(#[from] prost::DecodeError),
+    /// The store key is missing or wrong, or a value does not open.
+    #[error("node store: {0}")]
+    AtRest(#[from] isx_tls::at_rest::AtRestError),
+    /// The data directory predates encryption at rest.
+    #[error("node store {0} holds data written without encryption at rest; move it away to start empty")]
+    Unsealed(String),
 }
 
 /// The node's received alerts and access requests. Cheap to clone.
@@ -63,6 +72,7 @@ pub struct Inbox {
     access: sled::Tree,
     /// Bumped on every change, to wake waiters.
     count: watch::Sender<u64>,
+    key: std::sync::Arc<isx_tls::at_rest::StoreKey>,
 }
 
 /// Lower is more generous; unspecified counts as least.
@@ -74,13 +84,33 @@ fn generosity(level: DisclosureLevel) -> i32 {
 }
 
 impl Inbox {
-    /// Opens (or creates) the inbox under `dir`.
-    pub fn open(dir: &Path) -> Result<Self, InboxError> {
+    /// Opens (or creates) the inbox under `dir`, sealed under the key at
+    /// `key_file` (created with a new inbox if missing).
+    pub fn open(dir: &Path, key_file: &Path) -> Result<Self, InboxError> {
         let db = sled::Config::new().path(dir.join("node.sled")).open()?;
         let tree = db.open_tree("received")?;
         let access = db.open_tree("access")?;
+        let meta = db.open_tree("meta")?;
+        let canary = meta.get("canary")?;
+        if canary.is_none() && (!tree.is_empty() || !access.is_empty()) {
+            return Err(InboxError::Unsealed(dir.display().to_string()));
+        }
+        let (key, fresh) = isx_tls::at_rest::StoreKey::for_store(key_file, canary.as_deref())?;
+        if let Some(fresh) = fresh {
+            meta.insert("canary", fresh)?;
+            db.flush()?;
+        }
         let count = watch::channel(0).0;
-        Ok(Self { db, tree, access, count })
+        Ok(Self { db, tree, access, count, key: std::sync::Arc::new(key) })
+    }
+
+    fn seal(&self, tree: &str, key: &[u8], value: &[u8]) -> Vec<u8> {
+        self.key.seal(&[tree.as_bytes(), b"/", key].concat(), value)
+    }
+
+    fn unseal<M: Message + Default>(&self, tree: &str, key: &[u8], sealed: &[u8]) -> Result<M, InboxError> {
+        let plain = self.key.open(&[tree.as_bytes(), b"/", key].concat(), sealed)?;
+        Ok(M::decode(plain.as_slice())?)
     }
 
     /// Stores a delivery unless its alert is already here at the same or a
@@ -89,7 +119,7 @@ impl Inbox {
         let id = delivery.alert.as_ref().map(|a| a.alert_id.clone()).unwrap_or_default();
         let new = match self.tree.get(&id)? {
             Some(existing) => {
-                let mut record = Received::decode(&*existing)?;
+                let mut record: Received = self.unseal("received", id.as_bytes(), &existing)?;
                 let upgrade = generosity(delivery.level()) < generosity(record.level());
                 if upgrade {
                     record.delivery = Some(delivery);
@@ -98,12 +128,12 @@ impl Inbox {
                 } else {
                     record.duplicates += 1;
                 }
-                self.tree.insert(&id, record.encode_to_vec())?;
+                self.tree.insert(&id, self.seal("received", id.as_bytes(), &record.encode_to_vec()))?;
                 upgrade
             }
             None => {
                 let record = Received { delivery: Some(delivery), received_ms: now_ms, cursor, duplicates: 0 };
-                self.tree.insert(&id, record.encode_to_vec())?;
+                self.tree.insert(&id, self.seal("received", id.as_bytes(), &record.encode_to_vec()))?;
                 true
             }
         };
@@ -114,7 +144,8 @@ impl Inbox {
 
     /// Keeps the latest state of an access request; flushes.
     pub async fn store_access(&self, request: &AccessRequest) -> Result<(), InboxError> {
-        self.access.insert(request.request_id.as_bytes(), request.encode_to_vec())?;
+        let key = request.request_id.as_bytes();
+        self.access.insert(key, self.seal("access", key, &request.encode_to_vec()))?;
         self.db.flush_async().await?;
         self.count.send_modify(|c| *c += 1);
         Ok(())
@@ -122,12 +153,18 @@ impl Inbox {
 
     /// The latest known state of an access request.
     pub fn access_request(&self, request_id: &str) -> Result<Option<AccessRequest>, InboxError> {
-        Ok(self.access.get(request_id)?.map(|v| AccessRequest::decode(&*v)).transpose()?)
+        self.access.get(request_id)?.map(|v| self.unseal("access", request_id.as_bytes(), &v)).transpose()
     }
 
     /// Every access request the node knows of, by id.
     pub fn access_requests(&self) -> Result<Vec<AccessRequest>, InboxError> {
-        self.access.iter().values().map(|v| Ok(AccessRequest::decode(&*v?)?)).collect()
+        self.access
+            .iter()
+            .map(|item| {
+                let (k, v) = item?;
+                self.unseal("access", &k, &v)
+            })
+            .collect()
     }
 
     /// Waits until the access request satisfies `done` or `limit` passes; returns its last state.
@@ -153,15 +190,21 @@ impl Inbox {
 
     /// Every received alert, oldest first.
     pub fn list(&self) -> Result<Vec<Received>, InboxError> {
-        let mut all =
-            self.tree.iter().values().map(|v| Ok(Received::decode(&*v?)?)).collect::<Result<Vec<_>, InboxError>>()?;
+        let mut all = self
+            .tree
+            .iter()
+            .map(|item| {
+                let (k, v) = item?;
+                self.unseal("received", &k, &v)
+            })
+            .collect::<Result<Vec<Received>, InboxError>>()?;
         all.sort_by_key(|r| (r.received_ms, r.cursor));
         Ok(all)
     }
 
     /// The record for one alert, if received.
     pub fn get(&self, alert_id: &str) -> Result<Option<Received>, InboxError> {
-        Ok(self.tree.get(alert_id)?.map(|v| Received::decode(&*v)).transpose()?)
+        self.tree.get(alert_id)?.map(|v| self.unseal("received", alert_id.as_bytes(), &v)).transpose()
     }
 
     /// How many distinct alerts were received.

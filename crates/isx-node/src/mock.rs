@@ -50,10 +50,12 @@ fn now_ms() -> u64 {
 }
 
 impl MockNode {
-    /// Opens the node's store under `data_dir`.
+    /// Opens the node's store under `data_dir`, sealed under
+    /// `<pki_dir>/<node>.store.key` (created with a new store if missing).
     pub fn open(options: ClientOptions, data_dir: &std::path::Path) -> Result<Self, InboxError> {
         std::fs::create_dir_all(data_dir).map_err(|e| InboxError::Sled(e.into()))?;
-        Ok(Self { inbox: Inbox::open(data_dir)?, options, events: None, rules: vec![] })
+        let key = isx_tls::at_rest::key_path(&options.pki_dir, options.node.as_str());
+        Ok(Self { inbox: Inbox::open(data_dir, &key)?, options, events: None, rules: vec![] })
     }
 
     /// Answers access requests for this node's alerts by `rules` (first match

@@ -197,7 +197,11 @@ pub async fn run(
 ) -> Result<BenchReport, TopologyError> {
     let mut report = BenchReport::default();
     progress("starting a gateway and five agencies over mTLS");
-    let topo = Topology::start(TopologySpec::default_agencies()).await?;
+    // The bench measures capacity, so the per-node rate limit is lifted.
+    let mut spec = TopologySpec::default_agencies();
+    spec.limits.rate_per_node = 1e9;
+    spec.limits.burst_per_node = u32::MAX;
+    let topo = Topology::start(spec).await?;
     let mut clients = Vec::new();
     for _ in 0..options.channels.max(1) {
         clients.push(topo.client("de-police").await?);

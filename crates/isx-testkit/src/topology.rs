@@ -108,6 +108,8 @@ pub struct TopologySpec {
     pub audit: isx_gateway::config::AuditConfig,
     /// Follow-up access settings (the holder's deadline).
     pub access: isx_gateway::config::AccessConfig,
+    /// Nodes whose certificates are revoked (on the gateway's CRL) from the start.
+    pub revoked: Vec<NodeId>,
 }
 
 impl TopologySpec {
@@ -128,6 +130,7 @@ impl TopologySpec {
             redaction: RedactionProfile::default(),
             audit: isx_gateway::config::AuditConfig { checkpoint_every_ms: 200, ..Default::default() },
             access: isx_gateway::config::AccessConfig::default(),
+            revoked: vec![],
         }
     }
 }
@@ -191,6 +194,7 @@ impl Topology {
         isx_tls::pki::init(&opts)?;
         isx_audit::keys::create(&pki, isx_audit::keys::DEFAULT_ORIGIN)
             .map_err(|e| TopologyError::Node { node: "audit keys".into(), message: e.to_string() })?;
+        let crls = if spec.revoked.is_empty() { vec![] } else { vec![isx_tls::pki::revoke(&pki, &spec.revoked)?] };
         let policy_dir = match &spec.policy_dir {
             Some(dir) => dir.clone(),
             None => {
@@ -205,7 +209,7 @@ impl Topology {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             pki_dir: pki,
             data_dir: dir.path().join("gateway"),
-            crls: vec![],
+            crls,
             limits: spec.limits.clone(),
             delivery: spec.delivery.clone(),
             audit: spec.audit.clone(),

@@ -224,6 +224,64 @@ pub fn init(opts: &InitOptions) -> Result<InitSummary, PkiError> {
     Ok(InitSummary { files })
 }
 
+/// The file the revocation list is written to (`crls = ["pki/crl.pem"]` in the gateway config).
+pub const CRL_FILE: &str = "crl.pem";
+const REVOKED_FILE: &str = "revoked.txt";
+
+/// The serial number of the certificate in `path` (PEM).
+fn serial_of(path: &Path) -> Result<Vec<u8>, PkiError> {
+    let io = |source| PkiError::Io { path: path.to_owned(), source };
+    let pem = fs::read(path).map_err(io)?;
+    let bad = || io(std::io::Error::new(std::io::ErrorKind::InvalidData, "not a PEM certificate"));
+    let (_, pem) = x509_parser::pem::parse_x509_pem(&pem).map_err(|_| bad())?;
+    let cert = pem.parse_x509().map_err(|_| bad())?;
+    Ok(cert.tbs_certificate.raw_serial().to_vec())
+}
+
+/// Revokes `nodes`' certificates in `dir`: adds their serial numbers to
+/// `dir/revoked.txt` and writes a new `dir/crl.pem` signed by the CA. The
+/// gateway reads its CRLs at start: restart it to apply.
+pub fn revoke(dir: &Path, nodes: &[NodeId]) -> Result<PathBuf, PkiError> {
+    let list_path = dir.join(REVOKED_FILE);
+    let mut lines: Vec<String> = match fs::read_to_string(&list_path) {
+        Ok(text) => text.lines().filter(|l| !l.trim().is_empty()).map(str::to_owned).collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => vec![],
+        Err(source) => return Err(PkiError::Io { path: list_path, source }),
+    };
+    for node in nodes {
+        let serial = hex::encode(serial_of(&dir.join(format!("{node}.crt")))?);
+        if !lines.iter().any(|l| l.starts_with(&serial)) {
+            lines.push(format!("{serial} {node}"));
+        }
+    }
+    let ca = DevCa::load(dir)?;
+    let now = OffsetDateTime::now_utc();
+    let revoked = lines
+        .iter()
+        .filter_map(|l| l.split_whitespace().next().and_then(|h| hex::decode(h).ok()))
+        .map(|serial| rcgen::RevokedCertParams {
+            serial_number: rcgen::SerialNumber::from_slice(&serial),
+            revocation_time: now,
+            reason_code: Some(rcgen::RevocationReason::CessationOfOperation),
+            invalidity_date: None,
+        })
+        .collect();
+    let params = rcgen::CertificateRevocationListParams {
+        this_update: now - Duration::minutes(5),
+        next_update: now + Duration::days(30),
+        crl_number: rcgen::SerialNumber::from(lines.len() as u64),
+        issuing_distribution_point: None,
+        revoked_certs: revoked,
+        key_identifier_method: rcgen::KeyIdMethod::Sha256,
+    };
+    let issuer = Issuer::new(ca.params.clone(), &ca.key);
+    let crl = params.signed_by(&issuer).map_err(rc("revocation list"))?;
+    let crl_path = dir.join(CRL_FILE);
+    write_file(&crl_path, &crl.pem().map_err(rc("revocation list"))?, false)?;
+    write_file(&list_path, &format!("{}\n", lines.join("\n")), false)?;
+    Ok(crl_path)
+}
+
 /// Issues one more node identity from the CA already in `dir`.
 pub fn issue_node(dir: &Path, node: &NodeId, validity: Duration) -> Result<Vec<PathBuf>, PkiError> {
     let ca = DevCa::load(dir)?;
@@ -266,6 +324,22 @@ mod tests {
         issue_node(dir.path(), &node, Duration::days(1)).unwrap();
         let cert = read_certs(&dir.path().join("es-police.crt")).unwrap().remove(0);
         assert_eq!(peer_identity(&cert).unwrap().node, node);
+    }
+
+    #[test]
+    fn revoke_writes_a_crl_that_rustls_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = InitOptions::new(dir.path());
+        opts.nodes = vec![NodeId::new("a-police").unwrap(), NodeId::new("b-police").unwrap()];
+        init(&opts).unwrap();
+        let crl = revoke(dir.path(), &[NodeId::new("a-police").unwrap()]).unwrap();
+        revoke(dir.path(), &[NodeId::new("a-police").unwrap()]).unwrap();
+        let listed = std::fs::read_to_string(dir.path().join(REVOKED_FILE)).unwrap();
+        assert_eq!(listed.lines().count(), 1, "revoking twice lists once: {listed}");
+        assert!(listed.contains("a-police"));
+        let files = IdentityFiles::in_dir(dir.path(), "gateway");
+        server_config(&files, &[crl]).expect("the CRL parses and the server accepts it");
+        assert!(revoke(dir.path(), &[NodeId::new("c-police").unwrap()]).is_err(), "no certificate, no revocation");
     }
 
     #[test]

@@ -153,18 +153,19 @@ impl Store {
 
     /// The access request with this id.
     pub fn access_request(&self, request_id: &str) -> Result<Option<AccessRequest>, StoreError> {
-        self.access.get(request_key(request_id))?.map(|v| decode("access request", &v)).transpose()
+        let key = request_key(request_id);
+        self.access.get(&key)?.map(|v| self.unseal("access request", "access", &key, &v)).transpose()
     }
 
     /// Stores a new pending request, links it to its hit, and queues the
     /// notification for the holder, in one transaction.
     pub fn open_request(&self, request: &AccessRequest, hit: &HitRow, notify: &Queued) -> Result<(), StoreError> {
         let id = request.request_id.as_str();
-        let body = request.encode_to_vec();
+        let body = self.seal("access", &request_key(id), &request.encode_to_vec());
         let hit_body = hit.encode_to_vec();
         let (node, seq, entry) = notify;
         let okey = outbox_key(node.as_str(), *seq);
-        let oval = entry.encode_to_vec();
+        let oval = self.seal("outbox", &okey, &entry.encode_to_vec());
         finish((&self.access, &self.hits, &self.outbox).transaction(|(access, hits, outbox)| {
             access.insert(request_key(id), body.as_slice())?;
             access.insert(node_key(&request.requester, id), &[])?;
@@ -181,14 +182,20 @@ impl Store {
     /// the stored request is no longer pending.
     pub fn close_request(&self, request: &AccessRequest, events: &[Queued]) -> Result<bool, StoreError> {
         let id = request.request_id.as_str();
-        let body = request.encode_to_vec();
-        let rows: Vec<(Vec<u8>, Vec<u8>)> =
-            events.iter().map(|(n, seq, e)| (outbox_key(n.as_str(), *seq), e.encode_to_vec())).collect();
+        let body = self.seal("access", &request_key(id), &request.encode_to_vec());
+        let rows: Vec<(Vec<u8>, Vec<u8>)> = events
+            .iter()
+            .map(|(n, seq, e)| {
+                let key = outbox_key(n.as_str(), *seq);
+                let value = self.seal("outbox", &key, &e.encode_to_vec());
+                (key, value)
+            })
+            .collect();
         finish((&self.access, &self.outbox).transaction(|(access, outbox)| {
             let current = access.get(request_key(id))?;
             let pending = current
                 .as_deref()
-                .and_then(|v| AccessRequest::decode(v).ok())
+                .and_then(|v| self.unseal::<AccessRequest>("access request", "access", &request_key(id), v).ok())
                 .is_some_and(|r| r.state() == AccessState::Pending);
             if !pending {
                 return Ok(false);
@@ -254,7 +261,7 @@ mod tests {
     #[test]
     fn requests_open_list_fall_due_and_close_once() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open(&dir.path().join("db"), &dir.path().join("k.store.key")).unwrap();
         let de = NodeId::new("de-police").unwrap();
         let it = NodeId::new("it-police").unwrap();
         let hit = HitRow { requester: "it-police".into(), alert_id: "a1".into(), ..Default::default() };
@@ -282,7 +289,7 @@ mod tests {
     #[test]
     fn hits_are_recorded_once_and_dropped_with_their_alert() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open(&dir.path().join("db"), &dir.path().join("k.store.key")).unwrap();
         let row = HitRow { requester: "it-police".into(), alert_id: "a1".into(), ..Default::default() };
         store.record_hits(&[("h1".into(), row.clone())]).unwrap();
         store.update_hit("h1", &HitRow { declined: true, ..row.clone() }).unwrap();

@@ -1,0 +1,272 @@
+//! Security properties over real mTLS: personal data at rest is sealed, a
+//! lost or wrong store key stops the gateway with a clear error, revoked and
+//! certificate-less clients are refused, and per-node limits hold under load
+//! without one node starving the others.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use isx_core::wire::lookup_identifier::Kind;
+use isx_core::wire::{LookupIdentifier, Operation, SearchRequest};
+use isx_node::{Client, ClientOptions};
+use isx_testkit::{Topology, TopologySpec, samples};
+use tonic::Code;
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+/// Every file under `dir`, recursively.
+fn files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copied_data_directory_discloses_no_personal_data() {
+    let mut topo = Topology::start(TopologySpec::default_agencies()).await.unwrap();
+    let alerts = [
+        samples::foreign_fighter("de-police", &["fr-police", "it-police"]),
+        samples::migrant_smuggling("it-police", &["fr-police", "europol", "frontex"]),
+        samples::trafficking_victim("fr-police", &["de-police", "europol"]),
+    ];
+    for a in &alerts {
+        topo.client(&a.origin).await.unwrap().publish(a.clone()).await.unwrap();
+    }
+    // Queued for an offline node too: the outbox holds copies.
+    topo.stop_node("frontex").await.unwrap();
+    let queued = samples::foreign_fighter("de-police", &["frontex"]);
+    topo.client("de-police").await.unwrap().publish(queued).await.unwrap();
+    for (node, a) in [("fr-police", &alerts[0]), ("europol", &alerts[1]), ("de-police", &alerts[2])] {
+        assert!(topo.inbox(node).wait_for(&a.alert_id, LIMIT).await.unwrap().is_some());
+    }
+    // A lookup and an access request (with its justification) are stored too.
+    let it = topo.client("it-police").await.unwrap();
+    let id = LookupIdentifier { kind: Some(Kind::Plate("FG 512 ZT".into())) };
+    let hits = it.lookup(vec![id], "investigation", "van seen near Bolzano").await.unwrap().hits;
+    assert!(hits.is_empty(), "it-police is the holder of the smuggling alert");
+    let de = topo.client("de-police").await.unwrap();
+    let id = LookupIdentifier { kind: Some(Kind::Plate("FG 512 ZT".into())) };
+    let hit = de.lookup(vec![id], "investigation", "van seen in Munich").await.unwrap().hits.remove(0);
+    de.request_access(&hit.hit_id, "investigation", "the suspect may be in Munich").await.unwrap();
+
+    for node in ["de-police", "fr-police", "it-police", "europol"] {
+        topo.stop_node(node).await.unwrap();
+    }
+    topo.stop_gateway().await.unwrap();
+    let pki = topo.pki_dir();
+    let data: Vec<_> = files(topo.root()).into_iter().filter(|p| !p.starts_with(&pki)).collect();
+    assert!(data.len() > 10, "the gateway's and the agencies' data: {data:?}");
+    // Everything a person could be found by, in every spelling the alerts use.
+    let needles = [
+        "Brandt",
+        "Lukas Emil",
+        "C4J9X1R27",
+        "B-KL 4471",
+        "1994-03-17",
+        "Istanbul",
+        "Rinaldi",
+        "CA48213KX",
+        "FG 512 ZT",
+        "Hadzic",
+        "B0931177",
+        "Popescu",
+        "RX771203",
+        "2010-08-09",
+        "insulin",
+        "Dumont",
+        "19FV55021",
+    ];
+    let mut bytes_scanned = 0;
+    for file in &data {
+        let bytes = std::fs::read(file).unwrap();
+        bytes_scanned += bytes.len();
+        for needle in needles {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle.as_bytes())),
+                "{needle} is readable in {}",
+                file.display()
+            );
+        }
+    }
+    assert!(bytes_scanned > 10_000, "scanned {bytes_scanned} bytes");
+    topo.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_or_wrong_store_key_stops_the_gateway_with_a_clear_error() {
+    let mut topo = Topology::start(TopologySpec::default_agencies()).await.unwrap();
+    let alert = samples::foreign_fighter("de-police", &["fr-police"]);
+    topo.client("de-police").await.unwrap().publish(alert.clone()).await.unwrap();
+    topo.stop_gateway().await.unwrap();
+    let key = isx_tls::at_rest::key_path(&topo.pki_dir(), "gateway");
+    let original = std::fs::read(&key).unwrap();
+
+    std::fs::remove_file(&key).unwrap();
+    let err = topo.start_gateway().await.unwrap_err().to_string();
+    assert!(err.contains("gateway.store.key is missing"), "{err}");
+
+    std::fs::write(&key, format!("{}\n", "ab".repeat(32))).unwrap();
+    let err = topo.start_gateway().await.unwrap_err().to_string();
+    assert!(err.contains("gateway.store.key does not open this data directory"), "{err}");
+
+    // With the right key everything is still there.
+    std::fs::write(&key, original).unwrap();
+    topo.start_gateway().await.unwrap();
+    let resp = topo.client("de-police").await.unwrap().publish(alert).await.unwrap();
+    assert!(resp.duplicate, "the stored alert survived");
+    topo.shutdown().await;
+}
+
+/// True if `opts` cannot connect or its first call fails.
+async fn refused(opts: &ClientOptions) -> bool {
+    match Client::connect(opts).await {
+        Err(_) => true,
+        Ok(client) => client.publish(samples::foreign_fighter(opts.node.as_str(), &[])).await.is_err(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_and_certificate_less_clients_are_refused() {
+    let mut spec = TopologySpec::default_agencies();
+    let it = isx_core::NodeId::new("it-police").unwrap();
+    spec.revoked = vec![it.clone()];
+    spec.nodes.retain(|n| n.id != it);
+    spec.nodes.push(isx_testkit::NodeSpec {
+        run_mock: false,
+        ..isx_testkit::NodeSpec::new("it-police", isx_core::NodeKind::National, "IT", "")
+    });
+    let topo = Topology::start(spec).await.unwrap();
+    assert!(refused(&topo.client_options("it-police").unwrap()).await, "a revoked certificate is refused");
+    assert!(!refused(&topo.client_options("de-police").unwrap()).await, "others still connect");
+
+    // TLS 1.3 without a client certificate: the server ends the session.
+    let pki = topo.pki_dir();
+    let mut roots = rustls::RootCertStore::empty();
+    use rustls_pki_types::pem::PemObject;
+    for cert in rustls_pki_types::CertificateDer::pem_file_iter(pki.join("ca.crt")).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(topo.gateway_addr()).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let outcome = tokio::time::timeout(LIMIT, async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut tls = connector.connect(name, tcp).await?;
+        tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await?;
+        let mut buf = [0u8; 64];
+        tls.read(&mut buf).await
+    })
+    .await
+    .expect("bounded");
+    assert!(matches!(outcome, Err(_) | Ok(0)), "a client without a certificate got {outcome:?}");
+    topo.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_node_limits_hold_and_one_flooding_node_does_not_starve_the_others() {
+    let mut spec = TopologySpec::default_agencies();
+    spec.limits.rate_per_node = 50.0;
+    spec.limits.burst_per_node = 50;
+    spec.limits.max_streams_per_node = 2;
+    spec.limits.max_queue_per_node = 3;
+    let (events, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut topo = Topology::start_with_events(spec, Some(events)).await.unwrap();
+
+    // it-police floods lookups: the bucket runs dry, and it is told so.
+    let flooder = topo.client("it-police").await.unwrap();
+    let flood = tokio::spawn(async move {
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..400 {
+            let c = flooder.clone();
+            tasks.spawn(async move {
+                let id = LookupIdentifier { kind: Some(Kind::Plate("XX 0000".into())) };
+                c.lookup(vec![id], "flood", "flood").await.map(|_| ()).map_err(|s| s.code())
+            });
+        }
+        let mut codes = Vec::new();
+        while let Some(r) = tasks.join_next().await {
+            codes.push(r.unwrap());
+        }
+        codes
+    });
+    // Meanwhile de-police publishes at its own pace; every publish is accepted and delivered.
+    let de = topo.client("de-police").await.unwrap();
+    let mut sent = Vec::new();
+    for _ in 0..20 {
+        let a = samples::foreign_fighter("de-police", &["fr-police"]);
+        de.publish(a.clone()).await.expect("the well-behaved node is not starved");
+        sent.push(a.alert_id);
+    }
+    let codes = flood.await.unwrap();
+    let refused = codes.iter().filter(|c| **c == Err(Code::ResourceExhausted)).count();
+    let ok = codes.iter().filter(|c| c.is_ok()).count();
+    assert!(refused >= 200, "the flood was limited: {ok} ok, {refused} refused");
+    assert!(ok >= 50, "the burst was served: {ok}");
+    for id in &sent {
+        assert!(topo.inbox("fr-police").wait_for(id, LIMIT).await.unwrap().is_some());
+    }
+    // Refusals are recorded, at most one record a second, counting the rest.
+    let denials = topo
+        .audit_records(SearchRequest {
+            node: "it-police".into(),
+            operation: Operation::Denial as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(!denials.is_empty() && denials.len() < 20, "{} denial records for {refused} refusals", denials.len());
+    assert!(denials.iter().all(|d| d.detail.contains("limits.rate_per_node")));
+
+    // Streams: the mock holds one; one more is allowed, the third refused.
+    let fr = topo.client("fr-police").await.unwrap();
+    let _second = fr.subscribe(u64::MAX - 1).await.unwrap();
+    let third = fr.subscribe(u64::MAX - 1).await.unwrap_err();
+    assert_eq!(third.code(), Code::ResourceExhausted);
+    assert!(third.message().contains("max_streams_per_node"), "{}", third.message());
+
+    // Queue: frontex is offline; three events wait, the fourth publish is refused, nothing is lost.
+    topo.stop_node("frontex").await.unwrap();
+    let mut waiting = Vec::new();
+    for _ in 0..3 {
+        let a = samples::migrant_smuggling("de-police", &["frontex"]);
+        de.publish(a.clone()).await.unwrap();
+        waiting.push(a.alert_id);
+    }
+    let full = de.publish(samples::migrant_smuggling("de-police", &["frontex"])).await.unwrap_err();
+    assert_eq!(full.code(), Code::ResourceExhausted);
+    assert!(full.message().contains("frontex") && full.message().contains("max_queue_per_node"), "{}", full.message());
+    // Once frontex has received and acknowledged them, publishing works again.
+    topo.start_node("frontex").await.unwrap();
+    tokio::time::timeout(LIMIT, async {
+        while !waiting.is_empty() {
+            if let Some((node, isx_node::NodeEvent::Delivered { record, .. })) = rx.recv().await
+                && node.as_str() == "frontex"
+            {
+                waiting.retain(|id| id != record.alert_id());
+            }
+        }
+    })
+    .await
+    .expect("frontex drains its queue");
+    de.publish(samples::migrant_smuggling("de-police", &["frontex"])).await.expect("the queue has room again");
+    let last = topo.inbox("frontex");
+    assert!(last.len() >= 3);
+    topo.shutdown().await;
+}
