@@ -100,6 +100,10 @@ fn ensure_pki(pki: &Path, nodes: Vec<isx_core::NodeId>) -> Result<bool> {
 }
 
 pub async fn run(args: UpArgs) -> Result<ExitCode> {
+    // Handle Ctrl-C and SIGTERM from the start, so that a signal during
+    // start-up stops the children instead of orphaning them.
+    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let text = std::fs::read_to_string(&args.topology)
         .with_context(|| format!("cannot read {} (give a topology file)", args.topology.display()))?;
     let topology: TopologyFile = toml::from_str(&text).with_context(|| format!("{}", args.topology.display()))?;
@@ -210,11 +214,10 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
     println!("Ctrl-C stops everything.\n");
 
     // Run until a signal, or until any process ends on its own.
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let early = {
         let waits = procs.iter_mut().map(|p| Box::pin(p.child.wait()));
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => None,
+            _ = sigint.recv() => None,
             _ = sigterm.recv() => None,
             (status, i, _) = futures_select_all(waits) => Some((i, status)),
         }

@@ -279,7 +279,6 @@ pub(crate) async fn request_access(
     };
     hit.request_id = request_id.clone();
     let holder = NodeId::new(&alert.origin).map_err(|_| RequestError::UnknownHit(body.hit_id.clone()))?;
-    let seq = st.store.next_seq()?;
     let notify = OutboxEntry { access_request: Some(request.clone()), expires_ms: deadline, ..Default::default() };
     let record = AuditRecord {
         purpose: body.purpose,
@@ -298,7 +297,9 @@ pub(crate) async fn request_access(
     };
     st.check_queue(&holder)?;
     st.recorder.append(vec![record])?;
-    st.store.open_request(&request, &hit, &(holder.clone(), seq, notify))?;
+    let mut queued = (holder.clone(), 0, notify);
+    st.store.open_request(&request, &hit, &mut queued)?;
+    let seq = queued.1;
     st.committer.commit().await?;
     st.enqueued(&holder, 1);
     st.wake_node(&holder, seq);
@@ -414,7 +415,7 @@ pub(crate) async fn decide_access(
                 audit: Some(facts),
                 ..Default::default()
             };
-            events.push((requester.clone(), st.store.next_seq()?, entry));
+            events.push((requester.clone(), 0, entry));
         }
     } else {
         record.recipients = vec![RecipientLevel {
@@ -428,11 +429,11 @@ pub(crate) async fn decide_access(
         live.as_ref().map(|(_, a)| expires_ms(a)).unwrap_or(now + st.access.deadline.as_millis() as u64);
     events.push((
         requester.clone(),
-        st.store.next_seq()?,
+        0,
         OutboxEntry { access_outcome: Some(closed.clone()), expires_ms: outcome_expiry, ..Default::default() },
     ));
     st.recorder.append(vec![record])?;
-    if !st.store.close_request(&closed, &events)? {
+    if !st.store.close_request(&closed, &mut events)? {
         // Unreachable under the lock; refuse rather than double-decide.
         return Err(RequestError::AlreadyDecided { request_id: closed.request_id, state: "decided" });
     }
@@ -556,10 +557,10 @@ async fn expire_due_locked(st: &State) -> Result<usize, RequestError> {
                 expires_ms: now.saturating_add(st.access.deadline.as_millis() as u64),
                 ..Default::default()
             };
-            events.push((requester, st.store.next_seq()?, entry));
+            events.push((requester, 0, entry));
         }
         st.recorder.append(vec![record])?;
-        if st.store.close_request(&closed, &events)? {
+        if st.store.close_request(&closed, &mut events)? {
             n += 1;
             wake.extend(events.into_iter().map(|(node, seq, _)| (node, seq)));
         }

@@ -32,6 +32,7 @@ pub struct Recorder {
     wake: Notify,
     /// The size of the latest signed checkpoint.
     signed: AtomicU64,
+    faults: Arc<crate::commit::Faults>,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -56,7 +57,21 @@ impl Recorder {
     /// A recorder over `log`, sharing the gateway's group commit.
     pub fn new(log: Arc<AuditLog>, committer: Committer, clock: Clock, config: AuditConfig) -> Self {
         let signed = log.latest_checkpoint().ok().flatten().map(|(s, _)| s).unwrap_or(0);
-        Self { log, committer, clock, config, wake: Notify::new(), signed: AtomicU64::new(signed) }
+        Self {
+            log,
+            committer,
+            clock,
+            config,
+            wake: Notify::new(),
+            signed: AtomicU64::new(signed),
+            faults: Arc::default(),
+        }
+    }
+
+    /// Shares the gateway's fault switches (fault-injection tests).
+    pub fn with_faults(mut self, faults: Arc<crate::commit::Faults>) -> Self {
+        self.faults = faults;
+        self
     }
 
     /// The log.
@@ -68,6 +83,9 @@ impl Recorder {
     pub fn append(&self, records: Vec<AuditRecord>) -> Result<Vec<u64>, RequestError> {
         if records.is_empty() {
             return Ok(vec![]);
+        }
+        if self.faults.fail_audit_append.load(Ordering::SeqCst) {
+            return Err(RequestError::Commit(crate::commit::CommitError::Injected("audit append")));
         }
         let seqs = self.log.append(records, (self.clock)()).map_err(RequestError::Audit)?;
         if self.log.size().saturating_sub(self.signed.load(Ordering::Acquire)) >= self.config.checkpoint_every_records {

@@ -20,6 +20,31 @@ pub enum CommitError {
     /// The committer has stopped (the gateway is shutting down).
     #[error("the committer has stopped")]
     Stopped,
+    /// A fault switched on through [`Faults`].
+    #[error("injected fault: {0}")]
+    Injected(&'static str),
+}
+
+/// Storage faults that tests switch on to check that a failed write or flush
+/// discloses nothing. Inert unless a flag is set; the gateway never sets one.
+#[derive(Debug, Default)]
+pub struct Faults {
+    /// Every flush fails.
+    pub fail_flush: std::sync::atomic::AtomicBool,
+    /// Every audit append fails.
+    pub fail_audit_append: std::sync::atomic::AtomicBool,
+}
+
+impl Faults {
+    /// Switches flush failures on or off.
+    pub fn set_fail_flush(&self, on: bool) {
+        self.fail_flush.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Switches audit-append failures on or off.
+    pub fn set_fail_audit_append(&self, on: bool) {
+        self.fail_audit_append.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 type Waiter = oneshot::Sender<Result<(), CommitError>>;
@@ -45,7 +70,12 @@ impl Committer {
     /// sled's `flush` writes its log and calls `sync_file_range`, which
     /// survives a process crash but not a power loss on Linux (sled#1452).
     /// Each file in `fsync` is therefore `fsync`ed after every flush.
-    pub fn start(db: sled::Db, fsync: Vec<std::fs::File>, stats: Arc<CommitStats>) -> (Self, JoinHandle<()>) {
+    pub fn start(
+        db: sled::Db,
+        fsync: Vec<std::fs::File>,
+        stats: Arc<CommitStats>,
+        faults: Arc<Faults>,
+    ) -> (Self, JoinHandle<()>) {
         let fsync = Arc::new(fsync);
         let (tx, mut rx) = mpsc::unbounded_channel::<Waiter>();
         let task = tokio::spawn(async move {
@@ -55,6 +85,7 @@ impl Committer {
                     batch.push(w);
                 }
                 let (db, files) = (db.clone(), fsync.clone());
+                let fail = faults.fail_flush.load(std::sync::atomic::Ordering::SeqCst);
                 let result = match tokio::task::spawn_blocking(move || {
                     db.flush()?;
                     for f in files.iter() {
@@ -64,6 +95,7 @@ impl Committer {
                 })
                 .await
                 {
+                    Ok(Ok(())) if fail => Err(CommitError::Injected("flush")),
                     Ok(Ok(())) => Ok(()),
                     Ok(Err(e)) => Err(CommitError::Flush(Arc::new(e))),
                     Err(_) => Err(CommitError::Stopped),
@@ -97,7 +129,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::open(dir.path()).unwrap();
         let stats = Arc::new(CommitStats::default());
-        let (committer, task) = Committer::start(db.clone(), vec![], stats.clone());
+        let (committer, task) = Committer::start(db.clone(), vec![], stats.clone(), Arc::default());
         let mut handles = Vec::new();
         for i in 0..200u32 {
             let (db, committer) = (db.clone(), committer.clone());

@@ -41,9 +41,24 @@ pub struct ConnInfo {
 }
 
 /// A TLS connection whose client certificate named a registered node.
+///
+/// It fails every read and write once `kill` is cancelled, so that a peer
+/// that stopped reading cannot hold the gateway's shutdown forever.
 pub struct TlsConn {
     inner: tokio_rustls::server::TlsStream<TcpStream>,
     info: ConnInfo,
+    kill: Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
+}
+
+impl TlsConn {
+    /// An error if the connection was killed (and registers the waker for it).
+    fn killed(&mut self, cx: &mut Context<'_>) -> Option<io::Error> {
+        self.kill
+            .as_mut()
+            .poll(cx)
+            .is_ready()
+            .then(|| io::Error::new(io::ErrorKind::ConnectionAborted, "gateway shutting down"))
+    }
 }
 
 impl Connected for TlsConn {
@@ -55,13 +70,21 @@ impl Connected for TlsConn {
 
 impl AsyncRead for TlsConn {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+        let this = self.get_mut();
+        if let Some(e) = this.killed(cx) {
+            return Poll::Ready(Err(e));
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for TlsConn {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        if let Some(e) = this.killed(cx) {
+            return Poll::Ready(Err(e));
+        }
+        Pin::new(&mut this.inner).poll_write(cx, buf)
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_flush(cx)
@@ -107,6 +130,9 @@ pub enum StartError {
     Transport(#[from] tonic::transport::Error),
 }
 
+/// How long a shutdown waits for open connections to finish before aborting them.
+const DRAIN: Duration = Duration::from_secs(5);
+
 /// An opened gateway, ready to serve.
 pub struct Gateway {
     config: GatewayConfig,
@@ -119,6 +145,7 @@ pub struct Gateway {
     clock: Clock,
     /// Group-commit counters.
     pub commit_stats: Arc<CommitStats>,
+    faults: Arc<crate::commit::Faults>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -163,7 +190,13 @@ impl Gateway {
             policy,
             clock: system_clock(),
             commit_stats: Arc::default(),
+            faults: Arc::default(),
         })
+    }
+
+    /// The storage fault switches (fault-injection tests).
+    pub fn faults(&self) -> Arc<crate::commit::Faults> {
+        self.faults.clone()
     }
 
     /// The audit log (read-only use: tests and tools).
@@ -191,13 +224,12 @@ impl Gateway {
     /// Serves on `listener` until `shutdown` is cancelled, then drains and closes the store.
     pub async fn serve(self, listener: TcpListener, shutdown: CancellationToken) -> Result<(), StartError> {
         let fsync = self.fsync.iter().filter_map(|f| f.try_clone().ok()).collect();
-        let (committer, commit_task) = Committer::start(self.store.db().clone(), fsync, self.commit_stats.clone());
-        let recorder = Arc::new(Recorder::new(
-            self.audit.clone(),
-            committer.clone(),
-            self.clock.clone(),
-            self.config.audit.clone(),
-        ));
+        let (committer, commit_task) =
+            Committer::start(self.store.db().clone(), fsync, self.commit_stats.clone(), self.faults.clone());
+        let recorder = Arc::new(
+            Recorder::new(self.audit.clone(), committer.clone(), self.clock.clone(), self.config.audit.clone())
+                .with_faults(self.faults.clone()),
+        );
         let checkpointer = tokio::spawn(recorder.clone().checkpointer(shutdown.clone()));
         let state = Arc::new(State::new(
             &self.config,
@@ -223,13 +255,36 @@ impl Gateway {
         let audit = AuditServer::new(AuditService::new(state.clone())).max_encoding_message_size(usize::MAX);
 
         let local = listener.local_addr().ok();
+        let kill = CancellationToken::new();
         let (conn_tx, conn_rx) = mpsc::channel::<Result<TlsConn, io::Error>>(64);
         let acceptor = TlsAcceptor::from(self.tls.clone());
         let known: Arc<Vec<isx_core::NodeId>> = Arc::new(state.nodes.keys().cloned().collect());
-        let accept_task =
-            tokio::spawn(accept_loop(listener, acceptor, known, conn_tx, shutdown.clone(), recorder.clone()));
+        let accept_task = tokio::spawn(accept_loop(
+            listener,
+            acceptor,
+            known,
+            conn_tx,
+            shutdown.clone(),
+            kill.clone(),
+            recorder.clone(),
+        ));
         info!(listen = ?local, nodes = state.nodes.len(), "gateway serving");
 
+        // Graceful drain on shutdown, bounded: connections still open after
+        // DRAIN (a peer that stopped reading holds its stream) are aborted.
+        let killer = {
+            let (shutdown, kill) = (shutdown.clone(), kill.clone());
+            tokio::spawn(async move {
+                shutdown.cancelled().await;
+                tokio::select! {
+                    _ = kill.cancelled() => {}
+                    _ = tokio::time::sleep(DRAIN) => {
+                        warn!("connections still open {DRAIN:?} after shutdown: aborting them");
+                        kill.cancel();
+                    }
+                }
+            })
+        };
         let result = tonic::transport::Server::builder()
             .add_service(health_service)
             .add_service(reflection)
@@ -237,6 +292,8 @@ impl Gateway {
             .add_service(audit)
             .serve_with_incoming_shutdown(ReceiverStream::new(conn_rx), shutdown.clone().cancelled_owned())
             .await;
+        kill.cancel();
+        let _ = killer.await;
 
         // Drain: no new connections, every subscription ended, then the last flush.
         shutdown.cancel();
@@ -264,6 +321,7 @@ async fn accept_loop(
     known: Arc<Vec<isx_core::NodeId>>,
     conns: mpsc::Sender<Result<TlsConn, io::Error>>,
     shutdown: CancellationToken,
+    kill: CancellationToken,
     recorder: Arc<Recorder>,
 ) {
     loop {
@@ -281,6 +339,7 @@ async fn accept_loop(
             debug!(error = %e, "TCP_NODELAY");
         }
         let (acceptor, known, conns, recorder) = (acceptor.clone(), known.clone(), conns.clone(), recorder.clone());
+        let kill = kill.clone();
         tokio::spawn(async move {
             let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
@@ -319,7 +378,9 @@ async fn accept_loop(
                 return;
             }
             debug!(%remote, node = %identity.node, "connection accepted");
-            let _ = conns.send(Ok(TlsConn { inner: tls, info: ConnInfo { identity, remote } })).await;
+            let conn =
+                TlsConn { inner: tls, info: ConnInfo { identity, remote }, kill: Box::pin(kill.cancelled_owned()) };
+            let _ = conns.send(Ok(conn)).await;
         });
     }
 }

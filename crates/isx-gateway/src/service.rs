@@ -323,7 +323,7 @@ impl ExchangeService {
                         policy_version: policy_version.clone(),
                         request_id: String::new(),
                     };
-                    deliveries.push((node.id.clone(), st.store.next_seq()?, delivery));
+                    deliveries.push((node.id.clone(), 0, delivery)); // seq assigned by the store
                 }
                 _ => denials.push(AuditRecord {
                     recipients: vec![RecipientLevel {
@@ -387,13 +387,24 @@ impl ExchangeService {
         }
         let stored = StoredAlert { alert: Some(alert), digest: digest.to_vec(), receipt: Some(receipt.clone()) };
         st.recorder.append(records)?;
-        match st.store.publish(&stored, &deliveries, expires_ms, &audit, &index)? {
+        match st.store.publish(&stored, &mut deliveries, expires_ms, &audit, &index)? {
             PublishOutcome::Stored => {}
             PublishOutcome::Duplicate(existing) => return duplicate_or_conflict(*existing, &digest, &receipt.alert_id),
             PublishOutcome::Conflict => return Err(RequestError::Conflict(receipt.alert_id)),
         }
         // No log, no share: nothing is acknowledged or streamed before this flush.
-        st.committer.commit().await?;
+        if let Err(e) = st.committer.commit().await {
+            // Take the writes back so that a later flush does not disclose them,
+            // and say so in the log next to the collection record.
+            warn!(error = %e, "flush failed: the publish is withdrawn");
+            st.store.retract(&receipt.alert_id, &deliveries, expires_ms, &index)?;
+            let _ = st.recorder.append(vec![AuditRecord {
+                alert_id: receipt.alert_id.clone(),
+                detail: format!("publish withdrawn, nothing disclosed: {e}"),
+                ..about(Some(&conn), &officer, Operation::Denial, Outcome::Error)
+            }]);
+            return Err(e.into());
+        }
         for (node, seq, _) in &deliveries {
             st.enqueued(node, 1);
             if let Some(slot) = st.nodes.get(node) {

@@ -167,6 +167,10 @@ pub struct Store {
     hits: sled::Tree,
     access: sled::Tree,
     key: std::sync::Arc<isx_tls::at_rest::StoreKey>,
+    /// Held while outbox sequence numbers are taken and their rows written,
+    /// so that rows become visible in sequence order: a subscription never
+    /// reads seq N+1 before seq N exists.
+    order: std::sync::Arc<std::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -228,6 +232,7 @@ impl Store {
             hits: db.open_tree("hits")?,
             access: db.open_tree("access")?,
             key: std::sync::Arc::new(key),
+            order: Default::default(),
             db,
         })
     }
@@ -254,7 +259,14 @@ impl Store {
         &self.db
     }
 
+    /// Holds the ordering lock (see `order`) for the caller's outbox writes.
+    pub(crate) fn ordered(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.order.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// A fresh delivery sequence number, larger than every earlier one.
+    /// Outbox writers take it under [`Store::ordered`]; [`Store::publish`]
+    /// and the access-request writers do so themselves.
     pub fn next_seq(&self) -> Result<u64, StoreError> {
         // generate_id starts at 0; cursors start at 1 so that 0 means "from the start".
         Ok(self.db.generate_id()? + 1)
@@ -268,16 +280,21 @@ impl Store {
     /// Stores a new alert, its deliveries and its lookup index rows
     /// atomically, unless its id exists.
     ///
-    /// `deliveries` pairs each recipient with its delivery and a sequence number from
-    /// [`Store::next_seq`]. Nothing is durable until the caller's group commit completes.
+    /// `deliveries` pairs each recipient with its delivery; their sequence
+    /// numbers are assigned here, in the order the rows become visible.
+    /// Nothing is durable until the caller's group commit completes.
     pub fn publish(
         &self,
         stored: &StoredAlert,
-        deliveries: &[(NodeId, u64, Delivery)],
+        deliveries: &mut [(NodeId, u64, Delivery)],
         expires_ms: u64,
         audit: &AuditFacts,
         index: &[IndexRow],
     ) -> Result<PublishOutcome, StoreError> {
+        let _order = self.ordered();
+        for d in deliveries.iter_mut() {
+            d.1 = self.next_seq()?;
+        }
         let alert_id = stored.alert.as_ref().map(|a| a.alert_id.as_str()).unwrap_or_default();
         let stored_bytes = self.seal("alerts", alert_id.as_bytes(), &stored.encode_to_vec());
         let entries: Vec<(Vec<u8>, Vec<u8>)> = deliveries
@@ -326,6 +343,35 @@ impl Store {
         });
         match result {
             Ok(outcome) => Ok(outcome),
+            Err(TransactionError::Abort(e)) => Err(e),
+            Err(TransactionError::Storage(e)) => Err(e.into()),
+        }
+    }
+
+    /// Undoes a [`Store::publish`] whose flush failed: removes the alert, its
+    /// outbox entries, its lookup rows and its expiry row, so that a later
+    /// flush makes none of it visible.
+    pub fn retract(
+        &self,
+        alert_id: &str,
+        deliveries: &[(NodeId, u64, Delivery)],
+        expires_ms: u64,
+        index: &[IndexRow],
+    ) -> Result<(), StoreError> {
+        let trees = (&self.alerts, &self.outbox, &self.expiry, &self.lookup);
+        let result = trees.transaction(|(alerts, outbox, expiry, lookup)| {
+            alerts.remove(alert_id.as_bytes())?;
+            for (node, seq, _) in deliveries {
+                outbox.remove(outbox_key(node.as_str(), *seq))?;
+            }
+            for row in index {
+                lookup.remove(access::lookup_key(&row.pseudonym, alert_id))?;
+            }
+            expiry.remove(expiry_key(expires_ms, alert_id))?;
+            Ok::<_, ConflictableTransactionError<StoreError>>(())
+        });
+        match result {
+            Ok(()) => Ok(()),
             Err(TransactionError::Abort(e)) => Err(e),
             Err(TransactionError::Storage(e)) => Err(e.into()),
         }
@@ -434,32 +480,31 @@ mod tests {
         let store = Store::open(&dir.path().join("db"), &dir.path().join("k.store.key")).unwrap();
         let fr = NodeId::new("fr-police").unwrap();
         let it = NodeId::new("it-police").unwrap();
-        let s1 = store.next_seq().unwrap();
-        let s2 = store.next_seq().unwrap();
-        assert!(s2 > s1 && s1 >= 1);
+        let mut first = [(fr.clone(), 0, delivery("a1")), (it.clone(), 0, delivery("a1"))];
         let out = store
             .publish(
                 &stored("a1", "x"),
-                &[(fr.clone(), s1, delivery("a1")), (it.clone(), s2, delivery("a1"))],
+                &mut first,
                 1000,
                 &AuditFacts::default(),
                 &[IndexRow { pseudonym: "p1".into(), kind: "plate".into() }],
             )
             .unwrap();
         assert!(matches!(out, PublishOutcome::Stored));
+        let (s1, s2) = (first[0].1, first[1].1);
+        assert!(s2 > s1 && s1 >= 1, "the store assigns increasing sequence numbers");
         assert!(matches!(
-            store.publish(&stored("a1", "x"), &[], 1000, &AuditFacts::default(), &[]).unwrap(),
+            store.publish(&stored("a1", "x"), &mut [], 1000, &AuditFacts::default(), &[]).unwrap(),
             PublishOutcome::Duplicate(_)
         ));
         assert!(matches!(
-            store.publish(&stored("a1", "y"), &[], 1000, &AuditFacts::default(), &[]).unwrap(),
+            store.publish(&stored("a1", "y"), &mut [], 1000, &AuditFacts::default(), &[]).unwrap(),
             PublishOutcome::Conflict
         ));
 
-        let s3 = store.next_seq().unwrap();
-        store
-            .publish(&stored("a2", "z"), &[(fr.clone(), s3, delivery("a2"))], 5000, &AuditFacts::default(), &[])
-            .unwrap();
+        let mut second = [(fr.clone(), 0, delivery("a2"))];
+        store.publish(&stored("a2", "z"), &mut second, 5000, &AuditFacts::default(), &[]).unwrap();
+        let s3 = second[0].1;
         let got: Vec<u64> = store.pending(&fr, 0, 10, 0).unwrap().into_iter().map(|(s, _)| s).collect();
         assert_eq!(got, vec![s1, s3]);
         assert_eq!(store.pending(&fr, s1, 10, 0).unwrap().len(), 1);
@@ -494,12 +539,10 @@ mod tests {
         let fr = NodeId::new("fr-police").unwrap();
         let seq = {
             let store = Store::open(&dir.path().join("db"), &dir.path().join("k.store.key")).unwrap();
-            let seq = store.next_seq().unwrap();
-            store
-                .publish(&stored("a1", "x"), &[(fr.clone(), seq, delivery("a1"))], 9000, &AuditFacts::default(), &[])
-                .unwrap();
+            let mut one = [(fr.clone(), 0, delivery("a1"))];
+            store.publish(&stored("a1", "x"), &mut one, 9000, &AuditFacts::default(), &[]).unwrap();
             store.db().flush().unwrap();
-            seq
+            one[0].1
         };
         let store = Store::open(&dir.path().join("db"), &dir.path().join("k.store.key")).unwrap();
         assert_eq!(store.pending(&fr, 0, 10, 0).unwrap()[0].0, seq);

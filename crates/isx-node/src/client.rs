@@ -70,6 +70,17 @@ fn server_name(host: &str) -> Result<ServerName<'static>, ClientError> {
 
 /// Opens an mTLS HTTP/2 channel to `gateway` presenting `files`' certificate.
 pub async fn connect_channel(gateway: &str, files: &IdentityFiles) -> Result<Channel, ClientError> {
+    connect_channel_with_window(gateway, files, None).await
+}
+
+/// As [`connect_channel`], with an HTTP/2 receive window of `window` bytes
+/// (per stream and per connection) instead of the defaults (2 MB and 5 MB):
+/// a small window makes a node that reads slowly push back on the gateway sooner.
+pub async fn connect_channel_with_window(
+    gateway: &str,
+    files: &IdentityFiles,
+    window: Option<u32>,
+) -> Result<Channel, ClientError> {
     let tls = isx_tls::client_config(files)?;
     let (host, _port) = gateway.rsplit_once(':').ok_or_else(|| ClientError::BadAddress(gateway.to_owned()))?;
     let name = server_name(host)?;
@@ -77,7 +88,9 @@ pub async fn connect_channel(gateway: &str, files: &IdentityFiles) -> Result<Cha
     let endpoint = Endpoint::from_shared(format!("http://{gateway}"))
         .map_err(|_| ClientError::BadAddress(gateway.to_owned()))?
         .tcp_nodelay(true)
-        .http2_keep_alive_interval(std::time::Duration::from_secs(30));
+        .http2_keep_alive_interval(std::time::Duration::from_secs(30))
+        .initial_stream_window_size(window)
+        .initial_connection_window_size(window);
     let connector = tokio_rustls::TlsConnector::from(tls);
     endpoint
         .connect_with_connector(tower::service_fn(move |_uri| {
@@ -96,10 +109,15 @@ pub async fn connect_channel(gateway: &str, files: &IdentityFiles) -> Result<Cha
 impl Client {
     /// Connects to the gateway as `opts.node`.
     pub async fn connect(opts: &ClientOptions) -> Result<Self, ClientError> {
+        Self::connect_with_window(opts, None).await
+    }
+
+    /// Connects with an HTTP/2 receive window of `window` bytes (see [`connect_channel_with_window`]).
+    pub async fn connect_with_window(opts: &ClientOptions, window: Option<u32>) -> Result<Self, ClientError> {
         let officer = MetadataValue::try_from(opts.officer.as_str())
             .map_err(|_| ClientError::BadOfficer(opts.officer.clone()))?;
         let files = IdentityFiles::in_dir(&opts.pki_dir, opts.node.as_str());
-        let channel = connect_channel(&opts.gateway, &files).await?;
+        let channel = connect_channel_with_window(&opts.gateway, &files, window).await?;
         let exchange = ExchangeClient::new(channel.clone()).max_decoding_message_size(16 * 1024 * 1024);
         Ok(Self { exchange, channel, officer, node: opts.node.clone() })
     }

@@ -163,6 +163,8 @@ pub struct Topology {
     policy: Option<Arc<isx_gateway::disclosure::PolicyDisclosure>>,
     /// `host:port` the clients dial.
     target: String,
+    /// The running gateway's fault switches.
+    faults: Option<Arc<isx_gateway::commit::Faults>>,
     /// Attached to a gateway that runs elsewhere.
     attached: bool,
 }
@@ -246,6 +248,7 @@ impl Topology {
             skew_ms: Arc::new(AtomicI64::new(0)),
             policy: None,
             target: format!("localhost:{}", addr.port()),
+            faults: None,
             attached: false,
         };
         topo.launch_gateway(listener)?;
@@ -292,6 +295,7 @@ impl Topology {
             skew_ms: Arc::new(AtomicI64::new(0)),
             policy: None,
             target: gateway.to_owned(),
+            faults: None,
             attached: true,
         };
         let mocks: Vec<NodeId> = topo.spec.nodes.iter().filter(|n| n.run_mock).map(|n| n.id.clone()).collect();
@@ -313,6 +317,7 @@ impl Topology {
             Arc::new(move || (system() as i64 + skew.load(Ordering::Relaxed)).max(0) as u64);
         let gateway = Gateway::open(self.config.clone())?.with_clock(clock);
         self.policy = Some(gateway.policy());
+        self.faults = Some(gateway.faults());
         let shutdown = CancellationToken::new();
         let (tx, rx) = mpsc::unbounded_channel();
         let token = shutdown.clone();
@@ -345,6 +350,11 @@ impl Topology {
     /// The `@reason` of a policy in force (or of a routing pseudo-policy).
     pub fn policy_reason(&self, id: &str) -> Option<String> {
         self.policy.as_ref()?.current().reason(id).map(str::to_owned)
+    }
+
+    /// The running gateway's storage fault switches (fault-injection tests).
+    pub fn faults(&self) -> Arc<isx_gateway::commit::Faults> {
+        self.faults.clone().expect("the gateway runs in this process")
     }
 
     /// The gateway's address.

@@ -158,8 +158,11 @@ impl Store {
     }
 
     /// Stores a new pending request, links it to its hit, and queues the
-    /// notification for the holder, in one transaction.
-    pub fn open_request(&self, request: &AccessRequest, hit: &HitRow, notify: &Queued) -> Result<(), StoreError> {
+    /// notification for the holder (its sequence number is assigned here), in
+    /// one transaction.
+    pub fn open_request(&self, request: &AccessRequest, hit: &HitRow, notify: &mut Queued) -> Result<(), StoreError> {
+        let _order = self.ordered();
+        notify.1 = self.next_seq()?;
         let id = request.request_id.as_str();
         let body = self.seal("access", &request_key(id), &request.encode_to_vec());
         let hit_body = hit.encode_to_vec();
@@ -178,9 +181,13 @@ impl Store {
     }
 
     /// Stores a decided (granted, denied or expired) request and queues its
-    /// events for the requester, in one transaction. Fails with `false` if
-    /// the stored request is no longer pending.
-    pub fn close_request(&self, request: &AccessRequest, events: &[Queued]) -> Result<bool, StoreError> {
+    /// events for the requester (sequence numbers assigned here, in order), in
+    /// one transaction. Returns `false` if the stored request is no longer pending.
+    pub fn close_request(&self, request: &AccessRequest, events: &mut [Queued]) -> Result<bool, StoreError> {
+        let _order = self.ordered();
+        for e in events.iter_mut() {
+            e.1 = self.next_seq()?;
+        }
         let id = request.request_id.as_str();
         let body = self.seal("access", &request_key(id), &request.encode_to_vec());
         let rows: Vec<(Vec<u8>, Vec<u8>)> = events
@@ -268,7 +275,7 @@ mod tests {
         store.record_hits(&[("h1".into(), hit.clone())]).unwrap();
         let r = request("ar-1", 5000);
         let note = OutboxEntry { access_request: Some(r.clone()), expires_ms: 5000, ..Default::default() };
-        store.open_request(&r, &HitRow { request_id: "ar-1".into(), ..hit }, &(de.clone(), 7, note)).unwrap();
+        store.open_request(&r, &HitRow { request_id: "ar-1".into(), ..hit }, &mut (de.clone(), 0, note)).unwrap();
         assert_eq!(store.hit("h1").unwrap().unwrap().request_id, "ar-1");
         assert_eq!(store.requests_of("it-police").unwrap(), vec![r.clone()]);
         assert_eq!(store.requests_of("de-police").unwrap().len(), 1);
@@ -279,8 +286,8 @@ mod tests {
 
         let closed = AccessRequest { state: AccessState::Denied as i32, ..r.clone() };
         let outcome = OutboxEntry { access_outcome: Some(closed.clone()), expires_ms: 9000, ..Default::default() };
-        assert!(store.close_request(&closed, &[(it.clone(), 8, outcome)]).unwrap());
-        assert!(!store.close_request(&closed, &[]).unwrap(), "a request closes once");
+        assert!(store.close_request(&closed, &mut [(it.clone(), 0, outcome)]).unwrap());
+        assert!(!store.close_request(&closed, &mut []).unwrap(), "a request closes once");
         assert!(store.due_requests(u64::MAX - 1).unwrap().is_empty());
         assert_eq!(store.pending(&it, 0, 10, 0).unwrap().len(), 1);
         assert_eq!(store.access_request("ar-1").unwrap().unwrap().state(), AccessState::Denied);
