@@ -95,12 +95,12 @@ async fn a_subscriber_that_does_not_read_leaves_its_backlog_on_disk() {
     let fr = isx_node::Client::connect_with_window(&opts, Some(65_535)).await.unwrap();
     let _stalled = fr.subscribe(0).await.unwrap(); // opened, never read
     let de = topo.client("de-police").await.unwrap();
-    const QUEUED: u64 = 400;
+    const QUEUED: u64 = 400; // a multiple of the 8 publishing tasks
     let mut tasks = tokio::task::JoinSet::new();
-    for w in 0..8 {
+    for _ in 0..8 {
         let de = de.clone();
         tasks.spawn(async move {
-            for _ in 0..QUEUED / 8 + u64::from(w < QUEUED % 8) {
+            for _ in 0..QUEUED / 8 {
                 de.publish(samples::foreign_fighter("de-police", &["fr-police", "it-police"])).await.unwrap();
             }
         });
