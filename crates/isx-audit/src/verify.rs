@@ -127,7 +127,8 @@ pub fn checkpoint(cp: &Checkpoint, trusted_key: Option<&str>) -> Result<Verified
     Ok(v)
 }
 
-/// Checks one entry on its own: its body hashes to its leaf hash and its record sits at its seq.
+/// Checks one entry on its own: its body hashes to its leaf hash, its record
+/// sits at its seq, and the decoded copy (if any) is the body's.
 /// Returns the leaf hash.
 pub fn entry(e: &AuditEntry) -> Result<[u8; 32], VerifyError> {
     let bad = |message: &str| VerifyError::Entry { seq: e.seq, message: message.to_owned() };
@@ -141,6 +142,10 @@ pub fn entry(e: &AuditEntry) -> Result<[u8; 32], VerifyError> {
     let record = AuditRecord::decode(e.body.as_slice()).map_err(|_| bad("body is not an AuditRecord"))?;
     if record.seq != e.seq {
         return Err(bad(&format!("record says seq {}", record.seq)));
+    }
+    // The decoded copy is a convenience; it must say what the hashed bytes say.
+    if e.record.as_ref().is_some_and(|shown| *shown != record) {
+        return Err(bad("the decoded record differs from the hashed body (record altered)"));
     }
     Ok(leaf)
 }
