@@ -69,6 +69,15 @@ pub async fn search(client: &Client, req: SearchRequest) -> Result<SearchRespons
     Ok(audit(client).search(client.request(req)).await?.into_inner())
 }
 
+/// The consistency proof from tree size `first` to `second` (empty when equal).
+pub async fn consistency_proof(client: &Client, first: u64, second: u64) -> Result<Vec<Vec<u8>>, AuditClientError> {
+    if first >= second {
+        return Ok(vec![]);
+    }
+    let req = GetConsistencyProofRequest { first, second };
+    Ok(audit(client).get_consistency_proof(client.request(req)).await?.into_inner().hashes)
+}
+
 /// An export bundle.
 pub async fn export(client: &Client, filter: SearchRequest) -> Result<AuditBundle, AuditClientError> {
     Ok(audit(client).export(client.request(ExportRequest { filter: Some(filter) })).await?.into_inner())
@@ -110,12 +119,7 @@ pub async fn verify_live(
     let mut consistent_with = None;
     if let Some(old) = since {
         let old_v = verify::checkpoint(old, trusted_key.or(Some(&cp.verifier_key)))?;
-        let proof = if old_v.size < verified.size {
-            let req = GetConsistencyProofRequest { first: old_v.size, second: verified.size };
-            audit(client).get_consistency_proof(client.request(req)).await?.into_inner().hashes
-        } else {
-            vec![]
-        };
+        let proof = consistency_proof(client, old_v.size, verified.size).await?;
         verify::consistency(&old_v, &verified, &proof)?;
         consistent_with = Some(old_v.size);
     }
