@@ -100,6 +100,7 @@ async fn a_copied_data_directory_discloses_no_personal_data() {
         }
     }
     assert!(bytes_scanned > 10_000, "scanned {bytes_scanned} bytes");
+    eprintln!("at rest: {} files, {bytes_scanned} bytes scanned for {} identifiers: none found", data.len(), needles.len());
     topo.shutdown().await;
 }
 
@@ -217,6 +218,7 @@ async fn per_node_limits_hold_and_one_flooding_node_does_not_starve_the_others()
     let codes = flood.await.unwrap();
     let refused = codes.iter().filter(|c| **c == Err(Code::ResourceExhausted)).count();
     let ok = codes.iter().filter(|c| c.is_ok()).count();
+    eprintln!("limits: the flooding node got {ok} answers and {refused} RESOURCE_EXHAUSTED of {}", codes.len());
     assert!(refused >= 200, "the flood was limited: {ok} ok, {refused} refused");
     assert!(ok >= 50, "the burst was served: {ok}");
     for id in &sent {
@@ -231,6 +233,7 @@ async fn per_node_limits_hold_and_one_flooding_node_does_not_starve_the_others()
         })
         .await
         .unwrap();
+    eprintln!("limits: {} denial records for {refused} refusals", denials.len());
     assert!(!denials.is_empty() && denials.len() < 20, "{} denial records for {refused} refusals", denials.len());
     assert!(denials.iter().all(|d| d.detail.contains("limits.rate_per_node")));
 
