@@ -100,7 +100,11 @@ async fn a_copied_data_directory_discloses_no_personal_data() {
         }
     }
     assert!(bytes_scanned > 10_000, "scanned {bytes_scanned} bytes");
-    eprintln!("at rest: {} files, {bytes_scanned} bytes scanned for {} identifiers: none found", data.len(), needles.len());
+    eprintln!(
+        "at rest: {} files, {bytes_scanned} bytes scanned for {} identifiers: none found",
+        data.len(),
+        needles.len()
+    );
     topo.shutdown().await;
 }
 
