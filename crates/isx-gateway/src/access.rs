@@ -238,6 +238,21 @@ pub(crate) async fn lookup(st: &State, req: Request<LookupRequest>) -> Result<Lo
     Ok(LookupResponse { hits, policy_version })
 }
 
+/// The caller's hit, if it may still be followed up (requested or declined):
+/// expires due requests first, then checks that the hit is the caller's, its
+/// alert is live, it was not declined, and no request on it is open or
+/// granted. Returns the time, the hit and the alert. Call under `access_lock`.
+async fn followable_hit(st: &State, caller: &NodeId, hit_id: &str) -> Result<(u64, HitRow, Alert), RequestError> {
+    expire_due_locked(st).await?;
+    let now = st.now_ms();
+    let (hit, _, alert) = st.own_hit(caller, hit_id, now)?;
+    if hit.declined {
+        return Err(RequestError::HitDeclined(hit_id.to_owned()));
+    }
+    st.not_followed_up(&hit, hit_id)?;
+    Ok((now, hit, alert))
+}
+
 /// `Exchange.RequestAccess`.
 pub(crate) async fn request_access(
     st: &State,
@@ -253,13 +268,7 @@ pub(crate) async fn request_access(
     fields.finish()?;
 
     let _guard = st.access_lock.lock().await;
-    expire_due_locked(st).await?;
-    let now = st.now_ms();
-    let (mut hit, _, alert) = st.own_hit(&slot.info.id, &body.hit_id, now)?;
-    if hit.declined {
-        return Err(RequestError::HitDeclined(body.hit_id));
-    }
-    st.not_followed_up(&hit, &body.hit_id)?;
+    let (now, mut hit, alert) = followable_hit(st, &slot.info.id, &body.hit_id).await?;
     let request_id = st.store.next_request_id()?;
     let deadline = now.saturating_add(st.access.deadline.as_millis() as u64);
     let request = AccessRequest {
@@ -460,13 +469,7 @@ pub(crate) async fn decline_follow_up(
     fields.finish()?;
 
     let _guard = st.access_lock.lock().await;
-    expire_due_locked(st).await?;
-    let now = st.now_ms();
-    let (mut hit, _, alert) = st.own_hit(&slot.info.id, &body.hit_id, now)?;
-    if hit.declined {
-        return Err(RequestError::HitDeclined(body.hit_id));
-    }
-    st.not_followed_up(&hit, &body.hit_id)?;
+    let (_, mut hit, alert) = followable_hit(st, &slot.info.id, &body.hit_id).await?;
     hit.declined = true;
     let record = AuditRecord {
         justification: body.reason,
@@ -490,6 +493,7 @@ pub(crate) async fn list_access_requests(
 ) -> Result<ListAccessRequestsResponse, RequestError> {
     let conn: ConnInfo = req.extensions().get::<ConnInfo>().cloned().ok_or(RequestError::Unauthenticated)?;
     let slot = st.nodes.get(&conn.identity.node).ok_or(RequestError::Unauthenticated)?;
+    st.admit(slot)?;
     if !slot.info.has(Role::Lookup) && !slot.info.has(Role::Publish) {
         return Err(RequestError::MissingRole { node: slot.info.id.to_string(), role: Role::Lookup });
     }

@@ -164,7 +164,7 @@ impl State {
     }
 
     /// Takes one token from the node's bucket (refilled at `rate_per_node`).
-    fn admit(&self, slot: &NodeSlot) -> Result<(), RequestError> {
+    pub(crate) fn admit(&self, slot: &NodeSlot) -> Result<(), RequestError> {
         let (rate, burst) = (self.limits.rate_per_node, self.limits.burst_per_node);
         let mut bucket = slot.bucket.lock().unwrap_or_else(|e| e.into_inner());
         let now = std::time::Instant::now();

@@ -235,27 +235,10 @@ impl Topology {
         config.validate()?;
         let listener = TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
-        let mut topo = Self {
-            dir,
-            spec,
-            config,
-            addr,
-            gateway: None,
-            gateway_result: None,
-            nodes: BTreeMap::new(),
-            inboxes: BTreeMap::new(),
-            events,
-            skew_ms: Arc::new(AtomicI64::new(0)),
-            policy: None,
-            target: format!("localhost:{}", addr.port()),
-            faults: None,
-            attached: false,
-        };
+        let target = format!("localhost:{}", addr.port());
+        let mut topo = Self::assemble(dir, spec, config, addr, target, events, false);
         topo.launch_gateway(listener)?;
-        let mocks: Vec<NodeId> = topo.spec.nodes.iter().filter(|n| n.run_mock).map(|n| n.id.clone()).collect();
-        for id in mocks {
-            topo.start_node(id.as_str()).await?;
-        }
+        topo.start_mocks().await?;
         Ok(topo)
     }
 
@@ -282,7 +265,21 @@ impl Topology {
             access: spec.access.clone(),
             nodes: BTreeMap::new(),
         };
-        let mut topo = Self {
+        let mut topo = Self::assemble(dir, spec, config, addr, gateway.to_owned(), None, true);
+        topo.start_mocks().await?;
+        Ok(topo)
+    }
+
+    fn assemble(
+        dir: tempfile::TempDir,
+        spec: TopologySpec,
+        config: GatewayConfig,
+        addr: SocketAddr,
+        target: String,
+        events: Option<mpsc::UnboundedSender<(NodeId, NodeEvent)>>,
+        attached: bool,
+    ) -> Self {
+        Self {
             dir,
             spec,
             config,
@@ -291,18 +288,22 @@ impl Topology {
             gateway_result: None,
             nodes: BTreeMap::new(),
             inboxes: BTreeMap::new(),
-            events: None,
+            events,
             skew_ms: Arc::new(AtomicI64::new(0)),
             policy: None,
-            target: gateway.to_owned(),
+            target,
             faults: None,
-            attached: true,
-        };
-        let mocks: Vec<NodeId> = topo.spec.nodes.iter().filter(|n| n.run_mock).map(|n| n.id.clone()).collect();
-        for id in mocks {
-            topo.start_node(id.as_str()).await?;
+            attached,
         }
-        Ok(topo)
+    }
+
+    /// Starts a mock agency for every node of the spec that runs one.
+    async fn start_mocks(&mut self) -> Result<(), TopologyError> {
+        let mocks: Vec<NodeId> = self.spec.nodes.iter().filter(|n| n.run_mock).map(|n| n.id.clone()).collect();
+        for id in mocks {
+            self.start_node(id.as_str()).await?;
+        }
+        Ok(())
     }
 
     /// True if the gateway runs elsewhere ([`Topology::attach`]).
