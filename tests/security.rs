@@ -211,12 +211,14 @@ async fn per_node_limits_hold_and_one_flooding_node_does_not_starve_the_others()
         }
         codes
     });
-    // Meanwhile de-police publishes at its own pace; every publish is accepted and delivered.
+    // Meanwhile de-police publishes at its own pace (each delivered before the
+    // next, so fr-police's small queue never fills): every publish is accepted.
     let de = topo.client("de-police").await.unwrap();
     let mut sent = Vec::new();
     for _ in 0..20 {
         let a = samples::foreign_fighter("de-police", &["fr-police"]);
         de.publish(a.clone()).await.expect("the well-behaved node is not starved");
+        assert!(topo.inbox("fr-police").wait_for(&a.alert_id, LIMIT).await.unwrap().is_some());
         sent.push(a.alert_id);
     }
     let codes = flood.await.unwrap();
