@@ -86,6 +86,13 @@ enum Command {
         /// Audit log sizes for the proof and search figures, comma-separated.
         #[arg(long, value_delimiter = ',')]
         log_sizes: Option<Vec<u64>>,
+        /// Offered publish rate for the end-to-end latency figures, per second.
+        #[arg(long)]
+        rate: Option<u64>,
+        /// Alerts queued for an offline node before reading resident memory
+        /// (100000 in the full run, for `rss_mb_100k_queued`).
+        #[arg(long)]
+        queued: Option<u64>,
     },
 }
 
@@ -340,7 +347,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Up(args) => return up::run(args).await,
         Command::Policy(cmd) => return policy::run(cmd),
         Command::Audit(cmd) => return audit::run(cmd).await,
-        Command::Bench { quick, json, concurrency, log_sizes } => {
+        Command::Bench { quick, json, concurrency, log_sizes, rate, queued } => {
             let mut options = if quick {
                 isx_testkit::bench::BenchOptions::quick()
             } else {
@@ -351,6 +358,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
             if let Some(sizes) = log_sizes {
                 options.log_sizes = sizes;
+            }
+            if let Some(r) = rate {
+                options.rate = r.max(1);
+            }
+            if let Some(q) = queued {
+                options.queued = q;
             }
             let report = isx_testkit::bench::run(&options, &|step| eprintln!("bench: {step} ...")).await?;
             if json {

@@ -131,6 +131,16 @@ pub fn print_bench(r: &isx_testkit::bench::BenchReport) {
     println!("{:<34} {:>14.0}  audited hit/no-hit by document, 1 match", "lookup_rps", r.lookup_rps);
     println!("{:<34} {:>14.3}  lookup_rps / baseline_rps", "lookup_ratio", r.lookup_ratio);
     println!(
+        "{:<34} {:>14.2}  publish to delivery, {:.0}/s offered, {} delivered, {} shed",
+        "e2e_p50_ms", r.e2e_p50_ms, r.e2e_offered_rps, r.e2e_delivered, r.e2e_shed
+    );
+    println!("{:<34} {:>14.2}", "e2e_p99_ms", r.e2e_p99_ms);
+    println!("{:<34} {:>14.2}", "e2e_p999_ms", r.e2e_p999_ms);
+    println!(
+        "{:<34} {:>14.1}  process RSS with {} alerts queued for an offline node (before: {:.1} MB)",
+        "rss_mb_queued", r.rss_mb_queued, r.rss_queued, r.rss_mb_before_queue
+    );
+    println!(
         "{:<34} {:>14.0}  one recipient each, with redaction, cache warm",
         "policy_decisions_per_s", r.policy_decisions_per_s
     );

@@ -37,6 +37,10 @@ pub struct BenchOptions {
     pub audit_records: u64,
     /// Log sizes for the proof and search figures.
     pub log_sizes: Vec<u64>,
+    /// Offered publish rate for the end-to-end latency phase, per second.
+    pub rate: u64,
+    /// Alerts queued for an offline node before reading the resident memory.
+    pub queued: u64,
 }
 
 impl BenchOptions {
@@ -48,6 +52,8 @@ impl BenchOptions {
             channels: 4,
             audit_records: 5_000,
             log_sizes: vec![1_000, 10_000, 50_000],
+            rate: 1000,
+            queued: 5_000,
         }
     }
 
@@ -59,6 +65,8 @@ impl BenchOptions {
             channels: 4,
             audit_records: 50_000,
             log_sizes: vec![10_000, 100_000, 1_000_000],
+            rate: 1000,
+            queued: 100_000,
         }
     }
 }
@@ -90,6 +98,26 @@ pub struct BenchReport {
     pub policy_us_per_alert_uncached: f64,
     /// `policy_us_per_alert_uncached / publish_us_per_alert`.
     pub policy_share_of_publish_uncached: f64,
+    /// Publish-to-delivery latency at `e2e_offered_rps`, median, ms.
+    pub e2e_p50_ms: f64,
+    /// 99th percentile, ms.
+    pub e2e_p99_ms: f64,
+    /// 99.9th percentile, ms.
+    pub e2e_p999_ms: f64,
+    /// The offered rate of the latency phase, per second.
+    pub e2e_offered_rps: f64,
+    /// Publishes accepted and delivered in the latency phase.
+    pub e2e_delivered: u64,
+    /// Offered publishes not sent because 1024 were already in flight (the gateway fell behind).
+    pub e2e_shed: u64,
+    /// Resident memory of the bench process (gateway, agencies, clients) before queueing, MB.
+    pub rss_mb_before_queue: f64,
+    /// The same after `rss_queued` alerts were queued for an offline node, MB.
+    pub rss_mb_queued: f64,
+    /// How many alerts were queued for that figure.
+    pub rss_queued: u64,
+    /// `rss_mb_queued` when `rss_queued` is 100,000 (the full run), else absent.
+    pub rss_mb_100k_queued: Option<f64>,
     /// Requests that ended in a non-OK status.
     pub errors: u64,
     /// The audit-log figures.
@@ -267,6 +295,8 @@ pub async fn run(
     report.errors += err;
     topo.shutdown().await;
 
+    latency_and_memory(options, &mut report, progress).await?;
+
     progress("policy: the decision path alone");
     let figures = policy_decisions(options.phase.min(Duration::from_secs(3)))
         .map_err(|e| TopologyError::Node { node: "policy".into(), message: e.to_string() })?;
@@ -281,6 +311,139 @@ pub async fn run(
     report.audit = audit_figures(options.audit_records, 64, &options.log_sizes, progress)
         .map_err(|message| TopologyError::Node { node: "audit bench".into(), message })?;
     Ok(report)
+}
+
+/// Resident memory of this process, MB (Linux `/proc/self/status`; 0 elsewhere).
+fn rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+/// Publish-to-delivery latency at a fixed offered rate (HDR histogram), then
+/// resident memory with `options.queued` alerts queued for an offline node.
+async fn latency_and_memory(
+    options: &BenchOptions,
+    report: &mut BenchReport,
+    progress: &(dyn Fn(&str) + Send + Sync),
+) -> Result<(), TopologyError> {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    progress(&format!("latency: publish to delivery at {}/s offered", options.rate));
+    let mut spec = TopologySpec::default_agencies();
+    spec.limits.rate_per_node = 1e9;
+    spec.limits.burst_per_node = u32::MAX;
+    spec.limits.max_queue_per_node = u64::MAX;
+    for n in spec.nodes.iter_mut().filter(|n| n.id.as_str() == "fr-police") {
+        n.run_mock = false;
+    }
+    let topo = Topology::start(spec).await?;
+    let bad = |e: &dyn std::fmt::Display| TopologyError::Node { node: "bench".into(), message: e.to_string() };
+    let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let hist =
+        Arc::new(Mutex::new(hdrhistogram::Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).map_err(|e| bad(&e))?));
+    let fr = topo.client("fr-police").await?;
+    let mut stream = fr.subscribe(0).await.map_err(|e| bad(&e))?;
+    let arrived = Arc::new(AtomicU64::new(0));
+    let receiver = {
+        let (sent, hist, arrived, fr) = (sent.clone(), hist.clone(), arrived.clone(), fr.clone());
+        tokio::spawn(async move {
+            while let Ok(Some(msg)) = stream.message().await {
+                if let Some(isx_core::wire::subscribe_response::Event::Delivery(d)) = msg.event {
+                    let id = d.alert.map(|a| a.alert_id).unwrap_or_default();
+                    if let Some(t) = sent.lock().unwrap_or_else(|e| e.into_inner()).remove(&id) {
+                        let us = t.elapsed().as_micros().max(1) as u64;
+                        let _ = hist.lock().unwrap_or_else(|e| e.into_inner()).record(us);
+                        arrived.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                let _ = fr.ack(msg.cursor).await;
+            }
+        })
+    };
+    let mut publishers = Vec::new();
+    for _ in 0..options.channels.max(1) {
+        publishers.push(topo.client("de-police").await?);
+    }
+    let in_flight = Arc::new(AtomicU64::new(0));
+    let (mut offered, mut shed) = (0u64, 0u64);
+    let accepted = Arc::new(AtomicU64::new(0));
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / options.rate.max(1) as f64));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let start = Instant::now();
+    while start.elapsed() < options.phase {
+        tick.tick().await;
+        offered += 1;
+        if in_flight.load(Ordering::Relaxed) >= 1024 {
+            shed += 1;
+            continue;
+        }
+        let client = publishers[(offered as usize) % publishers.len()].clone();
+        let (sent, in_flight, accepted) = (sent.clone(), in_flight.clone(), accepted.clone());
+        in_flight.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(async move {
+            let alert = samples::foreign_fighter("de-police", &["fr-police"]);
+            sent.lock().unwrap_or_else(|e| e.into_inner()).insert(alert.alert_id.clone(), Instant::now());
+            if client.publish(alert.clone()).await.is_ok() {
+                accepted.fetch_add(1, Ordering::Relaxed);
+            } else {
+                sent.lock().unwrap_or_else(|e| e.into_inner()).remove(&alert.alert_id);
+            }
+            in_flight.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+    let offered_secs = start.elapsed().as_secs_f64();
+    // Bounded wait for what was accepted to arrive.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while (in_flight.load(Ordering::Relaxed) > 0 || arrived.load(Ordering::Relaxed) < accepted.load(Ordering::Relaxed))
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    {
+        let h = hist.lock().unwrap_or_else(|e| e.into_inner());
+        report.e2e_p50_ms = h.value_at_quantile(0.5) as f64 / 1000.0;
+        report.e2e_p99_ms = h.value_at_quantile(0.99) as f64 / 1000.0;
+        report.e2e_p999_ms = h.value_at_quantile(0.999) as f64 / 1000.0;
+    }
+    report.e2e_offered_rps = offered as f64 / offered_secs;
+    report.e2e_delivered = arrived.load(Ordering::Relaxed);
+    report.e2e_shed = shed;
+    receiver.abort();
+
+    progress(&format!("memory: {} alerts queued for an offline node", options.queued));
+    report.rss_mb_before_queue = rss_mb();
+    let target = options.queued;
+    let next = Arc::new(AtomicU64::new(0));
+    let stored = Arc::new(AtomicU64::new(0));
+    let mut workers = Vec::new();
+    for w in 0..options.concurrency.max(1) {
+        let client = publishers[w % publishers.len()].clone();
+        let (next, stored) = (next.clone(), stored.clone());
+        workers.push(tokio::spawn(async move {
+            while next.fetch_add(1, Ordering::Relaxed) < target {
+                if client.publish(samples::migrant_smuggling("de-police", &["fr-police"])).await.is_ok() {
+                    stored.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    for w in workers {
+        let _ = w.await;
+    }
+    let ok = stored.load(Ordering::Relaxed);
+    report.rss_mb_queued = rss_mb();
+    report.rss_queued = ok;
+    report.rss_mb_100k_queued = (report.rss_queued >= 100_000).then_some(report.rss_mb_queued);
+    topo.shutdown().await;
+    Ok(())
 }
 
 /// Audit-log figures, each next to its baseline from the same run.
