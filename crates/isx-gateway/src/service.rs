@@ -709,7 +709,8 @@ impl Exchange for ExchangeService {
         let node = slot.info.id.clone();
         let cursor = req.get_ref().after_cursor;
         let span = info_span!("subscribe", node = %node, officer = %officer);
-        span.in_scope(|| info!(after_cursor = cursor, backlog = st.store.backlog(&node), "subscribed"));
+        let backlog = slot.queued.load(Ordering::Acquire);
+        span.in_scope(|| info!(after_cursor = cursor, backlog, "subscribed"));
         let (tx, rx) = mpsc::channel(16);
         let who = Subscriber { node, conn, officer };
         st.tracker.spawn(
