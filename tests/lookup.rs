@@ -11,10 +11,9 @@ use isx_core::wire::{
 };
 use isx_node::audit as client_audit;
 use isx_node::config::{AccessRule, RuleDecision};
-use isx_testkit::{NodeSpec, Topology, TopologySpec, samples};
+use isx_testkit::{NodeSpec, Topology, TopologySpec, bad_fields, samples};
 use prost::Message;
 use tonic::Code;
-use tonic_types::StatusExt;
 
 /// The bound on any wait; reached only when a test fails.
 const LIMIT: Duration = Duration::from_secs(20);
@@ -29,14 +28,6 @@ fn document(country: &str, number: &str) -> LookupIdentifier {
 
 fn plate(p: &str) -> LookupIdentifier {
     LookupIdentifier { kind: Some(Kind::Plate(p.into())) }
-}
-
-fn bad_fields(status: &tonic::Status) -> Vec<String> {
-    status
-        .get_error_details()
-        .bad_request()
-        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
-        .unwrap_or_default()
 }
 
 async fn records(topo: &Topology, req: SearchRequest) -> Vec<AuditRecord> {

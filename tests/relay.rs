@@ -4,25 +4,15 @@
 use std::time::Duration;
 
 use isx_core::wire::{DisclosureLevel, subscribe_response::Event};
-use isx_node::{Client, ClientOptions};
-use isx_testkit::{Topology, TopologySpec, samples};
+use isx_node::ClientOptions;
+use isx_testkit::{Topology, TopologySpec, bad_fields, connection_refused, samples};
 use tonic::Code;
-use tonic_types::StatusExt;
 
 /// The bound on any wait for a delivery; reached only when a test fails.
 const LIMIT: Duration = Duration::from_secs(20);
 
 async fn topology() -> Topology {
     Topology::start(TopologySpec::default_agencies()).await.expect("topology starts")
-}
-
-/// The field paths named in a status's `google.rpc.BadRequest`.
-fn bad_fields(status: &tonic::Status) -> Vec<String> {
-    status
-        .get_error_details()
-        .bad_request()
-        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
-        .unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -240,14 +230,6 @@ async fn an_oversize_alert_is_refused() {
     topo.shutdown().await;
 }
 
-/// The client side of a refused connection: connecting or the first call fails.
-async fn refused(opts: &ClientOptions) -> bool {
-    match Client::connect(opts).await {
-        Err(_) => true,
-        Ok(client) => client.publish(samples::foreign_fighter(opts.node.as_str(), &[])).await.is_err(),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_certificates_cannot_connect() {
     let topo = topology().await;
@@ -264,13 +246,13 @@ async fn unknown_certificates_cannot_connect() {
     }
     let mut opts = topo.client_options("de-police").unwrap();
     opts.pki_dir = mixed;
-    assert!(refused(&opts).await, "a foreign CA's certificate is refused");
+    assert!(connection_refused(&opts).await, "a foreign CA's certificate is refused");
 
     // A certificate from our CA for a node the gateway does not know.
     let es = isx_core::NodeId::new("es-police").unwrap();
     isx_tls::pki::issue_node(&topo.pki_dir(), &es, time::Duration::days(1)).unwrap();
     let opts = ClientOptions { node: es, ..topo.client_options("de-police").unwrap() };
-    assert!(refused(&opts).await, "an unregistered node is refused");
+    assert!(connection_refused(&opts).await, "an unregistered node is refused");
 
     // An expired certificate from our CA.
     let mut expired = topo.client_options("fr-police").unwrap();
@@ -280,10 +262,10 @@ async fn unknown_certificates_cannot_connect() {
     std::fs::copy(topo.pki_dir().join("ca.key"), dir.join("ca.key")).unwrap();
     isx_tls::pki::issue_node(&dir, &expired.node, time::Duration::days(-1)).unwrap();
     expired.pki_dir = dir;
-    assert!(refused(&expired).await, "an expired certificate is refused");
+    assert!(connection_refused(&expired).await, "an expired certificate is refused");
 
     // The real identity still works.
-    assert!(!refused(&topo.client_options("de-police").unwrap()).await);
+    assert!(!connection_refused(&topo.client_options("de-police").unwrap()).await);
     topo.shutdown().await;
 }
 

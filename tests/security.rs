@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use isx_core::wire::lookup_identifier::Kind;
 use isx_core::wire::{LookupIdentifier, Operation, SearchRequest};
-use isx_node::{Client, ClientOptions};
-use isx_testkit::{Topology, TopologySpec, samples};
+use isx_testkit::{Topology, TopologySpec, connection_refused, samples};
 use tonic::Code;
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -133,14 +132,6 @@ async fn a_lost_or_wrong_store_key_stops_the_gateway_with_a_clear_error() {
     topo.shutdown().await;
 }
 
-/// True if `opts` cannot connect or its first call fails.
-async fn refused(opts: &ClientOptions) -> bool {
-    match Client::connect(opts).await {
-        Err(_) => true,
-        Ok(client) => client.publish(samples::foreign_fighter(opts.node.as_str(), &[])).await.is_err(),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoked_and_certificate_less_clients_are_refused() {
     let mut spec = TopologySpec::default_agencies();
@@ -152,8 +143,8 @@ async fn revoked_and_certificate_less_clients_are_refused() {
         ..isx_testkit::NodeSpec::new("it-police", isx_core::NodeKind::National, "IT", "")
     });
     let topo = Topology::start(spec).await.unwrap();
-    assert!(refused(&topo.client_options("it-police").unwrap()).await, "a revoked certificate is refused");
-    assert!(!refused(&topo.client_options("de-police").unwrap()).await, "others still connect");
+    assert!(connection_refused(&topo.client_options("it-police").unwrap()).await, "a revoked certificate is refused");
+    assert!(!connection_refused(&topo.client_options("de-police").unwrap()).await, "others still connect");
 
     // TLS 1.3 without a client certificate: the server ends the session.
     let pki = topo.pki_dir();

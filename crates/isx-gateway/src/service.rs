@@ -445,7 +445,7 @@ impl ExchangeService {
             return Err(RequestError::CursorNotDelivered { cursor, highest });
         }
         let released = st.store.ack(&slot.info.id, cursor)?;
-        st.dequeued(slot.info.id.as_str(), released);
+        let _ = slot.queued.fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| Some(q.saturating_sub(released)));
         debug!(cursor, released, "ack");
         Ok(AckResponse { released })
     }

@@ -322,14 +322,9 @@ action = "ACTION_CHECK"
 labels = { tlp = "TLP_AMBER", handling_code = "HANDLING_CODE_H0" }
 "#;
 
-    fn run_case(expect: &str) -> Vec<CaseResult> {
-        let dir = tempfile::tempdir().unwrap();
-        let table = TestTable::load(&write(dir.path(), &CASE.replace("EXPECT", expect))).unwrap();
-        let engine =
-            PolicyEngine::load(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy/local/policy")).unwrap();
-        let d = Disclosure::new(Arc::new(engine), RedactionProfile::default());
-        let nodes: Vec<NodeInfo> = ["de-police", "fr-police"]
-            .iter()
+    /// National police nodes with the default roles.
+    fn national(ids: &[&str]) -> Vec<NodeInfo> {
+        ids.iter()
             .map(|id| NodeInfo {
                 id: NodeId::new(*id).unwrap(),
                 kind: NodeKind::National,
@@ -337,7 +332,16 @@ labels = { tlp = "TLP_AMBER", handling_code = "HANDLING_CODE_H0" }
                 roles: NodeKind::National.default_roles(),
                 name: String::new(),
             })
-            .collect();
+            .collect()
+    }
+
+    fn run_case(expect: &str) -> Vec<CaseResult> {
+        let dir = tempfile::tempdir().unwrap();
+        let table = TestTable::load(&write(dir.path(), &CASE.replace("EXPECT", expect))).unwrap();
+        let engine =
+            PolicyEngine::load(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy/local/policy")).unwrap();
+        let d = Disclosure::new(Arc::new(engine), RedactionProfile::default());
+        let nodes = national(&["de-police", "fr-police"]);
         run(&table, &d, &nodes)
     }
 
@@ -347,16 +351,7 @@ labels = { tlp = "TLP_AMBER", handling_code = "HANDLING_CODE_H0" }
         let engine =
             PolicyEngine::load(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy/local/policy")).unwrap();
         let d = Disclosure::new(Arc::new(engine), RedactionProfile::default());
-        let nodes: Vec<NodeInfo> = ["de-police", "fr-police", "it-police"]
-            .iter()
-            .map(|id| NodeInfo {
-                id: NodeId::new(*id).unwrap(),
-                kind: NodeKind::National,
-                country: "XX".into(),
-                roles: NodeKind::National.default_roles(),
-                name: String::new(),
-            })
-            .collect();
+        let nodes = national(&["de-police", "fr-police", "it-police"]);
         let red = CASE.replace("TLP_AMBER", "TLP_RED").replace("\"fr-police\"", "\"it-police\"");
         let table = format!(
             "{}\naddressees = [\"fr-police\"]\n{}\naddressees = [\"fr-police\"]\n",

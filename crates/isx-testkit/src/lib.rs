@@ -74,3 +74,22 @@ pub mod scenario;
 pub mod topology;
 
 pub use topology::{NodeSpec, Topology, TopologyError, TopologySpec};
+
+/// The field paths a status's `google.rpc.BadRequest` names, in order.
+pub fn bad_fields(status: &tonic::Status) -> Vec<String> {
+    use tonic_types::StatusExt;
+    status
+        .get_error_details()
+        .bad_request()
+        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
+        .unwrap_or_default()
+}
+
+/// True if a client with `opts` cannot connect, or its first publish fails:
+/// the client's view of a refused identity.
+pub async fn connection_refused(opts: &isx_node::ClientOptions) -> bool {
+    match isx_node::Client::connect(opts).await {
+        Err(_) => true,
+        Ok(client) => client.publish(samples::foreign_fighter(opts.node.as_str(), &[])).await.is_err(),
+    }
+}
