@@ -2,9 +2,9 @@
 //!
 //! # Layout
 //! - [`log`]: [`AuditLog`], the sled-backed append-only log: records, the
-//!   RFC 6962 Merkle tree (stored hashes in the Go `tlog` layout, via
-//!   `tlog_tiles`), indexes, search, proofs, pruning, and the start-up
-//!   integrity check.
+//!   RFC 6962 Merkle tree (the Go `tlog` stored hashes, via `tlog_tiles`,
+//!   kept as one key per record), indexes written off the append path,
+//!   search, proofs, pruning, and the start-up integrity check.
 //! - [`index`]: index rows derived from a record, so that every search reads
 //!   only the rows it returns.
 //! - [`keys`]: the gateway's audit keys: the Ed25519 checkpoint key (C2SP
@@ -22,6 +22,8 @@
 //!   the first bad sequence number.
 //! - Appends are not durable until the caller flushes the database (the
 //!   gateway's group commit); a checkpoint is only signed over flushed records.
+//! - A search sees every appended record: it first writes the search rows
+//!   that the background indexer has not written yet.
 //!
 //! This crate knows nothing of gRPC.
 #![forbid(unsafe_code)]

@@ -2,16 +2,29 @@
 //!
 //! # Trees (all prefixed `audit.`)
 //! - `entries`: `seq` (u64 BE) → the record's exact protobuf bytes.
-//! - `hashes`: stored-hash index (u64 BE, Go `tlog` layout) → 32-byte hash.
-//!   Level 0 at `stored_hash_index(0, n)` is record n's leaf hash.
+//! - `hashes`: `seq` (u64 BE) → the Merkle hashes that record `seq`
+//!   completes, 32 bytes each: its leaf hash, then the hash of each subtree
+//!   it closes, level by level (the Go `tlog` stored hashes of that record,
+//!   one key per record instead of one per hash).
 //! - `index`: search rows (see [`crate::index`]).
-//! - `meta`: `size` (records in the tree) and `pruned_below` (bodies before
-//!   this seq were removed by retention).
+//! - `meta`: `size` (records in the tree), `indexed` (records whose search
+//!   rows are written), `pruned_below` (bodies before this seq were removed
+//!   by retention) and `format`.
 //! - `checkpoints`: tree size (u64 BE) → signed checkpoint note.
 //!
-//! `size` is written after a batch's records, hashes and rows; entries found
-//! beyond it at open were never flushed with it and so never acknowledged,
-//! and are removed.
+//! `size` is written after a batch's records and hashes; entries found beyond
+//! it at open were never flushed with it and so never acknowledged, and are
+//! removed.
+//!
+//! # Deferred indexing
+//!
+//! [`AuditLog::append`] writes what makes a record durable and verifiable:
+//! its body and its hashes. The search rows are derived data; they are
+//! written by [`AuditLog::index_pending`], which the gateway runs in the
+//! background and which every search, prune and integrity check runs first,
+//! so a search always sees every appended record. Rows are keys with empty
+//! values, so writing them again after a crash is harmless; `indexed` says
+//! where to resume.
 
 use std::sync::Mutex;
 
@@ -66,7 +79,19 @@ pub enum AuditError {
     /// The Merkle computation failed.
     #[error("merkle tree: {0}")]
     Tree(String),
+    /// The log was written in an older storage layout.
+    #[error(
+        "this audit log was written in storage format {found}, and this version reads format {FORMAT}; export it with the version that wrote it (`isx audit export`), then move the data directory away"
+    )]
+    Format {
+        /// The format found (1 if unmarked).
+        found: u64,
+    },
 }
+
+/// The storage layout written by this code (1: one `hashes` key per hash,
+/// search rows written with each append).
+pub const FORMAT: u64 = 2;
 
 impl From<tlog::Error> for AuditError {
     fn from(e: tlog::Error) -> Self {
@@ -134,6 +159,16 @@ impl Filter {
     }
 }
 
+/// Where stored hash `index` lives: (the record that completes it, its
+/// offset in that record's `hashes` value).
+///
+/// The hash at `level` and position `k` is computed when record
+/// `(k + 1) · 2^level − 1` is appended, as that record's `level`-th stored hash.
+pub(crate) fn locate(index: u64) -> (u64, usize) {
+    let (level, k) = tlog::split_stored_hash_index(index);
+    (((k + 1) << level) - 1, level as usize * 32)
+}
+
 /// Reads stored hashes from the `hashes` tree.
 struct Stored<'a>(&'a sled::Tree);
 
@@ -141,9 +176,15 @@ impl HashReader for Stored<'_> {
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, tlog::Error> {
         indexes
             .iter()
-            .map(|i| match self.0.get(i.to_be_bytes()) {
-                Ok(Some(v)) if v.len() == 32 => Ok(Hash(v.as_ref().try_into().expect("32 bytes"))),
-                _ => Err(tlog::Error::IndexesNotInTree),
+            .map(|i| {
+                let (seq, at) = locate(*i);
+                match self.0.get(be(seq)) {
+                    Ok(Some(v)) => v
+                        .get(at..at + 32)
+                        .map(|h| Hash(h.try_into().expect("32 bytes")))
+                        .ok_or(tlog::Error::IndexesNotInTree),
+                    _ => Err(tlog::Error::IndexesNotInTree),
+                }
             })
             .collect()
     }
@@ -201,6 +242,8 @@ pub struct AuditLog {
     keys: AuditKeys,
     /// The size and frontier; held while appending so that seqs and hashes are assigned in order.
     size: Mutex<AppendState>,
+    /// Held while search rows are written (see [`AuditLog::index_pending`]).
+    indexer: Mutex<()>,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -240,8 +283,14 @@ impl AuditLog {
             db: db.clone(),
             keys,
             size: Mutex::new(AppendState::default()),
+            indexer: Mutex::new(()),
         };
         let size = read_u64(&log.meta, "size")?;
+        match read_u64(&log.meta, "format")? {
+            FORMAT => {}
+            0 if size == 0 && log.entries.is_empty() => log.meta.insert("format", &be(FORMAT)[..]).map(drop)?,
+            found => return Err(AuditError::Format { found: found.max(1) }),
+        }
         let leftovers = log.remove_leftovers(size)?;
         log.size.lock().unwrap_or_else(|e| e.into_inner()).size = size;
         let mut report = log.check_integrity(progress)?;
@@ -265,13 +314,13 @@ impl AuditLog {
     }
 
     /// Appends records, assigning `seq`, `version` and `time` (Unix ms `now_ms`).
-    /// Not durable until the database is flushed.
+    /// Not durable until the database is flushed. Their search rows are
+    /// written later, by [`AuditLog::index_pending`].
     pub fn append(&self, records: Vec<AuditRecord>, now_ms: u64) -> Result<Vec<u64>, AuditError> {
         let mut state = self.size.lock().unwrap_or_else(|e| e.into_inner());
         let mut seqs = Vec::with_capacity(records.len());
         let mut n = state.size;
-        let (mut entries, mut hashes, mut rows) =
-            (sled::Batch::default(), sled::Batch::default(), sled::Batch::default());
+        let (mut entries, mut hashes) = (sled::Batch::default(), sled::Batch::default());
         for mut record in records {
             record.version = RECORD_VERSION;
             record.seq = n;
@@ -285,15 +334,14 @@ impl AuditLog {
                 state.frontier.remove(&tlog::stored_hash_index(i as u8, (n >> i) - 1));
             }
             let base = tlog::stored_hash_index(0, n);
+            let mut value = Vec::with_capacity(stored.len() * 32);
             for (i, h) in stored.iter().enumerate() {
-                hashes.insert(&be(base + i as u64), &h.0[..]);
+                value.extend_from_slice(&h.0);
                 if (n >> i).is_multiple_of(2) {
                     state.frontier.insert(base + i as u64, *h);
                 }
             }
-            for row in index::rows(&record) {
-                rows.insert(row, &[][..]);
-            }
+            hashes.insert(&be(n), value);
             entries.insert(&be(n), body);
             seqs.push(n);
             n += 1;
@@ -301,10 +349,47 @@ impl AuditLog {
         // The size goes last: anything beyond it at open was never flushed with it.
         self.entries.apply_batch(entries)?;
         self.hashes.apply_batch(hashes)?;
-        self.index.apply_batch(rows)?;
         self.meta.insert("size", &be(n)[..])?;
         state.size = n;
         Ok(seqs)
+    }
+
+    /// Writes the search rows of every record appended since the last call,
+    /// up to the current size; returns how many records were indexed.
+    /// Searches, pruning and integrity checks call it first; the gateway
+    /// also runs it in the background, off the acknowledgment path.
+    pub fn index_pending(&self) -> Result<u64, AuditError> {
+        let _indexer = self.indexer.lock().unwrap_or_else(|e| e.into_inner());
+        let size = self.size();
+        let start = read_u64(&self.meta, "indexed")?.max(read_u64(&self.meta, "pruned_below")?);
+        let mut from = start;
+        while from < size {
+            let to = size.min(from + 1024);
+            let mut rows = sled::Batch::default();
+            for item in self.entries.range(be(from)..be(to)) {
+                let (key, body) = item?;
+                let seq = u64::from_be_bytes(key.as_ref().try_into().unwrap_or([0; 8]));
+                let record = AuditRecord::decode(&*body)
+                    .map_err(|e| AuditError::Integrity { seq, message: format!("record does not decode: {e}") })?;
+                for row in index::rows(&record) {
+                    rows.insert(row, &[][..]);
+                }
+            }
+            self.index.apply_batch(rows)?;
+            self.meta.insert("indexed", &be(to)[..])?;
+            from = to;
+        }
+        Ok(from - start)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn meta_for_tests(&self) -> &sled::Tree {
+        &self.meta
+    }
+
+    /// Records appended whose search rows are not written yet.
+    pub fn unindexed(&self) -> Result<u64, AuditError> {
+        Ok(self.size().saturating_sub(read_u64(&self.meta, "indexed")?))
     }
 
     fn remove_leftovers(&self, size: u64) -> Result<u64, AuditError> {
@@ -319,10 +404,12 @@ impl AuditLog {
             self.entries.remove(key)?;
             removed += 1;
         }
-        let first_hash = tlog::stored_hash_count(size);
-        let stale: Vec<sled::IVec> = self.hashes.range(be(first_hash)..).keys().collect::<Result<_, _>>()?;
+        let stale: Vec<sled::IVec> = self.hashes.range(be(size)..).keys().collect::<Result<_, _>>()?;
         for key in stale {
             self.hashes.remove(key)?;
+        }
+        if read_u64(&self.meta, "indexed")? > size {
+            self.meta.insert("indexed", &be(size)[..])?;
         }
         if removed > 0 {
             warn!(removed, size, "removed audit entries beyond the recorded size (never flushed, never acknowledged)");
@@ -340,8 +427,12 @@ impl AuditLog {
 
     /// The stored leaf hash of record `seq`.
     pub fn leaf(&self, seq: u64) -> Result<[u8; 32], AuditError> {
-        let h = Stored(&self.hashes).read_hashes(&[tlog::stored_hash_index(0, seq)])?;
-        Ok(h[0].0)
+        let value = self.hashes.get(be(seq))?;
+        value
+            .as_ref()
+            .and_then(|v| v.get(..32))
+            .and_then(|h| h.try_into().ok())
+            .ok_or_else(|| AuditError::Integrity { seq, message: "leaf hash missing".into() })
     }
 
     /// Record `seq` as served: body, leaf hash, pruned flag, decoded record.
@@ -427,6 +518,7 @@ impl AuditLog {
         limit: usize,
         after_seq: Option<u64>,
     ) -> Result<(Vec<AuditEntry>, bool), AuditError> {
+        self.index_pending()?;
         let (kind, value) = filter.primary();
         let prefix = index::prefix(kind, &value);
         let mut start = prefix.clone();
@@ -456,6 +548,8 @@ impl AuditLog {
     /// (keeping all hashes, so every proof still verifies), and appends one
     /// erasure record. Returns how many bodies were removed.
     pub fn prune_before(&self, before_ms: u64, now_ms: u64, officer: &str) -> Result<u64, AuditError> {
+        self.index_pending()?;
+        let _indexer = self.indexer.lock().unwrap_or_else(|e| e.into_inner());
         let from = read_u64(&self.meta, "pruned_below")?;
         let mut upto = from;
         let size = self.size();
@@ -490,6 +584,7 @@ impl AuditLog {
     /// with what is stored, then with every signed checkpoint; checks every
     /// index row. Names the first bad sequence number.
     pub fn check_integrity(&self, progress: &dyn Fn(u64, u64)) -> Result<IntegrityReport, AuditError> {
+        self.index_pending()?;
         let size = self.size();
         let pruned_below = read_u64(&self.meta, "pruned_below")?;
         let stored = Stored(&self.hashes);
@@ -499,7 +594,6 @@ impl AuditLog {
             if seq % 4096 == 0 {
                 progress(seq, size);
             }
-            let base = tlog::stored_hash_index(0, seq);
             let leaf = match self.entries.get(be(seq))? {
                 Some(body) => {
                     let record = AuditRecord::decode(&*body)
@@ -522,17 +616,16 @@ impl AuditLog {
                     report.bodies_checked += 1;
                     tlog::record_hash(&body)
                 }
-                None if seq < pruned_below => stored
-                    .read_hashes(&[base])
-                    .map_err(|_| AuditError::Integrity { seq, message: "leaf hash missing".into() })?[0],
+                None if seq < pruned_below => Hash(self.leaf(seq)?),
                 None => return Err(AuditError::Integrity { seq, message: "record body missing (not pruned)".into() }),
             };
             let recomputed = tlog::stored_hashes_for_record_hash(seq, leaf, &stored)
                 .map_err(|_| AuditError::Integrity { seq, message: "stored hashes missing".into() })?;
-            let have = stored
-                .read_hashes(&(base..base + recomputed.len() as u64).collect::<Vec<_>>())
-                .map_err(|_| AuditError::Integrity { seq, message: "stored hashes missing".into() })?;
-            if let Some(i) = recomputed.iter().zip(&have).position(|(a, b)| a != b) {
+            let have = self.hashes.get(be(seq))?.unwrap_or_default();
+            if have.len() != recomputed.len() * 32 {
+                return Err(AuditError::Integrity { seq, message: "stored hashes missing".into() });
+            }
+            if let Some(i) = recomputed.iter().zip(have.chunks(32)).position(|(a, b)| a.0[..] != *b) {
                 let what = if i == 0 {
                     "leaf hash differs from the record"
                 } else {
@@ -542,7 +635,7 @@ impl AuditLog {
             }
         }
         progress(size, size);
-        if self.hashes.range(be(tlog::stored_hash_count(size))..).next().is_some() {
+        if self.hashes.range(be(size)..).next().is_some() {
             return Err(AuditError::Integrity { seq: size, message: "stored hashes beyond the log's size".into() });
         }
         // Every index row must belong to a record that derives it.

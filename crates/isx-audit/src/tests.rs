@@ -161,6 +161,7 @@ fn closed_log(n: u64) -> tempfile::TempDir {
     let log = open(dir.path()).unwrap();
     log.append((0..n).map(record).collect(), 5000).unwrap();
     log.sign_checkpoint(n).unwrap();
+    assert_eq!(log.index_pending().unwrap(), n);
     log.db().flush().unwrap();
     dir
 }
@@ -188,16 +189,23 @@ fn tampering_is_detected_at_open_naming_the_first_bad_seq() {
         (
             "a stored hash",
             Box::new(|db| {
+                // Record 7's leaf hash: the first 32 bytes of its hashes.
                 let t = db.open_tree("audit.hashes").unwrap();
-                t.insert(tlog::stored_hash_index(0, 7).to_be_bytes(), &[7u8; 32][..]).unwrap();
+                let mut v = t.get(7u64.to_be_bytes()).unwrap().unwrap().to_vec();
+                v[..32].copy_from_slice(&[7u8; 32]);
+                t.insert(7u64.to_be_bytes(), v).unwrap();
             }),
             "first bad sequence number 7",
         ),
         (
             "an interior hash",
             Box::new(|db| {
+                // The level-1 hash over records 4 and 5, stored with record 5.
                 let t = db.open_tree("audit.hashes").unwrap();
-                t.insert(tlog::stored_hash_index(1, 2).to_be_bytes(), &[7u8; 32][..]).unwrap();
+                let mut v = t.get(5u64.to_be_bytes()).unwrap().unwrap().to_vec();
+                assert_eq!(v.len(), 64, "record 5 closes one subtree");
+                v[32..].copy_from_slice(&[7u8; 32]);
+                t.insert(5u64.to_be_bytes(), v).unwrap();
             }),
             "first bad sequence number 5",
         ),
@@ -386,4 +394,49 @@ fn whole_log_and_bundle_verification() {
     verify::consistency(&verified, &later, &proof).unwrap();
     assert!(verify::consistency(&forked, &later, &proof).is_err());
     assert!(matches!(verify::consistency(&later, &verified, &[]), Err(VerifyError::Shrunk { .. })));
+}
+
+#[test]
+fn every_stored_hash_is_found_with_the_record_that_completes_it() {
+    for n in 0..300u64 {
+        let count = tlog::stored_hash_count(n + 1) - tlog::stored_hash_count(n);
+        let base = tlog::stored_hash_index(0, n);
+        assert_eq!(base, tlog::stored_hash_count(n));
+        for i in 0..count {
+            assert_eq!(crate::log::locate(base + i), (n, 32 * i as usize), "stored hash {} of record {n}", i);
+        }
+    }
+}
+
+#[test]
+fn search_rows_are_written_after_the_append_and_before_any_search() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path()).unwrap();
+    log.append((0..40).map(record).collect(), 5000).unwrap();
+    assert_eq!(log.unindexed().unwrap(), 40, "append writes no search rows");
+    let filter = Filter { officer: Some(record(3).officer), ..Default::default() };
+    let (found, _) = log.search(&filter, 100, None).unwrap();
+    assert!(!found.is_empty() && found.iter().all(|e| filter.matches(e.record.as_ref().unwrap())));
+    assert_eq!(log.unindexed().unwrap(), 0, "the search indexed first");
+    assert_eq!(log.index_pending().unwrap(), 0);
+
+    // As after a crash between the rows and `indexed`: indexing again is harmless.
+    log.append((40..50).map(record).collect(), 6000).unwrap();
+    assert_eq!(log.index_pending().unwrap(), 10);
+    log.meta_for_tests().insert("indexed", &30u64.to_be_bytes()[..]).unwrap();
+    assert_eq!(log.index_pending().unwrap(), 20);
+    log.db().flush().unwrap();
+    drop(log);
+    let log = open(dir.path()).unwrap();
+    assert_eq!(log.check_integrity(&|_, _| {}).unwrap().bodies_checked, 50);
+}
+
+#[test]
+fn a_log_in_the_older_storage_format_is_refused_by_name() {
+    let dir = closed_log(5);
+    tamper(dir.path(), |db| {
+        db.open_tree("audit.meta").unwrap().remove("format").unwrap();
+    });
+    let err = open(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("storage format 1") && err.contains("isx audit export"), "{err}");
 }

@@ -71,8 +71,10 @@ enum Command {
     Audit(audit::AuditCommand),
     /// Measure throughput over real mTLS on loopback, next to same-run baselines.
     ///
-    /// Starts its own gateway and agencies in this process. Prints a table, or
-    /// one JSON object with --json. Figures are measurements, not pass/fail.
+    /// Starts its own gateway and agencies in this process (or uses a running
+    /// gateway with --gateway). Prints a table, or one JSON object with --json.
+    /// Figures are measurements, not pass/fail; build with --release for
+    /// meaningful numbers. BENCHMARKS.md explains each figure and its target.
     Bench {
         /// Short phases (about 30 seconds in all on two cores).
         #[arg(long)]
@@ -93,6 +95,20 @@ enum Command {
         /// (100000 in the full run, for `rss_mb_100k_queued`).
         #[arg(long)]
         queued: Option<u64>,
+        /// Run only these phases, comma-separated: baseline, publish, lookup,
+        /// latency, memory, policy, audit. The baseline always runs with
+        /// publish or lookup.
+        #[arg(long, value_delimiter = ',', value_name = "PHASES")]
+        only: Option<Vec<isx_testkit::bench::Phase>>,
+        /// Measure a gateway already running at host:port (e.g. one started by
+        /// `isx up`) instead of starting one. It must know the deploy/local
+        /// agencies, whose certificates are in --pki; its own agencies receive
+        /// the publishes. The memory phase is skipped.
+        #[arg(long, value_name = "ADDR", requires = "pki")]
+        gateway: Option<String>,
+        /// The PKI directory of the running deployment (with --gateway).
+        #[arg(long, value_name = "DIR", requires = "gateway")]
+        pki: Option<PathBuf>,
     },
 }
 
@@ -347,7 +363,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Up(args) => return up::run(args).await,
         Command::Policy(cmd) => return policy::run(cmd),
         Command::Audit(cmd) => return audit::run(cmd).await,
-        Command::Bench { quick, json, concurrency, log_sizes, rate, queued } => {
+        Command::Bench { quick, json, concurrency, log_sizes, rate, queued, only, gateway, pki } => {
             let mut options = if quick {
                 isx_testkit::bench::BenchOptions::quick()
             } else {
@@ -364,6 +380,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
             if let Some(q) = queued {
                 options.queued = q;
+            }
+            if let Some(only) = only {
+                options.phases = only;
+            }
+            if let (Some(addr), Some(pki_dir)) = (gateway, pki) {
+                options.target = isx_testkit::bench::Target::Remote { addr, pki_dir };
             }
             let report = isx_testkit::bench::run(&options, &|step| eprintln!("bench: {step} ...")).await?;
             if json {

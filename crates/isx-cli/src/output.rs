@@ -124,49 +124,81 @@ pub fn print_status(what: &str, status: &tonic::Status) {
 }
 
 pub fn print_bench(r: &isx_testkit::bench::BenchReport) {
+    let names: Vec<&str> = r.phases.iter().map(|p| p.name()).collect();
+    println!("phases: {}", names.join(", "));
     println!("{:<34} {:>14}  against", "figure", "value");
-    println!("{:<34} {:>14.0}  transport limit (no-op RPC, same mTLS channels)", "baseline_rps", r.baseline_rps);
-    println!("{:<34} {:>14.0}  durable, default policy, 4 recipients", "publish_rps", r.publish_rps);
-    println!("{:<34} {:>14.3}  publish_rps / baseline_rps", "publish_ratio", r.publish_ratio);
-    println!("{:<34} {:>14.0}  audited hit/no-hit by document, 1 match", "lookup_rps", r.lookup_rps);
-    println!("{:<34} {:>14.3}  lookup_rps / baseline_rps", "lookup_ratio", r.lookup_ratio);
-    println!(
-        "{:<34} {:>14.2}  publish to delivery, {:.0}/s offered, {} delivered, {} shed",
-        "e2e_p50_ms", r.e2e_p50_ms, r.e2e_offered_rps, r.e2e_delivered, r.e2e_shed
-    );
-    println!("{:<34} {:>14.2}", "e2e_p99_ms", r.e2e_p99_ms);
-    println!("{:<34} {:>14.2}", "e2e_p999_ms", r.e2e_p999_ms);
-    println!(
-        "{:<34} {:>14.1}  process RSS with {} alerts queued for an offline node (before: {:.1} MB)",
-        "rss_mb_queued", r.rss_mb_queued, r.rss_queued, r.rss_mb_before_queue
-    );
-    println!(
-        "{:<34} {:>14.0}  one recipient each, with redaction, cache warm",
-        "policy_decisions_per_s", r.policy_decisions_per_s
-    );
-    println!("{:<34} {:>14.1}  five candidates per alert, cache warm", "policy_us_per_alert", r.policy_us_per_alert);
-    println!("{:<34} {:>14.1}  CPU time per publish at publish_rps", "publish_us_per_alert", r.publish_us_per_alert);
-    println!(
-        "{:<34} {:>14.3}  policy_us_per_alert / publish_us_per_alert",
-        "policy_share_of_publish", r.policy_share_of_publish
-    );
-    println!(
-        "{:<34} {:>14.0}  decision cache off",
-        "policy_decisions_per_s_uncached", r.policy_decisions_per_s_uncached
-    );
-    println!("{:<34} {:>14.1}  decision cache off", "policy_us_per_alert_uncached", r.policy_us_per_alert_uncached);
-    println!(
-        "{:<34} {:>14.3}  decision cache off",
-        "policy_share_of_publish_uncached", r.policy_share_of_publish_uncached
-    );
-    println!("{:<34} {:>14}  non-OK statuses", "errors", r.errors);
-    let a = &r.audit;
-    println!("{:<34} {:>14.0}  group commit: flush + fsync per 64 records", "audit_append_rps", a.audit_append_rps);
-    println!("{:<34} {:>14.0}  same bytes, same flush policy", "sled_raw_rps", a.sled_raw_rps);
-    println!("{:<34} {:>14.3}  audit_append_rps / sled_raw_rps", "audit_append_ratio", a.audit_append_ratio);
-    println!("{:<34} {:>14.0}  hash every record, recompute the root", "verify_records_per_s", a.verify_records_per_s);
-    for (size, proof, search) in &a.sizes {
-        println!("{:<34} {:>14.3}  inclusion proof at {size} records", format!("proof_ms@{size}"), proof);
-        println!("{:<34} {:>14.3}  search, 20 results, at {size} records", format!("search_ms@{size}"), search);
+    let row = |name: &str, value: String, note: &str| println!("{name:<34} {value:>14}  {note}");
+    if let Some(t) = &r.throughput {
+        row("baseline_rps", format!("{:.0}", t.baseline_rps), "transport limit (no-op RPC, same mTLS channels)");
+        if let (Some(rps), Some(ratio)) = (t.publish_rps, t.publish_ratio) {
+            row("publish_rps", format!("{rps:.0}"), "durable, default policy, 4 recipients");
+            row("publish_ratio", format!("{ratio:.3}"), "publish_rps / baseline_rps (target >= 0.25)");
+        }
+        if let (Some(rps), Some(ratio)) = (t.lookup_rps, t.lookup_ratio) {
+            row("lookup_rps", format!("{rps:.0}"), "audited hit/no-hit by document, 1 match");
+            row("lookup_ratio", format!("{ratio:.3}"), "lookup_rps / baseline_rps");
+        }
+        row("errors", t.errors.to_string(), "non-OK statuses");
+    }
+    if let Some(l) = &r.latency {
+        let note = format!(
+            "publish to delivery, {:.0}/s offered, {} delivered, {} shed, {} refused",
+            l.e2e_offered_rps, l.e2e_delivered, l.e2e_shed, l.e2e_errors
+        );
+        row("e2e_p50_ms", format!("{:.2}", l.e2e_p50_ms), &note);
+        row("e2e_p99_ms", format!("{:.2}", l.e2e_p99_ms), "(target <= 10 at 1000/s)");
+        row("e2e_p999_ms", format!("{:.2}", l.e2e_p999_ms), "");
+    }
+    if let Some(m) = &r.memory {
+        let note = format!(
+            "process RSS with {} alerts queued for an offline node (before: {:.1} MB; target <= 150 at 100k)",
+            m.rss_queued, m.rss_mb_before_queue
+        );
+        row("rss_mb_queued", format!("{:.1}", m.rss_mb_queued), &note);
+    }
+    if let Some(p) = &r.policy {
+        row(
+            "policy_decisions_per_s",
+            format!("{:.0}", p.policy_decisions_per_s),
+            "one recipient each, with redaction, cache warm",
+        );
+        row("policy_us_per_alert", format!("{:.1}", p.policy_us_per_alert), "five candidates per alert, cache warm");
+        row(
+            "policy_decisions_per_s_uncached",
+            format!("{:.0}", p.policy_decisions_per_s_uncached),
+            "decision cache off",
+        );
+        row("policy_us_per_alert_uncached", format!("{:.1}", p.policy_us_per_alert_uncached), "decision cache off");
+        if let (Some(per), Some(share), Some(uncached)) =
+            (p.publish_us_per_alert, p.policy_share_of_publish, p.policy_share_of_publish_uncached)
+        {
+            row("publish_us_per_alert", format!("{per:.1}"), "CPU time per publish at publish_rps");
+            row("policy_share_of_publish", format!("{share:.3}"), "policy_us_per_alert / publish_us_per_alert");
+            row("policy_share_of_publish_uncached", format!("{uncached:.3}"), "decision cache off");
+        }
+    }
+    if let Some(a) = &r.audit {
+        row("audit_append_rps", format!("{:.0}", a.audit_append_rps), "group commit: flush + fsync per 64 records");
+        row("sled_raw_rps", format!("{:.0}", a.sled_raw_rps), "same bytes, same flush policy");
+        row(
+            "audit_append_ratio",
+            format!("{:.3}", a.audit_append_ratio),
+            "audit_append_rps / sled_raw_rps (target >= 0.5)",
+        );
+        row(
+            "audit_index_records_per_s",
+            format!("{:.0}", a.audit_index_records_per_s),
+            "search rows, written off the append path",
+        );
+        row("verify_records_per_s", format!("{:.0}", a.verify_records_per_s), "hash every record, recompute the root");
+        for s in &a.log_sizes {
+            row(&format!("proof_ms@{}", s.records), format!("{:.3}", s.proof_ms), "one inclusion proof");
+            row(&format!("search_ms@{}", s.records), format!("{:.3}", s.search_ms), "one search, 20 results");
+        }
+        row(
+            "search_growth",
+            format!("{:.2}", a.search_growth),
+            "search_ms at the largest size / at the smallest (target <= 2)",
+        );
     }
 }

@@ -289,3 +289,30 @@ fn isx_up_starts_every_process_and_stops_them_cleanly() {
     assert!(status.success(), "{rest}");
     assert!(rest.contains("gateway stopped") && rest.contains("frontex stopped"), "{rest}");
 }
+
+#[test]
+fn bench_runs_the_chosen_phases_and_prints_the_documented_keys() {
+    let out = isx(&["bench", "--quick", "--only", "audit", "--log-sizes", "300,600", "--json"]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON object");
+    assert_eq!(report["phases"], serde_json::json!(["audit"]), "{report}");
+    for key in ["audit_append_rps", "sled_raw_rps", "audit_append_ratio", "verify_records_per_s", "search_growth"] {
+        assert!(report[key].as_f64().is_some_and(|v| v > 0.0), "{key} missing or zero in {report}");
+    }
+    let sizes: Vec<u64> =
+        report["log_sizes"].as_array().unwrap().iter().map(|s| s["records"].as_u64().unwrap()).collect();
+    assert_eq!(sizes, [300, 600], "{report}");
+    assert!(report["log_sizes"][1]["search_ms"].as_f64().is_some_and(|v| v > 0.0), "{report}");
+    // Phases that did not run leave no keys behind.
+    for key in ["baseline_rps", "publish_ratio", "e2e_p99_ms", "rss_mb_queued", "policy_decisions_per_s"] {
+        assert!(report.get(key).is_none(), "{key} present in {report}");
+    }
+    assert!(t.contains("bench: audit append"), "progress goes to stderr: {t}");
+
+    let out = isx(&["bench", "--only", "publish,speed"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{t}");
+    assert!(t.contains("unknown phase \"speed\"") && t.contains("baseline, publish, lookup"), "{t}");
+}

@@ -125,6 +125,26 @@ impl Recorder {
         })
     }
 
+    /// Writes the search rows of new records (see
+    /// [`AuditLog::index_pending`]) every 100 ms while records arrive, off
+    /// the acknowledgment path, until `shutdown`. Searches index whatever is
+    /// left first, so they never miss a record.
+    pub async fn indexer(self: Arc<Self>, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+            if self.log.unindexed().unwrap_or(1) == 0 {
+                continue;
+            }
+            let log = self.log.clone();
+            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || log.index_pending()).await {
+                warn!(error = %e, "audit search rows not written (the next search retries)");
+            }
+        }
+    }
+
     /// Signs checkpoints every `checkpoint_every_ms`, or sooner when
     /// `checkpoint_every_records` records arrived, until `shutdown`.
     pub async fn checkpointer(self: Arc<Self>, shutdown: CancellationToken) {

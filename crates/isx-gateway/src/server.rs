@@ -231,6 +231,7 @@ impl Gateway {
                 .with_faults(self.faults.clone()),
         );
         let checkpointer = tokio::spawn(recorder.clone().checkpointer(shutdown.clone()));
+        let indexer = tokio::spawn(recorder.clone().indexer(shutdown.clone()));
         let state = Arc::new(State::new(
             &self.config,
             self.store.clone(),
@@ -302,6 +303,7 @@ impl Gateway {
         state.tracker.wait().await;
         let _ = sweeper.await;
         let _ = checkpointer.await;
+        let _ = indexer.await;
         drop(state);
         drop(recorder);
         let _ = commit_task.await;

@@ -11,6 +11,12 @@
 //!   consultation record each);
 //! - `policy_decisions_per_s`: the Cedar decision path alone (one alert, five
 //!   recipients, with redaction), and its share of a publish's cost.
+//!
+//! Each group of figures is a [`Phase`]; `--only` runs some of them (the
+//! baseline always runs with `publish` or `lookup`, which are reported
+//! against it). With a [`Target::Remote`] gateway the throughput and latency
+//! phases run against it over the network; the memory phase needs the
+//! gateway in this process and is skipped.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,6 +29,74 @@ use serde::Serialize;
 
 use crate::samples;
 use crate::topology::{Topology, TopologyError, TopologySpec};
+
+/// One group of figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// `baseline_rps`: the no-op RPC.
+    Baseline,
+    /// `publish_rps`, `publish_ratio`.
+    Publish,
+    /// `lookup_rps`, `lookup_ratio`.
+    Lookup,
+    /// `e2e_p50_ms`, `e2e_p99_ms`, `e2e_p999_ms` at the offered rate.
+    Latency,
+    /// `rss_mb_*`: resident memory with alerts queued for an offline node.
+    Memory,
+    /// The Cedar decision path alone.
+    Policy,
+    /// Audit append, verification, proofs and search.
+    Audit,
+}
+
+impl Phase {
+    /// Every phase, in the order they run.
+    pub const ALL: [Phase; 7] =
+        [Phase::Baseline, Phase::Publish, Phase::Lookup, Phase::Latency, Phase::Memory, Phase::Policy, Phase::Audit];
+
+    /// The name used on the command line and in the JSON `phases` list.
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Baseline => "baseline",
+            Phase::Publish => "publish",
+            Phase::Lookup => "lookup",
+            Phase::Latency => "latency",
+            Phase::Memory => "memory",
+            Phase::Policy => "policy",
+            Phase::Audit => "audit",
+        }
+    }
+}
+
+impl std::str::FromStr for Phase {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Phase::ALL.into_iter().find(|p| p.name() == s).ok_or_else(|| {
+            let names: Vec<&str> = Phase::ALL.iter().map(|p| p.name()).collect();
+            format!("unknown phase {s:?}; expected one of {}", names.join(", "))
+        })
+    }
+}
+
+/// Where the gateway under test runs.
+#[derive(Debug, Clone, Default)]
+pub enum Target {
+    /// A gateway and five agencies started in this process (the default).
+    #[default]
+    InProcess,
+    /// A gateway already running at `addr` (`host:port`), reached with the
+    /// node certificates in `pki_dir`. It must know the default agencies
+    /// (`deploy/local`, as `isx up` starts them); its own agencies receive
+    /// the publishes.
+    Remote {
+        /// `host:port`.
+        addr: String,
+        /// The deployment's PKI directory.
+        pki_dir: std::path::PathBuf,
+    },
+}
 
 /// How long and how hard to run.
 #[derive(Debug, Clone)]
@@ -41,6 +115,10 @@ pub struct BenchOptions {
     pub rate: u64,
     /// Alerts queued for an offline node before reading the resident memory.
     pub queued: u64,
+    /// The phases to run.
+    pub phases: Vec<Phase>,
+    /// Where the gateway runs.
+    pub target: Target,
 }
 
 impl BenchOptions {
@@ -54,6 +132,8 @@ impl BenchOptions {
             log_sizes: vec![1_000, 10_000, 50_000],
             rate: 1000,
             queued: 5_000,
+            phases: Phase::ALL.to_vec(),
+            target: Target::InProcess,
         }
     }
 
@@ -67,61 +147,114 @@ impl BenchOptions {
             log_sizes: vec![10_000, 100_000, 1_000_000],
             rate: 1000,
             queued: 100_000,
+            phases: Phase::ALL.to_vec(),
+            target: Target::InProcess,
         }
+    }
+
+    /// True if `phase` is to run.
+    pub fn runs(&self, phase: Phase) -> bool {
+        self.phases.contains(&phase)
     }
 }
 
-/// The figures of one run.
+/// The figures of one run. Each group is present only if its phase ran; in
+/// JSON every figure is a top-level key.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct BenchReport {
+    /// The phases that ran.
+    pub phases: Vec<Phase>,
+    /// Transport baseline, publish and lookup throughput.
+    #[serde(flatten)]
+    pub throughput: Option<Throughput>,
+    /// Publish-to-delivery latency at a fixed offered rate.
+    #[serde(flatten)]
+    pub latency: Option<Latency>,
+    /// Resident memory with alerts queued.
+    #[serde(flatten)]
+    pub memory: Option<Memory>,
+    /// The policy decision path.
+    #[serde(flatten)]
+    pub policy: Option<PolicyReport>,
+    /// The audit-log figures.
+    #[serde(flatten)]
+    pub audit: Option<AuditFigures>,
+}
+
+/// Throughput over the same mTLS channels.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Throughput {
     /// No-op unary RPCs per second over the same mTLS channels.
     pub baseline_rps: f64,
     /// Durable publishes per second (default policy, four recipients, flushed).
-    pub publish_rps: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub publish_rps: Option<f64>,
     /// `publish_rps / baseline_rps`.
-    pub publish_ratio: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub publish_ratio: Option<f64>,
     /// Audited hit/no-hit lookups per second (one match among the published alerts).
-    pub lookup_rps: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lookup_rps: Option<f64>,
     /// `lookup_rps / baseline_rps`.
-    pub lookup_ratio: f64,
-    /// Disclosure decisions per second (one recipient each, with redaction), decision cache warm.
-    pub policy_decisions_per_s: f64,
-    /// Microseconds of policy work per published alert (five candidates), cache warm.
-    pub policy_us_per_alert: f64,
-    /// Microseconds per publish at the measured publish throughput.
-    pub publish_us_per_alert: f64,
-    /// `policy_us_per_alert / publish_us_per_alert`.
-    pub policy_share_of_publish: f64,
-    /// Decisions per second with the decision cache off.
-    pub policy_decisions_per_s_uncached: f64,
-    /// Microseconds of policy work per alert with the cache off.
-    pub policy_us_per_alert_uncached: f64,
-    /// `policy_us_per_alert_uncached / publish_us_per_alert`.
-    pub policy_share_of_publish_uncached: f64,
-    /// Publish-to-delivery latency at `e2e_offered_rps`, median, ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lookup_ratio: Option<f64>,
+    /// Requests that ended in a non-OK status.
+    pub errors: u64,
+}
+
+/// Publish-to-delivery latency.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Latency {
+    /// Median, ms.
     pub e2e_p50_ms: f64,
     /// 99th percentile, ms.
     pub e2e_p99_ms: f64,
     /// 99.9th percentile, ms.
     pub e2e_p999_ms: f64,
-    /// The offered rate of the latency phase, per second.
+    /// The offered rate, per second.
     pub e2e_offered_rps: f64,
-    /// Publishes accepted and delivered in the latency phase.
+    /// Publishes accepted and delivered.
     pub e2e_delivered: u64,
     /// Offered publishes not sent because 1024 were already in flight (the gateway fell behind).
     pub e2e_shed: u64,
-    /// Resident memory of the bench process (gateway, agencies, clients) before queueing, MB.
+    /// Publishes refused with a non-OK status.
+    pub e2e_errors: u64,
+}
+
+/// Resident memory of the bench process (gateway, agencies, clients).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Memory {
+    /// Before queueing, MB.
     pub rss_mb_before_queue: f64,
-    /// The same after `rss_queued` alerts were queued for an offline node, MB.
+    /// After `rss_queued` alerts were queued for an offline node, MB.
     pub rss_mb_queued: f64,
     /// How many alerts were queued for that figure.
     pub rss_queued: u64,
     /// `rss_mb_queued` when `rss_queued` is 100,000 (the full run), else absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub rss_mb_100k_queued: Option<f64>,
-    /// Requests that ended in a non-OK status.
-    pub errors: u64,
-    /// The audit-log figures.
-    pub audit: AuditFigures,
+}
+
+/// The Cedar decision path alone, and its share of a publish.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PolicyReport {
+    /// Disclosure decisions per second (one recipient each, with redaction), decision cache warm.
+    pub policy_decisions_per_s: f64,
+    /// Microseconds of policy work per published alert (five candidates), cache warm.
+    pub policy_us_per_alert: f64,
+    /// Decisions per second with the decision cache off.
+    pub policy_decisions_per_s_uncached: f64,
+    /// Microseconds of policy work per alert with the cache off.
+    pub policy_us_per_alert_uncached: f64,
+    /// CPU microseconds per publish at the measured publish throughput (needs the publish phase).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub publish_us_per_alert: Option<f64>,
+    /// `policy_us_per_alert / publish_us_per_alert`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_share_of_publish: Option<f64>,
+    /// `policy_us_per_alert_uncached / publish_us_per_alert`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_share_of_publish_uncached: Option<f64>,
 }
 
 /// Runs `task` from `concurrency` workers for `phase`; returns (ok count, error count, elapsed).
@@ -218,18 +351,101 @@ pub struct PolicyFigures {
     pub uncached: (f64, f64),
 }
 
-/// Runs the benchmark against an in-process topology.
+/// The bench's topology: the default agencies, rate limits lifted (the bench
+/// measures capacity), in process or attached to `options.target`.
+async fn topology(options: &BenchOptions, offline: Option<&str>) -> Result<Topology, TopologyError> {
+    let mut spec = TopologySpec::default_agencies();
+    spec.limits.rate_per_node = 1e9;
+    spec.limits.burst_per_node = u32::MAX;
+    spec.limits.max_queue_per_node = u64::MAX;
+    match &options.target {
+        Target::InProcess => {
+            for n in spec.nodes.iter_mut().filter(|n| Some(n.id.as_str()) == offline) {
+                n.run_mock = false;
+            }
+            Topology::start(spec).await
+        }
+        Target::Remote { addr, pki_dir } => {
+            // The deployment's own agencies receive; the bench only sends.
+            for n in spec.nodes.iter_mut() {
+                n.run_mock = false;
+            }
+            Topology::attach(spec, addr, pki_dir).await
+        }
+    }
+}
+
+fn bench_error(what: &str, e: &dyn std::fmt::Display) -> TopologyError {
+    TopologyError::Node { node: format!("bench {what}"), message: e.to_string() }
+}
+
+/// Runs the phases of `options`, reporting each step through `progress`.
 pub async fn run(
     options: &BenchOptions,
     progress: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<BenchReport, TopologyError> {
     let mut report = BenchReport::default();
+    let mut phases = options.phases.clone();
+    if phases.iter().any(|p| matches!(p, Phase::Publish | Phase::Lookup)) {
+        phases.push(Phase::Baseline);
+    }
+    if matches!(options.target, Target::Remote { .. }) && phases.contains(&Phase::Memory) {
+        progress("memory: skipped (the gateway runs in another process)");
+        phases.retain(|p| *p != Phase::Memory);
+    }
+    phases.sort();
+    phases.dedup();
+    let options = BenchOptions { phases: phases.clone(), ..options.clone() };
+    report.phases = phases;
+
+    if options.runs(Phase::Baseline) {
+        report.throughput = Some(throughput(&options, progress).await?);
+    }
+    if options.runs(Phase::Latency) {
+        report.latency = Some(latency(&options, progress).await?);
+    }
+    if options.runs(Phase::Memory) {
+        report.memory = Some(memory(&options, progress).await?);
+    }
+    if options.runs(Phase::Policy) {
+        progress("policy: the decision path alone");
+        let figures =
+            policy_decisions(options.phase.min(Duration::from_secs(3))).map_err(|e| bench_error("policy", &e))?;
+        let mut p = PolicyReport {
+            policy_decisions_per_s: figures.cached.0,
+            policy_us_per_alert: figures.cached.1,
+            policy_decisions_per_s_uncached: figures.uncached.0,
+            policy_us_per_alert_uncached: figures.uncached.1,
+            ..Default::default()
+        };
+        if let Some(publish_rps) = report.throughput.as_ref().and_then(|t| t.publish_rps) {
+            // At the measured throughput with every core busy, each publish
+            // costs about (cores / publish_rps) of CPU time.
+            let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
+            let per_alert = cores * 1e6 / publish_rps.max(1e-9);
+            p.publish_us_per_alert = Some(per_alert);
+            p.policy_share_of_publish = Some(p.policy_us_per_alert / per_alert);
+            p.policy_share_of_publish_uncached = Some(p.policy_us_per_alert_uncached / per_alert);
+        }
+        report.policy = Some(p);
+    }
+    if options.runs(Phase::Audit) {
+        report.audit = Some(
+            audit_figures(options.audit_records, 64, &options.log_sizes, progress)
+                .map_err(|message| bench_error("audit", &message))?,
+        );
+    }
+    Ok(report)
+}
+
+/// The baseline, publish and lookup phases.
+async fn throughput(
+    options: &BenchOptions,
+    progress: &(dyn Fn(&str) + Send + Sync),
+) -> Result<Throughput, TopologyError> {
     progress("starting a gateway and five agencies over mTLS");
-    // The bench measures capacity, so the per-node rate limit is lifted.
-    let mut spec = TopologySpec::default_agencies();
-    spec.limits.rate_per_node = 1e9;
-    spec.limits.burst_per_node = u32::MAX;
-    let topo = Topology::start(spec).await?;
+    let topo = topology(options, None).await?;
+    let mut t = Throughput::default();
     let mut clients = Vec::new();
     for _ in 0..options.channels.max(1) {
         clients.push(topo.client("de-police").await?);
@@ -246,71 +462,59 @@ pub async fn run(
         }
     })
     .await;
-    report.baseline_rps = ok as f64 / took.as_secs_f64();
-    report.errors += err;
+    t.baseline_rps = ok as f64 / took.as_secs_f64();
+    t.errors += err;
 
-    progress("publish: durable, default policy, four subscribed recipients");
-    let cs = clients.clone();
-    let (ok, err, took) = drive(options.phase, options.concurrency, move |w| {
-        let client = cs[w % cs.len()].clone();
-        async move {
-            client
-                .publish(samples::migrant_smuggling("de-police", &["fr-police", "it-police", "europol", "frontex"]))
-                .await
-                .is_ok()
-        }
-    })
-    .await;
-    report.publish_rps = ok as f64 / took.as_secs_f64();
-    report.errors += err;
-    report.publish_ratio = report.publish_rps / report.baseline_rps.max(1e-9);
-
-    progress("lookup: by document number, one match, audited");
-    let target = samples::foreign_fighter("de-police", &["fr-police"]);
-    clients[0]
-        .publish(target)
-        .await
-        .map_err(|e| TopologyError::Node { node: "bench".into(), message: e.to_string() })?;
-    let mut askers = Vec::new();
-    for _ in 0..options.channels.max(1) {
-        askers.push(topo.client("it-police").await?);
+    if options.runs(Phase::Publish) {
+        progress("publish: durable, default policy, four subscribed recipients");
+        let cs = clients.clone();
+        let (ok, err, took) = drive(options.phase, options.concurrency, move |w| {
+            let client = cs[w % cs.len()].clone();
+            async move {
+                client
+                    .publish(samples::migrant_smuggling("de-police", &["fr-police", "it-police", "europol", "frontex"]))
+                    .await
+                    .is_ok()
+            }
+        })
+        .await;
+        let rps = ok as f64 / took.as_secs_f64();
+        t.publish_rps = Some(rps);
+        t.publish_ratio = Some(rps / t.baseline_rps.max(1e-9));
+        t.errors += err;
     }
-    let askers = Arc::new(askers);
-    let (ok, err, took) = drive(options.phase, options.concurrency, move |w| {
-        let client = askers[w % askers.len()].clone();
-        async move {
-            use isx_core::wire::lookup_identifier::Kind;
-            let id = isx_core::wire::LookupIdentifier {
-                kind: Some(Kind::Document(isx_core::wire::DocumentNumber {
-                    issuing_country: "DE".into(),
-                    number: "C4J9X1R27".into(),
-                })),
-            };
-            client.lookup(vec![id], "bench", "bench").await.is_ok_and(|r| r.hits.len() == 1)
+
+    if options.runs(Phase::Lookup) {
+        progress("lookup: by document number, one match, audited");
+        let target = samples::foreign_fighter("de-police", &["fr-police"]);
+        clients[0].publish(target).await.map_err(|e| bench_error("lookup", &e))?;
+        let mut askers = Vec::new();
+        for _ in 0..options.channels.max(1) {
+            askers.push(topo.client("it-police").await?);
         }
-    })
-    .await;
-    report.lookup_rps = ok as f64 / took.as_secs_f64();
-    report.lookup_ratio = report.lookup_rps / report.baseline_rps.max(1e-9);
-    report.errors += err;
+        let askers = Arc::new(askers);
+        let (ok, err, took) = drive(options.phase, options.concurrency, move |w| {
+            let client = askers[w % askers.len()].clone();
+            async move {
+                use isx_core::wire::lookup_identifier::Kind;
+                let id = isx_core::wire::LookupIdentifier {
+                    kind: Some(Kind::Document(isx_core::wire::DocumentNumber {
+                        issuing_country: "DE".into(),
+                        number: "C4J9X1R27".into(),
+                    })),
+                };
+                // At least one hit: against a long-running deployment earlier runs' alerts match too.
+                client.lookup(vec![id], "bench", "bench").await.is_ok_and(|r| !r.hits.is_empty())
+            }
+        })
+        .await;
+        let rps = ok as f64 / took.as_secs_f64();
+        t.lookup_rps = Some(rps);
+        t.lookup_ratio = Some(rps / t.baseline_rps.max(1e-9));
+        t.errors += err;
+    }
     topo.shutdown().await;
-
-    latency_and_memory(options, &mut report, progress).await?;
-
-    progress("policy: the decision path alone");
-    let figures = policy_decisions(options.phase.min(Duration::from_secs(3)))
-        .map_err(|e| TopologyError::Node { node: "policy".into(), message: e.to_string() })?;
-    (report.policy_decisions_per_s, report.policy_us_per_alert) = figures.cached;
-    (report.policy_decisions_per_s_uncached, report.policy_us_per_alert_uncached) = figures.uncached;
-    // At the measured throughput with `concurrency` in flight on two cores, each
-    // publish costs about (cores / publish_rps) of CPU time.
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
-    report.publish_us_per_alert = cores * 1e6 / report.publish_rps.max(1e-9);
-    report.policy_share_of_publish = report.policy_us_per_alert / report.publish_us_per_alert;
-    report.policy_share_of_publish_uncached = report.policy_us_per_alert_uncached / report.publish_us_per_alert;
-    report.audit = audit_figures(options.audit_records, 64, &options.log_sizes, progress)
-        .map_err(|message| TopologyError::Node { node: "audit bench".into(), message })?;
-    Ok(report)
+    Ok(t)
 }
 
 /// Resident memory of this process, MB (Linux `/proc/self/status`; 0 elsewhere).
@@ -327,25 +531,14 @@ fn rss_mb() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Publish-to-delivery latency at a fixed offered rate (HDR histogram), then
-/// resident memory with `options.queued` alerts queued for an offline node.
-async fn latency_and_memory(
-    options: &BenchOptions,
-    report: &mut BenchReport,
-    progress: &(dyn Fn(&str) + Send + Sync),
-) -> Result<(), TopologyError> {
+/// Publish-to-delivery latency at a fixed offered rate (HDR histogram), with
+/// the bench subscribed as the recipient (`fr-police`, whose mock agency is off).
+async fn latency(options: &BenchOptions, progress: &(dyn Fn(&str) + Send + Sync)) -> Result<Latency, TopologyError> {
     use std::collections::HashMap;
     use std::sync::Mutex;
     progress(&format!("latency: publish to delivery at {}/s offered", options.rate));
-    let mut spec = TopologySpec::default_agencies();
-    spec.limits.rate_per_node = 1e9;
-    spec.limits.burst_per_node = u32::MAX;
-    spec.limits.max_queue_per_node = u64::MAX;
-    for n in spec.nodes.iter_mut().filter(|n| n.id.as_str() == "fr-police") {
-        n.run_mock = false;
-    }
-    let topo = Topology::start(spec).await?;
-    let bad = |e: &dyn std::fmt::Display| TopologyError::Node { node: "bench".into(), message: e.to_string() };
+    let topo = topology(options, Some("fr-police")).await?;
+    let bad = |e: &dyn std::fmt::Display| bench_error("latency", e);
     let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let hist =
         Arc::new(Mutex::new(hdrhistogram::Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).map_err(|e| bad(&e))?));
@@ -375,6 +568,7 @@ async fn latency_and_memory(
     let in_flight = Arc::new(AtomicU64::new(0));
     let (mut offered, mut shed) = (0u64, 0u64);
     let accepted = Arc::new(AtomicU64::new(0));
+    let refused = Arc::new(AtomicU64::new(0));
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / options.rate.max(1) as f64));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let start = Instant::now();
@@ -386,7 +580,7 @@ async fn latency_and_memory(
             continue;
         }
         let client = publishers[(offered as usize) % publishers.len()].clone();
-        let (sent, in_flight, accepted) = (sent.clone(), in_flight.clone(), accepted.clone());
+        let (sent, in_flight, accepted, refused) = (sent.clone(), in_flight.clone(), accepted.clone(), refused.clone());
         in_flight.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
             let alert = samples::foreign_fighter("de-police", &["fr-police"]);
@@ -394,6 +588,7 @@ async fn latency_and_memory(
             if client.publish(alert.clone()).await.is_ok() {
                 accepted.fetch_add(1, Ordering::Relaxed);
             } else {
+                refused.fetch_add(1, Ordering::Relaxed);
                 sent.lock().unwrap_or_else(|e| e.into_inner()).remove(&alert.alert_id);
             }
             in_flight.fetch_sub(1, Ordering::Relaxed);
@@ -407,19 +602,30 @@ async fn latency_and_memory(
     {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    {
-        let h = hist.lock().unwrap_or_else(|e| e.into_inner());
-        report.e2e_p50_ms = h.value_at_quantile(0.5) as f64 / 1000.0;
-        report.e2e_p99_ms = h.value_at_quantile(0.99) as f64 / 1000.0;
-        report.e2e_p999_ms = h.value_at_quantile(0.999) as f64 / 1000.0;
-    }
-    report.e2e_offered_rps = offered as f64 / offered_secs;
-    report.e2e_delivered = arrived.load(Ordering::Relaxed);
-    report.e2e_shed = shed;
     receiver.abort();
+    topo.shutdown().await;
+    let h = hist.lock().unwrap_or_else(|e| e.into_inner());
+    Ok(Latency {
+        e2e_p50_ms: h.value_at_quantile(0.5) as f64 / 1000.0,
+        e2e_p99_ms: h.value_at_quantile(0.99) as f64 / 1000.0,
+        e2e_p999_ms: h.value_at_quantile(0.999) as f64 / 1000.0,
+        e2e_offered_rps: offered as f64 / offered_secs,
+        e2e_delivered: arrived.load(Ordering::Relaxed),
+        e2e_shed: shed,
+        e2e_errors: refused.load(Ordering::Relaxed),
+    })
+}
 
+/// Resident memory with `options.queued` alerts queued for an offline node
+/// (`fr-police`, no subscriber).
+async fn memory(options: &BenchOptions, progress: &(dyn Fn(&str) + Send + Sync)) -> Result<Memory, TopologyError> {
     progress(&format!("memory: {} alerts queued for an offline node", options.queued));
-    report.rss_mb_before_queue = rss_mb();
+    let topo = topology(options, Some("fr-police")).await?;
+    let mut publishers = Vec::new();
+    for _ in 0..options.channels.max(1) {
+        publishers.push(topo.client("de-police").await?);
+    }
+    let before = rss_mb();
     let target = options.queued;
     let next = Arc::new(AtomicU64::new(0));
     let stored = Arc::new(AtomicU64::new(0));
@@ -435,30 +641,56 @@ async fn latency_and_memory(
             }
         }));
     }
+    let started = Instant::now();
+    let mut shown = 0;
+    while !workers.iter().all(|w| w.is_finished()) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let done = stored.load(Ordering::Relaxed);
+        if started.elapsed().as_secs() >= shown + 5 {
+            shown = started.elapsed().as_secs();
+            progress(&format!("memory: {done} of {target} alerts queued for an offline node"));
+        }
+    }
     for w in workers {
         let _ = w.await;
     }
-    let ok = stored.load(Ordering::Relaxed);
-    report.rss_mb_queued = rss_mb();
-    report.rss_queued = ok;
-    report.rss_mb_100k_queued = (report.rss_queued >= 100_000).then_some(report.rss_mb_queued);
+    let queued = stored.load(Ordering::Relaxed);
+    let m =
+        Memory { rss_mb_before_queue: before, rss_mb_queued: rss_mb(), rss_queued: queued, rss_mb_100k_queued: None };
     topo.shutdown().await;
-    Ok(())
+    Ok(Memory { rss_mb_100k_queued: (queued >= 100_000).then_some(m.rss_mb_queued), ..m })
 }
 
 /// Audit-log figures, each next to its baseline from the same run.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct AuditFigures {
-    /// Records per second appended with group commit (one flush + fsync per batch).
+    /// Records per second appended with group commit (one flush + fsync per
+    /// batch): body and Merkle hashes, what makes a record durable and
+    /// verifiable. Search rows are written afterwards (`audit_index_records_per_s`).
     pub audit_append_rps: f64,
     /// Raw sled inserts of the same bytes with the same flush policy.
     pub sled_raw_rps: f64,
     /// `audit_append_rps / sled_raw_rps`.
     pub audit_append_ratio: f64,
+    /// Records per second whose search rows are written (off the append path).
+    pub audit_index_records_per_s: f64,
     /// Records per second verified offline (hash, recompute root).
     pub verify_records_per_s: f64,
-    /// Per log size: (records, inclusion-proof ms, search ms).
-    pub sizes: Vec<(u64, f64, f64)>,
+    /// Proof and search times at each log size.
+    pub log_sizes: Vec<LogSize>,
+    /// `search_ms` at the largest size over `search_ms` at the smallest.
+    pub search_growth: f64,
+}
+
+/// Proof and search times at one log size.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LogSize {
+    /// Records in the log.
+    pub records: u64,
+    /// One inclusion proof, ms (mean of 200).
+    pub proof_ms: f64,
+    /// One search returning 20 records, ms (mean of 200).
+    pub search_ms: f64,
 }
 
 fn sample_record(i: u64) -> isx_core::wire::AuditRecord {
@@ -537,6 +769,12 @@ pub fn audit_figures(
     f.audit_append_rps = records as f64 / start.elapsed().as_secs_f64();
     f.audit_append_ratio = f.audit_append_rps / f.sled_raw_rps.max(1e-9);
 
+    progress("audit search rows, written after the append (as the gateway's background indexer does)");
+    let start = Instant::now();
+    let indexed = log.index_pending().map_err(|e| err(&e))?;
+    db.flush().map_err(|e| err(&e))?;
+    f.audit_index_records_per_s = indexed as f64 / start.elapsed().as_secs_f64();
+
     progress("offline verification rate");
     let size = log.size();
     let note = log.sign_checkpoint(size).map_err(|e| err(&e))?;
@@ -580,7 +818,10 @@ pub fn audit_figures(
         }
         let search_ms = start.elapsed().as_secs_f64() * 1e3 / probes as f64;
         progress(&format!("  {target} records: proof {proof_ms:.3} ms, search (20 results) {search_ms:.3} ms"));
-        f.sizes.push((target, proof_ms, search_ms));
+        f.log_sizes.push(LogSize { records: target, proof_ms, search_ms });
+    }
+    if let (Some(first), Some(last)) = (f.log_sizes.first(), f.log_sizes.last()) {
+        f.search_growth = last.search_ms / first.search_ms.max(1e-9);
     }
     Ok(f)
 }
