@@ -159,6 +159,11 @@ impl Filter {
     }
 }
 
+/// Records whose search rows [`AuditLog::index_pending`] writes in one sled
+/// batch: small enough that a batch holds sled's write lock only briefly
+/// (appends wait behind it) and stays small in memory.
+const INDEX_CHUNK: u64 = 64;
+
 /// Where stored hash `index` lives: (the record that completes it, its
 /// offset in that record's `hashes` value).
 ///
@@ -364,7 +369,7 @@ impl AuditLog {
         let start = read_u64(&self.meta, "indexed")?.max(read_u64(&self.meta, "pruned_below")?);
         let mut from = start;
         while from < size {
-            let to = size.min(from + 1024);
+            let to = size.min(from + INDEX_CHUNK);
             let mut rows = sled::Batch::default();
             for item in self.entries.range(be(from)..be(to)) {
                 let (key, body) = item?;

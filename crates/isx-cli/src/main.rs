@@ -95,8 +95,8 @@ enum Command {
         /// (100000 in the full run, for `rss_mb_100k_queued`).
         #[arg(long)]
         queued: Option<u64>,
-        /// Run only these phases, comma-separated: baseline, publish, lookup,
-        /// latency, memory, policy, audit. The baseline always runs with
+        /// Run only these phases, comma-separated: memory, baseline, publish,
+        /// lookup, latency, policy, audit (they run in this order). The baseline always runs with
         /// publish or lookup.
         #[arg(long, value_delimiter = ',', value_name = "PHASES")]
         only: Option<Vec<isx_testkit::bench::Phase>>,

@@ -314,5 +314,25 @@ fn bench_runs_the_chosen_phases_and_prints_the_documented_keys() {
     let out = isx(&["bench", "--only", "publish,speed"]);
     let t = text(&out);
     assert_eq!(out.status.code(), Some(2), "{t}");
-    assert!(t.contains("unknown phase \"speed\"") && t.contains("baseline, publish, lookup"), "{t}");
+    assert!(t.contains("unknown phase \"speed\"") && t.contains("memory, baseline, publish, lookup"), "{t}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_measures_a_running_gateway_and_skips_memory() {
+    let topo = isx_testkit::Topology::start(isx_testkit::TopologySpec::default_agencies()).await.unwrap();
+    let pki = topo.pki_dir().display().to_string();
+    let addr = topo.gateway_addr().to_string();
+    let args = ["bench", "--quick", "--only", "memory,publish", "--json", "--gateway", &addr, "--pki", &pki];
+    let out = isx_async(args.map(str::to_owned).to_vec()).await;
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    // The baseline comes with publish; memory needs the gateway in the bench's process.
+    assert_eq!(report["phases"], serde_json::json!(["baseline", "publish"]), "{report}");
+    assert!(t.contains("memory: skipped"), "{t}");
+    assert!(report["publish_rps"].as_f64().is_some_and(|v| v > 0.0), "{report}");
+    assert_eq!(report["errors"], 0, "{report}");
+    // The running gateway's own agencies received the publishes.
+    assert!(!topo.inbox("europol").is_empty(), "europol received nothing");
+    topo.shutdown().await;
 }

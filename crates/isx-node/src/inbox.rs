@@ -83,11 +83,14 @@ fn generosity(level: DisclosureLevel) -> i32 {
     }
 }
 
+/// The page-cache budget of an agency's sled database, in bytes.
+const CACHE_BYTES: u64 = 4 << 20;
+
 impl Inbox {
     /// Opens (or creates) the inbox under `dir`, sealed under the key at
     /// `key_file` (created with a new inbox if missing).
     pub fn open(dir: &Path, key_file: &Path) -> Result<Self, InboxError> {
-        let db = sled::Config::new().path(dir.join("node.sled")).open()?;
+        let db = isx_audit::open_db_with_cache(&dir.join("node.sled"), CACHE_BYTES)?;
         let tree = db.open_tree("received")?;
         let access = db.open_tree("access")?;
         let meta = db.open_tree("meta")?;
@@ -116,6 +119,23 @@ impl Inbox {
     /// Stores a delivery unless its alert is already here at the same or a
     /// more generous level; flushes; returns true if new or upgraded.
     pub async fn store(&self, cursor: u64, delivery: Delivery, now_ms: u64) -> Result<bool, InboxError> {
+        let new = self.put(cursor, delivery, now_ms)?;
+        self.flush_stored(1).await?;
+        Ok(new)
+    }
+
+    /// Makes the last `n` deliveries written by [`Inbox::put`] durable, and
+    /// counts them.
+    pub async fn flush_stored(&self, n: u64) -> Result<(), InboxError> {
+        self.db.flush_async().await?;
+        self.count.send_modify(|c| *c += n);
+        Ok(())
+    }
+
+    /// [`Inbox::store`] without the flush: not durable (and not counted)
+    /// until [`Inbox::flush_stored`]. A node writes a batch, flushes once,
+    /// then acknowledges the batch.
+    pub fn put(&self, cursor: u64, delivery: Delivery, now_ms: u64) -> Result<bool, InboxError> {
         let id = delivery.alert.as_ref().map(|a| a.alert_id.clone()).unwrap_or_default();
         let new = match self.tree.get(&id)? {
             Some(existing) => {
@@ -137,8 +157,6 @@ impl Inbox {
                 true
             }
         };
-        self.db.flush_async().await?;
-        self.count.send_modify(|c| *c += 1);
         Ok(new)
     }
 

@@ -114,12 +114,35 @@ impl MockNode {
         *backoff = Duration::from_millis(100);
         debug!(node = %self.options.node, "subscribed");
         self.emit(NodeEvent::Connected);
+        // Deliveries written but not yet flushed and acknowledged: (cursor, alert id, new).
+        let mut unacked: Vec<(u64, String, bool)> = Vec::new();
         loop {
-            let msg = match stream.message().await {
+            // Group commit on the node's side: while more messages are already
+            // waiting, keep writing; flush and acknowledge once the stream
+            // would block (or the batch is full). An ack is cumulative, so
+            // everything up to its cursor is durable first.
+            let next = if unacked.is_empty() {
+                stream.message().await
+            } else if unacked.len() < MAX_UNACKED
+                && let Ok(next) = tokio::time::timeout(Duration::ZERO, stream.message()).await
+            {
+                next
+            } else {
+                if let Err(reason) = self.commit(&client, &mut unacked).await {
+                    return reason;
+                }
+                continue;
+            };
+            let msg = match next {
                 Ok(Some(m)) => m,
                 Ok(None) => return "stream closed by the gateway".into(),
                 Err(e) => return format!("stream error: {} ({:?})", e.message(), e.code()),
             };
+            if !matches!(msg.event, Some(Event::Delivery(_)))
+                && let Err(reason) = self.commit(&client, &mut unacked).await
+            {
+                return reason;
+            }
             let delivery = match msg.event {
                 Some(Event::Delivery(d)) => d,
                 Some(Event::AccessRequest(r)) => {
@@ -144,22 +167,38 @@ impl MockNode {
                 None => continue,
             };
             let alert_id = delivery.alert.as_ref().map(|a| a.alert_id.clone()).unwrap_or_default();
-            let new = match self.inbox.store(msg.cursor, delivery, now_ms()).await {
-                Ok(new) => new,
+            match self.inbox.put(msg.cursor, delivery, now_ms()) {
+                Ok(new) => unacked.push((msg.cursor, alert_id, new)),
                 Err(e) => {
                     warn!(node = %self.options.node, error = %e, "cannot store a delivery; not acknowledging it");
                     return e.to_string();
                 }
-            };
-            if let Err(e) = client.ack(msg.cursor).await {
-                return format!("ack refused: {} ({:?})", e.message(), e.code());
             }
+        }
+    }
+
+    /// Flushes the deliveries written since the last commit, acknowledges
+    /// the highest cursor, and reports each one. `Err` ends the session.
+    async fn commit(&self, client: &Client, unacked: &mut Vec<(u64, String, bool)>) -> Result<(), String> {
+        let Some(&(cursor, _, _)) = unacked.last() else { return Ok(()) };
+        if let Err(e) = self.inbox.flush_stored(unacked.len() as u64).await {
+            warn!(node = %self.options.node, error = %e, "cannot flush deliveries; not acknowledging them");
+            return Err(e.to_string());
+        }
+        if let Err(e) = client.ack(cursor).await {
+            return Err(format!("ack refused: {} ({:?})", e.message(), e.code()));
+        }
+        for (_, alert_id, new) in unacked.drain(..) {
             if let Ok(Some(record)) = self.inbox.get(&alert_id) {
                 self.emit(NodeEvent::Delivered { record: Box::new(record), new });
             }
         }
+        Ok(())
     }
 }
+
+/// The most deliveries a node writes before it flushes and acknowledges.
+const MAX_UNACKED: usize = 256;
 
 impl MockNode {
     /// Applies the standing rules to an access request for one of this

@@ -34,6 +34,9 @@ use crate::topology::{Topology, TopologyError, TopologySpec};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Phase {
+    /// `rss_mb_*`: resident memory with alerts queued for an offline node.
+    /// Runs first, so that no earlier phase's allocations are counted.
+    Memory,
     /// `baseline_rps`: the no-op RPC.
     Baseline,
     /// `publish_rps`, `publish_ratio`.
@@ -42,8 +45,6 @@ pub enum Phase {
     Lookup,
     /// `e2e_p50_ms`, `e2e_p99_ms`, `e2e_p999_ms` at the offered rate.
     Latency,
-    /// `rss_mb_*`: resident memory with alerts queued for an offline node.
-    Memory,
     /// The Cedar decision path alone.
     Policy,
     /// Audit append, verification, proofs and search.
@@ -53,7 +54,7 @@ pub enum Phase {
 impl Phase {
     /// Every phase, in the order they run.
     pub const ALL: [Phase; 7] =
-        [Phase::Baseline, Phase::Publish, Phase::Lookup, Phase::Latency, Phase::Memory, Phase::Policy, Phase::Audit];
+        [Phase::Memory, Phase::Baseline, Phase::Publish, Phase::Lookup, Phase::Latency, Phase::Policy, Phase::Audit];
 
     /// The name used on the command line and in the JSON `phases` list.
     pub fn name(self) -> &'static str {
@@ -398,14 +399,14 @@ pub async fn run(
     let options = BenchOptions { phases: phases.clone(), ..options.clone() };
     report.phases = phases;
 
+    if options.runs(Phase::Memory) {
+        report.memory = Some(memory(&options, progress).await?);
+    }
     if options.runs(Phase::Baseline) {
         report.throughput = Some(throughput(&options, progress).await?);
     }
     if options.runs(Phase::Latency) {
         report.latency = Some(latency(&options, progress).await?);
-    }
-    if options.runs(Phase::Memory) {
-        report.memory = Some(memory(&options, progress).await?);
     }
     if options.runs(Phase::Policy) {
         progress("policy: the decision path alone");
@@ -799,6 +800,11 @@ pub fn audit_figures(
             grown += n;
         }
         db.flush().map_err(|e| err(&e))?;
+        let pending = log.unindexed().map_err(|e| err(&e))?;
+        if pending > 0 {
+            progress(&format!("  {target} records: writing the search rows of {pending} records first"));
+            log.index_pending().map_err(|e| err(&e))?;
+        }
         let probes = 200u64;
         // One untimed pass first, so that both sizes are measured in steady state.
         for p in 0..probes {
