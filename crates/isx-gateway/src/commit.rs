@@ -1,8 +1,8 @@
 //! Group commit: many writers, one flush.
 //!
 //! A writer finishes its sled writes, then calls [`Committer::commit`] and
-//! waits. One background task takes every waiter queued so far, flushes the
-//! database once, and wakes them all with the result. Writers that arrive
+//! waits. One thread of the blocking pool takes every waiter queued so far,
+//! flushes the database once, and wakes them all with the result. Writers that arrive
 //! while a flush runs join the next one, so under load one flush covers many
 //! publishes, and nothing is acknowledged before it is on disk.
 
@@ -76,29 +76,27 @@ impl Committer {
         stats: Arc<CommitStats>,
         faults: Arc<Faults>,
     ) -> (Self, JoinHandle<()>) {
-        let fsync = Arc::new(fsync);
         let (tx, mut rx) = mpsc::unbounded_channel::<Waiter>();
-        let task = tokio::spawn(async move {
-            while let Some(first) = rx.recv().await {
+        // A thread of its own: it reacts to the first waiter and to the end
+        // of each flush at once, instead of waiting for a runtime worker that
+        // is busy with requests.
+        let task = tokio::task::spawn_blocking(move || {
+            while let Some(first) = rx.blocking_recv() {
                 let mut batch = vec![first];
                 while let Ok(w) = rx.try_recv() {
                     batch.push(w);
                 }
-                let (db, files) = (db.clone(), fsync.clone());
                 let fail = faults.fail_flush.load(std::sync::atomic::Ordering::SeqCst);
-                let result = match tokio::task::spawn_blocking(move || {
-                    db.flush()?;
-                    for f in files.iter() {
+                let flushed = db.flush().and_then(|_| {
+                    for f in &fsync {
                         f.sync_all()?;
                     }
-                    Ok::<_, sled::Error>(())
-                })
-                .await
-                {
-                    Ok(Ok(())) if fail => Err(CommitError::Injected("flush")),
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(e)) => Err(CommitError::Flush(Arc::new(e))),
-                    Err(_) => Err(CommitError::Stopped),
+                    Ok(())
+                });
+                let result = match flushed {
+                    Ok(()) if fail => Err(CommitError::Injected("flush")),
+                    Ok(()) => Ok(()),
+                    Err(e) => Err(CommitError::Flush(Arc::new(e))),
                 };
                 use std::sync::atomic::Ordering::Relaxed;
                 stats.flushes.fetch_add(1, Relaxed);
