@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use isx_core::NodeInfo;
 use isx_core::redaction::RedactionProfile;
+use isx_node::Client;
 use isx_policy::{Disclosure, PolicyEngine};
 use serde::Serialize;
 
@@ -376,6 +377,15 @@ async fn topology(options: &BenchOptions, offline: Option<&str>) -> Result<Topol
     }
 }
 
+/// `options.channels` clients (HTTP/2 connections) acting as `node`.
+async fn channels(topo: &Topology, node: &str, options: &BenchOptions) -> Result<Vec<Client>, TopologyError> {
+    let mut clients = Vec::with_capacity(options.channels.max(1));
+    for _ in 0..options.channels.max(1) {
+        clients.push(topo.client(node).await?);
+    }
+    Ok(clients)
+}
+
 fn bench_error(what: &str, e: &dyn std::fmt::Display) -> TopologyError {
     TopologyError::Node { node: format!("bench {what}"), message: e.to_string() }
 }
@@ -447,11 +457,7 @@ async fn throughput(
     progress("starting a gateway and five agencies over mTLS");
     let topo = topology(options, None).await?;
     let mut t = Throughput::default();
-    let mut clients = Vec::new();
-    for _ in 0..options.channels.max(1) {
-        clients.push(topo.client("de-police").await?);
-    }
-    let clients = Arc::new(clients);
+    let clients = Arc::new(channels(&topo, "de-police", options).await?);
 
     progress("baseline: no-op RPC (health check) over the same channels");
     let cs = clients.clone();
@@ -489,11 +495,7 @@ async fn throughput(
         progress("lookup: by document number, one match, audited");
         let target = samples::foreign_fighter("de-police", &["fr-police"]);
         clients[0].publish(target).await.map_err(|e| bench_error("lookup", &e))?;
-        let mut askers = Vec::new();
-        for _ in 0..options.channels.max(1) {
-            askers.push(topo.client("it-police").await?);
-        }
-        let askers = Arc::new(askers);
+        let askers = Arc::new(channels(&topo, "it-police", options).await?);
         let (ok, err, took) = drive(options.phase, options.concurrency, move |w| {
             let client = askers[w % askers.len()].clone();
             async move {
@@ -562,10 +564,7 @@ async fn latency(options: &BenchOptions, progress: &(dyn Fn(&str) + Send + Sync)
             }
         })
     };
-    let mut publishers = Vec::new();
-    for _ in 0..options.channels.max(1) {
-        publishers.push(topo.client("de-police").await?);
-    }
+    let publishers = channels(&topo, "de-police", options).await?;
     let in_flight = Arc::new(AtomicU64::new(0));
     let (mut offered, mut shed) = (0u64, 0u64);
     let accepted = Arc::new(AtomicU64::new(0));
@@ -622,10 +621,7 @@ async fn latency(options: &BenchOptions, progress: &(dyn Fn(&str) + Send + Sync)
 async fn memory(options: &BenchOptions, progress: &(dyn Fn(&str) + Send + Sync)) -> Result<Memory, TopologyError> {
     progress(&format!("memory: {} alerts queued for an offline node", options.queued));
     let topo = topology(options, Some("fr-police")).await?;
-    let mut publishers = Vec::new();
-    for _ in 0..options.channels.max(1) {
-        publishers.push(topo.client("de-police").await?);
-    }
+    let publishers = channels(&topo, "de-police", options).await?;
     let before = rss_mb();
     let target = options.queued;
     let next = Arc::new(AtomicU64::new(0));
@@ -655,11 +651,14 @@ async fn memory(options: &BenchOptions, progress: &(dyn Fn(&str) + Send + Sync))
     for w in workers {
         let _ = w.await;
     }
-    let queued = stored.load(Ordering::Relaxed);
-    let m =
-        Memory { rss_mb_before_queue: before, rss_mb_queued: rss_mb(), rss_queued: queued, rss_mb_100k_queued: None };
+    let (queued, rss) = (stored.load(Ordering::Relaxed), rss_mb());
     topo.shutdown().await;
-    Ok(Memory { rss_mb_100k_queued: (queued >= 100_000).then_some(m.rss_mb_queued), ..m })
+    Ok(Memory {
+        rss_mb_before_queue: before,
+        rss_mb_queued: rss,
+        rss_queued: queued,
+        rss_mb_100k_queued: (queued >= 100_000).then_some(rss),
+    })
 }
 
 /// Audit-log figures, each next to its baseline from the same run.
