@@ -159,10 +159,10 @@ impl Filter {
     }
 }
 
-/// Records whose search rows [`AuditLog::index_pending`] writes in one sled
-/// batch: small enough that a batch holds sled's write lock only briefly
-/// (appends wait behind it) and stays small in memory.
-const INDEX_CHUNK: u64 = 64;
+/// Records whose search rows [`AuditLog::index_pending`] sorts and writes
+/// before it moves `indexed` on: large enough that sorted rows share leaves,
+/// small enough to stay small in memory (about 12 rows of 60 bytes a record).
+const INDEX_CHUNK: u64 = 512;
 
 /// Where stored hash `index` lives: (the record that completes it, its
 /// offset in that record's `hashes` value).
@@ -323,9 +323,27 @@ impl AuditLog {
     /// written later, by [`AuditLog::index_pending`].
     pub fn append(&self, records: Vec<AuditRecord>, now_ms: u64) -> Result<Vec<u64>, AuditError> {
         let mut state = self.size.lock().unwrap_or_else(|e| e.into_inner());
+        // Restored if a write fails, so that the next append hashes from the
+        // same tree as the records that did land.
+        let frontier = state.frontier.clone();
+        let appended = self.append_locked(&mut state, records, now_ms);
+        if appended.is_err() {
+            state.frontier = frontier;
+        }
+        appended
+    }
+
+    fn append_locked(
+        &self,
+        state: &mut AppendState,
+        records: Vec<AuditRecord>,
+        now_ms: u64,
+    ) -> Result<Vec<u64>, AuditError> {
         let mut seqs = Vec::with_capacity(records.len());
         let mut n = state.size;
-        let (mut entries, mut hashes) = (sled::Batch::default(), sled::Batch::default());
+        // Plain inserts, not batches: a batch takes sled's process-wide write
+        // lock. Atomicity comes from the size, which goes last: anything
+        // beyond it at open was never flushed with it and is removed.
         for mut record in records {
             record.version = RECORD_VERSION;
             record.seq = n;
@@ -346,14 +364,11 @@ impl AuditLog {
                     state.frontier.insert(base + i as u64, *h);
                 }
             }
-            hashes.insert(&be(n), value);
-            entries.insert(&be(n), body);
+            self.hashes.insert(be(n), value)?;
+            self.entries.insert(be(n), body)?;
             seqs.push(n);
             n += 1;
         }
-        // The size goes last: anything beyond it at open was never flushed with it.
-        self.entries.apply_batch(entries)?;
-        self.hashes.apply_batch(hashes)?;
         self.meta.insert("size", &be(n)[..])?;
         state.size = n;
         Ok(seqs)
@@ -370,17 +385,20 @@ impl AuditLog {
         let mut from = start;
         while from < size {
             let to = size.min(from + INDEX_CHUNK);
-            let mut rows = sled::Batch::default();
+            let mut rows = Vec::new();
             for item in self.entries.range(be(from)..be(to)) {
                 let (key, body) = item?;
                 let seq = u64::from_be_bytes(key.as_ref().try_into().unwrap_or([0; 8]));
                 let record = AuditRecord::decode(&*body)
                     .map_err(|e| AuditError::Integrity { seq, message: format!("record does not decode: {e}") })?;
-                for row in index::rows(&record) {
-                    rows.insert(row, &[][..]);
-                }
+                rows.extend(index::rows(&record));
             }
-            self.index.apply_batch(rows)?;
+            // In key order, so that consecutive inserts land in the same leaf.
+            // Plain inserts (see `append`); a row written twice is the same row.
+            rows.sort_unstable();
+            for row in rows {
+                self.index.insert(row, &[][..])?;
+            }
             self.meta.insert("indexed", &be(to)[..])?;
             from = to;
         }

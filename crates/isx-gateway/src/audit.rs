@@ -22,6 +22,9 @@ use crate::error::RequestError;
 use crate::server::ConnInfo;
 use crate::service::Clock;
 
+/// How often the background indexer looks for new audit records.
+pub const INDEX_EVERY: Duration = Duration::from_millis(10);
+
 /// Appends audit records and makes them durable.
 pub struct Recorder {
     log: Arc<AuditLog>,
@@ -126,22 +129,33 @@ impl Recorder {
     }
 
     /// Writes the search rows of new records (see
-    /// [`AuditLog::index_pending`]) every 100 ms while records arrive, off
-    /// the acknowledgment path, until `shutdown`. Searches index whatever is
-    /// left first, so they never miss a record.
+    /// [`AuditLog::index_pending`]) every [`INDEX_EVERY`] while records
+    /// arrive, off the acknowledgment path, until `shutdown`. Searches index
+    /// whatever is left first, so they never miss a record.
+    ///
+    /// It runs on a thread of its own. Small, frequent batches keep it from
+    /// taking the cores in bursts, which delayed publishes and deliveries
+    /// (BENCHMARKS.md). It keeps the normal priority: a lowered one (nice
+    /// 10) did not lower the latency in the benchmark.
     pub async fn indexer(self: Arc<Self>, shutdown: CancellationToken) {
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        let spawned = std::thread::Builder::new().name("isx-audit-index".into()).spawn(move || {
+            while !shutdown.is_cancelled() {
+                std::thread::sleep(INDEX_EVERY);
+                if self.log.unindexed().unwrap_or(1) == 0 {
+                    continue;
+                }
+                if let Err(e) = self.log.index_pending() {
+                    warn!(error = %e, "audit search rows not written (the next search retries)");
+                }
             }
-            if self.log.unindexed().unwrap_or(1) == 0 {
-                continue;
+            let _ = done_tx.send(());
+        });
+        match spawned {
+            Ok(_) => {
+                let _ = done_rx.await;
             }
-            let log = self.log.clone();
-            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || log.index_pending()).await {
-                warn!(error = %e, "audit search rows not written (the next search retries)");
-            }
+            Err(e) => warn!(error = %e, "no audit indexer thread: searches write the search rows themselves"),
         }
     }
 

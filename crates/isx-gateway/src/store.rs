@@ -277,8 +277,9 @@ impl Store {
         self.alerts.get(alert_id)?.map(|v| self.unseal("alert", "alerts", alert_id.as_bytes(), &v)).transpose()
     }
 
-    /// Stores a new alert, its deliveries and its lookup index rows
-    /// atomically, unless its id exists.
+    /// Stores a new alert, its deliveries and its lookup index rows, unless
+    /// its id exists. The rows become visible one by one, the alert row
+    /// last; if a write fails, those already written are removed again.
     ///
     /// `deliveries` pairs each recipient with its delivery; their sequence
     /// numbers are assigned here, in the order the rows become visible.
@@ -319,33 +320,40 @@ impl Store {
         }
         .encode_to_vec();
         let ekey = expiry_key(expires_ms, alert_id);
-        let trees = (&self.alerts, &self.outbox, &self.expiry, &self.lookup);
-        let result = trees.transaction(|(alerts, outbox, expiry, lookup)| {
-            if let Some(existing) = alerts.get(alert_id)? {
-                let existing: StoredAlert = self
-                    .unseal("alert", "alerts", alert_id.as_bytes(), &existing)
-                    .map_err(ConflictableTransactionError::Abort)?;
-                return Ok(if existing.digest == stored.digest {
-                    PublishOutcome::Duplicate(Box::new(existing))
-                } else {
-                    PublishOutcome::Conflict
-                });
-            }
-            alerts.insert(alert_id.as_bytes(), stored_bytes.as_slice())?;
+        // Plain inserts, not a sled transaction: a transaction takes sled's
+        // process-wide write lock and stalls every other sled write in the
+        // process. Only `publish` adds alerts, under `ordered`, so two
+        // publishes of one id cannot both pass this check.
+        if let Some(existing) = self.alerts.get(alert_id)? {
+            let existing: StoredAlert = self.unseal("alert", "alerts", alert_id.as_bytes(), &existing)?;
+            return Ok(if existing.digest == stored.digest {
+                PublishOutcome::Duplicate(Box::new(existing))
+            } else {
+                PublishOutcome::Conflict
+            });
+        }
+        // The alert row goes last: a crash that keeps only some of these rows
+        // (sled recovers a prefix of its log) leaves no alert row, so a retry
+        // stores the alert again instead of answering "duplicate" for an
+        // alert whose deliveries were lost.
+        let written = (|| -> Result<(), sled::Error> {
             for (key, value) in &entries {
-                outbox.insert(key.as_slice(), value.as_slice())?;
+                self.outbox.insert(key.as_slice(), value.as_slice())?;
             }
             for (key, kind) in &lookup_rows {
-                lookup.insert(key.as_slice(), kind.as_bytes())?;
+                self.lookup.insert(key.as_slice(), kind.as_bytes())?;
             }
-            expiry.insert(ekey.as_slice(), row.as_slice())?;
-            Ok(PublishOutcome::Stored)
-        });
-        match result {
-            Ok(outcome) => Ok(outcome),
-            Err(TransactionError::Abort(e)) => Err(e),
-            Err(TransactionError::Storage(e)) => Err(e.into()),
+            self.expiry.insert(ekey.as_slice(), row.as_slice())?;
+            self.alerts.insert(alert_id.as_bytes(), stored_bytes.as_slice())?;
+            Ok(())
+        })();
+        if let Err(e) = written {
+            // Take back what was written, so that no subscription streams a
+            // delivery of a publish that failed.
+            let _ = self.retract(alert_id, deliveries, expires_ms, index);
+            return Err(e.into());
         }
+        Ok(PublishOutcome::Stored)
     }
 
     /// Undoes a [`Store::publish`] whose flush failed: removes the alert, its
