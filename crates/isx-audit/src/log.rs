@@ -159,6 +159,10 @@ impl Filter {
     }
 }
 
+/// From this many records, an append writes sled batches instead of plain
+/// inserts (see [`AuditLog::append`]).
+const BULK_APPEND: usize = 32;
+
 /// Records whose search rows [`AuditLog::index_pending`] sorts and writes
 /// before it moves `indexed` on: large enough that sorted rows share leaves,
 /// small enough to stay small in memory (about 12 rows of 60 bytes a record).
@@ -340,10 +344,8 @@ impl AuditLog {
         now_ms: u64,
     ) -> Result<Vec<u64>, AuditError> {
         let mut seqs = Vec::with_capacity(records.len());
+        let mut rows = Vec::with_capacity(records.len());
         let mut n = state.size;
-        // Plain inserts, not batches: a batch takes sled's process-wide write
-        // lock. Atomicity comes from the size, which goes last: anything
-        // beyond it at open was never flushed with it and is removed.
         for mut record in records {
             record.version = RECORD_VERSION;
             record.seq = n;
@@ -364,10 +366,29 @@ impl AuditLog {
                     state.frontier.insert(base + i as u64, *h);
                 }
             }
-            self.hashes.insert(be(n), value)?;
-            self.entries.insert(be(n), body)?;
+            rows.push((be(n), value, body));
             seqs.push(n);
             n += 1;
+        }
+        // Atomicity comes from the size, which goes last: anything beyond it
+        // at open was never flushed with it and is removed. A few records
+        // (the gateway's appends) are plain inserts: a sled batch takes a
+        // write lock shared by every sled database in the process and parks
+        // every other writer. Many records (bulk appends) are two batches,
+        // which cost less per record.
+        if rows.len() >= BULK_APPEND {
+            let (mut entries, mut hashes) = (sled::Batch::default(), sled::Batch::default());
+            for (key, value, body) in rows {
+                hashes.insert(&key, value);
+                entries.insert(&key, body);
+            }
+            self.entries.apply_batch(entries)?;
+            self.hashes.apply_batch(hashes)?;
+        } else {
+            for (key, value, body) in rows {
+                self.hashes.insert(key, value)?;
+                self.entries.insert(key, body)?;
+            }
         }
         self.meta.insert("size", &be(n)[..])?;
         state.size = n;
