@@ -12,7 +12,7 @@
 //!   by retention) and `format`.
 //! - `checkpoints`: tree size (u64 BE) → signed checkpoint note.
 //!
-//! `size` is written after a batch's records and hashes; entries found beyond
+//! `size` is written after an append's records and hashes; entries found beyond
 //! it at open were never flushed with it and so never acknowledged, and are
 //! removed.
 //!

@@ -20,9 +20,10 @@
 //! (`isx_tls::at_rest`), bound to its tree and key; the `meta` tree holds the
 //! key's canary. Keys and the other trees hold only ids, pseudonyms and times.
 //!
-//! A publish writes the alert, its outbox entries, its lookup rows and its
-//! expiry row in one sled transaction; the caller then waits for a group
-//! commit (see `commit`) before it acknowledges anything.
+//! A publish writes its outbox entries, its lookup rows, its expiry row and,
+//! last, the alert (plain inserts under `Store::ordered`, see
+//! [`Store::publish`]); the caller then waits for a group commit (see
+//! `commit`) before it acknowledges anything.
 
 pub mod access;
 
