@@ -5,8 +5,8 @@
 //!   RFC 6962 Merkle tree (the Go `tlog` stored hashes, via `tlog_tiles`,
 //!   kept as one key per record), indexes written off the append path,
 //!   search, proofs, pruning, and the start-up integrity check.
-//! - [`index`]: index rows derived from a record, so that every search reads
-//!   only the rows it returns.
+//! - [`index`]: the search index's posting lists (one per value and indexing
+//!   batch), so that a search reads only the records it lists.
 //! - [`keys`]: the gateway's audit keys: the Ed25519 checkpoint key (C2SP
 //!   signed-note format) and the HMAC key for subject pseudonyms.
 //! - [`checkpoint`]: signing and checking C2SP checkpoints.
@@ -16,14 +16,15 @@
 //! # Guarantees
 //! - Records are stored as their exact protobuf bytes; leaf hash =
 //!   SHA-256(0x00 ‖ bytes). The tree never changes once a record is in it;
-//!   pruning removes bodies and index rows but keeps every hash.
-//! - [`AuditLog::open`] refuses a log whose records, hashes, index rows or
+//!   pruning removes bodies and their index entries but keeps every hash.
+//! - [`AuditLog::open`] refuses a log whose records, hashes, search index or
 //!   size disagree with each other or with the last signed checkpoint, naming
 //!   the first bad sequence number.
 //! - Appends are not durable until the caller flushes the database (the
 //!   gateway's group commit); a checkpoint is only signed over flushed records.
-//! - A search sees every appended record: it first writes the search rows
-//!   that the background indexer has not written yet.
+//! - A search sees every appended record: it first indexes the records that
+//!   the background indexer has not indexed yet.
+//! - Record times never decrease along the log.
 //!
 //! This crate knows nothing of gRPC.
 #![forbid(unsafe_code)]

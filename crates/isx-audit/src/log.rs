@@ -6,7 +6,7 @@
 //!   completes, 32 bytes each: its leaf hash, then the hash of each subtree
 //!   it closes, level by level (the Go `tlog` stored hashes of that record,
 //!   one key per record instead of one per hash).
-//! - `index`: search rows (see [`crate::index`]).
+//! - `index`: the search index, posting lists (see [`crate::index`]).
 //! - `meta`: `size` (records in the tree), `indexed` (records whose search
 //!   rows are written), `pruned_below` (bodies before this seq were removed
 //!   by retention) and `format`.
@@ -19,12 +19,12 @@
 //! # Deferred indexing
 //!
 //! [`AuditLog::append`] writes what makes a record durable and verifiable:
-//! its body and its hashes. The search rows are derived data; they are
-//! written by [`AuditLog::index_pending`], which the gateway runs in the
-//! background and which every search, prune and integrity check runs first,
-//! so a search always sees every appended record. Rows are keys with empty
-//! values, so writing them again after a crash is harmless; `indexed` says
-//! where to resume.
+//! its body and its hashes. The search index is derived data; it is written
+//! by [`AuditLog::index_pending`], which the gateway runs in the background
+//! and which every search, prune and integrity check runs first, so a search
+//! always sees every appended record. `indexed` says where to resume: after a
+//! crash, the interrupted batch is indexed again from its start, and its
+//! posting lists are written again under the same keys.
 
 use std::sync::Mutex;
 
@@ -90,8 +90,10 @@ pub enum AuditError {
 }
 
 /// The storage layout written by this code (1: one `hashes` key per hash,
-/// search rows written with each append).
-pub const FORMAT: u64 = 2;
+/// search rows written with each append; 2: one search row per value and
+/// record; 3: one posting list per value and indexing batch, record times
+/// never decrease).
+pub const FORMAT: u64 = 3;
 
 impl From<tlog::Error> for AuditError {
     fn from(e: tlog::Error) -> Self {
@@ -159,6 +161,9 @@ impl Filter {
     }
 }
 
+/// Index entries that pruning takes out of the lists at a time.
+const PRUNE_CHUNK: usize = 65_536;
+
 /// From this many records, an append writes sled batches instead of plain
 /// inserts (see [`AuditLog::append`]).
 const BULK_APPEND: usize = 32;
@@ -222,6 +227,8 @@ impl HashReader for Frontier<'_> {
 #[derive(Debug, Default)]
 struct AppendState {
     size: u64,
+    /// The time of the last record: an append never goes back before it.
+    last_time: u64,
     frontier: std::collections::HashMap<u64, Hash>,
 }
 
@@ -301,7 +308,15 @@ impl AuditLog {
             found => return Err(AuditError::Format { found: found.max(1) }),
         }
         let leftovers = log.remove_leftovers(size)?;
-        log.size.lock().unwrap_or_else(|e| e.into_inner()).size = size;
+        let last_time = match size.checked_sub(1) {
+            Some(last) => log.entries.get(be(last))?.and_then(|b| AuditRecord::decode(&*b).ok()),
+            None => None,
+        };
+        {
+            let mut state = log.size.lock().unwrap_or_else(|e| e.into_inner());
+            state.size = size;
+            state.last_time = last_time.as_ref().map(index::time_of).unwrap_or(0);
+        }
         let mut report = log.check_integrity(progress)?;
         report.leftovers_removed = leftovers;
         Ok((log, report))
@@ -346,10 +361,13 @@ impl AuditLog {
         let mut seqs = Vec::with_capacity(records.len());
         let mut rows = Vec::with_capacity(records.len());
         let mut n = state.size;
+        // Record times never decrease along the log, even if the clock steps
+        // back: searches rely on it (see `index`).
+        let time = now_ms.max(state.last_time);
         for mut record in records {
             record.version = RECORD_VERSION;
             record.seq = n;
-            record.time = Some(from_unix_millis(now_ms));
+            record.time = Some(from_unix_millis(time));
             let body = record.encode_to_vec();
             let stored =
                 tlog::stored_hashes(n, &body, &Frontier { cache: &state.frontier, stored: Stored(&self.hashes) })?;
@@ -392,6 +410,7 @@ impl AuditLog {
         }
         self.meta.insert("size", &be(n)[..])?;
         state.size = n;
+        state.last_time = time;
         Ok(seqs)
     }
 
@@ -406,24 +425,70 @@ impl AuditLog {
         let mut from = start;
         while from < size {
             let to = size.min(from + INDEX_CHUNK);
-            let mut rows = Vec::new();
+            // One list per value: (time and seq of its first record, seqs).
+            let mut lists: std::collections::BTreeMap<Vec<u8>, (u64, Vec<u64>)> = Default::default();
             for item in self.entries.range(be(from)..be(to)) {
                 let (key, body) = item?;
                 let seq = u64::from_be_bytes(key.as_ref().try_into().unwrap_or([0; 8]));
                 let record = AuditRecord::decode(&*body)
                     .map_err(|e| AuditError::Integrity { seq, message: format!("record does not decode: {e}") })?;
-                rows.extend(index::rows(&record));
+                let time = index::time_of(&record);
+                for prefix in index::prefixes(&record) {
+                    lists.entry(prefix).or_insert_with(|| (time, Vec::new())).1.push(seq);
+                }
             }
-            // In key order, so that consecutive inserts land in the same leaf.
-            // Plain inserts (see `append`); a row written twice is the same row.
-            rows.sort_unstable();
-            for row in rows {
-                self.index.insert(row, &[][..])?;
+            // In key order, so that consecutive inserts land in the same leaf;
+            // plain inserts (see `append`). After a crash the batch starts at
+            // the same `indexed`, so each list is written again under the same
+            // key, with at least the same seqs.
+            for (prefix, (time, seqs)) in lists {
+                self.index.insert(index::key(&prefix, time, seqs[0]), index::encode(&seqs))?;
             }
             self.meta.insert("indexed", &be(to)[..])?;
             from = to;
         }
         Ok(from - start)
+    }
+
+    /// The list under `prefix` that would hold record `seq` at `time_ms`:
+    /// the last key at or before that position. Returns it with its seqs.
+    fn containing(&self, prefix: &[u8], time_ms: u64, seq: u64) -> Result<Option<(sled::IVec, Vec<u64>)>, AuditError> {
+        let Some((key, value)) =
+            self.index.range(prefix.to_vec()..=index::key(prefix, time_ms, seq)).next_back().transpose()?
+        else {
+            return Ok(None);
+        };
+        Ok(Some((key, index::decode(&value).unwrap_or_default())))
+    }
+
+    /// Takes records out of the search index: each `(prefix, time, seq)` is
+    /// removed from the list that holds it; a list left empty is removed, and
+    /// one whose first record went is stored again under its new first.
+    fn unlist(&self, listed: Vec<(Vec<u8>, u64, u64)>) -> Result<(), AuditError> {
+        let mut changed: std::collections::BTreeMap<sled::IVec, (Vec<u8>, Vec<u64>)> = Default::default();
+        for (prefix, time, seq) in listed {
+            if let Some((key, seqs)) = self.containing(&prefix, time, seq)? {
+                let (_, left) = changed.entry(key).or_insert((prefix, seqs));
+                left.retain(|s| *s != seq);
+            }
+        }
+        for (key, (prefix, left)) in changed {
+            match left.first() {
+                None => {
+                    self.index.remove(key)?;
+                }
+                Some(&first) if index::seq_of(&key) == Some(first) => {
+                    self.index.insert(key, index::encode(&left))?;
+                }
+                Some(&first) => {
+                    let time = self.entries.get(be(first))?.and_then(|b| AuditRecord::decode(&*b).ok());
+                    let time = time.as_ref().map(index::time_of).unwrap_or(0);
+                    self.index.remove(key)?;
+                    self.index.insert(index::key(&prefix, time, first), index::encode(&left))?;
+                }
+            }
+        }
+        Ok(())
     }
 
     #[cfg(test)]
@@ -439,15 +504,16 @@ impl AuditLog {
     fn remove_leftovers(&self, size: u64) -> Result<u64, AuditError> {
         let mut removed = 0;
         let leftovers: Vec<(sled::IVec, sled::IVec)> = self.entries.range(be(size)..).collect::<Result<_, _>>()?;
+        let mut listed = Vec::new();
         for (key, body) in leftovers {
             if let Ok(record) = AuditRecord::decode(&*body) {
-                for row in index::rows(&record) {
-                    self.index.remove(row)?;
-                }
+                let time = index::time_of(&record);
+                listed.extend(index::prefixes(&record).into_iter().map(|p| (p, time, record.seq)));
             }
             self.entries.remove(key)?;
             removed += 1;
         }
+        self.unlist(listed)?;
         let stale: Vec<sled::IVec> = self.hashes.range(be(size)..).keys().collect::<Result<_, _>>()?;
         for key in stale {
             self.hashes.remove(key)?;
@@ -565,24 +631,32 @@ impl AuditLog {
         self.index_pending()?;
         let (kind, value) = filter.primary();
         let prefix = index::prefix(kind, &value);
-        let mut start = prefix.clone();
-        start.extend_from_slice(&filter.from_ms.unwrap_or(0).to_be_bytes());
-        let mut end = prefix;
-        end.extend_from_slice(&filter.to_ms.unwrap_or(u64::MAX).to_be_bytes());
-        end.extend_from_slice(&u64::MAX.to_be_bytes());
+        let from_ms = filter.from_ms.unwrap_or(0);
+        let start = index::key(&prefix, from_ms, 0);
+        let mut end = prefix.clone();
+        end.push(0xff);
+        // The list just before `from_ms` may still hold records at or after
+        // it; every later list starts at or after it.
+        let before = self.index.range(prefix.clone()..start.clone()).next_back();
         let mut out = Vec::new();
-        for row in self.index.range(start..=end).keys() {
-            let row = row?;
-            let Some(seq) = index::seq_of(&row) else { continue };
-            if after_seq.is_some_and(|a| seq <= a) {
-                continue;
-            }
-            let entry = self.entry(seq)?;
-            if entry.record.as_ref().is_some_and(|r| filter.matches(r)) {
-                if out.len() == limit {
-                    return Ok((out, true));
+        for item in before.into_iter().chain(self.index.range(start..end)) {
+            let (_, value) = item?;
+            for seq in index::decode(&value).unwrap_or_default() {
+                if after_seq.is_some_and(|a| seq <= a) {
+                    continue;
                 }
-                out.push(entry);
+                let entry = self.entry(seq)?;
+                let Some(record) = entry.record.as_ref() else { continue };
+                if filter.to_ms.is_some_and(|to| index::time_of(record) > to) {
+                    // Times never decrease along the log: nothing later matches.
+                    return Ok((out, false));
+                }
+                if filter.matches(record) {
+                    if out.len() == limit {
+                        return Ok((out, true));
+                    }
+                    out.push(entry);
+                }
             }
         }
         Ok((out, false))
@@ -596,20 +670,24 @@ impl AuditLog {
         let _indexer = self.indexer.lock().unwrap_or_else(|e| e.into_inner());
         let from = read_u64(&self.meta, "pruned_below")?;
         let mut upto = from;
+        let mut listed = Vec::new();
         let size = self.size();
         while upto < size {
             let Some(body) = self.entries.get(be(upto))? else { break };
             let record =
                 AuditRecord::decode(&*body).map_err(|e| AuditError::Integrity { seq: upto, message: e.to_string() })?;
-            if record.time.as_ref().map(to_unix_millis).unwrap_or(0) >= before_ms {
+            let time = index::time_of(&record);
+            if time >= before_ms {
                 break;
             }
-            for row in index::rows(&record) {
-                self.index.remove(row)?;
+            listed.extend(index::prefixes(&record).into_iter().map(|p| (p, time, upto)));
+            if listed.len() >= PRUNE_CHUNK {
+                self.unlist(std::mem::take(&mut listed))?;
             }
             self.entries.remove(be(upto))?;
             upto += 1;
         }
+        self.unlist(listed)?;
         self.meta.insert("pruned_below", &be(upto)[..])?;
         let erasure = AuditRecord {
             operation: Operation::Erasure as i32,
@@ -634,6 +712,7 @@ impl AuditLog {
         let stored = Stored(&self.hashes);
         let mut report = IntegrityReport { size, ..Default::default() };
         let mut expected_rows = 0u64;
+        let mut last_time = 0;
         for seq in 0..size {
             if seq % 4096 == 0 {
                 progress(seq, size);
@@ -648,8 +727,14 @@ impl AuditLog {
                             message: format!("record claims seq {}", record.seq),
                         });
                     }
-                    for row in index::rows(&record) {
-                        if !self.index.contains_key(&row)? {
+                    let time = index::time_of(&record);
+                    if time < last_time {
+                        return Err(AuditError::Integrity { seq, message: "record time goes back".into() });
+                    }
+                    last_time = time;
+                    for prefix in index::prefixes(&record) {
+                        let listed = self.containing(&prefix, time, seq)?;
+                        if listed.is_none_or(|(_, seqs)| seqs.binary_search(&seq).is_err()) {
                             return Err(AuditError::Integrity {
                                 seq,
                                 message: "an index row of this record is missing".into(),
@@ -682,17 +767,34 @@ impl AuditLog {
         if self.hashes.range(be(size)..).next().is_some() {
             return Err(AuditError::Integrity { seq: size, message: "stored hashes beyond the log's size".into() });
         }
-        // Every index row must belong to a record that derives it.
-        for row in self.index.iter().keys() {
-            let row = row?;
-            report.index_rows += 1;
-            let seq = index::seq_of(&row).unwrap_or(u64::MAX);
-            if seq >= size || seq < pruned_below {
-                return Err(AuditError::Integrity {
-                    seq: seq.min(size),
-                    message: "an index row points at no record".into(),
-                });
+        // Every list is well formed, names its first record, lists only
+        // records in the log, and follows the previous list of its value.
+        // With the lookups above, equal counts mean every entry is one of a
+        // record's own values, listed once.
+        let mut previous: Option<(Vec<u8>, u64)> = None;
+        for item in self.index.iter() {
+            let (key, value) = item?;
+            let bad = |seq: u64, message: &str| AuditError::Integrity { seq: seq.min(size), message: message.into() };
+            let (Some(prefix), Some(first), Some(seqs)) =
+                (index::prefix_of(&key), index::seq_of(&key), index::decode(&value))
+            else {
+                return Err(bad(index::seq_of(&key).unwrap_or(0), "an index row is malformed"));
+            };
+            let last = seqs[seqs.len() - 1];
+            if seqs[0] != first {
+                return Err(bad(first.min(seqs[0]), "an index row does not match its record"));
             }
+            if let Some(s) = seqs.iter().find(|s| **s >= size || **s < pruned_below) {
+                return Err(bad(*s, "an index row points at no record"));
+            }
+            if let Some((p, prev_last)) = &previous
+                && p.as_slice() == prefix
+                && first <= *prev_last
+            {
+                return Err(bad(first, "an index row does not match its record"));
+            }
+            report.index_rows += seqs.len() as u64;
+            previous = Some((prefix.to_vec(), last));
         }
         if report.index_rows != expected_rows {
             let seq = self.first_bad_row()?.unwrap_or(size);
@@ -722,19 +824,22 @@ impl AuditLog {
         Ok(report)
     }
 
-    /// The first record one of whose index rows is not derived from it.
+    /// The lowest record listed under a value it does not have.
     fn first_bad_row(&self) -> Result<Option<u64>, AuditError> {
-        for row in self.index.iter().keys() {
-            let row = row?;
-            let seq = index::seq_of(&row).unwrap_or(0);
-            let derived = match self.entries.get(be(seq))? {
-                Some(body) => AuditRecord::decode(&*body).map(|r| index::rows(&r)).unwrap_or_default(),
-                None => vec![],
-            };
-            if !derived.iter().any(|r| *r == *row) {
-                return Ok(Some(seq));
+        let mut first_bad: Option<u64> = None;
+        for item in self.index.iter() {
+            let (key, value) = item?;
+            let prefix = index::prefix_of(&key).unwrap_or_default();
+            for seq in index::decode(&value).unwrap_or_default() {
+                let derived = match self.entries.get(be(seq))? {
+                    Some(body) => AuditRecord::decode(&*body).map(|r| index::prefixes(&r)).unwrap_or_default(),
+                    None => vec![],
+                };
+                if !derived.iter().any(|p| p.as_slice() == prefix) {
+                    first_bad = Some(first_bad.map_or(seq, |b| b.min(seq)));
+                }
             }
         }
-        Ok(None)
+        Ok(first_bad)
     }
 }

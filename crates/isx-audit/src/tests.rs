@@ -210,11 +210,19 @@ fn tampering_is_detected_at_open_naming_the_first_bad_seq() {
             "first bad sequence number 5",
         ),
         (
-            "a deleted index row",
+            "a record taken out of an index list",
             Box::new(|db| {
                 let t = db.open_tree("audit.index").unwrap();
-                let victim = t.iter().keys().map(|k| k.unwrap()).find(|k| crate::index::seq_of(k) == Some(4)).unwrap();
-                t.remove(victim).unwrap();
+                let (key, value) = t
+                    .iter()
+                    .map(|kv| kv.unwrap())
+                    .find(|(_, v)| {
+                        let seqs = crate::index::decode(v).unwrap();
+                        seqs.len() > 1 && seqs[1..].contains(&4)
+                    })
+                    .unwrap();
+                let left: Vec<u64> = crate::index::decode(&value).unwrap().into_iter().filter(|s| *s != 4).collect();
+                t.insert(key, crate::index::encode(&left)).unwrap();
             }),
             "first bad sequence number 4",
         ),
@@ -222,7 +230,8 @@ fn tampering_is_detected_at_open_naming_the_first_bad_seq() {
             "an added index row",
             Box::new(|db| {
                 let t = db.open_tree("audit.index").unwrap();
-                t.insert(crate::index::row(crate::index::Kind::Officer, "ghost", 5000, 3), &[][..]).unwrap();
+                t.insert(crate::index::row(crate::index::Kind::Officer, "ghost", 5000, 3), crate::index::encode(&[3]))
+                    .unwrap();
             }),
             "first bad sequence number 3",
         ),
@@ -304,7 +313,7 @@ fn pruning_keeps_every_earlier_proof_valid() {
         assert_eq!(e.leaf_hash, entries_before[s as usize].leaf_hash);
     }
     let (found, _) = log.search(&Filter { node: Some("node-1".into()), ..Default::default() }, 100, None).unwrap();
-    assert!(found.iter().all(|e| e.seq >= 5), "pruned records leave the indexes");
+    assert_eq!(found.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![5, 9], "pruned records leave the indexes");
     log.db().flush().unwrap();
     drop(log);
     let log = open(dir.path()).expect("a pruned log passes the integrity check");
@@ -420,15 +429,62 @@ fn search_rows_are_written_after_the_append_and_before_any_search() {
     assert_eq!(log.unindexed().unwrap(), 0, "the search indexed first");
     assert_eq!(log.index_pending().unwrap(), 0);
 
-    // As after a crash between the rows and `indexed`: indexing again is harmless.
+    // As after a crash between a batch's lists and `indexed`: the batch is
+    // indexed again from its start, with more records by then, and its lists
+    // are written again under the same keys.
     log.append((40..50).map(record).collect(), 6000).unwrap();
     assert_eq!(log.index_pending().unwrap(), 10);
-    log.meta_for_tests().insert("indexed", &30u64.to_be_bytes()[..]).unwrap();
+    log.meta_for_tests().insert("indexed", &40u64.to_be_bytes()[..]).unwrap();
+    log.append((50..60).map(record).collect(), 7000).unwrap();
     assert_eq!(log.index_pending().unwrap(), 20);
     log.db().flush().unwrap();
     drop(log);
     let log = open(dir.path()).unwrap();
-    assert_eq!(log.check_integrity(&|_, _| {}).unwrap().bodies_checked, 50);
+    let report = log.check_integrity(&|_, _| {}).unwrap();
+    assert_eq!(report.bodies_checked, 60);
+    let (all, more) = log.search(&Filter::default(), 100, None).unwrap();
+    assert!(!more);
+    assert_eq!(all.iter().map(|e| e.seq).collect::<Vec<_>>(), (0..60).collect::<Vec<_>>(), "each record once");
+}
+
+#[test]
+fn record_times_never_go_back_and_searches_by_time_stay_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path()).unwrap();
+    log.append((0..10).map(record).collect(), 5000).unwrap();
+    // The clock steps back: the records keep the log's last time.
+    log.append((10..20).map(record).collect(), 4000).unwrap();
+    log.append((20..30).map(record).collect(), 6000).unwrap();
+    let times: Vec<u64> =
+        log.entries(0, 30).unwrap().iter().map(|e| crate::index::time_of(e.record.as_ref().unwrap())).collect();
+    assert_eq!(&times[9..11], &[5000, 5000]);
+    assert!(times.windows(2).all(|w| w[0] <= w[1]));
+    // Many small batches, so a value spans many lists.
+    for i in 30..200u64 {
+        log.append(vec![record(i)], 6000 + i).unwrap();
+        if i % 7 == 0 {
+            log.index_pending().unwrap();
+        }
+    }
+    let officer = record(3).officer;
+    let window =
+        Filter { officer: Some(officer.clone()), from_ms: Some(6050), to_ms: Some(6120), ..Default::default() };
+    let (found, more) = log.search(&window, 1000, None).unwrap();
+    let expected: Vec<u64> = (0..200u64)
+        .filter(|i| record(*i).officer == officer)
+        .filter(|i| (6050..=6120).contains(&(6000 + i)) && *i >= 30)
+        .collect();
+    assert!(!more);
+    assert_eq!(found.iter().map(|e| e.seq).collect::<Vec<_>>(), expected);
+    // Paging with `after_seq` gives the same records.
+    let (page, more) = log.search(&window, 3, None).unwrap();
+    assert!(more);
+    let (rest, _) = log.search(&window, 1000, Some(page[2].seq)).unwrap();
+    let paged: Vec<u64> = page.iter().chain(&rest).map(|e| e.seq).collect();
+    assert_eq!(paged, expected);
+    assert_eq!(log.check_integrity(&|_, _| {}).unwrap().index_rows, {
+        (0..200u64).map(|i| crate::index::prefixes(&log.entry(i).unwrap().record.unwrap()).len() as u64).sum::<u64>()
+    });
 }
 
 #[test]

@@ -475,14 +475,12 @@ async fn throughput(
     if options.runs(Phase::Publish) {
         progress("publish: durable, default policy, four subscribed recipients");
         let cs = clients.clone();
+        let n = Arc::new(AtomicU64::new(0));
         let (ok, err, took) = drive(options.phase, options.concurrency, move |w| {
             let client = cs[w % cs.len()].clone();
-            async move {
-                client
-                    .publish(samples::migrant_smuggling("de-police", &["fr-police", "it-police", "europol", "frontex"]))
-                    .await
-                    .is_ok()
-            }
+            let mut alert = samples::migrant_smuggling("de-police", &["fr-police", "it-police", "europol", "frontex"]);
+            distinct_subjects(&mut alert, n.fetch_add(1, Ordering::Relaxed));
+            async move { client.publish(alert).await.is_ok() }
         })
         .await;
         let rps = ok as f64 / took.as_secs_f64();
@@ -518,6 +516,28 @@ async fn throughput(
     }
     topo.shutdown().await;
     Ok(t)
+}
+
+/// Makes every identifier of `alert` (names, documents, plates, serials)
+/// unique to `i`, as in real traffic, where each alert names other people:
+/// the audit and lookup indexes then grow as they would in use.
+fn distinct_subjects(alert: &mut isx_core::wire::Alert, i: u64) {
+    // Letters for names (a name holds no digits), digits for numbers.
+    let letters: String =
+        format!("{i:x}").chars().map(|c| (b'a' + c.to_digit(16).unwrap_or(0) as u8) as char).collect();
+    for s in &mut alert.subjects {
+        if !s.family_name.is_empty() {
+            s.family_name = format!("{}-{letters}", s.family_name);
+        }
+        for d in &mut s.documents {
+            d.number = format!("{}{i}", d.number);
+        }
+    }
+    for o in &mut alert.objects {
+        if !o.identifier.is_empty() {
+            o.identifier = format!("{} {i}", o.identifier);
+        }
+    }
 }
 
 /// Resident memory of this process, MB (Linux `/proc/self/status`; 0 elsewhere).
@@ -583,7 +603,8 @@ async fn latency(options: &BenchOptions, progress: &(dyn Fn(&str) + Send + Sync)
         let (sent, in_flight, accepted, refused) = (sent.clone(), in_flight.clone(), accepted.clone(), refused.clone());
         in_flight.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
-            let alert = samples::foreign_fighter("de-police", &["fr-police"]);
+            let mut alert = samples::foreign_fighter("de-police", &["fr-police"]);
+            distinct_subjects(&mut alert, offered);
             sent.lock().unwrap_or_else(|e| e.into_inner()).insert(alert.alert_id.clone(), Instant::now());
             if client.publish(alert.clone()).await.is_ok() {
                 accepted.fetch_add(1, Ordering::Relaxed);
@@ -631,8 +652,14 @@ async fn memory(options: &BenchOptions, progress: &(dyn Fn(&str) + Send + Sync))
         let client = publishers[w % publishers.len()].clone();
         let (next, stored) = (next.clone(), stored.clone());
         workers.push(tokio::spawn(async move {
-            while next.fetch_add(1, Ordering::Relaxed) < target {
-                if client.publish(samples::migrant_smuggling("de-police", &["fr-police"])).await.is_ok() {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= target {
+                    break;
+                }
+                let mut alert = samples::migrant_smuggling("de-police", &["fr-police"]);
+                distinct_subjects(&mut alert, i);
+                if client.publish(alert).await.is_ok() {
                     stored.fetch_add(1, Ordering::Relaxed);
                 }
             }
