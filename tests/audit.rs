@@ -183,11 +183,14 @@ async fn a_tampered_log_keeps_the_gateway_from_starting() {
     // Change who published the alert in the first record.
     let db = isx_audit::open_db(&topo.gateway_config().data_dir.join("gateway.sled")).unwrap();
     let entries = db.open_tree("audit.entries").unwrap();
-    let mut record: isx_core::wire::AuditRecord =
-        prost::Message::decode(&*entries.get(0u64.to_be_bytes()).unwrap().unwrap()).unwrap();
+    // Record 0's value: its leaf hash (the one hash it completes), then the record.
+    let mut value = entries.get(0u64.to_be_bytes()).unwrap().unwrap().to_vec();
+    let mut record: isx_core::wire::AuditRecord = prost::Message::decode(&value[32..]).unwrap();
     assert_eq!(record.operation(), Operation::Collection);
     record.officer = "nobody".into();
-    entries.insert(0u64.to_be_bytes(), prost::Message::encode_to_vec(&record)).unwrap();
+    value.truncate(32);
+    value.extend(prost::Message::encode_to_vec(&record));
+    entries.insert(0u64.to_be_bytes(), value).unwrap();
     db.flush().unwrap();
     drop(entries);
     drop(db);

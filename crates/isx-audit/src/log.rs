@@ -1,11 +1,12 @@
 //! The append-only audit log in sled.
 //!
 //! # Trees (all prefixed `audit.`)
-//! - `entries`: `seq` (u64 BE) → the record's exact protobuf bytes.
-//! - `hashes`: `seq` (u64 BE) → the Merkle hashes that record `seq`
-//!   completes, 32 bytes each: its leaf hash, then the hash of each subtree
-//!   it closes, level by level (the Go `tlog` stored hashes of that record,
-//!   one key per record instead of one per hash).
+//! - `entries`: `seq` (u64 BE) → the Merkle hashes that record `seq`
+//!   completes, 32 bytes each (its leaf hash, then the hash of each subtree
+//!   it closes, level by level: the Go `tlog` stored hashes of that record,
+//!   whose number follows from `seq`), then the record's exact protobuf
+//!   bytes. Pruning keeps the hashes and drops the bytes. One key per
+//!   record, so that an append writes one key per record.
 //! - `index`: the search index, posting lists (see [`crate::index`]).
 //! - `meta`: `size` (records in the tree), `indexed` (records whose search
 //!   rows are written), `pruned_below` (bodies before this seq were removed
@@ -90,9 +91,10 @@ pub enum AuditError {
 }
 
 /// The storage layout written by this code (1: one `hashes` key per hash,
-/// search rows written with each append; 2: one search row per value and
-/// record; 3: one posting list per value and indexing batch, record times
-/// never decrease).
+/// search rows written with each append; 2: one `hashes` key and one
+/// `entries` key per record, one search row per value and record; 3: one key
+/// per record holding its hashes and its bytes, one posting list per value
+/// and indexing batch, record times never decrease).
 pub const FORMAT: u64 = 3;
 
 impl From<tlog::Error> for AuditError {
@@ -174,7 +176,7 @@ const BULK_APPEND: usize = 32;
 const INDEX_CHUNK: u64 = 512;
 
 /// Where stored hash `index` lives: (the record that completes it, its
-/// offset in that record's `hashes` value).
+/// offset in that record's value).
 ///
 /// The hash at `level` and position `k` is computed when record
 /// `(k + 1) · 2^level − 1` is appended, as that record's `level`-th stored hash.
@@ -183,7 +185,18 @@ pub(crate) fn locate(index: u64) -> (u64, usize) {
     (((k + 1) << level) - 1, level as usize * 32)
 }
 
-/// Reads stored hashes from the `hashes` tree.
+/// The length of the hashes at the head of record `seq`'s value.
+pub(crate) fn hashes_len(seq: u64) -> usize {
+    32 * (tlog::stored_hash_count(seq + 1) - tlog::stored_hash_count(seq)) as usize
+}
+
+/// The record bytes in record `seq`'s value (empty once pruned), or `None`
+/// if the value is too short to hold its hashes.
+fn body_of(seq: u64, value: &[u8]) -> Option<&[u8]> {
+    value.get(hashes_len(seq)..)
+}
+
+/// Reads stored hashes from the `entries` tree.
 struct Stored<'a>(&'a sled::Tree);
 
 impl HashReader for Stored<'_> {
@@ -193,7 +206,7 @@ impl HashReader for Stored<'_> {
             .map(|i| {
                 let (seq, at) = locate(*i);
                 match self.0.get(be(seq)) {
-                    Ok(Some(v)) => v
+                    Ok(Some(v)) if at + 32 <= hashes_len(seq) => v
                         .get(at..at + 32)
                         .map(|h| Hash(h.try_into().expect("32 bytes")))
                         .ok_or(tlog::Error::IndexesNotInTree),
@@ -251,7 +264,6 @@ pub struct IntegrityReport {
 pub struct AuditLog {
     db: sled::Db,
     entries: sled::Tree,
-    hashes: sled::Tree,
     index: sled::Tree,
     meta: sled::Tree,
     checkpoints: sled::Tree,
@@ -292,7 +304,6 @@ impl AuditLog {
     ) -> Result<(Self, IntegrityReport), AuditError> {
         let log = Self {
             entries: db.open_tree("audit.entries")?,
-            hashes: db.open_tree("audit.hashes")?,
             index: db.open_tree("audit.index")?,
             meta: db.open_tree("audit.meta")?,
             checkpoints: db.open_tree("audit.checkpoints")?,
@@ -309,7 +320,7 @@ impl AuditLog {
         }
         let leftovers = log.remove_leftovers(size)?;
         let last_time = match size.checked_sub(1) {
-            Some(last) => log.entries.get(be(last))?.and_then(|b| AuditRecord::decode(&*b).ok()),
+            Some(last) => log.record(last)?,
             None => None,
         };
         {
@@ -370,21 +381,22 @@ impl AuditLog {
             record.time = Some(from_unix_millis(time));
             let body = record.encode_to_vec();
             let stored =
-                tlog::stored_hashes(n, &body, &Frontier { cache: &state.frontier, stored: Stored(&self.hashes) })?;
+                tlog::stored_hashes(n, &body, &Frontier { cache: &state.frontier, stored: Stored(&self.entries) })?;
             // The left siblings just read are never read again; the new left
             // children will be read once, when their subtree completes.
             for i in 0..stored.len().saturating_sub(1) {
                 state.frontier.remove(&tlog::stored_hash_index(i as u8, (n >> i) - 1));
             }
             let base = tlog::stored_hash_index(0, n);
-            let mut value = Vec::with_capacity(stored.len() * 32);
+            let mut value = Vec::with_capacity(stored.len() * 32 + body.len());
             for (i, h) in stored.iter().enumerate() {
                 value.extend_from_slice(&h.0);
                 if (n >> i).is_multiple_of(2) {
                     state.frontier.insert(base + i as u64, *h);
                 }
             }
-            rows.push((be(n), value, body));
+            value.extend_from_slice(&body);
+            rows.push((be(n), value));
             seqs.push(n);
             n += 1;
         }
@@ -392,20 +404,17 @@ impl AuditLog {
         // at open was never flushed with it and is removed. A few records
         // (the gateway's appends) are plain inserts: a sled batch takes a
         // write lock shared by every sled database in the process and parks
-        // every other writer. Many records (bulk appends) are two batches,
+        // every other writer. Many records (bulk appends) are one batch,
         // which cost less per record.
         if rows.len() >= BULK_APPEND {
-            let (mut entries, mut hashes) = (sled::Batch::default(), sled::Batch::default());
-            for (key, value, body) in rows {
-                hashes.insert(&key, value);
-                entries.insert(&key, body);
+            let mut entries = sled::Batch::default();
+            for (key, value) in rows {
+                entries.insert(&key, value);
             }
             self.entries.apply_batch(entries)?;
-            self.hashes.apply_batch(hashes)?;
         } else {
-            for (key, value, body) in rows {
-                self.hashes.insert(key, value)?;
-                self.entries.insert(key, body)?;
+            for (key, value) in rows {
+                self.entries.insert(key, value)?;
             }
         }
         self.meta.insert("size", &be(n)[..])?;
@@ -428,9 +437,9 @@ impl AuditLog {
             // One list per value: (time and seq of its first record, seqs).
             let mut lists: std::collections::BTreeMap<Vec<u8>, (u64, Vec<u64>)> = Default::default();
             for item in self.entries.range(be(from)..be(to)) {
-                let (key, body) = item?;
+                let (key, value) = item?;
                 let seq = u64::from_be_bytes(key.as_ref().try_into().unwrap_or([0; 8]));
-                let record = AuditRecord::decode(&*body)
+                let record = AuditRecord::decode(body_of(seq, &value).unwrap_or_default())
                     .map_err(|e| AuditError::Integrity { seq, message: format!("record does not decode: {e}") })?;
                 let time = index::time_of(&record);
                 for prefix in index::prefixes(&record) {
@@ -481,8 +490,7 @@ impl AuditLog {
                     self.index.insert(key, index::encode(&left))?;
                 }
                 Some(&first) => {
-                    let time = self.entries.get(be(first))?.and_then(|b| AuditRecord::decode(&*b).ok());
-                    let time = time.as_ref().map(index::time_of).unwrap_or(0);
+                    let time = self.record(first)?.as_ref().map(index::time_of).unwrap_or(0);
                     self.index.remove(key)?;
                     self.index.insert(index::key(&prefix, time, first), index::encode(&left))?;
                 }
@@ -505,19 +513,16 @@ impl AuditLog {
         let mut removed = 0;
         let leftovers: Vec<(sled::IVec, sled::IVec)> = self.entries.range(be(size)..).collect::<Result<_, _>>()?;
         let mut listed = Vec::new();
-        for (key, body) in leftovers {
-            if let Ok(record) = AuditRecord::decode(&*body) {
+        for (key, value) in leftovers {
+            let seq = u64::from_be_bytes(key.as_ref().try_into().unwrap_or([0; 8]));
+            if let Some(record) = body_of(seq, &value).and_then(|b| AuditRecord::decode(b).ok()) {
                 let time = index::time_of(&record);
-                listed.extend(index::prefixes(&record).into_iter().map(|p| (p, time, record.seq)));
+                listed.extend(index::prefixes(&record).into_iter().map(|p| (p, time, seq)));
             }
             self.entries.remove(key)?;
             removed += 1;
         }
         self.unlist(listed)?;
-        let stale: Vec<sled::IVec> = self.hashes.range(be(size)..).keys().collect::<Result<_, _>>()?;
-        for key in stale {
-            self.hashes.remove(key)?;
-        }
         if read_u64(&self.meta, "indexed")? > size {
             self.meta.insert("indexed", &be(size)[..])?;
         }
@@ -532,12 +537,12 @@ impl AuditLog {
         if size > self.size() {
             return Err(AuditError::Range(format!("tree size {size} is beyond the log's {}", self.size())));
         }
-        Ok(tlog::tree_hash(size, &Stored(&self.hashes))?.0)
+        Ok(tlog::tree_hash(size, &Stored(&self.entries))?.0)
     }
 
     /// The stored leaf hash of record `seq`.
     pub fn leaf(&self, seq: u64) -> Result<[u8; 32], AuditError> {
-        let value = self.hashes.get(be(seq))?;
+        let value = self.entries.get(be(seq))?;
         value
             .as_ref()
             .and_then(|v| v.get(..32))
@@ -550,17 +555,24 @@ impl AuditLog {
         if seq >= self.size() {
             return Err(AuditError::Range(format!("no record {seq}: the log holds {}", self.size())));
         }
-        let leaf = self.leaf(seq)?;
-        Ok(match self.entries.get(be(seq))? {
-            Some(body) => AuditEntry {
+        let value = self.entries.get(be(seq))?.unwrap_or_default();
+        let leaf = value.get(..32).ok_or_else(|| AuditError::Integrity { seq, message: "leaf hash missing".into() })?;
+        Ok(match body_of(seq, &value) {
+            Some(body) if !body.is_empty() => AuditEntry {
                 seq,
-                record: AuditRecord::decode(&*body).ok(),
+                record: AuditRecord::decode(body).ok(),
                 body: body.to_vec(),
                 leaf_hash: leaf.to_vec(),
                 ..Default::default()
             },
-            None => AuditEntry { seq, leaf_hash: leaf.to_vec(), pruned: true, ..Default::default() },
+            _ => AuditEntry { seq, leaf_hash: leaf.to_vec(), pruned: true, ..Default::default() },
         })
+    }
+
+    /// The decoded record `seq`, unless pruned (or undecodable).
+    fn record(&self, seq: u64) -> Result<Option<AuditRecord>, AuditError> {
+        let value = self.entries.get(be(seq))?.unwrap_or_default();
+        Ok(body_of(seq, &value).filter(|b| !b.is_empty()).and_then(|b| AuditRecord::decode(b).ok()))
     }
 
     /// Records `start..end`.
@@ -576,7 +588,7 @@ impl AuditLog {
                 self.size()
             )));
         }
-        Ok(tlog::prove_record(size, seq, &Stored(&self.hashes))?.into_iter().map(|h| h.0).collect())
+        Ok(tlog::prove_record(size, seq, &Stored(&self.entries))?.into_iter().map(|h| h.0).collect())
     }
 
     /// A consistency proof from the tree of `first` records to that of `second`.
@@ -587,7 +599,7 @@ impl AuditLog {
                 self.size()
             )));
         }
-        Ok(tlog::prove_tree(second, first, &Stored(&self.hashes))?.into_iter().map(|h| h.0).collect())
+        Ok(tlog::prove_tree(second, first, &Stored(&self.entries))?.into_iter().map(|h| h.0).collect())
     }
 
     /// Signs and stores a checkpoint for the first `size` records, which the
@@ -673,9 +685,10 @@ impl AuditLog {
         let mut listed = Vec::new();
         let size = self.size();
         while upto < size {
-            let Some(body) = self.entries.get(be(upto))? else { break };
+            let Some(value) = self.entries.get(be(upto))? else { break };
+            let body = body_of(upto, &value).unwrap_or_default();
             let record =
-                AuditRecord::decode(&*body).map_err(|e| AuditError::Integrity { seq: upto, message: e.to_string() })?;
+                AuditRecord::decode(body).map_err(|e| AuditError::Integrity { seq: upto, message: e.to_string() })?;
             let time = index::time_of(&record);
             if time >= before_ms {
                 break;
@@ -684,7 +697,8 @@ impl AuditLog {
             if listed.len() >= PRUNE_CHUNK {
                 self.unlist(std::mem::take(&mut listed))?;
             }
-            self.entries.remove(be(upto))?;
+            // Keep the hashes, drop the record.
+            self.entries.insert(be(upto), &value[..hashes_len(upto)])?;
             upto += 1;
         }
         self.unlist(listed)?;
@@ -709,7 +723,7 @@ impl AuditLog {
         self.index_pending()?;
         let size = self.size();
         let pruned_below = read_u64(&self.meta, "pruned_below")?;
-        let stored = Stored(&self.hashes);
+        let stored = Stored(&self.entries);
         let mut report = IntegrityReport { size, ..Default::default() };
         let mut expected_rows = 0u64;
         let mut last_time = 0;
@@ -717,40 +731,47 @@ impl AuditLog {
             if seq % 4096 == 0 {
                 progress(seq, size);
             }
-            let leaf = match self.entries.get(be(seq))? {
-                Some(body) => {
-                    let record = AuditRecord::decode(&*body)
-                        .map_err(|e| AuditError::Integrity { seq, message: format!("record does not decode: {e}") })?;
-                    if record.seq != seq {
+            let value = match self.entries.get(be(seq))? {
+                Some(value) => value,
+                None if seq < pruned_below => {
+                    return Err(AuditError::Integrity { seq, message: "stored hashes missing".into() });
+                }
+                None => return Err(AuditError::Integrity { seq, message: "record body missing (not pruned)".into() }),
+            };
+            let Some(body) = body_of(seq, &value) else {
+                return Err(AuditError::Integrity { seq, message: "stored hashes missing".into() });
+            };
+            let have = &value[..hashes_len(seq)];
+            let leaf = if !body.is_empty() {
+                let record = AuditRecord::decode(body)
+                    .map_err(|e| AuditError::Integrity { seq, message: format!("record does not decode: {e}") })?;
+                if record.seq != seq {
+                    return Err(AuditError::Integrity { seq, message: format!("record claims seq {}", record.seq) });
+                }
+                let time = index::time_of(&record);
+                if time < last_time {
+                    return Err(AuditError::Integrity { seq, message: "record time goes back".into() });
+                }
+                last_time = time;
+                for prefix in index::prefixes(&record) {
+                    let listed = self.containing(&prefix, time, seq)?;
+                    if listed.is_none_or(|(_, seqs)| seqs.binary_search(&seq).is_err()) {
                         return Err(AuditError::Integrity {
                             seq,
-                            message: format!("record claims seq {}", record.seq),
+                            message: "an index row of this record is missing".into(),
                         });
                     }
-                    let time = index::time_of(&record);
-                    if time < last_time {
-                        return Err(AuditError::Integrity { seq, message: "record time goes back".into() });
-                    }
-                    last_time = time;
-                    for prefix in index::prefixes(&record) {
-                        let listed = self.containing(&prefix, time, seq)?;
-                        if listed.is_none_or(|(_, seqs)| seqs.binary_search(&seq).is_err()) {
-                            return Err(AuditError::Integrity {
-                                seq,
-                                message: "an index row of this record is missing".into(),
-                            });
-                        }
-                        expected_rows += 1;
-                    }
-                    report.bodies_checked += 1;
-                    tlog::record_hash(&body)
+                    expected_rows += 1;
                 }
-                None if seq < pruned_below => Hash(self.leaf(seq)?),
-                None => return Err(AuditError::Integrity { seq, message: "record body missing (not pruned)".into() }),
+                report.bodies_checked += 1;
+                tlog::record_hash(body)
+            } else if seq < pruned_below {
+                Hash(have[..32].try_into().unwrap_or([0; 32]))
+            } else {
+                return Err(AuditError::Integrity { seq, message: "record body missing (not pruned)".into() });
             };
             let recomputed = tlog::stored_hashes_for_record_hash(seq, leaf, &stored)
                 .map_err(|_| AuditError::Integrity { seq, message: "stored hashes missing".into() })?;
-            let have = self.hashes.get(be(seq))?.unwrap_or_default();
             if have.len() != recomputed.len() * 32 {
                 return Err(AuditError::Integrity { seq, message: "stored hashes missing".into() });
             }
@@ -764,8 +785,8 @@ impl AuditLog {
             }
         }
         progress(size, size);
-        if self.hashes.range(be(size)..).next().is_some() {
-            return Err(AuditError::Integrity { seq: size, message: "stored hashes beyond the log's size".into() });
+        if self.entries.range(be(size)..).next().is_some() {
+            return Err(AuditError::Integrity { seq: size, message: "records beyond the log's size".into() });
         }
         // Every list is well formed, names its first record, lists only
         // records in the log, and follows the previous list of its value.
@@ -831,10 +852,7 @@ impl AuditLog {
             let (key, value) = item?;
             let prefix = index::prefix_of(&key).unwrap_or_default();
             for seq in index::decode(&value).unwrap_or_default() {
-                let derived = match self.entries.get(be(seq))? {
-                    Some(body) => AuditRecord::decode(&*body).map(|r| index::prefixes(&r)).unwrap_or_default(),
-                    None => vec![],
-                };
+                let derived = self.record(seq)?.map(|r| index::prefixes(&r)).unwrap_or_default();
                 if !derived.iter().any(|p| p.as_slice() == prefix) {
                     first_bad = Some(first_bad.map_or(seq, |b| b.min(seq)));
                 }

@@ -180,17 +180,21 @@ fn tampering_is_detected_at_open_naming_the_first_bad_seq() {
             "a record",
             Box::new(|db| {
                 let t = db.open_tree("audit.entries").unwrap();
-                let mut r: AuditRecord = prost::Message::decode(&*t.get(5u64.to_be_bytes()).unwrap().unwrap()).unwrap();
+                let mut v = t.get(5u64.to_be_bytes()).unwrap().unwrap().to_vec();
+                let at = crate::log::hashes_len(5);
+                let mut r: AuditRecord = prost::Message::decode(&v[at..]).unwrap();
                 r.officer = "someone else".into();
-                t.insert(5u64.to_be_bytes(), prost::Message::encode_to_vec(&r)).unwrap();
+                v.truncate(at);
+                v.extend(prost::Message::encode_to_vec(&r));
+                t.insert(5u64.to_be_bytes(), v).unwrap();
             }),
             "first bad sequence number 5",
         ),
         (
             "a stored hash",
             Box::new(|db| {
-                // Record 7's leaf hash: the first 32 bytes of its hashes.
-                let t = db.open_tree("audit.hashes").unwrap();
+                // Record 7's leaf hash: the first 32 bytes of its value.
+                let t = db.open_tree("audit.entries").unwrap();
                 let mut v = t.get(7u64.to_be_bytes()).unwrap().unwrap().to_vec();
                 v[..32].copy_from_slice(&[7u8; 32]);
                 t.insert(7u64.to_be_bytes(), v).unwrap();
@@ -201,10 +205,10 @@ fn tampering_is_detected_at_open_naming_the_first_bad_seq() {
             "an interior hash",
             Box::new(|db| {
                 // The level-1 hash over records 4 and 5, stored with record 5.
-                let t = db.open_tree("audit.hashes").unwrap();
+                let t = db.open_tree("audit.entries").unwrap();
                 let mut v = t.get(5u64.to_be_bytes()).unwrap().unwrap().to_vec();
-                assert_eq!(v.len(), 64, "record 5 closes one subtree");
-                v[32..].copy_from_slice(&[7u8; 32]);
+                assert_eq!(crate::log::hashes_len(5), 64, "record 5 closes one subtree");
+                v[32..64].copy_from_slice(&[7u8; 32]);
                 t.insert(5u64.to_be_bytes(), v).unwrap();
             }),
             "first bad sequence number 5",
