@@ -170,9 +170,10 @@ const PRUNE_CHUNK: usize = 65_536;
 /// inserts (see [`AuditLog::append`]).
 const BULK_APPEND: usize = 32;
 
-/// Records whose search rows [`AuditLog::index_pending`] sorts and writes
-/// before it moves `indexed` on: large enough that sorted rows share leaves,
-/// small enough to stay small in memory (about 12 rows of 60 bytes a record).
+/// The most records [`AuditLog::index_pending`] indexes as one batch (one
+/// list per value of the batch) before it moves `indexed` on. The gateway's
+/// indexer runs often enough that its batches are smaller; this bounds a
+/// catch-up batch (about 12 list entries of 8 bytes a record in memory).
 const INDEX_CHUNK: u64 = 512;
 
 /// Where stored hash `index` lives: (the record that completes it, its

@@ -188,7 +188,7 @@ pub fn print_bench(r: &isx_testkit::bench::BenchReport) {
         row(
             "audit_index_records_per_s",
             format!("{:.0}", a.audit_index_records_per_s),
-            "search rows, written off the append path",
+            "records indexed for search, off the append path",
         );
         row("verify_records_per_s", format!("{:.0}", a.verify_records_per_s), "hash every record, recompute the root");
         for s in &a.log_sizes {

@@ -128,7 +128,7 @@ impl Recorder {
         })
     }
 
-    /// Writes the search rows of new records (see
+    /// Indexes new records for search (see
     /// [`AuditLog::index_pending`]) every [`INDEX_EVERY`] while records
     /// arrive, off the acknowledgment path, until `shutdown`. Searches index
     /// whatever is left first, so they never miss a record.
@@ -146,7 +146,7 @@ impl Recorder {
                     continue;
                 }
                 if let Err(e) = self.log.index_pending() {
-                    warn!(error = %e, "audit search rows not written (the next search retries)");
+                    warn!(error = %e, "audit records not indexed for search (the next search retries)");
                 }
             }
             let _ = done_tx.send(());
@@ -155,7 +155,7 @@ impl Recorder {
             Ok(_) => {
                 let _ = done_rx.await;
             }
-            Err(e) => warn!(error = %e, "no audit indexer thread: searches write the search rows themselves"),
+            Err(e) => warn!(error = %e, "no audit indexer thread: searches index new records themselves"),
         }
     }
 

@@ -696,13 +696,13 @@ const ROUNDS: u64 = 8;
 pub struct AuditFigures {
     /// Records per second appended with group commit (one flush + fsync per
     /// batch): body and Merkle hashes, what makes a record durable and
-    /// verifiable. Search rows are written afterwards (`audit_index_records_per_s`).
+    /// verifiable. The search index is written afterwards (`audit_index_records_per_s`).
     pub audit_append_rps: f64,
     /// Raw sled inserts of the same bytes with the same flush policy.
     pub sled_raw_rps: f64,
     /// `audit_append_rps / sled_raw_rps`.
     pub audit_append_ratio: f64,
-    /// Records per second whose search rows are written (off the append path).
+    /// Records per second indexed for search (off the append path).
     pub audit_index_records_per_s: f64,
     /// Records per second verified offline (hash, recompute root).
     pub verify_records_per_s: f64,
@@ -808,7 +808,7 @@ pub fn audit_figures(
     f.audit_append_rps = records as f64 / log_time.as_secs_f64().max(1e-9);
     f.audit_append_ratio = f.audit_append_rps / f.sled_raw_rps.max(1e-9);
 
-    progress("audit search rows, written after the append (as the gateway's background indexer does)");
+    progress("audit search index, written after the append (as the gateway's background indexer does)");
     let start = Instant::now();
     let indexed = log.index_pending().map_err(|e| err(&e))?;
     db.flush().map_err(|e| err(&e))?;
@@ -840,7 +840,7 @@ pub fn audit_figures(
         db.flush().map_err(|e| err(&e))?;
         let pending = log.unindexed().map_err(|e| err(&e))?;
         if pending > 0 {
-            progress(&format!("  {target} records: writing the search rows of {pending} records first"));
+            progress(&format!("  {target} records: indexing {pending} records for search first"));
             log.index_pending().map_err(|e| err(&e))?;
         }
         let probes = 200u64;
