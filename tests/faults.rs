@@ -1,5 +1,5 @@
-//! Fault injection: a failed audit write or flush refuses with UNAVAILABLE and
-//! discloses nothing; a subscriber that disconnects gets its undelivered
+//! Fault injection: a failed audit write, store write or flush refuses with
+//! UNAVAILABLE and discloses nothing; a subscriber that disconnects gets its undelivered
 //! alerts again; a subscriber that does not read leaves its backlog on disk.
 
 use std::time::Duration;
@@ -30,14 +30,26 @@ async fn a_failed_audit_write_or_flush_refuses_and_discloses_nothing() {
     assert_eq!(err.code(), Code::Unavailable, "{err:?}");
     faults.set_fail_flush(false);
 
-    // After the faults: a third alert is delivered, the first two never are,
-    // and both can be published again as new (nothing of them was kept).
+    // A store write fails after the outbox rows are written: they are taken
+    // back, so no subscription streams them.
+    faults.set_fail_store_write(true);
+    let fourth = samples::foreign_fighter("de-police", &["fr-police"]);
+    let err = de.publish(fourth.clone()).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert!(err.message().contains("injected fault: store write"), "{}", err.message());
+    faults.set_fail_store_write(false);
+
+    // After the faults: a third alert is delivered. Deliveries stream in
+    // publish order, so by then the failed ones would have arrived too; they
+    // never do, and all can be published again as new (nothing was kept).
     let third = samples::trafficking_victim("de-police", &["fr-police"]);
     de.publish(third.clone()).await.unwrap();
     let inbox = topo.inbox("fr-police");
     assert!(inbox.wait_for(&third.alert_id, LIMIT).await.unwrap().is_some());
     assert!(inbox.get(&first.alert_id).unwrap().is_none());
     assert!(inbox.get(&second.alert_id).unwrap().is_none(), "the withdrawn publish was not delivered");
+    assert!(inbox.get(&fourth.alert_id).unwrap().is_none(), "the rows of the failed write were taken back");
+    assert!(!de.publish(fourth.clone()).await.unwrap().duplicate, "the failed alert was not kept");
     assert!(!de.publish(second.clone()).await.unwrap().duplicate, "the withdrawn alert was not kept");
     assert!(!de.publish(first.clone()).await.unwrap().duplicate);
     assert!(inbox.wait_for(&second.alert_id, LIMIT).await.unwrap().is_some());

@@ -139,13 +139,18 @@ impl Recorder {
     /// 10) did not lower the latency in the benchmark.
     pub async fn indexer(self: Arc<Self>, shutdown: CancellationToken) {
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        // The thread holds the recorder only while it indexes: it ends when
+        // the recorder is gone even if `shutdown` never comes (a runtime
+        // dropped mid-run), instead of keeping the committer alive.
+        let recorder = Arc::downgrade(&self);
         let spawned = std::thread::Builder::new().name("isx-audit-index".into()).spawn(move || {
             while !shutdown.is_cancelled() {
                 std::thread::sleep(INDEX_EVERY);
-                if self.log.unindexed().unwrap_or(1) == 0 {
+                let Some(recorder) = recorder.upgrade() else { break };
+                if recorder.log.unindexed().unwrap_or(1) == 0 {
                     continue;
                 }
-                if let Err(e) = self.log.index_pending() {
+                if let Err(e) = recorder.log.index_pending() {
                     warn!(error = %e, "audit records not indexed for search (the next search retries)");
                 }
             }

@@ -33,6 +33,8 @@ pub struct Faults {
     pub fail_flush: std::sync::atomic::AtomicBool,
     /// Every audit append fails.
     pub fail_audit_append: std::sync::atomic::AtomicBool,
+    /// A publish's store writes fail after its outbox rows are written.
+    pub fail_store_write: std::sync::atomic::AtomicBool,
 }
 
 impl Faults {
@@ -44,6 +46,11 @@ impl Faults {
     /// Switches audit-append failures on or off.
     pub fn set_fail_audit_append(&self, on: bool) {
         self.fail_audit_append.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Switches failures of a publish's store writes on or off.
+    pub fn set_fail_store_write(&self, on: bool) {
+        self.fail_store_write.store(on, std::sync::atomic::Ordering::SeqCst);
     }
 }
 

@@ -161,7 +161,9 @@ impl Gateway {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| StoreError::Sled(e.into()))?;
         let policy = Arc::new(PolicyDisclosure::load(config.policy_dir.clone(), config.redaction.clone())?);
         let db_dir = config.data_dir.join("gateway.sled");
-        let store = Store::open(&db_dir, &isx_tls::at_rest::key_path(&config.pki_dir, "gateway"))?;
+        let faults: Arc<crate::commit::Faults> = Arc::default();
+        let store =
+            Store::open(&db_dir, &isx_tls::at_rest::key_path(&config.pki_dir, "gateway"))?.with_faults(faults.clone());
         let keys = isx_audit::keys::load(&config.pki_dir)?;
         let (audit, report) = AuditLog::open(store.db(), keys, &|done, total| {
             if total > 100_000 && done % 262_144 == 0 {
@@ -190,7 +192,7 @@ impl Gateway {
             policy,
             clock: system_clock(),
             commit_stats: Arc::default(),
-            faults: Arc::default(),
+            faults,
         })
     }
 

@@ -172,6 +172,8 @@ pub struct Store {
     /// so that rows become visible in sequence order: a subscription never
     /// reads seq N+1 before seq N exists.
     order: std::sync::Arc<std::sync::Mutex<()>>,
+    /// Fault switches for tests; inert unless a test sets one.
+    faults: std::sync::Arc<crate::commit::Faults>,
 }
 
 impl std::fmt::Debug for Store {
@@ -234,8 +236,15 @@ impl Store {
             access: db.open_tree("access")?,
             key: std::sync::Arc::new(key),
             order: Default::default(),
+            faults: Default::default(),
             db,
         })
+    }
+
+    /// The store with `faults` as its fault switches (see [`crate::commit::Faults`]).
+    pub fn with_faults(mut self, faults: std::sync::Arc<crate::commit::Faults>) -> Self {
+        self.faults = faults;
+        self
     }
 
     /// Seals `value` for `tree` at `key`.
@@ -340,6 +349,9 @@ impl Store {
         let written = (|| -> Result<(), sled::Error> {
             for (key, value) in &entries {
                 self.outbox.insert(key.as_slice(), value.as_slice())?;
+            }
+            if self.faults.fail_store_write.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(sled::Error::Unsupported("injected fault: store write".into()));
             }
             for (key, kind) in &lookup_rows {
                 self.lookup.insert(key.as_slice(), kind.as_bytes())?;
