@@ -302,34 +302,28 @@ impl Store {
         audit: &AuditFacts,
         index: &[IndexRow],
     ) -> Result<PublishOutcome, StoreError> {
-        let _order = self.ordered();
-        for d in deliveries.iter_mut() {
-            d.1 = self.next_seq()?;
-        }
+        // Everything that does not depend on a sequence number is prepared
+        // before `ordered` is taken, so that publishes wait on each other
+        // only for the checks, the seal of each outbox entry and the writes.
         let alert_id = stored.alert.as_ref().map(|a| a.alert_id.as_str()).unwrap_or_default();
         let stored_bytes = self.seal("alerts", alert_id.as_bytes(), &stored.encode_to_vec());
-        let entries: Vec<(Vec<u8>, Vec<u8>)> = deliveries
+        let encoded: Vec<Vec<u8>> = deliveries
             .iter()
-            .map(|(node, seq, delivery)| {
-                let entry = OutboxEntry {
+            .map(|(_, _, delivery)| {
+                OutboxEntry {
                     delivery: Some(delivery.clone()),
                     expires_ms,
                     audit: Some(audit.clone()),
                     ..Default::default()
-                };
-                let key = outbox_key(node.as_str(), *seq);
-                let value = self.seal("outbox", &key, &entry.encode_to_vec());
-                (key, value)
+                }
+                .encode_to_vec()
             })
             .collect();
         let lookup_rows: Vec<(Vec<u8>, &str)> =
             index.iter().map(|r| (access::lookup_key(&r.pseudonym, alert_id), r.kind.as_str())).collect();
-        let row = ExpiryRow {
-            outbox_keys: entries.iter().map(|(k, _)| k.clone()).collect(),
-            lookup_keys: lookup_rows.iter().map(|(k, _)| k.clone()).collect(),
-        }
-        .encode_to_vec();
         let ekey = expiry_key(expires_ms, alert_id);
+
+        let _order = self.ordered();
         // Plain inserts, not a sled transaction: a transaction takes sled's
         // process-wide write lock and stalls every other sled write in the
         // process. Only `publish` adds alerts, under `ordered`, so two
@@ -342,6 +336,24 @@ impl Store {
                 PublishOutcome::Conflict
             });
         }
+        for d in deliveries.iter_mut() {
+            d.1 = self.next_seq()?;
+        }
+        // Each entry is sealed to its key, which holds its sequence number.
+        let entries: Vec<(Vec<u8>, Vec<u8>)> = deliveries
+            .iter()
+            .zip(&encoded)
+            .map(|((node, seq, _), bytes)| {
+                let key = outbox_key(node.as_str(), *seq);
+                let value = self.seal("outbox", &key, bytes);
+                (key, value)
+            })
+            .collect();
+        let row = ExpiryRow {
+            outbox_keys: entries.iter().map(|(k, _)| k.clone()).collect(),
+            lookup_keys: lookup_rows.iter().map(|(k, _)| k.clone()).collect(),
+        }
+        .encode_to_vec();
         // The alert row goes last: a crash that keeps only some of these rows
         // (sled recovers a prefix of its log) leaves no alert row, so a retry
         // stores the alert again instead of answering "duplicate" for an
@@ -361,17 +373,19 @@ impl Store {
             Ok(())
         })();
         if let Err(e) = written {
-            // Take back what was written, so that no subscription streams a
-            // delivery of a publish that failed.
+            // Take back what was written, so that the alert is not kept. A
+            // subscription that read its outbox in between may still stream
+            // the row, as between any publish's writes and its flush; its
+            // disclosure record is written first, as always.
             let _ = self.retract(alert_id, deliveries, expires_ms, index);
             return Err(e.into());
         }
         Ok(PublishOutcome::Stored)
     }
 
-    /// Undoes a [`Store::publish`] whose flush failed: removes the alert, its
-    /// outbox entries, its lookup rows and its expiry row, so that a later
-    /// flush makes none of it visible.
+    /// Undoes a [`Store::publish`] whose writes or flush failed: removes the
+    /// alert, its outbox entries, its lookup rows and its expiry row, so that
+    /// a later flush makes none of it visible.
     pub fn retract(
         &self,
         alert_id: &str,
