@@ -181,7 +181,8 @@ async fn a_tampered_log_keeps_the_gateway_from_starting() {
     topo.stop_gateway().await.unwrap();
 
     // Change who published the alert in the first record.
-    let db = isx_audit::open_db(&topo.gateway_config().data_dir.join("gateway.sled")).unwrap();
+    let db =
+        isx_store::open(&topo.gateway_config().data_dir.join("gateway.sled"), isx_store::GATEWAY_CACHE_BYTES).unwrap();
     let entries = db.open_tree("audit.entries").unwrap();
     // Record 0's value: its leaf hash (the one hash it completes), then the record.
     let mut value = entries.get(0u64.to_be_bytes()).unwrap().unwrap().to_vec();

@@ -305,11 +305,13 @@ async fn standing_rules_deny_requests_expire_and_declines_are_recorded() {
     let config = topo.gateway_config();
     let store = isx_gateway::store::Store::open(
         &config.data_dir.join("gateway.sled"),
-        &isx_tls::at_rest::key_path(&config.pki_dir, "gateway"),
+        &isx_store::key_path(&config.pki_dir, "gateway"),
+        &[],
+        1,
     )
     .unwrap();
-    let keys: Vec<u8> = store.lookup_keys().unwrap().concat();
-    assert_eq!(store.lookup_keys().unwrap().len(), 3, "a document, a name and a plate");
+    let keys: Vec<u8> = store.index().keys().unwrap().concat();
+    assert_eq!(store.index().keys().unwrap().len(), 3, "a document, a name and a plate");
     for needle in ["C4J9X1R27", "Brandt", "Lukas", "1994-03-17", "B-KL 4471", "BKL4471", "BRANDT"] {
         assert!(!contains(&log, needle), "{needle} is in the audit log");
         assert!(!contains(&keys, needle), "{needle} is in the lookup index");

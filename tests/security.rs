@@ -113,7 +113,7 @@ async fn a_lost_or_wrong_store_key_stops_the_gateway_with_a_clear_error() {
     let alert = samples::foreign_fighter("de-police", &["fr-police"]);
     topo.client("de-police").await.unwrap().publish(alert.clone()).await.unwrap();
     topo.stop_gateway().await.unwrap();
-    let key = isx_tls::at_rest::key_path(&topo.pki_dir(), "gateway");
+    let key = isx_store::key_path(&topo.pki_dir(), "gateway");
     let original = std::fs::read(&key).unwrap();
 
     std::fs::remove_file(&key).unwrap();

@@ -40,34 +40,3 @@ pub use log::{AuditError, AuditLog, Filter};
 
 #[cfg(test)]
 mod tests;
-
-/// The page-cache budget of the gateway's sled database, in bytes.
-pub const CACHE_BYTES: u64 = 16 << 20;
-
-/// Opens a sled database with a page cache of [`CACHE_BYTES`], waiting up to
-/// five seconds for its file lock (see [`open_db_with_cache`]).
-pub fn open_db(path: &std::path::Path) -> sled::Result<sled::Db> {
-    open_db_with_cache(path, CACHE_BYTES)
-}
-
-/// Opens a sled database whose page cache holds at most `cache_bytes`,
-/// waiting up to five seconds for its file lock.
-///
-/// sled's own default cache is 1 GiB, which a gateway with a large backlog
-/// or log would fill: everything written stays cached.
-///
-/// sled 0.34 releases the lock from a background thread shortly after the
-/// last handle of a database is dropped, so a database closed and reopened in
-/// the same process (a gateway restart in a test) may find it still held.
-pub fn open_db_with_cache(path: &std::path::Path, cache_bytes: u64) -> sled::Result<sled::Db> {
-    let mut attempt = 0;
-    loop {
-        match sled::Config::new().path(path).cache_capacity(cache_bytes).open() {
-            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") && attempt < 200 => {
-                attempt += 1;
-                std::thread::sleep(std::time::Duration::from_millis(25));
-            }
-            other => return other,
-        }
-    }
-}

@@ -17,7 +17,7 @@ fn keys(dir: &Path) -> crate::keys::AuditKeys {
 }
 
 fn open(dir: &Path) -> Result<AuditLog, AuditError> {
-    let db = crate::open_db(&dir.join("db")).unwrap();
+    let db = isx_store::open(&dir.join("db"), isx_store::GATEWAY_CACHE_BYTES).unwrap();
     AuditLog::open(&db, keys(dir), &|_, _| {}).map(|(log, _)| log)
 }
 
@@ -167,7 +167,7 @@ fn closed_log(n: u64) -> tempfile::TempDir {
 }
 
 fn tamper(dir: &Path, edit: impl FnOnce(&sled::Db)) {
-    let db = crate::open_db(&dir.join("db")).unwrap();
+    let db = isx_store::open(&dir.join("db"), isx_store::GATEWAY_CACHE_BYTES).unwrap();
     edit(&db);
     db.flush().unwrap();
 }
@@ -286,7 +286,7 @@ fn unacknowledged_leftovers_beyond_the_size_are_removed() {
             .insert(6u64.to_be_bytes(), prost::Message::encode_to_vec(&record(6)))
             .unwrap();
     });
-    let db = crate::open_db(&dir.path().join("db")).unwrap();
+    let db = isx_store::open(&dir.path().join("db"), isx_store::GATEWAY_CACHE_BYTES).unwrap();
     let (log, report) = AuditLog::open(&db, keys(dir.path()), &|_, _| {}).unwrap();
     assert_eq!((log.size(), report.leftovers_removed), (6, 1));
 }

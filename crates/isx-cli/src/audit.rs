@@ -360,8 +360,7 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
         AuditCommand::Prune { config, before, officer } => {
             let config = isx_gateway::GatewayConfig::load(&config)?;
             let before_ms = isx_core::timestamp::to_unix_millis(&parse_time(&before, "--before")?);
-            let db = isx_audit::open_db(&config.data_dir.join("gateway.sled"))
-                .context("cannot open the data directory: is the gateway still running?")?;
+            let db = isx_store::open(&config.data_dir.join("gateway.sled"), isx_store::GATEWAY_CACHE_BYTES)?;
             let keys = isx_audit::keys::load(&config.pki_dir)?;
             let (log, _) = isx_audit::AuditLog::open(&db, keys, &|d, t| progress("checking", d, t))?;
             let now = std::time::SystemTime::now()

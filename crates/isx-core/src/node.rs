@@ -101,6 +101,14 @@ impl AsRef<str> for NodeId {
     }
 }
 
+/// Maps keyed by [`NodeId`] can be read with a `&str` (the order and
+/// equality are the string's).
+impl std::borrow::Borrow<str> for NodeId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 /// What kind of agency a node is. Policy keys on this.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

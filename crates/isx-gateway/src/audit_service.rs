@@ -11,17 +11,17 @@ use isx_core::Role;
 use isx_core::timestamp::to_unix_millis;
 use isx_core::wire::audit_server::Audit;
 use isx_core::wire::{
-    AuditBundle, AuditEntry, AuditRecord, Checkpoint, ConsistencyProof, ExportRequest, GetCheckpointRequest,
+    AuditBundle, AuditEntry, Checkpoint, ConsistencyProof, ExportRequest, GetCheckpointRequest,
     GetConsistencyProofRequest, GetEntriesRequest, GetEntriesResponse, GetInclusionProofRequest, InclusionProof,
-    Operation, Outcome, SearchRequest, SearchResponse,
+    Operation, SearchRequest, SearchResponse,
 };
 use tonic::{Request, Response, Status};
 use tracing::{Instrument, info_span};
 
-use crate::audit::about;
+use crate::conn::{ConnInfo, RequestInfo, Subject};
 use crate::error::RequestError;
-use crate::server::ConnInfo;
-use crate::service::{State, officer};
+use crate::records;
+use crate::state::State;
 
 /// Most entries one call returns.
 pub const MAX_PAGE: u64 = 1000;
@@ -30,13 +30,14 @@ pub const MAX_EXPORT: usize = 1_000_000;
 
 /// The `Audit` service.
 #[derive(Debug, Clone)]
-pub struct AuditService {
+pub(crate) struct AuditService {
+    /// The gateway's shared state.
     state: Arc<State>,
 }
 
 impl AuditService {
     /// A service over `state`.
-    pub fn new(state: Arc<State>) -> Self {
+    pub(crate) fn new(state: Arc<State>) -> Self {
         Self { state }
     }
 
@@ -50,34 +51,25 @@ impl AuditService {
         justification: &str,
     ) -> Result<ConnInfo, Status> {
         let st = &self.state;
-        let conn = req.extensions().get::<ConnInfo>().cloned();
-        let officer_name =
-            req.metadata().get(crate::OFFICER_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-        let checked = st.caller(req, Role::Audit).map(|(_, c)| c).and_then(|c| officer(req).map(|_| c));
-        match checked {
-            Ok(conn) => {
-                let record = AuditRecord {
-                    justification: justification.chars().take(512).collect(),
-                    detail: describe,
-                    subject_pseudonyms: pseudonym.into_iter().collect(),
-                    ..about(Some(&conn), &officer_name, Operation::LogRead, Outcome::Ok)
-                };
+        match st.caller(req, &[Role::Audit]) {
+            Ok(caller) => {
+                let record = records::log_read(caller.actor(), describe, pseudonym, justification);
                 st.recorder.durable(vec![record]).await.map_err(Status::from)?;
-                Ok(conn)
+                Ok(caller.conn)
             }
             Err(e) => {
-                let record = AuditRecord {
-                    detail: format!("{} (audit log: {describe})", e.audit_detail()),
-                    ..about(conn.as_ref(), &officer_name, Operation::Denial, Outcome::Refused)
-                };
-                st.recorder.durable(vec![record]).await.map_err(Status::from)?;
+                let info = RequestInfo::of(req, Subject::None);
+                st.recorder
+                    .durable(vec![records::log_read_refused(&info, &e, &describe)])
+                    .await
+                    .map_err(Status::from)?;
                 Err(Status::from(e))
             }
         }
     }
 
     fn filter(&self, req: &SearchRequest) -> Result<(Filter, Option<String>), RequestError> {
-        let keys = &self.state.recorder.log().keys().pseudonyms;
+        let keys = self.state.pseudonyms();
         let pseudonym = match (req.subject_identifier.trim(), req.subject_pseudonym.trim()) {
             ("", "") => None,
             (id, "") => Some(

@@ -11,6 +11,8 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use crate::faults::Faults;
+
 /// Why a commit failed. Every waiter of the failed flush gets the same error.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CommitError {
@@ -20,38 +22,9 @@ pub enum CommitError {
     /// The committer has stopped (the gateway is shutting down).
     #[error("the committer has stopped")]
     Stopped,
-    /// A fault switched on through [`Faults`].
+    /// A fault switched on through [`crate::faults::Faults`].
     #[error("injected fault: {0}")]
     Injected(&'static str),
-}
-
-/// Storage faults that tests switch on to check that a failed write or flush
-/// discloses nothing. Inert unless a flag is set; the gateway never sets one.
-#[derive(Debug, Default)]
-pub struct Faults {
-    /// Every flush fails.
-    pub fail_flush: std::sync::atomic::AtomicBool,
-    /// Every audit append fails.
-    pub fail_audit_append: std::sync::atomic::AtomicBool,
-    /// A publish's store writes fail after its outbox rows are written.
-    pub fail_store_write: std::sync::atomic::AtomicBool,
-}
-
-impl Faults {
-    /// Switches flush failures on or off.
-    pub fn set_fail_flush(&self, on: bool) {
-        self.fail_flush.store(on, std::sync::atomic::Ordering::SeqCst);
-    }
-
-    /// Switches audit-append failures on or off.
-    pub fn set_fail_audit_append(&self, on: bool) {
-        self.fail_audit_append.store(on, std::sync::atomic::Ordering::SeqCst);
-    }
-
-    /// Switches failures of a publish's store writes on or off.
-    pub fn set_fail_store_write(&self, on: bool) {
-        self.fail_store_write.store(on, std::sync::atomic::Ordering::SeqCst);
-    }
 }
 
 type Waiter = oneshot::Sender<Result<(), CommitError>>;
@@ -93,7 +66,7 @@ impl Committer {
                 while let Ok(w) = rx.try_recv() {
                     batch.push(w);
                 }
-                let fail = faults.fail_flush.load(std::sync::atomic::Ordering::SeqCst);
+                let fail = faults.flush_fails();
                 let flushed = db.flush().and_then(|_| {
                     for f in &fsync {
                         f.sync_all()?;

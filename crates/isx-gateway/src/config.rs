@@ -130,22 +130,15 @@ impl Default for AccessConfig {
     }
 }
 
-/// Parses `"90s"`, `"30m"`, `"48h"` or `"2d"`.
+/// Parses a duration as people write it: `"90s"`, `"30m"`, `"48h"`, `"2d"`
+/// or `"1h 30m"` (humantime). Zero is refused.
 pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
-    let t = text.trim();
-    let (number, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
-    let n: u64 = number.parse().map_err(|_| format!("{text:?} is not a duration: use e.g. 90s, 30m, 48h or 2d"))?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
-        _ => return Err(format!("{text:?} has no unit: use s, m, h or d (e.g. 48h)")),
-    };
-    if secs == 0 {
+    let d = humantime::parse_duration(text.trim())
+        .map_err(|e| format!("{text:?} is not a duration ({e}): use e.g. 90s, 30m, 48h or 2d"))?;
+    if d.is_zero() {
         return Err(format!("{text:?} must be longer than zero"));
     }
-    Ok(std::time::Duration::from_secs(secs))
+    Ok(d)
 }
 
 fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<std::time::Duration, D::Error> {
@@ -340,7 +333,7 @@ mod tests {
             ("[access]\ndeadline = \"30m\"\n[nodes.x]\nkind = \"national\"\ncountry = \"DE\"\n", Ok(())),
             (
                 "[access]\ndeadline = \"48\"\n[nodes.x]\nkind = \"national\"\ncountry = \"DE\"\n",
-                Err("no unit: use s, m, h or d"),
+                Err("is not a duration (time unit needed"),
             ),
         ];
         for (text, expect) in cases {
@@ -360,7 +353,9 @@ mod tests {
         assert_eq!(parse_duration(" 90s "), Ok(std::time::Duration::from_secs(90)));
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("h").is_err());
-        assert!(parse_duration("5 weeks").is_err());
+        assert!(parse_duration("5 fortnights").is_err());
+        assert!(parse_duration("99999999999999999999d").is_err(), "overflow is an error, not a wrap");
+        assert_eq!(parse_duration("1h 30m"), Ok(std::time::Duration::from_secs(5400)));
         assert_eq!(AccessConfig::default().deadline, std::time::Duration::from_secs(48 * 3600));
     }
 

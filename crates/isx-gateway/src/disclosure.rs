@@ -16,39 +16,57 @@ use isx_core::wire::Alert;
 use isx_policy::{Decision, Disclosure, LookupQuestion, PolicyEngine, PolicyError, Relation};
 use tracing::{error, info};
 
+/// The decisions on one alert's candidates.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decided {
+    /// The version of the policy set that decided.
+    pub policy_version: String,
+    /// One decision per candidate, in the candidates' order.
+    pub decisions: Vec<Decision>,
+}
+
+/// The decision on one requester after the holder granted access.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Granted {
+    /// The version of the policy set that decided.
+    pub policy_version: String,
+    /// The requester's level and view.
+    pub decision: Decision,
+}
+
+/// Whether a lookup shows a caller a hit on one alert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HitDecision {
+    /// The version of the policy set that decided.
+    pub policy_version: String,
+    /// True if the caller sees the hit flag.
+    pub shown: bool,
+    /// The deciding policies.
+    pub policy_ids: Vec<String>,
+}
+
+/// A candidate recipient of an alert, and whether the origin addressed it.
+pub type Candidate<'a> = (&'a NodeInfo, bool);
+
 /// Decides disclosure for the candidates of one alert. Implementations must
 /// fail closed: any internal error is a `denied` decision.
 pub trait Disclose: Send + Sync + 'static {
-    /// One decision per candidate, in the same order, and the version of the
-    /// rules that made them. `origin` is the publishing node; `officer` is the
-    /// publisher's officer.
-    fn decide(
-        &self,
-        alert: &Alert,
-        origin: Option<&NodeInfo>,
-        candidates: &[(&NodeInfo, bool)],
-        officer: &str,
-    ) -> (String, Vec<Decision>);
+    /// One decision per candidate. `origin` is the publishing node;
+    /// `officer` is the publisher's officer.
+    fn decide(&self, alert: &Alert, origin: Option<&NodeInfo>, candidates: &[Candidate<'_>], officer: &str) -> Decided;
 
     /// The decision for a requester the holder granted access after a hit
-    /// (`context.granted`), and the version of the rules.
-    fn decide_granted(
-        &self,
-        alert: &Alert,
-        origin: Option<&NodeInfo>,
-        requester: &NodeInfo,
-        officer: &str,
-    ) -> (String, Decision);
+    /// (`context.granted`).
+    fn decide_granted(&self, alert: &Alert, origin: Option<&NodeInfo>, requester: &NodeInfo, officer: &str) -> Granted;
 
-    /// May `caller` see a lookup hit on `alert`? Returns the version of the
-    /// rules, the answer, and the deciding policies.
+    /// May `caller` see a lookup hit on `alert`?
     fn lookup(
         &self,
         alert: &Alert,
         origin: Option<&NodeInfo>,
         caller: &NodeInfo,
         question: &LookupQuestion,
-    ) -> (String, bool, Vec<String>);
+    ) -> HitDecision;
 }
 
 /// Disclosure by the Cedar policy directory, reloadable at run time.
@@ -93,13 +111,7 @@ impl PolicyDisclosure {
 }
 
 impl Disclose for PolicyDisclosure {
-    fn decide(
-        &self,
-        alert: &Alert,
-        origin: Option<&NodeInfo>,
-        candidates: &[(&NodeInfo, bool)],
-        officer: &str,
-    ) -> (String, Vec<Decision>) {
+    fn decide(&self, alert: &Alert, origin: Option<&NodeInfo>, candidates: &[Candidate<'_>], officer: &str) -> Decided {
         let rules = self.current();
         let nodes: Vec<&NodeInfo> = candidates.iter().map(|(n, _)| *n).collect();
         let prepared = rules.prepare(alert, origin, &nodes);
@@ -107,19 +119,13 @@ impl Disclose for PolicyDisclosure {
             .iter()
             .map(|(node, addressed)| rules.decide(alert, &prepared, node, Relation::routed(*addressed), officer))
             .collect();
-        (rules.engine().version().to_owned(), decisions)
+        Decided { policy_version: rules.engine().version().to_owned(), decisions }
     }
 
-    fn decide_granted(
-        &self,
-        alert: &Alert,
-        origin: Option<&NodeInfo>,
-        requester: &NodeInfo,
-        officer: &str,
-    ) -> (String, Decision) {
+    fn decide_granted(&self, alert: &Alert, origin: Option<&NodeInfo>, requester: &NodeInfo, officer: &str) -> Granted {
         let rules = self.current();
         let decision = rules.granted(alert, origin, requester, officer);
-        (rules.engine().version().to_owned(), decision)
+        Granted { policy_version: rules.engine().version().to_owned(), decision }
     }
 
     fn lookup(
@@ -128,9 +134,9 @@ impl Disclose for PolicyDisclosure {
         origin: Option<&NodeInfo>,
         caller: &NodeInfo,
         question: &LookupQuestion,
-    ) -> (String, bool, Vec<String>) {
+    ) -> HitDecision {
         let rules = self.current();
-        let (shown, ids) = rules.lookup(alert, origin, caller, question);
-        (rules.engine().version().to_owned(), shown, ids)
+        let (shown, policy_ids) = rules.lookup(alert, origin, caller, question);
+        HitDecision { policy_version: rules.engine().version().to_owned(), shown, policy_ids }
     }
 }

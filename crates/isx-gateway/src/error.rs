@@ -80,7 +80,7 @@ pub enum RequestError {
     },
     /// Storage failed: no log, no share.
     #[error("storage unavailable, nothing was disclosed: {0}")]
-    Storage(#[from] StoreError),
+    Storage(StoreError),
     /// The audit log could not be written or read: no log, no share.
     #[error("audit log unavailable, nothing was disclosed: {0}")]
     Audit(#[from] isx_audit::AuditError),
@@ -178,6 +178,15 @@ pub enum RequestError {
     /// The group commit failed: no log, no share.
     #[error("storage unavailable, nothing was disclosed: {0}")]
     Commit(#[from] CommitError),
+}
+
+impl From<StoreError> for RequestError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::QueueFull { node, queued, limit } => Self::QueueFull { node, queued, limit },
+            other => Self::Storage(other),
+        }
+    }
 }
 
 impl RequestError {

@@ -1,30 +1,46 @@
-//! The isx gateway: mutual-TLS identity, the `isx.v1.Exchange` service,
-//! routing, and the durable store-and-forward outbox.
+//! The isx gateway: mutual-TLS identity, the `isx.v1.Exchange` and
+//! `isx.v1.Audit` services, routing, and the durable store-and-forward
+//! outbox.
 //!
 //! # Layout
+//! Leaves, which import no other module of this crate but those above them:
 //! - [`config`]: the gateway TOML file, validated with the bad key named.
-//! - [`server`]: the TLS 1.3 accept loop, per-connection identity, and the
-//!   tonic router (Exchange, health, reflection). [`Gateway::serve`] is the
-//!   entry point.
-//! - [`service`]: the Exchange handlers: publish, subscribe, ack.
-//! - [`access`]: hit/no-hit lookups and two-step access (request, decide,
-//!   decline, expiry).
-//! - [`audit`]: audit records made durable with the group commit, and the
-//!   checkpointer.
-//! - [`audit_service`]: the `isx.v1.Audit` service for auditors.
+//! - [`clock`]: the injectable clock.
+//! - [`faults`]: storage fault switches, compiled in only with the `faults`
+//!   feature.
+//! - `commit`: group commit, so that many writers share one flush.
+//! - [`store`]: sled trees for alerts, per-node outboxes with their
+//!   visibility watermark and queue counts, expiry, the lookup index
+//!   (pseudonyms only), hit flags and access requests.
+//! - `error`: request errors and their gRPC status codes.
+//! - `conn`: the connection identity (`ConnInfo`, `TlsConn`), the request's
+//!   officer and subject (`RequestInfo`).
 //! - [`disclosure`]: the single seam that decides what each recipient gets:
 //!   the Cedar policy directory, reloadable on `SIGHUP`.
-//! - [`forward`]: onward relay keeps or tightens the labels.
-//! - [`store`]: sled trees for alerts, per-node outboxes, expiry, the
-//!   lookup index (pseudonyms only), hit flags and access requests.
-//! - [`commit`]: group commit, so that many publishes share one flush.
-//! - [`error`]: request errors and their gRPC status codes.
+//! - `forward`: onward relay keeps or tightens the labels.
+//! - `records`: every audit record the gateway writes, as pure builders.
+//! - `recorder`: appending records, group commit, indexing, checkpoints.
+//! - `text`: checks of free-text request fields.
+//!
+//! Shared state and handlers:
+//! - `state`: the registered nodes with their admission (rate, stream
+//!   permits, refusal throttle) and everything handlers share.
+//! - `refusal`: a refused request becomes a DENIAL record, then a status.
+//! - `publish`: a publish as a pure plan (receipt, records, rows).
+//! - `exchange`: the Exchange service: publish, ack, and the tonic methods.
+//! - `subscribe`: streaming a node's outbox below the watermark.
+//! - `lookup`: hit/no-hit lookups. `access`: two-step access after a hit.
+//! - `audit_service`: the Audit service for auditors.
+//! - `sweeper`: expiry. `accept`: the TLS accept loop.
+//! - [`server`]: the composition root, [`Gateway`]; no module imports it.
 //!
 //! # Invariants
 //! - A node's identity comes from its certificate, never from the request.
 //! - Nothing is acknowledged to a publisher, and no delivery is streamed,
 //!   before the publish's writes and their audit records are flushed (and
-//!   fsynced) together: no log, no share.
+//!   fsynced) together: no log, no share. A subscription reads only below
+//!   the visibility watermark, so nothing refused, failed or withdrawn is
+//!   ever streamed.
 //! - The gateway does not start on an audit log that fails its integrity check.
 //! - A lookup never returns more than a hit flag, and a match that policy
 //!   hides is not returned at all. The lookup index holds HMAC pseudonyms,
@@ -33,18 +49,31 @@
 //!   and before its deadline; policy still decides the level of a grant.
 #![forbid(unsafe_code)]
 
-pub mod access;
-pub mod audit;
-pub mod audit_service;
-pub mod commit;
+mod accept;
+mod access;
+mod audit_service;
+pub mod clock;
+mod commit;
 pub mod config;
+mod conn;
 pub mod disclosure;
-pub mod error;
-pub mod forward;
+mod error;
+mod exchange;
+pub mod faults;
+mod forward;
+mod lookup;
+mod publish;
+mod recorder;
+mod records;
+mod refusal;
 pub mod server;
-pub mod service;
+mod state;
 pub mod store;
+mod subscribe;
+mod sweeper;
+mod text;
 
+pub use commit::{CommitError, CommitStats};
 pub use config::{ConfigError, GatewayConfig};
-pub use error::OFFICER_HEADER;
+pub use error::{OFFICER_HEADER, RequestError};
 pub use server::{Gateway, StartError};

@@ -1,108 +1,39 @@
-//! The gateway server: TLS 1.3 accept loop, identity per connection, and the
-//! tonic router with `Exchange`, health and reflection.
+//! The composition root: [`Gateway::open`] loads TLS material, the policy
+//! and the data directory and checks the audit log; [`Gateway::serve`]
+//! starts the group commit, the recorder's checkpointer and indexer, the
+//! expiry sweep, the accept loop and the tonic router (Exchange, Audit,
+//! health, reflection), and drains them on shutdown. No other module
+//! imports this one.
 
+use std::collections::BTreeSet;
 use std::io;
-use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use isx_audit::AuditLog;
 use isx_core::wire::audit_server::AuditServer;
 use isx_core::wire::exchange_server::ExchangeServer;
-use isx_core::wire::{AuditRecord, Operation, Outcome};
-use isx_tls::PeerIdentity;
 use isx_tls::config::IdentityFiles;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::server::Connected;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
-use crate::audit::{Recorder, about};
+use crate::accept::{Acceptor, accept_loop};
 use crate::audit_service::AuditService;
+use crate::clock::{Clock, system_clock};
 use crate::commit::{CommitStats, Committer};
 use crate::config::GatewayConfig;
+use crate::conn::TlsConn;
 use crate::disclosure::{Disclose, PolicyDisclosure};
-use crate::service::{Clock, ExchangeService, State, system_clock};
+use crate::exchange::ExchangeService;
+use crate::faults::Faults;
+use crate::recorder::Recorder;
+use crate::state::{Parts, State};
 use crate::store::{Store, StoreError};
-
-/// Who is on the other end of a connection, attached to every request.
-#[derive(Debug, Clone)]
-pub struct ConnInfo {
-    /// The verified identity from the client certificate.
-    pub identity: PeerIdentity,
-    /// The peer's socket address.
-    pub remote: SocketAddr,
-}
-
-/// A TLS connection whose client certificate named a registered node.
-///
-/// It fails every read and write once `kill` is cancelled, so that a peer
-/// that stopped reading cannot hold the gateway's shutdown forever.
-pub struct TlsConn {
-    inner: tokio_rustls::server::TlsStream<TcpStream>,
-    info: ConnInfo,
-    kill: Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
-}
-
-impl TlsConn {
-    /// An error if the connection was killed (and registers the waker for it).
-    fn killed(&mut self, cx: &mut Context<'_>) -> Option<io::Error> {
-        self.kill
-            .as_mut()
-            .poll(cx)
-            .is_ready()
-            .then(|| io::Error::new(io::ErrorKind::ConnectionAborted, "gateway shutting down"))
-    }
-}
-
-impl Connected for TlsConn {
-    type ConnectInfo = ConnInfo;
-    fn connect_info(&self) -> ConnInfo {
-        self.info.clone()
-    }
-}
-
-impl AsyncRead for TlsConn {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if let Some(e) = this.killed(cx) {
-            return Poll::Ready(Err(e));
-        }
-        Pin::new(&mut this.inner).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for TlsConn {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        if let Some(e) = this.killed(cx) {
-            return Poll::Ready(Err(e));
-        }
-        Pin::new(&mut this.inner).poll_write(cx, buf)
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
-    }
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-}
+use crate::sweeper::sweep_expired;
 
 /// Why the gateway could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -135,17 +66,26 @@ const DRAIN: Duration = Duration::from_secs(5);
 
 /// An opened gateway, ready to serve.
 pub struct Gateway {
+    /// The validated config.
     config: GatewayConfig,
+    /// The TLS server config (client certificates required).
     tls: Arc<rustls::ServerConfig>,
+    /// The data directory.
     store: Store,
+    /// The audit log, checked.
     audit: Arc<AuditLog>,
+    /// sled's files, fsynced after each group-commit flush.
     fsync: Vec<std::fs::File>,
+    /// The disclosure decision in force.
     disclose: Arc<dyn Disclose>,
+    /// The reloadable policy.
     policy: Arc<PolicyDisclosure>,
+    /// Now.
     clock: Clock,
     /// Group-commit counters.
-    pub commit_stats: Arc<CommitStats>,
-    faults: Arc<crate::commit::Faults>,
+    commit_stats: Arc<CommitStats>,
+    /// Fault switches (inert without the `faults` feature).
+    faults: Arc<Faults>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -161,9 +101,15 @@ impl Gateway {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| StoreError::Sled(e.into()))?;
         let policy = Arc::new(PolicyDisclosure::load(config.policy_dir.clone(), config.redaction.clone())?);
         let db_dir = config.data_dir.join("gateway.sled");
-        let faults: Arc<crate::commit::Faults> = Arc::default();
-        let store =
-            Store::open(&db_dir, &isx_tls::at_rest::key_path(&config.pki_dir, "gateway"))?.with_faults(faults.clone());
+        let faults: Arc<Faults> = Arc::default();
+        let nodes: Vec<_> = config.node_infos().into_iter().map(|n| n.id).collect();
+        let store = Store::open(
+            &db_dir,
+            &isx_store::key_path(&config.pki_dir, "gateway"),
+            &nodes,
+            config.limits.max_queue_per_node,
+        )?
+        .with_faults(faults.clone());
         let keys = isx_audit::keys::load(&config.pki_dir)?;
         let (audit, report) = AuditLog::open(store.db(), keys, &|done, total| {
             if total > 100_000 && done % 262_144 == 0 {
@@ -197,8 +143,14 @@ impl Gateway {
     }
 
     /// The storage fault switches (fault-injection tests).
-    pub fn faults(&self) -> Arc<crate::commit::Faults> {
+    #[cfg(feature = "faults")]
+    pub fn faults(&self) -> Arc<Faults> {
         self.faults.clone()
+    }
+
+    /// Group-commit counters.
+    pub fn commit_stats(&self) -> Arc<CommitStats> {
+        self.commit_stats.clone()
     }
 
     /// The audit log (read-only use: tests and tools).
@@ -236,12 +188,15 @@ impl Gateway {
         let indexer = tokio::spawn(recorder.clone().indexer(shutdown.clone()));
         let state = Arc::new(State::new(
             &self.config,
-            self.store.clone(),
-            committer,
-            self.disclose.clone(),
-            shutdown.clone(),
-            self.clock.clone(),
-            recorder.clone(),
+            Parts {
+                store: self.store.clone(),
+                committer,
+                disclose: self.disclose.clone(),
+                shutdown: shutdown.clone(),
+                clock: self.clock.clone(),
+                recorder: recorder.clone(),
+                faults: self.faults.clone(),
+            },
         ));
         let sweeper =
             tokio::spawn(sweep_expired(state.clone(), Duration::from_millis(self.config.delivery.expiry_sweep_ms)));
@@ -261,16 +216,16 @@ impl Gateway {
         let kill = CancellationToken::new();
         let (conn_tx, conn_rx) = mpsc::channel::<Result<TlsConn, io::Error>>(64);
         let acceptor = TlsAcceptor::from(self.tls.clone());
-        let known: Arc<Vec<isx_core::NodeId>> = Arc::new(state.nodes.keys().cloned().collect());
-        let accept_task = tokio::spawn(accept_loop(
+        let known: Arc<BTreeSet<isx_core::NodeId>> = Arc::new(state.nodes.keys().cloned().collect());
+        let accept_task = tokio::spawn(accept_loop(Acceptor {
             listener,
-            acceptor,
+            tls: acceptor,
             known,
-            conn_tx,
-            shutdown.clone(),
-            kill.clone(),
-            recorder.clone(),
-        ));
+            conns: conn_tx,
+            shutdown: shutdown.clone(),
+            kill: kill.clone(),
+            recorder: recorder.clone(),
+        }));
         info!(listen = ?local, nodes = state.nodes.len(), "gateway serving");
 
         // Graceful drain on shutdown, bounded: connections still open after
@@ -314,116 +269,5 @@ impl Gateway {
         }
         info!("gateway stopped");
         result.map_err(StartError::from)
-    }
-}
-
-/// Accepts TCP connections, completes TLS handshakes concurrently, and passes
-/// on those whose certificate names a registered node.
-async fn accept_loop(
-    listener: TcpListener,
-    acceptor: TlsAcceptor,
-    known: Arc<Vec<isx_core::NodeId>>,
-    conns: mpsc::Sender<Result<TlsConn, io::Error>>,
-    shutdown: CancellationToken,
-    kill: CancellationToken,
-    recorder: Arc<Recorder>,
-) {
-    loop {
-        let (tcp, remote) = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    warn!(error = %e, "accept failed");
-                    continue;
-                }
-            },
-        };
-        if let Err(e) = tcp.set_nodelay(true) {
-            debug!(error = %e, "TCP_NODELAY");
-        }
-        let (acceptor, known, conns, recorder) = (acceptor.clone(), known.clone(), conns.clone(), recorder.clone());
-        let kill = kill.clone();
-        tokio::spawn(async move {
-            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
-                    warn!(%remote, error = %e, "TLS handshake refused");
-                    return;
-                }
-                Err(_) => {
-                    warn!(%remote, "TLS handshake timed out");
-                    return;
-                }
-            };
-            let cert = tls.get_ref().1.peer_certificates().and_then(|c| c.first().cloned());
-            let identity = match cert.as_ref().map(isx_tls::peer_identity) {
-                Some(Ok(identity)) => identity,
-                Some(Err(e)) => {
-                    warn!(%remote, error = %e, "connection refused: no node identity");
-                    return;
-                }
-                None => {
-                    warn!(%remote, "connection refused: no client certificate");
-                    return;
-                }
-            };
-            if !known.contains(&identity.node) {
-                warn!(%remote, node = %identity.node, "connection refused: node is not registered");
-                let record = AuditRecord {
-                    node: identity.node.to_string(),
-                    cert_fingerprint: identity.fingerprint.clone(),
-                    detail: "connection refused: the certificate names a node that is not registered".into(),
-                    ..about(None, "", Operation::Denial, Outcome::Refused)
-                };
-                if let Err(e) = recorder.durable(vec![record]).await {
-                    warn!(error = %e, "refused connection not recorded");
-                }
-                return;
-            }
-            debug!(%remote, node = %identity.node, "connection accepted");
-            let conn =
-                TlsConn { inner: tls, info: ConnInfo { identity, remote }, kill: Box::pin(kill.cancelled_owned()) };
-            let _ = conns.send(Ok(conn)).await;
-        });
-    }
-}
-
-/// Drops expired alerts, their undelivered copies and lookup rows, and
-/// expires access requests past their deadline, every `every`.
-async fn sweep_expired(state: Arc<State>, every: Duration) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = state.shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        match state.store.expire((state.clock)()) {
-            Ok(expired) if !expired.is_empty() => {
-                let records = expired
-                    .iter()
-                    .map(|e| {
-                        info!(alert_id = %e.alert_id, undelivered = e.undelivered, "alert expired");
-                        for node in &e.undelivered_to {
-                            state.dequeued(node, 1);
-                        }
-                        AuditRecord {
-                            alert_id: e.alert_id.clone(),
-                            detail: format!("expired: the alert and {} undelivered copies erased", e.undelivered),
-                            ..about(None, "", Operation::Erasure, Outcome::Ok)
-                        }
-                    })
-                    .collect();
-                if let Err(e) = state.recorder.durable(records).await {
-                    warn!(error = %e, "expiry not recorded");
-                }
-            }
-            Ok(_) => {}
-            Err(e) => warn!(error = %e, "expiry sweep failed"),
-        }
-        if let Err(e) = crate::access::expire_due(&state).await {
-            warn!(error = %e, "access request expiry failed");
-        }
     }
 }

@@ -9,7 +9,7 @@
 //! node made or was asked to decide, by request id.
 //!
 //! Every value is sealed with the node's store key (`<pki>/<node>.store.key`,
-//! `isx_tls::at_rest`): a copied data directory discloses nothing.
+//! [`isx_store::SealedDb`]): a copied data directory discloses nothing.
 
 use std::path::Path;
 use std::time::Duration;
@@ -47,32 +47,20 @@ impl Received {
     }
 }
 
-/// Why the inbox failed.
-#[derive(Debug, thiserror::Error)]
-pub enum InboxError {
-    /// sled failed.
-    #[error("node store: {0}")]
-    Sled(#[from] sled::Error),
-    /// A stored record does not decode.
-    #[error("node store holds a damaged record: {0}")]
-    Corrupt(#[from] prost::DecodeError),
-    /// The store key is missing or wrong, or a value does not open.
-    #[error("node store: {0}")]
-    AtRest(#[from] isx_tls::at_rest::AtRestError),
-    /// The data directory predates encryption at rest.
-    #[error("node store {0} holds data written without encryption at rest; move it away to start empty")]
-    Unsealed(String),
-}
+/// Why the inbox failed: its sealed store (see [`isx_store::StoreError`]).
+pub type InboxError = isx_store::StoreError;
 
 /// The node's received alerts and access requests. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Inbox {
-    db: sled::Db,
-    tree: sled::Tree,
-    access: sled::Tree,
+    /// The sealed database.
+    db: isx_store::SealedDb,
+    /// `alert_id` → [`Received`].
+    tree: isx_store::SealedTree,
+    /// `request_id` → the latest known `isx.v1.AccessRequest`.
+    access: isx_store::SealedTree,
     /// Bumped on every change, to wake waiters.
     count: watch::Sender<u64>,
-    key: std::sync::Arc<isx_tls::at_rest::StoreKey>,
 }
 
 /// Lower is more generous; unspecified counts as least.
@@ -83,37 +71,20 @@ fn generosity(level: DisclosureLevel) -> i32 {
     }
 }
 
-/// The page-cache budget of an agency's sled database, in bytes.
-const CACHE_BYTES: u64 = 4 << 20;
-
 impl Inbox {
     /// Opens (or creates) the inbox under `dir`, sealed under the key at
     /// `key_file` (created with a new inbox if missing).
     pub fn open(dir: &Path, key_file: &Path) -> Result<Self, InboxError> {
-        let db = isx_audit::open_db_with_cache(&dir.join("node.sled"), CACHE_BYTES)?;
-        let tree = db.open_tree("received")?;
-        let access = db.open_tree("access")?;
-        let meta = db.open_tree("meta")?;
-        let canary = meta.get("canary")?;
-        if canary.is_none() && (!tree.is_empty() || !access.is_empty()) {
-            return Err(InboxError::Unsealed(dir.display().to_string()));
-        }
-        let (key, fresh) = isx_tls::at_rest::StoreKey::for_store(key_file, canary.as_deref())?;
-        if let Some(fresh) = fresh {
-            meta.insert("canary", fresh)?;
-            db.flush()?;
-        }
+        let db = isx_store::SealedDb::open(
+            &dir.join("node.sled"),
+            key_file,
+            isx_store::AGENCY_CACHE_BYTES,
+            &["received", "access"],
+        )?;
+        let tree = db.sealed("received")?;
+        let access = db.sealed("access")?;
         let count = watch::channel(0).0;
-        Ok(Self { db, tree, access, count, key: std::sync::Arc::new(key) })
-    }
-
-    fn seal(&self, tree: &str, key: &[u8], value: &[u8]) -> Vec<u8> {
-        self.key.seal(&[tree.as_bytes(), b"/", key].concat(), value)
-    }
-
-    fn unseal<M: Message + Default>(&self, tree: &str, key: &[u8], sealed: &[u8]) -> Result<M, InboxError> {
-        let plain = self.key.open(&[tree.as_bytes(), b"/", key].concat(), sealed)?;
-        Ok(M::decode(plain.as_slice())?)
+        Ok(Self { db, tree, access, count })
     }
 
     /// Stores a delivery unless its alert is already here at the same or a
@@ -127,7 +98,7 @@ impl Inbox {
     /// Makes the last `n` deliveries written by [`Inbox::put`] durable, and
     /// counts them.
     pub async fn flush_stored(&self, n: u64) -> Result<(), InboxError> {
-        self.db.flush_async().await?;
+        self.db.db().flush_async().await?;
         self.count.send_modify(|c| *c += n);
         Ok(())
     }
@@ -137,9 +108,8 @@ impl Inbox {
     /// then acknowledges the batch.
     pub fn put(&self, cursor: u64, delivery: Delivery, now_ms: u64) -> Result<bool, InboxError> {
         let id = delivery.alert.as_ref().map(|a| a.alert_id.clone()).unwrap_or_default();
-        let new = match self.tree.get(&id)? {
-            Some(existing) => {
-                let mut record: Received = self.unseal("received", id.as_bytes(), &existing)?;
+        let new = match self.tree.get::<Received>("received alert", id.as_bytes())? {
+            Some(mut record) => {
                 let upgrade = generosity(delivery.level()) < generosity(record.level());
                 if upgrade {
                     record.delivery = Some(delivery);
@@ -148,12 +118,12 @@ impl Inbox {
                 } else {
                     record.duplicates += 1;
                 }
-                self.tree.insert(&id, self.seal("received", id.as_bytes(), &record.encode_to_vec()))?;
+                self.tree.insert(id.as_bytes(), &record)?;
                 upgrade
             }
             None => {
                 let record = Received { delivery: Some(delivery), received_ms: now_ms, cursor, duplicates: 0 };
-                self.tree.insert(&id, self.seal("received", id.as_bytes(), &record.encode_to_vec()))?;
+                self.tree.insert(id.as_bytes(), &record)?;
                 true
             }
         };
@@ -162,27 +132,20 @@ impl Inbox {
 
     /// Keeps the latest state of an access request; flushes.
     pub async fn store_access(&self, request: &AccessRequest) -> Result<(), InboxError> {
-        let key = request.request_id.as_bytes();
-        self.access.insert(key, self.seal("access", key, &request.encode_to_vec()))?;
-        self.db.flush_async().await?;
+        self.access.insert(request.request_id.as_bytes(), request)?;
+        self.db.db().flush_async().await?;
         self.count.send_modify(|c| *c += 1);
         Ok(())
     }
 
     /// The latest known state of an access request.
     pub fn access_request(&self, request_id: &str) -> Result<Option<AccessRequest>, InboxError> {
-        self.access.get(request_id)?.map(|v| self.unseal("access", request_id.as_bytes(), &v)).transpose()
+        self.access.get("access request", request_id.as_bytes())
     }
 
     /// Every access request the node knows of, by id.
     pub fn access_requests(&self) -> Result<Vec<AccessRequest>, InboxError> {
-        self.access
-            .iter()
-            .map(|item| {
-                let (k, v) = item?;
-                self.unseal("access", &k, &v)
-            })
-            .collect()
+        self.access.iter("access request").map(|item| item.map(|(_, r)| r)).collect()
     }
 
     /// Waits until the access request satisfies `done` or `limit` passes; returns its last state.
@@ -208,21 +171,15 @@ impl Inbox {
 
     /// Every received alert, oldest first.
     pub fn list(&self) -> Result<Vec<Received>, InboxError> {
-        let mut all = self
-            .tree
-            .iter()
-            .map(|item| {
-                let (k, v) = item?;
-                self.unseal("received", &k, &v)
-            })
-            .collect::<Result<Vec<Received>, InboxError>>()?;
+        let mut all =
+            self.tree.iter("received alert").map(|item| item.map(|(_, r)| r)).collect::<Result<Vec<Received>, _>>()?;
         all.sort_by_key(|r| (r.received_ms, r.cursor));
         Ok(all)
     }
 
     /// The record for one alert, if received.
     pub fn get(&self, alert_id: &str) -> Result<Option<Received>, InboxError> {
-        self.tree.get(alert_id)?.map(|v| self.unseal("received", alert_id.as_bytes(), &v)).transpose()
+        self.tree.get("received alert", alert_id.as_bytes())
     }
 
     /// How many distinct alerts were received.

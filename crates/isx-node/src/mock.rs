@@ -54,7 +54,7 @@ impl MockNode {
     /// `<pki_dir>/<node>.store.key` (created with a new store if missing).
     pub fn open(options: ClientOptions, data_dir: &std::path::Path) -> Result<Self, InboxError> {
         std::fs::create_dir_all(data_dir).map_err(|e| InboxError::Sled(e.into()))?;
-        let key = isx_tls::at_rest::key_path(&options.pki_dir, options.node.as_str());
+        let key = isx_store::key_path(&options.pki_dir, options.node.as_str());
         Ok(Self { inbox: Inbox::open(data_dir, &key)?, options, events: None, rules: vec![] })
     }
 

@@ -768,12 +768,12 @@ pub fn audit_figures(
 
     progress("audit append with group commit, next to raw sled inserts");
     let raw_dir = tmp.path().join("raw");
-    let raw = isx_audit::open_db(&raw_dir).map_err(|e| err(&e))?;
+    let raw = isx_store::open(&raw_dir, isx_store::GATEWAY_CACHE_BYTES).map_err(|e| err(&e))?;
     let raw_tree = raw.open_tree("raw").map_err(|e| err(&e))?;
     let raw_sync = fsync_files(&raw_dir);
     let bodies: Vec<Vec<u8>> = (0..records).map(|i| sample_record(i).encode_to_vec()).collect();
     let log_dir = tmp.path().join("log");
-    let db = isx_audit::open_db(&log_dir).map_err(|e| err(&e))?;
+    let db = isx_store::open(&log_dir, isx_store::GATEWAY_CACHE_BYTES).map_err(|e| err(&e))?;
     let (log, _) = isx_audit::AuditLog::open(&db, keys()?, &|_, _| {}).map_err(|e| err(&e))?;
     let sync = fsync_files(&log_dir);
     // The two alternate in rounds, so that a slower or faster spell of the

@@ -164,7 +164,8 @@ pub struct Topology {
     /// `host:port` the clients dial.
     target: String,
     /// The running gateway's fault switches.
-    faults: Option<Arc<isx_gateway::commit::Faults>>,
+    #[cfg(feature = "faults")]
+    faults: Option<Arc<isx_gateway::faults::Faults>>,
     /// Attached to a gateway that runs elsewhere.
     attached: bool,
 }
@@ -292,6 +293,7 @@ impl Topology {
             skew_ms: Arc::new(AtomicI64::new(0)),
             policy: None,
             target,
+            #[cfg(feature = "faults")]
             faults: None,
             attached,
         }
@@ -313,12 +315,15 @@ impl Topology {
 
     fn launch_gateway(&mut self, listener: TcpListener) -> Result<(), TopologyError> {
         let skew = self.skew_ms.clone();
-        let system = isx_gateway::service::system_clock();
-        let clock: isx_gateway::service::Clock =
+        let system = isx_gateway::clock::system_clock();
+        let clock: isx_gateway::clock::Clock =
             Arc::new(move || (system() as i64 + skew.load(Ordering::Relaxed)).max(0) as u64);
         let gateway = Gateway::open(self.config.clone())?.with_clock(clock);
         self.policy = Some(gateway.policy());
-        self.faults = Some(gateway.faults());
+        #[cfg(feature = "faults")]
+        {
+            self.faults = Some(gateway.faults());
+        }
         let shutdown = CancellationToken::new();
         let (tx, rx) = mpsc::unbounded_channel();
         let token = shutdown.clone();
@@ -339,7 +344,7 @@ impl Topology {
 
     /// The gateway's idea of now, Unix milliseconds.
     pub fn now_ms(&self) -> u64 {
-        (isx_gateway::service::system_clock()() as i64 + self.skew_ms.load(Ordering::Relaxed)).max(0) as u64
+        (isx_gateway::clock::system_clock()() as i64 + self.skew_ms.load(Ordering::Relaxed)).max(0) as u64
     }
 
     /// Reloads the gateway's policy directory, as `SIGHUP` does; a directory
@@ -353,8 +358,10 @@ impl Topology {
         self.policy.as_ref()?.current().reason(id).map(str::to_owned)
     }
 
-    /// The running gateway's storage fault switches (fault-injection tests).
-    pub fn faults(&self) -> Arc<isx_gateway::commit::Faults> {
+    /// The running gateway's storage fault switches (fault-injection tests;
+    /// needs the `faults` feature).
+    #[cfg(feature = "faults")]
+    pub fn faults(&self) -> Arc<isx_gateway::faults::Faults> {
         self.faults.clone().expect("the gateway runs in this process")
     }
 

@@ -8,14 +8,11 @@
 //!   ring provider, mandatory client certificates, optional revocation lists.
 //! - [`identity`]: the node id (SAN URI `spiffe://isx/node/<id>`) and
 //!   fingerprint of a peer certificate.
-//! - [`at_rest`]: the store keys (`<owner>.store.key`) and the AEAD that
-//!   seals alert data on disk.
 //!
 //! Both the gateway and the nodes depend on this crate; it knows nothing of
-//! gRPC or storage layouts.
+//! gRPC or storage (data at rest is `isx-store`'s).
 #![forbid(unsafe_code)]
 
-pub mod at_rest;
 pub mod config;
 pub mod identity;
 pub mod pki;

@@ -1,5 +1,6 @@
-//! The gateway's side of the audit log: building records, making them
-//! durable with the group commit, and signing checkpoints.
+//! The gateway's side of the audit log: appending records (built in
+//! `records`), making them durable with the group commit, indexing them for
+//! search, and signing checkpoints.
 //!
 //! "No log, no share": every caller appends its records *before* it makes a
 //! disclosure visible, then waits for the group commit that flushes the
@@ -11,48 +12,41 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use isx_audit::AuditLog;
-use isx_core::wire::{AuditRecord, Checkpoint, Operation, Outcome};
+use isx_core::wire::{AuditRecord, Checkpoint};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::clock::Clock;
 use crate::commit::Committer;
 use crate::config::AuditConfig;
 use crate::error::RequestError;
-use crate::server::ConnInfo;
-use crate::service::Clock;
+use crate::faults::Faults;
 
 /// How often the background indexer looks for new audit records.
 pub const INDEX_EVERY: Duration = Duration::from_millis(10);
 
 /// Appends audit records and makes them durable.
 pub struct Recorder {
+    /// The log.
     log: Arc<AuditLog>,
+    /// The gateway's group commit.
     committer: Committer,
+    /// Record times.
     clock: Clock,
+    /// Checkpoint cadence.
     config: AuditConfig,
     /// Wakes the checkpointer when enough records arrived.
     wake: Notify,
     /// The size of the latest signed checkpoint.
     signed: AtomicU64,
-    faults: Arc<crate::commit::Faults>,
+    /// Fault switches (inert without the `faults` feature).
+    faults: Arc<Faults>,
 }
 
 impl std::fmt::Debug for Recorder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Recorder").field("size", &self.log.size()).finish_non_exhaustive()
-    }
-}
-
-/// A record about a caller, with the identity fields filled in.
-pub fn about(conn: Option<&ConnInfo>, officer: &str, operation: Operation, outcome: Outcome) -> AuditRecord {
-    AuditRecord {
-        operation: operation as i32,
-        node: conn.map(|c| c.identity.node.to_string()).unwrap_or_default(),
-        cert_fingerprint: conn.map(|c| c.identity.fingerprint.clone()).unwrap_or_default(),
-        officer: officer.to_owned(),
-        outcome: outcome as i32,
-        ..Default::default()
     }
 }
 
@@ -71,8 +65,8 @@ impl Recorder {
         }
     }
 
-    /// Shares the gateway's fault switches (fault-injection tests).
-    pub fn with_faults(mut self, faults: Arc<crate::commit::Faults>) -> Self {
+    /// Shares the gateway's fault switches.
+    pub fn with_faults(mut self, faults: Arc<Faults>) -> Self {
         self.faults = faults;
         self
     }
@@ -87,7 +81,7 @@ impl Recorder {
         if records.is_empty() {
             return Ok(vec![]);
         }
-        if self.faults.fail_audit_append.load(Ordering::SeqCst) {
+        if self.faults.audit_append_fails() {
             return Err(RequestError::Commit(crate::commit::CommitError::Injected("audit append")));
         }
         let seqs = self.log.append(records, (self.clock)()).map_err(RequestError::Audit)?;

@@ -1,13 +1,12 @@
-//! Encryption at rest: what the gateway and the agencies keep on disk about
-//! alerts is sealed with ChaCha20-Poly1305 (ring) under a 32-byte key from
-//! the key directory, so that a copied data directory discloses no personal
-//! data.
+//! Store keys: a 32-byte ChaCha20-Poly1305 key (ring) in a key file of its
+//! own, `<owner>.store.key` in the key directory.
 //!
 //! A sealed value is `0x01 ‖ nonce (12 random bytes) ‖ ciphertext ‖ tag`; the
-//! associated data names where the value lives (tree and key), so a value
-//! moved to another row does not open. A store records a sealed canary when
-//! it is created; opening it with another key, or without the key, fails at
-//! start with an error that names the key file: never silent data loss.
+//! associated data names where the value lives (see [`crate::SealedTree`]),
+//! so a value moved to another row does not open. A store records a sealed
+//! canary when it is created ([`StoreKey::for_store`]); opening it with
+//! another key, or without the key, fails at start with an error that names
+//! the key file: never silent data loss.
 //!
 //! Random 96-bit nonces keep the chance of a repeat negligible below about
 //! 2^32 values per key; rotate the key (a new store) long before that.
@@ -22,7 +21,7 @@ const CANARY: &[u8] = b"isx store key check";
 
 /// Why a store key or a sealed value is unusable.
 #[derive(Debug, thiserror::Error)]
-pub enum AtRestError {
+pub enum KeyError {
     /// The key file cannot be read or written.
     #[error("store key {path}: {source}")]
     Io {
@@ -67,8 +66,8 @@ pub fn key_path(dir: &Path, owner: &str) -> PathBuf {
     dir.join(format!("{owner}.store.key"))
 }
 
-fn write_new(path: &Path) -> Result<(), AtRestError> {
-    let io = |source| AtRestError::Io { path: path.to_owned(), source };
+fn write_new(path: &Path) -> Result<(), KeyError> {
+    let io = |source| KeyError::Io { path: path.to_owned(), source };
     let mut bytes = [0u8; 32];
     SystemRandom::new()
         .fill(&mut bytes)
@@ -86,7 +85,7 @@ fn write_new(path: &Path) -> Result<(), AtRestError> {
 }
 
 /// Creates a new key file at `path` unless one exists; returns true if it wrote one.
-pub fn create(path: &Path) -> Result<bool, AtRestError> {
+pub fn create(path: &Path) -> Result<bool, KeyError> {
     if path.exists() {
         return Ok(false);
     }
@@ -96,21 +95,20 @@ pub fn create(path: &Path) -> Result<bool, AtRestError> {
 
 impl StoreKey {
     /// Reads the key at `path`.
-    pub fn load(path: &Path) -> Result<Self, AtRestError> {
+    pub fn load(path: &Path) -> Result<Self, KeyError> {
         let text = std::fs::read_to_string(path).map_err(|source| match source.kind() {
-            std::io::ErrorKind::NotFound => AtRestError::Missing(path.to_owned()),
-            _ => AtRestError::Io { path: path.to_owned(), source },
+            std::io::ErrorKind::NotFound => KeyError::Missing(path.to_owned()),
+            _ => KeyError::Io { path: path.to_owned(), source },
         })?;
-        let bytes = hex::decode(text.trim()).map_err(|_| AtRestError::Malformed(path.to_owned()))?;
-        let unbound =
-            UnboundKey::new(&CHACHA20_POLY1305, &bytes).map_err(|_| AtRestError::Malformed(path.to_owned()))?;
+        let bytes = hex::decode(text.trim()).map_err(|_| KeyError::Malformed(path.to_owned()))?;
+        let unbound = UnboundKey::new(&CHACHA20_POLY1305, &bytes).map_err(|_| KeyError::Malformed(path.to_owned()))?;
         Ok(Self { key: LessSafeKey::new(unbound), path: path.to_owned(), rng: SystemRandom::new() })
     }
 
     /// The key for a store: if the store is new (`canary` is `None`), the
     /// key file is created when missing and the canary to record is returned;
     /// otherwise the key must exist and open `canary`.
-    pub fn for_store(path: &Path, canary: Option<&[u8]>) -> Result<(Self, Option<Vec<u8>>), AtRestError> {
+    pub fn for_store(path: &Path, canary: Option<&[u8]>) -> Result<(Self, Option<Vec<u8>>), KeyError> {
         match canary {
             None => {
                 create(path)?;
@@ -122,7 +120,7 @@ impl StoreKey {
                 let key = Self::load(path)?;
                 match key.open(b"canary", sealed) {
                     Ok(plain) if plain == CANARY => Ok((key, None)),
-                    _ => Err(AtRestError::WrongKey(path.to_owned())),
+                    _ => Err(KeyError::WrongKey(path.to_owned())),
                 }
             }
         }
@@ -150,8 +148,8 @@ impl StoreKey {
     }
 
     /// Opens a value sealed with [`StoreKey::seal`] under the same `aad`.
-    pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, AtRestError> {
-        let corrupt = || AtRestError::Corrupt("sealed value");
+    pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, KeyError> {
+        let corrupt = || KeyError::Corrupt("sealed value");
         if sealed.len() < 1 + NONCE_LEN + CHACHA20_POLY1305.tag_len() || sealed[0] != VERSION {
             return Err(corrupt());
         }
@@ -179,7 +177,7 @@ mod tests {
         assert!(!sealed.windows(6).any(|w| w == b"Brandt"));
         assert_eq!(key.open(b"alerts/a1", &sealed).unwrap(), b"Brandt C4J9X1R27");
         assert_ne!(key.seal(b"x", b"same"), key.seal(b"x", b"same"), "fresh nonce each time");
-        assert!(matches!(key.open(b"alerts/a2", &sealed), Err(AtRestError::Corrupt(_))), "bound to its row");
+        assert!(matches!(key.open(b"alerts/a2", &sealed), Err(KeyError::Corrupt(_))), "bound to its row");
         let mut flipped = sealed.clone();
         flipped[20] ^= 1;
         assert!(key.open(b"alerts/a1", &flipped).is_err());
@@ -190,11 +188,11 @@ mod tests {
         let other = key_path(dir.path(), "other");
         create(&other).unwrap();
         let err = StoreKey::for_store(&other, Some(&canary)).unwrap_err();
-        assert!(matches!(err, AtRestError::WrongKey(_)) && err.to_string().contains("other.store.key"), "{err}");
+        assert!(matches!(err, KeyError::WrongKey(_)) && err.to_string().contains("other.store.key"), "{err}");
         std::fs::remove_file(&path).unwrap();
         let err = StoreKey::for_store(&path, Some(&canary)).unwrap_err();
-        assert!(matches!(err, AtRestError::Missing(_)) && err.to_string().contains("gateway.store.key"), "{err}");
+        assert!(matches!(err, KeyError::Missing(_)) && err.to_string().contains("gateway.store.key"), "{err}");
         std::fs::write(&path, "not hex").unwrap();
-        assert!(matches!(StoreKey::load(&path), Err(AtRestError::Malformed(_))));
+        assert!(matches!(StoreKey::load(&path), Err(KeyError::Malformed(_))));
     }
 }

@@ -1,0 +1,333 @@
+//! Every audit record the gateway writes is built here, by a pure function
+//! of what happened: who acted, on what, with which decision.
+//!
+//! What a record must hold (LED Art. 25, SIS Art. 12, CIR Art. 24): the
+//! node and officer, the certificate fingerprint, the purpose, legal basis
+//! and justification, the alert and its content digest, the recipients and
+//! levels, the deciding policies and policy-set version, the withheld fields,
+//! the data types used, and subjects as HMAC pseudonyms — never identifiers,
+//! and never values a caller sent in a refused request.
+
+use isx_core::NodeId;
+use isx_core::wire::{
+    AccessRequest, Alert, AuditHit, AuditRecord, Delivery, DisclosureLevel, Operation, Outcome, RecipientDecision,
+    RecipientLevel,
+};
+use isx_tls::PeerIdentity;
+
+use crate::conn::{ConnInfo, RequestInfo, Subject};
+use crate::error::RequestError;
+use crate::store::{AuditFacts, Expired};
+
+/// Who acted: the connection (absent for the gateway's own actions, such as
+/// expiry) and the officer named in the request.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Actor<'a> {
+    /// The caller's connection.
+    pub conn: Option<&'a ConnInfo>,
+    /// The officer, as sent.
+    pub officer: &'a str,
+}
+
+impl<'a> Actor<'a> {
+    /// A caller on `conn`, acting as `officer`.
+    pub fn new(conn: &'a ConnInfo, officer: &'a str) -> Self {
+        Self { conn: Some(conn), officer }
+    }
+
+    /// The gateway itself (sweeps, expiry).
+    pub fn gateway() -> Self {
+        Self { conn: None, officer: "" }
+    }
+}
+
+/// A record about `by`, with the identity fields filled in.
+pub(crate) fn about(by: Actor<'_>, operation: Operation, outcome: Outcome) -> AuditRecord {
+    AuditRecord {
+        operation: operation as i32,
+        node: by.conn.map(|c| c.identity.node.to_string()).unwrap_or_default(),
+        cert_fingerprint: by.conn.map(|c| c.identity.fingerprint.clone()).unwrap_or_default(),
+        officer: by.officer.to_owned(),
+        outcome: outcome as i32,
+        ..Default::default()
+    }
+}
+
+/// One recipient's level and deciding policies.
+pub(crate) fn recipient(node: &str, level: DisclosureLevel, policy_ids: &[String]) -> RecipientLevel {
+    RecipientLevel { node: node.to_owned(), level: level as i32, policy_ids: policy_ids.to_vec() }
+}
+
+/// The COLLECTION record of a publish: the alert's identity, every
+/// candidate's level, and the subjects.
+pub(crate) fn collection(
+    by: Actor<'_>,
+    alert: &Alert,
+    digest_hex: &str,
+    decisions: &[RecipientDecision],
+    policy_version: &str,
+    pseudonyms: &[String],
+) -> AuditRecord {
+    AuditRecord {
+        purpose: alert.purpose.clone(),
+        legal_basis: alert.legal_basis.clone(),
+        alert_id: alert.alert_id.clone(),
+        content_digest: digest_hex.to_owned(),
+        recipients: decisions.iter().map(|r| recipient(&r.node, r.level(), &r.policy_ids)).collect(),
+        policy_version: policy_version.to_owned(),
+        subject_pseudonyms: pseudonyms.to_vec(),
+        detail: if alert.forwarded_from.is_empty() {
+            String::new()
+        } else {
+            format!("relays {} (hop {})", alert.forwarded_from, alert.hops)
+        },
+        ..about(by, Operation::Collection, Outcome::Ok)
+    }
+}
+
+/// The DENIAL of one candidate that policy refused, next to its publish's
+/// collection record (whose alert identity it repeats).
+pub(crate) fn policy_denial(by: Actor<'_>, collection: &AuditRecord, decision: &RecipientDecision) -> AuditRecord {
+    AuditRecord {
+        purpose: collection.purpose.clone(),
+        legal_basis: collection.legal_basis.clone(),
+        alert_id: collection.alert_id.clone(),
+        content_digest: collection.content_digest.clone(),
+        policy_version: collection.policy_version.clone(),
+        subject_pseudonyms: collection.subject_pseudonyms.clone(),
+        recipients: vec![recipient(&decision.node, decision.level(), &decision.policy_ids)],
+        policy_ids: decision.policy_ids.clone(),
+        detail: format!("recipient {} refused by policy", decision.node),
+        ..about(by, Operation::Denial, Outcome::Refused)
+    }
+}
+
+/// A publish taken back after its writes or flush failed.
+pub(crate) fn withdrawn(by: Actor<'_>, alert_id: &str, cause: &dyn std::fmt::Display) -> AuditRecord {
+    AuditRecord {
+        alert_id: alert_id.to_owned(),
+        detail: format!("publish withdrawn, nothing disclosed: {cause}"),
+        ..about(by, Operation::Denial, Outcome::Error)
+    }
+}
+
+/// The DISCLOSURE record of one delivery to `node`'s subscription.
+pub(crate) fn disclosure(by: Actor<'_>, node: &NodeId, delivery: &Delivery, facts: &AuditFacts) -> AuditRecord {
+    let view = delivery.alert.clone().unwrap_or_default();
+    AuditRecord {
+        purpose: facts.purpose.clone(),
+        legal_basis: facts.legal_basis.clone(),
+        alert_id: view.alert_id.clone(),
+        content_digest: isx_core::digest::content_digest_hex(&view),
+        recipients: vec![recipient(node.as_str(), delivery.level(), &delivery.policy_ids)],
+        policy_ids: delivery.policy_ids.clone(),
+        policy_version: delivery.policy_version.clone(),
+        withheld_fields: delivery.removed_fields.clone(),
+        request_id: delivery.request_id.clone(),
+        subject_pseudonyms: facts.subject_pseudonyms.clone(),
+        ..about(by, Operation::Disclosure, Outcome::Ok)
+    }
+}
+
+/// The DENIAL of a refused request: the code and the rule or field names,
+/// never what the caller sent. `skipped` counts refusals of the same source
+/// not recorded since the last record.
+pub(crate) fn refusal(info: &RequestInfo, e: &RequestError, skipped: u64) -> AuditRecord {
+    let mut detail = e.audit_detail();
+    if skipped > 0 {
+        detail.push_str(&format!("; {skipped} more refused since the last record"));
+    }
+    let (alert_id, request_id) = match (e, &info.subject) {
+        // A rate-limit refusal is about the caller, not about what it named.
+        (RequestError::RateLimited { .. }, _) => (String::new(), String::new()),
+        (_, Subject::Alert(id)) => (id.clone(), String::new()),
+        (_, Subject::Request(id)) => (String::new(), id.clone()),
+        (_, Subject::Hit(_) | Subject::None) => (String::new(), String::new()),
+    };
+    AuditRecord {
+        alert_id,
+        request_id,
+        detail,
+        ..about(Actor { conn: info.conn.as_ref(), officer: &info.officer }, Operation::Denial, Outcome::Refused)
+    }
+}
+
+/// The DENIAL of a connection whose certificate names an unregistered node.
+pub(crate) fn unregistered(identity: &PeerIdentity) -> AuditRecord {
+    AuditRecord {
+        node: identity.node.to_string(),
+        cert_fingerprint: identity.fingerprint.clone(),
+        detail: "connection refused: the certificate names a node that is not registered".into(),
+        ..about(Actor::gateway(), Operation::Denial, Outcome::Refused)
+    }
+}
+
+/// What one lookup asked and what it was shown.
+#[derive(Debug, Clone)]
+pub(crate) struct Consultation<'a> {
+    /// The stated purpose.
+    pub purpose: &'a str,
+    /// The stated justification.
+    pub justification: &'a str,
+    /// The identifier types used, sorted, once each.
+    pub data_types: &'a [String],
+    /// The pseudonyms of the identifiers asked for.
+    pub pseudonyms: &'a [String],
+    /// Every matching alert, shown or withheld.
+    pub hits: &'a [AuditHit],
+    /// The policy-set version that decided.
+    pub policy_version: &'a str,
+}
+
+/// The CONSULTATION record of a lookup.
+pub(crate) fn consultation(by: Actor<'_>, c: &Consultation<'_>) -> AuditRecord {
+    let shown = c.hits.iter().filter(|h| h.shown).count();
+    AuditRecord {
+        purpose: c.purpose.to_owned(),
+        justification: c.justification.to_owned(),
+        data_types: c.data_types.to_vec(),
+        subject_pseudonyms: c.pseudonyms.to_vec(),
+        hits: c.hits.to_vec(),
+        policy_version: c.policy_version.to_owned(),
+        detail: format!("{shown} hit(s) shown, {} withheld by policy", c.hits.len() - shown),
+        ..about(by, Operation::Consultation, Outcome::Ok)
+    }
+}
+
+/// The ACCESS_REQUEST record of a request to a holder.
+pub(crate) fn access_request(
+    by: Actor<'_>,
+    request: &AccessRequest,
+    pseudonyms: &[String],
+    deadline: &str,
+) -> AuditRecord {
+    AuditRecord {
+        purpose: request.purpose.clone(),
+        justification: request.justification.clone(),
+        alert_id: request.alert_id.clone(),
+        request_id: request.request_id.clone(),
+        recipients: vec![RecipientLevel { node: request.holder.clone(), ..Default::default() }],
+        subject_pseudonyms: pseudonyms.to_vec(),
+        detail: format!(
+            "asks holder {} for the alert behind hit {}; deadline {deadline}",
+            request.holder, request.hit_id
+        ),
+        ..about(by, Operation::AccessRequest, Outcome::Ok)
+    }
+}
+
+/// What a grant disclosed.
+#[derive(Debug, Clone)]
+pub(crate) struct Grant<'a> {
+    /// The content digest of the alert, hex.
+    pub digest_hex: String,
+    /// The requester's level.
+    pub level: DisclosureLevel,
+    /// The deciding policies.
+    pub policy_ids: &'a [String],
+    /// The policy-set version.
+    pub policy_version: &'a str,
+    /// Fields the requester does not see.
+    pub withheld: &'a [String],
+    /// The alert's subjects.
+    pub pseudonyms: &'a [String],
+}
+
+/// The ACCESS_DECISION record of a holder's decision: a grant (with what it
+/// disclosed) or a denial.
+pub(crate) fn access_decision(
+    by: Actor<'_>,
+    request: &AccessRequest,
+    reason: &str,
+    grant: Option<&Grant<'_>>,
+) -> AuditRecord {
+    let base = AuditRecord {
+        justification: reason.to_owned(),
+        alert_id: request.alert_id.clone(),
+        request_id: request.request_id.clone(),
+        purpose: request.purpose.clone(),
+        ..about(by, Operation::AccessDecision, if grant.is_some() { Outcome::Ok } else { Outcome::Refused })
+    };
+    match grant {
+        Some(g) => AuditRecord {
+            content_digest: g.digest_hex.clone(),
+            recipients: vec![recipient(&request.requester, g.level, g.policy_ids)],
+            policy_ids: g.policy_ids.to_vec(),
+            policy_version: g.policy_version.to_owned(),
+            withheld_fields: g.withheld.to_vec(),
+            subject_pseudonyms: g.pseudonyms.to_vec(),
+            detail: match g.level {
+                DisclosureLevel::Denied => {
+                    format!("granted by the holder, but policy allows {} nothing", request.requester)
+                }
+                level => {
+                    format!("granted: {} receives the alert {}", request.requester, isx_core::display::level(level))
+                }
+            },
+            ..base
+        },
+        None => AuditRecord {
+            recipients: vec![recipient(&request.requester, DisclosureLevel::Denied, &[])],
+            detail: format!("denied by the holder: {} receives nothing", request.requester),
+            ..base
+        },
+    }
+}
+
+/// The ACCESS_DECISION record of a request that passed its deadline.
+pub(crate) fn access_expired(request: &AccessRequest, deadline: &str) -> AuditRecord {
+    AuditRecord {
+        alert_id: request.alert_id.clone(),
+        request_id: request.request_id.clone(),
+        purpose: request.purpose.clone(),
+        recipients: vec![recipient(&request.requester, DisclosureLevel::Denied, &[])],
+        detail: format!("expired: holder {} did not decide by {deadline}", request.holder),
+        ..about(Actor::gateway(), Operation::AccessDecision, Outcome::Refused)
+    }
+}
+
+/// The FOLLOW_UP_DECLINED record of a hit the caller will not follow up.
+pub(crate) fn follow_up_declined(
+    by: Actor<'_>,
+    hit_id: &str,
+    alert: &Alert,
+    reason: &str,
+    pseudonyms: &[String],
+) -> AuditRecord {
+    AuditRecord {
+        justification: reason.to_owned(),
+        alert_id: alert.alert_id.clone(),
+        recipients: vec![RecipientLevel { node: alert.origin.clone(), ..Default::default() }],
+        subject_pseudonyms: pseudonyms.to_vec(),
+        detail: format!("hit {hit_id} held by {} not followed up", alert.origin),
+        ..about(by, Operation::FollowUpDeclined, Outcome::Ok)
+    }
+}
+
+/// The ERASURE record of an expired alert.
+pub(crate) fn expired(e: &Expired) -> AuditRecord {
+    AuditRecord {
+        alert_id: e.alert_id.clone(),
+        detail: format!("expired: the alert and {} undelivered copies erased", e.undelivered),
+        ..about(Actor::gateway(), Operation::Erasure, Outcome::Ok)
+    }
+}
+
+/// The LOG_READ record of an auditor's call; `describe` says what was read
+/// (filter kinds and values that are not identifiers).
+pub(crate) fn log_read(by: Actor<'_>, describe: String, pseudonym: Option<String>, justification: &str) -> AuditRecord {
+    AuditRecord {
+        justification: justification.chars().take(512).collect(),
+        detail: describe,
+        subject_pseudonyms: pseudonym.into_iter().collect(),
+        ..about(by, Operation::LogRead, Outcome::Ok)
+    }
+}
+
+/// The DENIAL of a refused Audit call.
+pub(crate) fn log_read_refused(info: &RequestInfo, e: &RequestError, describe: &str) -> AuditRecord {
+    AuditRecord {
+        detail: format!("{} (audit log: {describe})", e.audit_detail()),
+        ..about(Actor { conn: info.conn.as_ref(), officer: &info.officer }, Operation::Denial, Outcome::Refused)
+    }
+}

@@ -1,0 +1,266 @@
+//! What every handler shares: the registered nodes with their admission
+//! state (request rate, stream permits, refusal throttle), the store, the
+//! group commit, the disclosure seam and the audit recorder.
+
+use std::collections::BTreeMap;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use isx_core::identifiers::PseudonymKey;
+use isx_core::{NodeId, NodeInfo, Role};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tonic::Request;
+
+use crate::clock::Clock;
+use crate::commit::Committer;
+use crate::config::{AccessConfig, GatewayConfig, Limits};
+use crate::conn::{ConnInfo, officer};
+use crate::disclosure::Disclose;
+use crate::error::RequestError;
+use crate::faults::Faults;
+use crate::recorder::Recorder;
+use crate::records::Actor;
+use crate::store::Store;
+
+/// At most one record a second per source for refusals a caller can cause
+/// at will, with the count of the ones in between.
+#[derive(Debug)]
+pub(crate) struct RefusalThrottle {
+    /// One token a second.
+    limiter: DefaultDirectRateLimiter,
+    /// Refusals not recorded since the last record.
+    skipped: AtomicU64,
+}
+
+impl Default for RefusalThrottle {
+    fn default() -> Self {
+        Self { limiter: RateLimiter::direct(Quota::per_second(NonZeroU32::MIN)), skipped: AtomicU64::new(0) }
+    }
+}
+
+impl RefusalThrottle {
+    /// `Some(skipped)` if this refusal is to be recorded now, with how many
+    /// were not recorded since the last one; `None` if it is only counted.
+    pub(crate) fn record_now(&self) -> Option<u64> {
+        match self.limiter.check() {
+            Ok(()) => Some(self.skipped.swap(0, Ordering::AcqRel)),
+            Err(_) => {
+                self.skipped.fetch_add(1, Ordering::AcqRel);
+                None
+            }
+        }
+    }
+}
+
+/// A registered node and its live admission state.
+#[derive(Debug)]
+pub(crate) struct NodeSlot {
+    /// The node as configured.
+    pub info: NodeInfo,
+    /// The highest cursor streamed to this node since start.
+    pub delivered: AtomicU64,
+    /// One permit per subscription stream it may hold open.
+    pub streams: Arc<Semaphore>,
+    /// Its request rate (`limits.rate_per_node`, `burst_per_node`).
+    limiter: DefaultDirectRateLimiter,
+    /// Its rate-limit refusal records.
+    pub refusals: RefusalThrottle,
+}
+
+/// The request rate of `limits` as a quota: a burst, refilled one request
+/// every `1 / rate_per_node` seconds.
+pub(crate) fn quota(limits: &Limits) -> Quota {
+    let period = Duration::from_secs_f64(1.0 / limits.rate_per_node).max(Duration::from_nanos(1));
+    let burst = NonZeroU32::new(limits.burst_per_node).unwrap_or(NonZeroU32::MIN);
+    Quota::with_period(period).expect("a positive period").allow_burst(burst)
+}
+
+/// An admitted caller: its node, connection and officer.
+#[derive(Debug)]
+pub(crate) struct Caller<'a> {
+    /// The registered node.
+    pub slot: &'a NodeSlot,
+    /// Its connection.
+    pub conn: ConnInfo,
+    /// The officer acting.
+    pub officer: String,
+}
+
+impl Caller<'_> {
+    /// The caller as the actor of its records.
+    pub fn actor(&self) -> Actor<'_> {
+        Actor::new(&self.conn, &self.officer)
+    }
+
+    /// The caller's node id.
+    pub fn node(&self) -> &NodeId {
+        &self.slot.info.id
+    }
+}
+
+/// Everything the request handlers share.
+pub(crate) struct State {
+    /// Limits from config.
+    pub limits: Limits,
+    /// Subscription batch size.
+    pub batch: usize,
+    /// The registered nodes.
+    pub nodes: BTreeMap<NodeId, NodeSlot>,
+    /// The same nodes as a list, in id order, for routing.
+    pub infos: Vec<NodeInfo>,
+    /// Durable state.
+    pub store: Store,
+    /// Group commit.
+    pub committer: Committer,
+    /// The disclosure decision.
+    pub disclose: Arc<dyn Disclose>,
+    /// Cancelled when the gateway shuts down; ends every subscription.
+    pub shutdown: CancellationToken,
+    /// Tracks subscription tasks so that shutdown can wait for them.
+    pub tracker: TaskTracker,
+    /// The clock.
+    pub clock: Clock,
+    /// The audit log.
+    pub recorder: Arc<Recorder>,
+    /// Follow-up access settings.
+    pub access: AccessConfig,
+    /// Serialises state changes of access requests.
+    pub access_lock: tokio::sync::Mutex<()>,
+    /// Fault switches (inert without the `faults` feature).
+    pub faults: Arc<Faults>,
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State").field("nodes", &self.nodes.keys().collect::<Vec<_>>()).finish_non_exhaustive()
+    }
+}
+
+/// What [`State::new`] is built from, besides the config.
+pub(crate) struct Parts {
+    /// Durable state.
+    pub store: Store,
+    /// Group commit.
+    pub committer: Committer,
+    /// The disclosure decision.
+    pub disclose: Arc<dyn Disclose>,
+    /// Shutdown.
+    pub shutdown: CancellationToken,
+    /// The clock.
+    pub clock: Clock,
+    /// The audit recorder.
+    pub recorder: Arc<Recorder>,
+    /// Fault switches.
+    pub faults: Arc<Faults>,
+}
+
+impl State {
+    /// Builds the shared state from a validated config.
+    pub fn new(config: &GatewayConfig, parts: Parts) -> Self {
+        let infos = config.node_infos();
+        let nodes = infos
+            .iter()
+            .cloned()
+            .map(|info| {
+                let slot = NodeSlot {
+                    info,
+                    delivered: AtomicU64::new(0),
+                    streams: Arc::new(Semaphore::new(config.limits.max_streams_per_node)),
+                    limiter: RateLimiter::direct(quota(&config.limits)),
+                    refusals: RefusalThrottle::default(),
+                };
+                (slot.info.id.clone(), slot)
+            })
+            .collect();
+        Self {
+            limits: config.limits.clone(),
+            batch: config.delivery.batch,
+            nodes,
+            infos,
+            store: parts.store,
+            committer: parts.committer,
+            disclose: parts.disclose,
+            shutdown: parts.shutdown,
+            tracker: TaskTracker::new(),
+            clock: parts.clock,
+            recorder: parts.recorder,
+            access: config.access.clone(),
+            access_lock: tokio::sync::Mutex::new(()),
+            faults: parts.faults,
+        }
+    }
+
+    /// Now, Unix milliseconds.
+    pub fn now_ms(&self) -> u64 {
+        (self.clock)()
+    }
+
+    /// The registered node behind this request's certificate, within its
+    /// request rate, holding one of `roles`, with the officer it names.
+    pub fn caller<T>(&self, req: &Request<T>, roles: &[Role]) -> Result<Caller<'_>, RequestError> {
+        let conn = req.extensions().get::<ConnInfo>().cloned().ok_or(RequestError::Unauthenticated)?;
+        let slot = self.nodes.get(&conn.identity.node).ok_or(RequestError::Unauthenticated)?;
+        if slot.limiter.check().is_err() {
+            let (rate, burst) = (self.limits.rate_per_node, self.limits.burst_per_node);
+            return Err(RequestError::RateLimited { node: slot.info.id.to_string(), rate, burst });
+        }
+        if !roles.iter().any(|r| slot.info.has(*r)) {
+            let role = roles.first().copied().unwrap_or(Role::Audit);
+            return Err(RequestError::MissingRole { node: slot.info.id.to_string(), role });
+        }
+        let officer = officer(req)?;
+        Ok(Caller { slot, conn, officer })
+    }
+
+    /// A registered node by id.
+    pub fn node_info(&self, id: &str) -> Option<&NodeInfo> {
+        self.nodes.get(id).map(|s| &s.info)
+    }
+
+    /// The key of subject pseudonyms.
+    pub fn pseudonyms(&self) -> &PseudonymKey {
+        &self.recorder.log().keys().pseudonyms
+    }
+
+    /// Refuses if queueing one more event for `node` would pass
+    /// `limits.max_queue_per_node`.
+    pub fn check_queue(&self, node: &NodeId) -> Result<(), RequestError> {
+        let queues = self.store.queues();
+        match queues.full(std::iter::once(node)) {
+            Some((node, queued)) => {
+                Err(RequestError::QueueFull { node: node.to_string(), queued, limit: queues.limit() })
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_quota_is_the_configured_burst_and_rate() {
+        let limits = Limits { rate_per_node: 0.001, burst_per_node: 3, ..Limits::default() };
+        let limiter = RateLimiter::direct(quota(&limits));
+        let served = (0..10).filter(|_| limiter.check().is_ok()).count();
+        assert_eq!(served, 3, "the burst, and no refill within the test at 0.001/s");
+        let q = quota(&Limits { rate_per_node: 500.0, burst_per_node: 1000, ..Limits::default() });
+        assert_eq!(q.burst_size().get(), 1000);
+        assert_eq!(q.replenish_interval(), Duration::from_millis(2));
+    }
+
+    #[test]
+    fn refusals_are_recorded_once_a_second_with_the_count_between() {
+        let throttle = RefusalThrottle::default();
+        assert_eq!(throttle.record_now(), Some(0), "the first refusal of a burst is recorded at once");
+        assert_eq!(throttle.record_now(), None);
+        assert_eq!(throttle.record_now(), None);
+        assert_eq!(throttle.skipped.load(Ordering::Acquire), 2, "the ones in between are counted");
+    }
+}
