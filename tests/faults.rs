@@ -155,3 +155,56 @@ async fn a_subscriber_that_does_not_read_leaves_its_backlog_on_disk() {
     assert!(read_ahead <= 300, "{read_ahead} of {QUEUED} read into memory for a stream that reads nothing");
     topo.shutdown().await;
 }
+
+/// A subscription never streams a row whose publish has not committed. One
+/// publish is held after its store writes, before its commit; meanwhile a
+/// second publish to the same recipient commits and wakes the recipient's
+/// subscription, which reads its outbox while the first is held. The first
+/// then fails and is taken back. The publisher was told nothing was
+/// disclosed, so the recipient must never have it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_publish_that_fails_after_its_writes_is_never_streamed() {
+    let topo = Topology::start(TopologySpec::default_agencies()).await.unwrap();
+    let de = topo.client("de-police").await.unwrap();
+    let faults = topo.faults();
+    let inbox = topo.inbox("fr-police");
+
+    let hold = faults.hold_next_publish();
+    let held = samples::foreign_fighter("de-police", &["fr-police"]);
+    let publishing = tokio::spawn({
+        let (de, held) = (de.clone(), held.clone());
+        async move { de.publish(held).await }
+    });
+    tokio::time::timeout(LIMIT, hold.held).await.expect("the publish reaches the hold").unwrap();
+
+    // A later publish commits while the first is held, and wakes fr-police.
+    let later = samples::migrant_smuggling("de-police", &["fr-police"]);
+    de.publish(later.clone()).await.unwrap();
+    tokio::time::timeout(LIMIT, faults.read_while_held("fr-police"))
+        .await
+        .expect("fr-police's subscription reads its outbox while the first publish is held");
+
+    // Released, the held publish fails and is taken back.
+    drop(hold.release);
+    let err = publishing.await.unwrap().unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert!(err.message().contains("nothing was disclosed"), "{}", err.message());
+
+    // An ordering marker: deliveries stream in order, so once it is here,
+    // anything before it would be too.
+    let marker = samples::trafficking_victim("de-police", &["fr-police"]);
+    de.publish(marker.clone()).await.unwrap();
+    assert!(inbox.wait_for(&marker.alert_id, LIMIT).await.unwrap().is_some());
+    assert!(inbox.get(&later.alert_id).unwrap().is_some(), "the committed publish is delivered");
+    assert!(inbox.get(&held.alert_id).unwrap().is_none(), "the failed publish was streamed before its commit");
+    let disclosed = topo
+        .audit_records(SearchRequest {
+            alert_id: held.alert_id.clone(),
+            operation: Operation::Disclosure as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(disclosed.is_empty(), "no disclosure of the failed publish is recorded: {disclosed:?}");
+    topo.shutdown().await;
+}

@@ -6,7 +6,7 @@
 //! testkit forwards the feature, and only the whole-system tests turn it on.
 
 #[cfg(feature = "faults")]
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 
 /// The fault switches of one gateway. Inert unless a test sets one.
 #[derive(Debug, Default)]
@@ -24,9 +24,12 @@ pub struct Faults {
     /// until released, then fails as a failed write does.
     #[cfg(feature = "faults")]
     hold: std::sync::Mutex<Option<HoldGate>>,
-    /// Outbox reads by subscriptions while a publish was held.
+    /// The nodes whose subscriptions read their outbox while a publish was held.
     #[cfg(feature = "faults")]
-    reads_while_held: AtomicU64,
+    reads_while_held: std::sync::Mutex<Vec<String>>,
+    /// Wakes [`Faults::read_while_held`].
+    #[cfg(feature = "faults")]
+    read: tokio::sync::Notify,
     /// True while a publish is held.
     #[cfg(feature = "faults")]
     holding: AtomicBool,
@@ -79,9 +82,16 @@ impl Faults {
         Hold { held: held_rx, release: release_tx }
     }
 
-    /// How many outbox reads subscriptions made while a publish was held.
-    pub fn reads_while_held(&self) -> u64 {
-        self.reads_while_held.load(SeqCst)
+    /// Waits until `node`'s subscription has read its outbox while a
+    /// publish was held.
+    pub async fn read_while_held(&self, node: &str) {
+        loop {
+            let read = self.read.notified();
+            if self.reads_while_held.lock().unwrap_or_else(|e| e.into_inner()).iter().any(|n| n == node) {
+                return;
+            }
+            read.await;
+        }
     }
 }
 
@@ -128,11 +138,14 @@ impl Faults {
         false
     }
 
-    /// Called by every subscription read of the outbox.
-    pub(crate) fn outbox_read(&self) {
+    /// Called by every subscription read of `node`'s outbox.
+    pub(crate) fn outbox_read(&self, node: &str) {
         #[cfg(feature = "faults")]
         if self.holding.load(SeqCst) {
-            self.reads_while_held.fetch_add(1, SeqCst);
+            self.reads_while_held.lock().unwrap_or_else(|e| e.into_inner()).push(node.to_owned());
+            self.read.notify_waiters();
         }
+        #[cfg(not(feature = "faults"))]
+        let _ = node;
     }
 }

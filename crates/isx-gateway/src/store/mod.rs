@@ -379,7 +379,7 @@ impl Store {
         limit: usize,
         now_ms: u64,
     ) -> Result<Vec<(u64, OutboxEntry)>, StoreError> {
-        self.faults.outbox_read();
+        self.faults.outbox_read(node.as_str());
         let watermark = self.visibility.watermark();
         if cursor >= watermark {
             return Ok(vec![]);
