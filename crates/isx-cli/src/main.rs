@@ -1,11 +1,31 @@
 //! `isx`: the command-line tool. Each subcommand parses its arguments and
 //! calls into the library crates; no logic lives here.
+//!
+//! # Layout
+//! - this file: the command tree, `pki`, `gateway` and `node`, logging.
+//! - `alert`: `isx alert send|watch`. `access`: `isx lookup` and `isx access`.
+//! - `policy`: `isx policy check|explain|test`. `audit`: `isx audit`.
+//! - `up`: `isx up`, the local deployment as separate processes.
+//! - `scenario`, `bench` and `isx demo` (feature `harness`, on by default):
+//!   the integration-testing harness of `isx-testkit`.
+//! - `output`: tables and JSON.
+//!
+//! # The harness in the binary
+//! Integration testing is a product feature here: testers run `isx demo`,
+//! `isx scenario run` and `isx bench` from the same binary as the gateway.
+//! They come with the default `harness` feature, which links `isx-testkit`.
+//! A production build without them, and without the testkit, is
+//! `cargo build --release -p isx-cli --no-default-features`. Neither build
+//! has the gateway's fault switches (`isx-gateway/faults`).
 
 mod access;
 mod alert;
 mod audit;
+#[cfg(feature = "harness")]
+mod bench;
 mod output;
 mod policy;
+#[cfg(feature = "harness")]
 mod scenario;
 mod up;
 
@@ -42,6 +62,7 @@ enum Command {
     /// starts everything on 127.0.0.1 over mutual TLS 1.3, publishes three
     /// realistic alerts, and checks that each arrived exactly where its receipt
     /// said. Exits 0 when everything arrived as expected.
+    #[cfg(feature = "harness")]
     Demo,
     /// Manage the development PKI.
     #[command(subcommand)]
@@ -61,6 +82,7 @@ enum Command {
     /// Start the gateway and every agency of deploy/local as separate processes.
     Up(up::UpArgs),
     /// Run integration scenarios: a topology, a story and expectations in TOML.
+    #[cfg(feature = "harness")]
     #[command(subcommand)]
     Scenario(scenario::ScenarioCommand),
     /// Check, explain and test the disclosure policy.
@@ -75,41 +97,8 @@ enum Command {
     /// gateway with --gateway). Prints a table, or one JSON object with --json.
     /// Figures are measurements, not pass/fail; build with --release for
     /// meaningful numbers. BENCHMARKS.md explains each figure and its target.
-    Bench {
-        /// Short phases (about 30 seconds in all on two cores).
-        #[arg(long)]
-        quick: bool,
-        /// Print one JSON object instead of a table.
-        #[arg(long)]
-        json: bool,
-        /// Concurrent request tasks.
-        #[arg(long)]
-        concurrency: Option<usize>,
-        /// Audit log sizes for the proof and search figures, comma-separated.
-        #[arg(long, value_delimiter = ',')]
-        log_sizes: Option<Vec<u64>>,
-        /// Offered publish rate for the end-to-end latency figures, per second.
-        #[arg(long)]
-        rate: Option<u64>,
-        /// Alerts queued for an offline node before reading resident memory
-        /// (100000 in the full run, for `rss_mb_100k_queued`).
-        #[arg(long)]
-        queued: Option<u64>,
-        /// Run only these phases, comma-separated: memory, baseline, publish,
-        /// lookup, latency, policy, audit (they run in this order). The baseline always runs with
-        /// publish or lookup.
-        #[arg(long, value_delimiter = ',', value_name = "PHASES")]
-        only: Option<Vec<isx_testkit::bench::Phase>>,
-        /// Measure a gateway already running at host:port (e.g. one started by
-        /// `isx up`) instead of starting one. It must know the deploy/local
-        /// agencies, whose certificates are in --pki; its own agencies receive
-        /// the publishes. The memory phase is skipped.
-        #[arg(long, value_name = "ADDR", requires = "pki")]
-        gateway: Option<String>,
-        /// The PKI directory of the running deployment (with --gateway).
-        #[arg(long, value_name = "DIR", requires = "gateway")]
-        pki: Option<PathBuf>,
-    },
+    #[cfg(feature = "harness")]
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -349,6 +338,7 @@ fn pki(cmd: PkiCommand) -> Result<()> {
 
 async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
+        #[cfg(feature = "harness")]
         Command::Demo => {
             let report = isx_testkit::demo::run(&mut std::io::stdout()).await?;
             return Ok(if report.ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
@@ -359,41 +349,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Alert(cmd) => return alert::run(cmd).await,
         Command::Lookup(args) => return access::lookup(args).await,
         Command::Access(cmd) => return access::run(cmd).await,
+        #[cfg(feature = "harness")]
         Command::Scenario(cmd) => return scenario::run(cmd).await,
         Command::Up(args) => return up::run(args).await,
         Command::Policy(cmd) => return policy::run(cmd),
         Command::Audit(cmd) => return audit::run(cmd).await,
-        Command::Bench { quick, json, concurrency, log_sizes, rate, queued, only, gateway, pki } => {
-            let mut options = if quick {
-                isx_testkit::bench::BenchOptions::quick()
-            } else {
-                isx_testkit::bench::BenchOptions::full()
-            };
-            if let Some(c) = concurrency {
-                options.concurrency = c.max(1);
-            }
-            if let Some(sizes) = log_sizes {
-                options.log_sizes = sizes;
-            }
-            if let Some(r) = rate {
-                options.rate = r.max(1);
-            }
-            if let Some(q) = queued {
-                options.queued = q;
-            }
-            if let Some(only) = only {
-                options.phases = only;
-            }
-            if let (Some(addr), Some(pki_dir)) = (gateway, pki) {
-                options.target = isx_testkit::bench::Target::Remote { addr, pki_dir };
-            }
-            let report = isx_testkit::bench::run(&options, &|step| eprintln!("bench: {step} ...")).await?;
-            if json {
-                println!("{}", serde_json::to_string(&report)?);
-            } else {
-                output::print_bench(&report);
-            }
-        }
+        #[cfg(feature = "harness")]
+        Command::Bench(args) => bench::run(args).await?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -403,6 +365,7 @@ fn main() -> ExitCode {
     let default_log = match cli.command {
         Command::Gateway(_) | Command::Node(_) | Command::Up(_) => "info",
         // The refusals these provoke on purpose are expectations, not news.
+        #[cfg(feature = "harness")]
         Command::Scenario(_) | Command::Demo => "error",
         _ => "warn",
     };

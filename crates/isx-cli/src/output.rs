@@ -123,6 +123,7 @@ pub fn print_status(what: &str, status: &tonic::Status) {
     }
 }
 
+#[cfg(feature = "harness")]
 pub fn print_bench(r: &isx_testkit::bench::BenchReport) {
     let names: Vec<&str> = r.phases.iter().map(|p| p.name()).collect();
     println!("phases: {}", names.join(", "));

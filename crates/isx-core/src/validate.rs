@@ -139,17 +139,10 @@ pub fn is_alert_id(s: &str) -> bool {
     ulid || uuid
 }
 
-/// True for `YYYY-MM-DD` with a plausible month and day.
+/// True for a real calendar date `YYYY-MM-DD` (no 31 February) from 1850 to 2200.
 pub fn is_date(s: &str) -> bool {
-    let b = s.as_bytes();
-    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
-        return false;
-    }
-    let num = |r: std::ops::Range<usize>| s.get(r).and_then(|t| t.parse::<u32>().ok());
-    match (num(0..4), num(5..7), num(8..10)) {
-        (Some(y), Some(m), Some(d)) => (1850..=2200).contains(&y) && (1..=12).contains(&m) && (1..=31).contains(&d),
-        _ => false,
-    }
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    s.len() == 10 && time::Date::parse(s, format).is_ok_and(|d| (1850..=2200).contains(&d.year()))
 }
 
 /// Validates an alert as published by `origin`'s node at `now_ms` (Unix milliseconds).
@@ -449,5 +442,10 @@ mod tests {
         assert!(is_date("2001-12-31"));
         assert!(!is_date("2001-13-01"));
         assert!(!is_date("2001"));
+        assert!(!is_date("2001-02-31"), "31 February is not a date");
+        assert!(!is_date("2001-02-29"), "2001 is no leap year");
+        assert!(is_date("2000-02-29"));
+        assert!(!is_date("1849-12-31") && !is_date("2201-01-01"));
+        assert!(!is_date("+2001-01-01") && !is_date("2001-1-01"));
     }
 }
