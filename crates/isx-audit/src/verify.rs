@@ -7,6 +7,7 @@
 
 use isx_core::wire::{AuditBundle, AuditEntry, AuditRecord, Checkpoint};
 use prost::Message;
+use sha2::Digest as _;
 use tlog_tiles::tlog::{self, Hash};
 
 use crate::checkpoint::{self, CheckpointError, Verified};
@@ -178,6 +179,11 @@ pub fn consistency(old: &Verified, new: &Verified, proof: &[Vec<u8>]) -> Result<
     }
     if new.size == old.size {
         return if new.root == old.root { Ok(()) } else { Err(VerifyError::Fork { size: new.size }) };
+    }
+    if old.size == 0 {
+        // Every tree extends the empty one, whose root is SHA-256 of nothing.
+        let empty: [u8; 32] = sha2::Sha256::digest([]).into();
+        return if old.root == empty { Ok(()) } else { Err(VerifyError::Fork { size: 0 }) };
     }
     let proof: Vec<Hash> = proof
         .iter()

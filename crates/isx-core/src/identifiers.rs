@@ -130,7 +130,9 @@ pub fn of_lookup(ids: &[LookupIdentifier], max: usize) -> Result<Vec<String>, Va
         violation("identifiers".into(), "give at least one identifier: a document, a person, a plate or a firearm");
     }
     if ids.len() > max {
-        violation("identifiers".into(), &format!("at most {max} identifiers per lookup (limits.max_list_len)"));
+        // Counted before any entry is looked at.
+        let description = format!("{} given; at most {max} identifiers per lookup (limits.max_list_len)", ids.len());
+        return Err(ValidationError { violations: vec![FieldViolation { field: "identifiers".into(), description }] });
     }
     let mut out = Vec::with_capacity(ids.len());
     for (i, id) in ids.iter().enumerate() {
@@ -171,7 +173,7 @@ pub fn of_lookup(ids: &[LookupIdentifier], max: usize) -> Result<Vec<String>, Va
         }
     }
     if !bad.is_empty() {
-        return Err(ValidationError { violations: bad });
+        return Err(crate::validate::capped(bad, 0));
     }
     let mut seen = std::collections::HashSet::new();
     out.retain(|x| seen.insert(x.clone()));
@@ -269,6 +271,16 @@ mod tests {
         );
         assert_eq!(of_lookup(&[], 8).unwrap_err().violations[0].field, "identifiers");
         assert_eq!(of_lookup(&ok, 2).unwrap_err().violations[0].field, "identifiers");
+
+        // A million empty entries: one violation, for the count, nothing walked.
+        let flood = vec![LookupIdentifier { kind: None }; 1_000_000];
+        let e = of_lookup(&flood, 64).unwrap_err();
+        assert_eq!(e.violations.len(), 1);
+        assert!(e.violations[0].description.starts_with("1000000 given"), "{e}");
+        // Within the count, every entry bad: capped with a count of the rest.
+        let e = of_lookup(&vec![LookupIdentifier { kind: None }; 64], 64).unwrap_err();
+        assert_eq!(e.violations.len(), crate::validate::MAX_VIOLATIONS + 1);
+        assert_eq!(e.violations.last().unwrap().description, "32 more not listed");
     }
 
     #[test]

@@ -59,13 +59,38 @@ impl Default for TextLimits {
     }
 }
 
+/// Most violations one error lists; the rest are counted (see [`capped`]).
+pub const MAX_VIOLATIONS: usize = 32;
+
+/// `violations` with at most [`MAX_VIOLATIONS`] entries: the rest become
+/// one last entry saying how many more there were, so that an error built
+/// from hostile input stays small.
+pub fn capped(mut violations: Vec<FieldViolation>, more: usize) -> ValidationError {
+    let more = more + violations.len().saturating_sub(MAX_VIOLATIONS);
+    violations.truncate(MAX_VIOLATIONS);
+    if more > 0 {
+        violations.push(FieldViolation { field: "(more)".into(), description: format!("{more} more not listed") });
+    }
+    ValidationError { violations }
+}
+
 struct Check {
     violations: Vec<FieldViolation>,
+    /// Violations found beyond [`MAX_VIOLATIONS`].
+    more: usize,
 }
 
 impl Check {
     fn fail(&mut self, field: impl Into<String>, description: impl Into<String>) {
+        if self.violations.len() >= MAX_VIOLATIONS {
+            self.more += 1;
+            return;
+        }
         self.violations.push(FieldViolation { field: field.into(), description: description.into() });
+    }
+
+    fn finish(self) -> Result<(), ValidationError> {
+        if self.violations.is_empty() { Ok(()) } else { Err(capped(self.violations, self.more)) }
     }
 
     fn required_text(&mut self, field: &str, value: &str, max: usize) {
@@ -150,7 +175,24 @@ pub fn is_date(s: &str) -> bool {
 /// `hops` must be zero: the gateway sets it. `origin` is checked against the
 /// caller elsewhere; here it must only be a well-formed node id.
 pub fn validate_alert(alert: &Alert, now_ms: u64, limits: &TextLimits) -> Result<(), ValidationError> {
-    let mut c = Check { violations: Vec::new() };
+    let mut c = Check { violations: Vec::new(), more: 0 };
+
+    // Lists are counted before any is walked: an alert of a million empty
+    // subjects costs one comparison, not a million checks.
+    let tags = alert.labels.as_ref().map_or(0, |l| l.tags.len());
+    c.list_len("labels.tags", tags, limits.list);
+    c.list_len("addressees", alert.addressees.len(), limits.list);
+    c.list_len("subjects", alert.subjects.len(), limits.list);
+    c.list_len("objects", alert.objects.len(), limits.list);
+    if c.violations.is_empty() {
+        for (i, s) in alert.subjects.iter().enumerate() {
+            c.list_len(&format!("subjects[{i}].documents"), s.documents.len(), limits.list);
+            c.list_len(&format!("subjects[{i}].special_categories"), s.special_categories.len(), limits.list);
+        }
+    }
+    if !c.violations.is_empty() {
+        return c.finish();
+    }
 
     if alert.alert_id.is_empty() {
         c.fail("alert_id", "is required (a ULID or UUID)");
@@ -238,14 +280,12 @@ pub fn validate_alert(alert: &Alert, now_ms: u64, limits: &TextLimits) -> Result
             if Pap::try_from(l.pap).is_err() {
                 c.fail("labels.pap", format!("{} is not a known value", l.pap));
             }
-            c.list_len("labels.tags", l.tags.len(), limits.list);
             for (i, tag) in l.tags.iter().enumerate() {
                 c.required_text(&format!("labels.tags[{i}]"), tag, limits.short);
             }
         }
     }
 
-    c.list_len("addressees", alert.addressees.len(), limits.list);
     let mut seen = HashSet::new();
     for (i, a) in alert.addressees.iter().enumerate() {
         let field = format!("addressees[{i}]");
@@ -260,7 +300,6 @@ pub fn validate_alert(alert: &Alert, now_ms: u64, limits: &TextLimits) -> Result
     c.required_text("purpose", &alert.purpose, limits.short);
     c.required_text("legal_basis", &alert.legal_basis, limits.short);
 
-    c.list_len("subjects", alert.subjects.len(), limits.list);
     for (i, s) in alert.subjects.iter().enumerate() {
         let p = format!("subjects[{i}]");
         c.enum_set(
@@ -279,7 +318,6 @@ pub fn validate_alert(alert: &Alert, now_ms: u64, limits: &TextLimits) -> Result
             c.fail(format!("{p}.date_of_birth"), format!("{:?} is not a date YYYY-MM-DD", s.date_of_birth));
         }
         c.country(&format!("{p}.nationality"), &s.nationality, false);
-        c.list_len(&format!("{p}.documents"), s.documents.len(), limits.list);
         for (j, d) in s.documents.iter().enumerate() {
             let q = format!("{p}.documents[{j}]");
             c.enum_set(
@@ -292,7 +330,6 @@ pub fn validate_alert(alert: &Alert, now_ms: u64, limits: &TextLimits) -> Result
             c.required_text(&format!("{q}.number"), &d.number, limits.short);
             c.country(&format!("{q}.issuing_country"), &d.issuing_country, true);
         }
-        c.list_len(&format!("{p}.special_categories"), s.special_categories.len(), limits.list);
         for (j, sc) in s.special_categories.iter().enumerate() {
             let q = format!("{p}.special_categories[{j}]");
             c.enum_set(
@@ -306,7 +343,6 @@ pub fn validate_alert(alert: &Alert, now_ms: u64, limits: &TextLimits) -> Result
         }
     }
 
-    c.list_len("objects", alert.objects.len(), limits.list);
     for (i, o) in alert.objects.iter().enumerate() {
         let p = format!("objects[{i}]");
         c.enum_set(
@@ -333,7 +369,7 @@ pub fn validate_alert(alert: &Alert, now_ms: u64, limits: &TextLimits) -> Result
         c.fail("hops", "is set by the gateway; leave it 0");
     }
 
-    if c.violations.is_empty() { Ok(()) } else { Err(ValidationError { violations: c.violations }) }
+    c.finish()
 }
 
 #[cfg(test)]
@@ -432,6 +468,26 @@ mod tests {
         a.legal_basis.clear();
         let msg = validate_alert(&a, NOW, &TextLimits::default()).unwrap_err().to_string();
         assert!(msg.contains("purpose: is required") && msg.contains("legal_basis: is required"), "{msg}");
+    }
+
+    #[test]
+    fn lists_are_counted_before_they_are_walked_and_errors_are_capped() {
+        // A million bad subjects: one violation, for the count, and no walk.
+        let mut a = good();
+        a.subjects = vec![Subject::default(); 1_000_000];
+        let e = validate_alert(&a, NOW, &TextLimits::default()).unwrap_err();
+        assert_eq!(e.violations.len(), 1, "{:?}", &e.violations[..2.min(e.violations.len())]);
+        assert_eq!(e.violations[0].field, "subjects");
+        assert!(e.violations[0].description.contains("1000000 entries; the limit is 64"));
+
+        // Within the count but every entry bad: the list stops at the cap and says how many more.
+        let mut a = good();
+        a.subjects = vec![Subject::default(); 64];
+        let e = validate_alert(&a, NOW, &TextLimits::default()).unwrap_err();
+        assert_eq!(e.violations.len(), MAX_VIOLATIONS + 1);
+        let last = e.violations.last().unwrap();
+        assert_eq!((last.field.as_str(), last.description.as_str()), ("(more)", "96 more not listed"));
+        assert!(e.to_string().len() < 4096, "the message stays small");
     }
 
     #[test]

@@ -1,12 +1,18 @@
 //! The `isx.v1.Audit` service, for nodes with the `audit` role only.
 //!
-//! Every call is recorded (`LOG_READ`) and the record is durable before any
-//! data is returned; a caller without the role is refused with
-//! `PERMISSION_DENIED` and the attempt is recorded (`DENIAL`).
+//! Every call first checks the caller's role and officer, before it parses
+//! anything; a refusal is recorded (`DENIAL`, aggregated per source) and
+//! answered `PERMISSION_DENIED`. Then its filter or range is checked (a bad
+//! one is a recorded `INVALID_ARGUMENT` or `OUT_OF_RANGE`), and its
+//! `LOG_READ` record is made durable before any data is returned. Scans run
+//! on the blocking pool, off the async workers. `Export` streams its entries
+//! in messages of at most `audit.export_batch` entries, so neither side
+//! holds a whole export in memory.
 
+use std::pin::Pin;
 use std::sync::Arc;
 
-use isx_audit::Filter;
+use isx_audit::{AuditLog, Filter};
 use isx_core::Role;
 use isx_core::timestamp::to_unix_millis;
 use isx_core::wire::audit_server::Audit;
@@ -15,18 +21,25 @@ use isx_core::wire::{
     GetConsistencyProofRequest, GetEntriesRequest, GetEntriesResponse, GetInclusionProofRequest, InclusionProof,
     Operation, SearchRequest, SearchResponse,
 };
+use prost::Message;
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
-use tracing::{Instrument, info_span};
+use tracing::{Instrument, info_span, warn};
 
-use crate::conn::{ConnInfo, RequestInfo, Subject};
+use crate::conn::{RequestInfo, Subject};
 use crate::error::RequestError;
 use crate::records;
-use crate::state::State;
+use crate::refusal;
+use crate::state::{Caller, State};
 
 /// Most entries one call returns.
 pub const MAX_PAGE: u64 = 1000;
-/// Most entries one export holds.
-pub const MAX_EXPORT: usize = 1_000_000;
+
+/// Most bytes of entries one search page holds; a page stops early (with
+/// `more`) rather than pass it.
+const MAX_PAGE_BYTES: usize = 8 << 20;
 
 /// The `Audit` service.
 #[derive(Debug, Clone)]
@@ -35,37 +48,79 @@ pub(crate) struct AuditService {
     state: Arc<State>,
 }
 
+/// The stream `Export` answers with.
+type ExportStream = Pin<Box<dyn Stream<Item = Result<AuditBundle, Status>> + Send>>;
+
+/// Runs a scan of the log on the blocking pool.
+async fn scan<T: Send + 'static>(
+    log: &Arc<AuditLog>,
+    f: impl FnOnce(&AuditLog) -> Result<T, isx_audit::AuditError> + Send + 'static,
+) -> Result<T, Status> {
+    let log = log.clone();
+    match tokio::task::spawn_blocking(move || f(&log)).await {
+        Ok(result) => result.map_err(audit_err),
+        Err(e) => Err(Status::internal(format!("audit scan failed: {e}"))),
+    }
+}
+
+/// Attaches inclusion proofs in the tree of `size` to `entries`, dropping
+/// those beyond it.
+fn with_proofs(
+    log: &AuditLog,
+    mut entries: Vec<AuditEntry>,
+    size: u64,
+) -> Result<Vec<AuditEntry>, isx_audit::AuditError> {
+    entries.retain(|e| e.seq < size);
+    for e in entries.iter_mut() {
+        e.proof = log.inclusion_proof(e.seq, size)?.iter().map(|h| h.to_vec()).collect();
+        e.proof_tree_size = size;
+    }
+    Ok(entries)
+}
+
 impl AuditService {
     /// A service over `state`.
     pub(crate) fn new(state: Arc<State>) -> Self {
         Self { state }
     }
 
-    /// Checks the caller and records the read; `describe` says what is read
-    /// (never an identifier value). Returns the caller.
-    async fn admit<T>(
-        &self,
-        req: &Request<T>,
-        describe: String,
-        pseudonym: Option<String>,
-        justification: &str,
-    ) -> Result<ConnInfo, Status> {
+    /// Checks the caller's role and officer, before anything of the request
+    /// is parsed; records and answers a refusal. `what` names the call.
+    async fn caller<'a, T>(&'a self, req: &Request<T>, what: &str) -> Result<Caller<'a>, Status> {
         let st = &self.state;
         match st.caller(req, &[Role::Audit]) {
-            Ok(caller) => {
-                let record = records::log_read(caller.actor(), describe, pseudonym, justification);
-                st.recorder.durable(vec![record]).await.map_err(Status::from)?;
-                Ok(caller.conn)
-            }
+            Ok(caller) => Ok(caller),
             Err(e) => {
                 let info = RequestInfo::of(req, Subject::None);
-                st.recorder
-                    .durable(vec![records::log_read_refused(&info, &e, &describe)])
-                    .await
-                    .map_err(Status::from)?;
+                let record = records::log_read_refused(&info, &e, what);
+                let source = info.node();
+                if let Err(audit) = refusal::record(st, source, e.rule(), record).await {
+                    return Err(Status::from(audit));
+                }
                 Err(Status::from(e))
             }
         }
+    }
+
+    /// Records (aggregated) and answers a request the caller may make but
+    /// made badly: a bad filter or range.
+    async fn bad_request(&self, caller: &Caller<'_>, e: RequestError) -> Status {
+        let info =
+            RequestInfo { conn: Some(caller.conn.clone()), officer: caller.officer.clone(), subject: Subject::None };
+        refusal::refusal_status(&self.state, &info, e).await
+    }
+
+    /// Records the read, durably, before anything is returned; `describe`
+    /// says what is read (never an identifier value).
+    async fn log_read(
+        &self,
+        caller: &Caller<'_>,
+        describe: String,
+        pseudonym: Option<String>,
+        justification: &str,
+    ) -> Result<(), Status> {
+        let record = records::log_read(caller.actor(), describe, pseudonym, justification);
+        self.state.recorder.durable(vec![record]).await.map(|_| ()).map_err(Status::from)
     }
 
     fn filter(&self, req: &SearchRequest) -> Result<(Filter, Option<String>), RequestError> {
@@ -112,21 +167,6 @@ impl AuditService {
             pseudonym,
         ))
     }
-
-    fn with_proofs(&self, mut entries: Vec<AuditEntry>, size: u64) -> Result<Vec<AuditEntry>, Status> {
-        let log = self.state.recorder.log();
-        for e in entries.iter_mut().filter(|e| e.seq < size) {
-            e.proof = log
-                .inclusion_proof(e.seq, size)
-                .map_err(|x| Status::from(RequestError::Audit(x)))?
-                .iter()
-                .map(|h| h.to_vec())
-                .collect();
-            e.proof_tree_size = size;
-        }
-        entries.retain(|e| e.seq < size);
-        Ok(entries)
-    }
 }
 
 /// A description of the filter kinds used (values stay out of the log).
@@ -162,12 +202,19 @@ fn audit_err(e: isx_audit::AuditError) -> Status {
     }
 }
 
+/// Checks a range request against the log's size, so that a bad range is
+/// `OUT_OF_RANGE`, never a storage error.
+fn check_range(ok: bool, message: impl FnOnce() -> String) -> Result<(), RequestError> {
+    if ok { Ok(()) } else { Err(RequestError::AuditRange(message())) }
+}
+
 #[tonic::async_trait]
 impl Audit for AuditService {
     async fn get_checkpoint(&self, req: Request<GetCheckpointRequest>) -> Result<Response<Checkpoint>, Status> {
         let span = info_span!("audit.get_checkpoint");
         async move {
-            self.admit(&req, "GetCheckpoint".into(), None, "").await?;
+            let caller = self.caller(&req, "GetCheckpoint").await?;
+            self.log_read(&caller, "GetCheckpoint".into(), None, "").await?;
             Ok(Response::new(self.state.recorder.fresh_checkpoint().await?))
         }
         .instrument(span)
@@ -175,25 +222,45 @@ impl Audit for AuditService {
     }
 
     async fn get_entries(&self, req: Request<GetEntriesRequest>) -> Result<Response<GetEntriesResponse>, Status> {
+        let caller = self.caller(&req, "GetEntries").await?;
         let (start, end) = (req.get_ref().start, req.get_ref().end);
+        if let Err(e) = check_range(start <= end, || format!("start {start} is after end {end}")) {
+            return Err(self.bad_request(&caller, e).await);
+        }
         let end = end.min(start.saturating_add(MAX_PAGE));
-        self.admit(&req, format!("GetEntries [{start}, {end})"), None, "").await?;
-        let entries = self.state.recorder.log().entries(start, end).map_err(audit_err)?;
+        self.log_read(&caller, format!("GetEntries [{start}, {end})"), None, "").await?;
+        let entries = scan(self.state.recorder.log(), move |log| log.entries(start, end)).await?;
         Ok(Response::new(GetEntriesResponse { entries }))
     }
 
     async fn search(&self, req: Request<SearchRequest>) -> Result<Response<SearchResponse>, Status> {
-        let (filter, pseudonym) = self.filter(req.get_ref()).map_err(Status::from)?;
+        let caller = self.caller(&req, "Search").await?;
+        let (filter, pseudonym) = match self.filter(req.get_ref()) {
+            Ok(f) => f,
+            Err(e) => return Err(self.bad_request(&caller, e).await),
+        };
         let r = req.get_ref();
         let limit = match r.limit {
             0 => 100,
             n => u64::from(n).min(MAX_PAGE),
         } as usize;
         let after = (r.after_seq > 0).then_some(r.after_seq);
-        self.admit(&req, format!("Search by {}", describe(&filter)), pseudonym, &r.justification).await?;
+        self.log_read(&caller, format!("Search by {}", describe(&filter)), pseudonym, &r.justification).await?;
         let checkpoint = self.state.recorder.fresh_checkpoint().await?;
-        let (entries, more) = self.state.recorder.log().search(&filter, limit, after).map_err(audit_err)?;
-        let entries = self.with_proofs(entries, checkpoint.tree_size)?;
+        let size = checkpoint.tree_size;
+        let (entries, more) = scan(self.state.recorder.log(), move |log| {
+            let (mut entries, mut more) = log.search(&filter, limit, after)?;
+            let mut bytes = 0;
+            if let Some(cut) = entries.iter().position(|e| {
+                bytes += e.encoded_len();
+                bytes > MAX_PAGE_BYTES
+            }) {
+                entries.truncate(cut.max(1));
+                more = true;
+            }
+            Ok((with_proofs(log, entries, size)?, more))
+        })
+        .await?;
         Ok(Response::new(SearchResponse { entries, checkpoint: Some(checkpoint), more }))
     }
 
@@ -201,12 +268,19 @@ impl Audit for AuditService {
         &self,
         req: Request<GetInclusionProofRequest>,
     ) -> Result<Response<InclusionProof>, Status> {
+        let caller = self.caller(&req, "GetInclusionProof").await?;
         let (seq, size) = (req.get_ref().seq, req.get_ref().tree_size);
-        self.admit(&req, format!("GetInclusionProof {seq}"), None, "").await?;
+        let log_size = self.state.recorder.log().size();
+        let valid = check_range(size <= log_size && (size == 0 || seq < size), || {
+            format!("record {seq} is not in a tree of {size} (log size {log_size})")
+        });
+        if let Err(e) = valid {
+            return Err(self.bad_request(&caller, e).await);
+        }
+        self.log_read(&caller, format!("GetInclusionProof {seq}"), None, "").await?;
         let size = if size == 0 { self.state.recorder.fresh_checkpoint().await?.tree_size } else { size };
-        let log = self.state.recorder.log();
-        let hashes = log.inclusion_proof(seq, size).map_err(audit_err)?;
-        let leaf = log.leaf(seq).map_err(audit_err)?;
+        let (hashes, leaf) =
+            scan(self.state.recorder.log(), move |log| Ok((log.inclusion_proof(seq, size)?, log.leaf(seq)?))).await?;
         Ok(Response::new(InclusionProof {
             seq,
             tree_size: size,
@@ -219,31 +293,95 @@ impl Audit for AuditService {
         &self,
         req: Request<GetConsistencyProofRequest>,
     ) -> Result<Response<ConsistencyProof>, Status> {
+        let caller = self.caller(&req, "GetConsistencyProof").await?;
         let (first, second) = (req.get_ref().first, req.get_ref().second);
-        self.admit(&req, format!("GetConsistencyProof {first}..{second}"), None, "").await?;
+        let log_size = self.state.recorder.log().size();
+        let valid = check_range(second <= log_size && (second == 0 || first <= second), || {
+            format!("no consistency proof from {first} to {second} (log size {log_size})")
+        });
+        if let Err(e) = valid {
+            return Err(self.bad_request(&caller, e).await);
+        }
+        self.log_read(&caller, format!("GetConsistencyProof {first}..{second}"), None, "").await?;
         let second = if second == 0 { self.state.recorder.fresh_checkpoint().await?.tree_size } else { second };
-        let hashes = self.state.recorder.log().consistency_proof(first, second).map_err(audit_err)?;
+        if first > second {
+            return Err(self
+                .bad_request(
+                    &caller,
+                    RequestError::AuditRange(format!("no consistency proof from {first} to {second}")),
+                )
+                .await);
+        }
+        let hashes = scan(self.state.recorder.log(), move |log| log.consistency_proof(first, second)).await?;
         Ok(Response::new(ConsistencyProof { first, second, hashes: hashes.iter().map(|h| h.to_vec()).collect() }))
     }
 
-    async fn export(&self, req: Request<ExportRequest>) -> Result<Response<AuditBundle>, Status> {
+    type ExportStream = ExportStream;
+
+    async fn export(&self, req: Request<ExportRequest>) -> Result<Response<Self::ExportStream>, Status> {
+        let caller = self.caller(&req, "Export").await?;
         let search = req.get_ref().filter.clone().unwrap_or_default();
-        let (filter, pseudonym) = self.filter(&search).map_err(Status::from)?;
-        self.admit(&req, format!("Export of {}", describe(&filter)), pseudonym, &search.justification).await?;
-        let checkpoint = self.state.recorder.fresh_checkpoint().await?;
-        let log = self.state.recorder.log();
-        let entries = if filter == Filter::default() {
-            log.entries(0, checkpoint.tree_size).map_err(audit_err)?
-        } else {
-            log.search(&filter, MAX_EXPORT, None).map_err(audit_err)?.0
+        let (filter, pseudonym) = match self.filter(&search) {
+            Ok(f) => f,
+            Err(e) => return Err(self.bad_request(&caller, e).await),
         };
-        let entries = self.with_proofs(entries, checkpoint.tree_size)?;
-        Ok(Response::new(AuditBundle {
+        let description = describe(&filter);
+        self.log_read(&caller, format!("Export of {description}"), pseudonym, &search.justification).await?;
+        let checkpoint = self.state.recorder.fresh_checkpoint().await?;
+        let size = checkpoint.tree_size;
+        let header = AuditBundle {
             version: 1,
             exported_at: Some(isx_core::timestamp::from_unix_millis(self.state.now_ms())),
-            description: format!("{} entries: {}", entries.len(), describe(&filter)),
+            description: format!("{description} (log of {size} records)"),
             checkpoint: Some(checkpoint),
-            entries,
-        }))
+            entries: vec![],
+        };
+        let batch = self.state.recorder.config().export_batch;
+        let (tx, rx) = mpsc::channel::<Result<AuditBundle, Status>>(2);
+        let log = self.state.recorder.log().clone();
+        let shutdown = self.state.shutdown.clone();
+        // One batch at a time on the blocking pool; the channel holds two, so
+        // a slow reader costs at most three batches of memory.
+        tokio::spawn(async move {
+            if tx.send(Ok(header)).await.is_err() {
+                return;
+            }
+            let everything = filter == Filter::default();
+            let mut next = 0u64;
+            loop {
+                let (log, filter) = (log.clone(), filter.clone());
+                let page = scan(&log, move |log| {
+                    if everything {
+                        let end = next.saturating_add(batch as u64).min(size);
+                        Ok((with_proofs(log, log.entries(next, end)?, size)?, end < size, end))
+                    } else {
+                        let after = next.checked_sub(1);
+                        let (entries, more) = log.search(&filter, batch, after)?;
+                        let last = entries.last().map(|e| e.seq + 1).unwrap_or(size);
+                        let more = more && last < size;
+                        Ok((with_proofs(log, entries, size)?, more, last))
+                    }
+                })
+                .await;
+                let (entries, more, last) = match page {
+                    Ok(page) => page,
+                    Err(e) => {
+                        warn!(error = %e, "export stopped");
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                };
+                next = last;
+                let chunk = AuditBundle { entries, ..Default::default() };
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    sent = tx.send(Ok(chunk)) => if sent.is_err() { return },
+                }
+                if !more {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }

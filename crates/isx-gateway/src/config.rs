@@ -99,6 +99,42 @@ pub struct Limits {
     pub max_streams_per_node: usize,
     /// Undelivered events queued for one node; a publish that would exceed it is refused.
     pub max_queue_per_node: u64,
+    /// Largest request of any call but `Publish`, in bytes on the wire.
+    /// `Publish` may send `max_alert_bytes` plus a small margin. Both are
+    /// checked from the message's length prefix, before it is read.
+    pub max_request_bytes: usize,
+    /// How long a request may take to send its body, after its headers.
+    #[serde(deserialize_with = "duration")]
+    pub request_body_timeout: std::time::Duration,
+    /// How long a connection may take, after its TLS handshake, to send the
+    /// headers of its first request.
+    #[serde(deserialize_with = "duration")]
+    pub header_read_timeout: std::time::Duration,
+    /// How long a TLS handshake may take.
+    #[serde(deserialize_with = "duration")]
+    pub handshake_timeout: std::time::Duration,
+    /// Concurrent requests (HTTP/2 streams) on one connection.
+    pub max_streams_per_connection: u32,
+    /// Open connections, in total.
+    pub max_connections: usize,
+    /// TLS handshakes in progress, in total.
+    pub max_handshakes: usize,
+    /// HTTP/2 keepalive: a ping after this much silence on a connection.
+    #[serde(deserialize_with = "duration")]
+    pub keepalive_interval: std::time::Duration,
+    /// HTTP/2 keepalive: the connection closes if a ping is not answered in time.
+    #[serde(deserialize_with = "duration")]
+    pub keepalive_timeout: std::time::Duration,
+    /// Streams a peer may reset before they are accepted (HTTP/2 rapid reset).
+    pub max_pending_resets: usize,
+    /// Streams the gateway resets for a peer's errors before it closes the connection.
+    pub max_error_resets: usize,
+    /// Alerts one lookup may match; more is refused (narrow the lookup).
+    pub max_lookup_matches: usize,
+    /// Refusals of one source (a node, or the address of an unregistered
+    /// peer) recorded one by one per second; the rest are counted and
+    /// recorded as one aggregate.
+    pub refusal_records_per_second: u32,
 }
 
 impl Default for Limits {
@@ -111,7 +147,31 @@ impl Default for Limits {
             burst_per_node: 1000,
             max_streams_per_node: 4,
             max_queue_per_node: 200_000,
+            max_request_bytes: 16 * 1024,
+            request_body_timeout: std::time::Duration::from_secs(10),
+            header_read_timeout: std::time::Duration::from_secs(10),
+            handshake_timeout: std::time::Duration::from_secs(10),
+            max_streams_per_connection: 32,
+            max_connections: 1024,
+            max_handshakes: 64,
+            keepalive_interval: std::time::Duration::from_secs(30),
+            keepalive_timeout: std::time::Duration::from_secs(10),
+            max_pending_resets: 20,
+            max_error_resets: 64,
+            max_lookup_matches: 256,
+            refusal_records_per_second: 10,
         }
+    }
+}
+
+/// What `Publish` may send on top of `limits.max_alert_bytes`: the request's
+/// own framing around the alert.
+pub const PUBLISH_MARGIN: usize = 1024;
+
+impl Limits {
+    /// The largest `Publish` request, in bytes.
+    pub fn max_publish_bytes(&self) -> usize {
+        self.max_alert_bytes.saturating_add(PUBLISH_MARGIN)
     }
 }
 
@@ -166,6 +226,12 @@ impl Default for DeliveryConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuditConfig {
+    /// Largest audit record, in bytes. A record that would be larger is
+    /// refused (the request fails); the gateway caps what it records so
+    /// that no valid request comes near it.
+    pub max_record_bytes: usize,
+    /// Most entries in one message of an export stream.
+    pub export_batch: usize,
     /// Sign a checkpoint once this many records were appended since the last one.
     pub checkpoint_every_records: u64,
     /// Sign a checkpoint at least this often while records arrive, in milliseconds.
@@ -177,7 +243,13 @@ pub struct AuditConfig {
 
 impl Default for AuditConfig {
     fn default() -> Self {
-        Self { checkpoint_every_records: 1024, checkpoint_every_ms: 1000, fsync: true }
+        Self {
+            max_record_bytes: 64 * 1024,
+            export_batch: 256,
+            checkpoint_every_records: 1024,
+            checkpoint_every_ms: 1000,
+            fsync: true,
+        }
     }
 }
 
@@ -266,8 +338,28 @@ impl GatewayConfig {
         if self.limits.max_alert_bytes < 1024 {
             return bad("limits.max_alert_bytes".into(), "must be at least 1024".into());
         }
+        if self.limits.max_request_bytes < 1024 {
+            return bad("limits.max_request_bytes".into(), "must be at least 1024".into());
+        }
+        for (key, value) in [
+            ("limits.max_streams_per_connection", self.limits.max_streams_per_connection as usize),
+            ("limits.max_connections", self.limits.max_connections),
+            ("limits.max_handshakes", self.limits.max_handshakes),
+            ("limits.max_lookup_matches", self.limits.max_lookup_matches),
+            ("limits.refusal_records_per_second", self.limits.refusal_records_per_second as usize),
+        ] {
+            if value == 0 {
+                return bad(key.into(), "must be at least 1".into());
+            }
+        }
         if self.delivery.batch == 0 {
             return bad("delivery.batch".into(), "must be at least 1".into());
+        }
+        if self.audit.max_record_bytes < 4096 {
+            return bad("audit.max_record_bytes".into(), "must be at least 4096".into());
+        }
+        if self.audit.export_batch == 0 {
+            return bad("audit.export_batch".into(), "must be at least 1".into());
         }
         if self.audit.checkpoint_every_records == 0 {
             return bad("audit.checkpoint_every_records".into(), "must be at least 1".into());

@@ -4,6 +4,8 @@
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use isx_tls::PeerIdentity;
@@ -21,6 +23,26 @@ pub struct ConnInfo {
     pub identity: PeerIdentity,
     /// The peer's socket address.
     pub remote: SocketAddr,
+    /// Set once the connection's first request arrives (the header-read
+    /// watchdog closes a connection that sends none in time).
+    pub requested: Arc<AtomicBool>,
+}
+
+impl ConnInfo {
+    /// A connection of `identity` from `remote`, with no request yet.
+    pub fn new(identity: PeerIdentity, remote: SocketAddr) -> Self {
+        Self { identity, remote, requested: Arc::default() }
+    }
+
+    /// Records that a request arrived on this connection.
+    pub fn mark_requested(&self) {
+        self.requested.store(true, Ordering::Release);
+    }
+
+    /// True once a request arrived on this connection.
+    pub fn has_requested(&self) -> bool {
+        self.requested.load(Ordering::Acquire)
+    }
 }
 
 /// What a request concerns, as the caller named it (at most 64 characters).
@@ -83,10 +105,23 @@ pub struct RequestInfo {
 impl RequestInfo {
     /// Reads what `req` says about itself; `subject` names what it concerns.
     pub fn of<T>(req: &Request<T>, subject: Subject) -> Self {
-        let conn = req.extensions().get::<ConnInfo>().cloned();
-        let officer =
-            req.metadata().get(OFFICER_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("").chars().take(128).collect();
-        Self { conn, officer, subject }
+        Self::from_parts(req.extensions().get::<ConnInfo>(), req.metadata().get(OFFICER_HEADER), subject)
+    }
+
+    /// Reads what an HTTP request says about itself, before any decoding.
+    pub fn of_http<B>(req: &http::Request<B>) -> Self {
+        Self::from_parts(req.extensions().get::<ConnInfo>(), req.headers().get(OFFICER_HEADER), Subject::None)
+    }
+
+    fn from_parts<V: AsRef<[u8]>>(conn: Option<&ConnInfo>, officer: Option<V>, subject: Subject) -> Self {
+        let officer = officer
+            .as_ref()
+            .and_then(|v| std::str::from_utf8(v.as_ref()).ok())
+            .unwrap_or("")
+            .chars()
+            .take(128)
+            .collect();
+        Self { conn: conn.cloned(), officer, subject }
     }
 
     /// The calling node's id, or empty.
@@ -117,18 +152,22 @@ pub struct TlsConn {
     inner: tokio_rustls::server::TlsStream<TcpStream>,
     /// Who is on the other end.
     info: ConnInfo,
-    /// Resolves when the gateway aborts its connections.
+    /// Resolves when the gateway aborts its connections, or this one.
     kill: Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
+    /// Its place among `limits.max_connections`, given back when it closes.
+    _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl TlsConn {
-    /// A connection of `info`'s node, aborted when `kill` is cancelled.
+    /// A connection of `info`'s node, aborted when `kill` is cancelled,
+    /// holding `permit` while it is open.
     pub fn new(
         inner: tokio_rustls::server::TlsStream<TcpStream>,
         info: ConnInfo,
         kill: tokio_util::sync::CancellationToken,
+        permit: tokio::sync::OwnedSemaphorePermit,
     ) -> Self {
-        Self { inner, info, kill: Box::pin(kill.cancelled_owned()) }
+        Self { inner, info, kill: Box::pin(kill.cancelled_owned()), _permit: permit }
     }
 
     /// An error if the connection was killed (and registers the waker for it).

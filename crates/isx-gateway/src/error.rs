@@ -146,7 +146,10 @@ pub enum RequestError {
     #[error("alert {0} has expired and was erased; access can no longer be granted")]
     AlertGone(String),
     /// The node exceeded its request rate.
-    #[error("node {node} exceeds limits.rate_per_node ({rate}/s, burst {burst}); slow down and retry")]
+    #[error(
+        "node {node} exceeds limits.rate_per_node ({rate}/s, burst {burst}); retry in {} ms",
+        retry_after.as_millis().max(1)
+    )]
     RateLimited {
         /// The caller.
         node: String,
@@ -154,6 +157,40 @@ pub enum RequestError {
         rate: f64,
         /// The burst.
         burst: u32,
+        /// When the next request would be admitted.
+        retry_after: std::time::Duration,
+    },
+    /// A request is larger than its call's limit.
+    #[error("the request is {size} bytes; {key} allows {limit}")]
+    RequestTooLarge {
+        /// The size the request declared or sent.
+        size: usize,
+        /// The limit.
+        limit: usize,
+        /// The config key of the limit.
+        key: &'static str,
+    },
+    /// A request did not send its body in time.
+    #[error("the request body did not arrive within limits.request_body_timeout ({timeout:?})")]
+    BodyTimeout {
+        /// The limit.
+        timeout: std::time::Duration,
+    },
+    /// An audit record would pass `audit.max_record_bytes`; nothing was written.
+    #[error("the audit record would be {size} bytes; audit.max_record_bytes allows {limit}, so nothing was done")]
+    RecordTooLarge {
+        /// The record's size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A lookup matches more alerts than one lookup may.
+    #[error(
+        "the lookup matches more than {limit} alerts (limits.max_lookup_matches); narrow it with more identifiers or a person's date of birth"
+    )]
+    TooManyMatches {
+        /// The limit.
+        limit: usize,
     },
     /// The node holds too many subscription streams.
     #[error("node {node} already holds {limit} subscription streams (limits.max_streams_per_node); close one first")]
@@ -208,9 +245,14 @@ impl RequestError {
                 Code::FailedPrecondition
             }
             Self::AlreadyRequested { .. } => Code::AlreadyExists,
-            Self::TooLarge { .. } | Self::RateLimited { .. } | Self::TooManyStreams { .. } | Self::QueueFull { .. } => {
-                Code::ResourceExhausted
-            }
+            Self::TooLarge { .. }
+            | Self::RateLimited { .. }
+            | Self::TooManyStreams { .. }
+            | Self::QueueFull { .. }
+            | Self::RequestTooLarge { .. }
+            | Self::TooManyMatches { .. }
+            | Self::RecordTooLarge { .. } => Code::ResourceExhausted,
+            Self::BodyTimeout { .. } => Code::DeadlineExceeded,
             Self::Conflict(_) => Code::AlreadyExists,
             Self::CursorNotDelivered { .. } => Code::FailedPrecondition,
             Self::Storage(_) | Self::Commit(_) | Self::Audit(_) => Code::Unavailable,
@@ -221,6 +263,41 @@ impl RequestError {
 }
 
 impl RequestError {
+    /// The rule, limit or field kind that refused, for aggregating refusals
+    /// (never a value the caller sent).
+    pub fn rule(&self) -> &'static str {
+        match self {
+            Self::Unauthenticated => "unauthenticated",
+            Self::MissingRole { .. } => "rule role",
+            Self::MissingOfficer | Self::BadOfficer(_) => OFFICER_HEADER,
+            Self::MissingAlert | Self::Invalid(_) => "invalid alert",
+            Self::InvalidRequest(_) => "invalid request",
+            Self::TooLarge { .. } => "limits.max_alert_bytes",
+            Self::OriginMismatch { .. } => "rule origin-is-caller",
+            Self::NotReceived { .. } => "rule forwarder-received",
+            Self::Conflict(_) => "alert_id reused",
+            Self::CursorNotDelivered { .. } => "cursor not delivered",
+            Self::Storage(_) | Self::Commit(_) | Self::Audit(_) => "unavailable",
+            Self::AuditRange(_) => "audit range",
+            Self::BadFilter { .. } => "audit filter",
+            Self::UnknownHit(_) => "unknown hit",
+            Self::HitDeclined(_) => "hit declined",
+            Self::AlreadyRequested { .. } => "already requested",
+            Self::UnknownRequest(_) => "unknown request",
+            Self::NotHolder { .. } => "rule holder-decides",
+            Self::RequestExpired { .. } => "request expired",
+            Self::AlreadyDecided { .. } => "already decided",
+            Self::AlertGone(_) => "alert gone",
+            Self::RateLimited { .. } => "limits.rate_per_node",
+            Self::RequestTooLarge { key, .. } => key,
+            Self::BodyTimeout { .. } => "limits.request_body_timeout",
+            Self::TooManyMatches { .. } => "limits.max_lookup_matches",
+            Self::RecordTooLarge { .. } => "audit.max_record_bytes",
+            Self::TooManyStreams { .. } => "limits.max_streams_per_node",
+            Self::QueueFull { .. } => "limits.max_queue_per_node",
+        }
+    }
+
     /// What the audit log records about a refusal: the code and the rule or
     /// field names, never the values a caller sent (they may be personal data).
     pub fn audit_detail(&self) -> String {
@@ -236,6 +313,10 @@ impl RequestError {
             Self::MissingOfficer | Self::BadOfficer(_) => OFFICER_HEADER.to_owned(),
             Self::TooLarge { size, limit } => format!("limits.max_alert_bytes ({size} > {limit})"),
             Self::RateLimited { rate, burst, .. } => format!("limits.rate_per_node ({rate}/s, burst {burst})"),
+            Self::RequestTooLarge { size, limit, key } => format!("{key} ({size} > {limit})"),
+            Self::BodyTimeout { .. } => "limits.request_body_timeout".to_owned(),
+            Self::TooManyMatches { limit } => format!("limits.max_lookup_matches ({limit})"),
+            Self::RecordTooLarge { size, limit } => format!("audit.max_record_bytes ({size} > {limit})"),
             Self::TooManyStreams { limit, .. } => format!("limits.max_streams_per_node ({limit})"),
             Self::QueueFull { node, queued, limit } => {
                 format!("limits.max_queue_per_node (recipient {node}: {queued} of {limit})")
@@ -275,9 +356,19 @@ impl From<RequestError> for Status {
                     format!("alert is {size} bytes; the limit is {limit}"),
                 )]);
             }
-            RequestError::RateLimited { .. } => {
+            RequestError::RateLimited { retry_after, .. } => {
                 details
                     .set_quota_failure(vec![tonic_types::QuotaViolation::new("limits.rate_per_node", message.clone())]);
+                details.set_retry_info(Some(*retry_after));
+            }
+            RequestError::RequestTooLarge { key, .. } => {
+                details.set_quota_failure(vec![tonic_types::QuotaViolation::new(*key, message.clone())]);
+            }
+            RequestError::TooManyMatches { .. } => {
+                details.set_quota_failure(vec![tonic_types::QuotaViolation::new(
+                    "limits.max_lookup_matches",
+                    message.clone(),
+                )]);
             }
             RequestError::TooManyStreams { .. } => {
                 details.set_quota_failure(vec![tonic_types::QuotaViolation::new(

@@ -21,11 +21,14 @@
 //! - `records`: every audit record the gateway writes, as pure builders.
 //! - `recorder`: appending records, group commit, indexing, checkpoints.
 //! - `text`: checks of free-text request fields.
+//! - `refusals`: refusal bursts, aggregated per source and kind.
 //!
 //! Shared state and handlers:
 //! - `state`: the registered nodes with their admission (rate, stream
 //!   permits, refusal throttle) and everything handlers share.
 //! - `refusal`: a refused request becomes a DENIAL record, then a status.
+//! - `admission`: before decoding, every request takes its node's rate
+//!   token and has its body read within its call's size and time limits.
 //! - `publish`: a publish as a pure plan (receipt, records, rows).
 //! - `exchange`: the Exchange service: publish, ack, and the tonic methods.
 //! - `subscribe`: streaming a node's outbox below the watermark.
@@ -51,6 +54,7 @@
 
 mod accept;
 mod access;
+mod admission;
 mod audit_service;
 pub mod clock;
 mod commit;
@@ -66,6 +70,7 @@ mod publish;
 mod recorder;
 mod records;
 mod refusal;
+mod refusals;
 pub mod server;
 mod state;
 pub mod store;

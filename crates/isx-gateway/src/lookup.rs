@@ -53,11 +53,14 @@ pub(crate) async fn lookup(st: &State, req: Request<LookupRequest>) -> Result<Lo
     // alert id -> the identifier types that matched it
     let mut matched: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for p in &pseudonyms {
-        for m in st.store.index().matches(p)? {
+        for m in st.store.index().matches(p, st.limits.max_lookup_matches + 1)? {
             let kinds = matched.entry(m.alert_id).or_default();
             if !kinds.contains(&m.kind) {
                 kinds.push(m.kind);
             }
+        }
+        if matched.len() > st.limits.max_lookup_matches {
+            return Err(RequestError::TooManyMatches { limit: st.limits.max_lookup_matches });
         }
     }
     let question = LookupQuestion { purpose: body.purpose.clone(), officer: caller.officer.clone(), data_types };

@@ -205,10 +205,10 @@ mod tests {
         let candidates = [(&fr, true), (&it, false), (&eu, false)];
         let alert = alert();
         let key = PseudonymKey::new([7; 32]);
-        let conn = crate::conn::ConnInfo {
-            identity: isx_tls::PeerIdentity { node: NodeId::new("de-police").unwrap(), fingerprint: "ab12".into() },
-            remote: "127.0.0.1:1".parse().unwrap(),
-        };
+        let conn = crate::conn::ConnInfo::new(
+            isx_tls::PeerIdentity { node: NodeId::new("de-police").unwrap(), fingerprint: "ab12".into() },
+            "127.0.0.1:1".parse().unwrap(),
+        );
         let decided = Decided {
             policy_version: "v1".into(),
             decisions: vec![

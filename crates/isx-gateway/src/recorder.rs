@@ -71,6 +71,11 @@ impl Recorder {
         self
     }
 
+    /// The audit settings.
+    pub fn config(&self) -> &AuditConfig {
+        &self.config
+    }
+
     /// The log.
     pub fn log(&self) -> &Arc<AuditLog> {
         &self.log
@@ -80,6 +85,12 @@ impl Recorder {
     pub fn append(&self, records: Vec<AuditRecord>) -> Result<Vec<u64>, RequestError> {
         if records.is_empty() {
             return Ok(vec![]);
+        }
+        // A record bigger than the bound is refused, never written: what the
+        // gateway records is capped so that no valid request comes near it.
+        if let Some(size) = records.iter().map(prost::Message::encoded_len).find(|n| *n > self.config.max_record_bytes)
+        {
+            return Err(RequestError::RecordTooLarge { size, limit: self.config.max_record_bytes });
         }
         if self.faults.audit_append_fails() {
             return Err(RequestError::Commit(crate::commit::CommitError::Injected("audit append")));

@@ -130,13 +130,9 @@ pub(crate) fn disclosure(by: Actor<'_>, node: &NodeId, delivery: &Delivery, fact
 }
 
 /// The DENIAL of a refused request: the code and the rule or field names,
-/// never what the caller sent. `skipped` counts refusals of the same source
-/// not recorded since the last record.
-pub(crate) fn refusal(info: &RequestInfo, e: &RequestError, skipped: u64) -> AuditRecord {
-    let mut detail = e.audit_detail();
-    if skipped > 0 {
-        detail.push_str(&format!("; {skipped} more refused since the last record"));
-    }
+/// never what the caller sent.
+pub(crate) fn refusal(info: &RequestInfo, e: &RequestError) -> AuditRecord {
+    let detail = e.audit_detail();
     let (alert_id, request_id) = match (e, &info.subject) {
         // A rate-limit refusal is about the caller, not about what it named.
         (RequestError::RateLimited { .. }, _) => (String::new(), String::new()),

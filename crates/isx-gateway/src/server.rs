@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::accept::{Acceptor, accept_loop};
+use crate::admission::AdmissionLayer;
 use crate::audit_service::AuditService;
 use crate::clock::{Clock, system_clock};
 use crate::commit::{CommitStats, Committer};
@@ -31,6 +32,7 @@ use crate::disclosure::{Disclose, PolicyDisclosure};
 use crate::exchange::ExchangeService;
 use crate::faults::Faults;
 use crate::recorder::Recorder;
+use crate::refusal::record_refusal_bursts;
 use crate::state::{Parts, State};
 use crate::store::{Store, StoreError};
 use crate::sweeper::sweep_expired;
@@ -60,6 +62,12 @@ pub enum StartError {
     #[error("transport: {0}")]
     Transport(#[from] tonic::transport::Error),
 }
+
+/// The largest message the Audit service sends (a search page or one export batch).
+const MAX_AUDIT_MESSAGE: usize = 64 << 20;
+
+/// The largest header block of one request (HTTP/2 `SETTINGS_MAX_HEADER_LIST_SIZE`).
+const MAX_HEADER_LIST: u32 = 16 << 10;
 
 /// How long a shutdown waits for open connections to finish before aborting them.
 const DRAIN: Duration = Duration::from_secs(5);
@@ -200,6 +208,7 @@ impl Gateway {
         ));
         let sweeper =
             tokio::spawn(sweep_expired(state.clone(), Duration::from_millis(self.config.delivery.expiry_sweep_ms)));
+        let refusals = tokio::spawn(record_refusal_bursts(state.clone()));
 
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<ExchangeServer<ExchangeService>>().await;
@@ -208,9 +217,14 @@ impl Gateway {
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1()
             .map_err(|e| StartError::Reflection(e.to_string()))?;
-        let exchange =
-            ExchangeServer::new(ExchangeService::new(state.clone())).max_decoding_message_size(16 * 1024 * 1024);
-        let audit = AuditServer::new(AuditService::new(state.clone())).max_encoding_message_size(usize::MAX);
+        // Admission reads every body within its call's limit first; these
+        // are the same limits, for tonic's own decoder.
+        let limits = &self.config.limits;
+        let exchange = ExchangeServer::new(ExchangeService::new(state.clone()))
+            .max_decoding_message_size(limits.max_publish_bytes());
+        let audit = AuditServer::new(AuditService::new(state.clone()))
+            .max_decoding_message_size(limits.max_request_bytes)
+            .max_encoding_message_size(MAX_AUDIT_MESSAGE);
 
         let local = listener.local_addr().ok();
         let kill = CancellationToken::new();
@@ -224,7 +238,7 @@ impl Gateway {
             conns: conn_tx,
             shutdown: shutdown.clone(),
             kill: kill.clone(),
-            recorder: recorder.clone(),
+            state: state.clone(),
         }));
         info!(listen = ?local, nodes = state.nodes.len(), "gateway serving");
 
@@ -244,6 +258,13 @@ impl Gateway {
             })
         };
         let result = tonic::transport::Server::builder()
+            .max_concurrent_streams(limits.max_streams_per_connection)
+            .http2_keepalive_interval(Some(limits.keepalive_interval))
+            .http2_keepalive_timeout(Some(limits.keepalive_timeout))
+            .http2_max_pending_accept_reset_streams(Some(limits.max_pending_resets))
+            .http2_max_local_error_reset_streams(Some(limits.max_error_resets))
+            .http2_max_header_list_size(MAX_HEADER_LIST)
+            .layer(AdmissionLayer { state: state.clone() })
             .add_service(health_service)
             .add_service(reflection)
             .add_service(exchange)
@@ -259,6 +280,7 @@ impl Gateway {
         state.tracker.close();
         state.tracker.wait().await;
         let _ = sweeper.await;
+        let _ = refusals.await;
         let _ = checkpointer.await;
         let _ = indexer.await;
         drop(state);

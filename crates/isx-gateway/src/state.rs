@@ -5,9 +5,10 @@
 use std::collections::BTreeMap;
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
+use governor::clock::DefaultClock;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use isx_core::identifiers::PseudonymKey;
 use isx_core::{NodeId, NodeInfo, Role};
@@ -25,37 +26,8 @@ use crate::error::RequestError;
 use crate::faults::Faults;
 use crate::recorder::Recorder;
 use crate::records::Actor;
+use crate::refusals::Refusals;
 use crate::store::Store;
-
-/// At most one record a second per source for refusals a caller can cause
-/// at will, with the count of the ones in between.
-#[derive(Debug)]
-pub(crate) struct RefusalThrottle {
-    /// One token a second.
-    limiter: DefaultDirectRateLimiter,
-    /// Refusals not recorded since the last record.
-    skipped: AtomicU64,
-}
-
-impl Default for RefusalThrottle {
-    fn default() -> Self {
-        Self { limiter: RateLimiter::direct(Quota::per_second(NonZeroU32::MIN)), skipped: AtomicU64::new(0) }
-    }
-}
-
-impl RefusalThrottle {
-    /// `Some(skipped)` if this refusal is to be recorded now, with how many
-    /// were not recorded since the last one; `None` if it is only counted.
-    pub(crate) fn record_now(&self) -> Option<u64> {
-        match self.limiter.check() {
-            Ok(()) => Some(self.skipped.swap(0, Ordering::AcqRel)),
-            Err(_) => {
-                self.skipped.fetch_add(1, Ordering::AcqRel);
-                None
-            }
-        }
-    }
-}
 
 /// A registered node and its live admission state.
 #[derive(Debug)]
@@ -68,8 +40,6 @@ pub(crate) struct NodeSlot {
     pub streams: Arc<Semaphore>,
     /// Its request rate (`limits.rate_per_node`, `burst_per_node`).
     limiter: DefaultDirectRateLimiter,
-    /// Its rate-limit refusal records.
-    pub refusals: RefusalThrottle,
 }
 
 /// The request rate of `limits` as a quota: a burst, refilled one request
@@ -133,6 +103,8 @@ pub(crate) struct State {
     pub access_lock: tokio::sync::Mutex<()>,
     /// Fault switches (inert without the `faults` feature).
     pub faults: Arc<Faults>,
+    /// Refusal bursts, per source and kind.
+    pub refusals: Refusals,
 }
 
 impl std::fmt::Debug for State {
@@ -172,7 +144,6 @@ impl State {
                     delivered: AtomicU64::new(0),
                     streams: Arc::new(Semaphore::new(config.limits.max_streams_per_node)),
                     limiter: RateLimiter::direct(quota(&config.limits)),
-                    refusals: RefusalThrottle::default(),
                 };
                 (slot.info.id.clone(), slot)
             })
@@ -192,6 +163,7 @@ impl State {
             access: config.access.clone(),
             access_lock: tokio::sync::Mutex::new(()),
             faults: parts.faults,
+            refusals: Refusals::new(config.limits.refusal_records_per_second),
         }
     }
 
@@ -200,15 +172,24 @@ impl State {
         (self.clock)()
     }
 
-    /// The registered node behind this request's certificate, within its
-    /// request rate, holding one of `roles`, with the officer it names.
+    /// Takes one token from `node`'s rate limiter (`limits.rate_per_node`,
+    /// `burst_per_node`). Every request does, in `admission`, before its
+    /// body is read.
+    pub fn admit(&self, node: &NodeId) -> Result<(), RequestError> {
+        let Some(slot) = self.nodes.get(node) else { return Err(RequestError::Unauthenticated) };
+        slot.limiter.check().map_err(|not_until| {
+            let retry_after = not_until.wait_time_from(governor::clock::Clock::now(&DefaultClock::default()));
+            let (rate, burst) = (self.limits.rate_per_node, self.limits.burst_per_node);
+            RequestError::RateLimited { node: node.to_string(), rate, burst, retry_after }
+        })
+    }
+
+    /// The registered node behind this request's certificate, holding one
+    /// of `roles`, with the officer it names. (Its rate was checked at
+    /// admission.)
     pub fn caller<T>(&self, req: &Request<T>, roles: &[Role]) -> Result<Caller<'_>, RequestError> {
         let conn = req.extensions().get::<ConnInfo>().cloned().ok_or(RequestError::Unauthenticated)?;
         let slot = self.nodes.get(&conn.identity.node).ok_or(RequestError::Unauthenticated)?;
-        if slot.limiter.check().is_err() {
-            let (rate, burst) = (self.limits.rate_per_node, self.limits.burst_per_node);
-            return Err(RequestError::RateLimited { node: slot.info.id.to_string(), rate, burst });
-        }
         if !roles.iter().any(|r| slot.info.has(*r)) {
             let role = roles.first().copied().unwrap_or(Role::Audit);
             return Err(RequestError::MissingRole { node: slot.info.id.to_string(), role });
@@ -253,14 +234,5 @@ mod tests {
         let q = quota(&Limits { rate_per_node: 500.0, burst_per_node: 1000, ..Limits::default() });
         assert_eq!(q.burst_size().get(), 1000);
         assert_eq!(q.replenish_interval(), Duration::from_millis(2));
-    }
-
-    #[test]
-    fn refusals_are_recorded_once_a_second_with_the_count_between() {
-        let throttle = RefusalThrottle::default();
-        assert_eq!(throttle.record_now(), Some(0), "the first refusal of a burst is recorded at once");
-        assert_eq!(throttle.record_now(), None);
-        assert_eq!(throttle.record_now(), None);
-        assert_eq!(throttle.skipped.load(Ordering::Acquire), 2, "the ones in between are counted");
     }
 }

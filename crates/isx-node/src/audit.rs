@@ -78,15 +78,32 @@ pub async fn consistency_proof(client: &Client, first: u64, second: u64) -> Resu
     Ok(audit(client).get_consistency_proof(client.request(req)).await?.into_inner().hashes)
 }
 
-/// An export bundle.
+/// An export bundle, joined from the gateway's stream of parts (the first
+/// part carries the header, every part some entries). `progress` is told
+/// how many entries have arrived after each part.
+pub async fn export_with_progress(
+    client: &Client,
+    filter: SearchRequest,
+    progress: &dyn Fn(usize),
+) -> Result<AuditBundle, AuditClientError> {
+    let mut stream = audit(client).export(client.request(ExportRequest { filter: Some(filter) })).await?.into_inner();
+    let mut bundle = stream.message().await?.ok_or_else(|| VerifyError::Shape("an empty export stream".into()))?;
+    while let Some(part) = stream.message().await? {
+        bundle.entries.extend(part.entries);
+        progress(bundle.entries.len());
+    }
+    Ok(bundle)
+}
+
+/// An export bundle (see [`export_with_progress`]).
 pub async fn export(client: &Client, filter: SearchRequest) -> Result<AuditBundle, AuditClientError> {
-    Ok(audit(client).export(client.request(ExportRequest { filter: Some(filter) })).await?.into_inner())
+    export_with_progress(client, filter, &|_| {}).await
 }
 
 async fn all_matching(client: &Client, mut req: SearchRequest, size: u64) -> Result<BTreeSet<u64>, AuditClientError> {
     let mut seqs = BTreeSet::new();
     // Bounded: each page advances after_seq, and at most `size` entries can match.
-    for _ in 0..=size / 1000 + 1 {
+    for _ in 0..=size + 1 {
         req.limit = 1000;
         let page = search(client, req.clone()).await?;
         let cp = verify::checkpoint(

@@ -63,11 +63,12 @@ pub struct LookupIndex {
 }
 
 impl LookupIndex {
-    /// The alerts indexed under one identifier pseudonym.
-    pub fn matches(&self, pseudonym: &str) -> Result<Vec<Match>, StoreError> {
+    /// The alerts indexed under one identifier pseudonym, at most `limit`.
+    pub fn matches(&self, pseudonym: &str, limit: usize) -> Result<Vec<Match>, StoreError> {
         let prefix = lookup_key(pseudonym, "");
         self.lookup
             .scan_prefix(&prefix)
+            .take(limit)
             .map(|item| {
                 let (key, kind) = item?;
                 Ok(Match {

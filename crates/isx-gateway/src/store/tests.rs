@@ -75,10 +75,10 @@ fn publish_pending_ack_expire() {
     assert_eq!(store.queues().queued("fr-police"), 1, "the count follows the ack");
     assert_eq!(store.backlog(&it), 1);
 
-    assert_eq!(store.index().matches("p1").unwrap(), vec![Match { alert_id: "a1".into(), kind: "plate".into() }]);
+    assert_eq!(store.index().matches("p1", 10).unwrap(), vec![Match { alert_id: "a1".into(), kind: "plate".into() }]);
     let expired = store.expire(1000).unwrap();
     assert_eq!(expired, vec![Expired { alert_id: "a1".into(), undelivered: 1, index_rows: 1 }]);
-    assert!(store.index().matches("p1").unwrap().is_empty(), "the lookup rows expire with the alert");
+    assert!(store.index().matches("p1", 10).unwrap().is_empty(), "the lookup rows expire with the alert");
     assert_eq!(store.backlog(&it), 0);
     assert_eq!(store.queues().queued("it-police"), 0, "the count follows the expiry");
     assert!(store.alert("a1").unwrap().is_none());
