@@ -1,82 +1,195 @@
-//! The scenario files in deploy/local/scenarios, run in process: every
-//! expectation holds, together they exercise every default policy, and a
-//! wrong expectation fails naming itself.
+//! The scenario files in deploy/local/scenarios, run in process, one trial
+//! per file so that a failure names the file in the runner's own output
+//! (`scenario::05-hit-no-hit.toml`). A libtest-mimic harness
+//! (`harness = false`) makes the trials from the directory listing; each
+//! starts its own topology. One more trial checks that together the files
+//! exercise every default policy, one that a wrong expectation fails naming
+//! itself, and one that a `denied` delivery check cannot pass by racing a
+//! delivery in flight.
+//!
+//! Each file runs at most once per process: its trial and the coverage trial
+//! share the outcome, whichever asks first runs it.
 
-use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use isx_testkit::Topology;
-use isx_testkit::scenario::run::{Options, Verdict, run};
+use isx_testkit::scenario::run::{Options, Report, Verdict, run};
 use isx_testkit::scenario::{Disk, Scenario};
+use libtest_mimic::{Arguments, Failed, Trial};
 
 fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/local/scenarios")
 }
 
-async fn play(scenario: &Scenario, options: &Options) -> isx_testkit::scenario::run::Report {
-    let mut topo = Topology::start(scenario.spec.clone()).await.expect("topology starts");
-    let report = run(scenario, &mut topo, &Disk, options, &mut |_| {}).await;
-    topo.shutdown().await;
-    report
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_shipped_scenario_passes_and_together_they_cover_every_default_policy() {
+/// The shipped scenario files, sorted.
+fn shipped() -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir())
-        .unwrap()
-        .map(|e| e.unwrap().path())
+        .expect("deploy/local/scenarios is readable")
+        .map(|e| e.expect("a directory entry").path())
         .filter(|p| p.extension().is_some_and(|e| e == "toml"))
         .collect();
     files.sort();
-    assert!(files.len() >= 8, "at least eight scenarios: {files:?}");
+    files
+}
+
+/// Loads `file` and plays it on a fresh topology in a runtime of its own.
+fn play_file(file: &Path, options: &Options) -> Result<Report, String> {
+    let scenario = Scenario::load(file).map_err(|e| e.to_string())?;
+    play(&scenario, options)
+}
+
+fn play(scenario: &Scenario, options: &Options) -> Result<Report, String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("tokio runtime: {e}"))?;
+    runtime.block_on(async {
+        let mut topo = Topology::start(scenario.spec.clone())
+            .await
+            .map_err(|e| format!("{}: starting the topology: {e}", scenario.path.display()))?;
+        let report = run(scenario, &mut topo, &Disk, options, &mut |_| {}).await;
+        topo.shutdown().await;
+        Ok(report)
+    })
+}
+
+/// The outcome of each shipped file, run once on first use.
+fn outcome(file: &Path) -> &'static Result<Report, String> {
+    static OUTCOMES: OnceLock<BTreeMap<PathBuf, OnceLock<Result<Report, String>>>> = OnceLock::new();
+    let all = OUTCOMES.get_or_init(|| shipped().into_iter().map(|f| (f, OnceLock::new())).collect());
+    all[file].get_or_init(|| play_file(file, &Options::default()))
+}
+
+/// Every expectation of `file` holds, and it checks a fair number.
+fn passes(file: &Path) -> Result<(), Failed> {
+    let report = outcome(file).as_ref().map_err(|e| Failed::from(e.clone()))?;
+    let failed: Vec<String> = report
+        .checks
+        .iter()
+        .filter_map(|c| match &c.verdict {
+            Verdict::Fail(why) => Some(format!("  step {} (line {}): {}: {why}", c.step, c.line, c.what)),
+            _ => None,
+        })
+        .collect();
+    if !failed.is_empty() {
+        return Err(format!(
+            "{}: {} of {} expectation(s) failed:\n{}",
+            file.display(),
+            failed.len(),
+            report.checks.len(),
+            failed.join("\n")
+        )
+        .into());
+    }
+    if report.checks.len() < 10 {
+        return Err(format!("{} checks only {} expectation(s)", file.display(), report.checks.len()).into());
+    }
+    Ok(())
+}
+
+fn together_they_exercise_every_default_policy() -> Result<(), Failed> {
+    let files = shipped();
+    if files.len() < 8 {
+        return Err(format!("at least eight scenarios, found {files:?}").into());
+    }
     let mut exercised = BTreeSet::new();
+    let mut unplayed = Vec::new();
     for file in &files {
-        let scenario = Scenario::load(file).unwrap_or_else(|e| panic!("{e}"));
-        let report = play(&scenario, &Options::default()).await;
-        let failed: Vec<String> = report
-            .checks
-            .iter()
-            .filter_map(|c| match &c.verdict {
-                Verdict::Fail(why) => Some(format!("step {} (line {}): {}: {why}", c.step, c.line, c.what)),
-                _ => None,
-            })
-            .collect();
-        assert!(failed.is_empty(), "{}:\n{}", file.display(), failed.join("\n"));
-        assert!(report.checks.len() >= 10, "{} checks little", file.display());
-        exercised.extend(report.policies);
+        match outcome(file) {
+            Ok(report) => exercised.extend(report.policies.iter().cloned()),
+            Err(e) => unplayed.push(e.clone()),
+        }
+    }
+    if !unplayed.is_empty() {
+        return Err(format!("coverage unknown, these did not run:\n{}", unplayed.join("\n")).into());
     }
     let missing: Vec<String> =
         isx_policy::defaults::policy_ids().into_iter().filter(|id| !exercised.contains(id)).collect();
-    assert!(missing.is_empty(), "no scenario exercises {missing:?}");
+    if !missing.is_empty() {
+        return Err(format!("no scenario exercises {missing:?}").into());
+    }
+    Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_wrong_expectation_fails_and_names_itself() {
+fn a_wrong_expectation_fails_and_names_itself() -> Result<(), Failed> {
     let text = std::fs::read_to_string(dir().join("06-offline-backlog.toml"))
-        .unwrap()
+        .map_err(|e| e.to_string())?
         .replace(
             "receipt = { fr-police = \"full\", frontex = \"redacted\" }",
             "receipt = { fr-police = \"full\", frontex = \"full\" }",
         )
         .replace("level = \"redacted\"", "level = \"full\"");
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
     let copy = tmp.path().join("wrong.toml");
     // Keep the alert files reachable from the copy.
     let alerts = dir().join("../alerts");
-    std::fs::write(&copy, text.replace("../alerts", alerts.to_str().unwrap())).unwrap();
-    let scenario = Scenario::load(&copy).unwrap();
+    std::fs::write(&copy, text.replace("../alerts", &alerts.display().to_string())).map_err(|e| e.to_string())?;
+    let scenario = Scenario::load(&copy).map_err(|e| e.to_string())?;
     // A short wait: the wrong level never arrives.
-    let report = play(&scenario, &Options { limit: std::time::Duration::from_secs(1) }).await;
+    let report = play(&scenario, &Options { limit: std::time::Duration::from_secs(1) })?;
     let failed: Vec<(&str, &Verdict)> =
         report.checks.iter().filter(|c| !c.ok()).map(|c| (c.what.as_str(), &c.verdict)).collect();
-    assert!(failed.contains(&("receipt: frontex full", &Verdict::Fail("got redacted".into()))), "{failed:?}");
-    assert!(
-        failed.iter().any(|(what, v)| *what == "frontex receives smuggling-network full"
-            && matches!(v, Verdict::Fail(why) if why.contains("it holds it redacted"))),
-        "{failed:?}"
-    );
-    assert_eq!(report.failed(), failed.len());
+    if !failed.contains(&("receipt: frontex full", &Verdict::Fail("got redacted".into()))) {
+        return Err(format!("the receipt check did not fail as expected: {failed:?}").into());
+    }
+    if !failed.iter().any(|(what, v)| {
+        *what == "frontex receives smuggling-network full"
+            && matches!(v, Verdict::Fail(why) if why.contains("it holds it redacted"))
+    }) {
+        return Err(format!("the delivery check did not fail as expected: {failed:?}").into());
+    }
+    if report.failed() != failed.len() {
+        return Err(format!("failed() says {}, the checks {}", report.failed(), failed.len()).into());
+    }
     // The JUnit report marks the same failures.
     let xml = isx_testkit::scenario::junit::render(&[report]);
-    assert!(xml.contains("receipt: frontex full") && xml.contains("<failure message=\"got redacted\"/>"), "{xml}");
+    if !(xml.contains("receipt: frontex full") && xml.contains("<failure message=\"got redacted\"/>")) {
+        return Err(format!("the JUnit report lacks the failure:\n{xml}").into());
+    }
+    Ok(())
+}
+
+/// `level = "denied"` for a node that does receive the alert fails, and
+/// the inbox is read only after the delivery landed: the failure says what
+/// the inbox holds, every time (the check waits for an ordering marker
+/// published after the alert; reading at once would often find nothing yet).
+fn a_denied_check_reads_the_inbox_after_deliveries_in_flight() -> Result<(), Failed> {
+    let alert = dir().join("../alerts/smuggling-network.json");
+    let text = format!(
+        "name = \"denied, but delivered\"\n\n[[step]]\ndo = \"publish\"\nas = \"it-police\"\nfile = {:?}\npatch = {{ addressees = [\"fr-police\"] }}\n\n[[step]]\ndo = \"expect_delivery\"\nnode = \"fr-police\"\nalert = \"smuggling-network\"\nlevel = \"denied\"\n",
+        alert.display().to_string()
+    );
+    let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let file = tmp.path().join("denied.toml");
+    std::fs::write(&file, text).map_err(|e| e.to_string())?;
+    let report = play_file(&file, &Options::default())?;
+    let failed: Vec<(&str, &Verdict)> =
+        report.checks.iter().filter(|c| !c.ok()).map(|c| (c.what.as_str(), &c.verdict)).collect();
+    let want = Verdict::Fail("receipt says Some(\"full\"); inbox holds Some(\"full\")".into());
+    if failed != [("fr-police receives nothing of smuggling-network", &want)] {
+        return Err(format!("expected only the denied check to fail, seeing the delivery: {failed:?}").into());
+    }
+    Ok(())
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    let mut trials: Vec<Trial> = shipped()
+        .into_iter()
+        .map(|file| {
+            let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            Trial::test(format!("scenario::{name}"), move || passes(&file))
+        })
+        .collect();
+    trials
+        .push(Trial::test("together_they_exercise_every_default_policy", together_they_exercise_every_default_policy));
+    trials.push(Trial::test("a_wrong_expectation_fails_and_names_itself", a_wrong_expectation_fails_and_names_itself));
+    trials.push(Trial::test(
+        "a_denied_check_reads_the_inbox_after_deliveries_in_flight",
+        a_denied_check_reads_the_inbox_after_deliveries_in_flight,
+    ));
+    libtest_mimic::run(&args, trials).exit();
 }

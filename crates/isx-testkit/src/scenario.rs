@@ -2,25 +2,36 @@
 //! TOML. `isx scenario run` runs them; the format is documented in
 //! `docs/scenarios.md`.
 //!
-//! Loading checks everything it can before anything runs: unknown keys, keys
-//! that do not apply to a step's `do`, missing required keys, bad levels,
-//! codes, states, durations and operations. Every error names the file, the
-//! line and the key.
+//! Each `[[step]]` is read into a [`Step`], tagged by its `do`: one variant
+//! per kind of step, each holding exactly the keys that kind accepts, with
+//! typed values ([`step`]). Loading checks everything it can before anything
+//! runs: unknown keys, keys that belong to another kind of step, missing
+//! required keys, bad levels, codes, states, durations and operations, keys
+//! that go together or exclude each other, alert files that cannot be read,
+//! and references to nodes, alerts and requests that the scenario does not
+//! define. Every error names the file and the line; a step's error names the
+//! step (its number and kind) and the key, and lists the keys it accepts.
 //!
+//! - [`step`]: the step kinds and their keys.
 //! - [`run`]: runs a loaded scenario against a [`crate::Topology`] and
 //!   reports one [`run::Check`] per expectation.
 //! - [`junit`]: the JUnit XML report.
 
 pub mod junit;
 pub mod run;
+pub mod step;
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use isx_core::{NodeId, NodeKind, Role};
 use isx_node::config::AccessRule;
 use serde::Deserialize;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
+
+pub use step::{Kind, Step};
 
 use crate::topology::{NodeSpec, TopologySpec};
 
@@ -94,255 +105,17 @@ fn normalise(path: &Path) -> PathBuf {
     out
 }
 
-/// A disclosure level as scenarios spell it.
-pub const LEVELS: [&str; 4] = ["full", "redacted", "hit_only", "denied"];
-/// Access request states as scenarios spell them.
-pub const STATES: [&str; 4] = ["pending", "granted", "denied", "expired"];
-
-/// What one step does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Action {
-    /// Publish an alert as a node.
-    Publish,
-    /// Relay an alert a node received, with `forwarded_from` set.
-    Forward,
-    /// Wait until a node has an alert at a level (or check it never gets it).
-    ExpectDelivery,
-    /// Hit/no-hit lookup.
-    Lookup,
-    /// Ask the holder of a hit for the alert.
-    RequestAccess,
-    /// The holder grants or denies.
-    Decide,
-    /// Record why a hit is not followed up.
-    Decline,
-    /// Wait until an access request reaches a state, as the requester sees it.
-    ExpectAccess,
-    /// Stop a mock agency.
-    StopNode,
-    /// Start a mock agency again.
-    StartNode,
-    /// Stop and start the gateway on the same address and data.
-    RestartGateway,
-    /// Move the gateway's clock forward.
-    AdvanceClock,
-    /// Count audit records.
-    ExpectAudit,
-}
-
-impl Action {
-    fn name(self) -> &'static str {
-        match self {
-            Self::Publish => "publish",
-            Self::Forward => "forward",
-            Self::ExpectDelivery => "expect_delivery",
-            Self::Lookup => "lookup",
-            Self::RequestAccess => "request_access",
-            Self::Decide => "decide",
-            Self::Decline => "decline",
-            Self::ExpectAccess => "expect_access",
-            Self::StopNode => "stop_node",
-            Self::StartNode => "start_node",
-            Self::RestartGateway => "restart_gateway",
-            Self::AdvanceClock => "advance_clock",
-            Self::ExpectAudit => "expect_audit",
-        }
-    }
-
-    /// The keys a step of this kind accepts (besides `do` and `say`).
-    fn keys(self) -> &'static [&'static str] {
-        match self {
-            Self::Publish => &[
-                "as",
-                "officer",
-                "file",
-                "inline",
-                "patch",
-                "name",
-                "keep_id",
-                "receipt",
-                "receipt_policies",
-                "expect_code",
-                "expect_message",
-                "expect_fields",
-            ],
-            Self::Forward => &[
-                "as",
-                "officer",
-                "of",
-                "patch",
-                "name",
-                "receipt",
-                "receipt_policies",
-                "expect_code",
-                "expect_message",
-                "expect_fields",
-            ],
-            Self::ExpectDelivery => &["node", "alert", "level", "present", "absent", "policies", "request"],
-            Self::Lookup => &[
-                "as",
-                "officer",
-                "document",
-                "person",
-                "dob",
-                "plate",
-                "firearm",
-                "purpose",
-                "justification",
-                "hits",
-                "expect_code",
-                "expect_message",
-                "expect_fields",
-            ],
-            Self::RequestAccess => &[
-                "as",
-                "officer",
-                "alert",
-                "purpose",
-                "justification",
-                "name",
-                "expect_code",
-                "expect_message",
-                "expect_fields",
-            ],
-            Self::Decide => &[
-                "as",
-                "officer",
-                "request",
-                "grant",
-                "reason",
-                "expect_level",
-                "expect_code",
-                "expect_message",
-                "expect_fields",
-            ],
-            Self::Decline => &["as", "officer", "alert", "reason", "expect_code", "expect_message", "expect_fields"],
-            Self::ExpectAccess => &["node", "request", "state"],
-            Self::StopNode | Self::StartNode => &["node"],
-            Self::RestartGateway => &[],
-            Self::AdvanceClock => &["by"],
-            Self::ExpectAudit => &["operation", "node", "alert", "request", "outcome", "count", "at_least"],
-        }
-    }
-
-    /// The keys a step of this kind needs.
-    fn required(self) -> &'static [&'static str] {
-        match self {
-            Self::Publish => &["as"],
-            Self::Forward => &["as", "of"],
-            Self::ExpectDelivery => &["node", "alert", "level"],
-            Self::Lookup => &["as", "purpose", "justification"],
-            Self::RequestAccess => &["as", "alert", "purpose", "justification"],
-            Self::Decide => &["as", "request", "grant", "reason"],
-            Self::Decline => &["as", "alert", "reason"],
-            Self::ExpectAccess => &["node", "request", "state"],
-            Self::StopNode | Self::StartNode => &["node"],
-            Self::RestartGateway => &[],
-            Self::AdvanceClock => &["by"],
-            Self::ExpectAudit => &["operation"],
-        }
-    }
-}
-
-/// One step, with every key its `do` accepts. Keys a step does not use are `None`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StepFields {
-    /// Narration printed before the step.
-    pub say: Option<String>,
-    /// The acting node.
-    #[serde(rename = "as")]
-    pub actor: Option<String>,
-    /// The officer named on the call (default `officer@<node>`).
-    pub officer: Option<String>,
-    /// An alert file (canonical protobuf JSON), relative to the scenario.
-    pub file: Option<PathBuf>,
-    /// An inline alert, in the JSON shape.
-    pub inline: Option<toml::Value>,
-    /// Deep-merged over the alert before publishing.
-    pub patch: Option<toml::Value>,
-    /// The name later steps use for this alert or request.
-    pub name: Option<String>,
-    /// Keep the file's `alert_id` instead of a fresh one.
-    pub keep_id: Option<bool>,
-    /// Expected receipt levels by node.
-    pub receipt: Option<BTreeMap<String, String>>,
-    /// Policy ids that must be among those deciding each node's level.
-    pub receipt_policies: Option<BTreeMap<String, Vec<String>>>,
-    /// The alert to forward, by name.
-    pub of: Option<String>,
-    /// A node (the one to check, stop or start).
-    pub node: Option<String>,
-    /// An alert, by name.
-    pub alert: Option<String>,
-    /// The expected disclosure level.
-    pub level: Option<String>,
-    /// Field paths that must have a value in the delivered alert.
-    pub present: Option<Vec<String>>,
-    /// Field paths that must be empty in the delivered alert.
-    pub absent: Option<Vec<String>>,
-    /// Policy ids that must be among the deciding ones.
-    pub policies: Option<Vec<String>>,
-    /// An access request, by name.
-    pub request: Option<String>,
-    /// Lookup identifiers.
-    pub document: Option<Vec<String>>,
-    /// A person to look up: "FAMILY, GIVEN".
-    pub person: Option<String>,
-    /// The person's date of birth.
-    pub dob: Option<String>,
-    /// Plates to look up.
-    pub plate: Option<Vec<String>>,
-    /// Firearm serials to look up.
-    pub firearm: Option<Vec<String>>,
-    /// Stated purpose.
-    pub purpose: Option<String>,
-    /// Stated justification.
-    pub justification: Option<String>,
-    /// The reason for a decision or decline.
-    pub reason: Option<String>,
-    /// The alerts a lookup must show as hits, by name (exactly these).
-    pub hits: Option<Vec<String>>,
-    /// Grant (true) or deny.
-    pub grant: Option<bool>,
-    /// The level a grant must give the requester.
-    pub expect_level: Option<String>,
-    /// The expected access request state.
-    pub state: Option<String>,
-    /// A duration, e.g. `49h`.
-    pub by: Option<String>,
-    /// An audit operation, e.g. `disclosure`.
-    pub operation: Option<String>,
-    /// An audit outcome: `ok`, `refused`, `error`.
-    pub outcome: Option<String>,
-    /// Exactly this many records.
-    pub count: Option<u64>,
-    /// At least this many records.
-    pub at_least: Option<u64>,
-    /// The gRPC code the call must end with (default `OK`).
-    pub expect_code: Option<String>,
-    /// A text the error message must contain.
-    pub expect_message: Option<String>,
-    /// The field paths the error's `BadRequest` must name, exactly.
-    pub expect_fields: Option<Vec<String>>,
-}
-
-/// One step of a scenario.
+/// One step of a scenario, where it is and what it does.
 #[derive(Debug, Clone)]
-pub struct Step {
+pub struct StepEntry {
     /// 1-based position.
     pub number: usize,
-    /// 1-based line of the step in the file.
+    /// 1-based line of the step (its `[[step]]` header) in the file.
     pub line: usize,
-    /// What it does.
-    pub action: Action,
-    /// Its keys.
-    pub fields: StepFields,
-    /// Parsed `by` of `advance_clock`.
-    pub duration: Option<Duration>,
-    /// Parsed `expect_code`.
-    pub code: tonic::Code,
+    /// Narration printed before the step (`say`).
+    pub say: Option<String>,
+    /// What it does, with its keys.
+    pub step: Step,
 }
 
 /// A loaded, checked scenario.
@@ -357,9 +130,11 @@ pub struct Scenario {
     /// The topology to start (or to attach to).
     pub spec: TopologySpec,
     /// The steps.
-    pub steps: Vec<Step>,
+    pub steps: Vec<StepEntry>,
 }
 
+/// The keys above the nodes and steps (the `node` and `step` arrays are
+/// taken off the document and read one table at a time).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileShape {
@@ -367,11 +142,13 @@ struct FileShape {
     #[serde(default)]
     description: String,
     policy: Option<PathBuf>,
-    access_deadline: Option<String>,
+    #[serde(default, deserialize_with = "step::optional_duration")]
+    access_deadline: Option<Duration>,
+    // Read separately; named here so that an unknown key's message lists them.
     #[serde(default, rename = "node")]
-    nodes: Vec<toml::Spanned<NodeShape>>,
+    _nodes: serde::de::IgnoredAny,
     #[serde(default, rename = "step")]
-    steps: Vec<toml::Spanned<toml::Table>>,
+    _steps: serde::de::IgnoredAny,
 }
 
 #[derive(Debug, Deserialize)]
@@ -392,48 +169,31 @@ fn line_of(text: &str, offset: usize) -> usize {
     text.get(..offset.min(text.len())).map(|t| t.matches('\n').count() + 1).unwrap_or(1)
 }
 
-/// The line of `key = ...` in the table that starts at `span` (up to the
-/// next table header), or the table's first line.
-fn key_line(text: &str, span: std::ops::Range<usize>, key: &str) -> usize {
-    let start = span.start.min(text.len());
-    let body = text.get(start..).unwrap_or_default();
-    let mut offset = start;
-    for (i, line) in body.split_inclusive('\n').enumerate() {
-        let t = line.trim_start();
-        if i > 0 && t.starts_with('[') {
-            break;
-        }
-        if t.strip_prefix(key).is_some_and(|rest| rest.trim_start().starts_with('=')) {
-            return line_of(text, offset);
-        }
-        offset += line.len();
-    }
-    line_of(text, start)
-}
+/// gRPC code names as scenarios spell them.
+pub const CODE_NAMES: [&str; 17] = [
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+];
 
 /// Parses a gRPC code name as scenarios spell it: `OK`, `PERMISSION_DENIED`, ...
+/// (case does not matter).
 pub fn parse_code(name: &str) -> Option<tonic::Code> {
-    use tonic::Code::*;
-    let codes = [
-        ("OK", Ok),
-        ("CANCELLED", Cancelled),
-        ("UNKNOWN", Unknown),
-        ("INVALID_ARGUMENT", InvalidArgument),
-        ("DEADLINE_EXCEEDED", DeadlineExceeded),
-        ("NOT_FOUND", NotFound),
-        ("ALREADY_EXISTS", AlreadyExists),
-        ("PERMISSION_DENIED", PermissionDenied),
-        ("RESOURCE_EXHAUSTED", ResourceExhausted),
-        ("FAILED_PRECONDITION", FailedPrecondition),
-        ("ABORTED", Aborted),
-        ("OUT_OF_RANGE", OutOfRange),
-        ("UNIMPLEMENTED", Unimplemented),
-        ("INTERNAL", Internal),
-        ("UNAVAILABLE", Unavailable),
-        ("DATA_LOSS", DataLoss),
-        ("UNAUTHENTICATED", Unauthenticated),
-    ];
-    codes.iter().find(|(n, _)| n.eq_ignore_ascii_case(name.trim())).map(|(_, c)| *c)
+    CODE_NAMES.iter().position(|n| n.eq_ignore_ascii_case(name.trim())).map(|i| tonic::Code::from_i32(i as i32))
 }
 
 /// The scenario spelling of a gRPC code.
@@ -448,6 +208,366 @@ pub fn code_name(code: tonic::Code) -> String {
         .collect()
 }
 
+/// A step's keys as written: name, the key's span and the value's span.
+struct KeySpans(Vec<(String, Range<usize>, Range<usize>)>);
+
+impl KeySpans {
+    fn of(table: &DeTable<'_>) -> Self {
+        let mut keys: Vec<_> = table.iter().map(|(k, v)| (k.get_ref().to_string(), k.span(), v.span())).collect();
+        keys.sort_by_key(|(_, k, _)| k.start);
+        Self(keys)
+    }
+
+    /// Where `key = ...` starts.
+    fn offset(&self, key: &str) -> Option<usize> {
+        self.0.iter().find(|(k, ..)| k == key).map(|(_, span, _)| span.start)
+    }
+
+    /// The key whose value holds `offset`.
+    fn value_at(&self, offset: usize) -> Option<&str> {
+        self.0.iter().find(|(_, _, v)| v.contains(&offset) || v.start == offset).map(|(k, ..)| k.as_str())
+    }
+}
+
+/// The names a step may refer to: the nodes, and the alerts and requests of earlier steps.
+struct Names<'a> {
+    spec: &'a TopologySpec,
+    alerts: Vec<String>,
+    requests: Vec<String>,
+}
+
+/// A problem found in a step after its keys were read: the key (if one is
+/// to blame) and what is wrong.
+type Problem = (Option<&'static str>, String);
+
+impl Names<'_> {
+    /// `None` if `node` is a node of the scenario, else why not.
+    fn unknown_node(&self, node: &NodeId) -> Option<String> {
+        if self.spec.nodes.iter().any(|n| n.id == *node) {
+            return None;
+        }
+        let nodes: Vec<&str> = self.spec.nodes.iter().map(|n| n.id.as_str()).collect();
+        Some(format!("is not a node of this scenario (its nodes: {})", nodes.join(", ")))
+    }
+
+    fn node(&self, key: &'static str, node: &NodeId) -> Result<(), Problem> {
+        match self.unknown_node(node) {
+            None => Ok(()),
+            Some(why) => Err((Some(key), format!("{key} = \"{node}\" {why}"))),
+        }
+    }
+
+    /// A node whose mock agency the step watches or stops.
+    fn agency(&self, key: &'static str, node: &NodeId) -> Result<(), Problem> {
+        self.node(key, node)?;
+        if self.spec.nodes.iter().any(|n| n.id == *node && n.run_mock) {
+            Ok(())
+        } else {
+            Err((Some(key), format!("{key} = \"{node}\" runs no mock agency (mock = false)")))
+        }
+    }
+
+    /// The nodes a receipt expectation names.
+    fn receipt<V>(&self, key: &'static str, receipt: &BTreeMap<NodeId, V>) -> Result<(), Problem> {
+        for node in receipt.keys() {
+            if let Some(why) = self.unknown_node(node) {
+                return Err((Some(key), format!("{key} names \"{node}\", which {why}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// `None` if an earlier step publishes `name`, else why not.
+    fn unknown_alert(&self, name: &str) -> Option<String> {
+        if self.alerts.iter().any(|a| a == name) {
+            None
+        } else {
+            Some(format!("is no alert an earlier step publishes (known: {})", list_or_none(&self.alerts)))
+        }
+    }
+
+    fn alert(&self, key: &'static str, name: &str) -> Result<(), Problem> {
+        match self.unknown_alert(name) {
+            None => Ok(()),
+            Some(why) => Err((Some(key), format!("{key} = \"{name}\" {why}"))),
+        }
+    }
+
+    /// The alerts a list names.
+    fn alerts(&self, key: &'static str, names: &[String]) -> Result<(), Problem> {
+        for name in names {
+            if let Some(why) = self.unknown_alert(name) {
+                return Err((Some(key), format!("{key} names \"{name}\", which {why}")));
+            }
+        }
+        Ok(())
+    }
+
+    fn request(&self, key: &'static str, name: &str) -> Result<(), Problem> {
+        if self.requests.iter().any(|r| r == name) {
+            return Ok(());
+        }
+        let known = list_or_none(&self.requests);
+        Err((Some(key), format!("{key} = \"{name}\" is no request an earlier step makes (known: {known})")))
+    }
+
+    fn remember(list: &mut Vec<String>, name: String) {
+        if !list.contains(&name) {
+            list.push(name);
+        }
+    }
+}
+
+fn list_or_none(names: &[String]) -> String {
+    if names.is_empty() { "none".into() } else { names.join(", ") }
+}
+
+/// Reads one scenario text.
+struct Loader<'a> {
+    path: &'a Path,
+    text: &'a str,
+    source: &'a dyn Source,
+    base: PathBuf,
+}
+
+impl Loader<'_> {
+    fn invalid(&self, offset: usize, message: String) -> ScenarioError {
+        ScenarioError::Invalid { path: self.path.to_owned(), line: line_of(self.text, offset), message }
+    }
+
+    /// A TOML syntax error.
+    fn toml(&self, e: &toml::de::Error) -> ScenarioError {
+        self.invalid(e.span().map(|s| s.start).unwrap_or(0), e.message().trim().to_owned())
+    }
+
+    /// A serde error reading a table with `keys`, about `what` (a step or
+    /// node, or nothing for the file's own keys): names the key whose value
+    /// is wrong, at the value's line (`fallback` if the error has no place).
+    fn value_error(&self, e: &toml::de::Error, keys: &KeySpans, fallback: usize, what: &str) -> ScenarioError {
+        let at = e.span().map(|s| s.start).unwrap_or(fallback);
+        let message = e.message().trim();
+        // An unknown key's message names the key already.
+        let key = keys.value_at(at).filter(|k| !message.contains(&format!("`{k}`")));
+        let text = match (key, what) {
+            (Some(key), "") => format!("`{key}`: {message}"),
+            (Some(key), what) => format!("{what}, `{key}`: {message}"),
+            (None, "") => message.to_owned(),
+            (None, what) => format!("{what}: {message}"),
+        };
+        self.invalid(at, text)
+    }
+
+    /// `[[step]]` or `[[node]]` entries, one value each.
+    fn array<'t>(
+        &self,
+        value: Option<toml::Spanned<DeValue<'t>>>,
+        key: &str,
+    ) -> Result<Vec<toml::Spanned<DeValue<'t>>>, ScenarioError> {
+        let Some(value) = value else { return Ok(vec![]) };
+        let at = value.span().start;
+        match value.into_inner() {
+            DeValue::Array(items) => Ok(items.into_iter().collect()),
+            _ => Err(self.invalid(at, format!("`{key}` must be [[{key}]] tables"))),
+        }
+    }
+
+    fn load(&self) -> Result<Scenario, ScenarioError> {
+        let mut doc = DeTable::parse(self.text).map_err(|e| self.toml(&e))?;
+        let root = KeySpans::of(doc.get_ref());
+        let steps = doc.get_mut().remove("step");
+        let nodes = doc.get_mut().remove("node");
+        let shape = FileShape::deserialize(toml::de::Deserializer::from(doc))
+            .map_err(|e| self.value_error(&e, &root, 0, ""))?;
+
+        let mut spec = TopologySpec::default_agencies();
+        spec.policy_dir = shape.policy.map(|p| self.base.join(p));
+        if let Some(deadline) = shape.access_deadline {
+            spec.access.deadline = deadline;
+        }
+        let nodes = self.array(nodes, "node")?;
+        if !nodes.is_empty() {
+            spec.nodes.clear();
+        }
+        for (i, node) in nodes.into_iter().enumerate() {
+            let at = node.span().start;
+            let keys = match node.get_ref() {
+                DeValue::Table(t) => KeySpans::of(t),
+                _ => KeySpans(vec![]),
+            };
+            let n = NodeShape::deserialize(ValueDeserializer::from(node))
+                .map_err(|e| self.value_error(&e, &keys, at, &format!("node {}", i + 1)))?;
+            if spec.nodes.iter().any(|s| s.id == n.id) {
+                return Err(self.invalid(at, format!("node {}: defined twice", n.id)));
+            }
+            isx_node::config::check_rules(&n.access).map_err(|e| self.invalid(at, format!("node {}: {e}", n.id)))?;
+            let mut s = NodeSpec::new(n.id.as_str(), n.kind, &n.country, &n.name).with_access_rules(n.access);
+            s.roles = n.roles;
+            if let Some(mock) = n.mock {
+                s.run_mock = mock;
+            }
+            spec.nodes.push(s);
+        }
+
+        let tables = self.array(steps, "step")?;
+        let mut names = Names { spec: &spec, alerts: vec![], requests: vec![] };
+        let mut steps = Vec::new();
+        for (i, table) in tables.into_iter().enumerate() {
+            steps.push(self.step(i + 1, table, &mut names)?);
+        }
+        if steps.is_empty() {
+            return Err(self.invalid(0, "no [[step]] entries".into()));
+        }
+        Ok(Scenario { path: self.path.to_owned(), name: shape.name, description: shape.description, spec, steps })
+    }
+
+    fn step(
+        &self,
+        number: usize,
+        value: toml::Spanned<DeValue<'_>>,
+        names: &mut Names<'_>,
+    ) -> Result<StepEntry, ScenarioError> {
+        let span = value.span();
+        let kinds = || Kind::ALL.iter().map(|k| k.name()).collect::<Vec<_>>().join(", ");
+        let DeValue::Table(mut table) = value.into_inner() else {
+            return Err(self.invalid(span.start, format!("step {number}: a step is a table of keys")));
+        };
+        let keys = KeySpans::of(&table);
+        let Some(tag) = table.remove("do") else {
+            return Err(self.invalid(
+                span.start,
+                format!("step {number}: `do` is required, e.g. do = \"publish\" (one of {})", kinds()),
+            ));
+        };
+        let tag_at = tag.span().start;
+        let kind = tag.get_ref().as_str().and_then(Kind::from_name).ok_or_else(|| {
+            let written = match tag.get_ref().as_str() {
+                Some(s) => format!("{s:?}"),
+                None => tag.get_ref().type_str().to_owned(),
+            };
+            self.invalid(tag_at, format!("step {number}: do = {written} is not a step; use one of {}", kinds()))
+        })?;
+        let accepted = kind.keys();
+        for (key, key_span, _) in &keys.0 {
+            if accepted.contains(&key.as_str()) {
+                continue;
+            }
+            let owners: Vec<&str> = Kind::ALL
+                .iter()
+                .filter(|k| **k != kind && k.keys().contains(&key.as_str()))
+                .map(|k| k.name())
+                .collect();
+            let whose = if owners.is_empty() {
+                "it".to_owned()
+            } else {
+                format!("`{key}` belongs to {}; {kind}", owners.join(", "))
+            };
+            return Err(self.invalid(
+                key_span.start,
+                format!(
+                    "step {number}: key `{key}` does not apply to do = \"{kind}\" ({whose} accepts: {})",
+                    accepted.join(", ")
+                ),
+            ));
+        }
+        let say = match table.remove("say") {
+            Some(v) => Some(String::deserialize(ValueDeserializer::from(v)).map_err(|e| {
+                self.invalid(
+                    e.span().map(|s| s.start).unwrap_or(span.start),
+                    format!("step {number}: `say`: {}", e.message()),
+                )
+            })?),
+            None => None,
+        };
+        let step = kind.parse(table, span.clone()).map_err(|e| {
+            let message = e.message().trim();
+            if let Some(field) = message.strip_prefix("missing field `").and_then(|m| m.strip_suffix('`')) {
+                return self.invalid(
+                    span.start,
+                    format!("step {number}: do = \"{kind}\" needs `{field}` (it accepts: {})", accepted.join(", ")),
+                );
+            }
+            self.value_error(&e, &keys, span.start, &format!("step {number}: do = \"{kind}\""))
+        })?;
+        self.check(&step, names).map_err(|(key, message)| {
+            let at = key.and_then(|k| keys.offset(k)).unwrap_or(span.start);
+            self.invalid(at, format!("step {number}: do = \"{kind}\": {message}"))
+        })?;
+        Ok(StepEntry { number, line: line_of(self.text, span.start), say, step })
+    }
+
+    /// The checks that need more than one key: nodes, names of earlier
+    /// alerts and requests, alert files.
+    fn check(&self, step: &Step, names: &mut Names<'_>) -> Result<(), Problem> {
+        match step {
+            Step::Publish(s) => {
+                names.node("as", &s.call.actor)?;
+                names.receipt("receipt", &s.step.receipt)?;
+                names.receipt("receipt_policies", &s.step.receipt_policies)?;
+                if let step::AlertSource::File(file) = &s.step.alert {
+                    let file = self.base.join(file);
+                    self.source.read(&file).map_err(|e| (Some("file"), format!("file {}: {e}", file.display())))?;
+                }
+                Names::remember(&mut names.alerts, s.step.name.clone());
+            }
+            Step::Forward(s) => {
+                names.node("as", &s.call.actor)?;
+                names.alert("of", &s.step.of)?;
+                names.receipt("receipt", &s.step.receipt)?;
+                names.receipt("receipt_policies", &s.step.receipt_policies)?;
+                Names::remember(&mut names.alerts, s.step.name());
+            }
+            Step::ExpectDelivery(s) => {
+                names.agency("node", &s.node)?;
+                names.alert("alert", &s.alert)?;
+                if let Some(r) = &s.request {
+                    names.request("request", r)?;
+                }
+            }
+            Step::Lookup(s) => {
+                names.node("as", &s.call.actor)?;
+                if !s.step.has_identifiers() && s.call.expect_code == step::Code::default() {
+                    return Err((
+                        None,
+                        "a lookup needs document, person (with dob), plate or firearm (or an expect_code)".into(),
+                    ));
+                }
+                names.alerts("hits", s.step.hits.as_deref().unwrap_or_default())?;
+            }
+            Step::RequestAccess(s) => {
+                names.node("as", &s.call.actor)?;
+                names.alert("alert", &s.step.alert)?;
+                Names::remember(&mut names.requests, s.step.name(&s.call.actor));
+            }
+            Step::Decide(s) => {
+                names.node("as", &s.call.actor)?;
+                names.request("request", &s.step.request)?;
+            }
+            Step::Decline(s) => {
+                names.node("as", &s.call.actor)?;
+                names.alert("alert", &s.step.alert)?;
+            }
+            Step::ExpectAccess(s) => {
+                names.agency("node", &s.node)?;
+                names.request("request", &s.request)?;
+            }
+            Step::StopNode(s) | Step::StartNode(s) => names.agency("node", &s.node)?,
+            Step::RestartGateway(_) | Step::AdvanceClock(_) => {}
+            Step::ExpectAudit(s) => {
+                if let Some(node) = &s.node {
+                    names.node("node", node)?;
+                }
+                if let Some(a) = &s.alert {
+                    names.alert("alert", a)?;
+                }
+                if let Some(r) = &s.request {
+                    names.request("request", r)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Scenario {
     /// Loads and checks a scenario file from disk.
     pub fn load(path: &Path) -> Result<Self, ScenarioError> {
@@ -457,170 +577,8 @@ impl Scenario {
     /// Loads and checks a scenario from `source`.
     pub fn load_from(path: &Path, source: &dyn Source) -> Result<Self, ScenarioError> {
         let text = source.read(path).map_err(|e| ScenarioError::Read { path: path.to_owned(), source: e })?;
-        let invalid = |line: usize, message: String| ScenarioError::Invalid { path: path.to_owned(), line, message };
-        let shape: FileShape = toml::from_str(&text).map_err(|e| {
-            let line = e.span().map(|s| line_of(&text, s.start)).unwrap_or(1);
-            invalid(line, e.message().trim().to_owned())
-        })?;
         let base = path.parent().unwrap_or(Path::new("")).to_owned();
-
-        let mut spec = TopologySpec::default_agencies();
-        spec.policy_dir = shape.policy.map(|p| base.join(p));
-        if let Some(d) = &shape.access_deadline {
-            spec.access.deadline = isx_gateway::config::parse_duration(d).map_err(|m| {
-                invalid(key_line(&text, 0..text.len(), "access_deadline"), format!("access_deadline: {m}"))
-            })?;
-        }
-        if !shape.nodes.is_empty() {
-            spec.nodes.clear();
-            for node in shape.nodes {
-                let line = line_of(&text, node.span().start);
-                let n = node.into_inner();
-                if spec.nodes.iter().any(|s| s.id == n.id) {
-                    return Err(invalid(line, format!("node {}: defined twice", n.id)));
-                }
-                isx_node::config::check_rules(&n.access).map_err(|e| invalid(line, format!("node {}: {e}", n.id)))?;
-                let mut s = NodeSpec::new(n.id.as_str(), n.kind, &n.country, &n.name).with_access_rules(n.access);
-                s.roles = n.roles;
-                if let Some(mock) = n.mock {
-                    s.run_mock = mock;
-                }
-                spec.nodes.push(s);
-            }
-        }
-        let known = |node: &str| spec.nodes.iter().any(|n| n.id.as_str() == node);
-
-        let mut steps = Vec::new();
-        for (i, table) in shape.steps.into_iter().enumerate() {
-            let number = i + 1;
-            let span = table.span();
-            let line = line_of(&text, span.start);
-            let table = table.into_inner();
-            let at = |key: &str| key_line(&text, span.clone(), key);
-            let what = |message: String| format!("step {number}: {message}");
-            let action_name = table
-                .get("do")
-                .and_then(toml::Value::as_str)
-                .ok_or_else(|| invalid(line, what("`do` is required, e.g. do = \"publish\"".into())))?;
-            let action: Action = toml::Value::String(action_name.to_owned()).try_into().map_err(|_| {
-                invalid(
-                    at("do"),
-                    what(format!(
-                        "do = {action_name:?} is not a step; use publish, forward, expect_delivery, lookup, request_access, decide, decline, expect_access, stop_node, start_node, restart_gateway, advance_clock or expect_audit"
-                    )),
-                )
-            })?;
-            for key in table.keys() {
-                if key != "do" && key != "say" && !action.keys().contains(&key.as_str()) {
-                    return Err(invalid(
-                        at(key),
-                        what(format!(
-                            "key `{key}` does not apply to do = \"{}\" (it takes: {})",
-                            action.name(),
-                            action.keys().join(", ")
-                        )),
-                    ));
-                }
-            }
-            for key in action.required() {
-                if !table.contains_key(*key) {
-                    return Err(invalid(line, what(format!("do = \"{}\" needs `{key}`", action.name()))));
-                }
-            }
-            let mut fields_table = table.clone();
-            fields_table.remove("do");
-            let fields: StepFields = toml::Value::Table(fields_table)
-                .try_into()
-                .map_err(|e: toml::de::Error| invalid(line, what(e.message().trim().to_owned())))?;
-            let check_level = |key: &str, value: &Option<String>| -> Result<(), ScenarioError> {
-                match value {
-                    Some(l) if !LEVELS.contains(&l.as_str()) => {
-                        Err(invalid(at(key), what(format!("{key} = {l:?}: use one of {}", LEVELS.join(", ")))))
-                    }
-                    _ => Ok(()),
-                }
-            };
-            check_level("level", &fields.level)?;
-            check_level("expect_level", &fields.expect_level)?;
-            for (node, level) in fields.receipt.iter().flatten() {
-                check_level("receipt", &Some(level.clone()))?;
-                if !known(node) {
-                    return Err(invalid(at("receipt"), what(format!("receipt names {node:?}, which is not a node"))));
-                }
-            }
-            for (key, node) in [("as", &fields.actor), ("node", &fields.node)] {
-                if let Some(n) = node
-                    && !known(n)
-                {
-                    return Err(invalid(at(key), what(format!("{key} = {n:?} is not a node of this scenario"))));
-                }
-            }
-            if let Some(st) = &fields.state
-                && !STATES.contains(&st.as_str())
-            {
-                return Err(invalid(at("state"), what(format!("state = {st:?}: use one of {}", STATES.join(", ")))));
-            }
-            if let Some(op) = &fields.operation
-                && isx_core::wire::Operation::from_str_name(&format!("OPERATION_{}", op.to_ascii_uppercase())).is_none()
-            {
-                return Err(invalid(
-                    at("operation"),
-                    what(format!(
-                        "operation = {op:?}: use collection, disclosure, denial, consultation, access_request, access_decision, follow_up_declined, erasure or log_read"
-                    )),
-                ));
-            }
-            if let Some(o) = &fields.outcome
-                && !["ok", "refused", "error"].contains(&o.as_str())
-            {
-                return Err(invalid(at("outcome"), what(format!("outcome = {o:?}: use ok, refused or error"))));
-            }
-            if action == Action::Publish && fields.file.is_some() == fields.inline.is_some() {
-                return Err(invalid(line, what("publish needs either `file` or `inline`, not both".into())));
-            }
-            if action == Action::Publish && fields.inline.is_some() && fields.name.is_none() {
-                return Err(invalid(line, what("an inline alert needs a `name` for later steps".into())));
-            }
-            if action == Action::Lookup
-                && fields.document.is_none()
-                && fields.person.is_none()
-                && fields.plate.is_none()
-                && fields.firearm.is_none()
-                && fields.expect_code.is_none()
-            {
-                return Err(invalid(line, what("a lookup needs document, person (with dob), plate or firearm".into())));
-            }
-            if fields.person.is_some() != fields.dob.is_some() {
-                return Err(invalid(line, what("`person` and `dob` go together".into())));
-            }
-            if action == Action::ExpectAudit && fields.count.is_some() == fields.at_least.is_some() {
-                return Err(invalid(line, what("expect_audit needs either `count` or `at_least`".into())));
-            }
-            let code = match &fields.expect_code {
-                Some(c) => parse_code(c).ok_or_else(|| {
-                    invalid(
-                        at("expect_code"),
-                        what(format!("expect_code = {c:?} is not a gRPC code name, e.g. PERMISSION_DENIED")),
-                    )
-                })?,
-                None => tonic::Code::Ok,
-            };
-            let duration = match &fields.by {
-                Some(b) => Some(
-                    isx_gateway::config::parse_duration(b).map_err(|m| invalid(at("by"), what(format!("by: {m}"))))?,
-                ),
-                None => None,
-            };
-            if let Some(file) = &fields.file {
-                let file = base.join(file);
-                source.read(&file).map_err(|e| invalid(at("file"), what(format!("file {}: {e}", file.display()))))?;
-            }
-            steps.push(Step { number, line, action, fields, duration, code });
-        }
-        if steps.is_empty() {
-            return Err(invalid(1, "no [[step]] entries".into()));
-        }
-        Ok(Self { path: path.to_owned(), name: shape.name, description: shape.description, spec, steps })
+        Loader { path, text: &text, source, base }.load()
     }
 
     /// The directory the scenario's relative paths start from.
@@ -642,58 +600,279 @@ mod tests {
     }
 
     const HEAD: &str = "name = \"t\"\n\n";
+    /// Lines 3 to 6: a publish of alert `a` as de-police.
+    const PUBLISH: &str = "[[step]]\ndo = \"publish\"\nas = \"de-police\"\nfile = \"a.json\"\n";
+
+    /// Loads `HEAD` + each body and checks that the error contains the
+    /// expected text ("ok": it loads); reports every case that does not.
+    fn check(cases: &[(&str, &str)]) {
+        let wrong: Vec<String> = cases
+            .iter()
+            .filter_map(|(body, want)| {
+                let got = match load(&format!("{HEAD}{body}")) {
+                    Ok(_) => "ok".to_owned(),
+                    Err(e) => e,
+                };
+                (!got.contains(want)).then(|| format!("{body}\n  got: {got}\n want: {want}"))
+            })
+            .collect();
+        assert!(wrong.is_empty(), "{} case(s) wrong:\n{}", wrong.len(), wrong.join("\n\n"));
+    }
 
     #[test]
-    fn errors_name_the_line_and_key() {
-        let cases = [
-            ("[[step]]\ndo = \"publish\"\nas = \"de-police\"\nfile = \"a.json\"\n", "ok"),
+    fn a_key_the_step_does_not_take_is_named_with_the_keys_it_takes() {
+        let publish_keys = "do, say, as, officer, expect_code, expect_message, expect_fields, file, inline, patch, name, keep_id, receipt, receipt_policies";
+        check(&[
+            (PUBLISH, "ok"),
             (
-                "[[step]]\ndo = \"publish\"\nas = \"de-police\"\nfile = \"a.json\"\ncolour = 1\n",
-                "DIR/s.toml:7: step 1: key `colour` does not apply",
-            ),
-            ("[[step]]\ndo = \"dance\"\n", "DIR/s.toml:4: step 1: do = \"dance\" is not a step"),
-            ("[[step]]\ndo = \"publish\"\nfile = \"a.json\"\n", "DIR/s.toml:3: step 1: do = \"publish\" needs `as`"),
-            (
-                "[[step]]\ndo = \"expect_delivery\"\nnode = \"frontex\"\nalert = \"x\"\nlevel = \"most\"\n",
-                "DIR/s.toml:7: step 1: level = \"most\"",
+                &format!("{PUBLISH}colour = 1\n"),
+                &format!(
+                    "DIR/s.toml:7: step 1: key `colour` does not apply to do = \"publish\" (it accepts: {publish_keys})"
+                ),
             ),
             (
-                "[[step]]\ndo = \"stop_node\"\nnode = \"xx-police\"\n",
-                "DIR/s.toml:5: step 1: node = \"xx-police\" is not a node",
+                &format!("{PUBLISH}level = \"full\"\n"),
+                &format!(
+                    "DIR/s.toml:7: step 1: key `level` does not apply to do = \"publish\" (`level` belongs to expect_delivery; publish accepts: {publish_keys})"
+                ),
             ),
             (
-                "[[step]]\ndo = \"publish\"\nas = \"de-police\"\nfile = \"missing.json\"\n",
-                "DIR/s.toml:6: step 1: file DIR/missing.json",
+                &format!("{PUBLISH}\n[[step]]\ndo = \"stop_node\"\nnode = \"fr-police\"\nalert = \"a\"\n"),
+                "DIR/s.toml:11: step 2: key `alert` does not apply to do = \"stop_node\" (`alert` belongs to expect_delivery, request_access, decline, expect_audit; stop_node accepts: do, say, node)",
             ),
-            ("[[step]]\ndo = \"advance_clock\"\nby = \"soon\"\n", "DIR/s.toml:5: step 1: by:"),
             (
-                "[[step]]\ndo = \"publish\"\nas = \"de-police\"\nfile = \"a.json\"\nexpect_code = \"NOPE\"\n",
-                "DIR/s.toml:7: step 1: expect_code = \"NOPE\"",
+                "[[step]]\ndo = \"restart_gateway\"\nas = \"de-police\"\n",
+                "DIR/s.toml:5: step 1: key `as` does not apply to do = \"restart_gateway\" (`as` belongs to publish, forward, lookup, request_access, decide, decline; restart_gateway accepts: do, say)",
+            ),
+            (
+                "[[step]]\ndo = \"expect_audit\"\noperation = \"collection\"\ncount = 1\nexpect_code = \"OK\"\n",
+                "DIR/s.toml:7: step 1: key `expect_code` does not apply to do = \"expect_audit\" (`expect_code` belongs to publish,",
+            ),
+        ]);
+    }
+
+    #[test]
+    fn a_missing_key_names_the_step_kind_and_what_it_takes() {
+        check(&[
+            (
+                "[[step]]\ndo = \"publish\"\nfile = \"a.json\"\n",
+                "DIR/s.toml:3: step 1: do = \"publish\" needs `as` (it accepts: do, say, as, officer,",
+            ),
+            (
+                &format!("{PUBLISH}\n[[step]]\ndo = \"expect_delivery\"\nnode = \"fr-police\"\nalert = \"a\"\n"),
+                "DIR/s.toml:8: step 2: do = \"expect_delivery\" needs `level` (it accepts: do, say, node, alert, level, present, absent, policies, request)",
+            ),
+            (
+                "[[step]]\ndo = \"advance_clock\"\n",
+                "DIR/s.toml:3: step 1: do = \"advance_clock\" needs `by` (it accepts: do, say, by)",
+            ),
+            (
+                "[[step]]\ndo = \"lookup\"\nas = \"frontex\"\nplate = [\"X\"]\npurpose = \"p\"\n",
+                "DIR/s.toml:3: step 1: do = \"lookup\" needs `justification`",
+            ),
+            ("[[step]]\nsay = \"hello\"\n", "DIR/s.toml:3: step 1: `do` is required, e.g. do = \"publish\""),
+            (
+                "[[step]]\ndo = \"dance\"\n",
+                "DIR/s.toml:4: step 1: do = \"dance\" is not a step; use one of publish, forward, expect_delivery, lookup, request_access, decide, decline, expect_access, stop_node, start_node, restart_gateway, advance_clock, expect_audit",
+            ),
+            ("[[step]]\ndo = 3\n", "DIR/s.toml:4: step 1: do = integer is not a step"),
+        ]);
+    }
+
+    #[test]
+    fn a_bad_value_names_its_key_and_line_and_lists_the_valid_values() {
+        let request = "[[step]]\ndo = \"lookup\"\nas = \"it-police\"\nplate = [\"X\"]\npurpose = \"p\"\njustification = \"j\"\n\n[[step]]\ndo = \"request_access\"\nas = \"it-police\"\nalert = \"a\"\npurpose = \"p\"\njustification = \"j\"\n\n";
+        check(&[
+            (
+                &format!(
+                    "{PUBLISH}\n[[step]]\ndo = \"expect_delivery\"\nnode = \"frontex\"\nalert = \"a\"\nlevel = \"most\"\n"
+                ),
+                "DIR/s.toml:12: step 2: do = \"expect_delivery\", `level`: unknown variant `most`, expected one of `full`, `redacted`, `hit_only`, `denied`",
+            ),
+            (
+                &format!("{PUBLISH}receipt = {{ frontex = \"redacted\", europol = \"most\" }}\n"),
+                "DIR/s.toml:7: step 1: do = \"publish\", `receipt`: unknown variant `most`, expected one of `full`,",
+            ),
+            (
+                &format!(
+                    "{PUBLISH}\n{request}[[step]]\ndo = \"expect_access\"\nnode = \"it-police\"\nrequest = \"it-police/a\"\nstate = \"done\"\n"
+                ),
+                "DIR/s.toml:26: step 4: do = \"expect_access\", `state`: unknown variant `done`, expected one of `pending`, `granted`, `denied`, `expired`",
             ),
             (
                 "[[step]]\ndo = \"expect_audit\"\noperation = \"gossip\"\ncount = 1\n",
-                "DIR/s.toml:5: step 1: operation = \"gossip\"",
+                "DIR/s.toml:5: step 1: do = \"expect_audit\", `operation`: unknown variant `gossip`, expected one of `collection`, `disclosure`, `denial`, `consultation`, `access_request`, `access_decision`, `alteration`, `erasure`, `log_read`, `follow_up_declined`",
             ),
-            ("[[step]]\ndo = \"publish\"\nas = \"de-police\"\nfile = 3\n", "DIR/s.toml:3: step 1: invalid type"),
+            (
+                "[[step]]\ndo = \"expect_audit\"\noperation = \"denial\"\noutcome = \"maybe\"\ncount = 1\n",
+                "DIR/s.toml:6: step 1: do = \"expect_audit\", `outcome`: unknown variant `maybe`, expected one of `ok`, `refused`, `error`",
+            ),
+            (
+                &format!("{PUBLISH}expect_code = \"NOPE\"\n"),
+                "DIR/s.toml:7: step 1: do = \"publish\", `expect_code`: unknown variant `NOPE`, expected one of `OK`, `CANCELLED`,",
+            ),
+            (&format!("{PUBLISH}expect_code = \"permission_denied\"\n"), "ok"),
+            (
+                "[[step]]\ndo = \"advance_clock\"\nby = \"soon\"\n",
+                "DIR/s.toml:5: step 1: do = \"advance_clock\", `by`: \"soon\" is not a duration",
+            ),
+            ("[[step]]\ndo = \"advance_clock\"\nby = \"3\"\n", "`by`: \"3\" has no unit"),
+            (
+                "[[step]]\ndo = \"advance_clock\"\nby = \"999999999999999999d\"\n",
+                "DIR/s.toml:5: step 1: do = \"advance_clock\", `by`: \"999999999999999999d\" is too long",
+            ),
+            (
+                "[[step]]\ndo = \"publish\"\nas = \"de-police\"\nfile = 3\n",
+                "DIR/s.toml:6: step 1: do = \"publish\", `file`: invalid type: integer `3`",
+            ),
+            (
+                "[[step]]\ndo = \"stop_node\"\nsay = 1\nnode = \"fr-police\"\n",
+                "DIR/s.toml:5: step 1: `say`: invalid type",
+            ),
+            (
+                "[[step]]\ndo = \"stop_node\"\nnode = \"FR\"\n",
+                "DIR/s.toml:5: step 1: do = \"stop_node\", `node`: node id \"FR\"",
+            ),
+        ]);
+    }
+
+    #[test]
+    fn keys_that_go_together_or_exclude_each_other() {
+        let inline = "inline = { alert_id = \"x\" }\n";
+        check(&[
+            (
+                &format!("{PUBLISH}{inline}"),
+                "DIR/s.toml:3: step 1: do = \"publish\": publish needs either `file` or `inline`, not both",
+            ),
+            (
+                "[[step]]\ndo = \"publish\"\nas = \"de-police\"\n",
+                "DIR/s.toml:3: step 1: do = \"publish\": publish needs either",
+            ),
+            (
+                &format!("[[step]]\ndo = \"publish\"\nas = \"de-police\"\n{inline}"),
+                "DIR/s.toml:3: step 1: do = \"publish\": an inline alert needs a `name`",
+            ),
+            (&format!("[[step]]\ndo = \"publish\"\nas = \"de-police\"\nname = \"x\"\n{inline}"), "ok"),
+            (
+                "[[step]]\ndo = \"lookup\"\nas = \"frontex\"\nperson = \"Doe, J\"\npurpose = \"p\"\njustification = \"j\"\n",
+                "DIR/s.toml:3: step 1: do = \"lookup\": `person` and `dob` go together",
+            ),
+            (
+                "[[step]]\ndo = \"lookup\"\nas = \"frontex\"\npurpose = \"p\"\njustification = \"j\"\n",
+                "DIR/s.toml:3: step 1: do = \"lookup\": a lookup needs document, person (with dob), plate or firearm",
+            ),
+            (
+                "[[step]]\ndo = \"lookup\"\nas = \"frontex\"\npurpose = \"p\"\njustification = \"j\"\nexpect_code = \"INVALID_ARGUMENT\"\n",
+                "ok",
+            ),
+            (
+                "[[step]]\ndo = \"expect_audit\"\noperation = \"denial\"\ncount = 1\nat_least = 1\n",
+                "DIR/s.toml:3: step 1: do = \"expect_audit\": expect_audit needs either `count` or `at_least`",
+            ),
+            (
+                "[[step]]\ndo = \"expect_audit\"\noperation = \"denial\"\n",
+                "DIR/s.toml:3: step 1: do = \"expect_audit\": expect_audit needs either `count` or `at_least`",
+            ),
+        ]);
+    }
+
+    #[test]
+    fn references_to_nodes_alerts_requests_and_files_are_checked() {
+        check(&[
+            (
+                "[[step]]\ndo = \"stop_node\"\nnode = \"xx-police\"\n",
+                "DIR/s.toml:5: step 1: do = \"stop_node\": node = \"xx-police\" is not a node of this scenario (its nodes: de-police, fr-police, it-police, europol, frontex, auditor)",
+            ),
+            (
+                "[[step]]\ndo = \"publish\"\nas = \"es-police\"\nfile = \"a.json\"\n",
+                "DIR/s.toml:5: step 1: do = \"publish\": as = \"es-police\" is not a node",
+            ),
+            (
+                &format!("{PUBLISH}receipt = {{ es-police = \"full\" }}\n"),
+                "DIR/s.toml:7: step 1: do = \"publish\": receipt names \"es-police\", which is not a node of this scenario",
+            ),
+            (
+                "[[step]]\ndo = \"publish\"\nas = \"de-police\"\nfile = \"missing.json\"\n",
+                "DIR/s.toml:6: step 1: do = \"publish\": file DIR/missing.json",
+            ),
+            (
+                &format!(
+                    "{PUBLISH}\n[[step]]\ndo = \"expect_delivery\"\nnode = \"auditor\"\nalert = \"a\"\nlevel = \"denied\"\n"
+                ),
+                "DIR/s.toml:10: step 2: do = \"expect_delivery\": node = \"auditor\" runs no mock agency",
+            ),
+            (
+                &format!(
+                    "{PUBLISH}\n[[step]]\ndo = \"expect_delivery\"\nnode = \"fr-police\"\nalert = \"b\"\nlevel = \"full\"\n"
+                ),
+                "DIR/s.toml:11: step 2: do = \"expect_delivery\": alert = \"b\" is no alert an earlier step publishes (known: a)",
+            ),
+            (
+                "[[step]]\ndo = \"expect_audit\"\noperation = \"denial\"\nalert = \"a\"\ncount = 1\n",
+                "DIR/s.toml:6: step 1: do = \"expect_audit\": alert = \"a\" is no alert an earlier step publishes (known: none)",
+            ),
+            (
+                &format!(
+                    "{PUBLISH}\n[[step]]\ndo = \"forward\"\nas = \"fr-police\"\nof = \"a\"\n\n[[step]]\ndo = \"expect_delivery\"\nnode = \"it-police\"\nalert = \"a-forwarded\"\nlevel = \"full\"\n"
+                ),
+                "ok",
+            ),
+            (
+                &format!(
+                    "{PUBLISH}\n[[step]]\ndo = \"decide\"\nas = \"de-police\"\nrequest = \"x\"\ngrant = true\nreason = \"r\"\n"
+                ),
+                "DIR/s.toml:11: step 2: do = \"decide\": request = \"x\" is no request an earlier step makes (known: none)",
+            ),
+            (
+                &format!(
+                    "{PUBLISH}\n[[step]]\ndo = \"lookup\"\nas = \"fr-police\"\nplate = [\"X\"]\npurpose = \"p\"\njustification = \"j\"\nhits = [\"a\", \"c\"]\n"
+                ),
+                "DIR/s.toml:14: step 2: do = \"lookup\": hits names \"c\", which is no alert an earlier step publishes (known: a)",
+            ),
+        ]);
+    }
+
+    #[test]
+    fn the_header_and_the_toml_itself_are_checked_with_lines() {
+        check(&[
             (
                 "[[node]]\nid = \"x-police\"\nkind = \"navy\"\ncountry = \"XX\"\n",
-                "DIR/s.toml:5: unknown variant `navy`",
+                "DIR/s.toml:5: node 1, `kind`: unknown variant `navy`, expected one of `national`, `europol`, `frontex`, `auditor`",
             ),
-            ("", "no [[step]] entries"),
-        ];
-        for (body, want) in cases {
-            let got = match load(&format!("{HEAD}{body}")) {
-                Ok(_) => "ok".to_owned(),
-                Err(e) => e,
-            };
-            assert!(got.contains(want), "{body}\n  got: {got}\n want: {want}");
-        }
-        assert!(load("nme = \"t\"\n").unwrap_err().contains("DIR/s.toml:1: unknown field `nme`"));
+            ("[[node]]\nid = \"x-police\"\nkind = \"national\"\n", "DIR/s.toml:3: node 1: missing field `country`"),
+            (
+                "[[node]]\nid = \"x-police\"\nkind = \"national\"\ncountry = \"XX\"\nflag = 1\n",
+                "DIR/s.toml:7: node 1: unknown field `flag`, expected one of `id`, `kind`, `country`, `name`, `roles`, `mock`, `access`",
+            ),
+            (
+                "access_deadline = \"soon\"\n[[step]]\ndo = \"restart_gateway\"\n",
+                "DIR/s.toml:3: `access_deadline`: \"soon\" is not a duration",
+            ),
+            ("node = 1\n", "DIR/s.toml:3: `node` must be [[node]] tables"),
+            (
+                "[[steps]]\ndo = \"restart_gateway\"\n",
+                "DIR/s.toml:3: unknown field `steps`, expected one of `name`, `description`, `policy`, `access_deadline`, `node`, `step`",
+            ),
+            ("access_deadline = \"2h\"\n[[step]]\ndo = \"restart_gateway\"\n", "ok"),
+            (
+                "[[node]]\nid = \"x-police\"\nkind = \"national\"\ncountry = \"XX\"\n\n[[step]]\ndo = \"stop_node\"\nnode = \"de-police\"\n",
+                "DIR/s.toml:10: step 1: do = \"stop_node\": node = \"de-police\" is not a node of this scenario (its nodes: x-police)",
+            ),
+            ("", "DIR/s.toml:1: no [[step]] entries"),
+            ("step = [1]\n", "DIR/s.toml:3: step 1: a step is a table of keys"),
+            ("step = 1\n", "DIR/s.toml:3: `step` must be [[step]] tables"),
+            ("[[step]\n", "DIR/s.toml:3:"),
+        ]);
+        assert!(
+            load("nme = \"t\"\n").unwrap_err().contains(
+                "DIR/s.toml:1: unknown field `nme`, expected one of `name`, `description`, `policy`, `access_deadline`, `node`, `step`"
+            )
+        );
     }
 
     #[test]
     fn code_names_round_trip() {
-        for name in ["OK", "PERMISSION_DENIED", "INVALID_ARGUMENT", "FAILED_PRECONDITION", "RESOURCE_EXHAUSTED"] {
+        for name in CODE_NAMES {
             assert_eq!(code_name(parse_code(name).unwrap()), name);
         }
         assert!(parse_code("permission_denied").is_some());

@@ -1,20 +1,22 @@
 //! Running a scenario against a topology, one check per expectation.
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use isx_core::display;
 use isx_core::json::{from_json, to_json_value};
 use isx_core::wire::lookup_identifier::Kind;
 use isx_core::wire::{
-    AccessState, Alert, DisclosureLevel, DocumentNumber, LookupIdentifier, Operation, Outcome, PersonName, Receipt,
-    SearchRequest,
+    Alert, Category, DisclosureLevel, DocumentNumber, LookupIdentifier, PersonName, Receipt, SearchRequest,
 };
+use isx_core::{NodeId, Role, display};
 use isx_node::Client;
 use tonic_types::StatusExt;
 
-use super::{Action, Scenario, Source, Step, code_name};
+use super::step::{
+    AdvanceClockStep, AlertSource, Call, Count, DecideStep, DeclineStep, ExpectAccessStep, ExpectAuditStep,
+    ExpectDeliveryStep, ForwardStep, Level, LookupStep, PublishStep, RequestAccessStep, Step, WithCall, state_name,
+};
+use super::{Scenario, Source, code_name};
 use crate::topology::Topology;
 
 /// The result of one expectation.
@@ -119,6 +121,8 @@ struct Runner<'a> {
     policies: BTreeSet<String>,
     step: (usize, usize),
     order: Vec<String>,
+    /// Nodes whose mock agency a step stopped (and none started again).
+    stopped: BTreeSet<NodeId>,
 }
 
 /// Runs `scenario` against `topo`, reporting each line to `emit`.
@@ -144,11 +148,12 @@ pub async fn run(
         policies: BTreeSet::new(),
         step: (0, 0),
         order: Vec::new(),
+        stopped: BTreeSet::new(),
     };
     let needs_gateway: Vec<String> = scenario
         .steps
         .iter()
-        .filter(|s| matches!(s.action, Action::RestartGateway | Action::AdvanceClock))
+        .filter(|s| matches!(s.step, Step::RestartGateway(_) | Step::AdvanceClock(_)))
         .map(|s| format!("step {} (line {})", s.number, s.line))
         .collect();
     if runner.topo.is_attached() && !needs_gateway.is_empty() {
@@ -168,13 +173,13 @@ pub async fn run(
             alerts: vec![],
         };
     }
-    for step in &scenario.steps {
-        runner.step = (step.number, step.line);
-        if let Some(say) = &step.fields.say {
+    for entry in &scenario.steps {
+        runner.step = (entry.number, entry.line);
+        if let Some(say) = &entry.say {
             (runner.emit)(Line::Say(say.trim().to_owned()));
         }
-        (runner.emit)(Line::Step { number: step.number, line: step.line, summary: summary(step) });
-        runner.run_step(step).await;
+        (runner.emit)(Line::Step { number: entry.number, line: entry.line, summary: summary(&entry.step) });
+        runner.run_step(&entry.step).await;
     }
     let alerts = runner.order.iter().filter_map(|n| runner.alerts.get(n).map(|a| (n.clone(), a.clone()))).collect();
     Report {
@@ -187,44 +192,40 @@ pub async fn run(
     }
 }
 
+/// A step in words, e.g. `publish foreign-fighter as de-police`.
 fn summary(step: &Step) -> String {
-    let f = &step.fields;
-    let or = |v: &Option<String>| v.clone().unwrap_or_default();
-    match step.action {
-        Action::Publish => {
-            let what = f.name.clone().or_else(|| f.file.as_ref().map(|p| stem(p))).unwrap_or_default();
-            format!("publish {what} as {}", or(&f.actor))
+    match step {
+        Step::Publish(s) => format!("publish {} as {}", s.step.name, s.call.actor),
+        Step::Forward(s) => format!("forward {} as {}", s.step.of, s.call.actor),
+        Step::ExpectDelivery(s) => format!("{} receives {} {}", s.node, s.alert, s.level.name()),
+        Step::Lookup(s) => format!("lookup as {}", s.call.actor),
+        Step::RequestAccess(s) => format!("{} requests access to {}", s.call.actor, s.step.alert),
+        Step::Decide(s) => {
+            format!("{} {} request {}", s.call.actor, if s.step.grant { "grants" } else { "denies" }, s.step.request)
         }
-        Action::Forward => format!("forward {} as {}", or(&f.of), or(&f.actor)),
-        Action::ExpectDelivery => format!("{} receives {} {}", or(&f.node), or(&f.alert), or(&f.level)),
-        Action::Lookup => format!("lookup as {}", or(&f.actor)),
-        Action::RequestAccess => format!("{} requests access to {}", or(&f.actor), or(&f.alert)),
-        Action::Decide => format!(
-            "{} {} request {}",
-            or(&f.actor),
-            if f.grant == Some(true) { "grants" } else { "denies" },
-            or(&f.request)
-        ),
-        Action::Decline => format!("{} declines to follow up {}", or(&f.actor), or(&f.alert)),
-        Action::ExpectAccess => format!("{} sees request {} {}", or(&f.node), or(&f.request), or(&f.state)),
-        Action::StopNode => format!("stop {}", or(&f.node)),
-        Action::StartNode => format!("start {}", or(&f.node)),
-        Action::RestartGateway => "restart the gateway".into(),
-        Action::AdvanceClock => format!("advance the gateway clock by {}", or(&f.by)),
-        Action::ExpectAudit => format!("audit log: {}", or(&f.operation)),
+        Step::Decline(s) => format!("{} declines to follow up {}", s.call.actor, s.step.alert),
+        Step::ExpectAccess(s) => format!("{} sees request {} {}", s.node, s.request, s.state.name()),
+        Step::StopNode(s) => format!("stop {}", s.node),
+        Step::StartNode(s) => format!("start {}", s.node),
+        Step::RestartGateway(_) => "restart the gateway".into(),
+        Step::AdvanceClock(s) => format!("advance the gateway clock by {}", duration_text(s.by)),
+        Step::ExpectAudit(s) => format!("audit log: {}", s.operation.name()),
     }
 }
 
-fn stem(p: &Path) -> String {
-    p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+/// A duration as scenarios write it: `3h`, `90s`, `2d`.
+fn duration_text(d: Duration) -> String {
+    let secs = d.as_secs();
+    match secs {
+        s if s > 0 && s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s > 0 && s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s > 0 && s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
 }
 
 fn level_name(level: DisclosureLevel) -> &'static str {
     display::level(level)
-}
-
-fn state_name(state: AccessState) -> String {
-    state.as_str_name().trim_start_matches("ACCESS_STATE_").to_ascii_lowercase()
 }
 
 /// Every value at a path such as `subjects[0].family_name` or
@@ -280,9 +281,10 @@ impl Runner<'_> {
         (self.emit)(Line::Detail(text));
     }
 
-    async fn client(&mut self, node: &str, officer: &Option<String>) -> Option<Client> {
+    async fn client(&mut self, call: &Call) -> Option<Client> {
+        let node = call.actor.as_str();
         match self.topo.client(node).await {
-            Ok(c) => match officer {
+            Ok(c) => match &call.officer {
                 Some(o) => match c.with_officer(o) {
                     Ok(c) => Some(c),
                     Err(e) => {
@@ -301,8 +303,7 @@ impl Runner<'_> {
 
     /// Checks a call's status against the step's `expect_code`, message and
     /// fields; returns true if the call succeeded.
-    fn call<T>(&mut self, step: &Step, what: &str, result: &Result<T, tonic::Status>) -> bool {
-        let f = &step.fields;
+    fn call<T>(&mut self, call: &Call, what: &str, result: &Result<T, tonic::Status>) -> bool {
         let (code, message, fields) = match result {
             Ok(_) => (tonic::Code::Ok, String::new(), vec![]),
             Err(s) => (
@@ -314,32 +315,31 @@ impl Runner<'_> {
                     .unwrap_or_default(),
             ),
         };
-        self.expect(format!("{what}: {}", code_name(step.code)), code == step.code, || {
+        let want = call.expect_code.0;
+        self.expect(format!("{what}: {}", code_name(want)), code == want, || {
             if message.is_empty() { code_name(code) } else { format!("{}: {message}", code_name(code)) }
         });
-        if let Some(want) = &f.expect_message {
+        if let Some(want) = &call.expect_message {
             self.expect(format!("{what}: message contains {want:?}"), message.contains(want.as_str()), || {
                 format!("message was {message:?}")
             });
         }
-        if let Some(want) = &f.expect_fields {
+        if let Some(want) = &call.expect_fields {
             self.expect(format!("{what}: bad fields {want:?}"), *want == fields, || format!("named {fields:?}"));
         }
         code == tonic::Code::Ok
     }
 
-    fn read_alert(&mut self, step: &Step) -> Result<Alert, String> {
-        let f = &step.fields;
-        let mut value: serde_json::Value = match (&f.file, &f.inline) {
-            (Some(file), _) => {
+    fn read_alert(&mut self, step: &PublishStep) -> Result<Alert, String> {
+        let mut value: serde_json::Value = match &step.alert {
+            AlertSource::File(file) => {
                 let path = self.base.join(file);
                 let text = self.source.read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
                 serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
             }
-            (None, Some(inline)) => serde_json::to_value(inline).map_err(|e| format!("inline: {e}"))?,
-            (None, None) => return Err("no alert".into()),
+            AlertSource::Inline(inline) => serde_json::to_value(inline).map_err(|e| format!("inline: {e}"))?,
         };
-        if let Some(patch) = &f.patch {
+        if let Some(patch) = &step.patch {
             isx_policy::table::merge(&mut value, &serde_json::to_value(patch).map_err(|e| format!("patch: {e}"))?);
         }
         from_json::<Alert>(&value.to_string(), "the step's alert").map_err(|e| e.to_string())
@@ -354,101 +354,30 @@ impl Runner<'_> {
     }
 
     async fn run_step(&mut self, step: &Step) {
-        let f = step.fields.clone();
-        let actor = f.actor.clone().unwrap_or_default();
-        match step.action {
-            Action::Publish | Action::Forward => self.publish(step).await,
-            Action::ExpectDelivery => self.expect_delivery(step).await,
-            Action::Lookup => self.lookup(step).await,
-            Action::RequestAccess => {
-                let alert = f.alert.clone().unwrap_or_default();
-                let Some(hit) = self.hit(&actor, &alert) else { return };
-                let Some(client) = self.client(&actor, &f.officer).await else { return };
-                let result = client
-                    .request_access(&hit, f.purpose.as_deref().unwrap_or(""), f.justification.as_deref().unwrap_or(""))
-                    .await;
-                if self.call(step, &format!("{actor} requests {alert}"), &result)
-                    && let Ok(request) = result
-                {
-                    let name = f.name.clone().unwrap_or_else(|| format!("{actor}/{alert}"));
-                    self.detail(format!(
-                        "{} asks {} for {alert}: request {} (deadline {})",
-                        actor,
-                        request.holder,
-                        request.request_id,
-                        request.deadline.as_ref().map(isx_core::timestamp::rfc3339).unwrap_or_default()
-                    ));
-                    self.requests.insert(name, request.request_id);
+        match step {
+            Step::Publish(s) => self.publish(s).await,
+            Step::Forward(s) => self.forward(s).await,
+            Step::ExpectDelivery(s) => self.expect_delivery(s).await,
+            Step::Lookup(s) => self.lookup(s).await,
+            Step::RequestAccess(s) => self.request_access(s).await,
+            Step::Decide(s) => self.decide(s).await,
+            Step::Decline(s) => self.decline(s).await,
+            Step::ExpectAccess(s) => self.expect_access(s).await,
+            Step::StopNode(s) => {
+                let result = self.topo.stop_node(s.node.as_str()).await;
+                if result.is_ok() {
+                    self.stopped.insert(s.node.clone());
                 }
+                self.expect(format!("{} stopped", s.node), result.is_ok(), || format!("{:?}", result.err()));
             }
-            Action::Decide => {
-                let name = f.request.clone().unwrap_or_default();
-                let Some(id) = self.request_id(&name) else { return };
-                let Some(client) = self.client(&actor, &f.officer).await else { return };
-                let grant = f.grant == Some(true);
-                let result = client.decide_access(&id, grant, f.reason.as_deref().unwrap_or("")).await;
-                let verb = if grant { "grants" } else { "denies" };
-                if self.call(step, &format!("{actor} {verb} {name}"), &result)
-                    && let Ok(decided) = result
-                {
-                    self.policies.extend(decided.policy_ids.iter().cloned());
-                    if grant {
-                        self.detail(format!(
-                            "granted: {} will receive it {} ({})",
-                            decided.requester,
-                            level_name(decided.level()),
-                            decided.policy_ids.join(", ")
-                        ));
-                    }
-                    if let Some(want) = &f.expect_level {
-                        let got = level_name(decided.level());
-                        self.expect(format!("{} gets {want} after the grant", decided.requester), got == want, || {
-                            format!("got {got} ({})", decided.policy_ids.join(", "))
-                        });
-                    }
+            Step::StartNode(s) => {
+                let result = self.topo.start_node(s.node.as_str()).await;
+                if result.is_ok() {
+                    self.stopped.remove(&s.node);
                 }
+                self.expect(format!("{} started", s.node), result.is_ok(), || format!("{:?}", result.err()));
             }
-            Action::Decline => {
-                let alert = f.alert.clone().unwrap_or_default();
-                let Some(hit) = self.hit(&actor, &alert) else { return };
-                let Some(client) = self.client(&actor, &f.officer).await else { return };
-                let result = client.decline_follow_up(&hit, f.reason.as_deref().unwrap_or("")).await;
-                self.call(step, &format!("{actor} declines {alert}"), &result);
-            }
-            Action::ExpectAccess => {
-                let node = f.node.clone().unwrap_or_default();
-                let name = f.request.clone().unwrap_or_default();
-                let want = f.state.clone().unwrap_or_default();
-                let Some(id) = self.request_id(&name) else { return };
-                let got = self
-                    .topo
-                    .inbox(&node)
-                    .wait_for_access(&id, |r| state_name(r.state()) == want, self.options.limit)
-                    .await;
-                let (ok, detail) = match got {
-                    Ok(Some(r)) => {
-                        let st = state_name(r.state());
-                        (st == want, format!("{st}: {}", r.reason))
-                    }
-                    Ok(None) => (false, format!("{node} never heard of it within {:?}", self.options.limit)),
-                    Err(e) => (false, e.to_string()),
-                };
-                if ok {
-                    self.detail(format!("{node}: request {name} {detail}"));
-                }
-                self.expect(format!("{node} sees request {name} {want}"), ok, || detail);
-            }
-            Action::StopNode | Action::StartNode => {
-                let node = f.node.clone().unwrap_or_default();
-                let result = if step.action == Action::StopNode {
-                    self.topo.stop_node(&node).await
-                } else {
-                    self.topo.start_node(&node).await
-                };
-                let verb = if step.action == Action::StopNode { "stopped" } else { "started" };
-                self.expect(format!("{node} {verb}"), result.is_ok(), || format!("{:?}", result.err()));
-            }
-            Action::RestartGateway => {
+            Step::RestartGateway(_) => {
                 if self.topo.is_attached() {
                     self.check("gateway restarted", Verdict::Skipped("the gateway runs elsewhere".into()));
                 } else {
@@ -456,19 +385,19 @@ impl Runner<'_> {
                     self.expect("gateway restarted", result.is_ok(), || format!("{:?}", result.err()));
                 }
             }
-            Action::AdvanceClock => {
+            Step::AdvanceClock(AdvanceClockStep { by }) => {
                 if self.topo.is_attached() {
                     self.check("clock advanced", Verdict::Skipped("the gateway runs elsewhere".into()));
                 } else {
-                    self.topo.advance_clock(step.duration.unwrap_or_default());
+                    self.topo.advance_clock(*by);
                 }
             }
-            Action::ExpectAudit => self.expect_audit(step).await,
+            Step::ExpectAudit(s) => self.expect_audit(s).await,
         }
     }
 
-    fn hit(&mut self, node: &str, alert: &str) -> Option<String> {
-        let hit = self.hits.get(&(node.to_owned(), alert.to_owned())).cloned();
+    fn hit(&mut self, node: &NodeId, alert: &str) -> Option<String> {
+        let hit = self.hits.get(&(node.to_string(), alert.to_owned())).cloned();
         if hit.is_none() {
             self.check(
                 format!("{node} has a hit on {alert}"),
@@ -487,55 +416,66 @@ impl Runner<'_> {
         id
     }
 
-    async fn publish(&mut self, step: &Step) {
-        let f = step.fields.clone();
-        let actor = f.actor.clone().unwrap_or_default();
-        let (mut alert, name) = if step.action == Action::Forward {
-            let of = f.of.clone().unwrap_or_default();
-            let Some(parent) = self.alerts.get(&of).cloned() else {
-                self.check(format!("alert {of:?} is known"), Verdict::Fail("no earlier step published it".into()));
+    async fn publish(&mut self, s: &WithCall<PublishStep>) {
+        let mut alert = match self.read_alert(&s.step) {
+            Ok(a) => a,
+            Err(e) => {
+                self.check("read the alert", Verdict::Fail(e));
                 return;
-            };
-            let mut value = to_json_value(&Alert {
-                alert_id: crate::samples::new_alert_id(),
-                origin: actor.clone(),
-                forwarded_from: parent.alert_id.clone(),
-                hops: 0,
-                ..parent
-            });
-            if let Some(patch) = &f.patch
-                && let Ok(p) = serde_json::to_value(patch)
-            {
-                isx_policy::table::merge(&mut value, &p);
-            }
-            match from_json::<Alert>(&value.to_string(), "the forwarded alert") {
-                Ok(a) => (a, f.name.clone().unwrap_or_else(|| format!("{of}-forwarded"))),
-                Err(e) => {
-                    self.check("build the forwarded alert", Verdict::Fail(e.to_string()));
-                    return;
-                }
-            }
-        } else {
-            match self.read_alert(step) {
-                Ok(a) => {
-                    let name = f.name.clone().unwrap_or_else(|| f.file.as_deref().map(stem).unwrap_or_default());
-                    (a, name)
-                }
-                Err(e) => {
-                    self.check("read the alert", Verdict::Fail(e));
-                    return;
-                }
             }
         };
+        let name = s.step.name.clone();
         if let Some(earlier) = self.alerts.get(&name) {
             alert.alert_id = earlier.alert_id.clone(); // the same name again is a resend
-        } else if step.action == Action::Publish && f.keep_id != Some(true) {
+        } else if !s.step.keep_id {
             alert.alert_id = crate::samples::new_alert_id();
         }
-        let Some(client) = self.client(&actor, &f.officer).await else { return };
+        let expected = Expected { receipt: &s.step.receipt, policies: &s.step.receipt_policies };
+        self.send(&s.call, "publish", name, alert, expected).await;
+    }
+
+    async fn forward(&mut self, s: &WithCall<ForwardStep>) {
+        let of = &s.step.of;
+        let Some(parent) = self.alerts.get(of).cloned() else {
+            self.check(format!("alert {of:?} is known"), Verdict::Fail("no earlier step published it".into()));
+            return;
+        };
+        let mut value = to_json_value(&Alert {
+            alert_id: crate::samples::new_alert_id(),
+            origin: s.call.actor.to_string(),
+            forwarded_from: parent.alert_id.clone(),
+            hops: 0,
+            ..parent
+        });
+        if let Some(patch) = &s.step.patch {
+            match serde_json::to_value(patch) {
+                Ok(p) => isx_policy::table::merge(&mut value, &p),
+                Err(e) => {
+                    self.check("build the forwarded alert", Verdict::Fail(format!("patch: {e}")));
+                    return;
+                }
+            }
+        }
+        let mut alert = match from_json::<Alert>(&value.to_string(), "the forwarded alert") {
+            Ok(a) => a,
+            Err(e) => {
+                self.check("build the forwarded alert", Verdict::Fail(e.to_string()));
+                return;
+            }
+        };
+        let name = s.step.name();
+        if let Some(earlier) = self.alerts.get(&name) {
+            alert.alert_id = earlier.alert_id.clone(); // the same name again is a resend
+        }
+        let expected = Expected { receipt: &s.step.receipt, policies: &s.step.receipt_policies };
+        self.send(&s.call, "forward", name, alert, expected).await;
+    }
+
+    /// Publishes (or forwards) `alert` and checks its receipt.
+    async fn send(&mut self, call: &Call, verb: &str, name: String, alert: Alert, expected: Expected<'_>) {
+        let Some(client) = self.client(call).await else { return };
         let result = client.publish(alert.clone()).await;
-        let verb = if step.action == Action::Forward { "forward" } else { "publish" };
-        if !self.call(step, &format!("{verb} {name} as {actor}"), &result) {
+        if !self.call(call, &format!("{verb} {name} as {}", call.actor), &result) {
             return;
         }
         let Ok(resp) = result else { return };
@@ -549,19 +489,23 @@ impl Runner<'_> {
             let reason = self.topo.policy_reason(&first).unwrap_or_default();
             self.detail(format!("{:<10} {:<9} {first}: {reason}", r.node, level_name(r.level())));
         }
-        for (node, want) in f.receipt.iter().flatten() {
-            let got = receipt
+        for (node, want) in expected.receipt {
+            let got = receipt.recipients.iter().find(|r| r.node == node.as_str()).map(|r| r.level());
+            // `denied` also matches a node that is not a candidate at all.
+            let ok = match got {
+                Some(level) => level == want.wire(),
+                None => *want == Level::Denied,
+            };
+            let got = got.map(level_name).unwrap_or("not a candidate");
+            self.expect(format!("receipt: {node} {}", want.name()), ok, || format!("got {got}"));
+        }
+        for (node, want) in expected.policies {
+            let got: Vec<String> = receipt
                 .recipients
                 .iter()
-                .find(|r| r.node == *node)
-                .map(|r| level_name(r.level()))
-                .unwrap_or("not a candidate");
-            let ok = got == want || (want == "denied" && got == "not a candidate");
-            self.expect(format!("receipt: {node} {want}"), ok, || format!("got {got}"));
-        }
-        for (node, want) in f.receipt_policies.iter().flatten() {
-            let got: Vec<String> =
-                receipt.recipients.iter().find(|r| r.node == *node).map(|r| r.policy_ids.clone()).unwrap_or_default();
+                .find(|r| r.node == node.as_str())
+                .map(|r| r.policy_ids.clone())
+                .unwrap_or_default();
             let missing: Vec<&String> = want.iter().filter(|p| !got.contains(p)).collect();
             self.expect(format!("receipt: {node} decided by {want:?}"), missing.is_empty(), || {
                 format!("deciding policies were {got:?}")
@@ -574,44 +518,28 @@ impl Runner<'_> {
         self.receipts.insert(name, receipt);
     }
 
-    async fn expect_delivery(&mut self, step: &Step) {
-        let f = step.fields.clone();
-        let node = f.node.clone().unwrap_or_default();
-        let name = f.alert.clone().unwrap_or_default();
-        let want = f.level.clone().unwrap_or_default();
-        let Some(id) = self.alert_id(&name) else { return };
-        let inbox = self.topo.inbox(&node);
-        if want == "denied" {
-            let in_receipt = self
-                .receipts
-                .get(&name)
-                .and_then(|r| r.recipients.iter().find(|d| d.node == node))
-                .map(|d| d.level())
-                .filter(|l| *l != DisclosureLevel::Denied);
-            let held = inbox.get(&id).ok().flatten();
-            self.expect(format!("{node} receives nothing of {name}"), in_receipt.is_none() && held.is_none(), || {
-                format!(
-                    "receipt says {:?}; inbox holds {:?}",
-                    in_receipt.map(level_name),
-                    held.map(|r| level_name(r.level()))
-                )
-            });
+    async fn expect_delivery(&mut self, s: &ExpectDeliveryStep) {
+        let (node, name, want) = (&s.node, &s.alert, s.level);
+        let Some(id) = self.alert_id(name) else { return };
+        if want == Level::Denied {
+            self.expect_nothing(node, name, &id).await;
             return;
         }
-        let request = match &f.request {
+        let request = match &s.request {
             Some(r) => match self.request_id(r) {
                 Some(id) => Some(id),
                 None => return,
             },
             None => None,
         };
-        let got = inbox.wait_until(&id, |r| level_name(r.level()) == want, self.options.limit).await;
-        let record = match got {
+        let inbox = self.topo.inbox(node.as_str());
+        let what = format!("{node} receives {name} {}", want.name());
+        let record = match inbox.wait_until(&id, |r| r.level() == want.wire(), self.options.limit).await {
             Ok(Some(r)) => r,
             Ok(None) => {
                 let held = inbox.get(&id).ok().flatten().map(|r| level_name(r.level()).to_owned());
                 self.check(
-                    format!("{node} receives {name} {want}"),
+                    what,
                     Verdict::Fail(match held {
                         Some(l) => format!("it holds it {l}"),
                         None => format!("nothing arrived within {:?}", self.options.limit),
@@ -620,26 +548,26 @@ impl Runner<'_> {
                 return;
             }
             Err(e) => {
-                self.check(format!("{node} receives {name} {want}"), Verdict::Fail(e.to_string()));
+                self.check(what, Verdict::Fail(e.to_string()));
                 return;
             }
         };
-        self.check(format!("{node} receives {name} {want}"), Verdict::Pass);
+        self.check(what, Verdict::Pass);
         let delivery = record.delivery.unwrap_or_default();
         self.policies.extend(delivery.policy_ids.iter().cloned());
         let view = to_json_value(&delivery.alert.clone().unwrap_or_default());
-        for path in f.present.iter().flatten() {
+        for path in &s.present {
             let found = values_at(&view, path).into_iter().any(has_value);
             self.expect(format!("{node}'s copy of {name} has {path}"), found, || "it is absent".into());
         }
-        for path in f.absent.iter().flatten() {
+        for path in &s.absent {
             let found: Vec<String> =
                 values_at(&view, path).into_iter().filter(|v| has_value(v)).map(|v| v.to_string()).collect();
             self.expect(format!("{node}'s copy of {name} lacks {path}"), found.is_empty(), || {
                 format!("it has {}", found.len())
             });
         }
-        if let Some(want) = &f.policies {
+        if let Some(want) = &s.policies {
             let missing: Vec<&String> = want.iter().filter(|p| !delivery.policy_ids.contains(p)).collect();
             self.expect(format!("{node}'s copy of {name} decided by {want:?}"), missing.is_empty(), || {
                 format!("deciding policies were {:?}", delivery.policy_ids)
@@ -654,29 +582,120 @@ impl Runner<'_> {
         }
     }
 
-    async fn lookup(&mut self, step: &Step) {
-        let f = step.fields.clone();
-        let actor = f.actor.clone().unwrap_or_default();
+    /// `level = "denied"`: the receipt gave `node` nothing of the alert, and
+    /// its agency holds nothing of it. The inbox is read only after an
+    /// ordering marker, published after the alert, has arrived at `node`:
+    /// the gateway delivers to a node in the order of its outbox, so a
+    /// delivery of the alert still in flight would have landed first.
+    async fn expect_nothing(&mut self, node: &NodeId, name: &str, id: &str) {
+        let what = format!("{node} receives nothing of {name}");
+        let in_receipt = self
+            .receipts
+            .get(name)
+            .and_then(|r| r.recipients.iter().find(|d| d.node == node.as_str()))
+            .map(|d| d.level())
+            .filter(|l| *l != DisclosureLevel::Denied);
+        // A stopped agency writes nothing until it starts again: its inbox
+        // is what it is.
+        if !self.stopped.contains(node) {
+            let origin = self.alerts.get(name).map(|a| a.origin.clone()).unwrap_or_default();
+            match self.settle(node, &origin).await {
+                Ok(publisher) => {
+                    self.detail(format!("checked after a marker alert from {publisher} reached {node}"));
+                }
+                Err(why) => {
+                    self.check(what, Verdict::Fail(why));
+                    return;
+                }
+            }
+        }
+        let held = match self.topo.inbox(node.as_str()).get(id) {
+            Ok(held) => held,
+            Err(e) => {
+                self.check(what, Verdict::Fail(e.to_string()));
+                return;
+            }
+        };
+        self.expect(what, in_receipt.is_none() && held.is_none(), || {
+            format!(
+                "receipt says {:?}; inbox holds {:?}",
+                in_receipt.map(level_name),
+                held.map(|r| level_name(r.level()))
+            )
+        });
+    }
+
+    /// Publishes an ordering marker to `node` (from `origin`, or another
+    /// node that may publish if `origin` is `node`) and waits until `node`'s
+    /// agency holds it; afterwards everything the gateway queued for `node`
+    /// before the marker has arrived too. The marker names no person or
+    /// object, so no lookup can match it; it adds a collection and a
+    /// disclosure to the audit log. Returns the marker's publisher.
+    async fn settle(&mut self, node: &NodeId, origin: &str) -> Result<NodeId, String> {
+        let spec = self.topo.spec();
+        let may_publish = |n: &&crate::topology::NodeSpec| {
+            n.id != *node && n.roles.clone().unwrap_or_else(|| n.kind.default_roles()).contains(&Role::Publish)
+        };
+        let publisher = match spec.nodes.iter().filter(may_publish).find(|n| n.id.as_str() == origin) {
+            Some(n) => n.id.clone(),
+            None => spec
+                .nodes
+                .iter()
+                .find(may_publish)
+                .map(|n| n.id.clone())
+                .ok_or_else(|| format!("no node but {node} may publish the marker that orders this check"))?,
+        };
+        let mut marker = crate::samples::base(
+            publisher.as_str(),
+            &[node.as_str()],
+            Category::MigrantSmuggling,
+            isx_core::wire::Action::Inform,
+        );
+        marker.narrative = "Ordering marker of the scenario runner: no case behind it.".into();
+        let client = self.topo.client(publisher.as_str()).await.map_err(|e| format!("connect as {publisher}: {e}"))?;
+        let resp = client.publish(marker.clone()).await.map_err(|s| {
+            format!("the ordering marker from {publisher} was refused: {}: {}", code_name(s.code()), s.message())
+        })?;
+        let level = resp
+            .receipt
+            .and_then(|r| r.recipients.into_iter().find(|d| d.node == node.as_str()))
+            .map(|d| d.level())
+            .unwrap_or(DisclosureLevel::Denied);
+        if matches!(level, DisclosureLevel::Denied | DisclosureLevel::Unspecified) {
+            return Err(format!(
+                "policy gives {node} nothing of an ordering marker from {publisher}, so the check cannot be ordered after deliveries in flight"
+            ));
+        }
+        match self.topo.inbox(node.as_str()).wait_for(&marker.alert_id, self.options.limit).await {
+            Ok(Some(_)) => Ok(publisher),
+            Ok(None) => Err(format!(
+                "the ordering marker from {publisher} did not arrive within {:?}, so deliveries in flight may not have either",
+                self.options.limit
+            )),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    async fn lookup(&mut self, s: &WithCall<LookupStep>) {
+        let (actor, step) = (&s.call.actor, &s.step);
         let mut ids = Vec::new();
-        for d in f.document.iter().flatten() {
+        for d in &step.document {
             let (country, number) = d.split_once(':').unwrap_or(("", d));
             ids.push(Kind::Document(DocumentNumber { issuing_country: country.into(), number: number.into() }));
         }
-        if let (Some(person), Some(dob)) = (&f.person, &f.dob) {
-            let (family, given) = person.split_once(',').unwrap_or((person, ""));
+        if let Some(p) = &step.person {
             ids.push(Kind::Person(PersonName {
-                family_name: family.trim().into(),
-                given_names: given.trim().into(),
-                date_of_birth: dob.clone(),
+                family_name: p.family_name.clone(),
+                given_names: p.given_names.clone(),
+                date_of_birth: p.date_of_birth.clone(),
             }));
         }
-        ids.extend(f.plate.iter().flatten().map(|p| Kind::Plate(p.clone())));
-        ids.extend(f.firearm.iter().flatten().map(|p| Kind::FirearmSerial(p.clone())));
+        ids.extend(step.plate.iter().map(|p| Kind::Plate(p.clone())));
+        ids.extend(step.firearm.iter().map(|p| Kind::FirearmSerial(p.clone())));
         let ids = ids.into_iter().map(|k| LookupIdentifier { kind: Some(k) }).collect();
-        let Some(client) = self.client(&actor, &f.officer).await else { return };
-        let result =
-            client.lookup(ids, f.purpose.as_deref().unwrap_or(""), f.justification.as_deref().unwrap_or("")).await;
-        if !self.call(step, &format!("lookup as {actor}"), &result) {
+        let Some(client) = self.client(&s.call).await else { return };
+        let result = client.lookup(ids, &step.purpose, &step.justification).await;
+        if !self.call(&s.call, &format!("lookup as {actor}"), &result) {
             return;
         }
         let Ok(resp) = result else { return };
@@ -684,16 +703,11 @@ impl Runner<'_> {
         let mut foreign = 0;
         for hit in &resp.hits {
             // Against a shared gateway, alerts from other runs may match too; only ours count.
-            if !self.alerts.values().any(|a| a.alert_id == hit.alert_id) {
+            let Some(name) = self.alerts.iter().find(|(_, a)| a.alert_id == hit.alert_id).map(|(n, _)| n.clone())
+            else {
                 foreign += 1;
                 continue;
-            }
-            let name = self
-                .alerts
-                .iter()
-                .find(|(_, a)| a.alert_id == hit.alert_id)
-                .map(|(n, _)| n.clone())
-                .unwrap_or_default();
+            };
             self.policies.extend(hit.policy_ids.iter().cloned());
             self.detail(format!(
                 "hit: {name} held by {} ({}, matched on {})",
@@ -701,7 +715,7 @@ impl Runner<'_> {
                 display::category(hit.category()),
                 hit.matched.join(", ")
             ));
-            self.hits.insert((actor.clone(), name.clone()), hit.hit_id.clone());
+            self.hits.insert((actor.to_string(), name.clone()), hit.hit_id.clone());
             names.push(name);
         }
         if resp.hits.is_empty() {
@@ -710,7 +724,7 @@ impl Runner<'_> {
         if foreign > 0 {
             self.detail(format!("{foreign} more hit(s) on alerts this scenario did not publish (ignored)"));
         }
-        if let Some(want) = &f.hits {
+        if let Some(want) = &step.hits {
             let mut got = names.clone();
             got.sort();
             let mut want = want.clone();
@@ -721,21 +735,91 @@ impl Runner<'_> {
         }
     }
 
-    async fn expect_audit(&mut self, step: &Step) {
-        let f = step.fields.clone();
-        let op = f.operation.clone().unwrap_or_default();
-        let operation = Operation::from_str_name(&format!("OPERATION_{}", op.to_ascii_uppercase())).unwrap_or_default();
+    async fn request_access(&mut self, s: &WithCall<RequestAccessStep>) {
+        let (actor, alert) = (&s.call.actor, &s.step.alert);
+        let Some(hit) = self.hit(actor, alert) else { return };
+        let Some(client) = self.client(&s.call).await else { return };
+        let result = client.request_access(&hit, &s.step.purpose, &s.step.justification).await;
+        if self.call(&s.call, &format!("{actor} requests {alert}"), &result)
+            && let Ok(request) = result
+        {
+            self.detail(format!(
+                "{} asks {} for {alert}: request {} (deadline {})",
+                actor,
+                request.holder,
+                request.request_id,
+                request.deadline.as_ref().map(isx_core::timestamp::rfc3339).unwrap_or_default()
+            ));
+            self.requests.insert(s.step.name(actor), request.request_id);
+        }
+    }
+
+    async fn decide(&mut self, s: &WithCall<DecideStep>) {
+        let (actor, step) = (&s.call.actor, &s.step);
+        let Some(id) = self.request_id(&step.request) else { return };
+        let Some(client) = self.client(&s.call).await else { return };
+        let result = client.decide_access(&id, step.grant, &step.reason).await;
+        let verb = if step.grant { "grants" } else { "denies" };
+        if self.call(&s.call, &format!("{actor} {verb} {}", step.request), &result)
+            && let Ok(decided) = result
+        {
+            self.policies.extend(decided.policy_ids.iter().cloned());
+            if step.grant {
+                self.detail(format!(
+                    "granted: {} will receive it {} ({})",
+                    decided.requester,
+                    level_name(decided.level()),
+                    decided.policy_ids.join(", ")
+                ));
+            }
+            if let Some(want) = step.expect_level {
+                let got = decided.level();
+                self.expect(
+                    format!("{} gets {} after the grant", decided.requester, want.name()),
+                    got == want.wire(),
+                    || format!("got {} ({})", level_name(got), decided.policy_ids.join(", ")),
+                );
+            }
+        }
+    }
+
+    async fn decline(&mut self, s: &WithCall<DeclineStep>) {
+        let (actor, alert) = (&s.call.actor, &s.step.alert);
+        let Some(hit) = self.hit(actor, alert) else { return };
+        let Some(client) = self.client(&s.call).await else { return };
+        let result = client.decline_follow_up(&hit, &s.step.reason).await;
+        self.call(&s.call, &format!("{actor} declines {alert}"), &result);
+    }
+
+    async fn expect_access(&mut self, s: &ExpectAccessStep) {
+        let (node, name, want) = (&s.node, &s.request, s.state);
+        let Some(id) = self.request_id(name) else { return };
+        let got =
+            self.topo.inbox(node.as_str()).wait_for_access(&id, |r| r.state() == want.wire(), self.options.limit).await;
+        let (ok, detail) = match got {
+            Ok(Some(r)) => (r.state() == want.wire(), format!("{}: {}", state_name(r.state()), r.reason)),
+            Ok(None) => (false, format!("{node} never heard of it within {:?}", self.options.limit)),
+            Err(e) => (false, e.to_string()),
+        };
+        if ok {
+            self.detail(format!("{node}: request {name} {detail}"));
+        }
+        self.expect(format!("{node} sees request {name} {}", want.name()), ok, || detail);
+    }
+
+    async fn expect_audit(&mut self, s: &ExpectAuditStep) {
+        let op = s.operation.name();
         let mut filter = SearchRequest {
-            operation: operation as i32,
-            node: f.node.clone().unwrap_or_default(),
+            operation: s.operation.wire() as i32,
+            node: s.node.as_ref().map(NodeId::to_string).unwrap_or_default(),
             justification: "scenario expectation".into(),
             ..Default::default()
         };
-        if let Some(a) = &f.alert {
+        if let Some(a) = &s.alert {
             let Some(id) = self.alert_id(a) else { return };
             filter.alert_id = id;
         }
-        if let Some(r) = &f.request {
+        if let Some(r) = &s.request {
             let Some(id) = self.request_id(r) else { return };
             filter.request_id = id;
         }
@@ -746,25 +830,30 @@ impl Runner<'_> {
                 return;
             }
         };
-        let outcome = match f.outcome.as_deref() {
-            Some("ok") => Some(Outcome::Ok),
-            Some("refused") => Some(Outcome::Refused),
-            Some("error") => Some(Outcome::Error),
-            _ => None,
-        };
-        let n = records.iter().filter(|r| outcome.is_none_or(|o| r.outcome() == o)).count() as u64;
+        let n = records.iter().filter(|r| s.outcome.is_none_or(|o| r.outcome() == o.wire())).count() as u64;
         let mut what = format!("audit: {op}");
-        for (k, v) in [("node", &f.node), ("alert", &f.alert), ("request", &f.request), ("outcome", &f.outcome)] {
+        let scope = [
+            ("node", s.node.as_ref().map(NodeId::to_string)),
+            ("alert", s.alert.clone()),
+            ("request", s.request.clone()),
+            ("outcome", s.outcome.map(|o| o.name().to_owned())),
+        ];
+        for (k, v) in scope {
             if let Some(v) = v {
                 what.push_str(&format!(" {k}={v}"));
             }
         }
-        match (f.count, f.at_least) {
-            (Some(c), _) => self.expect(format!("{what}: {c} record(s)"), n == c, || format!("found {n}")),
-            (_, Some(c)) => self.expect(format!("{what}: at least {c}"), n >= c, || format!("found {n}")),
-            _ => {}
+        match s.count {
+            Count::Exactly(c) => self.expect(format!("{what}: {c} record(s)"), n == c, || format!("found {n}")),
+            Count::AtLeast(c) => self.expect(format!("{what}: at least {c}"), n >= c, || format!("found {n}")),
         }
     }
+}
+
+/// What a publish or forward expects of its receipt.
+struct Expected<'a> {
+    receipt: &'a std::collections::BTreeMap<NodeId, Level>,
+    policies: &'a std::collections::BTreeMap<NodeId, Vec<String>>,
 }
 
 #[cfg(test)]
