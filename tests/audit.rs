@@ -3,8 +3,13 @@
 
 use std::time::Duration;
 
+use isx_audit::AuditLog;
+use isx_audit::verify::{self, VerifyError};
 use isx_core::wire::audit_client::AuditClient;
-use isx_core::wire::{AuditBundle, GetCheckpointRequest, Operation, Outcome, SearchRequest};
+use isx_core::wire::{
+    AuditBundle, AuditEntry, AuditRecord, Checkpoint, GetCheckpointRequest, GetEntriesRequest, Operation, Outcome,
+    SearchRequest,
+};
 use isx_node::audit::{self as client_audit, AuditClientError};
 use isx_testkit::{Topology, TopologySpec, samples};
 use tonic::Code;
@@ -144,21 +149,74 @@ async fn the_log_verifies_live_and_as_an_offline_bundle_and_detects_a_fork() {
     assert_eq!(second.consistent_with, Some(first.checkpoint.tree_size));
     assert!(second.checkpoint.tree_size > first.checkpoint.tree_size);
 
-    // A checkpoint of the same size with another root, even properly signed, is a fork.
+    let (n1, n2) = (first.checkpoint.tree_size, second.checkpoint.tree_size);
+    let first_v = verify::checkpoint(&first.checkpoint, Some(&key)).unwrap();
+    let second_v = verify::checkpoint(&second.checkpoint, Some(&key)).unwrap();
+
+    // The honest extension: the gateway's own proof from the first checkpoint to the second verifies.
+    let proof = client_audit::consistency_proof(&auditor, n1, n2).await.unwrap();
+    assert!(!proof.is_empty(), "a proof from {n1} to {n2} has hashes");
+    assert_eq!(verify::consistency(&first_v, &second_v, &proof), Ok(()));
+
+    // A fork: a second log under the same signing key, holding the same
+    // records as the gateway's except the last one of the first checkpoint.
+    let honest: Vec<AuditEntry> = client_audit::audit(&auditor)
+        .get_entries(auditor.request(GetEntriesRequest { start: 0, end: n2 }))
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    assert_eq!(honest.len() as u64, n2);
+    let fork_dir = tempfile::tempdir().unwrap();
+    let db = isx_store::open(&fork_dir.path().join("fork.sled"), isx_store::GATEWAY_CACHE_BYTES).unwrap();
     let keys = isx_audit::keys::load(&topo.pki_dir()).unwrap();
-    let mut forged = first.checkpoint.clone();
-    forged.root_hash = vec![7; 32];
-    forged.note = isx_audit::checkpoint::sign(&keys, forged.tree_size, [7; 32]);
-    let size = second.checkpoint.tree_size;
-    let fork = isx_audit::verify::consistency(
-        &isx_audit::verify::checkpoint(&forged, None).unwrap(),
-        &isx_audit::verify::checkpoint(&second.checkpoint, None).unwrap(),
-        &[],
-    );
-    assert!(fork.is_err());
-    let err = client_audit::verify_live(&auditor, Some(&key), Some(&forged), &|_, _, _| {}).await.unwrap_err();
-    assert!(matches!(err, AuditClientError::Verify(_)), "{err}");
-    assert!(size > 0);
+    let (fork, _) = AuditLog::open(&db, keys, &|_, _| {}).unwrap();
+    let append = |record: AuditRecord| {
+        let time = record.time.expect("a record time");
+        let ms = time.seconds as u64 * 1000 + time.nanos as u64 / 1_000_000;
+        fork.append(vec![record], ms).unwrap();
+    };
+    for (i, e) in honest[..n1 as usize].iter().enumerate() {
+        let mut record = e.record.clone().expect("a record body");
+        if i as u64 == n1 - 1 {
+            record.officer = "someone else".into();
+        }
+        append(record);
+    }
+    for e in &honest[..n1 as usize - 1] {
+        assert_eq!(fork.leaf(e.seq).unwrap().as_slice(), e.leaf_hash.as_slice(), "the fork shares record {}", e.seq);
+    }
+    let signed = |size: u64| Checkpoint {
+        note: fork.sign_checkpoint(size).unwrap(),
+        tree_size: size,
+        root_hash: fork.root(size).unwrap().to_vec(),
+        origin: fork.keys().origin.clone(),
+        verifier_key: fork.keys().verifier_key.clone(),
+    };
+    let fork_small = signed(n1);
+    let fork_v = verify::checkpoint(&fork_small, Some(&key)).expect("the fork is signed with the trusted key");
+    assert_ne!(fork_v.root, first_v.root);
+    // Same size, another root: a fork, whichever of the two was seen first.
+    assert_eq!(verify::consistency(&first_v, &fork_v, &[]), Err(VerifyError::Fork { size: n1 }));
+    assert_eq!(verify::consistency(&fork_v, &first_v, &[]), Err(VerifyError::Fork { size: n1 }));
+    // Saved by an auditor, the fork's checkpoint does not extend to the live log.
+    let err = client_audit::verify_live(&auditor, Some(&key), Some(&fork_small), &|_, _, _| {}).await.unwrap_err();
+    assert!(matches!(err, AuditClientError::Verify(VerifyError::Inconsistent { old, .. }) if old == n1), "{err}");
+
+    // The fork grows to the second checkpoint's size, with a real proof of
+    // its own: the proof holds for the fork, and not from the honest checkpoint.
+    for e in &honest[n1 as usize..] {
+        append(e.record.clone().expect("a record body"));
+    }
+    let fork_big = verify::checkpoint(&signed(n2), Some(&key)).unwrap();
+    let fork_proof: Vec<Vec<u8>> = fork.consistency_proof(n1, n2).unwrap().iter().map(|h| h.to_vec()).collect();
+    assert!(!fork_proof.is_empty());
+    assert_eq!(verify::consistency(&fork_v, &fork_big, &fork_proof), Ok(()), "the fork extends itself");
+    let inconsistent = Err(VerifyError::Inconsistent { old: n1, new: n2 });
+    assert_eq!(verify::consistency(&first_v, &fork_big, &fork_proof), inconsistent);
+    assert_eq!(verify::consistency(&first_v, &fork_big, &proof), inconsistent);
+    assert_eq!(verify::consistency(&fork_v, &second_v, &fork_proof), inconsistent);
+    assert_eq!(verify::consistency(&second_v, &fork_big, &[]), Err(VerifyError::Fork { size: n2 }));
 
     // Export and verify offline; a corrupted copy fails.
     let bundle: AuditBundle =

@@ -9,10 +9,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use isx_core::NodeInfo;
 use isx_core::json::{from_json, to_json};
 use isx_core::validate::{TextLimits, validate_alert};
 use isx_core::wire::{Alert, AuditBundle, AuditEntry, AuditRecord, LookupIdentifier, SearchRequest};
+use isx_policy::PolicyError;
 use proptest::prelude::*;
+use proptest::test_runner::TestCaseError;
 use prost::Message;
 
 fn repo() -> PathBuf {
@@ -67,6 +70,116 @@ fn bundle() -> &'static AuditBundle {
             b
         })
     })
+}
+
+/// The nodes of the default topology, as the gateway registers them.
+fn policy_nodes() -> Vec<NodeInfo> {
+    isx_testkit::TopologySpec::default_agencies()
+        .nodes
+        .iter()
+        .map(|n| NodeInfo {
+            id: n.id.clone(),
+            kind: n.kind,
+            country: n.country.clone(),
+            roles: n.kind.default_roles(),
+            name: n.name.clone(),
+        })
+        .collect()
+}
+
+/// Asks `engine` everything the gateway asks about the sample alerts (each
+/// candidate's level, the level after a grant, the lookup answer) and checks
+/// that every answer is well formed: one of the four levels, a view exactly
+/// when something is disclosed, and at least one deciding policy with its reason.
+fn policy_decides_every_sample(engine: isx_policy::PolicyEngine) -> Result<(), TestCaseError> {
+    use isx_core::wire::DisclosureLevel::{Denied, Full, HitOnly, Redacted};
+    let disclosure = isx_policy::Disclosure::new(std::sync::Arc::new(engine), Default::default());
+    let nodes = policy_nodes();
+    let well_formed = |d: &isx_policy::Decision, what: &str| -> Result<(), TestCaseError> {
+        prop_assert!(matches!(d.level, Full | Redacted | HitOnly | Denied), "{}: level {:?}", what, d.level);
+        prop_assert_eq!(d.view.is_some(), d.level != Denied, "{}: a view exactly when disclosed", what);
+        prop_assert!(!d.policy_ids.is_empty(), "{}: no deciding policy", what);
+        prop_assert_eq!(d.reasons.len(), d.policy_ids.len(), "{}: a reason per deciding policy", what);
+        Ok(())
+    };
+    let officer = "officer@fuzz";
+    for alert in [
+        isx_testkit::samples::foreign_fighter("de-police", &[]),
+        isx_testkit::samples::migrant_smuggling("it-police", &["fr-police", "frontex"]),
+        isx_testkit::samples::trafficking_victim("fr-police", &[]),
+    ] {
+        let origin = nodes.iter().find(|n| n.id.as_str() == alert.origin);
+        let candidates = isx_policy::candidates(&alert, &nodes);
+        prop_assert!(!candidates.is_empty());
+        let refs: Vec<&NodeInfo> = candidates.iter().map(|(n, _)| *n).collect();
+        let prepared = disclosure.prepare(&alert, origin, &refs);
+        for (node, addressed) in candidates {
+            let what = format!("{} to {}", alert.origin, node.id);
+            let relation = isx_policy::Relation::routed(addressed);
+            well_formed(&disclosure.decide(&alert, &prepared, node, relation, officer), &what)?;
+            well_formed(&disclosure.granted(&alert, origin, node, officer), &format!("{what} after a grant"))?;
+            let question = isx_policy::LookupQuestion {
+                purpose: alert.purpose.clone(),
+                officer: officer.into(),
+                data_types: vec!["document".into()],
+            };
+            let (_, ids) = disclosure.lookup(&alert, origin, node, &question);
+            prop_assert!(!ids.is_empty(), "{}: a lookup answer without a deciding policy", what);
+        }
+    }
+    Ok(())
+}
+
+/// Checks a load error of the directory `dir` whose file `mutated` was
+/// mutated: the message starts with the file it names (and a line in it, for
+/// the errors that carry one); that file is the mutated one, or for a
+/// mutated schema a policy file that no longer validates against it, or for
+/// a duplicate `@id` the other file holding it.
+fn policy_error_names_the_file(e: &PolicyError, dir: &Path, mutated: &Path) -> Result<(), TestCaseError> {
+    let message = e.to_string();
+    let schema_mutated = mutated.extension().is_some_and(|x| x == "cedarschema");
+    let (file, line) = match e {
+        PolicyError::Io { path, .. } => (path, None),
+        PolicyError::SchemaMismatch { file, .. } => (file, None),
+        PolicyError::SchemaSyntax { file, line, .. }
+        | PolicyError::Syntax { file, line, .. }
+        | PolicyError::MissingAnnotation { file, line, .. }
+        | PolicyError::Template { file, line }
+        | PolicyError::Validation { file, line, .. } => (file, Some(*line)),
+        PolicyError::DuplicateId { file, line, first, .. } => {
+            let named = file == mutated || first.starts_with(&format!("{}:", mutated.display()));
+            prop_assert!(named, "a duplicate @id names {}: {}", mutated.display(), message);
+            (file, Some(*line))
+        }
+        other => return Err(TestCaseError::fail(format!("unexpected error for one mutated file: {other}"))),
+    };
+    let expected = file == mutated
+        || matches!(e, PolicyError::DuplicateId { .. })
+        || (schema_mutated && matches!(e, PolicyError::Validation { .. }) && file.parent() == Some(dir));
+    prop_assert!(
+        expected,
+        "the error names {} instead of the mutated {}: {}",
+        file.display(),
+        mutated.display(),
+        message
+    );
+    match line {
+        None => prop_assert!(message.starts_with(&format!("{}: ", file.display())), "{}", message),
+        Some(line) => {
+            prop_assert!(message.starts_with(&format!("{}:{line}: ", file.display())), "{}", message);
+            let lines = String::from_utf8_lossy(&std::fs::read(file).unwrap()).lines().count();
+            prop_assert!((1..=lines + 1).contains(&line), "line {} of a {}-line file: {}", line, lines, message);
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn the_default_policy_directory_loads_and_decides_every_sample() {
+    let dir = tempfile::tempdir().unwrap();
+    isx_policy::defaults::write_to(dir.path()).unwrap();
+    let engine = isx_policy::PolicyEngine::load(dir.path()).expect("the default policy loads");
+    policy_decides_every_sample(engine).unwrap();
 }
 
 proptest! {
@@ -159,20 +272,24 @@ proptest! {
         prop_assert!(refused, "a tampered bundle verified");
     }
 
-    /// Policy directories: mutated policy files load or fail with a message, never panic.
+    /// Policy directories: a mutated policy file either fails to load with an
+    /// error that names that file (and a line in it where Cedar gives one), or
+    /// loads into an engine that decides every sample alert without panicking.
     #[test]
-    fn policy_loading(edits in prop::collection::vec((any::<usize>(), any::<u8>()), 1..8), which in 0usize..4) {
+    fn policy_loading(
+        edits in prop::collection::vec((any::<usize>(), any::<u8>()), 1..8),
+        which in 0usize..isx_policy::defaults::FILES.len(),
+    ) {
         let dir = tempfile::tempdir().unwrap();
         isx_policy::defaults::write_to(dir.path()).unwrap();
-        let names = ["schema.cedarschema", "labels.cedar", "agencies.cedar", "lookup.cedar"];
-        let path = dir.path().join(names[which]);
+        let path = dir.path().join(isx_policy::defaults::FILES[which].0);
         let text = std::fs::read_to_string(&path).unwrap();
         std::fs::write(&path, mutate(&text, &edits)).unwrap();
-        if let Err(e) = isx_policy::PolicyEngine::load(dir.path()) {
-            prop_assert!(!e.to_string().is_empty());
+        match isx_policy::PolicyEngine::load(dir.path()) {
+            Ok(engine) => policy_decides_every_sample(engine)?,
+            Err(e) => policy_error_names_the_file(&e, dir.path(), &path)?,
         }
     }
-
     /// Scenario files: mutated scenarios load or fail naming a line, never panic.
     #[test]
     fn scenario_parsing(edits in prop::collection::vec((any::<usize>(), any::<u8>()), 1..8)) {

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use isx_core::wire::{DisclosureLevel, subscribe_response::Event};
 use isx_node::ClientOptions;
-use isx_testkit::{Topology, TopologySpec, bad_fields, connection_refused, samples};
+use isx_testkit::{Probe, Refusal, Topology, TopologySpec, bad_fields, probe, samples};
+use rustls::AlertDescription;
 use tonic::Code;
 
 /// The bound on any wait for a delivery; reached only when a test fails.
@@ -231,7 +232,7 @@ async fn an_oversize_alert_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unknown_certificates_cannot_connect() {
+async fn unknown_certificates_are_refused_at_the_handshake_and_unregistered_nodes_dropped() {
     let topo = topology().await;
     let tmp = tempfile::tempdir().unwrap();
 
@@ -246,13 +247,20 @@ async fn unknown_certificates_cannot_connect() {
     }
     let mut opts = topo.client_options("de-police").unwrap();
     opts.pki_dir = mixed;
-    assert!(connection_refused(&opts).await, "a foreign CA's certificate is refused");
+    // Every development CA has the same name, so the chain leads to our CA by
+    // name and its signature does not verify: rustls answers `decrypt_error`.
+    assert_eq!(
+        probe(&opts).await.unwrap(),
+        Probe::Handshake(Refusal::Alert(AlertDescription::DecryptError)),
+        "a foreign CA's certificate is refused at the handshake"
+    );
 
-    // A certificate from our CA for a node the gateway does not know.
+    // A certificate from our CA for a node the gateway does not know: TLS
+    // completes, then the gateway closes before any RPC.
     let es = isx_core::NodeId::new("es-police").unwrap();
     isx_tls::pki::issue_node(&topo.pki_dir(), &es, time::Duration::days(1)).unwrap();
     let opts = ClientOptions { node: es, ..topo.client_options("de-police").unwrap() };
-    assert!(connection_refused(&opts).await, "an unregistered node is refused");
+    assert_eq!(probe(&opts).await.unwrap(), Probe::Dropped, "an unregistered node is dropped before any RPC");
 
     // An expired certificate from our CA.
     let mut expired = topo.client_options("fr-police").unwrap();
@@ -262,10 +270,17 @@ async fn unknown_certificates_cannot_connect() {
     std::fs::copy(topo.pki_dir().join("ca.key"), dir.join("ca.key")).unwrap();
     isx_tls::pki::issue_node(&dir, &expired.node, time::Duration::days(-1)).unwrap();
     expired.pki_dir = dir;
-    assert!(connection_refused(&expired).await, "an expired certificate is refused");
+    assert_eq!(
+        probe(&expired).await.unwrap(),
+        Probe::Handshake(Refusal::Alert(AlertDescription::CertificateExpired)),
+        "an expired certificate is refused at the handshake"
+    );
 
-    // The real identity still works.
-    assert!(!connection_refused(&topo.client_options("de-police").unwrap()).await);
+    // A registered node without the roles the probe call needs is served, and
+    // its call refused by status: not a connection refusal.
+    assert_eq!(probe(&topo.client_options("auditor").unwrap()).await.unwrap(), Probe::Status(Code::PermissionDenied));
+    // The real identity is served.
+    assert_eq!(probe(&topo.client_options("de-police").unwrap()).await.unwrap(), Probe::Served);
     topo.shutdown().await;
 }
 

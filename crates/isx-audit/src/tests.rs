@@ -400,12 +400,26 @@ fn whole_log_and_bundle_verification() {
     let forked = verify::checkpoint(&checkpoint_msg(&fork, 9), None).unwrap();
     assert_eq!(verify::consistency(&verified, &forked, &[]), Err(VerifyError::Fork { size: 9 }));
 
-    // A later checkpoint of the same log is consistent; the forked one is not.
+    assert_eq!(verify::consistency(&forked, &verified, &[]), Err(VerifyError::Fork { size: 9 }));
+
+    // A later checkpoint of the same log is consistent with its real proof; the forked one is not.
     log.append((9..14).map(record).collect(), 2000).unwrap();
     let later = verify::checkpoint(&checkpoint_msg(&log, 14), None).unwrap();
     let proof: Vec<Vec<u8>> = log.consistency_proof(9, 14).unwrap().iter().map(|h| h.to_vec()).collect();
-    verify::consistency(&verified, &later, &proof).unwrap();
-    assert!(verify::consistency(&forked, &later, &proof).is_err());
+    assert!(!proof.is_empty());
+    assert_eq!(verify::consistency(&verified, &later, &proof), Ok(()));
+    let inconsistent = Err(VerifyError::Inconsistent { old: 9, new: 14 });
+    assert_eq!(verify::consistency(&forked, &later, &proof), inconsistent);
+    // The fork grown to 14 with a real proof of its own: that proof holds for
+    // the fork and not from the honest checkpoint; at 14 the two are a fork again.
+    fork.append((9..14).map(record).collect(), 2000).unwrap();
+    let forked_later = verify::checkpoint(&checkpoint_msg(&fork, 14), None).unwrap();
+    let fork_proof: Vec<Vec<u8>> = fork.consistency_proof(9, 14).unwrap().iter().map(|h| h.to_vec()).collect();
+    assert!(!fork_proof.is_empty());
+    assert_eq!(verify::consistency(&forked, &forked_later, &fork_proof), Ok(()));
+    assert_eq!(verify::consistency(&verified, &forked_later, &fork_proof), inconsistent);
+    assert_eq!(verify::consistency(&verified, &forked_later, &proof), inconsistent);
+    assert_eq!(verify::consistency(&later, &forked_later, &[]), Err(VerifyError::Fork { size: 14 }));
     assert!(matches!(verify::consistency(&later, &verified, &[]), Err(VerifyError::Shrunk { .. })));
 }
 

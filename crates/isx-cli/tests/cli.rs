@@ -1,14 +1,139 @@
 //! The `isx` binary as users run it: exit codes and messages.
 
+//!
+//! Every run is bounded: output is read on threads and received with a
+//! deadline ([`LIMIT`]); a child still running then is stopped and the test
+//! fails with what it printed so far. A [`ChildGuard`] stops its child when
+//! the test fails, so no failing test leaves a process behind.
+
+use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+/// How long one `isx` run, or one wait for its output, may take. Generous:
+/// it is reached only when a child hangs.
+const LIMIT: Duration = Duration::from_secs(120);
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// A child process the test owns. Dropped before the child was reaped (the
+/// test failed or a deadline passed), it stops the child with `SIGKILL` and
+/// reaps it. A child that starts processes of its own (`isx up`) runs in a
+/// process group of its own (`group`): it gets `SIGINT` first, to stop its
+/// children itself, and if it still runs 30 s later the whole group gets
+/// `SIGKILL`, so that a failing test leaves none of them behind.
+struct ChildGuard {
+    child: Child,
+    group: bool,
+    reaped: bool,
+}
+
+impl ChildGuard {
+    fn spawn(cmd: &mut Command, group: bool) -> Self {
+        if group {
+            std::os::unix::process::CommandExt::process_group(cmd, 0);
+        }
+        Self { child: cmd.spawn().expect("isx starts"), group, reaped: false }
+    }
+
+    fn pid(&self) -> rustix::process::Pid {
+        rustix::process::Pid::from_raw(self.child.id() as i32).expect("a child pid")
+    }
+
+    /// Sends `SIGINT` (Ctrl-C) to the child alone.
+    fn interrupt(&self) {
+        rustix::process::kill_process(self.pid(), rustix::process::Signal::INT).expect("SIGINT delivered");
+    }
+
+    /// The child's exit status, or `None` if it still runs at `deadline`.
+    /// Polls: std offers no wait with a time limit.
+    fn wait_until(&mut self, deadline: Instant) -> Option<ExitStatus> {
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                self.reaped = true;
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if self.reaped {
+            return;
+        }
+        if self.group {
+            // Still unreaped, so its pid (the group's id) is still ours.
+            let _ = rustix::process::kill_process(self.pid(), rustix::process::Signal::INT);
+            if self.wait_until(Instant::now() + Duration::from_secs(30)).is_some() {
+                return;
+            }
+            let _ = rustix::process::kill_process_group(self.pid(), rustix::process::Signal::KILL);
+        } else {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads `from` on a thread and sends what it reads, chunk by chunk, tagged
+/// with `tag`; `None` once it is closed.
+fn pump(mut from: impl Read + Send + 'static, tag: usize, tx: mpsc::Sender<(usize, Option<Vec<u8>>)>) {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        loop {
+            match from.read(&mut buf) {
+                Ok(0) | Err(_) => {
+                    let _ = tx.send((tag, None));
+                    return;
+                }
+                Ok(n) => {
+                    if tx.send((tag, Some(buf[..n].to_vec()))).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Runs `isx args` to the end, within [`LIMIT`].
 fn isx(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_isx")).args(args).current_dir(repo()).output().expect("isx runs")
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_isx"));
+    cmd.args(args).current_dir(repo()).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut guard = ChildGuard::spawn(&mut cmd, false);
+    let (tx, rx) = mpsc::channel();
+    pump(guard.child.stdout.take().expect("piped stdout"), 0, tx.clone());
+    pump(guard.child.stderr.take().expect("piped stderr"), 1, tx);
+    let deadline = Instant::now() + LIMIT;
+    let mut out = [Vec::new(), Vec::new()];
+    let mut open = 2;
+    let so_far =
+        |out: &[Vec<u8>; 2]| format!("{}{}", String::from_utf8_lossy(&out[0]), String::from_utf8_lossy(&out[1]));
+    // Bounded: each turn receives before the deadline or ends the test.
+    while open > 0 {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok((tag, Some(bytes))) => out[tag].extend(bytes),
+            Ok((_, None)) => open -= 1,
+            Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Timeout) => {
+                panic!("isx {args:?} still runs after {LIMIT:?} (stopped); it printed:\n{}", so_far(&out))
+            }
+        }
+    }
+    let Some(status) = guard.wait_until(deadline) else {
+        panic!("isx {args:?} closed its output but still runs after {LIMIT:?} (stopped); it printed:\n{}", so_far(&out))
+    };
+    let [stdout, stderr] = out;
+    Output { status, stdout, stderr }
 }
 
 fn text(out: &Output) -> String {
@@ -252,25 +377,43 @@ fn scenario_run_reports_each_expectation_and_a_malformed_file_names_line_and_key
 
 #[test]
 fn isx_up_starts_every_process_and_stops_them_cleanly() {
-    use std::io::{BufRead, BufReader};
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_isx"))
-        .args(["up", "--dir", dir.path().to_str().unwrap(), "--listen", "127.0.0.1:0"])
-        .current_dir(repo())
-        .env("ISX_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut seen = Vec::new();
-    // Bounded: the summary ends with this line, or the process exits.
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        let done = line.starts_with("Ctrl-C stops everything");
-        seen.push(line);
-        if done || seen.len() > 500 {
-            break;
+    let mut up = ChildGuard::spawn(
+        Command::new(env!("CARGO_BIN_EXE_isx"))
+            .args(["up", "--dir", dir.path().to_str().unwrap(), "--listen", "127.0.0.1:0"])
+            .current_dir(repo())
+            .env("ISX_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null()),
+        true,
+    );
+    // Lines arrive over a channel from a reader thread, so that every wait has a deadline.
+    let (tx, lines) = mpsc::channel();
+    let stdout = BufReader::new(up.child.stdout.take().expect("piped stdout"));
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let deadline = Instant::now() + LIMIT;
+    let mut seen: Vec<String> = Vec::new();
+    // Bounded: the summary ends with this line; each turn receives before the deadline or ends the test.
+    loop {
+        match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) => {
+                let done = line.starts_with("Ctrl-C stops everything");
+                seen.push(line);
+                if done {
+                    break;
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                panic!("isx up printed no summary within {LIMIT:?} (stopped); it printed:\n{}", seen.join("\n"))
+            }
+            Err(RecvTimeoutError::Disconnected) => panic!("isx up ended before its summary:\n{}", seen.join("\n")),
         }
     }
     let all = seen.join("\n");
@@ -281,11 +424,20 @@ fn isx_up_starts_every_process_and_stops_them_cleanly() {
     }
     assert!(dir.path().join("pki/ca.crt").exists() && dir.path().join("pki/audit.key").exists());
     // Ctrl-C: SIGINT to `isx up` alone; it stops the agencies, then the gateway.
-    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
-    assert!(status.success());
-    let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    let status = child.wait().unwrap();
+    up.interrupt();
+    let deadline = Instant::now() + LIMIT;
+    let mut rest: Vec<String> = Vec::new();
+    loop {
+        match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) => rest.push(line),
+            Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Timeout) => {
+                panic!("isx up still runs {LIMIT:?} after Ctrl-C (stopped); it printed:\n{}", rest.join("\n"))
+            }
+        }
+    }
     let rest = rest.join("\n");
+    let status = up.wait_until(deadline).unwrap_or_else(|| panic!("isx up closed its output but still runs:\n{rest}"));
     assert!(status.success(), "{rest}");
     assert!(rest.contains("gateway stopped") && rest.contains("frontex stopped"), "{rest}");
 }

@@ -2,13 +2,14 @@
 //! check that keeps an unregistered certificate from reaching any RPC.
 //!
 //! Bounded in every direction: at most `limits.max_connections` open and
-//! `limits.max_handshakes` in progress (more wait in the kernel's backlog);
+//! `limits.max_handshakes` in progress (more wait in the kernel's backlog),
+//! and at most `limits.max_connections_per_node` of one node (more are refused);
 //! a handshake gets `limits.handshake_timeout`, and a connection that sends
 //! no request within `limits.header_read_timeout` of it is closed. When the
 //! process runs out of file descriptors, the loop backs off instead of
 //! spinning, and warns at most once a second with a count.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -94,6 +95,9 @@ fn is_resource_error(e: &io::Error) -> bool {
 pub(crate) async fn accept_loop(a: Acceptor) {
     let limits = a.state.limits.clone();
     let connections = Arc::new(Semaphore::new(limits.max_connections));
+    let per_node: Arc<BTreeMap<NodeId, Arc<Semaphore>>> = Arc::new(
+        a.known.iter().map(|n| (n.clone(), Arc::new(Semaphore::new(limits.max_connections_per_node)))).collect(),
+    );
     let handshakes = Arc::new(Semaphore::new(limits.max_handshakes));
     let warnings = Arc::new(Warnings::default());
     let mut backoff = Duration::from_millis(10);
@@ -134,7 +138,8 @@ pub(crate) async fn accept_loop(a: Acceptor) {
             debug!(error = %e, "TCP_NODELAY");
         }
         let (tls, known, conns, state) = (a.tls.clone(), a.known.clone(), a.conns.clone(), a.state.clone());
-        let (warnings, kill, limits) = (warnings.clone(), a.kill.child_token(), limits.clone());
+        let (warnings, kill, limits, per_node) =
+            (warnings.clone(), a.kill.child_token(), limits.clone(), per_node.clone());
         tokio::spawn(async move {
             let stream = match tokio::time::timeout(limits.handshake_timeout, tls.accept(tcp)).await {
                 Ok(Ok(stream)) => stream,
@@ -174,10 +179,23 @@ pub(crate) async fn accept_loop(a: Acceptor) {
                 }
                 return;
             }
+            let Some(node_permit) = per_node.get(&identity.node).and_then(|s| s.clone().try_acquire_owned().ok())
+            else {
+                warnings.identity.log(|skipped| {
+                    warn!(%remote, node = %identity.node, skipped, "connection refused: limits.max_connections_per_node")
+                });
+                let record = records::too_many_connections(&identity, limits.max_connections_per_node);
+                if let Err(e) =
+                    refusal::record(&state, identity.node.to_string(), "limits.max_connections_per_node", record).await
+                {
+                    warn!(error = %e, "refused connection not recorded");
+                }
+                return;
+            };
             debug!(%remote, node = %identity.node, "connection accepted");
             let info = ConnInfo::new(identity, remote);
             tokio::spawn(watch_first_request(info.clone(), kill.clone(), limits.header_read_timeout));
-            let _ = conns.send(Ok(TlsConn::new(stream, info, kill, conn_permit))).await;
+            let _ = conns.send(Ok(TlsConn::new(stream, info, kill, [conn_permit, node_permit]))).await;
         });
     }
 }

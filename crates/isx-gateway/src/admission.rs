@@ -2,13 +2,13 @@
 //!
 //! 1. The connection is marked as having sent a request (the header-read
 //!    watchdog in `accept` closes one that sends none in time).
-//! 2. The request takes a token from its node's rate limiter, before a byte
-//!    of its body is read; a refusal is recorded and answered at once.
+//! 2. The request takes a token from its node's rate limiter.
 //! 3. Its body is read within `limits.request_body_timeout`, and only while
 //!    the gRPC length prefix and the bytes so far stay within the call's
 //!    limit (`limits.max_alert_bytes` plus a margin for `Publish`,
 //!    `limits.max_request_bytes` for everything else). Only then does tonic
-//!    decode it, from memory.
+//!    decode it, from memory; a request refused by its rate is read within
+//!    the same bounds and dropped undecoded.
 //!
 //! Health checks and reflection take no rate token (they do no work beyond a
 //! lookup and write nothing). Reflection streams requests for as long as a
@@ -149,17 +149,15 @@ where
             let conn = req.extensions().get::<ConnInfo>().cloned();
             if let Some(conn) = &conn {
                 conn.mark_requested();
-                if call.rate_limited()
-                    && let Err(e) = state.admit(&conn.identity.node)
-                {
-                    let info = RequestInfo::of_http(&req);
-                    return Ok(answer(refusal_status(&state, &info, e).await));
-                }
             }
             let limits = &state.limits;
             let (limit, key) = match call {
                 Call::Publish => (limits.max_publish_bytes(), "limits.max_alert_bytes"),
                 Call::Isx | Call::Health | Call::Reflection => (limits.max_request_bytes, "limits.max_request_bytes"),
+            };
+            let admitted = match &conn {
+                Some(conn) if call.rate_limited() => state.admit(&conn.identity.node),
+                _ => Ok(()),
             };
             if call == Call::Reflection {
                 let (parts, body) = req.into_parts();
@@ -169,15 +167,19 @@ where
             }
             let info = RequestInfo::of_http(&req);
             let (parts, body) = req.into_parts();
+            // A refused request's body is still read (within the same limits)
+            // and dropped: answering before it ends would reset the stream,
+            // and HTTP/2 closes a connection that resets too many.
             let read = tokio::time::timeout(limits.request_body_timeout, read_body(body, limit)).await;
-            let refused = match read {
-                Ok(Ok(bytes)) => {
+            let refused = match (admitted, read) {
+                (Err(e), _) => e,
+                (Ok(()), Ok(Ok(bytes))) => {
                     let body = Body::new(http_body_util::Full::new(bytes).map_err(|never| match never {}));
                     return inner.call(http::Request::from_parts(parts, body)).await;
                 }
-                Ok(Err(BodyError::Transport(status))) => return Ok(answer(status)),
-                Ok(Err(BodyError::TooLarge(size))) => RequestError::RequestTooLarge { size, limit, key },
-                Err(_) => RequestError::BodyTimeout { timeout: limits.request_body_timeout },
+                (Ok(()), Ok(Err(BodyError::Transport(status)))) => return Ok(answer(status)),
+                (Ok(()), Ok(Err(BodyError::TooLarge(size)))) => RequestError::RequestTooLarge { size, limit, key },
+                (Ok(()), Err(_)) => RequestError::BodyTimeout { timeout: limits.request_body_timeout },
             };
             Ok(answer(refusal_status(&state, &info, refused).await))
         })

@@ -113,10 +113,14 @@ pub struct Limits {
     /// How long a TLS handshake may take.
     #[serde(deserialize_with = "duration")]
     pub handshake_timeout: std::time::Duration,
-    /// Concurrent requests (HTTP/2 streams) on one connection.
+    /// Concurrent requests (HTTP/2 streams) on one connection. 100 is what
+    /// HTTP/2 clients assume before the gateway's settings arrive; fewer
+    /// makes a client that opens many at once see some refused.
     pub max_streams_per_connection: u32,
     /// Open connections, in total.
     pub max_connections: usize,
+    /// Open connections of one registered node.
+    pub max_connections_per_node: usize,
     /// TLS handshakes in progress, in total.
     pub max_handshakes: usize,
     /// HTTP/2 keepalive: a ping after this much silence on a connection.
@@ -151,8 +155,9 @@ impl Default for Limits {
             request_body_timeout: std::time::Duration::from_secs(10),
             header_read_timeout: std::time::Duration::from_secs(10),
             handshake_timeout: std::time::Duration::from_secs(10),
-            max_streams_per_connection: 32,
+            max_streams_per_connection: 100,
             max_connections: 1024,
+            max_connections_per_node: 16,
             max_handshakes: 64,
             keepalive_interval: std::time::Duration::from_secs(30),
             keepalive_timeout: std::time::Duration::from_secs(10),
@@ -344,6 +349,7 @@ impl GatewayConfig {
         for (key, value) in [
             ("limits.max_streams_per_connection", self.limits.max_streams_per_connection as usize),
             ("limits.max_connections", self.limits.max_connections),
+            ("limits.max_connections_per_node", self.limits.max_connections_per_node),
             ("limits.max_handshakes", self.limits.max_handshakes),
             ("limits.max_lookup_matches", self.limits.max_lookup_matches),
             ("limits.refusal_records_per_second", self.limits.refusal_records_per_second as usize),

@@ -154,20 +154,21 @@ pub struct TlsConn {
     info: ConnInfo,
     /// Resolves when the gateway aborts its connections, or this one.
     kill: Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
-    /// Its place among `limits.max_connections`, given back when it closes.
-    _permit: tokio::sync::OwnedSemaphorePermit,
+    /// Its places among `limits.max_connections` and its node's
+    /// `max_connections_per_node`, given back when it closes.
+    _permits: [tokio::sync::OwnedSemaphorePermit; 2],
 }
 
 impl TlsConn {
     /// A connection of `info`'s node, aborted when `kill` is cancelled,
-    /// holding `permit` while it is open.
+    /// holding `permits` while it is open.
     pub fn new(
         inner: tokio_rustls::server::TlsStream<TcpStream>,
         info: ConnInfo,
         kill: tokio_util::sync::CancellationToken,
-        permit: tokio::sync::OwnedSemaphorePermit,
+        permits: [tokio::sync::OwnedSemaphorePermit; 2],
     ) -> Self {
-        Self { inner, info, kill: Box::pin(kill.cancelled_owned()), _permit: permit }
+        Self { inner, info, kill: Box::pin(kill.cancelled_owned()), _permits: permits }
     }
 
     /// An error if the connection was killed (and registers the waker for it).

@@ -158,6 +158,18 @@ pub(crate) fn unregistered(identity: &PeerIdentity) -> AuditRecord {
     }
 }
 
+/// The DENIAL of a connection past its node's `limits.max_connections_per_node`.
+pub(crate) fn too_many_connections(identity: &PeerIdentity, limit: usize) -> AuditRecord {
+    AuditRecord {
+        node: identity.node.to_string(),
+        cert_fingerprint: identity.fingerprint.clone(),
+        detail: format!(
+            "connection refused: the node already holds {limit} connections (limits.max_connections_per_node)"
+        ),
+        ..about(Actor::gateway(), Operation::Denial, Outcome::Refused)
+    }
+}
+
 /// What one lookup asked and what it was shown.
 #[derive(Debug, Clone)]
 pub(crate) struct Consultation<'a> {

@@ -11,6 +11,8 @@
 //!   TOML), their runner and JUnit report: `isx scenario run`.
 //! - [`demo`]: the `isx demo` run.
 //! - [`bench`]: `isx bench`, each figure next to a same-run baseline.
+//! - [`probe`]: what the gateway does with one identity's connection (refused
+//!   at the handshake, dropped, answered with a status, served).
 //!
 //! # Example: your own integration test
 //!
@@ -85,11 +87,163 @@ pub fn bad_fields(status: &tonic::Status) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// True if a client with `opts` cannot connect, or its first publish fails:
-/// the client's view of a refused identity.
-pub async fn connection_refused(opts: &isx_node::ClientOptions) -> bool {
-    match isx_node::Client::connect(opts).await {
-        Err(_) => true,
-        Ok(client) => client.publish(samples::foreign_fighter(opts.node.as_str(), &[])).await.is_err(),
+/// What the gateway did with a connection from one identity, as seen by a
+/// client: see [`probe`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Probe {
+    /// The TLS handshake was refused: the gateway rejected the client's
+    /// certificate (or the client rejected the gateway's).
+    Handshake(Refusal),
+    /// TLS completed, but the gateway closed the connection before it
+    /// answered anything at all (how it turns away a certificate that names
+    /// an unregistered node).
+    Dropped,
+    /// The connection was served and the probe call was answered with this
+    /// gRPC status (e.g. `PermissionDenied` for a node without the role).
+    Status(tonic::Code),
+    /// The connection was served and the probe call succeeded.
+    Served,
+}
+
+/// How a TLS handshake was refused.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Refusal {
+    /// The gateway sent this fatal TLS alert: it refused the client's
+    /// certificate (`CertificateExpired`, `CertificateRevoked`,
+    /// `CertificateRequired`; `UnknownCA` for an unknown issuer, and
+    /// `DecryptError` for a certificate that names our CA as its issuer but
+    /// is not signed by it).
+    Alert(tokio_rustls::rustls::AlertDescription),
+    /// The client's own TLS stack refused the handshake (e.g. the gateway's
+    /// certificate is not trusted).
+    Client(tokio_rustls::rustls::Error),
+    /// The gateway closed the TCP connection during the handshake without an
+    /// alert.
+    Closed(std::io::ErrorKind),
+}
+
+/// Why a [`probe`] could not tell what the gateway did.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// The client's TLS material is missing or invalid.
+    #[error(transparent)]
+    Tls(#[from] isx_tls::TlsError),
+    /// The gateway address is not `host:port`.
+    #[error("gateway address {0:?} is not host:port")]
+    Address(String),
+    /// Nothing accepts TCP connections at the address.
+    #[error("cannot reach {addr}: {source}")]
+    Unreachable {
+        /// The address.
+        addr: String,
+        /// The connect error.
+        source: std::io::Error,
+    },
+    /// The gateway neither answered nor closed the connection in time.
+    #[error("no answer from the gateway within {0:?}")]
+    Timeout(std::time::Duration),
+    /// The gateway answered with something a probe does not expect.
+    #[error("unexpected answer from the gateway: {0}")]
+    Unexpected(String),
+    /// TLS and HTTP/2 were served, but the client for the probe call could not connect.
+    #[error(transparent)]
+    Client(#[from] isx_node::ClientError),
+}
+
+/// How long one step of a [`probe`] may take: a handshake, the first read, the probe call.
+pub const PROBE_LIMIT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Connects to the gateway as `opts` says and reports what happened: the
+/// client's view of a refused identity, told apart from a refused call.
+///
+/// The probe first opens a raw connection with the TLS client configuration
+/// the node client uses ([`isx_tls::client_config`]), completes the handshake,
+/// sends the HTTP/2 connection preface and reads the first frame. In TLS 1.3
+/// the client sends its certificate last, so its handshake completes before
+/// the gateway has checked that certificate; a refusal (a TLS alert) arrives
+/// on that first read, and is reported as [`Probe::Handshake`] all the same.
+/// A close without an alert before any HTTP/2 frame is [`Probe::Dropped`].
+/// If the gateway answers with its HTTP/2 `SETTINGS`, the probe connects a
+/// [`isx_node::Client`] and calls `ListAccessRequests` (read-only; it takes a
+/// rate-limit token and needs the `publish` or `lookup` role and an officer):
+/// [`Probe::Served`] if it succeeds, [`Probe::Status`] with the code if not.
+///
+/// Every step is bounded by [`PROBE_LIMIT`]; anything else (nothing
+/// listening, no answer, an answer that is not HTTP/2) is a [`ProbeError`].
+pub async fn probe(opts: &isx_node::ClientOptions) -> Result<Probe, ProbeError> {
+    let files = isx_tls::config::IdentityFiles::in_dir(&opts.pki_dir, opts.node.as_str());
+    let config = isx_tls::client_config(&files)?;
+    if let Some(refused) = probe_connection(config, &opts.gateway).await? {
+        return Ok(refused);
+    }
+    let client = bounded(isx_node::Client::connect(opts)).await??;
+    match bounded(client.list_access_requests(None)).await? {
+        Ok(_) => Ok(Probe::Served),
+        Err(status) => Ok(Probe::Status(status.code())),
+    }
+}
+
+/// The raw half of [`probe`]: `Some` with how the connection was refused or
+/// dropped, `None` if the gateway answered the HTTP/2 preface.
+async fn probe_connection(
+    config: std::sync::Arc<tokio_rustls::rustls::ClientConfig>,
+    gateway: &str,
+) -> Result<Option<Probe>, ProbeError> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls::pki_types::ServerName;
+
+    let host = gateway.rsplit_once(':').map(|(host, _)| host).ok_or_else(|| ProbeError::Address(gateway.into()))?;
+    let name = ServerName::try_from(host.trim_start_matches('[').trim_end_matches(']').to_owned())
+        .map_err(|_| ProbeError::Address(gateway.into()))?;
+    let tcp = bounded(tokio::net::TcpStream::connect(gateway))
+        .await?
+        .map_err(|source| ProbeError::Unreachable { addr: gateway.into(), source })?;
+    let mut tls = match bounded(tokio_rustls::TlsConnector::from(config).connect(name, tcp)).await? {
+        Ok(tls) => tls,
+        Err(e) => return Ok(Some(Probe::Handshake(handshake_refusal(&e)))),
+    };
+    // The client preface and an empty SETTINGS frame (RFC 9113 §3.4). A write
+    // that fails because the gateway already closed is not the answer: the
+    // alert it sent before closing, if any, is still there to read.
+    let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0";
+    let _ = bounded(async { tls.write_all(preface).await.and(tls.flush().await) }).await?;
+    // The gateway's first frame header: 24-bit length, type, flags, stream id.
+    let mut header = [0u8; 9];
+    match bounded(tls.read_exact(&mut header)).await? {
+        Ok(_) if header[3] == 0x04 => Ok(None),
+        Ok(_) => Err(ProbeError::Unexpected(format!("first frame header {header:02x?} is not HTTP/2 SETTINGS"))),
+        Err(e) => match rustls_error(&e) {
+            Some(tokio_rustls::rustls::Error::AlertReceived(alert)) => {
+                Ok(Some(Probe::Handshake(Refusal::Alert(*alert))))
+            }
+            Some(other) => Err(ProbeError::Unexpected(format!("TLS error after the handshake: {other}"))),
+            None if closed(e.kind()) => Ok(Some(Probe::Dropped)),
+            None => Err(ProbeError::Unexpected(format!("reading the first frame: {e}"))),
+        },
+    }
+}
+
+/// `step`, or [`ProbeError::Timeout`] after [`PROBE_LIMIT`].
+async fn bounded<F: std::future::Future>(step: F) -> Result<F::Output, ProbeError> {
+    tokio::time::timeout(PROBE_LIMIT, step).await.map_err(|_| ProbeError::Timeout(PROBE_LIMIT))
+}
+
+/// The rustls error inside an I/O error from tokio-rustls, if any.
+fn rustls_error(e: &std::io::Error) -> Option<&tokio_rustls::rustls::Error> {
+    e.get_ref().and_then(|inner| inner.downcast_ref::<tokio_rustls::rustls::Error>())
+}
+
+/// True for the ways a read or write sees the peer close the connection.
+fn closed(kind: std::io::ErrorKind) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(kind, UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe)
+}
+
+/// How a failed `connect` (the handshake) was refused.
+fn handshake_refusal(e: &std::io::Error) -> Refusal {
+    match rustls_error(e) {
+        Some(tokio_rustls::rustls::Error::AlertReceived(alert)) => Refusal::Alert(*alert),
+        Some(other) => Refusal::Client(other.clone()),
+        None => Refusal::Closed(e.kind()),
     }
 }

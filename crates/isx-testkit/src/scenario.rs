@@ -31,7 +31,7 @@ use isx_node::config::AccessRule;
 use serde::Deserialize;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
-pub use step::{Kind, Step};
+pub use step::{CODE_NAMES, Kind, Step, code_name, parse_code};
 
 use crate::topology::{NodeSpec, TopologySpec};
 
@@ -167,45 +167,6 @@ struct NodeShape {
 
 fn line_of(text: &str, offset: usize) -> usize {
     text.get(..offset.min(text.len())).map(|t| t.matches('\n').count() + 1).unwrap_or(1)
-}
-
-/// gRPC code names as scenarios spell them.
-pub const CODE_NAMES: [&str; 17] = [
-    "OK",
-    "CANCELLED",
-    "UNKNOWN",
-    "INVALID_ARGUMENT",
-    "DEADLINE_EXCEEDED",
-    "NOT_FOUND",
-    "ALREADY_EXISTS",
-    "PERMISSION_DENIED",
-    "RESOURCE_EXHAUSTED",
-    "FAILED_PRECONDITION",
-    "ABORTED",
-    "OUT_OF_RANGE",
-    "UNIMPLEMENTED",
-    "INTERNAL",
-    "UNAVAILABLE",
-    "DATA_LOSS",
-    "UNAUTHENTICATED",
-];
-
-/// Parses a gRPC code name as scenarios spell it: `OK`, `PERMISSION_DENIED`, ...
-/// (case does not matter).
-pub fn parse_code(name: &str) -> Option<tonic::Code> {
-    CODE_NAMES.iter().position(|n| n.eq_ignore_ascii_case(name.trim())).map(|i| tonic::Code::from_i32(i as i32))
-}
-
-/// The scenario spelling of a gRPC code.
-pub fn code_name(code: tonic::Code) -> String {
-    format!("{code:?}")
-        .chars()
-        .enumerate()
-        .flat_map(|(i, c)| {
-            let sep = (i > 0 && c.is_ascii_uppercase()).then_some('_');
-            sep.into_iter().chain(std::iter::once(c.to_ascii_uppercase()))
-        })
-        .collect()
 }
 
 /// A step's keys as written: name, the key's span and the value's span.
@@ -716,7 +677,7 @@ mod tests {
                 "[[step]]\ndo = \"advance_clock\"\nby = \"soon\"\n",
                 "DIR/s.toml:5: step 1: do = \"advance_clock\", `by`: \"soon\" is not a duration",
             ),
-            ("[[step]]\ndo = \"advance_clock\"\nby = \"3\"\n", "`by`: \"3\" has no unit"),
+            ("[[step]]\ndo = \"advance_clock\"\nby = \"3\"\n", "`by`: \"3\" is not a duration (time unit needed"),
             (
                 "[[step]]\ndo = \"advance_clock\"\nby = \"999999999999999999d\"\n",
                 "DIR/s.toml:5: step 1: do = \"advance_clock\", `by`: \"999999999999999999d\" is too long",

@@ -12,7 +12,7 @@ use isx_gateway::config::{DeliveryConfig, Limits, NodeConfig};
 use isx_gateway::{Gateway, GatewayConfig};
 use isx_node::config::AccessRule;
 use isx_node::{Client, ClientOptions, Inbox, MockNode, NodeEvent};
-use tokio::net::TcpListener;
+use tokio::net::TcpSocket;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -135,6 +135,9 @@ impl TopologySpec {
     }
 }
 
+/// Connections the gateway's socket queues while no gateway accepts.
+const BACKLOG: u32 = 1024;
+
 struct Running {
     shutdown: CancellationToken,
     task: JoinHandle<()>,
@@ -149,11 +152,19 @@ impl Running {
 
 /// A running topology. Dropping it without [`Topology::shutdown`] leaves the
 /// tasks to end with the runtime.
+///
+/// The topology binds the gateway's listening socket once and keeps it for
+/// its whole life; each gateway it starts serves a duplicate of it. So the
+/// address never changes, no other process can take the port while the
+/// gateway is stopped, and a connection made then waits in the socket's
+/// backlog until the next gateway accepts it (instead of being refused).
 pub struct Topology {
     dir: tempfile::TempDir,
     spec: TopologySpec,
     config: GatewayConfig,
     addr: SocketAddr,
+    /// The gateway's listening socket, for the topology's whole life (`None` when attached).
+    listener: Option<std::net::TcpListener>,
     gateway: Option<Running>,
     gateway_result: Option<mpsc::UnboundedReceiver<Result<(), String>>>,
     nodes: BTreeMap<NodeId, Running>,
@@ -234,11 +245,15 @@ impl Topology {
                 .collect(),
         };
         config.validate()?;
-        let listener = TcpListener::bind(config.listen).await?;
+        let socket = if config.listen.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+        socket.bind(config.listen)?;
+        // Deregistered from the runtime: the topology only holds it; the gateways accept on duplicates.
+        let listener = socket.listen(BACKLOG)?.into_std()?;
         let addr = listener.local_addr()?;
         let target = format!("localhost:{}", addr.port());
         let mut topo = Self::assemble(dir, spec, config, addr, target, events, false);
-        topo.launch_gateway(listener)?;
+        topo.listener = Some(listener);
+        topo.launch_gateway()?;
         topo.start_mocks().await?;
         Ok(topo)
     }
@@ -285,6 +300,7 @@ impl Topology {
             spec,
             config,
             addr,
+            listener: None,
             gateway: None,
             gateway_result: None,
             nodes: BTreeMap::new(),
@@ -313,7 +329,12 @@ impl Topology {
         self.attached
     }
 
-    fn launch_gateway(&mut self, listener: TcpListener) -> Result<(), TopologyError> {
+    /// Opens the gateway and serves it on a duplicate of the topology's socket.
+    fn launch_gateway(&mut self) -> Result<(), TopologyError> {
+        let socket = self.listener.as_ref().ok_or(TopologyError::Attached("starting the gateway"))?.try_clone()?;
+        // Shared with the original: it is one open socket, non-blocking for the runtime.
+        socket.set_nonblocking(true)?;
+        let listener = tokio::net::TcpListener::from_std(socket)?;
         let skew = self.skew_ms.clone();
         let system = isx_gateway::clock::system_clock();
         let clock: isx_gateway::clock::Clock =
@@ -462,7 +483,9 @@ impl Topology {
         Ok(())
     }
 
-    /// Stops the gateway and waits until its store is closed.
+    /// Stops the gateway and waits until its store is closed. The listening
+    /// socket stays open: new connections wait in its backlog, unanswered,
+    /// until [`Topology::start_gateway`].
     pub async fn stop_gateway(&mut self) -> Result<(), TopologyError> {
         if let Some(running) = self.gateway.take() {
             running.stop().await;
@@ -475,7 +498,8 @@ impl Topology {
         Ok(())
     }
 
-    /// Starts the gateway again on the same address and data.
+    /// Starts the gateway again on the same socket (so the same address) and
+    /// data; connections made while it was stopped are accepted now.
     pub async fn start_gateway(&mut self) -> Result<(), TopologyError> {
         if self.attached {
             return Err(TopologyError::Attached("starting the gateway"));
@@ -483,11 +507,10 @@ impl Topology {
         if self.gateway.is_some() {
             return Ok(());
         }
-        let listener = TcpListener::bind(self.addr).await?;
-        self.launch_gateway(listener)
+        self.launch_gateway()
     }
 
-    /// Stops the gateway and starts it again on the same address and data.
+    /// Stops the gateway and starts it again on the same socket and data.
     pub async fn restart_gateway(&mut self) -> Result<(), TopologyError> {
         if self.attached {
             return Err(TopologyError::Attached("restarting the gateway"));
@@ -534,5 +557,43 @@ impl Topology {
     /// Shared handle to the spec this topology was started from.
     pub fn spec(&self) -> Arc<TopologySpec> {
         Arc::new(self.spec.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::{Probe, probe};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stopped_gateway_keeps_its_socket_and_serves_what_waited_once_it_starts_again() {
+        let mut topo = Topology::start(TopologySpec::default_agencies()).await.unwrap();
+        let addr = topo.gateway_addr();
+        let opts = topo.client_options("de-police").unwrap();
+        topo.stop_gateway().await.unwrap();
+
+        // The socket stays open: a connection is not refused, it waits in the backlog.
+        let tcp = tokio::net::TcpStream::connect(addr).await.expect("the stopped gateway's socket is still open");
+        drop(tcp);
+        let waiting = tokio::spawn({
+            let opts = opts.clone();
+            async move { probe(&opts).await }
+        });
+        // Nothing answers it while the gateway is stopped. (This bounded wait
+        // can only miss a stopped gateway that still accepts, on a very slow
+        // machine; it cannot fail a correct topology.)
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(!waiting.is_finished(), "a stopped gateway answered: {:?}", waiting.await);
+
+        topo.start_gateway().await.unwrap();
+        assert_eq!(waiting.await.unwrap().unwrap(), Probe::Served, "the waiting connection is served");
+        assert_eq!(topo.gateway_addr(), addr);
+
+        // A restart works the same way, on the same socket.
+        topo.restart_gateway().await.unwrap();
+        assert_eq!(probe(&opts).await.unwrap(), Probe::Served);
+        topo.shutdown().await;
     }
 }

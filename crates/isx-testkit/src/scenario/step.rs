@@ -189,7 +189,7 @@ impl Default for Code {
 impl<'de> Deserialize<'de> for Code {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let name = String::deserialize(d)?;
-        super::parse_code(&name).map(Code).ok_or_else(|| serde::de::Error::unknown_variant(&name, &super::CODE_NAMES))
+        parse_code(&name).map(Code).ok_or_else(|| serde::de::Error::unknown_variant(&name, &CODE_NAMES))
     }
 }
 
@@ -787,6 +787,45 @@ mod probe {
         let _ = T::deserialize(Probe(&seen));
         seen.get()
     }
+}
+
+/// gRPC code names as scenarios spell them.
+pub const CODE_NAMES: [&str; 17] = [
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+];
+
+/// Parses a gRPC code name as scenarios spell it: `OK`, `PERMISSION_DENIED`, ...
+/// (case does not matter).
+pub fn parse_code(name: &str) -> Option<tonic::Code> {
+    CODE_NAMES.iter().position(|n| n.eq_ignore_ascii_case(name.trim())).map(|i| tonic::Code::from_i32(i as i32))
+}
+
+/// The scenario spelling of a gRPC code.
+pub fn code_name(code: tonic::Code) -> String {
+    format!("{code:?}")
+        .chars()
+        .enumerate()
+        .flat_map(|(i, c)| {
+            let sep = (i > 0 && c.is_ascii_uppercase()).then_some('_');
+            sep.into_iter().chain(std::iter::once(c.to_ascii_uppercase()))
+        })
+        .collect()
 }
 
 #[cfg(test)]
