@@ -88,7 +88,7 @@ pub(crate) async fn request_access(
 
     let _guard = st.access_lock.lock().await;
     let (now, mut hit, alert) = followable_hit(st, caller.node(), &body.hit_id).await?;
-    let request_id = st.store.next_request_id()?;
+    let request_id = st.store.new_request_id();
     let deadline = now.saturating_add(st.access.deadline.as_millis() as u64);
     let request = AccessRequest {
         request_id: request_id.clone(),

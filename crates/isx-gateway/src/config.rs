@@ -72,6 +72,9 @@ pub struct GatewayConfig {
     /// Follow-up access after a lookup hit.
     #[serde(default)]
     pub access: AccessConfig,
+    /// Lookup quotas.
+    #[serde(default)]
+    pub lookup: LookupConfig,
     /// The registered nodes, by node id.
     #[serde(default)]
     pub nodes: BTreeMap<String, NodeConfig>,
@@ -177,6 +180,27 @@ impl Limits {
     /// The largest `Publish` request, in bytes.
     pub fn max_publish_bytes(&self) -> usize {
         self.max_alert_bytes.saturating_add(PUBLISH_MARGIN)
+    }
+}
+
+/// Lookup quotas, so that lookups cannot mine the alerts (`quota` in the gateway).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LookupConfig {
+    /// Lookups one node may make per window.
+    pub per_node: u32,
+    /// Lookups one officer of a node may make per window.
+    pub per_officer: u32,
+    /// The window of `per_node` and `per_officer`, e.g. `"1h"`.
+    #[serde(deserialize_with = "duration")]
+    pub window: std::time::Duration,
+    /// Distinct dates of birth one node may try for one name per UTC day.
+    pub max_dates_per_name: u32,
+}
+
+impl Default for LookupConfig {
+    fn default() -> Self {
+        Self { per_node: 10_000, per_officer: 600, window: std::time::Duration::from_secs(3600), max_dates_per_name: 5 }
     }
 }
 
@@ -360,6 +384,15 @@ impl GatewayConfig {
         }
         if self.delivery.batch == 0 {
             return bad("delivery.batch".into(), "must be at least 1".into());
+        }
+        for (key, value) in [
+            ("lookup.per_node", self.lookup.per_node),
+            ("lookup.per_officer", self.lookup.per_officer),
+            ("lookup.max_dates_per_name", self.lookup.max_dates_per_name),
+        ] {
+            if value == 0 {
+                return bad(key.into(), "must be at least 1".into());
+            }
         }
         if self.audit.max_record_bytes < 4096 {
             return bad("audit.max_record_bytes".into(), "must be at least 4096".into());

@@ -116,8 +116,10 @@ pub enum RequestError {
     /// No access request has this id.
     #[error("access request {0} does not exist")]
     UnknownRequest(String),
-    /// Someone other than the holder tried to decide.
-    #[error("rule holder-decides: access request {request_id} is for {holder}'s alert; {node} cannot decide it")]
+    /// Someone other than the holder tried to decide. The caller is told
+    /// exactly what an unknown id gets, so that request ids and holders do
+    /// not leak; the audit record names the rule.
+    #[error("access request {request_id} does not exist")]
     NotHolder {
         /// The caller.
         node: String,
@@ -184,6 +186,18 @@ pub enum RequestError {
         /// The limit.
         limit: usize,
     },
+    /// A lookup quota is used up.
+    #[error("quota exceeded: {key} allows {limit} per {}; retry in {} s", humantime::format_duration(*window), retry_after.as_secs().max(1))]
+    QuotaExceeded {
+        /// The quota's config key.
+        key: &'static str,
+        /// Its limit.
+        limit: u32,
+        /// Its window.
+        window: std::time::Duration,
+        /// When the next lookup would be admitted.
+        retry_after: std::time::Duration,
+    },
     /// A lookup matches more alerts than one lookup may.
     #[error(
         "the lookup matches more than {limit} alerts (limits.max_lookup_matches); narrow it with more identifiers or a person's date of birth"
@@ -231,16 +245,13 @@ impl RequestError {
     pub fn code(&self) -> Code {
         match self {
             Self::Unauthenticated => Code::Unauthenticated,
-            Self::MissingRole { .. }
-            | Self::OriginMismatch { .. }
-            | Self::NotReceived { .. }
-            | Self::NotHolder { .. } => Code::PermissionDenied,
+            Self::MissingRole { .. } | Self::OriginMismatch { .. } | Self::NotReceived { .. } => Code::PermissionDenied,
             Self::MissingOfficer
             | Self::BadOfficer(_)
             | Self::MissingAlert
             | Self::Invalid(_)
             | Self::InvalidRequest(_) => Code::InvalidArgument,
-            Self::UnknownHit(_) | Self::UnknownRequest(_) => Code::NotFound,
+            Self::UnknownHit(_) | Self::UnknownRequest(_) | Self::NotHolder { .. } => Code::NotFound,
             Self::HitDeclined(_) | Self::RequestExpired { .. } | Self::AlreadyDecided { .. } | Self::AlertGone(_) => {
                 Code::FailedPrecondition
             }
@@ -251,7 +262,8 @@ impl RequestError {
             | Self::QueueFull { .. }
             | Self::RequestTooLarge { .. }
             | Self::TooManyMatches { .. }
-            | Self::RecordTooLarge { .. } => Code::ResourceExhausted,
+            | Self::RecordTooLarge { .. }
+            | Self::QuotaExceeded { .. } => Code::ResourceExhausted,
             Self::BodyTimeout { .. } => Code::DeadlineExceeded,
             Self::Conflict(_) => Code::AlreadyExists,
             Self::CursorNotDelivered { .. } => Code::FailedPrecondition,
@@ -293,6 +305,7 @@ impl RequestError {
             Self::BodyTimeout { .. } => "limits.request_body_timeout",
             Self::TooManyMatches { .. } => "limits.max_lookup_matches",
             Self::RecordTooLarge { .. } => "audit.max_record_bytes",
+            Self::QuotaExceeded { key, .. } => key,
             Self::TooManyStreams { .. } => "limits.max_streams_per_node",
             Self::QueueFull { .. } => "limits.max_queue_per_node",
         }
@@ -317,6 +330,9 @@ impl RequestError {
             Self::BodyTimeout { .. } => "limits.request_body_timeout".to_owned(),
             Self::TooManyMatches { limit } => format!("limits.max_lookup_matches ({limit})"),
             Self::RecordTooLarge { size, limit } => format!("audit.max_record_bytes ({size} > {limit})"),
+            Self::QuotaExceeded { key, limit, window, .. } => {
+                format!("quota exceeded: {key} ({limit} per {})", humantime::format_duration(*window))
+            }
             Self::TooManyStreams { limit, .. } => format!("limits.max_streams_per_node ({limit})"),
             Self::QueueFull { node, queued, limit } => {
                 format!("limits.max_queue_per_node (recipient {node}: {queued} of {limit})")
@@ -359,6 +375,10 @@ impl From<RequestError> for Status {
             RequestError::RateLimited { retry_after, .. } => {
                 details
                     .set_quota_failure(vec![tonic_types::QuotaViolation::new("limits.rate_per_node", message.clone())]);
+                details.set_retry_info(Some(*retry_after));
+            }
+            RequestError::QuotaExceeded { key, retry_after, .. } => {
+                details.set_quota_failure(vec![tonic_types::QuotaViolation::new(*key, message.clone())]);
                 details.set_retry_info(Some(*retry_after));
             }
             RequestError::RequestTooLarge { key, .. } => {

@@ -13,7 +13,9 @@ use isx_core::wire::{
     DeclineFollowUpResponse, DisclosureLevel, ListAccessRequestsRequest, ListAccessRequestsResponse, LookupRequest,
     LookupResponse, PublishRequest, PublishResponse, RequestAccessRequest, RequestAccessResponse, SubscribeRequest,
 };
-use isx_core::{NodeInfo, Role};
+use std::collections::BTreeMap;
+
+use isx_core::{NodeId, NodeInfo, Role};
 use tonic::{Request, Response, Status};
 use tracing::{Instrument, debug, info, info_span, warn};
 
@@ -57,18 +59,23 @@ impl ExchangeService {
 
         let candidates = isx_policy::candidates(&alert, &st.infos);
         let decided = st.disclose.decide(&alert, Some(&caller.slot.info), &candidates, &caller.officer);
+        // A full queue refuses only its own recipient (one node cannot block another).
+        let queues = st.store.queues();
+        let full: BTreeMap<NodeId, u64> = candidates
+            .iter()
+            .filter_map(|(n, _)| queues.full(std::iter::once(&n.id)).map(|(id, q)| (id.clone(), q)))
+            .collect();
         let plan = publish::plan(PublishInput {
             alert,
             digest,
             by: caller.actor(),
             candidates: &candidates,
             decided,
+            full: &full,
+            queue_limit: queues.limit(),
             now_ms: now,
             pseudonyms: st.pseudonyms(),
         });
-        for o in &plan.write.outgoing {
-            st.check_queue(&o.node)?;
-        }
         st.recorder.append(plan.records)?;
         let in_flight = match st.store.publish(&plan.write)? {
             PublishOutcome::Stored(in_flight) => in_flight,

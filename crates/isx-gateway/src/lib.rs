@@ -32,7 +32,8 @@
 //! - `publish`: a publish as a pure plan (receipt, records, rows).
 //! - `exchange`: the Exchange service: publish, ack, and the tonic methods.
 //! - `subscribe`: streaming a node's outbox below the watermark.
-//! - `lookup`: hit/no-hit lookups. `access`: two-step access after a hit.
+//! - `lookup`: hit/no-hit lookups, within the `quota`s of each node, officer
+//!   and person. `access`: two-step access after a hit.
 //! - `audit_service`: the Audit service for auditors.
 //! - `sweeper`: expiry. `accept`: the TLS accept loop.
 //! - [`server`]: the composition root, [`Gateway`]; no module imports it.
@@ -67,6 +68,7 @@ pub mod faults;
 mod forward;
 mod lookup;
 mod publish;
+mod quota;
 mod recorder;
 mod records;
 mod refusal;

@@ -46,6 +46,7 @@ pub(crate) async fn lookup(st: &State, req: Request<LookupRequest>) -> Result<Lo
     fields.finish()?;
 
     let now = st.now_ms();
+    st.quotas.take(caller.node(), &caller.officer, &ids, now)?;
     let mut data_types: Vec<String> = ids.iter().map(|i| identifiers::kind_of(i).to_owned()).collect();
     data_types.sort();
     data_types.dedup();

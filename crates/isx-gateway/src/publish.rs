@@ -4,11 +4,16 @@
 //! the lookup index rows. The handler (`exchange`) then only admits, plans,
 //! appends, persists, commits and settles.
 
+use std::collections::BTreeMap;
+
 use isx_core::identifiers::{self, PseudonymKey};
 use isx_core::timestamp::from_unix_millis;
 use isx_core::validate::{TextLimits, validate_alert};
+use isx_core::wire::RecipientOutcome;
 use isx_core::wire::{Alert, AuditRecord, Delivery, DisclosureLevel, Receipt, RecipientDecision};
-use isx_core::{FieldViolation, NodeId, NodeInfo, ValidationError};
+use isx_core::{FieldViolation, NodeId, NodeInfo, Role, ValidationError};
+use isx_policy::Decision;
+use isx_policy::disclosure::NO_SUBSCRIBE_ROLE;
 use prost::Message;
 
 use crate::config::Limits;
@@ -68,6 +73,11 @@ pub(crate) struct PublishInput<'a> {
     pub candidates: &'a [Candidate<'a>],
     /// The policy's decision on each candidate.
     pub decided: Decided,
+    /// Candidates whose queue is full, with how many events wait for each,
+    /// and the limit.
+    pub full: &'a BTreeMap<NodeId, u64>,
+    /// `limits.max_queue_per_node`.
+    pub queue_limit: u64,
     /// Now, Unix milliseconds.
     pub now_ms: u64,
     /// The key of subject pseudonyms.
@@ -87,7 +97,7 @@ pub(crate) struct PublishPlan {
 
 /// Plans a publish. Pure: no I/O, no clock, no randomness.
 pub(crate) fn plan(input: PublishInput<'_>) -> PublishPlan {
-    let PublishInput { alert, digest, by, candidates, decided, now_ms, pseudonyms } = input;
+    let PublishInput { alert, digest, by, candidates, decided, full, queue_limit, now_ms, pseudonyms } = input;
     let queued_at = from_unix_millis(now_ms);
     let digest_hex = hex::encode(digest);
     let ids = identifiers::of_alert(&alert);
@@ -108,15 +118,33 @@ pub(crate) fn plan(input: PublishInput<'_>) -> PublishPlan {
     let mut receipt_rows = Vec::with_capacity(candidates.len());
     let mut outgoing = Vec::new();
     let mut refused = Vec::new();
-    for ((node, _), d) in candidates.iter().zip(decided.decisions) {
+    for ((node, _), mut d) in candidates.iter().zip(decided.decisions) {
+        let outcome = if d.level == DisclosureLevel::Denied || d.view.is_none() {
+            RecipientOutcome::Denied
+        } else if !node.has(Role::Subscribe) {
+            // Policy may allow it something, but it cannot receive: a denial.
+            d = Decision {
+                level: DisclosureLevel::Denied,
+                policy_ids: vec![NO_SUBSCRIBE_ROLE.to_owned()],
+                reasons: vec![],
+                removed_fields: vec![],
+                view: None,
+            };
+            RecipientOutcome::NoSubscribeRole
+        } else if full.contains_key(&node.id) {
+            RecipientOutcome::QueueFull
+        } else {
+            RecipientOutcome::Queued
+        };
         let row = RecipientDecision {
             node: node.id.to_string(),
             level: d.level as i32,
             policy_ids: d.policy_ids.clone(),
             removed_fields: d.removed_fields.clone(),
+            outcome: outcome as i32,
         };
-        match d.view {
-            Some(view) if d.level != DisclosureLevel::Denied => {
+        match (outcome, d.view) {
+            (RecipientOutcome::Queued, Some(view)) => {
                 let delivery = Delivery {
                     alert: Some(view),
                     level: d.level as i32,
@@ -130,7 +158,10 @@ pub(crate) fn plan(input: PublishInput<'_>) -> PublishPlan {
                     OutboxEntry { event: Some(Event::Delivery(delivery)), expires_ms, audit: Some(facts.clone()) };
                 outgoing.push(Outgoing { node: node.id.clone(), entry });
             }
-            _ => refused.push(row.clone()),
+            (RecipientOutcome::QueueFull, _) => {
+                refused.push((row.clone(), full.get(&node.id).copied().unwrap_or(queue_limit)));
+            }
+            _ => refused.push((row.clone(), 0)),
         }
         receipt_rows.push(row);
     }
@@ -144,7 +175,10 @@ pub(crate) fn plan(input: PublishInput<'_>) -> PublishPlan {
     };
     let collection = records::collection(by, &alert, &digest_hex, &receipt.recipients, &policy_version, &subjects);
     let mut records = Vec::with_capacity(1 + refused.len());
-    records.extend(refused.iter().map(|r| records::policy_denial(by, &collection, r)));
+    records.extend(refused.iter().map(|(r, queued)| match r.outcome() {
+        RecipientOutcome::QueueFull => records::queue_full(by, &collection, r, *queued, queue_limit),
+        _ => records::policy_denial(by, &collection, r),
+    }));
     records.insert(0, collection);
     let stored = StoredAlert { alert: Some(alert), digest: digest.to_vec(), receipt: Some(receipt.clone()) };
     PublishPlan { receipt, records, write: PublishWrite { stored, outgoing, expires_ms, index } }
@@ -155,7 +189,6 @@ mod tests {
     use super::*;
     use isx_core::NodeKind;
     use isx_core::wire::{Operation, Outcome, Subject, SubjectRole};
-    use isx_policy::Decision;
 
     fn node(id: &str) -> NodeInfo {
         NodeInfo {
@@ -228,6 +261,8 @@ mod tests {
             by: Actor::new(&conn, "KHK Weber"),
             candidates: &candidates,
             decided,
+            full: &BTreeMap::new(),
+            queue_limit: 10,
             now_ms: 1_000,
             pseudonyms: &key,
         });
@@ -319,6 +354,8 @@ mod tests {
                 policy_version: "v1".into(),
                 decisions: vec![decision(DisclosureLevel::Full, Some(self::alert()), "x")],
             },
+            full: &BTreeMap::new(),
+            queue_limit: 10,
             now_ms: 0,
             pseudonyms: &key,
         });

@@ -11,7 +11,7 @@
 use isx_core::NodeId;
 use isx_core::wire::{
     AccessRequest, Alert, AuditHit, AuditRecord, Delivery, DisclosureLevel, Operation, Outcome, RecipientDecision,
-    RecipientLevel,
+    RecipientLevel, RecipientOutcome,
 };
 use isx_tls::PeerIdentity;
 
@@ -55,7 +55,12 @@ pub(crate) fn about(by: Actor<'_>, operation: Operation, outcome: Outcome) -> Au
 
 /// One recipient's level and deciding policies.
 pub(crate) fn recipient(node: &str, level: DisclosureLevel, policy_ids: &[String]) -> RecipientLevel {
-    RecipientLevel { node: node.to_owned(), level: level as i32, policy_ids: policy_ids.to_vec() }
+    RecipientLevel { node: node.to_owned(), level: level as i32, policy_ids: policy_ids.to_vec(), ..Default::default() }
+}
+
+/// One candidate of a publish: its level, deciding policies and what became of it.
+fn candidate(r: &RecipientDecision) -> RecipientLevel {
+    RecipientLevel { outcome: r.outcome, ..recipient(&r.node, r.level(), &r.policy_ids) }
 }
 
 /// The COLLECTION record of a publish: the alert's identity, every
@@ -73,7 +78,7 @@ pub(crate) fn collection(
         legal_basis: alert.legal_basis.clone(),
         alert_id: alert.alert_id.clone(),
         content_digest: digest_hex.to_owned(),
-        recipients: decisions.iter().map(|r| recipient(&r.node, r.level(), &r.policy_ids)).collect(),
+        recipients: decisions.iter().map(candidate).collect(),
         policy_version: policy_version.to_owned(),
         subject_pseudonyms: pseudonyms.to_vec(),
         detail: if alert.forwarded_from.is_empty() {
@@ -95,10 +100,33 @@ pub(crate) fn policy_denial(by: Actor<'_>, collection: &AuditRecord, decision: &
         content_digest: collection.content_digest.clone(),
         policy_version: collection.policy_version.clone(),
         subject_pseudonyms: collection.subject_pseudonyms.clone(),
-        recipients: vec![recipient(&decision.node, decision.level(), &decision.policy_ids)],
+        recipients: vec![candidate(decision)],
         policy_ids: decision.policy_ids.clone(),
-        detail: format!("recipient {} refused by policy", decision.node),
+        detail: match decision.outcome() {
+            RecipientOutcome::NoSubscribeRole => {
+                format!("recipient {} holds no subscribe role: it cannot receive, nothing was queued", decision.node)
+            }
+            _ => format!("recipient {} refused by policy", decision.node),
+        },
         ..about(by, Operation::Denial, Outcome::Refused)
+    }
+}
+
+/// The DENIAL of one candidate whose queue is full: policy allowed it its
+/// level, but nothing was queued for it.
+pub(crate) fn queue_full(
+    by: Actor<'_>,
+    collection: &AuditRecord,
+    decision: &RecipientDecision,
+    queued: u64,
+    limit: u64,
+) -> AuditRecord {
+    AuditRecord {
+        detail: format!(
+            "recipient {} not served: {queued} undelivered events wait for it (limits.max_queue_per_node is {limit}); nothing was queued for it",
+            decision.node
+        ),
+        ..policy_denial(by, collection, decision)
     }
 }
 

@@ -24,6 +24,7 @@ use crate::conn::{ConnInfo, officer};
 use crate::disclosure::Disclose;
 use crate::error::RequestError;
 use crate::faults::Faults;
+use crate::quota::Quotas;
 use crate::recorder::Recorder;
 use crate::records::Actor;
 use crate::refusals::Refusals;
@@ -105,6 +106,8 @@ pub(crate) struct State {
     pub faults: Arc<Faults>,
     /// Refusal bursts, per source and kind.
     pub refusals: Refusals,
+    /// Lookup quotas.
+    pub quotas: Quotas,
 }
 
 impl std::fmt::Debug for State {
@@ -164,6 +167,7 @@ impl State {
             access_lock: tokio::sync::Mutex::new(()),
             faults: parts.faults,
             refusals: Refusals::new(config.limits.refusal_records_per_second),
+            quotas: Quotas::new(&config.lookup, config.node_infos().into_iter().map(|n| n.id)),
         }
     }
 

@@ -24,6 +24,9 @@ pub const DEFAULT_DENY: &str = "default-deny";
 pub const EVALUATION_ERROR: &str = "evaluation-error";
 /// The pseudo-policy for nodes that routing leaves out (the alert names other addressees).
 pub const NOT_ADDRESSED: &str = "routing-not-addressed";
+/// The pseudo-policy that denies a recipient holding no `subscribe` role:
+/// whatever policy allows it, it cannot receive.
+pub const NO_SUBSCRIBE_ROLE: &str = "no-subscribe-role";
 
 /// What one recipient gets, and why.
 #[derive(Debug, Clone, PartialEq)]
@@ -133,6 +136,9 @@ impl Disclosure {
         match id {
             DEFAULT_DENY => Some("No policy permits this recipient anything: deny by default."),
             EVALUATION_ERROR => Some("A policy could not be evaluated: the gateway fails closed."),
+            NO_SUBSCRIBE_ROLE => Some(
+                "The node holds no subscribe role, so it cannot receive: nothing is queued for it, and that is a denial.",
+            ),
             NOT_ADDRESSED => Some("The alert names other addressees only."),
             _ => self.engine.reason(id),
         }

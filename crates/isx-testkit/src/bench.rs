@@ -738,6 +738,7 @@ fn sample_record(i: u64) -> isx_core::wire::AuditRecord {
             node: "fr-police".into(),
             level: 1,
             policy_ids: vec!["national-police-full".into()],
+            outcome: isx_core::wire::RecipientOutcome::Queued as i32,
         }],
         policy_ids: vec!["national-police-full".into()],
         policy_version: "4de6eff97777ac94".into(),

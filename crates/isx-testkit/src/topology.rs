@@ -108,6 +108,8 @@ pub struct TopologySpec {
     pub audit: isx_gateway::config::AuditConfig,
     /// Follow-up access settings (the holder's deadline).
     pub access: isx_gateway::config::AccessConfig,
+    /// Lookup quotas.
+    pub lookup: isx_gateway::config::LookupConfig,
     /// Nodes whose certificates are revoked (on the gateway's CRL) from the start.
     pub revoked: Vec<NodeId>,
 }
@@ -130,6 +132,7 @@ impl TopologySpec {
             redaction: RedactionProfile::default(),
             audit: isx_gateway::config::AuditConfig { checkpoint_every_ms: 200, ..Default::default() },
             access: isx_gateway::config::AccessConfig::default(),
+            lookup: isx_gateway::config::LookupConfig::default(),
             revoked: vec![],
         }
     }
@@ -228,6 +231,7 @@ impl Topology {
             delivery: spec.delivery.clone(),
             audit: spec.audit.clone(),
             access: spec.access.clone(),
+            lookup: spec.lookup.clone(),
             nodes: spec
                 .nodes
                 .iter()
@@ -279,6 +283,7 @@ impl Topology {
             delivery: spec.delivery.clone(),
             audit: spec.audit.clone(),
             access: spec.access.clone(),
+            lookup: spec.lookup.clone(),
             nodes: BTreeMap::new(),
         };
         let mut topo = Self::assemble(dir, spec, config, addr, gateway.to_owned(), None, true);

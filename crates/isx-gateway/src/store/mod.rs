@@ -448,9 +448,10 @@ impl Store {
         Ok(expired)
     }
 
-    /// A fresh access request id, `ar-` and a number that grows across restarts.
-    pub fn next_request_id(&self) -> Result<String, StoreError> {
-        Ok(format!("ar-{:06}", self.db().generate_id()? + 1))
+    /// A fresh access request id: `ar-` and 128 random bits, so that
+    /// nobody can guess another node's request ids.
+    pub fn new_request_id(&self) -> String {
+        format!("ar-{}", uuid::Uuid::new_v4().simple())
     }
 
     /// Stores a new pending request, links it to its hit, and queues the
