@@ -237,6 +237,15 @@ pub(crate) async fn decide_access(
         },
     });
     st.recorder.append(vec![record])?;
+    if let Some((stored, _)) = live.as_ref().filter(|_| grant && closed.level != DisclosureLevel::Denied as i32) {
+        // The requester now holds a copy: its own look-alikes are checked
+        // against this alert's labels (onward::overlaps).
+        let mut stored = stored.clone();
+        if !stored.granted_to.contains(&request.requester) {
+            stored.granted_to.push(request.requester.clone());
+            st.store.update_alert(&stored)?;
+        }
+    }
     let Some(in_flight) = st.store.close_request(&closed, &events)? else {
         // Unreachable under the lock; refuse rather than double-decide.
         return Err(RequestError::AlreadyDecided { request_id: closed.request_id, state: "decided" });

@@ -65,6 +65,17 @@ pub enum RequestError {
         /// The `forwarded_from` id.
         alert_id: String,
     },
+    /// No live alert has this id.
+    #[error("alert {0} does not exist or has expired")]
+    UnknownAlert(String),
+    /// Someone other than the origin tried to change an alert.
+    #[error("rule origin-only: only the origin of alert {alert_id} may change it; {node} is not")]
+    NotOrigin {
+        /// The caller.
+        node: String,
+        /// The alert.
+        alert_id: String,
+    },
     /// The alert id was published before with different content.
     #[error("alert_id {0} was already published with different content")]
     Conflict(String),
@@ -245,13 +256,18 @@ impl RequestError {
     pub fn code(&self) -> Code {
         match self {
             Self::Unauthenticated => Code::Unauthenticated,
-            Self::MissingRole { .. } | Self::OriginMismatch { .. } | Self::NotReceived { .. } => Code::PermissionDenied,
+            Self::MissingRole { .. }
+            | Self::OriginMismatch { .. }
+            | Self::NotReceived { .. }
+            | Self::NotOrigin { .. } => Code::PermissionDenied,
             Self::MissingOfficer
             | Self::BadOfficer(_)
             | Self::MissingAlert
             | Self::Invalid(_)
             | Self::InvalidRequest(_) => Code::InvalidArgument,
-            Self::UnknownHit(_) | Self::UnknownRequest(_) | Self::NotHolder { .. } => Code::NotFound,
+            Self::UnknownHit(_) | Self::UnknownRequest(_) | Self::NotHolder { .. } | Self::UnknownAlert(_) => {
+                Code::NotFound
+            }
             Self::HitDeclined(_) | Self::RequestExpired { .. } | Self::AlreadyDecided { .. } | Self::AlertGone(_) => {
                 Code::FailedPrecondition
             }
@@ -293,6 +309,8 @@ impl RequestError {
             Self::AuditRange(_) => "audit range",
             Self::BadFilter { .. } => "audit filter",
             Self::UnknownHit(_) => "unknown hit",
+            Self::UnknownAlert(_) => "unknown alert",
+            Self::NotOrigin { .. } => "rule origin-only",
             Self::HitDeclined(_) => "hit declined",
             Self::AlreadyRequested { .. } => "already requested",
             Self::UnknownRequest(_) => "unknown request",
@@ -323,6 +341,7 @@ impl RequestError {
             Self::MissingRole { role, .. } => format!("rule role-{role}"),
             Self::OriginMismatch { origin, .. } => format!("rule origin-is-caller (claimed origin {origin})"),
             Self::NotReceived { alert_id, .. } => format!("rule forwarder-received (forwarded_from {alert_id})"),
+            Self::NotOrigin { alert_id, .. } => format!("rule origin-only (alert {alert_id})"),
             Self::MissingOfficer | Self::BadOfficer(_) => OFFICER_HEADER.to_owned(),
             Self::TooLarge { size, limit } => format!("limits.max_alert_bytes ({size} > {limit})"),
             Self::RateLimited { rate, burst, .. } => format!("limits.rate_per_node ({rate}/s, burst {burst})"),

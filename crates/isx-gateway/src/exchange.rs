@@ -9,9 +9,10 @@ use std::sync::atomic::Ordering;
 use isx_core::digest::content_digest;
 use isx_core::wire::exchange_server::Exchange;
 use isx_core::wire::{
-    AckRequest, AckResponse, Alert, DecideAccessRequest, DecideAccessResponse, DeclineFollowUpRequest,
-    DeclineFollowUpResponse, DisclosureLevel, ListAccessRequestsRequest, ListAccessRequestsResponse, LookupRequest,
-    LookupResponse, PublishRequest, PublishResponse, RequestAccessRequest, RequestAccessResponse, SubscribeRequest,
+    AckRequest, AckResponse, Alert, AllowOnwardRequest, AllowOnwardResponse, DecideAccessRequest, DecideAccessResponse,
+    DeclineFollowUpRequest, DeclineFollowUpResponse, DisclosureLevel, ListAccessRequestsRequest,
+    ListAccessRequestsResponse, LookupRequest, LookupResponse, PublishRequest, PublishResponse, RequestAccessRequest,
+    RequestAccessResponse, SubscribeRequest,
 };
 use std::collections::BTreeMap;
 
@@ -27,7 +28,7 @@ use crate::refusal::refuse;
 use crate::state::State;
 use crate::store::{PublishOutcome, StoreError, StoredAlert};
 use crate::subscribe::SubscribeStream;
-use crate::{access, forward, lookup, subscribe};
+use crate::{access, forward, lookup, onward, subscribe};
 
 /// The `Exchange` service.
 #[derive(Debug, Clone)]
@@ -212,6 +213,11 @@ impl Exchange for ExchangeService {
     ) -> Result<Response<DeclineFollowUpResponse>, Status> {
         let info = RequestInfo::of(&req, Subject::hit(&req.get_ref().hit_id));
         self.answer("decline_follow_up", info, access::decline_follow_up(&self.state, req)).await
+    }
+
+    async fn allow_onward(&self, req: Request<AllowOnwardRequest>) -> Result<Response<AllowOnwardResponse>, Status> {
+        let info = RequestInfo::of(&req, Subject::alert(&req.get_ref().alert_id));
+        self.answer("allow_onward", info, onward::allow_onward(&self.state, req)).await
     }
 
     async fn list_access_requests(

@@ -64,6 +64,14 @@ pub fn check_labels(child: &Alert, parent: &Alert) -> Result<(), ValidationError
             fail("labels.tags", format!("drops the relayed alert's tag {tag:?}"));
         }
     }
+    for (i, name) in c.onward.iter().enumerate() {
+        if !p.onward.contains(name) {
+            fail(
+                &format!("labels.onward[{i}]"),
+                format!("{name:?} is not allowed onward copies by the relayed alert's origin"),
+            );
+        }
+    }
     if child.category != parent.category {
         fail("category", "must stay the relayed alert's category".into());
     }
@@ -126,6 +134,7 @@ mod tests {
         check(|a| a.labels.as_mut().unwrap().source_reliability = 1, &["labels.source_reliability"]);
         check(|a| a.labels.as_mut().unwrap().tags.clear(), &["labels.tags"]);
         check(|a| a.labels.as_mut().unwrap().tags.push("more".into()), &[]);
+        check(|a| a.labels.as_mut().unwrap().onward.push("es-police".into()), &["labels.onward[0]"]);
         check(|a| a.category = 4, &["category"]);
         check(|a| a.expires_at = Some(isx_core::timestamp::from_unix_millis(20_000)), &["expires_at"]);
         check(|a| a.expires_at = Some(isx_core::timestamp::from_unix_millis(5_000)), &[]);

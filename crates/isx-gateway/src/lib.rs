@@ -34,6 +34,8 @@
 //! - `subscribe`: streaming a node's outbox below the watermark.
 //! - `lookup`: hit/no-hit lookups, within the `quota`s of each node, officer
 //!   and person. `access`: two-step access after a hit.
+//! - `onward`: onward reach: `AllowOnward`, and alerts that overlap a
+//!   restricted alert their publisher received (laundering).
 //! - `audit_service`: the Audit service for auditors.
 //! - `sweeper`: expiry. `accept`: the TLS accept loop.
 //! - [`server`]: the composition root, [`Gateway`]; no module imports it.
@@ -67,6 +69,7 @@ mod exchange;
 pub mod faults;
 mod forward;
 mod lookup;
+mod onward;
 mod publish;
 mod quota;
 mod recorder;

@@ -11,7 +11,7 @@ use isx_core::timestamp::from_unix_millis;
 use isx_core::validate::{TextLimits, validate_alert};
 use isx_core::wire::RecipientOutcome;
 use isx_core::wire::{Alert, AuditRecord, Delivery, DisclosureLevel, Receipt, RecipientDecision};
-use isx_core::{FieldViolation, NodeId, NodeInfo, Role, ValidationError};
+use isx_core::{FieldViolation, NodeId, NodeInfo, Role};
 use isx_policy::Decision;
 use isx_policy::disclosure::NO_SUBSCRIBE_ROLE;
 use prost::Message;
@@ -55,8 +55,17 @@ fn check_parties(alert: &Alert, caller: &NodeId, nodes: &[NodeInfo]) -> Result<(
             description: format!("{a:?} is not a registered node"),
         })
         .collect();
+    let onward = alert.labels.as_ref().map(|l| l.onward.as_slice()).unwrap_or_default();
+    let unknown_onward =
+        onward.iter().enumerate().filter(|(_, a)| !nodes.iter().any(|n| n.id.as_str() == *a)).map(|(i, a)| {
+            FieldViolation {
+                field: format!("labels.onward[{i}]"),
+                description: format!("{a:?} is not a registered node"),
+            }
+        });
+    let unknown: Vec<FieldViolation> = unknown.into_iter().chain(unknown_onward).collect();
     if !unknown.is_empty() {
-        return Err(RequestError::Invalid(ValidationError { violations: unknown }));
+        return Err(RequestError::Invalid(isx_core::validate::capped(unknown, 0)));
     }
     Ok(())
 }
@@ -180,7 +189,12 @@ pub(crate) fn plan(input: PublishInput<'_>) -> PublishPlan {
         _ => records::policy_denial(by, &collection, r),
     }));
     records.insert(0, collection);
-    let stored = StoredAlert { alert: Some(alert), digest: digest.to_vec(), receipt: Some(receipt.clone()) };
+    let stored = StoredAlert {
+        alert: Some(alert),
+        digest: digest.to_vec(),
+        receipt: Some(receipt.clone()),
+        ..Default::default()
+    };
     PublishPlan { receipt, records, write: PublishWrite { stored, outgoing, expires_ms, index } }
 }
 

@@ -340,6 +340,17 @@ pub(crate) fn follow_up_declined(
     }
 }
 
+/// The ALTERATION record of an origin allowing onward copies of its alert.
+pub(crate) fn onward_allowed(by: Actor<'_>, alert: &Alert, recipients: &[String], reason: &str) -> AuditRecord {
+    AuditRecord {
+        alert_id: alert.alert_id.clone(),
+        justification: reason.to_owned(),
+        recipients: recipients.iter().map(|n| RecipientLevel { node: n.clone(), ..Default::default() }).collect(),
+        detail: format!("the origin allows onward copies to {}", recipients.join(", ")),
+        ..about(by, Operation::Alteration, Outcome::Ok)
+    }
+}
+
 /// The ERASURE record of an expired alert.
 pub(crate) fn expired(e: &Expired) -> AuditRecord {
     AuditRecord {

@@ -66,6 +66,47 @@ pub struct StoredAlert {
     /// The receipt given to the publisher, returned again for a duplicate.
     #[prost(message, optional, tag = "3")]
     pub receipt: Option<Receipt>,
+    /// Organisations the origin allowed onward copies to after publishing
+    /// (`Exchange.AllowOnward`), besides `labels.onward`.
+    #[prost(string, repeated, tag = "4")]
+    pub onward_allowed: Vec<String>,
+    /// Nodes that received the alert through a granted access request.
+    #[prost(string, repeated, tag = "5")]
+    pub granted_to: Vec<String>,
+}
+
+impl StoredAlert {
+    /// Every node that holds a copy of the alert: its origin, every
+    /// recipient of a delivery (not denied), and every node granted access.
+    pub fn holders(&self) -> std::collections::BTreeSet<String> {
+        let mut holders: std::collections::BTreeSet<String> = self.granted_to.iter().cloned().collect();
+        if let Some(a) = &self.alert {
+            holders.insert(a.origin.clone());
+        }
+        if let Some(r) = &self.receipt {
+            holders.extend(
+                r.recipients
+                    .iter()
+                    .filter(|d| {
+                        d.level() != isx_core::wire::DisclosureLevel::Denied
+                            && !matches!(
+                                d.outcome(),
+                                isx_core::wire::RecipientOutcome::QueueFull
+                                    | isx_core::wire::RecipientOutcome::NoSubscribeRole
+                            )
+                    })
+                    .map(|d| d.node.clone()),
+            );
+        }
+        holders
+    }
+
+    /// Organisations the origin allows onward copies to.
+    pub fn onward(&self) -> std::collections::BTreeSet<String> {
+        let labelled =
+            self.alert.as_ref().and_then(|a| a.labels.as_ref()).map(|l| l.onward.clone()).unwrap_or_default();
+        labelled.into_iter().chain(self.onward_allowed.iter().cloned()).collect()
+    }
 }
 
 /// The keys that expire with one alert.
@@ -270,6 +311,17 @@ impl Store {
     /// The stored alert with this id, if any.
     pub fn alert(&self, alert_id: &str) -> Result<Option<StoredAlert>, StoreError> {
         Ok(self.alerts.get("alert", alert_id.as_bytes())?)
+    }
+
+    /// Replaces a stored alert's row (its permissions and grants change;
+    /// its content never does). Durable with the caller's next commit.
+    pub fn update_alert(&self, stored: &StoredAlert) -> Result<(), StoreError> {
+        let id = stored.alert.as_ref().map(|a| a.alert_id.as_str()).unwrap_or_default();
+        let _order = self.ordered();
+        if self.alerts.raw().get(id.as_bytes())?.is_none() {
+            return Ok(()); // expired meanwhile: nothing to update
+        }
+        Ok(self.alerts.insert(id.as_bytes(), stored)?)
     }
 
     /// The stored alert, if it exists and has not expired at `now_ms`.

@@ -31,6 +31,7 @@ fn write(id: &str, narrative: &str, to: &[&str], expires_ms: u64, index: &[(&str
             digest: isx_core::digest::content_digest(&alert).to_vec(),
             alert: Some(alert),
             receipt: Some(Receipt::default()),
+            ..Default::default()
         },
         outgoing,
         expires_ms,
