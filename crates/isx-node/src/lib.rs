@@ -6,6 +6,9 @@
 //! - [`client`]: [`Client`], a typed mTLS client for `isx.v1.Exchange` that
 //!   sets `x-isx-officer` on every call.
 //! - [`config`]: the node TOML file (`deploy/local/nodes/<id>.toml`).
+//! - [`diagnose`]: why a connection failed (a refused certificate, an
+//!   unregistered node, nothing listening), with the fix, for the person at
+//!   the client.
 //! - [`inbox`]: the node's own sled store of received alerts, deduplicated by
 //!   `alert_id`, and a way to wait for arrivals.
 //! - [`mock`]: [`MockNode`], which subscribes, stores, acknowledges, and
@@ -17,6 +20,7 @@
 pub mod audit;
 pub mod client;
 pub mod config;
+pub mod diagnose;
 pub mod inbox;
 pub mod mock;
 

@@ -171,9 +171,7 @@ pub const PROBE_LIMIT: std::time::Duration = std::time::Duration::from_secs(20);
 /// Every step is bounded by [`PROBE_LIMIT`]; anything else (nothing
 /// listening, no answer, an answer that is not HTTP/2) is a [`ProbeError`].
 pub async fn probe(opts: &isx_node::ClientOptions) -> Result<Probe, ProbeError> {
-    let files = isx_tls::config::IdentityFiles::in_dir(&opts.pki_dir, opts.node.as_str());
-    let config = isx_tls::client_config(&files)?;
-    if let Some(refused) = probe_connection(config, &opts.gateway).await? {
+    if let Some(refused) = probe_connection(opts).await? {
         return Ok(refused);
     }
     let client = bounded(isx_node::Client::connect(opts)).await??;
@@ -184,66 +182,25 @@ pub async fn probe(opts: &isx_node::ClientOptions) -> Result<Probe, ProbeError> 
 }
 
 /// The raw half of [`probe`]: `Some` with how the connection was refused or
-/// dropped, `None` if the gateway answered the HTTP/2 preface.
-async fn probe_connection(
-    config: std::sync::Arc<tokio_rustls::rustls::ClientConfig>,
-    gateway: &str,
-) -> Result<Option<Probe>, ProbeError> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio_rustls::rustls::pki_types::ServerName;
-
-    let host = gateway.rsplit_once(':').map(|(host, _)| host).ok_or_else(|| ProbeError::Address(gateway.into()))?;
-    let name = ServerName::try_from(host.trim_start_matches('[').trim_end_matches(']').to_owned())
-        .map_err(|_| ProbeError::Address(gateway.into()))?;
-    let tcp = bounded(tokio::net::TcpStream::connect(gateway))
-        .await?
-        .map_err(|source| ProbeError::Unreachable { addr: gateway.into(), source })?;
-    let mut tls = match bounded(tokio_rustls::TlsConnector::from(config).connect(name, tcp)).await? {
-        Ok(tls) => tls,
-        Err(e) => return Ok(Some(Probe::Handshake(handshake_refusal(&e)))),
-    };
-    // The client preface and an empty SETTINGS frame (RFC 9113 §3.4). A write
-    // that fails because the gateway already closed is not the answer: the
-    // alert it sent before closing, if any, is still there to read.
-    let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0";
-    let _ = bounded(async { tls.write_all(preface).await.and(tls.flush().await) }).await?;
-    // The gateway's first frame header: 24-bit length, type, flags, stream id.
-    let mut header = [0u8; 9];
-    match bounded(tls.read_exact(&mut header)).await? {
-        Ok(_) if header[3] == 0x04 => Ok(None),
-        Ok(_) => Err(ProbeError::Unexpected(format!("first frame header {header:02x?} is not HTTP/2 SETTINGS"))),
-        Err(e) => match rustls_error(&e) {
-            Some(tokio_rustls::rustls::Error::AlertReceived(alert)) => {
-                Ok(Some(Probe::Handshake(Refusal::Alert(*alert))))
-            }
-            Some(other) => Err(ProbeError::Unexpected(format!("TLS error after the handshake: {other}"))),
-            None if closed(e.kind()) => Ok(Some(Probe::Dropped)),
-            None => Err(ProbeError::Unexpected(format!("reading the first frame: {e}"))),
-        },
+/// dropped, `None` if the gateway answered the HTTP/2 preface. The client
+/// library's own diagnosis ([`isx_node::diagnose::connection`]) does the work.
+async fn probe_connection(opts: &isx_node::ClientOptions) -> Result<Option<Probe>, ProbeError> {
+    use isx_node::diagnose::Diagnosis;
+    match isx_node::diagnose::connection(opts).await {
+        Diagnosis::Served => Ok(None),
+        Diagnosis::Alert(alert) => Ok(Some(Probe::Handshake(Refusal::Alert(alert)))),
+        Diagnosis::ClientRefused(e) => Ok(Some(Probe::Handshake(Refusal::Client(e)))),
+        Diagnosis::ClosedInHandshake(kind) => Ok(Some(Probe::Handshake(Refusal::Closed(kind)))),
+        Diagnosis::Dropped => Ok(Some(Probe::Dropped)),
+        Diagnosis::Unreachable(e) => {
+            Err(ProbeError::Unreachable { addr: opts.gateway.clone(), source: std::io::Error::other(e) })
+        }
+        Diagnosis::Timeout => Err(ProbeError::Timeout(isx_node::diagnose::STEP_LIMIT)),
+        Diagnosis::BadTlsFiles(e) | Diagnosis::Unexpected(e) => Err(ProbeError::Unexpected(e)),
     }
 }
 
 /// `step`, or [`ProbeError::Timeout`] after [`PROBE_LIMIT`].
 async fn bounded<F: std::future::Future>(step: F) -> Result<F::Output, ProbeError> {
     tokio::time::timeout(PROBE_LIMIT, step).await.map_err(|_| ProbeError::Timeout(PROBE_LIMIT))
-}
-
-/// The rustls error inside an I/O error from tokio-rustls, if any.
-fn rustls_error(e: &std::io::Error) -> Option<&tokio_rustls::rustls::Error> {
-    e.get_ref().and_then(|inner| inner.downcast_ref::<tokio_rustls::rustls::Error>())
-}
-
-/// True for the ways a read or write sees the peer close the connection.
-fn closed(kind: std::io::ErrorKind) -> bool {
-    use std::io::ErrorKind::*;
-    matches!(kind, UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe)
-}
-
-/// How a failed `connect` (the handshake) was refused.
-fn handshake_refusal(e: &std::io::Error) -> Refusal {
-    match rustls_error(e) {
-        Some(tokio_rustls::rustls::Error::AlertReceived(alert)) => Refusal::Alert(*alert),
-        Some(other) => Refusal::Client(other.clone()),
-        None => Refusal::Closed(e.kind()),
-    }
 }
