@@ -547,11 +547,19 @@ mod tests {
         assert_eq!(first.revoked.iter().map(|r| r.serial.clone()).collect::<Vec<_>>(), vec![a.clone()]);
         assert_eq!(first.number, Some(2), "after the empty list of init");
 
+        // An earlier revocation keeps its time: say a-police was revoked in 2020
+        // (revoking twice in the same second would not tell).
+        let book = dir.path().join(REVOKED_FILE);
+        let line = std::fs::read_to_string(&book).unwrap();
+        let (head, _) = line.trim().rsplit_once(' ').unwrap();
+        std::fs::write(&book, format!("{head} 2020-01-01T00:00:00Z\n")).unwrap();
         revoke(dir.path(), &nodes(&["b-police"])).unwrap();
         let second = read_crl(dir.path()).unwrap();
         let serials: Vec<Serial> = second.revoked.iter().map(|r| r.serial.clone()).collect();
         assert_eq!(serials, vec![a.clone(), b.clone()], "b added, a kept");
-        assert_eq!(second.revoked[0].revoked_at, first.revoked[0].revoked_at, "a keeps its revocation time");
+        let in_2020 = time::macros::datetime!(2020-01-01 00:00:00 UTC);
+        assert_eq!(second.revoked[0].revoked_at, in_2020, "a keeps its revocation time");
+        assert!(second.revoked[1].revoked_at > in_2020);
         assert_eq!(second.number, Some(3));
         let entries = revoked_entries(dir.path()).unwrap();
         assert_eq!(
