@@ -120,7 +120,9 @@ async fn a_lost_or_wrong_store_key_stops_the_gateway_with_a_clear_error() {
     let err = topo.start_gateway().await.unwrap_err().to_string();
     assert!(err.contains("gateway.store.key is missing"), "{err}");
 
-    std::fs::write(&key, format!("{}\n", "ab".repeat(32))).unwrap();
+    // Another valid key, written as isx writes keys (0600: a key others may
+    // read is refused before it is tried).
+    isx_store::write_private(&key, format!("{}\n", "ab".repeat(32)).as_bytes()).unwrap();
     let err = topo.start_gateway().await.unwrap_err().to_string();
     assert!(err.contains("gateway.store.key does not open this data directory"), "{err}");
 

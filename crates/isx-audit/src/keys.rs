@@ -5,6 +5,11 @@
 //!   log's origin line.
 //! - `audit.pub`: the matching verifier key (`<origin>+<id>+<base64>`), for auditors.
 //! - `audit-hmac.key`: 32 random bytes, hex, that key the subject pseudonyms.
+//!
+//! The two private keys are written mode 0600, also when `isx pki init
+//! --force` replaces them, and [`load`] refuses either one if its group or
+//! others may read it (`isx_store::check_private`), naming the file and the
+//! fix (`chmod 600 FILE`).
 
 use std::path::{Path, PathBuf};
 
@@ -26,6 +31,9 @@ pub enum KeyError {
         /// The error.
         source: std::io::Error,
     },
+    /// A private key file is open to its group or to others.
+    #[error(transparent)]
+    Exposed(isx_store::KeyError),
     /// A key file does not hold a valid key.
     #[error("{path}: not a valid {what}")]
     Invalid {
@@ -41,17 +49,15 @@ pub fn paths(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     (dir.join("audit.key"), dir.join("audit.pub"), dir.join("audit-hmac.key"))
 }
 
+/// Writes a key file; a private one (`secret`) goes through
+/// `isx_store::write_private`: mode 0600 even when it replaces a file.
 fn write(path: &Path, text: &str, secret: bool) -> Result<(), KeyError> {
     use std::io::Write;
     let io = |source| KeyError::Io { path: path.to_owned(), source };
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
     if secret {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
+        return isx_store::write_private(path, text.as_bytes()).map_err(io);
     }
-    let mut f = options.open(path).map_err(io)?;
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(path).map_err(io)?;
     f.write_all(text.as_bytes()).map_err(io)?;
     f.sync_all().map_err(io)
 }
@@ -74,6 +80,15 @@ fn read(path: &Path) -> Result<String, KeyError> {
         .map_err(|source| KeyError::Io { path: path.to_owned(), source })
 }
 
+/// Reads a private key file, refusing one that its group or others may read.
+fn read_private(path: &Path) -> Result<String, KeyError> {
+    isx_store::check_private(path).map_err(|e| match e {
+        isx_store::KeyError::Io { path, source } => KeyError::Io { path, source },
+        other => KeyError::Exposed(other),
+    })?;
+    read(path)
+}
+
 /// The loaded audit keys.
 pub struct AuditKeys {
     /// Signs checkpoints.
@@ -92,10 +107,12 @@ impl std::fmt::Debug for AuditKeys {
     }
 }
 
-/// Loads the audit keys from `dir`.
+/// Loads the audit keys from `dir`; refuses `audit.key` or
+/// `audit-hmac.key` if its group or others may read it
+/// ([`KeyError::Exposed`]).
 pub fn load(dir: &Path) -> Result<AuditKeys, KeyError> {
     let (key, public, hmac) = paths(dir);
-    let skey = read(&key)?;
+    let skey = read_private(&key)?;
     let signer = StandardSigner::new(&skey)
         .map_err(|_| KeyError::Invalid { path: key.clone(), what: "signed-note private key" })?;
     let verifier_key = read(&public)?;
@@ -104,7 +121,7 @@ pub fn load(dir: &Path) -> Result<AuditKeys, KeyError> {
     if signed_note::Verifier::key_id(&verifier) != signed_note::Signer::key_id(&signer) {
         return Err(KeyError::Invalid { path: public, what: "verifier key for audit.key" });
     }
-    let hmac_hex = read(&hmac)?;
+    let hmac_hex = read_private(&hmac)?;
     let bytes: [u8; 32] = hex::decode(&hmac_hex)
         .ok()
         .and_then(|b| b.try_into().ok())
@@ -124,5 +141,52 @@ mod tests {
         assert!(keys.verifier_key.starts_with("test.example/log+"));
         std::fs::write(dir.path().join("audit-hmac.key"), "zz").unwrap();
         assert!(super::load(dir.path()).unwrap_err().to_string().contains("audit-hmac.key"));
+    }
+
+    #[cfg(unix)]
+    fn mode(path: &std::path::Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[cfg(unix)]
+    fn set_mode(path: &std::path::Path, mode: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    /// Private keys are 0600, also when `create` replaces keys that were 0644.
+    #[cfg(unix)]
+    #[test]
+    fn private_keys_are_written_0600_even_over_a_0644_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (key, _, hmac) = super::paths(dir.path());
+        super::create(dir.path(), "test.example/log").unwrap();
+        assert_eq!((mode(&key), mode(&hmac)), (0o600, 0o600));
+        set_mode(&key, 0o644);
+        set_mode(&hmac, 0o644);
+        super::create(dir.path(), "test.example/log").unwrap();
+        assert_eq!(mode(&key), 0o600, "a replaced audit.key is 0600");
+        assert_eq!(mode(&hmac), 0o600, "a replaced audit-hmac.key is 0600");
+        super::load(dir.path()).unwrap();
+    }
+
+    /// `load` refuses each private key that its group or others may read, naming it.
+    #[cfg(unix)]
+    #[test]
+    fn load_refuses_a_key_others_may_read_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (key, _, hmac) = super::paths(dir.path());
+        super::create(dir.path(), "test.example/log").unwrap();
+        for (path, loose) in [(&key, 0o644), (&hmac, 0o640)] {
+            set_mode(path, loose);
+            let err = super::load(dir.path()).unwrap_err();
+            let text = err.to_string();
+            assert!(matches!(err, super::KeyError::Exposed(_)), "{text}");
+            assert!(text.contains(&path.display().to_string()), "names the file: {text}");
+            assert!(text.contains(&format!("chmod 600 {}", path.display())), "says the fix: {text}");
+            set_mode(path, 0o600);
+        }
+        super::load(dir.path()).unwrap();
     }
 }

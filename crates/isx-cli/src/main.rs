@@ -107,10 +107,12 @@ enum PkiCommand {
     ///
     /// Writes DIR/ca.crt and DIR/ca.key, DIR/gateway.crt and .key (valid for
     /// localhost, 127.0.0.1 and --gateway-names), and DIR/NAME.crt and .key for
-    /// each node, whose identity is the SAN URI spiffe://isx/node/NAME. Also
-    /// the gateway's audit keys: DIR/audit.key (Ed25519, signs checkpoints),
-    /// DIR/audit.pub (give it to auditors) and DIR/audit-hmac.key (keys the
-    /// subject pseudonyms).
+    /// each node, whose identity is the SAN URI spiffe://isx/node/NAME, and
+    /// DIR/crl.pem, the CA's revocation list (empty, fresh for 30 days: see
+    /// `isx pki crl`). Also the gateway's audit keys: DIR/audit.key (Ed25519,
+    /// signs checkpoints), DIR/audit.pub (give it to auditors) and
+    /// DIR/audit-hmac.key (keys the subject pseudonyms). Every private key is
+    /// written mode 0600, also one that --force replaces.
     Init {
         /// Directory to write into (created if missing).
         #[arg(long)]
@@ -131,10 +133,12 @@ enum PkiCommand {
         #[arg(long, default_value = isx_audit::keys::DEFAULT_ORIGIN)]
         audit_origin: String,
     },
-    /// Revoke node certificates: write DIR/crl.pem, signed by the CA.
+    /// Revoke node certificates: add them to DIR/crl.pem and re-sign it with the CA.
     ///
-    /// List it in the gateway config (`crls = ["pki/crl.pem"]`) and restart
-    /// the gateway: a revoked certificate can no longer connect.
+    /// Keeps every earlier revocation (recorded with its node in
+    /// DIR/revoked.txt). The gateway config lists the file (`crls =
+    /// ["pki/crl.pem"]`); a gateway applies it when it loads its CRLs again,
+    /// and a revoked certificate can no longer connect.
     Revoke {
         /// The PKI directory holding ca.key and the node certificates.
         #[arg(long)]
@@ -142,6 +146,29 @@ enum PkiCommand {
         /// The node ids to revoke.
         #[arg(required = true)]
         nodes: Vec<String>,
+        /// Days until the new list's next update.
+        #[arg(long, default_value_t = isx_tls::pki::DEFAULT_CRL_DAYS, value_parser = clap::value_parser!(i64).range(1..))]
+        days: i64,
+    },
+    /// Show the revocation list DIR/crl.pem, or re-sign it with --refresh.
+    ///
+    /// Without --refresh: prints its issuer, this and next update, and every
+    /// revoked certificate (serial, node, time); checks that the CA in
+    /// DIR/ca.crt signed it. Exits 1 if it is past its next update (a
+    /// gateway refuses it by default), 2 if it cannot be read or is not
+    /// from the CA. With --refresh: signs it again with a new this update,
+    /// a next update --days from now and the next CRL number, keeping every
+    /// entry; run it before the next update is due (from cron, say).
+    Crl {
+        /// The PKI directory holding ca.crt, ca.key and crl.pem.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Re-sign the list with a new validity, keeping its entries.
+        #[arg(long)]
+        refresh: bool,
+        /// With --refresh: days until the next update.
+        #[arg(long, requires = "refresh", default_value_t = isx_tls::pki::DEFAULT_CRL_DAYS, value_parser = clap::value_parser!(i64).range(1..))]
+        days: i64,
     },
     /// Issue a certificate for one more node from the CA in DIR.
     Issue {
@@ -161,7 +188,8 @@ struct GatewayArgs {
     /// The gateway configuration file (see deploy/local/gateway.toml).
     #[arg(long, short)]
     config: PathBuf,
-    /// Override the PKI directory from the file.
+    /// Override the PKI directory from the file; CRLs the file lists inside
+    /// its PKI directory are read from this one.
     #[arg(long)]
     pki: Option<PathBuf>,
     /// Override the data directory from the file.
@@ -242,6 +270,9 @@ fn reload_policy_on_hangup(policy: std::sync::Arc<isx_gateway::disclosure::Polic
 async fn gateway(args: GatewayArgs) -> Result<()> {
     let mut config = isx_gateway::GatewayConfig::load(&args.config)?;
     if let Some(pki) = args.pki {
+        // CRLs kept in the file's PKI directory (`crls = ["pki/crl.pem"]`) come
+        // from the new one, whose CA signed them.
+        config.crls = isx_tls::crl::rebase(&config.crls, &config.pki_dir, &pki);
         config.pki_dir = pki;
     }
     if let Some(data) = args.data {
@@ -301,7 +332,30 @@ async fn node(args: NodeArgs) -> Result<()> {
     Ok(())
 }
 
-fn pki(cmd: PkiCommand) -> Result<()> {
+/// Prints a revocation list: issuer, updates, entries (with the node from
+/// revoked.txt where known).
+fn print_crl(crl: &isx_tls::crl::LoadedCrl, entries: &[isx_tls::pki::RevokedEntry], now: time::OffsetDateTime) {
+    let at = |t: time::OffsetDateTime| {
+        t.format(&time::format_description::well_known::Rfc3339).unwrap_or_else(|_| t.to_string())
+    };
+    println!("{}", crl.path.display());
+    println!("  issuer       {}", crl.issuer);
+    if let Some(number) = crl.number {
+        println!("  CRL number   {number}");
+    }
+    println!("  this update  {}", at(crl.this_update));
+    let days = crl.days_until_next_update(now);
+    let due = if crl.is_stale(now) { "PAST".to_owned() } else { format!("in {days} days") };
+    println!("  next update  {} ({due})", at(crl.next_update));
+    println!("  revoked      {}", crl.revoked.len());
+    for r in &crl.revoked {
+        let node = entries.iter().find(|e| e.serial == r.serial).map_or("-", |e| e.node.as_str());
+        let reason = r.reason.as_deref().unwrap_or("no reason");
+        println!("    {}  {node}  revoked {}  ({reason})", r.serial, at(r.revoked_at));
+    }
+}
+
+fn pki(cmd: PkiCommand) -> Result<ExitCode> {
     match cmd {
         PkiCommand::Init { dir, nodes, gateway_names, days, force, audit_origin } => {
             let nodes =
@@ -321,10 +375,32 @@ fn pki(cmd: PkiCommand) -> Result<()> {
                 opts.nodes.len()
             );
         }
-        PkiCommand::Revoke { dir, nodes } => {
+        PkiCommand::Revoke { dir, nodes, days } => {
             let nodes = nodes.into_iter().map(isx_core::NodeId::new).collect::<Result<Vec<_>, _>>().context("NODES")?;
-            let crl = isx_tls::pki::revoke(&dir, &nodes)?;
-            println!("wrote {}; list it under `crls` in the gateway config and restart the gateway", crl.display());
+            let path = isx_tls::pki::revoke_with(&dir, &nodes, time::Duration::days(days))?;
+            let crl = isx_tls::pki::read_crl(&dir)?;
+            println!(
+                "wrote {} ({} revoked, next update in {days} days); a gateway that lists it under `crls` applies it when it loads its CRLs again (at start, on SIGHUP)",
+                path.display(),
+                crl.revoked.len()
+            );
+        }
+        PkiCommand::Crl { dir, refresh, days } => {
+            if refresh {
+                let path = isx_tls::pki::refresh_crl(&dir, time::Duration::days(days))?;
+                println!("re-signed {}", path.display());
+            }
+            let crl = isx_tls::pki::read_crl(&dir)?;
+            let now = time::OffsetDateTime::now_utc();
+            print_crl(&crl, &isx_tls::pki::revoked_entries(&dir)?, now);
+            if crl.is_stale(now) {
+                println!(
+                    "STALE: {} is past its next update; a gateway refuses it. Re-sign it: isx pki crl --dir {} --refresh",
+                    crl.path.display(),
+                    dir.display()
+                );
+                return Ok(ExitCode::from(1));
+            }
         }
         PkiCommand::Issue { dir, node, days } => {
             let node = isx_core::NodeId::new(node).context("NODE")?;
@@ -333,7 +409,7 @@ fn pki(cmd: PkiCommand) -> Result<()> {
             }
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn run(cli: Cli) -> Result<ExitCode> {
@@ -343,7 +419,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let report = isx_testkit::demo::run(&mut std::io::stdout()).await?;
             return Ok(if report.ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
         }
-        Command::Pki(cmd) => pki(cmd)?,
+        Command::Pki(cmd) => return pki(cmd),
         Command::Gateway(args) => gateway(args).await?,
         Command::Node(args) => node(args).await?,
         Command::Alert(cmd) => return alert::run(cmd).await,

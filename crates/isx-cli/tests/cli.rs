@@ -251,6 +251,147 @@ fn pki_init_refuses_to_overwrite() {
     assert!(text(&again).contains("--force"), "{}", text(&again));
 }
 
+#[cfg(unix)]
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[cfg(unix)]
+fn set_mode(path: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// The serials `isx pki crl` lists (its lines indented by four spaces), in order.
+fn listed_serials(out: &Output) -> Vec<String> {
+    let t = String::from_utf8_lossy(&out.stdout).into_owned();
+    t.lines().filter(|l| l.starts_with("    ")).map(|l| l.split_whitespace().next().unwrap().to_owned()).collect()
+}
+
+#[test]
+fn pki_init_writes_an_empty_crl_that_pki_crl_shows() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().to_str().unwrap();
+    let out = isx(&["pki", "init", "--dir", p, "--nodes", "a-police"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("crl.pem"), "{}", text(&out));
+    let out = isx(&["pki", "crl", "--dir", p]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("issuer") && t.contains("CN=isx development CA"), "{t}");
+    assert!(t.contains("revoked      0"), "{t}");
+    assert!(t.contains("next update") && t.contains("(in 29 days)"), "{t}");
+}
+
+#[test]
+fn pki_revoke_adds_and_keeps_and_crl_refresh_moves_the_next_update() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().to_str().unwrap();
+    assert!(isx(&["pki", "init", "--dir", p, "--nodes", "a-police,b-police,c-police"]).status.success());
+    let out = isx(&["pki", "revoke", "--dir", p, "a-police"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("1 revoked"), "{}", text(&out));
+    let first = isx(&["pki", "crl", "--dir", p]);
+    assert!(text(&first).contains("a-police"), "{}", text(&first));
+    let out = isx(&["pki", "revoke", "--dir", p, "b-police"]);
+    assert!(out.status.success() && text(&out).contains("2 revoked"), "{}", text(&out));
+    let second = isx(&["pki", "crl", "--dir", p]);
+    let t = text(&second);
+    assert!(t.contains("revoked      2") && t.contains("a-police") && t.contains("b-police"), "{t}");
+    assert!(!t.contains("c-police"), "{t}");
+    assert_eq!(listed_serials(&first).len(), 1, "{}", text(&first));
+    assert_eq!(listed_serials(&second).len(), 2, "{t}");
+    assert_eq!(listed_serials(&second)[0], listed_serials(&first)[0], "a-police is kept");
+
+    let before = isx_tls::pki::read_crl(dir.path()).unwrap();
+    let out = isx(&["pki", "crl", "--dir", p, "--refresh", "--days", "90"]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("re-signed") && t.contains("(in 89 days)"), "{t}");
+    let after = isx_tls::pki::read_crl(dir.path()).unwrap();
+    assert!(after.next_update >= before.next_update + time::Duration::days(59), "{t}");
+    assert_eq!(after.revoked, before.revoked, "entries kept");
+    assert_eq!(listed_serials(&out), listed_serials(&second));
+
+    let out = isx(&["pki", "crl", "--dir", p, "--days", "5"]);
+    assert_eq!(out.status.code(), Some(2), "--days needs --refresh: {}", text(&out));
+}
+
+#[test]
+fn pki_crl_fails_on_a_stale_list_and_names_a_foreign_one() {
+    let (dir, other) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let p = dir.path().to_str().unwrap();
+    assert!(isx(&["pki", "init", "--dir", p, "--nodes", "a-police"]).status.success());
+    isx_tls::pki::refresh_crl(dir.path(), time::Duration::days(-1)).unwrap();
+    let out = isx(&["pki", "crl", "--dir", p]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("STALE") && t.contains("--refresh"), "{t}");
+    assert!(isx(&["pki", "crl", "--dir", p, "--refresh"]).status.success());
+    assert!(isx(&["pki", "crl", "--dir", p]).status.success(), "fresh again");
+
+    // A list signed by another CA (of the same name) is named, not shown.
+    assert!(isx(&["pki", "init", "--dir", other.path().to_str().unwrap(), "--nodes", "a-police"]).status.success());
+    std::fs::copy(other.path().join("crl.pem"), dir.path().join("crl.pem")).unwrap();
+    let out = isx(&["pki", "crl", "--dir", p]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{t}");
+    assert!(t.contains(&dir.path().join("crl.pem").display().to_string()) && t.contains("not signed"), "{t}");
+    let out = isx(&["pki", "revoke", "--dir", p, "a-police"]);
+    assert!(!out.status.success(), "revoke refuses to extend a foreign list: {}", text(&out));
+}
+
+#[cfg(unix)]
+#[test]
+fn pki_init_force_writes_every_key_0600_even_over_a_0644_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().to_str().unwrap();
+    assert!(isx(&["pki", "init", "--dir", p, "--nodes", "a-police"]).status.success());
+    let keys = ["ca.key", "gateway.key", "a-police.key", "audit.key", "audit-hmac.key"].map(|k| dir.path().join(k));
+    for key in &keys {
+        assert_eq!(mode(key), 0o600, "{}", key.display());
+        set_mode(key, 0o644);
+    }
+    let out = isx(&["pki", "init", "--dir", p, "--nodes", "a-police", "--force"]);
+    assert!(out.status.success(), "{}", text(&out));
+    for key in &keys {
+        assert_eq!(mode(key), 0o600, "{} after --force", key.display());
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn a_gateway_on_a_key_others_may_read_refuses_to_start_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki");
+    assert!(isx(&["pki", "init", "--dir", pki.to_str().unwrap()]).status.success());
+    let data = dir.path().join("data");
+    let start = || {
+        isx(&[
+            "gateway",
+            "--config",
+            "deploy/local/gateway.toml",
+            "--pki",
+            pki.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+    };
+    // In the order the gateway loads them: TLS, then the store (which creates its key), then the audit keys.
+    for key in ["gateway.key", "audit.key", "audit-hmac.key", "gateway.store.key"] {
+        let path = pki.join(key);
+        set_mode(&path, 0o644);
+        let out = start();
+        let t = text(&out);
+        assert!(!out.status.success(), "{key}: {t}");
+        assert!(t.contains(&format!("chmod 600 {}", path.display())), "{key}: {t}");
+        set_mode(&path, 0o600);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_bundle_passes_and_a_corrupted_bundle_fails() {
     use isx_core::wire::SearchRequest;

@@ -10,6 +10,15 @@
 //!
 //! Random 96-bit nonces keep the chance of a repeat negligible below about
 //! 2^32 values per key; rotate the key (a new store) long before that.
+//!
+//! # Private key files
+//! Every private key isx writes (store keys, the TLS keys of `isx pki`, the
+//! audit keys) is written with [`write_private`]: mode 0600 from its first
+//! byte, also when it replaces an existing file. Every private key isx loads
+//! is first checked with [`check_private`], which refuses a file that its
+//! group or others may read, write or execute, naming the file and the fix
+//! (`chmod 600 FILE`). Both are for Unix permissions; elsewhere
+//! [`check_private`] accepts every file.
 
 use std::path::{Path, PathBuf};
 
@@ -46,6 +55,75 @@ pub enum KeyError {
     /// A stored value does not open: damaged, moved, or sealed under another key.
     #[error("a stored value does not open ({0}): the data directory is damaged or was tampered with")]
     Corrupt(&'static str),
+    /// A private key file may be read (or written) by its group or by others.
+    #[error(
+        "private key {path} is accessible to its group or to others (mode {mode:04o}); a key must be readable by its owner only: run `chmod 600 {path}`"
+    )]
+    Exposed {
+        /// The key file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+}
+
+/// Refuses a private key file whose permissions let its group or others in
+/// (any of the bits 0o077), naming the file and the fix. A missing or
+/// unreadable file is [`KeyError::Io`] (with `NotFound` for a missing one);
+/// the caller reads the file next and may report that its own way.
+///
+/// On platforms without Unix permissions every file is accepted.
+pub fn check_private(path: &Path) -> Result<(), KeyError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(path).map_err(|source| KeyError::Io { path: path.to_owned(), source })?;
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & 0o077 != 0 {
+            return Err(KeyError::Exposed { path: path.to_owned(), mode });
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
+/// Writes `contents` to the private file `path`, mode 0600, replacing any
+/// file there: the bytes go to a new temporary file (mode 0600 from its
+/// creation) in the same directory, which is synced and then renamed over
+/// `path`, so a replaced key never keeps the old file's permissions and a
+/// crash leaves either the old file or the new one.
+pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let name = path.file_name().ok_or_else(|| std::io::Error::other("a private file needs a file name"))?;
+    let mut suffix = [0u8; 8];
+    SystemRandom::new()
+        .fill(&mut suffix)
+        .map_err(|_| std::io::Error::other("the system random number generator failed"))?;
+    let tmp = dir.join(format!(".{}.{}.tmp", name.to_string_lossy(), hex::encode(suffix)));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let result = (|| {
+        let mut file = options.open(&tmp)?;
+        file.write_all(contents)?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&tmp, path)?;
+        // The rename is durable once the directory is synced (Unix only).
+        #[cfg(unix)]
+        std::fs::File::open(&dir)?.sync_all()?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
 /// A store's key.
@@ -94,8 +172,15 @@ pub fn create(path: &Path) -> Result<bool, KeyError> {
 }
 
 impl StoreKey {
-    /// Reads the key at `path`.
+    /// Reads the key at `path`, refusing one that its group or others may
+    /// read ([`check_private`]).
     pub fn load(path: &Path) -> Result<Self, KeyError> {
+        check_private(path).map_err(|e| match e {
+            KeyError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                KeyError::Missing(path.to_owned())
+            }
+            other => other,
+        })?;
         let text = std::fs::read_to_string(path).map_err(|source| match source.kind() {
             std::io::ErrorKind::NotFound => KeyError::Missing(path.to_owned()),
             _ => KeyError::Io { path: path.to_owned(), source },
@@ -192,7 +277,56 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         let err = StoreKey::for_store(&path, Some(&canary)).unwrap_err();
         assert!(matches!(err, KeyError::Missing(_)) && err.to_string().contains("gateway.store.key"), "{err}");
-        std::fs::write(&path, "not hex").unwrap();
+        write_private(&path, b"not hex").unwrap();
         assert!(matches!(StoreKey::load(&path), Err(KeyError::Malformed(_))));
+    }
+
+    #[cfg(unix)]
+    fn mode(path: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[cfg(unix)]
+    fn set_mode(path: &Path, mode: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    /// A new store key is 0600; one that its group or others may read is
+    /// refused by `load` (and so by `for_store`), naming the file and the fix.
+    #[cfg(unix)]
+    #[test]
+    fn a_store_key_others_may_read_is_refused_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = key_path(dir.path(), "gateway");
+        let (_, canary) = StoreKey::for_store(&path, None).unwrap();
+        assert_eq!(mode(&path), 0o600);
+        for loose in [0o644, 0o640, 0o604, 0o610] {
+            set_mode(&path, loose);
+            let err = StoreKey::for_store(&path, canary.as_deref()).unwrap_err();
+            let text = err.to_string();
+            assert!(matches!(err, KeyError::Exposed { mode, .. } if mode == loose), "{loose:o}: {text}");
+            assert!(text.contains(&format!("chmod 600 {}", path.display())), "{text}");
+        }
+        set_mode(&path, 0o400);
+        StoreKey::load(&path).expect("owner-only read is enough");
+    }
+
+    /// `write_private` leaves a 0600 file also where it replaces a 0644 one,
+    /// and no temporary file behind.
+    #[cfg(unix)]
+    #[test]
+    fn write_private_replaces_a_0644_file_with_a_0600_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("some.key");
+        std::fs::write(&path, "old").unwrap();
+        set_mode(&path, 0o644);
+        write_private(&path, b"new").unwrap();
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(std::fs::read(&path).unwrap(), b"new");
+        check_private(&path).unwrap();
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("some.key")], "no temporary file left");
     }
 }

@@ -2,7 +2,11 @@
 //!
 //! Both sides speak TLS 1.3 only, with the ring provider, and offer ALPN `h2`.
 //! The server requires a client certificate issued by the isx CA and, when
-//! given, checks it against certificate revocation lists.
+//! given, checks it against certificate revocation lists, each first checked
+//! by [`crate::crl::load`] to be signed by that CA.
+//!
+//! A private key (`IdentityFiles::key`) that its group or others may read is
+//! refused ([`TlsError::Key`]), naming the file and `chmod 600 FILE`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,9 +14,10 @@ use std::sync::Arc;
 use rustls::RootCertStore;
 use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::ALPN_H2;
+use crate::crl::{CrlError, LoadedCrls};
 
 /// Why a TLS configuration could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +44,28 @@ pub enum TlsError {
     /// The client verifier could not be built (e.g. a bad CRL).
     #[error("client certificate verifier: {0}")]
     Verifier(String),
+    /// A revocation list is unreadable, not from the CA, or stale.
+    #[error(transparent)]
+    Crl(#[from] CrlError),
+    /// A private key file is open to its group or to others.
+    #[error(transparent)]
+    Key(#[from] isx_store::KeyError),
+}
+
+/// What the client verifier does with a CRL that is past its `nextUpdate`
+/// (rustls' `ExpirationPolicy`; rustls itself ignores `nextUpdate` unless
+/// told otherwise).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CrlExpiration {
+    /// Every client certificate checked against a CRL past its next update
+    /// fails the handshake (`ExpiredRevocationList`): a deployment that
+    /// refuses stale CRLs (the default) keeps refusing once a list falls
+    /// due while it runs, until a fresh list is loaded.
+    #[default]
+    Enforce,
+    /// A stale CRL is still used as it is: for a deployment that only warns
+    /// about stale lists.
+    Ignore,
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -56,8 +83,13 @@ pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
     Ok(certs)
 }
 
-/// Reads a PEM private key.
+/// Reads a PEM private key, refusing one that its group or others may read
+/// ([`TlsError::Key`]).
 pub fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    // A missing or unreadable file is reported by the read below, with its hint.
+    if let Err(e @ isx_store::KeyError::Exposed { .. }) = isx_store::check_private(path) {
+        return Err(TlsError::Key(e));
+    }
     PrivateKeyDer::from_pem_file(path).map_err(|source| TlsError::Read { path: path.to_owned(), source })
 }
 
@@ -90,19 +122,35 @@ impl IdentityFiles {
 /// The gateway's TLS server configuration: TLS 1.3, client certificate required.
 ///
 /// `crls` are PEM files of revocation lists issued by the CA; a revoked client
-/// certificate fails the handshake.
+/// certificate fails the handshake. Each is loaded with [`crate::crl::load`]
+/// (a CRL not signed by `files.ca` is refused, naming the file) and must be
+/// fresh ([`CrlError::Stale`] otherwise); the verifier enforces `nextUpdate`
+/// ([`CrlExpiration::Enforce`]). For another policy, or to keep the loaded
+/// CRLs (their serials, their next update), use [`server_config_with`].
 pub fn server_config(files: &IdentityFiles, crls: &[PathBuf]) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    let mut crl_ders = Vec::new();
-    for path in crls {
-        let list = CertificateRevocationListDer::pem_file_iter(path)
-            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-            .map_err(|source| TlsError::Read { path: path.clone(), source })?;
-        crl_ders.extend(list);
+    let loaded = crate::crl::load(crls, &files.ca)?;
+    loaded.check_fresh(time::OffsetDateTime::now_utc())?;
+    server_config_with(files, &loaded, CrlExpiration::Enforce)
+}
+
+/// The gateway's TLS server configuration with CRLs already loaded by
+/// [`crate::crl::load`] (not checked for freshness here: the caller decides
+/// with [`LoadedCrls::check_fresh`]), and `expiration` saying what the
+/// verifier does with a CRL that falls due while this configuration is in
+/// use. Every certificate of a client's chain below the trust anchor is
+/// checked; a certificate that no CRL covers (another issuer) is refused
+/// while CRLs are configured (rustls' default `UnknownStatusPolicy::Deny`).
+pub fn server_config_with(
+    files: &IdentityFiles,
+    crls: &LoadedCrls,
+    expiration: CrlExpiration,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let mut builder =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots(&files.ca)?), provider()).with_crls(crls.ders());
+    if expiration == CrlExpiration::Enforce {
+        builder = builder.enforce_revocation_expiration();
     }
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots(&files.ca)?), provider())
-        .with_crls(crl_ders)
-        .build()
-        .map_err(|e| TlsError::Verifier(e.to_string()))?;
+    let verifier = builder.build().map_err(|e| TlsError::Verifier(e.to_string()))?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|source| TlsError::Rustls { what: "gateway".into(), source })?

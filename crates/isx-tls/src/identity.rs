@@ -3,6 +3,8 @@
 use isx_core::NodeId;
 use rustls_pki_types::CertificateDer;
 use sha2::{Digest, Sha256};
+
+use crate::crl::Serial;
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
 /// The identity proved by a verified client certificate.
@@ -47,4 +49,12 @@ pub fn peer_identity(cert: &CertificateDer<'_>) -> Result<PeerIdentity, Identity
         _ => return Err(IdentityError::Ambiguous),
     };
     Ok(PeerIdentity { node, fingerprint: hex::encode(Sha256::digest(cert.as_ref())) })
+}
+
+/// The serial number of a certificate (e.g. a verified peer's), to compare
+/// with [`crate::crl::LoadedCrls::revoked_serials`]: a gateway that reloads
+/// its CRLs closes the open connections whose certificate is now revoked.
+pub fn peer_serial(cert: &CertificateDer<'_>) -> Result<Serial, IdentityError> {
+    let (_, parsed) = X509Certificate::from_der(cert.as_ref()).map_err(|e| IdentityError::Parse(e.to_string()))?;
+    Ok(Serial::from_bytes(parsed.tbs_certificate.raw_serial()))
 }
