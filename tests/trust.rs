@@ -215,3 +215,59 @@ async fn a_node_that_cannot_receive_is_denied_not_queued() {
     assert_eq!(for_nl, [Operation::Denial], "a denial, never a disclosure: {about:?}");
     topo.shutdown().await;
 }
+
+/// A certificate revoked while the gateway runs: the reload (as SIGHUP does)
+/// closes that node's open connections and refuses its new handshakes;
+/// other nodes go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_revoked_at_runtime_is_cut_off_at_the_reload() {
+    let topo = Topology::start(TopologySpec::default_agencies()).await.unwrap();
+    let it = topo.client("it-police").await.unwrap();
+    let plate = || vec![LookupIdentifier { kind: Some(Kind::Plate("FG 512 ZT".into())) }];
+    it.lookup(plate(), "check", "before").await.expect("served before the revocation");
+    assert_eq!(
+        isx_testkit::probe(&topo.client_options("it-police").unwrap()).await.unwrap(),
+        isx_testkit::Probe::Served
+    );
+
+    let report = topo.revoke(&[isx_core::NodeId::new("it-police").unwrap()]).unwrap();
+    assert_eq!(report.revoked, 1);
+    assert!(report.closed >= 1, "it-police's open connections are closed: {report:?}");
+    // The open channel is gone: its next call fails at the transport.
+    let err = it.lookup(plate(), "check", "after").await.unwrap_err();
+    assert!(matches!(err.code(), Code::Unavailable | Code::Unknown | Code::Cancelled), "{err:?}");
+    // A new connection is refused at the handshake, as revoked.
+    let probe = isx_testkit::probe(&topo.client_options("it-police").unwrap()).await.unwrap();
+    assert_eq!(
+        probe,
+        isx_testkit::Probe::Handshake(isx_testkit::Refusal::Alert(rustls::AlertDescription::CertificateRevoked))
+    );
+    // Others are served.
+    let de = topo.client("de-police").await.unwrap();
+    let a = samples::foreign_fighter("de-police", &["fr-police"]);
+    de.publish(a.clone()).await.unwrap();
+    assert!(topo.inbox("fr-police").wait_for(&a.alert_id, LIMIT).await.unwrap().is_some());
+    topo.shutdown().await;
+}
+
+/// A revocation list past its next update: by default the gateway refuses
+/// to start on it, naming the file and the fix; `stale = "warn"` starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_revocation_list_is_refused_by_default() {
+    let mut topo = Topology::start(TopologySpec::default_agencies()).await.unwrap();
+    topo.stop_gateway().await.unwrap();
+    isx_tls::pki::refresh_crl(&topo.pki_dir(), time::Duration::hours(-1)).unwrap();
+    let err = topo.start_gateway().await.unwrap_err().to_string();
+    assert!(err.contains("crl.pem") && err.contains("stale") && err.contains("--refresh"), "{err}");
+    topo.shutdown().await;
+
+    let mut spec = TopologySpec::default_agencies();
+    spec.revocation.stale = isx_gateway::config::StaleCrls::Warn;
+    let mut topo = Topology::start(spec).await.unwrap();
+    topo.stop_gateway().await.unwrap();
+    isx_tls::pki::refresh_crl(&topo.pki_dir(), time::Duration::hours(-1)).unwrap();
+    topo.start_gateway().await.expect("warn: a stale list is used as it is");
+    let de = topo.client("de-police").await.unwrap();
+    de.publish(samples::foreign_fighter("de-police", &["fr-police"])).await.expect("and clients are served");
+    topo.shutdown().await;
+}

@@ -255,16 +255,22 @@ fn cancel_on_signal(token: CancellationToken) {
 
 /// Reloads the policy directory on SIGHUP; a directory that does not validate
 /// is refused (and logged) and the policy in force stays.
-fn reload_policy_on_hangup(policy: std::sync::Arc<isx_gateway::disclosure::PolicyDisclosure>) {
+/// On SIGHUP: the policy directory and the revocation lists are read again
+/// (each refused with a logged error if it does not load; what is in force stays).
+fn reload_on_hangup(
+    policy: std::sync::Arc<isx_gateway::disclosure::PolicyDisclosure>,
+    revocation: std::sync::Arc<isx_gateway::revocation::Revocation>,
+) {
     #[cfg(unix)]
     tokio::spawn(async move {
         let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
         while hup.recv().await.is_some() {
             let _ = policy.reload();
+            let _ = revocation.reload();
         }
     });
     #[cfg(not(unix))]
-    let _ = policy;
+    let _ = (policy, revocation);
 }
 
 async fn gateway(args: GatewayArgs) -> Result<()> {
@@ -287,7 +293,7 @@ async fn gateway(args: GatewayArgs) -> Result<()> {
     let gateway = isx_gateway::Gateway::open(config)?;
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone());
-    reload_policy_on_hangup(gateway.policy());
+    reload_on_hangup(gateway.policy(), gateway.revocation());
     // Tools and tests that start the gateway on port 0 read this line.
     println!("isx gateway listening on {}", listener.local_addr()?);
     gateway.serve(listener, shutdown).await?;

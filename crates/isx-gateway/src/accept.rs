@@ -23,9 +23,10 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use crate::conn::{ConnInfo, TlsConn};
+use crate::conn::{ConnInfo, Held, TlsConn};
 use crate::records;
 use crate::refusal;
+use crate::revocation::Revocation;
 use crate::state::State;
 
 /// A warning that is logged at most once a second, with how many were not.
@@ -67,8 +68,9 @@ struct Warnings {
 pub(crate) struct Acceptor {
     /// The listening socket.
     pub listener: TcpListener,
-    /// TLS with the gateway's certificate and client verification.
-    pub tls: TlsAcceptor,
+    /// TLS with the gateway's certificate and client verification, and the
+    /// open connections its revocation lists may close.
+    pub revocation: Arc<Revocation>,
     /// The registered nodes.
     pub known: Arc<BTreeSet<NodeId>>,
     /// Where accepted connections go (the tonic server).
@@ -137,7 +139,9 @@ pub(crate) async fn accept_loop(a: Acceptor) {
         if let Err(e) = tcp.set_nodelay(true) {
             debug!(error = %e, "TCP_NODELAY");
         }
-        let (tls, known, conns, state) = (a.tls.clone(), a.known.clone(), a.conns.clone(), a.state.clone());
+        let tls = TlsAcceptor::from(a.revocation.tls());
+        let (revocation, known, conns, state) =
+            (a.revocation.clone(), a.known.clone(), a.conns.clone(), a.state.clone());
         let (warnings, kill, limits, per_node) =
             (warnings.clone(), a.kill.child_token(), limits.clone(), per_node.clone());
         tokio::spawn(async move {
@@ -154,6 +158,7 @@ pub(crate) async fn accept_loop(a: Acceptor) {
             };
             drop(handshake_permit);
             let cert = stream.get_ref().1.peer_certificates().and_then(|c| c.first().cloned());
+            let serial = cert.as_ref().and_then(|c| isx_tls::peer_serial(c).ok());
             let identity = match cert.as_ref().map(isx_tls::peer_identity) {
                 Some(Ok(identity)) => identity,
                 Some(Err(e)) => {
@@ -193,9 +198,11 @@ pub(crate) async fn accept_loop(a: Acceptor) {
                 return;
             };
             debug!(%remote, node = %identity.node, "connection accepted");
+            let registered = serial.map(|s| revocation.register(s, identity.node.clone(), kill.clone()));
             let info = ConnInfo::new(identity, remote);
             tokio::spawn(watch_first_request(info.clone(), kill.clone(), limits.header_read_timeout));
-            let _ = conns.send(Ok(TlsConn::new(stream, info, kill, [conn_permit, node_permit]))).await;
+            let held = Held { permits: [conn_permit, node_permit], registered };
+            let _ = conns.send(Ok(TlsConn::new(stream, info, kill, held))).await;
         });
     }
 }

@@ -75,6 +75,9 @@ pub struct GatewayConfig {
     /// Lookup quotas.
     #[serde(default)]
     pub lookup: LookupConfig,
+    /// What the gateway does with its revocation lists (`crls`).
+    #[serde(default)]
+    pub revocation: RevocationConfig,
     /// The registered nodes, by node id.
     #[serde(default)]
     pub nodes: BTreeMap<String, NodeConfig>,
@@ -180,6 +183,36 @@ impl Limits {
     /// The largest `Publish` request, in bytes.
     pub fn max_publish_bytes(&self) -> usize {
         self.max_alert_bytes.saturating_add(PUBLISH_MARGIN)
+    }
+}
+
+/// What to do with a revocation list past its next update.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StaleCrls {
+    /// Refuse to start on it, and refuse every client while it runs.
+    #[default]
+    Refuse,
+    /// Warn, and keep using it.
+    Warn,
+}
+
+/// The revocation lists' life while the gateway runs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RevocationConfig {
+    /// A list past its next update: `"refuse"` (the default) or `"warn"`.
+    pub stale: StaleCrls,
+    /// Warn this many days before a list falls due.
+    pub warn_days: u32,
+    /// How often the lists are read again (besides SIGHUP), e.g. `"5m"`.
+    #[serde(deserialize_with = "duration")]
+    pub reload_every: std::time::Duration,
+}
+
+impl Default for RevocationConfig {
+    fn default() -> Self {
+        Self { stale: StaleCrls::Refuse, warn_days: 7, reload_every: std::time::Duration::from_secs(300) }
     }
 }
 

@@ -154,21 +154,31 @@ pub struct TlsConn {
     info: ConnInfo,
     /// Resolves when the gateway aborts its connections, or this one.
     kill: Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
-    /// Its places among `limits.max_connections` and its node's
-    /// `max_connections_per_node`, given back when it closes.
-    _permits: [tokio::sync::OwnedSemaphorePermit; 2],
+    /// What it holds while open, given back when it closes.
+    _held: Held,
+}
+
+/// What an open connection holds: its places among `limits.max_connections`
+/// and its node's `max_connections_per_node`, and its entry among the
+/// connections a revocation may close.
+#[derive(Debug)]
+pub struct Held {
+    /// The two permits.
+    pub permits: [tokio::sync::OwnedSemaphorePermit; 2],
+    /// The revocation registry's entry (none if its serial did not parse).
+    pub registered: Option<crate::revocation::Registered>,
 }
 
 impl TlsConn {
     /// A connection of `info`'s node, aborted when `kill` is cancelled,
-    /// holding `permits` while it is open.
+    /// holding `held` while it is open.
     pub fn new(
         inner: tokio_rustls::server::TlsStream<TcpStream>,
         info: ConnInfo,
         kill: tokio_util::sync::CancellationToken,
-        permits: [tokio::sync::OwnedSemaphorePermit; 2],
+        held: Held,
     ) -> Self {
-        Self { inner, info, kill: Box::pin(kill.cancelled_owned()), _permits: permits }
+        Self { inner, info, kill: Box::pin(kill.cancelled_owned()), _held: held }
     }
 
     /// An error if the connection was killed (and registers the waker for it).

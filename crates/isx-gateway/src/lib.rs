@@ -38,6 +38,8 @@
 //!   restricted alert their publisher received (laundering).
 //! - `audit_service`: the Audit service for auditors.
 //! - `sweeper`: expiry. `accept`: the TLS accept loop.
+//! - [`revocation`]: the CRLs, read at start, on SIGHUP and on a timer; a
+//!   reload closes the connections of revoked certificates.
 //! - [`server`]: the composition root, [`Gateway`]; no module imports it.
 //!
 //! # Invariants
@@ -76,6 +78,7 @@ mod recorder;
 mod records;
 mod refusal;
 mod refusals;
+pub mod revocation;
 pub mod server;
 mod state;
 pub mod store;

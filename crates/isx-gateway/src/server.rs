@@ -16,7 +16,6 @@ use isx_core::wire::exchange_server::ExchangeServer;
 use isx_tls::config::IdentityFiles;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
-use tokio_rustls::TlsAcceptor;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -33,6 +32,7 @@ use crate::exchange::ExchangeService;
 use crate::faults::Faults;
 use crate::recorder::Recorder;
 use crate::refusal::record_refusal_bursts;
+use crate::revocation::Revocation;
 use crate::state::{Parts, State};
 use crate::store::{Store, StoreError};
 use crate::sweeper::sweep_expired;
@@ -76,8 +76,8 @@ const DRAIN: Duration = Duration::from_secs(5);
 pub struct Gateway {
     /// The validated config.
     config: GatewayConfig,
-    /// The TLS server config (client certificates required).
-    tls: Arc<rustls::ServerConfig>,
+    /// The TLS server config (client certificates required) and the CRLs.
+    revocation: Arc<Revocation>,
     /// The data directory.
     store: Store,
     /// The audit log, checked.
@@ -105,7 +105,11 @@ impl std::fmt::Debug for Gateway {
 impl Gateway {
     /// Loads TLS material and opens the data directory.
     pub fn open(config: GatewayConfig) -> Result<Self, StartError> {
-        let tls = isx_tls::server_config(&IdentityFiles::in_dir(&config.pki_dir, "gateway"), &config.crls)?;
+        let revocation = Arc::new(Revocation::load(
+            IdentityFiles::in_dir(&config.pki_dir, "gateway"),
+            config.crls.clone(),
+            config.revocation.clone(),
+        )?);
         std::fs::create_dir_all(&config.data_dir).map_err(|e| StoreError::Sled(e.into()))?;
         let policy = Arc::new(PolicyDisclosure::load(config.policy_dir.clone(), config.redaction.clone())?);
         let db_dir = config.data_dir.join("gateway.sled");
@@ -138,7 +142,7 @@ impl Gateway {
         };
         Ok(Self {
             config,
-            tls,
+            revocation,
             store,
             audit: Arc::new(audit),
             fsync,
@@ -154,6 +158,11 @@ impl Gateway {
     #[cfg(feature = "faults")]
     pub fn faults(&self) -> Arc<Faults> {
         self.faults.clone()
+    }
+
+    /// The revocation lists, to reload them (`SIGHUP`).
+    pub fn revocation(&self) -> Arc<Revocation> {
+        self.revocation.clone()
     }
 
     /// Group-commit counters.
@@ -209,6 +218,7 @@ impl Gateway {
         let sweeper =
             tokio::spawn(sweep_expired(state.clone(), Duration::from_millis(self.config.delivery.expiry_sweep_ms)));
         let refusals = tokio::spawn(record_refusal_bursts(state.clone()));
+        let crls = tokio::spawn(reload_crls(self.revocation.clone(), shutdown.clone()));
 
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<ExchangeServer<ExchangeService>>().await;
@@ -229,11 +239,10 @@ impl Gateway {
         let local = listener.local_addr().ok();
         let kill = CancellationToken::new();
         let (conn_tx, conn_rx) = mpsc::channel::<Result<TlsConn, io::Error>>(64);
-        let acceptor = TlsAcceptor::from(self.tls.clone());
         let known: Arc<BTreeSet<isx_core::NodeId>> = Arc::new(state.nodes.keys().cloned().collect());
         let accept_task = tokio::spawn(accept_loop(Acceptor {
             listener,
-            tls: acceptor,
+            revocation: self.revocation.clone(),
             known,
             conns: conn_tx,
             shutdown: shutdown.clone(),
@@ -281,6 +290,7 @@ impl Gateway {
         state.tracker.wait().await;
         let _ = sweeper.await;
         let _ = refusals.await;
+        let _ = crls.await;
         let _ = checkpointer.await;
         let _ = indexer.await;
         drop(state);
@@ -291,5 +301,18 @@ impl Gateway {
         }
         info!("gateway stopped");
         result.map_err(StartError::from)
+    }
+}
+
+/// Re-reads the revocation lists every `[revocation] reload_every` until shutdown.
+async fn reload_crls(revocation: Arc<Revocation>, shutdown: CancellationToken) {
+    let every = revocation.reload_every();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        // A failure is logged by `reload`; the lists in force stay.
+        let _ = revocation.reload();
     }
 }

@@ -110,6 +110,8 @@ pub struct TopologySpec {
     pub access: isx_gateway::config::AccessConfig,
     /// Lookup quotas.
     pub lookup: isx_gateway::config::LookupConfig,
+    /// What the gateway does with its revocation lists.
+    pub revocation: isx_gateway::config::RevocationConfig,
     /// Nodes whose certificates are revoked (on the gateway's CRL) from the start.
     pub revoked: Vec<NodeId>,
 }
@@ -133,6 +135,7 @@ impl TopologySpec {
             audit: isx_gateway::config::AuditConfig { checkpoint_every_ms: 200, ..Default::default() },
             access: isx_gateway::config::AccessConfig::default(),
             lookup: isx_gateway::config::LookupConfig::default(),
+            revocation: isx_gateway::config::RevocationConfig::default(),
             revoked: vec![],
         }
     }
@@ -175,6 +178,8 @@ pub struct Topology {
     events: Option<mpsc::UnboundedSender<(NodeId, NodeEvent)>>,
     skew_ms: Arc<AtomicI64>,
     policy: Option<Arc<isx_gateway::disclosure::PolicyDisclosure>>,
+    /// The running gateway's revocation lists.
+    revocation: Option<Arc<isx_gateway::revocation::Revocation>>,
     /// `host:port` the clients dial.
     target: String,
     /// The running gateway's fault switches.
@@ -211,7 +216,12 @@ impl Topology {
         isx_tls::pki::init(&opts)?;
         isx_audit::keys::create(&pki, isx_audit::keys::DEFAULT_ORIGIN)
             .map_err(|e| TopologyError::Node { node: "audit keys".into(), message: e.to_string() })?;
-        let crls = if spec.revoked.is_empty() { vec![] } else { vec![isx_tls::pki::revoke(&pki, &spec.revoked)?] };
+        // `pki init` writes an empty CRL; the gateway reads it, as deploy/local's does.
+        let crls = if spec.revoked.is_empty() {
+            vec![pki.join("crl.pem")]
+        } else {
+            vec![isx_tls::pki::revoke(&pki, &spec.revoked)?]
+        };
         let policy_dir = match &spec.policy_dir {
             Some(dir) => dir.clone(),
             None => {
@@ -227,6 +237,7 @@ impl Topology {
             pki_dir: pki,
             data_dir: dir.path().join("gateway"),
             crls,
+            revocation: spec.revocation.clone(),
             limits: spec.limits.clone(),
             delivery: spec.delivery.clone(),
             audit: spec.audit.clone(),
@@ -279,6 +290,7 @@ impl Topology {
             pki_dir: pki_dir.to_owned(),
             data_dir: dir.path().join("gateway"),
             crls: vec![],
+            revocation: isx_gateway::config::RevocationConfig::default(),
             limits: spec.limits.clone(),
             delivery: spec.delivery.clone(),
             audit: spec.audit.clone(),
@@ -313,6 +325,7 @@ impl Topology {
             events,
             skew_ms: Arc::new(AtomicI64::new(0)),
             policy: None,
+            revocation: None,
             target,
             #[cfg(feature = "faults")]
             faults: None,
@@ -346,6 +359,7 @@ impl Topology {
             Arc::new(move || (system() as i64 + skew.load(Ordering::Relaxed)).max(0) as u64);
         let gateway = Gateway::open(self.config.clone())?.with_clock(clock);
         self.policy = Some(gateway.policy());
+        self.revocation = Some(gateway.revocation());
         #[cfg(feature = "faults")]
         {
             self.faults = Some(gateway.faults());
@@ -371,6 +385,18 @@ impl Topology {
     /// The gateway's idea of now, Unix milliseconds.
     pub fn now_ms(&self) -> u64 {
         (isx_gateway::clock::system_clock()() as i64 + self.skew_ms.load(Ordering::Relaxed)).max(0) as u64
+    }
+
+    /// Revokes `nodes`' certificates on the topology's CRL and has the
+    /// running gateway read it again, as `SIGHUP` does: their new handshakes
+    /// are refused and their open connections closed.
+    pub fn revoke(&self, nodes: &[NodeId]) -> Result<isx_gateway::revocation::CrlReport, TopologyError> {
+        if self.attached {
+            return Err(TopologyError::Attached("revoking certificates"));
+        }
+        isx_tls::pki::revoke(&self.config.pki_dir, nodes)?;
+        let revocation = self.revocation.as_ref().ok_or(TopologyError::Attached("revoking certificates"))?;
+        revocation.reload().map_err(|e| TopologyError::Node { node: "gateway".into(), message: e.to_string() })
     }
 
     /// Reloads the gateway's policy directory, as `SIGHUP` does; a directory
