@@ -163,9 +163,12 @@ pub struct TlsConn {
 /// connections a revocation may close.
 #[derive(Debug)]
 pub struct Held {
-    /// The two permits.
+    /// The two permits (held, never read: dropping them gives the places back).
+    #[allow(dead_code)]
     pub permits: [tokio::sync::OwnedSemaphorePermit; 2],
-    /// The revocation registry's entry (none if its serial did not parse).
+    /// The revocation registry's entry (none if its serial did not parse;
+    /// held, never read: dropping it deregisters the connection).
+    #[allow(dead_code)]
     pub registered: Option<crate::revocation::Registered>,
 }
 

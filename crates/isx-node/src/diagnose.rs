@@ -191,7 +191,7 @@ pub fn own_certificate(pki_dir: &Path, node: &NodeId, now: i64) -> Vec<OwnProble
                 .collect()
         })
         .unwrap_or_default();
-    if !uris.iter().any(|u| *u == wanted) {
+    if !uris.contains(&wanted) {
         problems
             .push(OwnProblem::WrongName { found: if uris.is_empty() { "no SAN URI".into() } else { uris.join(", ") } });
     }
