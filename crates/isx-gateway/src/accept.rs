@@ -201,7 +201,7 @@ pub(crate) async fn accept_loop(a: Acceptor) {
             let registered = serial.map(|s| revocation.register(s, identity.node.clone(), kill.clone()));
             let info = ConnInfo::new(identity, remote);
             tokio::spawn(watch_first_request(info.clone(), kill.clone(), limits.header_read_timeout));
-            let held = Held { permits: [conn_permit, node_permit], registered };
+            let held = Held { _permits: [conn_permit, node_permit], _registered: registered };
             let _ = conns.send(Ok(TlsConn::new(stream, info, kill, held))).await;
         });
     }

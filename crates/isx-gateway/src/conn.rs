@@ -164,12 +164,10 @@ pub struct TlsConn {
 #[derive(Debug)]
 pub struct Held {
     /// The two permits (held, never read: dropping them gives the places back).
-    #[allow(dead_code)]
-    pub permits: [tokio::sync::OwnedSemaphorePermit; 2],
+    pub _permits: [tokio::sync::OwnedSemaphorePermit; 2],
     /// The revocation registry's entry (none if its serial did not parse;
     /// held, never read: dropping it deregisters the connection).
-    #[allow(dead_code)]
-    pub registered: Option<crate::revocation::Registered>,
+    pub _registered: Option<crate::revocation::Registered>,
 }
 
 impl TlsConn {
