@@ -31,9 +31,7 @@ fn plate(p: &str) -> LookupIdentifier {
 }
 
 async fn records(topo: &Topology, req: SearchRequest) -> Vec<AuditRecord> {
-    let auditor = topo.client("auditor").await.unwrap();
-    let page = client_audit::search(&auditor, SearchRequest { limit: 1000, ..req }).await.unwrap();
-    page.entries.into_iter().filter_map(|e| e.record).collect()
+    topo.audit_records(req).await.unwrap()
 }
 
 /// True if `needle` occurs anywhere in `haystack`.
@@ -304,10 +302,16 @@ async fn standing_rules_deny_requests_expire_and_declines_are_recorded() {
     assert_eq!(decline.justification, "already known from our own investigation");
     assert_eq!(decline.node, "fr-police");
 
-    // No identifier value anywhere in the audit log or the lookup index.
+    // No identifier value anywhere in the audit log or the lookup index, and
+    // no free text either: justifications and reasons are sealed.
     let auditor = topo.client("auditor").await.unwrap();
     let bundle = client_audit::export(&auditor, SearchRequest::default()).await.unwrap();
     let log: Vec<u8> = bundle.entries.iter().flat_map(|e| e.body.clone()).collect();
+    for text in ["already known from our own investigation", "our own", WHY] {
+        assert!(!contains(&log, text), "{text:?} is in the clear in the audit log");
+    }
+    let sealed = bundle.entries.iter().filter_map(|e| e.record.as_ref()).filter(|r| !r.justification_sealed.is_empty());
+    assert!(sealed.count() >= 3, "the decline and the lookups' justifications are sealed");
     topo.stop_gateway().await.unwrap();
     let config = topo.gateway_config();
     let store = isx_gateway::store::Store::open(

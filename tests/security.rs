@@ -85,6 +85,10 @@ async fn a_copied_data_directory_discloses_no_personal_data() {
         "insulin",
         "Dumont",
         "19FV55021",
+        // Free text typed by officers: lookup and access justifications.
+        "seen near Bolzano",
+        "seen in Munich",
+        "may be in Munich",
     ];
     let mut bytes_scanned = 0;
     for file in &data {
@@ -99,6 +103,20 @@ async fn a_copied_data_directory_discloses_no_personal_data() {
         }
     }
     assert!(bytes_scanned > 10_000, "scanned {bytes_scanned} bytes");
+    // Nobody but the owner may read any of it: directories 0700, files 0600.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let stores = [topo.gateway_config().data_dir.clone(), topo.root().join("nodes")];
+        for file in data.iter().filter(|f| stores.iter().any(|s| f.starts_with(s))) {
+            let mode = std::fs::metadata(file).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode & 0o077, 0, "{} is {mode:o}", file.display());
+        }
+        for dir in [topo.gateway_config().data_dir.clone(), topo.root().join("nodes").join("de-police")] {
+            let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o700, "{} is {mode:o}", dir.display());
+        }
+    }
     eprintln!(
         "at rest: {} files, {bytes_scanned} bytes scanned for {} identifiers: none found",
         data.len(),

@@ -5,6 +5,11 @@
 //!   log's origin line.
 //! - `audit.pub`: the matching verifier key (`<origin>+<id>+<base64>`), for auditors.
 //! - `audit-hmac.key`: 32 random bytes, hex, that key the subject pseudonyms.
+//! - `audit-text.key`: a ChaCha20-Poly1305 key (an `isx_store` key file)
+//!   that seals the free text of records (justifications and reasons, which
+//!   may name people): give it to the auditors who must read them. Created
+//!   with the other keys, or by [`load`] when it is missing (a PKI from
+//!   before it existed).
 //!
 //! The two private keys are written mode 0600, also when `isx pki init
 //! --force` replaces them, and [`load`] refuses either one if its group or
@@ -49,6 +54,11 @@ pub fn paths(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     (dir.join("audit.key"), dir.join("audit.pub"), dir.join("audit-hmac.key"))
 }
 
+/// The key file that seals records' free text, inside the PKI directory.
+pub fn text_key_path(dir: &Path) -> PathBuf {
+    dir.join("audit-text.key")
+}
+
 /// Writes a key file; a private one (`secret`) goes through
 /// `isx_store::write_private`: mode 0600 even when it replaces a file.
 fn write(path: &Path, text: &str, secret: bool) -> Result<(), KeyError> {
@@ -71,7 +81,10 @@ pub fn create(dir: &Path, origin: &str) -> Result<Vec<PathBuf>, KeyError> {
     let mut bytes = [0u8; 32];
     OsRng.fill_bytes(&mut bytes);
     write(&hmac, &format!("{}\n", hex::encode(bytes)), true)?;
-    Ok(vec![key, public, hmac])
+    let text = text_key_path(dir);
+    OsRng.fill_bytes(&mut bytes);
+    write(&text, &format!("{}\n", hex::encode(bytes)), true)?;
+    Ok(vec![key, public, hmac, text])
 }
 
 fn read(path: &Path) -> Result<String, KeyError> {
@@ -99,6 +112,8 @@ pub struct AuditKeys {
     pub pseudonyms: PseudonymKey,
     /// The log's origin (the key name).
     pub origin: String,
+    /// Seals records' free text (see [`crate::text`]).
+    pub text: isx_store::StoreKey,
 }
 
 impl std::fmt::Debug for AuditKeys {
@@ -127,7 +142,20 @@ pub fn load(dir: &Path) -> Result<AuditKeys, KeyError> {
         .and_then(|b| b.try_into().ok())
         .ok_or(KeyError::Invalid { path: hmac, what: "32-byte hex HMAC key" })?;
     let origin = signed_note::Signer::name(&signer).to_owned();
-    Ok(AuditKeys { signer, verifier_key, pseudonyms: PseudonymKey::new(bytes), origin })
+    let text = load_text_key(dir)?;
+    Ok(AuditKeys { signer, verifier_key, pseudonyms: PseudonymKey::new(bytes), origin, text })
+}
+
+/// Loads `audit-text.key` from `dir`, creating it (mode 0600) if missing.
+/// Auditors call it to read records' sealed free text.
+pub fn load_text_key(dir: &Path) -> Result<isx_store::StoreKey, KeyError> {
+    let path = text_key_path(dir);
+    let key_error = |e: isx_store::KeyError| match e {
+        isx_store::KeyError::Io { path, source } => KeyError::Io { path, source },
+        other => KeyError::Exposed(other),
+    };
+    isx_store::key::create(&path).map_err(key_error)?;
+    isx_store::StoreKey::load(&path).map_err(key_error)
 }
 
 #[cfg(test)]

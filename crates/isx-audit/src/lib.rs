@@ -10,6 +10,8 @@
 //! - [`keys`]: the gateway's audit keys: the Ed25519 checkpoint key (C2SP
 //!   signed-note format) and the HMAC key for subject pseudonyms.
 //! - [`checkpoint`]: signing and checking C2SP checkpoints.
+//! - [`text`]: records' free text (justifications, reasons), sealed under
+//!   `audit-text.key`.
 //! - [`verify`]: offline verification of entries, proofs, checkpoints and
 //!   export bundles; needs no gateway and no key but the public one.
 //!
@@ -33,6 +35,7 @@ pub mod checkpoint;
 pub mod index;
 pub mod keys;
 pub mod log;
+pub mod text;
 pub mod verify;
 
 pub use isx_core::wire::{AuditEntry, AuditRecord, Operation, Outcome};

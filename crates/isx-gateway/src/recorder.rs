@@ -82,9 +82,13 @@ impl Recorder {
     }
 
     /// Appends records (not yet durable: the caller's group commit makes them so).
-    pub fn append(&self, records: Vec<AuditRecord>) -> Result<Vec<u64>, RequestError> {
+    pub fn append(&self, mut records: Vec<AuditRecord>) -> Result<Vec<u64>, RequestError> {
         if records.is_empty() {
             return Ok(vec![]);
+        }
+        // Free text is sealed before anything is written (isx_audit::text).
+        for r in &mut records {
+            isx_audit::text::seal(&self.log.keys().text, r);
         }
         // A record bigger than the bound is refused, never written: what the
         // gateway records is capped so that no valid request comes near it.

@@ -110,7 +110,7 @@ impl Gateway {
             config.crls.clone(),
             config.revocation.clone(),
         )?);
-        std::fs::create_dir_all(&config.data_dir).map_err(|e| StoreError::Sled(e.into()))?;
+        isx_store::private_dir(&config.data_dir).map_err(|e| StoreError::Sealed(e.into()))?;
         let policy = Arc::new(PolicyDisclosure::load(config.policy_dir.clone(), config.redaction.clone())?);
         let db_dir = config.data_dir.join("gateway.sled");
         let faults: Arc<Faults> = Arc::default();

@@ -53,7 +53,7 @@ impl MockNode {
     /// Opens the node's store under `data_dir`, sealed under
     /// `<pki_dir>/<node>.store.key` (created with a new store if missing).
     pub fn open(options: ClientOptions, data_dir: &std::path::Path) -> Result<Self, InboxError> {
-        std::fs::create_dir_all(data_dir).map_err(|e| InboxError::Sled(e.into()))?;
+        isx_store::private_dir(data_dir)?;
         let key = isx_store::key_path(&options.pki_dir, options.node.as_str());
         Ok(Self { inbox: Inbox::open(data_dir, &key)?, options, events: None, rules: vec![] })
     }

@@ -23,5 +23,5 @@ pub mod open;
 pub mod sealed;
 
 pub use key::{KeyError, StoreKey, check_private, key_path, write_private};
-pub use open::{AGENCY_CACHE_BYTES, GATEWAY_CACHE_BYTES, OpenError, open};
+pub use open::{AGENCY_CACHE_BYTES, GATEWAY_CACHE_BYTES, OpenError, open, private_dir};
 pub use sealed::{SealedDb, SealedTree, StoreError, decode};

@@ -83,8 +83,8 @@ fn perm_error(path: &Path) -> impl FnOnce(std::io::Error) -> OpenError + '_ {
 }
 
 /// Creates `path` (and its missing parents) with mode 0700, or sets an
-/// existing directory to 0700.
-fn private_dir(path: &Path) -> Result<(), OpenError> {
+/// existing directory to 0700: a data directory only its owner can list.
+pub fn private_dir(path: &Path) -> Result<(), OpenError> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::{DirBuilderExt, PermissionsExt};

@@ -560,7 +560,8 @@ impl Topology {
     }
 
     /// Audit records matching `filter` (up to 1000), read as the first node
-    /// with the `audit` role, each checked against its inclusion proof.
+    /// with the `audit` role, each checked against its inclusion proof, with
+    /// its sealed justification opened (`audit-text.key` of the topology's PKI).
     pub async fn audit_records(
         &self,
         filter: isx_core::wire::SearchRequest,
@@ -582,7 +583,19 @@ impl Topology {
         for entry in &page.entries {
             isx_audit::verify::inclusion(entry, &checkpoint).map_err(|e| bad(&e))?;
         }
-        Ok(page.entries.into_iter().filter_map(|e| e.record).collect())
+        // Justifications are sealed in the log; the topology holds the key.
+        let text = isx_audit::keys::load_text_key(&self.config.pki_dir).map_err(|e| bad(&e))?;
+        Ok(page
+            .entries
+            .into_iter()
+            .filter_map(|e| e.record)
+            .map(|mut r| {
+                if let Some(clear) = isx_audit::text::open(&text, &r) {
+                    r.justification = clear;
+                }
+                r
+            })
+            .collect())
     }
 
     /// Shared handle to the spec this topology was started from.
