@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use isx_core::NodeInfo;
-use isx_core::wire::DisclosureLevel::{Denied, Full, HitOnly, Redacted};
+use isx_core::wire::DisclosureLevel::{Denied, Full, HitOnly, Redacted, Unspecified};
 use isx_core::wire::lookup_identifier::Kind;
 use isx_core::wire::{
     Action, Alert, AuditHit, AuditRecord, Category, DisclosureLevel, DocumentNumber, ExportRequest,
@@ -877,6 +877,71 @@ fn access_request(
     }
 }
 
+/// `requester` asks the holder for `alert` behind its hit: checks the
+/// request as the requester and the holder's agency see it, and its record.
+async fn ask(
+    topo: &Topology,
+    oracle: &Oracle,
+    log: &mut Log,
+    requester: &str,
+    alert: &Alert,
+    hit_id: &str,
+) -> isx_core::wire::AccessRequest {
+    let before = topo.now_ms();
+    let client = topo.client(requester).await.unwrap();
+    let request = client.request_access(hit_id, PURPOSE, WHY).await.expect("access requested");
+    let at = request.requested_at.expect("a request time");
+    let at_ms = isx_core::timestamp::to_unix_millis(&at);
+    assert!(before <= at_ms && at_ms <= topo.now_ms(), "requested at the gateway's time");
+    assert!(request.request_id.starts_with("ar-"), "{}", request.request_id);
+    let deadline = topo.gateway_config().access.deadline.as_millis() as u64;
+    let want = isx_core::wire::AccessRequest {
+        request_id: request.request_id.clone(),
+        hit_id: hit_id.into(),
+        alert_id: alert.alert_id.clone(),
+        requester: requester.into(),
+        officer: officer(requester),
+        holder: alert.origin.clone(),
+        category: alert.category,
+        purpose: PURPOSE.into(),
+        justification: WHY.into(),
+        requested_at: Some(at),
+        deadline: Some(isx_core::timestamp::from_unix_millis(at_ms + deadline)),
+        state: isx_core::wire::AccessState::Pending as i32,
+        ..Default::default()
+    };
+    assert_eq!(request, want, "{requester}'s request as answered");
+    let seen = topo.inbox(&alert.origin).wait_for_access(&request.request_id, |_| true, LIMIT).await.unwrap();
+    assert_eq!(seen.as_ref(), Some(&want), "{requester}'s request as the holder receives it");
+    check(&format!("{requester}'s request"), &log.read().await, &[access_request(oracle, requester, alert, &request)]);
+    request
+}
+
+/// The request after the holder decided it as `officer` at some time; the
+/// time is checked against the gateway's clock around the call.
+fn decided(
+    request: &isx_core::wire::AccessRequest,
+    answer: &isx_core::wire::AccessRequest,
+    state: isx_core::wire::AccessState,
+    by: &str,
+    reason: &str,
+    (level, policy_ids): (DisclosureLevel, &[&str]),
+    (before, after): (u64, u64),
+) -> isx_core::wire::AccessRequest {
+    let at = answer.decided_at.expect("a decision time");
+    let at_ms = isx_core::timestamp::to_unix_millis(&at);
+    assert!(before <= at_ms && at_ms <= after, "decided at the gateway's time");
+    isx_core::wire::AccessRequest {
+        state: state as i32,
+        decided_by: by.into(),
+        reason: reason.into(),
+        decided_at: Some(at),
+        level: level as i32,
+        policy_ids: strings(policy_ids),
+        ..request.clone()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lookups_access_requests_decisions_declines_expiries_and_erasures_are_recorded() {
     let mut spec = TopologySpec::default_agencies();
@@ -931,12 +996,12 @@ async fn lookups_access_requests_decisions_declines_expiries_and_erasures_are_re
         &[(&shared, true, &["lookup-hit-flag"]), (&red, false, &["tlp-red-addressees-only"])],
     )
     .await;
-    let frontex = topo.client("frontex").await.unwrap();
-    let request = frontex.request_access(&hit_of(&frontex_hits, &shared), PURPOSE, WHY).await.unwrap();
-    check("frontex's request", &log.read().await, &[access_request(&oracle, "frontex", &shared, &request)]);
+    let request = ask(&topo, &oracle, &mut log, "frontex", &shared, &hit_of(&frontex_hits, &shared)).await;
     let de = topo.client("de-police").await.unwrap();
     let reason = "joint operation KESTREL";
-    let decided = de.decide_access(&request.request_id, true, reason).await.unwrap();
+    let before = topo.now_ms();
+    let granted_request = de.decide_access(&request.request_id, true, reason).await.unwrap();
+    let closes = (before, topo.now_ms());
     let granted =
         oracle.policy.granted(&shared, Some(oracle.node("de-police")), oracle.node("frontex"), &officer("de-police"));
     let after_grant: &[&str] =
@@ -947,7 +1012,18 @@ async fn lookups_access_requests_decisions_declines_expiries_and_erasures_are_re
         "isx_policy after a grant"
     );
     assert_eq!(granted.removed_fields, strings(FIGHTER_REDACTED));
-    assert_eq!((decided.level(), decided.policy_ids.clone()), (Redacted, strings(after_grant)));
+    let want = decided(
+        &request,
+        &granted_request,
+        isx_core::wire::AccessState::Granted,
+        &officer("de-police"),
+        reason,
+        (Redacted, after_grant),
+        closes,
+    );
+    assert_eq!(granted_request, want, "the grant as answered");
+    let outcome = topo.inbox("frontex").wait_for_access(&request.request_id, |r| r.state == want.state, LIMIT).await;
+    assert_eq!(outcome.unwrap().as_ref(), Some(&want), "the grant as the requester receives it");
     let received = topo
         .inbox("frontex")
         .wait_for(&shared.alert_id, LIMIT)
@@ -994,9 +1070,7 @@ async fn lookups_access_requests_decisions_declines_expiries_and_erasures_are_re
     check("the grant and its delivery", &log.read().await, &[decision, disclosure]);
 
     // it-police asks; another node may not decide; the holder denies.
-    let it = topo.client("it-police").await.unwrap();
-    let request = it.request_access(&hit_of(&it_hits, &shared), PURPOSE, WHY).await.unwrap();
-    check("it-police's request", &log.read().await, &[access_request(&oracle, "it-police", &shared, &request)]);
+    let request = ask(&topo, &oracle, &mut log, "it-police", &shared, &hit_of(&it_hits, &shared)).await;
     let err = topo.client("fr-police").await.unwrap().decide_access(&request.request_id, true, "not mine").await;
     assert_eq!(err.unwrap_err().code(), Code::PermissionDenied);
     let not_holder = AuditRecord {
@@ -1006,7 +1080,12 @@ async fn lookups_access_requests_decisions_declines_expiries_and_erasures_are_re
     };
     check("a decision by another node", &log.read().await, &[not_holder]);
     let reason = "no joint case with Italy";
-    de.decide_access(&request.request_id, false, reason).await.unwrap();
+    let before = topo.now_ms();
+    let denied = de.decide_access(&request.request_id, false, reason).await.unwrap();
+    let state = isx_core::wire::AccessState::Denied;
+    let want =
+        decided(&request, &denied, state, &officer("de-police"), reason, (Unspecified, &[]), (before, topo.now_ms()));
+    assert_eq!(denied, want, "the denial as answered");
     let denial = AuditRecord {
         alert_id: shared.alert_id.clone(),
         request_id: request.request_id.clone(),
@@ -1029,14 +1108,7 @@ async fn lookups_access_requests_decisions_declines_expiries_and_erasures_are_re
         &[(&shared, true, &["lookup-hit-flag"]), (&red, false, &["tlp-red-addressees-only"])],
     )
     .await;
-    let request = topo
-        .client("europol")
-        .await
-        .unwrap()
-        .request_access(&hit_of(&europol_hits, &shared), PURPOSE, WHY)
-        .await
-        .unwrap();
-    check("europol's request", &log.read().await, &[access_request(&oracle, "europol", &shared, &request)]);
+    let request = ask(&topo, &oracle, &mut log, "europol", &shared, &hit_of(&europol_hits, &shared)).await;
     topo.advance_clock(Duration::from_secs(3601));
     // Listing expires due requests first (under the same lock as the sweeper),
     // so the expiry is recorded once, whoever gets there first.
@@ -1051,6 +1123,22 @@ async fn lookups_access_requests_decisions_declines_expiries_and_erasures_are_re
         ..by_gateway(Operation::AccessDecision, Outcome::Refused)
     };
     check("the expiry", &log.read().await, &[expiry]);
+    let expired = topo
+        .inbox("europol")
+        .wait_for_access(&request.request_id, |r| r.state() == isx_core::wire::AccessState::Expired, LIMIT)
+        .await
+        .unwrap()
+        .expect("the requester learns of the expiry");
+    let due = isx_core::timestamp::to_unix_millis(request.deadline.as_ref().unwrap());
+    let want = isx_core::wire::AccessRequest {
+        state: isx_core::wire::AccessState::Expired as i32,
+        reason: format!("the holder did not decide by the deadline ({deadline})"),
+        decided_at: expired.decided_at,
+        ..request.clone()
+    };
+    assert_eq!(expired, want, "the expiry as the requester receives it");
+    let at = isx_core::timestamp::to_unix_millis(expired.decided_at.as_ref().expect("an expiry time"));
+    assert!(due <= at && at <= topo.now_ms(), "expired after the deadline, at the gateway's time");
 
     // fr-police sees both hits and declines to follow one up.
     let fr_hits = lookup(
@@ -1075,6 +1163,69 @@ async fn lookups_access_requests_decisions_declines_expiries_and_erasures_are_re
         ..oracle.by("fr-police", Operation::FollowUpDeclined, Outcome::Ok)
     };
     check("the declined follow-up", &log.read().await, &[declined]);
+
+    // A request whose alert expires before the holder decides: a grant is
+    // refused, a denial is recorded as any denial, and the alert's erasure
+    // is recorded with the copy that waited for it-police.
+    let mut brief = samples::foreign_fighter("de-police", &["it-police"]);
+    brief.expires_at = Some(isx_core::timestamp::from_unix_millis(topo.now_ms() + 30 * 60 * 1000));
+    let recipients = vec![gets("it-police", Full, &["named-addressee", "national-police-full"], &[])];
+    publish(
+        &topo,
+        &oracle,
+        &mut log,
+        Publish { name: "brief", alert: brief.clone(), identifiers: FIGHTER, recipients },
+    )
+    .await;
+    let frontex_hits = lookup(
+        &topo,
+        &oracle,
+        &mut log,
+        "frontex",
+        by_document(),
+        document_only,
+        &[
+            (&shared, true, &["lookup-hit-flag"]),
+            (&red, false, &["tlp-red-addressees-only"]),
+            (&brief, true, &["lookup-hit-flag"]),
+        ],
+    )
+    .await;
+    let request = ask(&topo, &oracle, &mut log, "frontex", &brief, &hit_of(&frontex_hits, &brief)).await;
+    topo.advance_clock(Duration::from_secs(31 * 60));
+    let erased = AuditRecord {
+        alert_id: brief.alert_id.clone(),
+        detail: "expired: the alert and 1 undelivered copies erased".into(),
+        ..by_gateway(Operation::Erasure, Outcome::Ok)
+    };
+    check("the brief alert's erasure", &log.read_until(|rs| !rs.is_empty()).await, &[erased]);
+    let err = de.decide_access(&request.request_id, true, "too late").await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{}", err.message());
+    let gone = AuditRecord {
+        request_id: request.request_id.clone(),
+        detail: format!("FailedPrecondition: {}", err.message()),
+        ..oracle.by("de-police", Operation::Denial, Outcome::Refused)
+    };
+    check("a grant after the alert expired", &log.read().await, &[gone]);
+    let reason = "the alert has expired";
+    let before = topo.now_ms();
+    let denied = de.decide_access(&request.request_id, false, reason).await.unwrap();
+    let state = isx_core::wire::AccessState::Denied;
+    let want =
+        decided(&request, &denied, state, &officer("de-police"), reason, (Unspecified, &[]), (before, topo.now_ms()));
+    assert_eq!(denied, want, "the denial as answered");
+    let outcome = topo.inbox("frontex").wait_for_access(&request.request_id, |r| r.state == want.state, LIMIT).await;
+    assert_eq!(outcome.unwrap().as_ref(), Some(&want), "the denial as the requester receives it");
+    let denial = AuditRecord {
+        alert_id: brief.alert_id.clone(),
+        request_id: request.request_id.clone(),
+        purpose: PURPOSE.into(),
+        justification: reason.into(),
+        recipients: vec![RecipientLevel { node: "frontex".into(), level: Denied as i32, policy_ids: vec![] }],
+        detail: "denied by the holder: frontex receives nothing".into(),
+        ..oracle.by("de-police", Operation::AccessDecision, Outcome::Refused)
+    };
+    check("a denial after the alert expired", &log.read().await, &[denial]);
 
     // An alert that expires while its one copy waits for an agency that is
     // not running: its erasure is recorded with the copy it took.
