@@ -160,12 +160,14 @@ struct Log {
     auditor: Client,
     own: AuditRecord,
     next: u64,
+    /// Every record read so far, the reads' own included.
+    all: Vec<AuditRecord>,
 }
 
 impl Log {
     async fn new(topo: &Topology, oracle: &Oracle) -> Self {
         let auditor = topo.client("auditor").await.expect("the auditor connects");
-        Self { auditor, own: oracle.by("auditor", Operation::LogRead, Outcome::Ok), next: 0 }
+        Self { auditor, own: oracle.by("auditor", Operation::LogRead, Outcome::Ok), next: 0, all: vec![] }
     }
 
     /// Every record appended since the last read, in log order, with seq and
@@ -190,6 +192,7 @@ impl Log {
             records.push(record);
         }
         self.next = start + records.len() as u64;
+        self.all.extend(records.iter().cloned());
         let own = AuditRecord { detail: format!("GetEntries [{start}, {end})"), ..self.own.clone() };
         let mine: Vec<usize> = records.iter().enumerate().filter(|(_, r)| **r == own).map(|(i, _)| i).collect();
         assert_eq!(mine.len(), 1, "the read's own LOG_READ record, exactly once: {own:?} in {records:?}");
@@ -1302,6 +1305,8 @@ enum Size {
     Is(u64),
     /// The log's size after the call's own record, less this.
     All(u64),
+    /// The auditor's reads so far, this one included.
+    Reads,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1344,6 +1349,7 @@ async fn every_read_of_the_log_is_recorded_and_a_non_auditor_is_refused() {
     // (2), the read after the publish (3).
     let after_collection = SearchRequest { after_seq: 1, ..on_alert.clone() };
     let one = SearchRequest { limit: 1, ..on_alert.clone() };
+    let reads = SearchRequest { node: "auditor".into(), operation: Operation::LogRead as i32, ..Default::default() };
     // (the call, the size of its answer; what the record says: justification, subject pseudonyms, detail)
     let reads: Vec<(Read, Size, &str, Vec<String>, String)> = vec![
         (Read::Checkpoint, Size::All(0), "", vec![], "GetCheckpoint".into()),
@@ -1367,6 +1373,8 @@ async fn every_read_of_the_log_is_recorded_and_a_non_auditor_is_refused() {
         ),
         (Read::Search(after_collection), Size::Is(1), why, vec![], format!("Search by alert={}", alert.alert_id)),
         (Read::Search(one), Size::Is(1), why, vec![], format!("Search by alert={}", alert.alert_id)),
+        // From the first record on (seq 0, the first read).
+        (Read::Search(reads), Size::Reads, "", vec![], "Search by node=auditor, operation=OPERATION_LOG_READ".into()),
         (Read::Export(on_alert), Size::Is(2), why, vec![], format!("Export of alert={}", alert.alert_id)),
         (Read::Export(SearchRequest::default()), Size::All(0), "", vec![], "Export of everything".into()),
         (Read::Inclusion(1, 0), Size::All(0), "", vec![], "GetInclusionProof 1".into()),
@@ -1378,6 +1386,10 @@ async fn every_read_of_the_log_is_recorded_and_a_non_auditor_is_refused() {
         let want = match size {
             Size::Is(n) => n,
             Size::All(less) => log.next + 1 - less,
+            Size::Reads => {
+                let reads = log.all.iter().filter(|r| r.operation() == Operation::LogRead && r.node == "auditor");
+                reads.count() as u64 + 1
+            }
         };
         assert_eq!(answer, want, "{detail}: the size of the answer");
         let want = AuditRecord {
@@ -1426,5 +1438,30 @@ async fn every_read_of_the_log_is_recorded_and_a_non_auditor_is_refused() {
         let officer = if with_officer { by.officer.clone() } else { String::new() };
         check(&detail, &log.read().await, &[AuditRecord { officer, detail: detail.clone(), ..by }]);
     }
+    topo.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_at_the_size_limit_is_collected_and_one_byte_more_is_refused() {
+    let mut alert = samples::migrant_smuggling("de-police", &["fr-police"]);
+    alert.narrative = "Next run expected within ten days. ".repeat(40);
+    let limit = alert.encoded_len();
+    let mut spec = TopologySpec::default_agencies();
+    spec.limits.max_alert_bytes = limit;
+    let (topo, oracle, mut log) = start(spec).await;
+    let recipients = vec![gets("fr-police", Full, &["named-addressee", "national-police-full"], &[])];
+    let case = Publish { name: "at the limit", alert: alert.clone(), identifiers: SMUGGLING, recipients };
+    publish(&topo, &oracle, &mut log, case).await;
+    let mut over = Alert { alert_id: samples::new_alert_id(), ..alert };
+    over.narrative.push('.');
+    assert_eq!(over.encoded_len(), limit + 1);
+    let err = topo.client("de-police").await.unwrap().publish(over.clone()).await.unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{}", err.message());
+    let want = AuditRecord {
+        alert_id: over.alert_id.clone(),
+        detail: format!("ResourceExhausted: limits.max_alert_bytes ({} > {limit})", limit + 1),
+        ..oracle.by("de-police", Operation::Denial, Outcome::Refused)
+    };
+    check("one byte over the limit", &log.read().await, &[want]);
     topo.shutdown().await;
 }
