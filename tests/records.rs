@@ -1442,17 +1442,21 @@ async fn every_read_of_the_log_is_recorded_and_a_non_auditor_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_alert_at_the_size_limit_is_collected_and_one_byte_more_is_refused() {
+async fn an_alert_at_the_configured_limits_is_collected_and_one_past_them_is_refused() {
     let mut alert = samples::migrant_smuggling("de-police", &["fr-police"]);
     alert.narrative = "Next run expected within ten days. ".repeat(40);
     let limit = alert.encoded_len();
     let mut spec = TopologySpec::default_agencies();
+    // The alert is at each limit: its size, its narrative, its lists (two
+    // subjects, two objects).
     spec.limits.max_alert_bytes = limit;
+    spec.limits.max_narrative_bytes = alert.narrative.len();
+    spec.limits.max_list_len = 2;
     let (topo, oracle, mut log) = start(spec).await;
     let recipients = vec![gets("fr-police", Full, &["named-addressee", "national-police-full"], &[])];
     let case = Publish { name: "at the limit", alert: alert.clone(), identifiers: SMUGGLING, recipients };
     publish(&topo, &oracle, &mut log, case).await;
-    let mut over = Alert { alert_id: samples::new_alert_id(), ..alert };
+    let mut over = Alert { alert_id: samples::new_alert_id(), ..alert.clone() };
     over.narrative.push('.');
     assert_eq!(over.encoded_len(), limit + 1);
     let err = topo.client("de-police").await.unwrap().publish(over.clone()).await.unwrap_err();
@@ -1463,5 +1467,29 @@ async fn an_alert_at_the_size_limit_is_collected_and_one_byte_more_is_refused() 
         ..oracle.by("de-police", Operation::Denial, Outcome::Refused)
     };
     check("one byte over the limit", &log.read().await, &[want]);
+
+    // Smaller, but one past the narrative or the list limit.
+    let smaller = |alert: &Alert| {
+        let mut a = Alert { alert_id: samples::new_alert_id(), ..alert.clone() };
+        a.objects.truncate(1);
+        a
+    };
+    let mut long = smaller(&alert);
+    long.narrative.push('.');
+    let mut tagged = smaller(&alert);
+    tagged.labels.as_mut().unwrap().tags = strings(&["operation:tidewater", "lampedusa", "ventimiglia"]);
+    for (name, alert, field) in
+        [("a narrative too long", long, "narrative"), ("a list too long", tagged, "labels.tags")]
+    {
+        assert!(alert.encoded_len() < limit, "{name}: within the size limit");
+        let err = topo.client("de-police").await.unwrap().publish(alert.clone()).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{name}: {}", err.message());
+        let want = AuditRecord {
+            alert_id: alert.alert_id.clone(),
+            detail: format!("InvalidArgument: {field}"),
+            ..oracle.by("de-police", Operation::Denial, Outcome::Refused)
+        };
+        check(name, &log.read().await, &[want]);
+    }
     topo.shutdown().await;
 }
