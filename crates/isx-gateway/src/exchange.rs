@@ -86,17 +86,18 @@ impl ExchangeService {
             PublishOutcome::Conflict => return Err(RequestError::Conflict(plan.write.alert_id().to_owned())),
         };
         // No log, no share: nothing is acknowledged or readable before this flush.
-        let failed: Option<RequestError> = if st.faults.held_publish_fails().await {
-            Some(StoreError::Sled(sled::Error::Unsupported("injected fault: held publish".into())).into())
+        let failed: Option<(String, RequestError)> = if st.faults.held_publish_fails().await {
+            let e = StoreError::Sled(sled::Error::Unsupported("injected fault: held publish".into()));
+            Some((e.to_string(), e.into()))
         } else {
-            st.committer.commit().await.err().map(Into::into)
+            st.committer.commit().await.err().map(|e| (e.to_string(), e.into()))
         };
-        if let Some(e) = failed {
+        if let Some((cause, e)) = failed {
             // Take the writes back so that a later flush does not disclose them,
             // and say so in the log next to the collection record.
             warn!(error = %e, "the publish is withdrawn");
             st.store.retract(&plan.write, in_flight)?;
-            let _ = st.recorder.append(vec![records::withdrawn(caller.actor(), plan.write.alert_id(), &e)]);
+            let _ = st.recorder.append(vec![records::withdrawn(caller.actor(), plan.write.alert_id(), &cause)]);
             return Err(e);
         }
         let queued = in_flight.queued().len();
