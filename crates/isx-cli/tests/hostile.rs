@@ -282,7 +282,9 @@ async fn records(auditor: &Client, mut filter: SearchRequest) -> Vec<(usize, Aud
         let page = bounded("search", isx_node::audit::search(auditor, filter.clone())).await.unwrap();
         out.extend(page.entries.iter().filter_map(|e| Some((e.body.len(), e.record.clone()?))));
         match page.entries.last() {
-            Some(last) if page.more => filter.after_seq = last.seq,
+            // `after_seq = 0` means "from the start", so a page that ends at
+            // record 0 cannot be continued: stop rather than read it again.
+            Some(last) if page.more && last.seq > filter.after_seq => filter.after_seq = last.seq,
             _ => break,
         }
     }
@@ -488,8 +490,10 @@ async fn hostile_2_requests_whose_bodies_never_finish_are_answered_by_the_body_t
     // Another node is served while the streams wait.
     let served = lookup(&fr).await;
     let waiting = STREAMS - answered.load(Ordering::Acquire);
+    // Bounded: 30 s is ten times limits.request_body_timeout; what is not
+    // answered by then never is.
     let mut statuses = Vec::new();
-    bounded("the streams' answers", async {
+    let _ = tokio::time::timeout(Duration::from_secs(30), async {
         while let Some(answer) = answers.join_next().await {
             statuses.push(answer.unwrap());
         }
@@ -580,10 +584,12 @@ async fn hostile_2_streams_past_max_streams_per_connection_are_refused() {
     wr.write_all(&out).await.unwrap();
     let mut advertised = None;
     let mut refused = Vec::new();
+    let mut answered = 0;
     let mut frames = 0;
     let read = async {
-        // Bounded: at most 10,000 frames, and the whole wait by LIMIT.
-        while frames < 10_000 && refused.len() < (OPENED - 100) as usize {
+        // Until every stream is refused or answered (limits.request_body_timeout
+        // answers the accepted ones); bounded by 10,000 frames and LIMIT.
+        while frames < 10_000 && refused.len() + answered < OPENED as usize {
             let mut head = [0u8; 9];
             rd.read_exact(&mut head).await?;
             let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
@@ -604,6 +610,8 @@ async fn hostile_2_streams_past_max_streams_per_connection_are_refused() {
                 }
                 // PING: answer it.
                 0x6 if head[4] & 1 == 0 => wr.write_all(&frame(0x6, 1, 0, &payload)).await?,
+                // HEADERS with END_STREAM: an answer (trailers-only).
+                0x1 if head[4] & 1 == 1 => answered += 1,
                 // RST_STREAM: REFUSED_STREAM is 7.
                 0x3 if payload.len() == 4 && payload == [0, 0, 0, 7] => refused.push(stream),
                 0x7 => panic!("GOAWAY: {payload:02x?}"),
@@ -612,17 +620,18 @@ async fn hostile_2_streams_past_max_streams_per_connection_are_refused() {
         }
         Ok::<_, std::io::Error>(())
     };
-    let outcome = bounded("the gateway's frames", read).await;
+    let outcome = tokio::time::timeout(LIMIT, read).await;
     let served = lookup(&fr).await;
     let peak = gw.peak_rss_mb();
     eprintln!(
         "hostile #2: {OPENED} streams opened at once on one connection: MAX_CONCURRENT_STREAMS {advertised:?}, \
-         streams refused {refused:?} ({frames} frames read), gateway peak RSS {peak} MB"
+         streams refused {refused:?}, {answered} answered ({frames} frames read), gateway peak RSS {peak} MB"
     );
-    outcome.expect("the connection stays up");
+    outcome.expect("every stream is refused or answered in time").expect("the connection stays up");
     assert_eq!(advertised, Some(100), "limits.max_streams_per_connection (100) is advertised");
     let past: Vec<u32> = (100..OPENED).map(|i| 2 * i + 1).collect();
     assert_eq!(refused, past, "the streams past limits.max_streams_per_connection are refused");
+    assert_eq!(answered, 100, "the others are answered when limits.request_body_timeout passes");
     assert!(peak < MEMORY_BUDGET_MB, "peak RSS {peak} MB");
     served.expect("another node is served");
 }
@@ -691,13 +700,16 @@ async fn hostile_3_four_fourteen_megabyte_publishes_are_refused_before_they_are_
             status
         });
     }
+    // Bounded; what is not answered by then counts as not refused.
+    let started = Instant::now();
     let mut statuses = Vec::new();
-    bounded("the publishes' answers", async {
+    let _ = tokio::time::timeout(LIMIT, async {
         while let Some(answer) = answers.join_next().await {
             statuses.push(answer.unwrap());
         }
     })
     .await;
+    let answered_in = started.elapsed();
     let served = lookup(&fr).await;
     let logged = gw.log_bytes() - log_before;
     let peak = gw.peak_rss_mb();
@@ -711,8 +723,10 @@ async fn hostile_3_four_fourteen_megabyte_publishes_are_refused_before_they_are_
     let largest_answer = statuses.iter().flatten().map(answer_bytes).max().unwrap_or(0);
     eprintln!(
         "hostile #3: {PUBLISHES} concurrent publishes of {wire} bytes (7000000 empty subjects): {refused} refused \
-         RESOURCE_EXHAUSTED naming limits.max_alert_bytes, largest answer {largest_answer} bytes, largest audit \
-         record {largest} bytes (of {count}), log +{logged} bytes, gateway peak RSS {peak} MB"
+         RESOURCE_EXHAUSTED naming limits.max_alert_bytes ({} answered in {answered_in:?}), largest answer \
+         {largest_answer} bytes, largest audit record {largest} bytes (of {count}), log +{logged} bytes, gateway peak \
+         RSS {peak} MB",
+        statuses.len()
     );
     assert_eq!(refused, PUBLISHES, "{statuses:?}");
     assert!(largest_answer <= 1024);
@@ -824,7 +838,9 @@ async fn hostile_4_handshakes_in_progress_are_capped_and_idle_connections_time_o
         let client = Client::connect(&gw.options("de-police")).await.map_err(|e| e.to_string())?;
         lookup(&client).await.map_err(|e| e.to_string())
     };
-    let served = bounded("the registered node", registered).await;
+    let served = tokio::time::timeout(Duration::from_secs(30), registered)
+        .await
+        .unwrap_or_else(|_| Err("not served within 30s".to_owned()));
     let waited = started.elapsed();
     let mut closed = 0;
     bounded("the idle connections", async {
@@ -996,7 +1012,7 @@ async fn hostile_6_an_export_of_everything_arrives_in_batches() {
          {largest} entries ({largest_bytes} bytes) each, {entries} entries in all; gateway peak RSS {peak} MB",
         batches.len()
     );
-    assert!(size as usize > LOOKUPS, "a log of a few thousand records");
+    assert!(size as usize >= LOOKUPS, "a log of a few thousand records");
     assert_eq!(header.entries.len(), 0, "the header carries no entries");
     assert_eq!(entries as u64, size, "every record of the checkpoint's tree");
     assert!(largest <= EXPORT_BATCH, "at most audit.export_batch entries a message");
