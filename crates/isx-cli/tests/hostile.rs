@@ -91,6 +91,8 @@ struct Spec {
     limits: Vec<(&'static str, &'static str)>,
     /// Lines of `[audit]`.
     audit: Vec<(&'static str, &'static str)>,
+    /// Lines of `[lookup]`.
+    lookup: Vec<(&'static str, &'static str)>,
     /// Run under `prlimit --nofile=N:N`.
     nofile: Option<u32>,
 }
@@ -133,7 +135,7 @@ impl Gateway {
             "listen = \"127.0.0.1:0\"\npki_dir = {pki:?}\ndata_dir = {:?}\npolicy_dir = {policy:?}\n",
             dir.path().join("data")
         );
-        for (table, lines) in [("limits", &spec.limits), ("audit", &spec.audit)] {
+        for (table, lines) in [("limits", &spec.limits), ("audit", &spec.audit), ("lookup", &spec.lookup)] {
             toml.push_str(&format!("[{table}]\n"));
             for (key, value) in lines {
                 toml.push_str(&format!("{key} = {value}\n"));
@@ -756,7 +758,11 @@ async fn hostile_4_out_of_file_descriptors_the_accept_loop_backs_off() {
     // here so that they exhaust the 128, and the handshake timeout is
     // longer than the test so that none is closed meanwhile.
     let gw = Gateway::start(Spec {
-        limits: vec![("max_handshakes", "1000"), ("handshake_timeout", "\"120s\"")],
+        limits: vec![
+            ("max_handshakes", "1000"),
+            ("max_handshakes_per_address", "1000"),
+            ("handshake_timeout", "\"120s\""),
+        ],
         nofile: Some(NOFILE),
         ..Spec::default()
     });
@@ -807,7 +813,10 @@ async fn hostile_4_out_of_file_descriptors_the_accept_loop_backs_off() {
 async fn hostile_4_handshakes_in_progress_are_capped_and_idle_connections_time_out() {
     const CONNECTIONS: usize = 100;
     const MAX_HANDSHAKES: usize = 64;
-    let gw = Gateway::start(Spec::limits(&[("handshake_timeout", "\"2s\"")]));
+    // Every connection here comes from 127.0.0.1: the cap per address is
+    // raised so that the total cap is what this test sees (the next test
+    // shows the cap per address).
+    let gw = Gateway::start(Spec::limits(&[("handshake_timeout", "\"2s\""), ("max_handshakes_per_address", "1000")]));
     let pid = gw.pid();
     let idle = open_fds(pid);
     // Sample the gateway's descriptors until every connection is closed.
@@ -866,13 +875,45 @@ async fn hostile_4_handshakes_in_progress_are_capped_and_idle_connections_time_o
     served.expect("a registered node is served");
 }
 
+/// One address that opens connections and says nothing holds at most
+/// `limits.max_handshakes_per_address` handshake slots: a registered node
+/// from another address is served at once, not after the handshake timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_4_one_address_cannot_hold_every_handshake_slot() {
+    const CONNECTIONS: usize = 64;
+    let gw = Gateway::start(Spec::limits(&[("handshake_timeout", "\"10s\"")]));
+    let port: u16 = gw.addr.rsplit_once(':').unwrap().1.parse().unwrap();
+    // The attacker connects from 127.0.0.2 (all of 127/8 is loopback); the
+    // registered node from 127.0.0.1.
+    let mut idle = Vec::new();
+    for _ in 0..CONNECTIONS {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        idle.push(bounded("connect", socket.connect(([127, 0, 0, 1], port).into())).await.unwrap());
+    }
+    let started = Instant::now();
+    let served = bounded("a registered node", async {
+        let client = Client::connect(&gw.options("de-police")).await.map_err(|e| e.to_string())?;
+        lookup(&client).await.map_err(|e| e.to_string())
+    })
+    .await;
+    let waited = started.elapsed();
+    eprintln!(
+        "hostile #4: {CONNECTIONS} silent connections from one address: a registered node from another was served after {waited:?}"
+    );
+    served.expect("a registered node is served");
+    assert!(waited < Duration::from_secs(5), "not held behind the silent address's handshakes: {waited:?}");
+    drop(idle);
+}
+
 // ---------------------------------------------------------------------------
 // #5: floods of unregistered handshakes and refused Audit calls.
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_5_unregistered_handshakes_leave_a_bounded_number_of_records_that_add_up() {
     const ATTEMPTS: u64 = 300;
-    let gw = Gateway::start(Spec::default());
+    // Waves of ten concurrent handshakes from one address.
+    let gw = Gateway::start(Spec::limits(&[("max_handshakes_per_address", "16")]));
     gw.issue("es-police");
     let options = gw.options("es-police");
     let log_before = gw.log_bytes();
@@ -977,8 +1018,12 @@ async fn hostile_6_a_non_auditor_with_a_bad_filter_is_refused_for_its_role_and_r
 async fn hostile_6_an_export_of_everything_arrives_in_batches() {
     const LOOKUPS: usize = 2500;
     const EXPORT_BATCH: usize = 256;
-    // A rate no flood of this test reaches: every lookup is one record.
-    let gw = Gateway::start(Spec::limits(&[("rate_per_node", "1000000.0"), ("burst_per_node", "1000000")]));
+    // A rate and quotas no flood of this test reaches: every lookup is one record.
+    let gw = Gateway::start(Spec {
+        limits: vec![("rate_per_node", "1000000.0"), ("burst_per_node", "1000000")],
+        lookup: vec![("per_node", "1000000"), ("per_officer", "1000000")],
+        ..Spec::default()
+    });
     let fr = gw.client("fr-police").await;
     for _ in 0..LOOKUPS / 25 {
         let mut wave = JoinSet::new();

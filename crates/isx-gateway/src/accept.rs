@@ -3,6 +3,8 @@
 //!
 //! Bounded in every direction: at most `limits.max_connections` open and
 //! `limits.max_handshakes` in progress (more wait in the kernel's backlog),
+//! at most `limits.max_handshakes_per_address` of those from one address
+//! (more are closed at once),
 //! and at most `limits.max_connections_per_node` of one node (more are refused);
 //! a handshake gets `limits.handshake_timeout`, and a connection that sends
 //! no request within `limits.header_read_timeout` of it is closed. When the
@@ -13,8 +15,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+
+use std::time::Duration;
 
 use isx_core::NodeId;
 use tokio::net::TcpListener;
@@ -28,30 +30,7 @@ use crate::records;
 use crate::refusal;
 use crate::revocation::Revocation;
 use crate::state::State;
-
-/// A warning that is logged at most once a second, with how many were not.
-#[derive(Debug, Default)]
-pub(crate) struct Throttled {
-    /// When it was last logged.
-    last: std::sync::Mutex<Option<Instant>>,
-    /// How many were not logged since.
-    skipped: AtomicU64,
-}
-
-impl Throttled {
-    /// Calls `log` with the number not logged since the last call, at most
-    /// once a second; otherwise only counts.
-    pub(crate) fn log(&self, log: impl FnOnce(u64)) {
-        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        if last.is_some_and(|t| now.duration_since(t) < Duration::from_secs(1)) {
-            self.skipped.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        *last = Some(now);
-        log(self.skipped.swap(0, Ordering::Relaxed));
-    }
-}
+use crate::throttle::Throttled;
 
 /// The warnings of the accept loop, each throttled.
 #[derive(Debug, Default)]
@@ -62,6 +41,46 @@ struct Warnings {
     handshake: Throttled,
     /// A certificate named no node, or an unregistered one.
     identity: Throttled,
+}
+
+/// Handshakes in progress per address.
+#[derive(Debug, Default)]
+struct PerAddress {
+    /// By address.
+    counts: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+}
+
+/// One handshake slot of an address, given back when dropped.
+struct AddressSlot {
+    /// The registry.
+    of: Arc<PerAddress>,
+    /// The address.
+    ip: std::net::IpAddr,
+}
+
+impl PerAddress {
+    /// A slot for `ip`, unless it already holds `max`.
+    fn take(self: &Arc<Self>, ip: std::net::IpAddr, max: usize) -> Option<AddressSlot> {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let n = counts.entry(ip).or_default();
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(AddressSlot { of: self.clone(), ip })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut counts = self.of.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = counts.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.ip);
+            }
+        }
+    }
 }
 
 /// What the accept loop needs.
@@ -102,6 +121,7 @@ pub(crate) async fn accept_loop(a: Acceptor) {
     );
     let handshakes = Arc::new(Semaphore::new(limits.max_handshakes));
     let warnings = Arc::new(Warnings::default());
+    let per_address = Arc::new(PerAddress::default());
     let mut backoff = Duration::from_millis(10);
     loop {
         // Take the permits first: past the caps, connections wait in the backlog.
@@ -139,6 +159,14 @@ pub(crate) async fn accept_loop(a: Acceptor) {
         if let Err(e) = tcp.set_nodelay(true) {
             debug!(error = %e, "TCP_NODELAY");
         }
+        // One address may hold only a few handshake slots: more of its
+        // connections are closed at once, so it cannot starve the others.
+        let Some(address_slot) = per_address.take(remote.ip(), limits.max_handshakes_per_address) else {
+            warnings.handshake.log(|skipped| {
+                warn!(%remote, skipped, "connection closed: limits.max_handshakes_per_address handshakes from it in progress")
+            });
+            continue;
+        };
         let tls = TlsAcceptor::from(a.revocation.tls());
         let (revocation, known, conns, state) =
             (a.revocation.clone(), a.known.clone(), a.conns.clone(), a.state.clone());
@@ -157,6 +185,7 @@ pub(crate) async fn accept_loop(a: Acceptor) {
                 }
             };
             drop(handshake_permit);
+            drop(address_slot);
             let cert = stream.get_ref().1.peer_certificates().and_then(|c| c.first().cloned());
             let serial = cert.as_ref().and_then(|c| isx_tls::peer_serial(c).ok());
             let identity = match cert.as_ref().map(isx_tls::peer_identity) {
@@ -230,14 +259,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_throttled_warning_is_logged_once_a_second_with_a_count() {
-        let t = Throttled::default();
-        let mut logged = Vec::new();
-        for _ in 0..5 {
-            t.log(|skipped| logged.push(skipped));
-        }
-        assert_eq!(logged, vec![0], "the first is logged, the rest counted");
-        assert_eq!(t.skipped.load(Ordering::Relaxed), 4);
+    fn one_address_holds_at_most_its_handshake_slots() {
+        let per = Arc::new(PerAddress::default());
+        let (a, b) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let first = per.take(a, 2).unwrap();
+        let _second = per.take(a, 2).unwrap();
+        assert!(per.take(a, 2).is_none(), "the third from one address waits for a slot");
+        assert!(per.take(b, 2).is_some(), "another address has its own");
+        drop(first);
+        assert!(per.take(a, 2).is_some(), "a finished handshake gives its slot back");
     }
 
     #[test]

@@ -129,6 +129,9 @@ pub struct Limits {
     pub max_connections_per_node: usize,
     /// TLS handshakes in progress, in total.
     pub max_handshakes: usize,
+    /// TLS handshakes in progress from one address, so that one peer that
+    /// opens connections and says nothing cannot hold every handshake slot.
+    pub max_handshakes_per_address: usize,
     /// HTTP/2 keepalive: a ping after this much silence on a connection.
     #[serde(deserialize_with = "duration")]
     pub keepalive_interval: std::time::Duration,
@@ -165,6 +168,7 @@ impl Default for Limits {
             max_connections: 1024,
             max_connections_per_node: 16,
             max_handshakes: 64,
+            max_handshakes_per_address: 8,
             keepalive_interval: std::time::Duration::from_secs(30),
             keepalive_timeout: std::time::Duration::from_secs(10),
             max_pending_resets: 20,
@@ -408,6 +412,7 @@ impl GatewayConfig {
             ("limits.max_connections", self.limits.max_connections),
             ("limits.max_connections_per_node", self.limits.max_connections_per_node),
             ("limits.max_handshakes", self.limits.max_handshakes),
+            ("limits.max_handshakes_per_address", self.limits.max_handshakes_per_address),
             ("limits.max_lookup_matches", self.limits.max_lookup_matches),
             ("limits.refusal_records_per_second", self.limits.refusal_records_per_second as usize),
         ] {

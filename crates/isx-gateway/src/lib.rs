@@ -22,6 +22,7 @@
 //! - `recorder`: appending records, group commit, indexing, checkpoints.
 //! - `text`: checks of free-text request fields.
 //! - `refusals`: refusal bursts, aggregated per source and kind.
+//! - `throttle`: warnings logged at most once a second, with a count.
 //!
 //! Shared state and handlers:
 //! - `state`: the registered nodes with their admission (rate, stream
@@ -85,6 +86,7 @@ pub mod store;
 mod subscribe;
 mod sweeper;
 mod text;
+mod throttle;
 
 pub use commit::{CommitError, CommitStats};
 pub use config::{ConfigError, GatewayConfig};

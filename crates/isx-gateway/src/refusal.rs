@@ -40,11 +40,10 @@ pub(crate) async fn record(
 /// a status. If the refusal cannot be recorded, the answer is `UNAVAILABLE`.
 pub(crate) async fn refusal_status(st: &State, info: &RequestInfo, e: RequestError) -> Status {
     let remote = info.conn.as_ref().map(|c| c.remote.to_string()).unwrap_or_default();
-    if matches!(e, RequestError::RateLimited { .. }) {
-        debug!(%remote, error = %e, "request refused");
-    } else {
-        warn!(%remote, error = %e, "request refused");
-    }
+    // The process log is throttled like the audit log's refusal records: one
+    // warning a second, with the count of the others (each one is at debug).
+    debug!(%remote, error = %e, "request refused");
+    st.refusal_warnings.log(|skipped| warn!(%remote, error = %e, skipped, "request refused"));
     match record(st, source(info), e.rule(), records::refusal(info, &e)).await {
         Ok(()) => Status::from(e),
         Err(audit) => Status::from(audit),

@@ -29,6 +29,7 @@ use crate::recorder::Recorder;
 use crate::records::Actor;
 use crate::refusals::Refusals;
 use crate::store::Store;
+use crate::throttle::Throttled;
 
 /// A registered node and its live admission state.
 #[derive(Debug)]
@@ -108,6 +109,8 @@ pub(crate) struct State {
     pub refusals: Refusals,
     /// Lookup quotas.
     pub quotas: Quotas,
+    /// The process log's refusal warnings, at most one a second.
+    pub refusal_warnings: Throttled,
 }
 
 impl std::fmt::Debug for State {
@@ -168,6 +171,7 @@ impl State {
             faults: parts.faults,
             refusals: Refusals::new(config.limits.refusal_records_per_second),
             quotas: Quotas::new(&config.lookup, config.node_infos().into_iter().map(|n| n.id)),
+            refusal_warnings: Throttled::default(),
         }
     }
 
