@@ -30,6 +30,7 @@ pub fn base(origin: &str, addressees: &[&str], category: Category, action: Actio
             info_reliability: InfoReliability::InfoReliability2 as i32,
             pap: Pap::Green as i32,
             tags: vec![],
+            onward: vec![],
         }),
         addressees: addressees.iter().map(|a| (*a).to_owned()).collect(),
         purpose: "prevention, investigation and detection of serious crime".into(),
