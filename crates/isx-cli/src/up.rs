@@ -74,6 +74,10 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 /// The longest back-off.
 const MAX_BACKOFF: Duration = Duration::from_secs(8);
 
+/// How long a child's exit waits for a Ctrl-C (or SIGTERM) of `isx up`
+/// itself before it is reported as an exit of its own.
+const SIGNAL_GRACE: Duration = Duration::from_millis(200);
+
 /// How long a process may take to stop after SIGTERM before it is killed.
 const STOP_LIMIT: Duration = Duration::from_secs(10);
 
@@ -164,6 +168,25 @@ async fn supervise(id: String, args: Vec<String>, child: Child, restart: bool, s
         if let Some(mut running) = child.take() {
             tokio::select! {
                 status = running.wait() => {
+                    // Ctrl-C in a terminal reaches the agencies too: one that
+                    // exits just before `isx up` handles its own signal is
+                    // stopping with the rest, not exiting on its own.
+                    if tokio::time::timeout(SIGNAL_GRACE, shutdown.cancelled()).await.is_ok() {
+                        return match status {
+                            Ok(status) if status.success() => {
+                                println!("  {id} stopped");
+                                true
+                            }
+                            Ok(status) => {
+                                println!("  {id} ended: {status}");
+                                false
+                            }
+                            Err(e) => {
+                                println!("  {id}: cannot wait for it: {e}");
+                                false
+                            }
+                        };
+                    }
                     why = match status {
                         Ok(status) => status.to_string(),
                         Err(e) => format!("cannot wait for it: {e}"),
@@ -382,7 +405,18 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
                 signal(&gateway, rustix::process::Signal::HUP);
                 println!("isx up: SIGHUP forwarded to the gateway (it reloads its policy)");
             }
-            status = gateway.wait() => break Some(status),
+            status = gateway.wait() => {
+                // As for agencies: a terminal's Ctrl-C may reach the gateway first.
+                let signalled = tokio::time::timeout(SIGNAL_GRACE, async {
+                    tokio::select! {
+                        _ = sigint.recv() => {}
+                        _ = sigterm.recv() => {}
+                    }
+                })
+                .await
+                .is_ok();
+                break if signalled { None } else { Some(status) };
+            }
         }
     };
     if let Some(status) = &ended {
