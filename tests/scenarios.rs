@@ -168,9 +168,113 @@ fn a_denied_check_reads_the_inbox_after_deliveries_in_flight() -> Result<(), Fai
     let report = play_file(&file, &Options::default())?;
     let failed: Vec<(&str, &Verdict)> =
         report.checks.iter().filter(|c| !c.ok()).map(|c| (c.what.as_str(), &c.verdict)).collect();
-    let want = Verdict::Fail("receipt says Some(\"full\"); inbox holds Some(\"full\")".into());
+    let want = Verdict::Fail("the receipt gives it full; its agency holds it full".into());
     if failed != [("fr-police receives nothing of smuggling-network", &want)] {
         return Err(format!("expected only the denied check to fail, seeing the delivery: {failed:?}").into());
+    }
+    Ok(())
+}
+
+/// Writes `steps` (after a header) as a scenario file next to nothing and
+/// plays it with `limit`; the alert files are named by absolute path.
+fn play_text(name: &str, steps: &str, limit: std::time::Duration) -> Result<Report, String> {
+    let alerts = dir().join("../alerts").display().to_string();
+    let text = format!("name = {name:?}\n\n{}", steps.replace("ALERTS", &alerts));
+    let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let file = tmp.path().join("s.toml");
+    std::fs::write(&file, text).map_err(|e| e.to_string())?;
+    let scenario = Scenario::load(&file).map_err(|e| e.to_string())?;
+    play(&scenario, &Options { limit })
+}
+
+/// The checks of `report` as (what, verdict) pairs.
+fn verdicts(report: &Report) -> Vec<(String, Verdict)> {
+    report.checks.iter().map(|c| (c.what.clone(), c.verdict.clone())).collect()
+}
+
+/// Italy sends a TLP:RED alert to France alone.
+const RED_TO_FRANCE: &str = "[[step]]\ndo = \"publish\"\nas = \"it-police\"\nfile = \"ALERTS/smuggling-network.json\"\npatch = { addressees = [\"fr-police\"], labels = { tlp = \"TLP_RED\" } }\n\n";
+
+/// `expect_nothing` reads the agency only after an ordering marker: France,
+/// which does receive, fails it every time, naming what it holds (read at
+/// once it would often find nothing yet); Germany, which receives nothing, passes.
+fn expect_nothing_reads_the_agency_after_deliveries_in_flight() -> Result<(), Failed> {
+    let steps = format!(
+        "{RED_TO_FRANCE}[[step]]\ndo = \"expect_nothing\"\nnode = \"fr-police\"\nalert = \"smuggling-network\"\n\n[[step]]\ndo = \"expect_nothing\"\nnode = \"de-police\"\n\n[[step]]\ndo = \"expect_nothing\"\nnode = \"fr-police\"\n"
+    );
+    let report = play_text("nothing, but delivered", &steps, std::time::Duration::from_secs(10))?;
+    let got: Vec<(String, Verdict)> = verdicts(&report).into_iter().skip(1).collect();
+    let want = vec![
+        (
+            "fr-police holds nothing of smuggling-network".to_owned(),
+            Verdict::Fail("its agency holds smuggling-network full".into()),
+        ),
+        ("de-police holds none of the scenario's alerts (1)".to_owned(), Verdict::Pass),
+        (
+            "fr-police holds none of the scenario's alerts (1)".to_owned(),
+            Verdict::Fail("its agency holds smuggling-network full".into()),
+        ),
+    ];
+    if got != want {
+        return Err(format!("expected\n{want:?}\ngot\n{got:?}").into());
+    }
+    Ok(())
+}
+
+/// Every failure reads as a scenario file writes values (`full`, `OK`,
+/// `["a"]`, `"text"`), never as Rust's debug output (`Some(..)`, `None`).
+fn failures_read_as_a_scenario_file_writes_them() -> Result<(), Failed> {
+    let steps = format!(
+        "{}expect_message = \"no such text\"\nexpect_fields = [\"labels.tlp\"]\n\n[[step]]\ndo = \"expect_delivery\"\nnode = \"fr-police\"\nalert = \"smuggling-network\"\nlevel = \"full\"\npolicies = [\"no-such-policy\"]\n\n[[step]]\ndo = \"expect_delivery\"\nnode = \"fr-police\"\nalert = \"smuggling-network\"\nlevel = \"denied\"\n\n[[step]]\ndo = \"lookup\"\nas = \"frontex\"\nplate = [\"FG 512 ZT\"]\npurpose = \"p\"\njustification = \"j\"\nhits = [\"smuggling-network\"]\n\n[[step]]\ndo = \"publish\"\nas = \"de-police\"\nfile = \"ALERTS/foreign-fighter.json\"\nexpect_code = \"PERMISSION_DENIED\"\n",
+        RED_TO_FRANCE
+    );
+    let report = play_text("every failure", &steps, std::time::Duration::from_secs(2))?;
+    let failures: Vec<(String, String)> = report
+        .checks
+        .iter()
+        .filter_map(|c| match &c.verdict {
+            Verdict::Fail(why) => Some((c.what.clone(), why.clone())),
+            _ => None,
+        })
+        .collect();
+    let want: Vec<(String, String)> = [
+        ("publish smuggling-network as it-police: message contains \"no such text\"", "there was no message"),
+        ("publish smuggling-network as it-police: bad fields [\"labels.tlp\"]", "it named no field"),
+        (
+            "fr-police's copy of smuggling-network decided by [\"no-such-policy\"]",
+            "deciding policies were [\"named-addressee\"]",
+        ),
+        ("fr-police receives nothing of smuggling-network", "the receipt gives it full; its agency holds it full"),
+        ("frontex's lookup shows exactly [\"smuggling-network\"]", "it showed no hit of the scenario's alerts"),
+        ("publish foreign-fighter as de-police: PERMISSION_DENIED", "OK"),
+    ]
+    .into_iter()
+    .map(|(a, b)| (a.to_owned(), b.to_owned()))
+    .collect();
+    if failures != want {
+        return Err(format!("expected\n{want:#?}\ngot\n{failures:#?}").into());
+    }
+    let debug: Vec<&(String, String)> = failures
+        .iter()
+        .filter(|(what, why)| [what, why].iter().any(|t| t.contains("Some(") || t.contains("None")))
+        .collect();
+    if !debug.is_empty() {
+        return Err(format!("Rust debug text in {debug:?}").into());
+    }
+    Ok(())
+}
+
+/// `expect_audit` waits for a record the gateway writes after the step
+/// before has returned: the erasure of an alert whose expiry a clock move
+/// passed is written by the expiry sweep, a moment later.
+fn expect_audit_waits_for_a_record_written_later() -> Result<(), Failed> {
+    let steps = "[[step]]\ndo = \"publish\"\nas = \"it-police\"\nfile = \"ALERTS/smuggling-network.json\"\n\n[[step]]\ndo = \"advance_clock\"\nby = \"3650d\"\n\n[[step]]\ndo = \"expect_audit\"\noperation = \"erasure\"\nalert = \"smuggling-network\"\ncount = 1\n";
+    let report = play_text("erasure after the clock moved", steps, std::time::Duration::from_secs(10))?;
+    let audit: Vec<(String, Verdict)> =
+        verdicts(&report).into_iter().filter(|(what, _)| what.starts_with("audit:")).collect();
+    let want = vec![("audit: erasure alert=smuggling-network: 1 record(s)".to_owned(), Verdict::Pass)];
+    if audit != want {
+        return Err(format!("expected {want:?}, got {audit:?}").into());
     }
     Ok(())
 }
@@ -190,6 +294,18 @@ fn main() {
     trials.push(Trial::test(
         "a_denied_check_reads_the_inbox_after_deliveries_in_flight",
         a_denied_check_reads_the_inbox_after_deliveries_in_flight,
+    ));
+    trials.push(Trial::test(
+        "expect_nothing_reads_the_agency_after_deliveries_in_flight",
+        expect_nothing_reads_the_agency_after_deliveries_in_flight,
+    ));
+    trials.push(Trial::test(
+        "failures_read_as_a_scenario_file_writes_them",
+        failures_read_as_a_scenario_file_writes_them,
+    ));
+    trials.push(Trial::test(
+        "expect_audit_waits_for_a_record_written_later",
+        expect_audit_waits_for_a_record_written_later,
     ));
     libtest_mimic::run(&args, trials).exit();
 }

@@ -49,23 +49,40 @@ pub enum AlertCommand {
 }
 
 /// Who acts, and where the gateway is.
+///
+/// `ISX_AS`, `ISX_PKI`, `ISX_GATEWAY` and `ISX_OFFICER` stand in for the
+/// flags of the same names, so a tester can `export` them once. A flag on the
+/// command line wins over its variable. With `--node-config` the node and its
+/// PKI come from the file (`--as` and `--pki` are refused with it; `ISX_AS`
+/// and `ISX_PKI` left in the environment are ignored, which is why those two
+/// are read here rather than by clap, whose conflict check would count
+/// them), and `--gateway`/`ISX_GATEWAY` and `--officer`/`ISX_OFFICER`
+/// override the file's.
 #[derive(Args, Debug)]
 pub struct Who {
     /// Take --as, --pki, --gateway and --officer from a node config file.
-    #[arg(long, conflicts_with_all = ["node", "pki"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["node", "pki"])]
     node_config: Option<PathBuf>,
-    /// The node to act as; its certificate is PKI/NODE.crt.
+    /// The node to act as (or ISX_AS); its certificate is PKI/NODE.crt.
     #[arg(long = "as", value_name = "NODE")]
     node: Option<String>,
-    /// The PKI directory.
+    /// The PKI directory (or ISX_PKI).
     #[arg(long, value_name = "DIR")]
     pki: Option<PathBuf>,
-    /// The gateway's host:port.
-    #[arg(long, value_name = "ADDR", default_value = "localhost:7443")]
-    gateway: String,
+    /// The gateway's host:port [default: the node config's, or localhost:7443].
+    #[arg(long, value_name = "ADDR", env = "ISX_GATEWAY")]
+    gateway: Option<String>,
     /// The officer acting (sent as x-isx-officer); defaults to the node config's officer.
     #[arg(long, env = "ISX_OFFICER")]
     officer: Option<String>,
+}
+
+/// The gateway address when neither `--gateway`, `ISX_GATEWAY` nor a node config gives one.
+pub const DEFAULT_GATEWAY: &str = "localhost:7443";
+
+/// A non-empty environment variable.
+fn env(name: &str) -> Option<std::ffi::OsString> {
+    std::env::var_os(name).filter(|v| !v.is_empty())
 }
 
 impl Who {
@@ -75,15 +92,27 @@ impl Who {
             return Ok(ClientOptions {
                 node: config.id,
                 pki_dir: config.pki_dir,
-                gateway: config.gateway,
+                gateway: self.gateway.clone().unwrap_or(config.gateway),
                 officer: self.officer.clone().unwrap_or(config.officer),
             });
         }
-        let node = self.node.clone().context("--as NODE is required (or --node-config FILE)")?;
+        let node = match &self.node {
+            Some(n) => n.clone(),
+            None => env("ISX_AS")
+                .context("--as NODE is required (or ISX_AS, or --node-config FILE)")?
+                .into_string()
+                .map_err(|_| anyhow::anyhow!("ISX_AS is not valid UTF-8"))?,
+        };
         let node = isx_core::NodeId::new(node).context("--as")?;
-        let pki = self.pki.clone().context("--pki DIR is required (or --node-config FILE)")?;
+        let pki = match &self.pki {
+            Some(p) => p.clone(),
+            None => env("ISX_PKI")
+                .map(PathBuf::from)
+                .context("--pki DIR is required (or ISX_PKI, or --node-config FILE)")?,
+        };
         let officer = self.officer.clone().context("--officer is required (or ISX_OFFICER, or --node-config with an officer): it names the person acting, for the audit log")?;
-        Ok(ClientOptions { node, pki_dir: pki, gateway: self.gateway.clone(), officer })
+        let gateway = self.gateway.clone().unwrap_or_else(|| DEFAULT_GATEWAY.to_owned());
+        Ok(ClientOptions { node, pki_dir: pki, gateway, officer })
     }
 }
 

@@ -6,6 +6,7 @@
 //! - `alert`: `isx alert send|watch`. `access`: `isx lookup` and `isx access`.
 //! - `policy`: `isx policy check|explain|test`. `audit`: `isx audit`.
 //! - `up`: `isx up`, the local deployment as separate processes.
+//! - `agency`: `isx agency show`, what a mock agency holds.
 //! - `scenario`, `bench` and `isx demo` (feature `harness`, on by default):
 //!   the integration-testing harness of `isx-testkit`.
 //! - `output`: tables and JSON.
@@ -19,6 +20,7 @@
 //! has the gateway's fault switches (`isx-gateway/faults`).
 
 mod access;
+mod agency;
 mod alert;
 mod audit;
 #[cfg(feature = "harness")]
@@ -81,6 +83,9 @@ enum Command {
     Access(access::AccessCommand),
     /// Start the gateway and every agency of deploy/local as separate processes.
     Up(up::UpArgs),
+    /// Show what a mock agency holds (running or stopped).
+    #[command(subcommand)]
+    Agency(agency::AgencyCommand),
     /// Run integration scenarios: a topology, a story and expectations in TOML.
     #[cfg(feature = "harness")]
     #[command(subcommand)]
@@ -324,7 +329,10 @@ async fn node(args: NodeArgs) -> Result<()> {
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone());
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let node = isx_node::MockNode::open(options, &config.data_dir)?.with_rules(config.access.clone()).with_events(tx);
+    let node = isx_node::MockNode::open(options, &config.data_dir)?
+        .with_rules(config.access.clone())
+        .with_events(tx)
+        .with_inspect(isx_node::inspect::socket_path(&config.data_dir));
     println!("{} node: {} alerts in its store; connecting to {}", config.id, node.inbox().len(), config.gateway);
     let task = tokio::spawn(node.run(shutdown.clone()));
     let printer = tokio::spawn(async move {
@@ -434,6 +442,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         #[cfg(feature = "harness")]
         Command::Scenario(cmd) => return scenario::run(cmd).await,
         Command::Up(args) => return up::run(args).await,
+        Command::Agency(cmd) => return agency::run(cmd).await,
         Command::Policy(cmd) => return policy::run(cmd),
         Command::Audit(cmd) => return audit::run(cmd).await,
         #[cfg(feature = "harness")]

@@ -1,6 +1,15 @@
 //! `isx up`: the gateway and each agency of a local deployment as separate
 //! processes, started in order and stopped together.
+//!
+//! Integration testers stop and kill agencies on purpose, so an agency that
+//! exits is reported (its name and exit status) and the rest keep running;
+//! with `--restart` it is started again after a short back-off, at most
+//! [`RESTARTS_PER_MINUTE`] times a minute. Each agency has a supervising task
+//! of its own ([`supervise`]). The gateway is the one process everything
+//! needs: if it exits, everything stops. SIGHUP to `isx up` is forwarded to
+//! the gateway, which reloads its policy.
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
 use std::time::Duration;
@@ -10,6 +19,8 @@ use clap::Args;
 use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 /// Start the gateway and every agency of deploy/local as separate processes.
 ///
@@ -17,7 +28,14 @@ use tokio::process::{Child, Command};
 /// the agencies' node configs. Creates the development PKI on first use,
 /// starts the gateway, waits until it listens, starts each agency against
 /// it, prints where everything is and how to talk to it, and stops them all
-/// on Ctrl-C (or SIGTERM), agencies first. Exits 1 if any process fails.
+/// on Ctrl-C (or SIGTERM), agencies first.
+///
+/// An agency that exits is reported with its exit status and the others keep
+/// running; with --restart it is started again after a short back-off (0.5 s,
+/// doubling up to 8 s), at most 5 times a minute. If the gateway exits,
+/// everything stops. SIGHUP is forwarded to the gateway, which reloads its
+/// policy. Exits 1 if the gateway ended on its own, or an agency was down at
+/// the end, or a process did not stop cleanly.
 #[derive(Args, Debug)]
 pub struct UpArgs {
     /// The topology file.
@@ -32,6 +50,9 @@ pub struct UpArgs {
     /// Start only the gateway (e.g. for `isx scenario run --against`).
     #[arg(long)]
     no_agencies: bool,
+    /// Start an agency again when it exits (short back-off, at most 5 restarts a minute each).
+    #[arg(long, conflicts_with = "no_agencies")]
+    restart: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -44,15 +65,25 @@ struct TopologyFile {
     agencies: Vec<PathBuf>,
 }
 
-/// A child process and its name.
-struct Proc {
-    name: String,
-    child: Child,
-}
+/// How many times a minute `--restart` starts one agency again.
+pub const RESTARTS_PER_MINUTE: usize = 5;
 
-fn terminate(proc: &Proc) {
-    if let Some(pid) = proc.child.id().and_then(|id| rustix::process::Pid::from_raw(id as i32)) {
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+/// The back-off before the first restart; it doubles with each restart within a minute.
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+
+/// The longest back-off.
+const MAX_BACKOFF: Duration = Duration::from_secs(8);
+
+/// How long a child's exit waits for a Ctrl-C (or SIGTERM) of `isx up`
+/// itself before it is reported as an exit of its own.
+const SIGNAL_GRACE: Duration = Duration::from_millis(200);
+
+/// How long a process may take to stop after SIGTERM before it is killed.
+const STOP_LIMIT: Duration = Duration::from_secs(10);
+
+fn signal(child: &Child, signal: rustix::process::Signal) {
+    if let Some(pid) = child.id().and_then(|id| rustix::process::Pid::from_raw(id as i32)) {
+        let _ = rustix::process::kill_process(pid, signal);
     }
 }
 
@@ -82,6 +113,129 @@ fn spawn(name: &str, args: &[String]) -> Result<Child> {
         .with_context(|| format!("cannot start {name}"))
 }
 
+/// Starts an agency and waits for its first line, which says it is up (and
+/// handles signals); its output is relayed from then on.
+async fn start_agency(id: &str, args: &[String]) -> Result<Child> {
+    let mut child = spawn(id, args)?;
+    relay(id, child.stderr.take().context("node stderr")?, true);
+    let mut lines = BufReader::new(child.stdout.take().context("node stdout")?).lines();
+    match tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await {
+        Ok(Ok(Some(line))) => println!("[{id}] {line}"),
+        _ => {
+            let _ = child.start_kill();
+            let status = child.wait().await.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
+            bail!("agency {id} did not start ({status}); its messages are above");
+        }
+    }
+    relay(id, lines.into_inner(), false);
+    Ok(child)
+}
+
+/// Stops a child with SIGTERM, killing it if it has not ended within
+/// [`STOP_LIMIT`]; prints how it ended and returns true if it stopped cleanly.
+async fn stop(name: &str, mut child: Child) -> bool {
+    signal(&child, rustix::process::Signal::TERM);
+    match tokio::time::timeout(STOP_LIMIT, child.wait()).await {
+        Ok(Ok(status)) if status.success() => {
+            println!("  {name} stopped");
+            true
+        }
+        Ok(Ok(status)) => {
+            println!("  {name} ended: {status}");
+            false
+        }
+        _ => {
+            let _ = child.kill().await;
+            println!("  {name} did not stop within {} s; killed", STOP_LIMIT.as_secs());
+            false
+        }
+    }
+}
+
+/// The back-off before a restart when `recent` restarts happened within the last minute.
+fn backoff(recent: usize) -> Duration {
+    FIRST_BACKOFF.saturating_mul(1 << recent.min(16)).min(MAX_BACKOFF)
+}
+
+/// Runs one agency until `shutdown`: reports each exit and, with `restart`,
+/// starts it again (bounded by [`RESTARTS_PER_MINUTE`]). Returns true if it
+/// was running at the end and stopped cleanly.
+async fn supervise(id: String, args: Vec<String>, child: Child, restart: bool, shutdown: CancellationToken) -> bool {
+    let mut child = Some(child);
+    let mut why = String::new();
+    let mut restarts: VecDeque<Instant> = VecDeque::new();
+    loop {
+        if let Some(mut running) = child.take() {
+            tokio::select! {
+                status = running.wait() => {
+                    // Ctrl-C in a terminal reaches the agencies too: one that
+                    // exits just before `isx up` handles its own signal is
+                    // stopping with the rest, not exiting on its own.
+                    if tokio::time::timeout(SIGNAL_GRACE, shutdown.cancelled()).await.is_ok() {
+                        return match status {
+                            Ok(status) if status.success() => {
+                                println!("  {id} stopped");
+                                true
+                            }
+                            Ok(status) => {
+                                println!("  {id} ended: {status}");
+                                false
+                            }
+                            Err(e) => {
+                                println!("  {id}: cannot wait for it: {e}");
+                                false
+                            }
+                        };
+                    }
+                    why = match status {
+                        Ok(status) => status.to_string(),
+                        Err(e) => format!("cannot wait for it: {e}"),
+                    };
+                }
+                _ = shutdown.cancelled() => return stop(&id, running).await,
+            }
+        }
+        if !restart {
+            println!(
+                "isx up: agency {id} exited ({why}); the others keep running (`isx up --restart` restarts agencies)"
+            );
+            break;
+        }
+        let now = Instant::now();
+        while restarts.front().is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60)) {
+            restarts.pop_front();
+        }
+        if restarts.len() >= RESTARTS_PER_MINUTE {
+            println!(
+                "isx up: agency {id} exited ({why}); it was restarted {} times within a minute, so it stays down",
+                restarts.len()
+            );
+            break;
+        }
+        let delay = backoff(restarts.len());
+        println!(
+            "isx up: agency {id} exited ({why}); restarting it in {:.1} s (restart {} of at most {RESTARTS_PER_MINUTE} a minute)",
+            delay.as_secs_f64(),
+            restarts.len() + 1
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.cancelled() => break,
+        }
+        restarts.push_back(Instant::now());
+        match start_agency(&id, &args).await {
+            Ok(started) => {
+                println!("isx up: agency {id} restarted (pid {})", started.id().unwrap_or(0));
+                child = Some(started);
+            }
+            Err(e) => why = format!("{e:#}"),
+        }
+    }
+    shutdown.cancelled().await;
+    println!("  {id} was down: {why}");
+    false
+}
+
 /// Creates the development PKI and audit keys if `pki` has none.
 fn ensure_pki(pki: &Path, nodes: Vec<isx_core::NodeId>) -> Result<bool> {
     if pki.join("ca.crt").exists() {
@@ -99,11 +253,23 @@ fn ensure_pki(pki: &Path, nodes: Vec<isx_core::NodeId>) -> Result<bool> {
     Ok(true)
 }
 
+/// The directory that holds every agency's data directory as `<dir>/<node id>`, if there is one.
+fn agencies_dir(agencies: &[(String, PathBuf)]) -> Option<PathBuf> {
+    let (_, first) = agencies.first()?;
+    let parent = first.parent()?.to_owned();
+    agencies
+        .iter()
+        .all(|(id, d)| d.parent() == Some(parent.as_path()) && d.file_name() == Some(id.as_ref()))
+        .then_some(parent)
+}
+
 pub async fn run(args: UpArgs) -> Result<ExitCode> {
-    // Handle Ctrl-C and SIGTERM from the start, so that a signal during
-    // start-up stops the children instead of orphaning them.
-    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    // Handle Ctrl-C, SIGTERM and SIGHUP from the start, so that a signal
+    // during start-up stops the children instead of orphaning them.
+    use tokio::signal::unix::{SignalKind, signal as on};
+    let mut sigint = on(SignalKind::interrupt())?;
+    let mut sigterm = on(SignalKind::terminate())?;
+    let mut sighup = on(SignalKind::hangup())?;
     let text = std::fs::read_to_string(&args.topology)
         .with_context(|| format!("cannot read {} (give a topology file)", args.topology.display()))?;
     let topology: TopologyFile = toml::from_str(&text).with_context(|| format!("{}", args.topology.display()))?;
@@ -166,40 +332,34 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
     };
     relay("gateway", lines.into_inner(), false);
     let dial = addr.replace("127.0.0.1", "localhost");
-    let mut procs = vec![Proc { name: "gateway".into(), child: gateway }];
 
+    // Then each agency, one after the other: each says when it is up.
+    let mut started: Vec<(String, Vec<String>, Child, PathBuf)> = Vec::new();
     for (path, agency) in &agencies {
         let id = agency.id.to_string();
+        let data_dir = data.as_ref().map(|d| d.join(&id)).unwrap_or_else(|| agency.data_dir.clone());
         let mut a =
             vec!["node".to_owned(), "--config".into(), path.display().to_string(), "--gateway".into(), dial.clone()];
         a.extend(["--pki".into(), pki.display().to_string()]);
-        if let Some(d) = &data {
-            a.extend(["--data".into(), d.join(&id).display().to_string()]);
-        }
-        let mut child = spawn(&id, &a)?;
-        relay(&id, child.stderr.take().context("node stderr")?, true);
-        // Its first line says it is up (and handles signals).
-        let mut lines = BufReader::new(child.stdout.take().context("node stdout")?).lines();
-        match tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await {
-            Ok(Ok(Some(line))) => println!("[{id}] {line}"),
-            _ => {
-                procs.push(Proc { name: id.clone(), child });
-                for p in &procs {
-                    terminate(p);
+        a.extend(["--data".into(), data_dir.display().to_string()]);
+        match start_agency(&id, &a).await {
+            Ok(child) => started.push((id, a, child, data_dir)),
+            Err(e) => {
+                for (name, _, child, _) in started {
+                    stop(&name, child).await;
                 }
-                bail!("agency {id} did not start; its messages are above");
+                stop("gateway", gateway).await;
+                return Err(e);
             }
         }
-        relay(&id, lines.into_inner(), false);
-        procs.push(Proc { name: id, child });
     }
 
     let pki_s = pki.display();
-    println!("\nisx up: the gateway listens on {addr} (pid {})", procs[0].child.id().unwrap_or(0));
-    for p in &procs[1..] {
-        println!("  agency {:<10} pid {}", p.name, p.child.id().unwrap_or(0));
+    println!("\nisx up: the gateway listens on {addr} (pid {})", gateway.id().unwrap_or(0));
+    for (name, _, child, _) in &started {
+        println!("  agency {:<10} pid {}", name, child.id().unwrap_or(0));
     }
-    println!("\nTalk to it (certificates in {pki_s}):");
+    println!("\nTalk to it (certificates in {pki_s}; or export ISX_PKI={pki_s} ISX_GATEWAY={dial}):");
     println!(
         "  isx alert send --as de-police --pki {pki_s} --gateway {dial} --officer you deploy/local/alerts/foreign-fighter.json"
     );
@@ -208,61 +368,70 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
     );
     println!("  isx access list --as it-police --pki {pki_s} --gateway {dial} --officer you");
     println!("  isx audit search --as auditor --pki {pki_s} --gateway {dial} --officer you --operation collection");
-    if args.no_agencies {
-        println!("  isx scenario run --against {dial} --pki {pki_s} deploy/local/scenarios/01-showcase.toml");
+    let data_dirs: Vec<(String, PathBuf)> = started.iter().map(|(n, _, _, d)| (n.clone(), d.clone())).collect();
+    if let Some((name, dir)) = data_dirs.first() {
+        println!("  isx agency show {name} --data {} --pki {pki_s}", dir.display());
     }
+    match (args.no_agencies, agencies_dir(&data_dirs)) {
+        (true, _) => {
+            println!("  isx scenario run --against {dial} --pki {pki_s} deploy/local/scenarios/01-showcase.toml")
+        }
+        (false, Some(dir)) => println!(
+            "  isx scenario run --against {dial} --pki {pki_s} --agencies {} deploy/local/scenarios/01-showcase.toml",
+            dir.display()
+        ),
+        (false, None) => {}
+    }
+    println!(
+        "\nAn agency that exits is reported{}; `kill -HUP {}` reloads the gateway's policy.",
+        if args.restart { " and started again" } else { " (--restart starts it again)" },
+        std::process::id()
+    );
     println!("Ctrl-C stops everything.\n");
 
-    // Run until a signal, or until any process ends on its own.
-    let early = {
-        let waits = procs.iter_mut().map(|p| Box::pin(p.child.wait()));
+    let shutdown = CancellationToken::new();
+    let supervisors: Vec<_> = started
+        .into_iter()
+        .map(|(id, a, child, _)| tokio::spawn(supervise(id, a, child, args.restart, shutdown.clone())))
+        .collect();
+
+    // Run until a signal, or until the gateway ends on its own.
+    let mut ok = true;
+    let ended = loop {
         tokio::select! {
-            _ = sigint.recv() => None,
-            _ = sigterm.recv() => None,
-            (status, i, _) = futures_select_all(waits) => Some((i, status)),
+            _ = sigint.recv() => break None,
+            _ = sigterm.recv() => break None,
+            _ = sighup.recv() => {
+                signal(&gateway, rustix::process::Signal::HUP);
+                println!("isx up: SIGHUP forwarded to the gateway (it reloads its policy)");
+            }
+            status = gateway.wait() => {
+                // As for agencies: a terminal's Ctrl-C may reach the gateway first.
+                let signalled = tokio::time::timeout(SIGNAL_GRACE, async {
+                    tokio::select! {
+                        _ = sigint.recv() => {}
+                        _ = sigterm.recv() => {}
+                    }
+                })
+                .await
+                .is_ok();
+                break if signalled { None } else { Some(status) };
+            }
         }
     };
-    let mut ok = true;
-    let ended_early = early.is_some();
-    if let Some((i, status)) = early {
-        eprintln!("isx up: {} exited on its own ({status:?}); stopping the rest", procs[i].name);
+    if let Some(status) = &ended {
+        let status = status.as_ref().map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
+        eprintln!("isx up: the gateway exited on its own ({status}); stopping the agencies");
         ok = false;
     }
     println!("isx up: stopping agencies, then the gateway");
-    // Agencies first, then the gateway, each given 10 s to finish cleanly.
-    procs.rotate_left(1);
-    for p in procs.iter_mut() {
-        terminate(p);
-        match tokio::time::timeout(Duration::from_secs(10), p.child.wait()).await {
-            Ok(Ok(status)) if status.success() => println!("  {} stopped", p.name),
-            Ok(Ok(status)) if ended_early => println!("  {} ended: {status}", p.name),
-            Ok(Ok(status)) => {
-                println!("  {} ended: {status}", p.name);
-                ok = false;
-            }
-            _ => {
-                let _ = p.child.kill().await;
-                println!("  {} did not stop within 10 s; killed", p.name);
-                ok = false;
-            }
-        }
+    shutdown.cancel();
+    // Agencies first (each stops its own), then the gateway.
+    for task in supervisors {
+        ok &= task.await.unwrap_or(false);
+    }
+    if ended.is_none() {
+        ok &= stop("gateway", gateway).await;
     }
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
-}
-
-/// Waits for the first of several futures; returns its output and index.
-async fn futures_select_all<F, T>(futures: impl Iterator<Item = F>) -> (T, usize, ())
-where
-    F: std::future::Future<Output = T> + Unpin,
-{
-    let mut futures: Vec<F> = futures.collect();
-    std::future::poll_fn(move |cx| {
-        for (i, f) in futures.iter_mut().enumerate() {
-            if let std::task::Poll::Ready(out) = std::pin::Pin::new(f).poll(cx) {
-                return std::task::Poll::Ready((out, i, ()));
-            }
-        }
-        std::task::Poll::Pending
-    })
-    .await
 }

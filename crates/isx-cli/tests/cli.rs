@@ -629,3 +629,321 @@ async fn bench_measures_a_running_gateway_and_skips_memory() {
     assert!(!topo.inbox("europol").is_empty(), "europol received nothing");
     topo.shutdown().await;
 }
+
+/// An `isx up` the test owns: every line it prints (stdout and stderr, with
+/// each child's lines prefixed `[name]`) arrives over a channel, so that
+/// every wait has a deadline.
+struct Up {
+    guard: ChildGuard,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+    dir: tempfile::TempDir,
+}
+
+impl Up {
+    /// Starts `isx up --dir TMP --listen 127.0.0.1:0` plus `extra` and waits for its summary.
+    fn start(extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_isx"));
+        cmd.args(["up", "--dir", dir.path().to_str().unwrap(), "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .current_dir(repo())
+            // Quiet, but for the gateway's policy reloads.
+            .env("ISX_LOG", "warn,isx_gateway::disclosure=info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut guard = ChildGuard::spawn(&mut cmd, true);
+        let (tx, lines) = mpsc::channel();
+        for out in [
+            Box::new(guard.child.stdout.take().expect("piped stdout")) as Box<dyn Read + Send>,
+            Box::new(guard.child.stderr.take().expect("piped stderr")),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(out).lines().map_while(Result::ok) {
+                    if tx.send(line).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        let mut up = Self { guard, lines, seen: Vec::new(), dir };
+        up.until("its summary", |l| l.starts_with("Ctrl-C stops everything"));
+        up
+    }
+
+    /// Waits for the first line (from now on) that satisfies `done`; fails
+    /// the test with everything seen if none comes within [`LIMIT`].
+    fn until(&mut self, what: &str, done: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + LIMIT;
+        // Bounded: each turn receives before the deadline or ends the test.
+        loop {
+            match self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if done(&line) {
+                        return line;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("isx up printed no line with {what} within {LIMIT:?}; it printed:\n{}", self.seen.join("\n"))
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    panic!("isx up ended before a line with {what}; it printed:\n{}", self.seen.join("\n"))
+                }
+            }
+        }
+    }
+
+    /// A line already seen that satisfies `done`, or else the next one (see [`Up::until`]).
+    fn seen_or_until(&mut self, what: &str, done: impl Fn(&str) -> bool) -> String {
+        match self.seen.iter().find(|l| done(l)) {
+            Some(line) => line.clone(),
+            None => self.until(what, done),
+        }
+    }
+
+    /// The `host:port` to dial, from the summary.
+    fn gateway(&self) -> String {
+        let line =
+            self.seen.iter().find_map(|l| l.strip_prefix("isx up: the gateway listens on ")).expect("the address");
+        line.split_whitespace().next().unwrap().replace("127.0.0.1", "localhost")
+    }
+
+    /// The pid of an agency, from the summary or its latest restart.
+    fn pid(&self, agency: &str) -> rustix::process::Pid {
+        let restarted = format!("isx up: agency {agency} restarted (pid ");
+        let pid = self
+            .seen
+            .iter()
+            .rev()
+            .find_map(|l| {
+                l.strip_prefix(&restarted).map(|p| p.trim_end_matches(')').to_owned()).or_else(|| {
+                    let mut words = l.split_whitespace();
+                    (words.next() == Some("agency") && words.next() == Some(agency) && words.next() == Some("pid"))
+                        .then(|| words.next().unwrap_or_default().to_owned())
+                })
+            })
+            .unwrap_or_else(|| panic!("no pid for {agency} in:\n{}", self.seen.join("\n")));
+        rustix::process::Pid::from_raw(pid.parse().unwrap()).expect("a pid")
+    }
+
+    fn pki(&self) -> String {
+        self.dir.path().join("pki").display().to_string()
+    }
+
+    fn data(&self, agency: &str) -> String {
+        self.dir.path().join("data").join(agency).display().to_string()
+    }
+
+    /// Runs an `isx` client command against this deployment, acting through
+    /// the environment (ISX_GATEWAY, ISX_PKI, ISX_AS, ISX_OFFICER) as a tester would.
+    fn isx_as(&self, node: &str, args: &[&str]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_isx"));
+        cmd.args(args)
+            .current_dir(repo())
+            .env("ISX_GATEWAY", self.gateway())
+            .env("ISX_PKI", self.pki())
+            .env("ISX_AS", node)
+            .env("ISX_OFFICER", "test officer")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut guard = ChildGuard::spawn(&mut cmd, false);
+        let deadline = Instant::now() + LIMIT;
+        let Some(status) = guard.wait_until(deadline) else { panic!("isx {args:?} still runs after {LIMIT:?}") };
+        let mut out = Output { status, stdout: Vec::new(), stderr: Vec::new() };
+        guard.child.stdout.take().unwrap().read_to_end(&mut out.stdout).unwrap();
+        guard.child.stderr.take().unwrap().read_to_end(&mut out.stderr).unwrap();
+        out
+    }
+
+    /// Ctrl-C; waits until it ends and returns its exit status and what it printed since.
+    fn stop(mut self) -> (ExitStatus, String) {
+        self.guard.interrupt();
+        let deadline = Instant::now() + LIMIT;
+        let mut rest: Vec<String> = Vec::new();
+        // Bounded: each turn receives before the deadline or ends the test.
+        loop {
+            match self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(line) => rest.push(line),
+                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("isx up still runs {LIMIT:?} after Ctrl-C; it printed:\n{}", rest.join("\n"))
+                }
+            }
+        }
+        let rest = rest.join("\n");
+        let status = self
+            .guard
+            .wait_until(deadline)
+            .unwrap_or_else(|| panic!("isx up closed its output but still runs:\n{rest}"));
+        (status, rest)
+    }
+}
+
+const FOREIGN_FIGHTER: &str = "01JDQ3A8Y7K2M4N6P8R0S2T4V6";
+const SMUGGLING: &str = "01JDQ3B2C4D6E8F0G2H4J6K8M0";
+
+/// A line an agency prints for a delivery of `alert_id`, e.g. `[europol] [3] 01JD... from de-police | ...`.
+fn delivered(agency: &str, alert_id: &str) -> impl Fn(&str) -> bool {
+    let prefix = format!("[{agency}] [");
+    let alert = format!("] {alert_id} from ");
+    move |l: &str| l.starts_with(&prefix) && l.contains(&alert)
+}
+
+#[test]
+fn isx_up_reports_an_agency_that_exits_keeps_the_others_and_forwards_sighup() {
+    let mut up = Up::start(&[]);
+    let fr = up.pid("fr-police");
+    rustix::process::kill_process(fr, rustix::process::Signal::KILL).unwrap();
+    up.until("fr-police's exit", |l| {
+        l == "isx up: agency fr-police exited (signal: 9 (SIGKILL)); the others keep running (`isx up --restart` restarts agencies)"
+    });
+
+    // The others still receive: de-police publishes (acting through ISX_* variables), Europol gets it.
+    let out = up.isx_as("de-police", &["alert", "send", "deploy/local/alerts/foreign-fighter.json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("europol"), "{}", text(&out));
+    up.until("Europol's delivery", delivered("europol", FOREIGN_FIGHTER));
+
+    // SIGHUP to `isx up` reaches the gateway, which reloads its policy.
+    rustix::process::kill_process(up.guard.pid(), rustix::process::Signal::HUP).unwrap();
+    up.until("the reload", |l| l.starts_with("[gateway]") && l.contains("policy reloaded"));
+
+    let (status, rest) = up.stop();
+    assert_eq!(status.code(), Some(1), "an agency was down at the end:\n{rest}");
+    assert!(rest.contains("fr-police was down: signal: 9 (SIGKILL)"), "{rest}");
+    assert!(rest.contains("europol stopped") && rest.contains("gateway stopped"), "{rest}");
+}
+
+#[test]
+fn isx_up_restart_brings_a_killed_agency_back() {
+    let mut up = Up::start(&["--restart"]);
+    let first = up.pid("fr-police");
+    rustix::process::kill_process(first, rustix::process::Signal::KILL).unwrap();
+    up.until("the restart notice", |l| {
+        l == "isx up: agency fr-police exited (signal: 9 (SIGKILL)); restarting it in 0.5 s (restart 1 of at most 5 a minute)"
+    });
+    up.until("the restart", |l| l.starts_with("isx up: agency fr-police restarted (pid "));
+    assert_ne!(up.pid("fr-police"), first);
+    // It is back: it receives what Italy sends it.
+    let out = up.isx_as("it-police", &["alert", "send", "deploy/local/alerts/smuggling-network.json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    up.until("fr-police's delivery", delivered("fr-police", SMUGGLING));
+    let (status, rest) = up.stop();
+    assert!(status.success(), "{rest}");
+    assert!(rest.contains("fr-police stopped"), "{rest}");
+}
+
+#[test]
+fn agency_show_reads_a_running_agency_a_stopped_one_and_refuses_otherwise() {
+    let mut up = Up::start(&[]);
+    let out = up.isx_as("de-police", &["alert", "send", "deploy/local/alerts/foreign-fighter.json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    // The two deliveries may come in either order.
+    up.seen_or_until("Europol's delivery", delivered("europol", FOREIGN_FIGHTER));
+    up.seen_or_until("France's delivery", delivered("fr-police", FOREIGN_FIGHTER));
+    let (pki, europol) = (up.pki(), up.data("europol"));
+
+    // Running: its store is locked, so it answers through its socket.
+    let out = isx(&["agency", "show", "europol", "--data", &europol, "--pki", &pki, "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["source"].as_str().unwrap().starts_with("its running agency"), "{v}");
+    assert_eq!(v["received"][0]["alert_id"], FOREIGN_FIGHTER, "{v}");
+    assert_eq!(v["received"][0]["level"], "redacted", "{v}");
+    assert_eq!(v["received"][0]["delivery"]["alert"]["origin"], "de-police", "{v}");
+    let out = isx(&["agency", "show", "europol", "--data", &europol, "--pki", &pki, "--alert", SMUGGLING]);
+    assert!(out.status.success() && text(&out).contains("nothing of alert"), "{}", text(&out));
+
+    // Stopped: read from its store.
+    rustix::process::kill_process(up.pid("fr-police"), rustix::process::Signal::KILL).unwrap();
+    up.until("fr-police's exit", |l| l.starts_with("isx up: agency fr-police exited"));
+    let out = isx(&["agency", "show", "fr-police", "--data", &up.data("fr-police"), "--pki", &pki]);
+    assert!(out.status.success(), "{}", text(&out));
+    let t = text(&out);
+    assert!(t.contains("fr-police holds 1 alert(s) (read from its store in"), "{t}");
+    assert!(t.contains(FOREIGN_FIGHTER) && t.contains("level redacted"), "{t}");
+
+    // Neither: no agency data there; a store locked by an agency that does not answer.
+    let out = isx(&["agency", "show", "europol", "--data", &up.data("nobody"), "--pki", &pki]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("holds no agency store"), "{}", text(&out));
+    std::fs::remove_file(std::path::Path::new(&europol).join("inspect.sock")).unwrap();
+    let out = isx(&["agency", "show", "europol", "--data", &europol, "--pki", &pki]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("europol's agency is running (its store"), "{}", text(&out));
+    up.stop();
+}
+
+#[test]
+fn scenario_run_against_a_full_isx_up_uses_its_agencies() {
+    let up = Up::start(&[]);
+    let junit = up.dir.path().join("junit.xml");
+    let data = up.dir.path().join("data").display().to_string();
+    let out = isx(&[
+        "scenario",
+        "run",
+        "--against",
+        &up.gateway(),
+        "--pki",
+        &up.pki(),
+        "--agencies",
+        &data,
+        "--junit",
+        junit.to_str().unwrap(),
+        "deploy/local/scenarios/01-showcase.toml",
+        "deploy/local/scenarios/06-offline-backlog.toml",
+    ]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(
+        t.contains("agencies already running (read through their inspect sockets): de-police, europol, fr-police, frontex, it-police"),
+        "{t}"
+    );
+    assert!(t.contains("PASS deploy/local/scenarios/01-showcase.toml: 64 expectation(s), 0 failed"), "{t}");
+    // 06 stops agencies that run in isx up: skipped, with the reason, never a pass.
+    assert!(t.contains("SKIPPED  deploy/local/scenarios/06-offline-backlog.toml  it stops or starts agencies that run in another process"), "{t}");
+    assert!(t.contains("2 scenario(s): 1 passed, 0 failed, 1 skipped"), "{t}");
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains("<skipped message=\"it stops or starts agencies that run in another process"), "{xml}");
+    up.stop();
+}
+
+#[test]
+fn scenario_run_against_an_unreachable_gateway_is_one_connection_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki").display().to_string();
+    assert!(isx(&["pki", "init", "--dir", &pki]).status.success());
+    // A port nothing listens on: bound, then closed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr = format!("127.0.0.1:{port}");
+    let out = isx(&["scenario", "run", "--against", &addr, "--pki", &pki, "deploy/local/scenarios/01-showcase.toml"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{t}");
+    assert_eq!(t.lines().filter(|l| l.starts_with("error:")).count(), 1, "one error: {t}");
+    assert!(t.contains(&format!("no gateway answers at {addr}")) && t.contains("Start one (`isx up`"), "{t}");
+    assert!(!t.contains("FAIL"), "no cascade of failed expectations: {t}");
+}
+
+#[test]
+fn client_commands_take_isx_as_and_isx_pki_from_the_environment() {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_isx"));
+    cmd.args(["alert", "send", "--officer", "o", "deploy/local/alerts/foreign-fighter.json"])
+        .current_dir(repo())
+        .env("ISX_AS", "de-police")
+        .env("ISX_PKI", "/nonexistent-isx-pki")
+        .env("ISX_GATEWAY", "localhost:1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut guard = ChildGuard::spawn(&mut cmd, false);
+    let status = guard.wait_until(Instant::now() + LIMIT).expect("it ends");
+    let mut err = String::new();
+    guard.child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert!(!status.success());
+    // Not "--as NODE is required": the node and PKI came from the environment.
+    assert!(err.contains("/nonexistent-isx-pki/"), "{err}");
+}

@@ -13,6 +13,8 @@
 //!   `alert_id`, and a way to wait for arrivals.
 //! - [`mock`]: [`MockNode`], which subscribes, stores, acknowledges, and
 //!   reconnects with back-off.
+//! - [`inspect`]: the agency's local, read-only inspect service on a Unix
+//!   socket in its data directory, and its client ([`InspectClient`]).
 //!
 //! The gateway never depends on this crate.
 #![forbid(unsafe_code)]
@@ -22,9 +24,11 @@ pub mod client;
 pub mod config;
 pub mod diagnose;
 pub mod inbox;
+pub mod inspect;
 pub mod mock;
 
 pub use client::{Client, ClientError, ClientOptions};
 pub use config::NodeConfig;
 pub use inbox::{Inbox, Received};
+pub use inspect::{InspectClient, InspectError};
 pub use mock::{MockNode, NodeEvent};

@@ -5,7 +5,7 @@ use std::time::Duration;
 use isx_core::wire::subscribe_response::Event;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::client::{Client, ClientOptions};
 use crate::config::{AccessRule, RuleDecision, first_match};
@@ -43,6 +43,8 @@ pub struct MockNode {
     inbox: Inbox,
     events: Option<mpsc::UnboundedSender<NodeEvent>>,
     rules: Vec<AccessRule>,
+    /// Where to serve the inspect service while running.
+    inspect: Option<std::path::PathBuf>,
 }
 
 fn now_ms() -> u64 {
@@ -53,15 +55,25 @@ impl MockNode {
     /// Opens the node's store under `data_dir`, sealed under
     /// `<pki_dir>/<node>.store.key` (created with a new store if missing).
     pub fn open(options: ClientOptions, data_dir: &std::path::Path) -> Result<Self, InboxError> {
+        // Private to the agency's user: it holds the store and the inspect socket.
         isx_store::private_dir(data_dir)?;
         let key = isx_store::key_path(&options.pki_dir, options.node.as_str());
-        Ok(Self { inbox: Inbox::open(data_dir, &key)?, options, events: None, rules: vec![] })
+        Ok(Self { inbox: Inbox::open(data_dir, &key)?, options, events: None, rules: vec![], inspect: None })
     }
 
     /// Answers access requests for this node's alerts by `rules` (first match
     /// decides; none or `manual` leaves the request for a person).
     pub fn with_rules(mut self, rules: Vec<AccessRule>) -> Self {
         self.rules = rules;
+        self
+    }
+
+    /// Serves the read-only inspect service ([`crate::inspect`]) on a Unix
+    /// socket at `path` while [`MockNode::run`] runs, e.g.
+    /// [`crate::inspect::socket_path`] of the data directory. A socket that
+    /// cannot be bound is logged and the agency runs without it.
+    pub fn with_inspect(mut self, path: std::path::PathBuf) -> Self {
+        self.inspect = Some(path);
         self
     }
 
@@ -85,6 +97,26 @@ impl MockNode {
     /// Runs until `shutdown`: subscribes, stores each delivery, acks it, and
     /// reconnects with exponential back-off (100 ms up to 5 s) when the stream ends.
     pub async fn run(self, shutdown: CancellationToken) {
+        let inspect = self.inspect.clone().and_then(|path| match crate::inspect::bind(&path) {
+            Ok(listener) => {
+                info!(node = %self.options.node, socket = %path.display(), "inspect service listening");
+                let service = crate::inspect::InspectService::new(self.options.node.clone(), self.inbox.clone());
+                Some(tokio::spawn(crate::inspect::serve(listener, path, service, shutdown.clone())))
+            }
+            Err(e) => {
+                warn!(node = %self.options.node, error = %e, "no inspect service");
+                None
+            }
+        });
+        self.subscribe_loop(&shutdown).await;
+        if let Some(task) = inspect
+            && let Ok(Err(e)) = task.await
+        {
+            warn!(node = %self.options.node, error = %e, "inspect service failed");
+        }
+    }
+
+    async fn subscribe_loop(&self, shutdown: &CancellationToken) {
         let mut backoff = Duration::from_millis(100);
         while !shutdown.is_cancelled() {
             let reason = tokio::select! {
@@ -228,6 +260,6 @@ impl MockNode {
 
     /// A node over an inbox that is already open (to restart a node in the same process).
     pub fn with_inbox(options: ClientOptions, inbox: Inbox) -> Self {
-        Self { options, inbox, events: None, rules: vec![] }
+        Self { options, inbox, events: None, rules: vec![], inspect: None }
     }
 }

@@ -5,6 +5,8 @@
 //! # Layout
 //! - [`topology`]: [`Topology`] and [`TopologySpec`]: start, stop and restart
 //!   the gateway and nodes; get clients and inboxes.
+//! - [`agency`]: [`Agency`], what a node's agency holds, in this process or
+//!   read through the inspect socket of an agency that runs elsewhere.
 //! - [`samples`]: realistic alerts (a foreign-fighter check, a
 //!   migrant-smuggling network, a trafficking victim) for tests and the demo.
 //! - [`scenario`]: scenario files (a topology, steps and expectations in
@@ -69,12 +71,14 @@
 //! Production code never depends on this crate.
 #![forbid(unsafe_code)]
 
+pub mod agency;
 pub mod bench;
 pub mod demo;
 pub mod samples;
 pub mod scenario;
 pub mod topology;
 
+pub use agency::{Agency, AgencyError};
 pub use topology::{NodeSpec, Topology, TopologyError, TopologySpec};
 
 /// The field paths a status's `google.rpc.BadRequest` names, in order.

@@ -484,6 +484,12 @@ impl Loader<'_> {
                     names.request("request", r)?;
                 }
             }
+            Step::ExpectNothing(s) => {
+                names.agency("node", &s.node)?;
+                if let Some(a) = &s.alert {
+                    names.alert("alert", a)?;
+                }
+            }
             Step::Lookup(s) => {
                 names.node("as", &s.call.actor)?;
                 if !s.step.has_identifiers() && s.call.expect_code == step::Code::default() {
@@ -599,7 +605,7 @@ mod tests {
             ),
             (
                 &format!("{PUBLISH}\n[[step]]\ndo = \"stop_node\"\nnode = \"fr-police\"\nalert = \"a\"\n"),
-                "DIR/s.toml:11: step 2: key `alert` does not apply to do = \"stop_node\" (`alert` belongs to expect_delivery, request_access, decline, expect_audit; stop_node accepts: do, say, node)",
+                "DIR/s.toml:11: step 2: key `alert` does not apply to do = \"stop_node\" (`alert` belongs to expect_delivery, expect_nothing, request_access, decline, expect_audit; stop_node accepts: do, say, node)",
             ),
             (
                 "[[step]]\ndo = \"restart_gateway\"\nas = \"de-police\"\n",
@@ -634,7 +640,7 @@ mod tests {
             ("[[step]]\nsay = \"hello\"\n", "DIR/s.toml:3: step 1: `do` is required, e.g. do = \"publish\""),
             (
                 "[[step]]\ndo = \"dance\"\n",
-                "DIR/s.toml:4: step 1: do = \"dance\" is not a step; use one of publish, forward, expect_delivery, lookup, request_access, decide, decline, expect_access, stop_node, start_node, restart_gateway, advance_clock, expect_audit",
+                "DIR/s.toml:4: step 1: do = \"dance\" is not a step; use one of publish, forward, expect_delivery, expect_nothing, lookup, request_access, decide, decline, expect_access, stop_node, start_node, restart_gateway, advance_clock, expect_audit",
             ),
             ("[[step]]\ndo = 3\n", "DIR/s.toml:4: step 1: do = integer is not a step"),
         ]);
@@ -829,6 +835,28 @@ mod tests {
                 "DIR/s.toml:1: unknown field `nme`, expected one of `name`, `description`, `policy`, `access_deadline`, `node`, `step`"
             )
         );
+    }
+
+    #[test]
+    fn expect_nothing_takes_a_node_and_an_optional_alert() {
+        let nothing = "\n[[step]]\ndo = \"expect_nothing\"\nnode = \"frontex\"\n";
+        check(&[
+            (&format!("{PUBLISH}{nothing}"), "ok"),
+            (&format!("{PUBLISH}{nothing}alert = \"a\"\n"), "ok"),
+            (
+                &format!("{PUBLISH}{nothing}alert = \"b\"\n"),
+                "DIR/s.toml:11: step 2: do = \"expect_nothing\": alert = \"b\" is no alert an earlier step publishes (known: a)",
+            ),
+            (
+                &format!("{PUBLISH}{nothing}level = \"full\"\n"),
+                "DIR/s.toml:11: step 2: key `level` does not apply to do = \"expect_nothing\" (`level` belongs to expect_delivery; expect_nothing accepts: do, say, node, alert)",
+            ),
+            (
+                "[[step]]\ndo = \"expect_nothing\"\nnode = \"auditor\"\n",
+                "DIR/s.toml:5: step 1: do = \"expect_nothing\": node = \"auditor\" runs no mock agency",
+            ),
+            ("[[step]]\ndo = \"expect_nothing\"\n", "DIR/s.toml:3: step 1: do = \"expect_nothing\" needs `node`"),
+        ]);
     }
 
     #[test]

@@ -11,7 +11,9 @@ use isx_core::{NodeId, NodeKind, Role};
 use isx_gateway::config::{DeliveryConfig, Limits, NodeConfig};
 use isx_gateway::{Gateway, GatewayConfig};
 use isx_node::config::AccessRule;
-use isx_node::{Client, ClientOptions, Inbox, MockNode, NodeEvent};
+use isx_node::{Client, ClientOptions, Inbox, InspectClient, MockNode, NodeEvent};
+
+use crate::agency::Agency;
 use tokio::net::TcpSocket;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -49,6 +51,20 @@ pub enum TopologyError {
     /// The operation needs the gateway in this process (see [`Topology::attach`]).
     #[error("{0} needs an in-process gateway; this topology is attached to a running one")]
     Attached(&'static str),
+    /// No gateway answers at the address given to [`Topology::attach`].
+    #[error(
+        "no gateway answers at {addr}: {reason}. Start one (`isx up`, or `isx up --no-agencies`; its banner prints the address), or give the address it listens on"
+    )]
+    Unreachable {
+        /// The address.
+        addr: String,
+        /// What the connection attempt met.
+        reason: String,
+    },
+    /// The node's agency runs in another process ([`Topology::attach_with`]):
+    /// this topology cannot stop or start it.
+    #[error("{0}'s agency runs in another process; this topology cannot stop or start it")]
+    Elsewhere(String),
 }
 
 /// One node of a topology.
@@ -175,6 +191,8 @@ pub struct Topology {
     gateway_result: Option<mpsc::UnboundedReceiver<Result<(), String>>>,
     nodes: BTreeMap<NodeId, Running>,
     inboxes: BTreeMap<NodeId, Inbox>,
+    /// Agencies that run in other processes, by their inspect service.
+    remote: BTreeMap<NodeId, InspectClient>,
     events: Option<mpsc::UnboundedSender<(NodeId, NodeEvent)>>,
     skew_ms: Arc<AtomicI64>,
     policy: Option<Arc<isx_gateway::disclosure::PolicyDisclosure>>,
@@ -278,11 +296,32 @@ impl Topology {
     /// The nodes must be registered there. Operations on the gateway itself
     /// (restart, clock, policy reload) return [`TopologyError::Attached`].
     pub async fn attach(spec: TopologySpec, gateway: &str, pki_dir: &Path) -> Result<Self, TopologyError> {
+        Self::attach_with(spec, gateway, pki_dir, None).await
+    }
+
+    /// As [`Topology::attach`], for a deployment whose agencies may already
+    /// run (e.g. `isx up`): `agencies` is the directory holding each
+    /// agency's data directory as `<agencies>/<node id>`. A node whose agency
+    /// answers on its inspect socket there (`<agencies>/<node>/inspect.sock`,
+    /// naming that node) gets no mock agency of ours, which would compete
+    /// for its deliveries; [`Topology::agency`] reads it through that socket.
+    /// The other nodes get a mock agency in this process, as with `attach`.
+    ///
+    /// The gateway is probed first: if no gateway answers at `gateway`, this
+    /// fails at once with [`TopologyError::Unreachable`].
+    pub async fn attach_with(
+        spec: TopologySpec,
+        gateway: &str,
+        pki_dir: &Path,
+        agencies: Option<&Path>,
+    ) -> Result<Self, TopologyError> {
         let dir = tempfile::Builder::new().prefix("isx-attached-").tempdir()?;
+        let unreachable = |reason: String| TopologyError::Unreachable { addr: gateway.to_owned(), reason };
         let addr = tokio::net::lookup_host(gateway)
-            .await?
+            .await
+            .map_err(|e| unreachable(e.to_string()))?
             .next()
-            .ok_or_else(|| TopologyError::Node { node: "gateway".into(), message: format!("{gateway}: no address") })?;
+            .ok_or_else(|| unreachable("the name has no address".into()))?;
         let config = GatewayConfig {
             policy_dir: dir.path().join("policy"),
             redaction: spec.redaction.clone(),
@@ -299,8 +338,55 @@ impl Topology {
             nodes: BTreeMap::new(),
         };
         let mut topo = Self::assemble(dir, spec, config, addr, gateway.to_owned(), None, true);
+        topo.probe_gateway().await?;
+        if let Some(agencies) = agencies {
+            for node in topo.spec.nodes.iter().filter(|n| n.run_mock) {
+                let socket = isx_node::inspect::socket_path(&agencies.join(node.id.as_str()));
+                let Ok(client) = InspectClient::connect(&socket).await else { continue };
+                let about = client
+                    .describe()
+                    .await
+                    .map_err(|e| TopologyError::Node { node: node.id.to_string(), message: e.to_string() })?;
+                if about.node != node.id.as_str() {
+                    return Err(TopologyError::Node {
+                        node: node.id.to_string(),
+                        message: format!("the agency on {} is {}, not {}", socket.display(), about.node, node.id),
+                    });
+                }
+                topo.remote.insert(node.id.clone(), client);
+            }
+        }
         topo.start_mocks().await?;
         Ok(topo)
+    }
+
+    /// Connects to the attached gateway as the first node and asks its
+    /// health service: [`TopologyError::Unreachable`] unless it answers.
+    async fn probe_gateway(&self) -> Result<(), TopologyError> {
+        let Some(first) = self.spec.nodes.first() else { return Ok(()) };
+        let limit = std::time::Duration::from_secs(10);
+        let unreachable = |reason: String| TopologyError::Unreachable { addr: self.target.clone(), reason };
+        let client = match tokio::time::timeout(limit, self.client(first.id.as_str())).await {
+            Err(_) => return Err(unreachable(format!("no answer within {} s", limit.as_secs()))),
+            Ok(Err(TopologyError::Client(isx_node::ClientError::Connect { source, .. }))) => {
+                return Err(unreachable(error_chain(&source)));
+            }
+            Ok(Err(e)) => return Err(e),
+            Ok(Ok(c)) => c,
+        };
+        let mut health = tonic_health::pb::health_client::HealthClient::new(client.channel());
+        let request = tonic_health::pb::HealthCheckRequest { service: String::new() };
+        match tokio::time::timeout(limit, health.check(request)).await {
+            Err(_) => Err(unreachable(format!("no answer within {} s", limit.as_secs()))),
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(status)) => Err(unreachable(format!(
+                "it closed the connection of {} ({}): is {} registered there, and is {} the PKI it trusts?",
+                first.id,
+                status.message(),
+                first.id,
+                self.config.pki_dir.display()
+            ))),
+        }
     }
 
     fn assemble(
@@ -322,6 +408,7 @@ impl Topology {
             gateway_result: None,
             nodes: BTreeMap::new(),
             inboxes: BTreeMap::new(),
+            remote: BTreeMap::new(),
             events,
             skew_ms: Arc::new(AtomicI64::new(0)),
             policy: None,
@@ -335,7 +422,13 @@ impl Topology {
 
     /// Starts a mock agency for every node of the spec that runs one.
     async fn start_mocks(&mut self) -> Result<(), TopologyError> {
-        let mocks: Vec<NodeId> = self.spec.nodes.iter().filter(|n| n.run_mock).map(|n| n.id.clone()).collect();
+        let mocks: Vec<NodeId> = self
+            .spec
+            .nodes
+            .iter()
+            .filter(|n| n.run_mock && !self.remote.contains_key(&n.id))
+            .map(|n| n.id.clone())
+            .collect();
         for id in mocks {
             self.start_node(id.as_str()).await?;
         }
@@ -462,7 +555,28 @@ impl Topology {
         Ok(Client::connect(&self.client_options(node)?).await?)
     }
 
-    /// The inbox of `node`'s mock agency (also while it is stopped).
+    /// True if `node`'s agency runs in another process ([`Topology::attach_with`]).
+    pub fn runs_elsewhere(&self, node: &str) -> bool {
+        NodeId::new(node).is_ok_and(|id| self.remote.contains_key(&id))
+    }
+
+    /// The nodes whose agencies run in other processes.
+    pub fn remote_agencies(&self) -> Vec<NodeId> {
+        self.remote.keys().cloned().collect()
+    }
+
+    /// What `node`'s agency holds, wherever it runs: its inbox here (also
+    /// while it is stopped), or its inspect service in another process.
+    pub fn agency(&self, node: &str) -> Agency {
+        match NodeId::new(node).ok().and_then(|id| self.remote.get(&id)) {
+            Some(client) => Agency::Remote(client.clone()),
+            None => Agency::Local(self.inbox(node)),
+        }
+    }
+
+    /// The inbox of `node`'s mock agency in this process (also while it is
+    /// stopped). Panics for a node without one, such as an agency that runs
+    /// elsewhere: see [`Topology::agency`].
     pub fn inbox(&self, node: &str) -> Inbox {
         self.inboxes
             .get(&NodeId::new(node).expect("valid node id"))
@@ -473,6 +587,9 @@ impl Topology {
     /// Starts (or restarts) `node`'s mock agency.
     pub async fn start_node(&mut self, node: &str) -> Result<(), TopologyError> {
         let id = self.node_id(node)?;
+        if self.remote.contains_key(&id) {
+            return Err(TopologyError::Elsewhere(node.into()));
+        }
         if self.nodes.contains_key(&id) {
             return Ok(());
         }
@@ -508,6 +625,9 @@ impl Topology {
     /// Stops `node`'s mock agency; its inbox stays readable.
     pub async fn stop_node(&mut self, node: &str) -> Result<(), TopologyError> {
         let id = self.node_id(node)?;
+        if self.remote.contains_key(&id) {
+            return Err(TopologyError::Elsewhere(node.into()));
+        }
         if let Some(running) = self.nodes.remove(&id) {
             running.stop().await;
         }
@@ -604,12 +724,44 @@ impl Topology {
     }
 }
 
+/// An error and its causes, e.g. `transport error: tcp connect error: Connection refused (os error 111)`.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    // Bounded: an error's chain of causes is finite.
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
     use super::*;
     use crate::{Probe, probe};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn attaching_to_an_address_where_no_gateway_answers_fails_at_once_naming_it() {
+        let pki = tempfile::tempdir().unwrap();
+        let mut opts = isx_tls::pki::InitOptions::new(pki.path());
+        opts.nodes = TopologySpec::default_agencies().nodes.iter().map(|n| n.id.clone()).collect();
+        isx_tls::pki::init(&opts).unwrap();
+        // A port nothing listens on: bound, then closed.
+        let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let target = format!("localhost:{}", addr.port());
+        let err = Topology::attach(TopologySpec::default_agencies(), &target, pki.path()).await.unwrap_err();
+        assert!(matches!(&err, TopologyError::Unreachable { addr, .. } if *addr == target), "{err}");
+        let text = err.to_string();
+        assert!(text.starts_with(&format!("no gateway answers at {target}: ")), "{text}");
+        assert!(text.contains("Connection refused") && text.contains("isx up"), "{text}");
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_stopped_gateway_keeps_its_socket_and_serves_what_waited_once_it_starts_again() {

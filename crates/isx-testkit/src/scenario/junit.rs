@@ -24,12 +24,13 @@ fn escape(text: &str) -> String {
 pub fn render(reports: &[Report]) -> String {
     let tests: usize = reports.iter().map(|r| r.checks.len()).sum();
     let failures: usize = reports.iter().map(Report::failed).sum();
+    let skipped: usize = reports.iter().map(Report::skipped).sum();
     let time: f64 = reports.iter().map(|r| r.elapsed.as_secs_f64()).sum();
     let mut xml = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"isx scenarios\" tests=\"{tests}\" failures=\"{failures}\" time=\"{time:.3}\">\n"
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"isx scenarios\" tests=\"{tests}\" failures=\"{failures}\" skipped=\"{skipped}\" time=\"{time:.3}\">\n"
     );
     for r in reports {
-        let skipped = r.checks.iter().filter(|c| matches!(c.verdict, Verdict::Skipped(_))).count();
+        let skipped = r.skipped();
         xml.push_str(&format!(
             "  <testsuite name=\"{}\" file=\"{}\" tests=\"{}\" failures=\"{}\" skipped=\"{skipped}\" time=\"{:.3}\">\n",
             escape(&r.name),
@@ -81,9 +82,8 @@ mod tests {
             alerts: vec![],
         };
         let xml = render(&[report]);
-        assert!(xml.contains("tests=\"3\" failures=\"1\""), "{xml}");
-        assert!(xml.contains("skipped=\"1\""));
-        assert!(xml.contains("name=\"a &lt;b&gt; &amp; &quot;c&quot;\""));
+        assert!(xml.contains("<testsuites name=\"isx scenarios\" tests=\"3\" failures=\"1\" skipped=\"1\" "), "{xml}");
+        assert!(xml.contains("<testsuite name=\"a &lt;b&gt; &amp; &quot;c&quot;\" file=\"s.toml\" tests=\"3\" failures=\"1\" skipped=\"1\" "), "{xml}");
         assert!(xml.contains("<failure message=\"got full &amp; more\"/>"));
         assert!(xml.contains("step 2 (line 7): fr &lt;x&gt;"));
         assert_eq!(xml.matches("<testcase").count(), 3);

@@ -14,10 +14,11 @@ use tonic_types::StatusExt;
 
 use super::step::{
     AdvanceClockStep, AlertSource, Call, Count, DecideStep, DeclineStep, ExpectAccessStep, ExpectAuditStep,
-    ExpectDeliveryStep, ForwardStep, Level, LookupStep, PublishStep, RequestAccessStep, Step, WithCall, state_name,
+    ExpectDeliveryStep, ExpectNothingStep, ForwardStep, Level, LookupStep, PublishStep, RequestAccessStep, Step,
+    WithCall, state_name,
 };
 use super::{Scenario, Source, code_name};
-use crate::topology::Topology;
+use crate::topology::{Topology, TopologyError};
 
 /// The result of one expectation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,17 +88,58 @@ pub struct Report {
     pub alerts: Vec<(String, Alert)>,
 }
 
+/// How a whole scenario ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Nothing failed and at least one expectation was checked and held.
+    Pass,
+    /// This many expectations failed.
+    Fail(usize),
+    /// Nothing was checked: every check was skipped (or there was none); why.
+    Skipped(String),
+}
+
 impl Report {
     /// How many checks failed.
     pub fn failed(&self) -> usize {
         self.checks.iter().filter(|c| !c.ok()).count()
+    }
+
+    /// How many checks were skipped.
+    pub fn skipped(&self) -> usize {
+        self.checks.iter().filter(|c| matches!(c.verdict, Verdict::Skipped(_))).count()
+    }
+
+    /// How the scenario ended: a scenario whose every check was skipped is
+    /// skipped, never passed.
+    pub fn outcome(&self) -> Outcome {
+        let failed = self.failed();
+        if failed > 0 {
+            return Outcome::Fail(failed);
+        }
+        if self.checks.iter().any(|c| c.verdict == Verdict::Pass) {
+            return Outcome::Pass;
+        }
+        let reasons: Vec<&str> = self
+            .checks
+            .iter()
+            .filter_map(|c| match &c.verdict {
+                Verdict::Skipped(why) => Some(why.as_str()),
+                _ => None,
+            })
+            .collect();
+        Outcome::Skipped(match reasons.first() {
+            Some(first) if reasons.iter().all(|r| r == first) => (*first).to_owned(),
+            Some(_) => reasons.join("; "),
+            None => "it checks nothing".into(),
+        })
     }
 }
 
 /// How to run.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// The bound on every wait for a delivery or an access outcome.
+    /// The bound on every wait for a delivery, an access outcome or an audit count.
     pub limit: Duration,
 }
 
@@ -123,6 +165,59 @@ struct Runner<'a> {
     order: Vec<String>,
     /// Nodes whose mock agency a step stopped (and none started again).
     stopped: BTreeSet<NodeId>,
+    /// Set when the gateway stopped answering: the remaining steps are not run.
+    halted: Option<String>,
+}
+
+/// How often `expect_audit` asks the log again while it waits (the log has
+/// no notification).
+pub const AUDIT_POLL: Duration = Duration::from_millis(50);
+
+/// How many readings in a row an exact `expect_audit` count must hold.
+pub const AUDIT_STABLE_READINGS: u32 = 3;
+
+/// Why the scenario cannot run against this topology (an attached gateway,
+/// or agencies that run elsewhere), if it cannot.
+fn cannot_run_here(scenario: &Scenario, topo: &Topology) -> Vec<String> {
+    let mut reasons = Vec::new();
+    if !topo.is_attached() {
+        return reasons;
+    }
+    let at = |e: &super::StepEntry| format!("step {} (line {})", e.number, e.line);
+    let gateway: Vec<String> = scenario
+        .steps
+        .iter()
+        .filter(|s| matches!(s.step, Step::RestartGateway(_) | Step::AdvanceClock(_)))
+        .map(at)
+        .collect();
+    if !gateway.is_empty() {
+        reasons.push(format!("it restarts the gateway or moves its clock ({}); run it in process", gateway.join(", ")));
+    }
+    let elsewhere: Vec<String> = scenario
+        .steps
+        .iter()
+        .filter_map(|e| match &e.step {
+            Step::StopNode(s) | Step::StartNode(s) if topo.runs_elsewhere(s.node.as_str()) => {
+                Some(format!("{} of {}", at(e), s.node))
+            }
+            _ => None,
+        })
+        .collect();
+    if !elsewhere.is_empty() {
+        reasons.push(format!(
+            "it stops or starts agencies that run in another process ({}); run it in process, or without --agencies",
+            elsewhere.join(", ")
+        ));
+    }
+    for node in &scenario.spec.nodes {
+        if !node.access_rules.is_empty() && topo.runs_elsewhere(node.id.as_str()) {
+            reasons.push(format!(
+                "it gives {} standing access rules, but {}'s agency runs in another process with the rules of its own node config",
+                node.id, node.id
+            ));
+        }
+    }
+    reasons
 }
 
 /// Runs `scenario` against `topo`, reporting each line to `emit`.
@@ -149,21 +244,11 @@ pub async fn run(
         step: (0, 0),
         order: Vec::new(),
         stopped: BTreeSet::new(),
+        halted: None,
     };
-    let needs_gateway: Vec<String> = scenario
-        .steps
-        .iter()
-        .filter(|s| matches!(s.step, Step::RestartGateway(_) | Step::AdvanceClock(_)))
-        .map(|s| format!("step {} (line {})", s.number, s.line))
-        .collect();
-    if runner.topo.is_attached() && !needs_gateway.is_empty() {
-        runner.check(
-            "the scenario runs against an attached gateway",
-            Verdict::Skipped(format!(
-                "it restarts the gateway or moves its clock ({}); run it in process",
-                needs_gateway.join(", ")
-            )),
-        );
+    let reasons = cannot_run_here(scenario, runner.topo);
+    if !reasons.is_empty() {
+        runner.check("the scenario runs against this deployment", Verdict::Skipped(reasons.join("; ")));
         return Report {
             path: scenario.path.clone(),
             name: scenario.name.clone(),
@@ -173,7 +258,21 @@ pub async fn run(
             alerts: vec![],
         };
     }
-    for entry in &scenario.steps {
+    for (i, entry) in scenario.steps.iter().enumerate() {
+        if let Some(why) = runner.halted.clone() {
+            let rest = &scenario.steps[i..];
+            let last = rest.last().map(|e| e.number).unwrap_or(entry.number);
+            runner.step = (entry.number, entry.line);
+            runner.check(
+                if last == entry.number {
+                    format!("step {} not run", entry.number)
+                } else {
+                    format!("steps {} to {last} not run", entry.number)
+                },
+                Verdict::Skipped(why),
+            );
+            break;
+        }
         runner.step = (entry.number, entry.line);
         if let Some(say) = &entry.say {
             (runner.emit)(Line::Say(say.trim().to_owned()));
@@ -198,6 +297,10 @@ fn summary(step: &Step) -> String {
         Step::Publish(s) => format!("publish {} as {}", s.step.name, s.call.actor),
         Step::Forward(s) => format!("forward {} as {}", s.step.of, s.call.actor),
         Step::ExpectDelivery(s) => format!("{} receives {} {}", s.node, s.alert, s.level.name()),
+        Step::ExpectNothing(s) => match &s.alert {
+            Some(a) => format!("{} receives nothing of {a}", s.node),
+            None => format!("{} receives nothing of the scenario's alerts", s.node),
+        },
         Step::Lookup(s) => format!("lookup as {}", s.call.actor),
         Step::RequestAccess(s) => format!("{} requests access to {}", s.call.actor, s.step.alert),
         Step::Decide(s) => {
@@ -226,6 +329,16 @@ fn duration_text(d: Duration) -> String {
 
 fn level_name(level: DisclosureLevel) -> &'static str {
     display::level(level)
+}
+
+/// A text as a scenario file writes it: `"origin-is-caller"`.
+fn quoted(text: &str) -> String {
+    toml::Value::String(text.to_owned()).to_string()
+}
+
+/// A list as a scenario file writes it: `["a", "b"]`, or `[]`.
+fn list(items: &[String]) -> String {
+    toml::Value::Array(items.iter().cloned().map(toml::Value::String).collect()).to_string()
 }
 
 /// Every value at a path such as `subjects[0].family_name` or
@@ -295,6 +408,9 @@ impl Runner<'_> {
                 None => Some(c),
             },
             Err(e) => {
+                if let TopologyError::Client(isx_node::ClientError::Connect { .. }) = &e {
+                    self.halted = Some(format!("the gateway at {} stopped answering", self.topo.gateway_addr()));
+                }
                 self.check(format!("connect as {node}"), Verdict::Fail(e.to_string()));
                 None
             }
@@ -320,12 +436,18 @@ impl Runner<'_> {
             if message.is_empty() { code_name(code) } else { format!("{}: {message}", code_name(code)) }
         });
         if let Some(want) = &call.expect_message {
-            self.expect(format!("{what}: message contains {want:?}"), message.contains(want.as_str()), || {
-                format!("message was {message:?}")
+            self.expect(format!("{what}: message contains {}", quoted(want)), message.contains(want.as_str()), || {
+                if message.is_empty() {
+                    "there was no message".into()
+                } else {
+                    format!("message was {}", quoted(&message))
+                }
             });
         }
         if let Some(want) = &call.expect_fields {
-            self.expect(format!("{what}: bad fields {want:?}"), *want == fields, || format!("named {fields:?}"));
+            self.expect(format!("{what}: bad fields {}", list(want)), *want == fields, || {
+                if fields.is_empty() { "it named no field".into() } else { format!("it named {}", list(&fields)) }
+            });
         }
         code == tonic::Code::Ok
     }
@@ -358,6 +480,7 @@ impl Runner<'_> {
             Step::Publish(s) => self.publish(s).await,
             Step::Forward(s) => self.forward(s).await,
             Step::ExpectDelivery(s) => self.expect_delivery(s).await,
+            Step::ExpectNothing(s) => self.expect_nothing(s).await,
             Step::Lookup(s) => self.lookup(s).await,
             Step::RequestAccess(s) => self.request_access(s).await,
             Step::Decide(s) => self.decide(s).await,
@@ -368,21 +491,21 @@ impl Runner<'_> {
                 if result.is_ok() {
                     self.stopped.insert(s.node.clone());
                 }
-                self.expect(format!("{} stopped", s.node), result.is_ok(), || format!("{:?}", result.err()));
+                self.expect(format!("{} stopped", s.node), result.is_ok(), || error_text(result.err()));
             }
             Step::StartNode(s) => {
                 let result = self.topo.start_node(s.node.as_str()).await;
                 if result.is_ok() {
                     self.stopped.remove(&s.node);
                 }
-                self.expect(format!("{} started", s.node), result.is_ok(), || format!("{:?}", result.err()));
+                self.expect(format!("{} started", s.node), result.is_ok(), || error_text(result.err()));
             }
             Step::RestartGateway(_) => {
                 if self.topo.is_attached() {
                     self.check("gateway restarted", Verdict::Skipped("the gateway runs elsewhere".into()));
                 } else {
                     let result = self.topo.restart_gateway().await;
-                    self.expect("gateway restarted", result.is_ok(), || format!("{:?}", result.err()));
+                    self.expect("gateway restarted", result.is_ok(), || error_text(result.err()));
                 }
             }
             Step::AdvanceClock(AdvanceClockStep { by }) => {
@@ -522,7 +645,7 @@ impl Runner<'_> {
         let (node, name, want) = (&s.node, &s.alert, s.level);
         let Some(id) = self.alert_id(name) else { return };
         if want == Level::Denied {
-            self.expect_nothing(node, name, &id).await;
+            self.expect_denied(node, name, &id).await;
             return;
         }
         let request = match &s.request {
@@ -532,17 +655,17 @@ impl Runner<'_> {
             },
             None => None,
         };
-        let inbox = self.topo.inbox(node.as_str());
+        let agency = self.topo.agency(node.as_str());
         let what = format!("{node} receives {name} {}", want.name());
-        let record = match inbox.wait_until(&id, |r| r.level() == want.wire(), self.options.limit).await {
+        let record = match agency.wait_until(&id, |r| r.level() == want.wire(), self.options.limit).await {
             Ok(Some(r)) => r,
             Ok(None) => {
-                let held = inbox.get(&id).ok().flatten().map(|r| level_name(r.level()).to_owned());
+                let held = agency.get(&id).await.ok().flatten().map(|r| level_name(r.level()).to_owned());
                 self.check(
                     what,
                     Verdict::Fail(match held {
                         Some(l) => format!("it holds it {l}"),
-                        None => format!("nothing arrived within {:?}", self.options.limit),
+                        None => format!("nothing arrived within {}", duration_text(self.options.limit)),
                     }),
                 );
                 return;
@@ -569,25 +692,26 @@ impl Runner<'_> {
         }
         if let Some(want) = &s.policies {
             let missing: Vec<&String> = want.iter().filter(|p| !delivery.policy_ids.contains(p)).collect();
-            self.expect(format!("{node}'s copy of {name} decided by {want:?}"), missing.is_empty(), || {
-                format!("deciding policies were {:?}", delivery.policy_ids)
+            self.expect(format!("{node}'s copy of {name} decided by {}", list(want)), missing.is_empty(), || {
+                format!("deciding policies were {}", list(&delivery.policy_ids))
             });
         }
         if let Some(request) = request {
             self.expect(
                 format!("{node}'s copy of {name} follows request {request}"),
                 delivery.request_id == request,
-                || format!("request_id was {:?}", delivery.request_id),
+                || match delivery.request_id.as_str() {
+                    "" => "it came with no access request".into(),
+                    other => format!("it came with request {other}"),
+                },
             );
         }
     }
 
     /// `level = "denied"`: the receipt gave `node` nothing of the alert, and
-    /// its agency holds nothing of it. The inbox is read only after an
-    /// ordering marker, published after the alert, has arrived at `node`:
-    /// the gateway delivers to a node in the order of its outbox, so a
-    /// delivery of the alert still in flight would have landed first.
-    async fn expect_nothing(&mut self, node: &NodeId, name: &str, id: &str) {
+    /// its agency holds nothing of it (read after an ordering marker, see
+    /// [`Runner::ordered`]).
+    async fn expect_denied(&mut self, node: &NodeId, name: &str, id: &str) {
         let what = format!("{node} receives nothing of {name}");
         let in_receipt = self
             .receipts
@@ -595,21 +719,11 @@ impl Runner<'_> {
             .and_then(|r| r.recipients.iter().find(|d| d.node == node.as_str()))
             .map(|d| d.level())
             .filter(|l| *l != DisclosureLevel::Denied);
-        // A stopped agency writes nothing until it starts again: its inbox
-        // is what it is.
-        if !self.stopped.contains(node) {
-            let origin = self.alerts.get(name).map(|a| a.origin.clone()).unwrap_or_default();
-            match self.settle(node, &origin).await {
-                Ok(publisher) => {
-                    self.detail(format!("checked after a marker alert from {publisher} reached {node}"));
-                }
-                Err(why) => {
-                    self.check(what, Verdict::Fail(why));
-                    return;
-                }
-            }
+        let origin = self.alerts.get(name).map(|a| a.origin.clone()).unwrap_or_default();
+        if !self.ordered(node, &origin, &what).await {
+            return;
         }
-        let held = match self.topo.inbox(node.as_str()).get(id) {
+        let held = match self.topo.agency(node.as_str()).get(id).await {
             Ok(held) => held,
             Err(e) => {
                 self.check(what, Verdict::Fail(e.to_string()));
@@ -617,12 +731,78 @@ impl Runner<'_> {
             }
         };
         self.expect(what, in_receipt.is_none() && held.is_none(), || {
-            format!(
-                "receipt says {:?}; inbox holds {:?}",
-                in_receipt.map(level_name),
-                held.map(|r| level_name(r.level()))
-            )
+            let receipt = match in_receipt {
+                Some(level) => format!("the receipt gives it {}", level_name(level)),
+                None => "the receipt gives it nothing".into(),
+            };
+            let agency = match &held {
+                Some(r) => format!("its agency holds it {}", level_name(r.level())),
+                None => "its agency holds nothing of it".into(),
+            };
+            format!("{receipt}; {agency}")
         });
+    }
+
+    /// `do = "expect_nothing"`: `node`'s agency holds nothing of the alert,
+    /// or of any alert earlier steps published (read after an ordering
+    /// marker, see [`Runner::ordered`]). The receipt is not consulted.
+    async fn expect_nothing(&mut self, s: &ExpectNothingStep) {
+        let node = &s.node;
+        let names: Vec<String> = match &s.alert {
+            Some(name) => vec![name.clone()],
+            None => self.order.clone(),
+        };
+        let what = match &s.alert {
+            Some(name) => format!("{node} holds nothing of {name}"),
+            None => format!("{node} holds none of the scenario's alerts ({})", names.len()),
+        };
+        let mut ids = Vec::new();
+        for name in &names {
+            let Some(id) = self.alert_id(name) else { return };
+            ids.push((name.clone(), id));
+        }
+        let origin = match &s.alert {
+            Some(name) => self.alerts.get(name).map(|a| a.origin.clone()).unwrap_or_default(),
+            None => String::new(),
+        };
+        if !self.ordered(node, &origin, &what).await {
+            return;
+        }
+        let agency = self.topo.agency(node.as_str());
+        let mut held = Vec::new();
+        for (name, id) in &ids {
+            match agency.get(id).await {
+                Ok(Some(r)) => held.push(format!("{name} {}", level_name(r.level()))),
+                Ok(None) => {}
+                Err(e) => {
+                    self.check(what, Verdict::Fail(e.to_string()));
+                    return;
+                }
+            }
+        }
+        self.expect(what, held.is_empty(), || format!("its agency holds {}", held.join(", ")));
+    }
+
+    /// Orders a check of `node`'s agency after every delivery already queued
+    /// for it: the gateway delivers to a node in the order of its outbox, so
+    /// once an ordering marker published now has arrived, a delivery still
+    /// in flight before it has landed too. A stopped agency writes nothing
+    /// until it starts again, so its inbox is read at once. On failure,
+    /// checks `what` as failed and returns false.
+    async fn ordered(&mut self, node: &NodeId, origin: &str, what: &str) -> bool {
+        if self.stopped.contains(node) {
+            return true;
+        }
+        match self.settle(node, origin).await {
+            Ok(publisher) => {
+                self.detail(format!("checked after a marker alert from {publisher} reached {node}"));
+                true
+            }
+            Err(why) => {
+                self.check(what, Verdict::Fail(why));
+                false
+            }
+        }
     }
 
     /// Publishes an ordering marker to `node` (from `origin`, or another
@@ -666,11 +846,11 @@ impl Runner<'_> {
                 "policy gives {node} nothing of an ordering marker from {publisher}, so the check cannot be ordered after deliveries in flight"
             ));
         }
-        match self.topo.inbox(node.as_str()).wait_for(&marker.alert_id, self.options.limit).await {
+        match self.topo.agency(node.as_str()).wait_for(&marker.alert_id, self.options.limit).await {
             Ok(Some(_)) => Ok(publisher),
             Ok(None) => Err(format!(
-                "the ordering marker from {publisher} did not arrive within {:?}, so deliveries in flight may not have either",
-                self.options.limit
+                "the ordering marker from {publisher} did not arrive within {}, so deliveries in flight may not have either",
+                duration_text(self.options.limit)
             )),
             Err(e) => Err(e.to_string()),
         }
@@ -729,8 +909,12 @@ impl Runner<'_> {
             got.sort();
             let mut want = want.clone();
             want.sort();
-            self.expect(format!("{actor}'s lookup shows exactly {want:?}"), got == want, || {
-                format!("it showed {got:?}")
+            self.expect(format!("{actor}'s lookup shows exactly {}", list(&want)), got == want, || {
+                if got.is_empty() {
+                    "it showed no hit of the scenario's alerts".into()
+                } else {
+                    format!("it showed {}", list(&got))
+                }
             });
         }
     }
@@ -794,11 +978,15 @@ impl Runner<'_> {
     async fn expect_access(&mut self, s: &ExpectAccessStep) {
         let (node, name, want) = (&s.node, &s.request, s.state);
         let Some(id) = self.request_id(name) else { return };
-        let got =
-            self.topo.inbox(node.as_str()).wait_for_access(&id, |r| r.state() == want.wire(), self.options.limit).await;
+        let got = self
+            .topo
+            .agency(node.as_str())
+            .wait_for_access(&id, |r| r.state() == want.wire(), self.options.limit)
+            .await;
         let (ok, detail) = match got {
+            Ok(Some(r)) if r.reason.is_empty() => (r.state() == want.wire(), state_name(r.state())),
             Ok(Some(r)) => (r.state() == want.wire(), format!("{}: {}", state_name(r.state()), r.reason)),
-            Ok(None) => (false, format!("{node} never heard of it within {:?}", self.options.limit)),
+            Ok(None) => (false, format!("{node} never heard of it within {}", duration_text(self.options.limit))),
             Err(e) => (false, e.to_string()),
         };
         if ok {
@@ -823,14 +1011,6 @@ impl Runner<'_> {
             let Some(id) = self.request_id(r) else { return };
             filter.request_id = id;
         }
-        let records = match self.topo.audit_records(filter).await {
-            Ok(r) => r,
-            Err(e) => {
-                self.check(format!("audit: {op}"), Verdict::Fail(e.to_string()));
-                return;
-            }
-        };
-        let n = records.iter().filter(|r| s.outcome.is_none_or(|o| r.outcome() == o.wire())).count() as u64;
         let mut what = format!("audit: {op}");
         let scope = [
             ("node", s.node.as_ref().map(NodeId::to_string)),
@@ -843,11 +1023,57 @@ impl Runner<'_> {
                 what.push_str(&format!(" {k}={v}"));
             }
         }
-        match s.count {
-            Count::Exactly(c) => self.expect(format!("{what}: {c} record(s)"), n == c, || format!("found {n}")),
-            Count::AtLeast(c) => self.expect(format!("{what}: at least {c}"), n >= c, || format!("found {n}")),
-        }
+        let what = match s.count {
+            Count::Exactly(c) => format!("{what}: {c} record(s)"),
+            Count::AtLeast(c) => format!("{what}: at least {c}"),
+        };
+        // The log has no notification: ask again every AUDIT_POLL until the
+        // count is reached (an exact count: reached and still the same
+        // AUDIT_STABLE_READINGS readings in a row), or the limit passes.
+        // Records are never taken away while a scenario runs, so a count
+        // already past an exact one fails at once.
+        let deadline = Instant::now() + self.options.limit;
+        let mut same = 0;
+        let n = loop {
+            let records = match self.topo.audit_records(filter.clone()).await {
+                Ok(r) => r,
+                Err(e) => {
+                    self.check(what, Verdict::Fail(e.to_string()));
+                    return;
+                }
+            };
+            let n = records.iter().filter(|r| s.outcome.is_none_or(|o| r.outcome() == o.wire())).count() as u64;
+            let settled = match s.count {
+                Count::AtLeast(c) => n >= c,
+                Count::Exactly(c) if n > c => true,
+                Count::Exactly(c) if n == c => {
+                    same += 1;
+                    same >= AUDIT_STABLE_READINGS
+                }
+                Count::Exactly(_) => {
+                    same = 0;
+                    false
+                }
+            };
+            if settled || Instant::now() >= deadline {
+                break n;
+            }
+            tokio::time::sleep(AUDIT_POLL).await;
+        };
+        let (ok, wanted) = match s.count {
+            Count::Exactly(c) => (n == c, c),
+            Count::AtLeast(c) => (n >= c, c),
+        };
+        let limit = duration_text(self.options.limit);
+        self.expect(what, ok, || {
+            if n < wanted { format!("found {n} after waiting {limit}") } else { format!("found {n}") }
+        });
     }
+}
+
+/// An error as its message, or `it failed` if none was given.
+fn error_text(e: Option<TopologyError>) -> String {
+    e.map(|e| e.to_string()).unwrap_or_else(|| "it failed".into())
 }
 
 /// What a publish or forward expects of its receipt.
@@ -859,6 +1085,43 @@ struct Expected<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn report(verdicts: &[Verdict]) -> Report {
+        Report {
+            path: "s.toml".into(),
+            name: "s".into(),
+            checks: verdicts
+                .iter()
+                .enumerate()
+                .map(|(i, v)| Check { step: i + 1, line: i + 3, what: format!("check {i}"), verdict: v.clone() })
+                .collect(),
+            elapsed: Duration::ZERO,
+            policies: BTreeSet::new(),
+            alerts: vec![],
+        }
+    }
+
+    #[test]
+    fn a_scenario_whose_every_check_was_skipped_is_skipped_not_passed() {
+        let skip = |why: &str| Verdict::Skipped(why.into());
+        let fail = Verdict::Fail("got redacted".into());
+        assert_eq!(report(&[skip("elsewhere")]).outcome(), Outcome::Skipped("elsewhere".into()));
+        assert_eq!(report(&[skip("a"), skip("a")]).outcome(), Outcome::Skipped("a".into()));
+        assert_eq!(report(&[skip("a"), skip("b")]).outcome(), Outcome::Skipped("a; b".into()));
+        assert_eq!(report(&[]).outcome(), Outcome::Skipped("it checks nothing".into()));
+        assert_eq!(report(&[skip("a"), Verdict::Pass]).outcome(), Outcome::Pass);
+        assert_eq!(report(&[Verdict::Pass, fail.clone(), skip("a")]).outcome(), Outcome::Fail(1));
+        let r = report(&[Verdict::Pass, fail, skip("a")]);
+        assert_eq!((r.failed(), r.skipped()), (1, 1));
+    }
+
+    #[test]
+    fn values_are_written_as_in_a_scenario_file() {
+        assert_eq!(quoted("origin-is-caller"), "\"origin-is-caller\"");
+        assert_eq!(list(&["a".into(), "b c".into()]), "[\"a\", \"b c\"]");
+        assert_eq!(list(&[]), "[]");
+        assert_eq!(duration_text(Duration::from_secs(10)), "10s");
+    }
 
     #[test]
     fn paths_find_values() {

@@ -363,6 +363,22 @@ pub struct ExpectDeliveryStep {
     pub request: Option<String>,
 }
 
+/// `do = "expect_nothing"`: a node's agency holds nothing of an alert, or
+/// nothing of any alert the scenario published so far.
+///
+/// A kind of its own rather than a level of `expect_delivery`: "nothing" is
+/// not a disclosure level, the keys that describe a delivered copy
+/// (`present`, `absent`, `policies`, `request`) have no meaning for it, and
+/// it may leave out `alert`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectNothingStep {
+    /// The node whose agency is checked.
+    pub node: NodeId,
+    /// The alert, by name; without it, every alert earlier steps published.
+    pub alert: Option<String>,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LookupKeys {
@@ -621,6 +637,7 @@ plain_steps!(
     PublishStep,
     ForwardStep,
     ExpectDeliveryStep,
+    ExpectNothingStep,
     LookupStep,
     RequestAccessStep,
     DecideStep,
@@ -696,6 +713,8 @@ steps! {
     Forward = "forward" => WithCall<ForwardStep>,
     /// Wait until a node has an alert at a level (or check it has nothing of it).
     ExpectDelivery = "expect_delivery" => ExpectDeliveryStep,
+    /// Check that a node's agency holds nothing of an alert (or of any alert of the scenario).
+    ExpectNothing = "expect_nothing" => ExpectNothingStep,
     /// Hit/no-hit lookup.
     Lookup = "lookup" => WithCall<LookupStep>,
     /// Ask the holder of a hit for the alert.
