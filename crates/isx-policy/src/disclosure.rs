@@ -5,8 +5,19 @@
 //! permitted; if none is, the recipient is `denied`. The deciding policies are
 //! the forbids that ruled out the more generous levels plus the permits of the
 //! chosen one. An evaluation error denies.
+//!
+//! # The decision cache
+//! A ladder decision (level and deciding ids) is cached by a typed
+//! [`CacheKey`] holding every input the loaded policies can read: the node id
+//! always, and the node's attributes, the alert's attributes and the context
+//! fields that some policy reads. Which ones is derived at load from the
+//! policies' parsed form (their EST), never from their text; any construct the
+//! derivation cannot follow keys on more, or turns the cache off. Only clean
+//! answers (no evaluation error) are cached. See [`crate::cache`] for the
+//! rules and why the key cannot be wrong.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use isx_core::redaction::{RedactionProfile, hit_only, redact};
@@ -14,9 +25,10 @@ use isx_core::wire::{Alert, DisclosureLevel};
 use isx_core::{NodeId, NodeInfo};
 use serde::Serialize;
 
+use crate::cache::CacheKey;
 use crate::engine::PolicyEngine;
 use crate::engine::{Action, Prepared};
-use crate::facts::{FactValue, LookupQuestion, Relation, alert_facts};
+use crate::facts::{LookupQuestion, Relation, alert_facts};
 
 /// The pseudo-policy that explains a denial when nothing permitted anything.
 pub const DEFAULT_DENY: &str = "default-deny";
@@ -90,14 +102,25 @@ const LADDER: [(DisclosureLevel, Action); 3] = [
 pub struct Disclosure {
     engine: Arc<PolicyEngine>,
     profile: RedactionProfile,
-    /// Level and deciding ids by [`Disclosure::cache_key`]; see [`crate::engine::CacheRules`].
+    /// Level and deciding ids by [`CacheKey`]; see [`crate::cache`].
     cache: Arc<Mutex<DecisionCache>>,
+    /// Lookups answered from the cache, and those that were not.
+    stats: Arc<[AtomicU64; 2]>,
     /// Never use the cache.
     cache_off: bool,
 }
 
 /// Level and deciding policy ids, by cache key.
-type DecisionCache = HashMap<String, (DisclosureLevel, Vec<String>)>;
+type DecisionCache = HashMap<CacheKey, (DisclosureLevel, Vec<String>)>;
+
+/// How often [`Disclosure::decide`] found its answer in the decision cache.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Decisions answered from the cache.
+    pub hits: u64,
+    /// Cacheable decisions that were not in the cache (evaluated by Cedar).
+    pub misses: u64,
+}
 
 /// Cached decisions kept before the cache starts over.
 const CACHE_ENTRIES: usize = 4096;
@@ -105,7 +128,13 @@ const CACHE_ENTRIES: usize = 4096;
 impl Disclosure {
     /// Combines an engine with a (validated) redaction profile.
     pub fn new(engine: Arc<PolicyEngine>, profile: RedactionProfile) -> Self {
-        Self { engine, profile, cache: Arc::default(), cache_off: false }
+        Self { engine, profile, cache: Arc::default(), stats: Arc::default(), cache_off: false }
+    }
+
+    /// Hits and misses of the decision cache so far (shared by clones), for
+    /// tests and diagnostics. Decisions that are not cacheable count as neither.
+    pub fn cache_stats(&self) -> CacheStats {
+        CacheStats { hits: self.stats[0].load(Ordering::Relaxed), misses: self.stats[1].load(Ordering::Relaxed) }
     }
 
     /// The same rules without the decision cache (to measure the uncached path).
@@ -159,6 +188,9 @@ impl Disclosure {
     ) -> Decision {
         let key = self.cache_key(prepared, node, relation, officer);
         let cached = key.as_ref().and_then(|k| self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(k).cloned());
+        if key.is_some() {
+            self.stats[usize::from(cached.is_none())].fetch_add(1, Ordering::Relaxed);
+        }
         let (level, ids) = match cached {
             Some(hit) => hit,
             None => {
@@ -221,24 +253,11 @@ impl Disclosure {
     }
 
     /// The cache key of one decision, or `None` when decisions are not cached.
-    fn cache_key(&self, prepared: &Prepared, node: &NodeInfo, relation: Relation, officer: &str) -> Option<String> {
-        let rules = self.engine.cache_rules();
-        (rules.enabled && !self.cache_off).then(|| {
-            let officer = if rules.officer { officer } else { "" };
-            let purpose = if rules.purpose { prepared.facts.purpose.as_str() } else { "" };
-            let used: Vec<&FactValue> = prepared
-                .facts
-                .values
-                .iter()
-                .zip(rules.attributes)
-                .filter(|(_, used)| *used)
-                .map(|((_, v), _)| v)
-                .collect();
-            format!(
-                "{used:?}|{}|{:?}|{}|{:?}|{relation:?}|{officer}|{purpose}",
-                node.id, node.kind, node.country, node.roles
-            )
-        })
+    fn cache_key(&self, prepared: &Prepared, node: &NodeInfo, relation: Relation, officer: &str) -> Option<CacheKey> {
+        if self.cache_off {
+            return None;
+        }
+        self.engine.cache_rules().key(&prepared.facts, node, relation, officer)
     }
 
     /// Walks the level ladder. Returns the level, the deciding policy ids, and
@@ -584,6 +603,66 @@ mod tests {
         two.subjects.push(two.subjects[0].clone());
         let (_, second) = decide_with(by_count, &two, "ok", Some(&d));
         assert_eq!((first, second), (DisclosureLevel::Full, DisclosureLevel::Denied));
+    }
+
+    /// A directory with the default schema and only `policies`.
+    fn only(policies: &str) -> Disclosure {
+        let dir = tempfile::tempdir().unwrap();
+        let (name, schema) = crate::defaults::FILES.iter().find(|(n, _)| n.ends_with(".cedarschema")).unwrap();
+        std::fs::write(dir.path().join(name), schema).unwrap();
+        std::fs::write(dir.path().join("custom.cedar"), policies).unwrap();
+        Disclosure::new(Arc::new(PolicyEngine::load(dir.path()).unwrap()), RedactionProfile::default())
+    }
+
+    #[test]
+    fn a_policy_on_context_broadcast_keys_the_cache_on_it() {
+        // The security review's case: a granted requester gets the alert in
+        // full unless it was broadcast, when it gets a hit only.
+        let d = only(concat!(
+            "@id(\"granted-full\")\n@reason(\"r\")\n",
+            "permit (principal, action == Action::\"disclose_full\", resource) when { context.granted && !context.broadcast };\n",
+            "@id(\"hit\")\n@reason(\"r\")\n",
+            "permit (principal, action == Action::\"disclose_hit_only\", resource);\n",
+        ));
+        let nodes = nodes();
+        let fr = &nodes[1];
+        let mut addressed = base();
+        to(&["it-police"])(&mut addressed);
+        let broadcast = base();
+        assert_eq!(d.granted(&addressed, None, fr, "o").level, DisclosureLevel::Full);
+        assert_eq!(d.granted(&broadcast, None, fr, "o").level, DisclosureLevel::HitOnly);
+        assert_eq!(d.granted(&addressed, None, fr, "o").level, DisclosureLevel::Full);
+        assert_eq!(d.cache_stats(), CacheStats { hits: 1, misses: 2 });
+    }
+
+    #[test]
+    fn the_default_policy_serves_repeated_decisions_from_the_cache() {
+        let d = disclosure();
+        let rules = d.engine().cache_rules();
+        assert!(rules.enabled && !rules.officer && !rules.purpose, "{rules:?}");
+        let nodes = nodes();
+        // Ten alerts with the same labels but their own ids, purposes,
+        // subjects' names and officers, each decided for its five candidates:
+        // one evaluation per recipient, then hits.
+        for i in 0..10 {
+            let mut alert = base();
+            alert.alert_id = format!("01JDQ3B2C4D6E8F0G2H4J6K8M{i}");
+            alert.purpose = ["investigation", "prevention"][i % 2].into();
+            alert.subjects[0].family_name = format!("Name{i}");
+            let candidates = candidates(&alert, &nodes);
+            let refs: Vec<&NodeInfo> = candidates.iter().map(|(n, _)| *n).collect();
+            let prepared = d.prepare(&alert, Some(&nodes[0]), &refs);
+            for (n, addressed) in &candidates {
+                d.decide(&alert, &prepared, n, Relation::routed(*addressed), &format!("officer-{i}"));
+            }
+        }
+        assert_eq!(d.cache_stats(), CacheStats { hits: 45, misses: 5 });
+        // Another TLP is another key.
+        let mut red = base();
+        tlp(Tlp::Red)(&mut red);
+        let prepared = d.prepare(&red, Some(&nodes[0]), &[&nodes[1]]);
+        d.decide(&red, &prepared, &nodes[1], Relation::default(), "o");
+        assert_eq!(d.cache_stats(), CacheStats { hits: 45, misses: 6 });
     }
 
     #[test]

@@ -20,6 +20,7 @@ use isx_core::NodeInfo;
 use miette::Diagnostic;
 use sha2::{Digest, Sha256};
 
+use crate::cache::{CacheRules, SchemaAttributes};
 use crate::facts::{AlertFacts, LookupQuestion, Relation, disclosure_context, lookup_context, node_entity, node_uid};
 
 /// Why a policy directory was refused. Each variant names the file and, where known, the line.
@@ -233,12 +234,11 @@ impl PolicyEngine {
                 file: schema_path.clone(),
             })?;
         check_fact_shapes(&schema, &schema_path)?;
-        let action_entities: Vec<cedar_policy::Entity> = schema
+        let action_store = schema
             .action_entities()
-            .map_err(|e| PolicyError::SchemaMismatch { file: schema_path.clone(), message: e.to_string() })?
-            .iter()
-            .cloned()
-            .collect();
+            .map_err(|e| PolicyError::SchemaMismatch { file: schema_path.clone(), message: e.to_string() })?;
+        let action_entities: Vec<cedar_policy::Entity> = action_store.iter().cloned().collect();
+        let schema_attributes = SchemaAttributes::from_cedarschema(&schema_text);
 
         let mut policies = PolicySet::new();
         let mut meta: BTreeMap<String, PolicyMeta> = BTreeMap::new();
@@ -301,16 +301,21 @@ impl PolicyEngine {
             };
             return Err(PolicyError::Validation { file, line, id, message: message(e, e) });
         }
+        let actions = Action::ALL.map(|a| action_uid(a.name()));
+        let cache_rules = CacheRules::from_policies(&policies, &action_store, &actions, &schema_attributes);
+        for note in &cache_rules.notes {
+            tracing::info!(dir = %dir.display(), "{note}");
+        }
         Ok(Self {
             dir: dir.to_owned(),
             policies,
             meta,
             version: hex::encode(hasher.finalize())[..16].to_owned(),
             authorizer: Authorizer::new(),
-            actions: Action::ALL.map(|a| action_uid(a.name())),
+            actions,
             lookup: action_uid(LOOKUP),
             action_entities,
-            cache_rules: CacheRules::from_texts(texts.values().map(String::as_str)),
+            cache_rules,
         })
     }
 
@@ -352,7 +357,7 @@ impl PolicyEngine {
         })
     }
 
-    /// What a cached answer must be keyed on, judged from the policy texts.
+    /// What a cached decision must be keyed on, derived from the policies' parsed form.
     pub fn cache_rules(&self) -> &CacheRules {
         &self.cache_rules
     }
@@ -440,40 +445,6 @@ pub struct Prepared {
     pub facts: AlertFacts,
     nodes: Vec<NodeInfo>,
     entities: OnceLock<Result<Entities, String>>,
-}
-
-/// Which inputs a cached decision must be keyed on.
-///
-/// Decisions are a pure function of the policies, the entities and the
-/// context. The cache key holds the recipient node, whether it is addressed,
-/// and every alert attribute, officer or purpose whose name appears anywhere
-/// in the policy files (a conservative test: a name in a comment counts). If
-/// any policy file mentions `Alert::` (an alert named by id), nothing is cached.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CacheRules {
-    /// Decisions may be cached.
-    pub enabled: bool,
-    /// Some policy mentions `officer`.
-    pub officer: bool,
-    /// Some policy mentions `purpose`.
-    pub purpose: bool,
-    /// For each of [`crate::facts::ALERT_ATTRIBUTES`], whether some policy mentions it.
-    pub attributes: [bool; 19],
-}
-
-impl CacheRules {
-    fn from_texts<'a>(texts: impl Iterator<Item = &'a str>) -> Self {
-        let mut rules = Self { enabled: true, officer: false, purpose: false, attributes: [false; 19] };
-        for text in texts {
-            rules.enabled &= !text.contains("Alert::");
-            rules.officer |= text.contains("officer");
-            rules.purpose |= text.contains("purpose");
-            for (used, name) in rules.attributes.iter_mut().zip(crate::facts::ALERT_ATTRIBUTES) {
-                *used |= text.contains(name);
-            }
-        }
-        rules
-    }
 }
 
 fn action_uid(name: &str) -> EntityUid {

@@ -22,8 +22,16 @@ pub struct AlertFacts {
     pub purpose: String,
     /// The named addressees.
     pub addressees: Vec<String>,
-    /// Every attribute of the entity by name, for the decision-cache key.
-    pub values: Vec<(&'static str, FactValue)>,
+    /// Every attribute of the entity by name, in [`ALERT_ATTRIBUTES`] order,
+    /// for the decision-cache key.
+    pub values: [(&'static str, FactValue); ALERT_ATTRIBUTES.len()],
+}
+
+impl AlertFacts {
+    /// `context.broadcast`: the alert names no addressees.
+    pub fn broadcast(&self) -> bool {
+        self.addressees.is_empty()
+    }
 }
 
 fn uid(type_name: &str, id: &str) -> EntityUid {
@@ -110,7 +118,7 @@ pub fn alert_facts(alert: &Alert, origin: Option<&NodeInfo>) -> AlertFacts {
         _ => 4,
     };
     let pap = if labels.pap == 0 { String::new() } else { suffix(labels.pap().as_str_name(), "PAP_") };
-    let values: Vec<(&'static str, FactValue)> = vec![
+    let values: [(&'static str, FactValue); ALERT_ATTRIBUTES.len()] = [
         ("category", FactValue::Str(display::category(alert.category()))),
         ("action", FactValue::Str(suffix(alert.action().as_str_name(), "ACTION_"))),
         ("tlp", FactValue::Str(tlp_name(alert))),
@@ -134,7 +142,7 @@ pub fn alert_facts(alert: &Alert, origin: Option<&NodeInfo>) -> AlertFacts {
         ("forwarded", FactValue::Bool(!alert.forwarded_from.is_empty())),
         ("hops", FactValue::Long(i64::from(alert.hops))),
     ];
-    debug_assert!(values.iter().map(|(k, _)| *k).eq(ALERT_ATTRIBUTES));
+    debug_assert!(values.iter().map(|(k, _)| *k).eq(ALERT_ATTRIBUTES), "values follow ALERT_ATTRIBUTES");
     let attrs: HashMap<String, RestrictedExpression> =
         values.iter().map(|(k, f)| ((*k).to_owned(), f.expr())).collect();
     let uid = uid("Alert", &alert.alert_id);
@@ -182,7 +190,7 @@ pub fn disclosure_context(facts: &AlertFacts, officer: &str, relation: Relation)
         ("purpose".to_owned(), string(facts.purpose.clone())),
         ("officer".to_owned(), string(officer.to_owned())),
         ("addressed".to_owned(), RestrictedExpression::new_bool(relation.addressed)),
-        ("broadcast".to_owned(), RestrictedExpression::new_bool(facts.addressees.is_empty())),
+        ("broadcast".to_owned(), RestrictedExpression::new_bool(facts.broadcast())),
         ("granted".to_owned(), RestrictedExpression::new_bool(relation.granted)),
     ])
     .expect("distinct literal keys")
@@ -205,7 +213,7 @@ pub fn lookup_context(facts: &AlertFacts, question: &LookupQuestion, addressed: 
         ("purpose".to_owned(), string(question.purpose.clone())),
         ("officer".to_owned(), string(question.officer.clone())),
         ("addressed".to_owned(), RestrictedExpression::new_bool(addressed)),
-        ("broadcast".to_owned(), RestrictedExpression::new_bool(facts.addressees.is_empty())),
+        ("broadcast".to_owned(), RestrictedExpression::new_bool(facts.broadcast())),
         ("granted".to_owned(), RestrictedExpression::new_bool(false)),
         ("data_types".to_owned(), strings(question.data_types.iter().map(String::as_str))),
     ])

@@ -8,6 +8,8 @@
 //!   schema, and answers one authorization question at a time.
 //! - [`facts`]: the Cedar entities and context built from an alert and a
 //!   recipient. Only labels and facts enter a decision, never personal data.
+//! - [`cache`]: the decision-cache key, derived from the policies' parsed
+//!   form so that a cached decision is always the one Cedar would give.
 //! - [`disclosure`]: routing (who is a candidate), the level ladder, the
 //!   recipient's view (via `isx_core::redaction`), explanations, and the
 //!   lookup question (may a caller see a hit on an alert?).
@@ -21,12 +23,13 @@
 //! This crate knows nothing of gRPC or storage.
 #![forbid(unsafe_code)]
 
+pub mod cache;
 pub mod defaults;
 pub mod disclosure;
 pub mod engine;
 pub mod facts;
 pub mod table;
 
-pub use disclosure::{Decision, Disclosure, Explanation, candidates};
+pub use disclosure::{CacheStats, Decision, Disclosure, Explanation, candidates};
 pub use engine::{PolicyEngine, PolicyError, PolicyMeta};
 pub use facts::{LookupQuestion, Relation};
