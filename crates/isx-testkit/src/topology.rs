@@ -559,8 +559,10 @@ impl Topology {
         let _ = self.stop_gateway().await;
     }
 
-    /// Audit records matching `filter` (up to 1000), read as the first node
-    /// with the `audit` role, each checked against its inclusion proof.
+    /// Every audit record matching `filter`, oldest first (newest first if
+    /// it says so), read page by page as the first node with the `audit`
+    /// role, each checked against its inclusion proof. Each page is one
+    /// audited read.
     pub async fn audit_records(
         &self,
         filter: isx_core::wire::SearchRequest,
@@ -572,17 +574,37 @@ impl Topology {
             .find(|n| n.roles.clone().unwrap_or_else(|| n.kind.default_roles()).contains(&Role::Audit))
             .ok_or_else(|| TopologyError::UnknownNode("(a node with the audit role)".into()))?;
         let client = self.client(auditor.id.as_str()).await?;
-        let req = isx_core::wire::SearchRequest { limit: 1000, ..filter };
-        let page = isx_node::audit::search(&client, req)
-            .await
-            .map_err(|e| TopologyError::Node { node: auditor.id.to_string(), message: e.to_string() })?;
         let bad = |e: &dyn std::fmt::Display| TopologyError::Node { node: "audit".into(), message: e.to_string() };
-        let checkpoint = page.checkpoint.as_ref().ok_or_else(|| bad(&"search answer without a checkpoint"))?;
-        let checkpoint = isx_audit::verify::checkpoint(checkpoint, None).map_err(|e| bad(&e))?;
-        for entry in &page.entries {
-            isx_audit::verify::inclusion(entry, &checkpoint).map_err(|e| bad(&e))?;
+        let mut req = isx_core::wire::SearchRequest { limit: 1000, ..filter };
+        let mut records = Vec::new();
+        let mut bound = u64::MAX;
+        // Bounded: every page but the last holds at least one record, so
+        // there are at most as many pages as the log held records.
+        loop {
+            let page = isx_node::audit::search(&client, req.clone())
+                .await
+                .map_err(|e| TopologyError::Node { node: auditor.id.to_string(), message: e.to_string() })?;
+            let checkpoint = page.checkpoint.as_ref().ok_or_else(|| bad(&"search answer without a checkpoint"))?;
+            let checkpoint = isx_audit::verify::checkpoint(checkpoint, None).map_err(|e| bad(&e))?;
+            for entry in &page.entries {
+                isx_audit::verify::inclusion(entry, &checkpoint).map_err(|e| bad(&e))?;
+            }
+            bound = bound.min(checkpoint.size + 1);
+            let last = page.entries.last().map(|e| e.seq);
+            records.extend(page.entries.into_iter().filter_map(|e| e.record));
+            match last {
+                Some(seq) if page.more && bound > 0 => {
+                    bound -= 1;
+                    if req.newest_first {
+                        req.before_seq = seq;
+                    } else {
+                        req.after_seq = seq;
+                    }
+                }
+                _ => break,
+            }
         }
-        Ok(page.entries.into_iter().filter_map(|e| e.record).collect())
+        Ok(records)
     }
 
     /// Shared handle to the spec this topology was started from.
