@@ -530,6 +530,7 @@ fn between(node: &str, recipients: &[&str]) -> AuditRecord {
     AuditRecord {
         operation: Operation::Disclosure as i32,
         node: node.into(),
+        officer: "o".into(),
         recipients: recipients
             .iter()
             .map(|n| isx_core::wire::RecipientLevel { node: (*n).into(), ..Default::default() })
@@ -579,6 +580,11 @@ fn origin_recipient_and_node_on_either_side_are_read_from_the_index() {
     check(f(None, None, Some("europol")), &[0, 3]);
     check(f(Some("de-police"), Some("europol"), None), &[0]);
     check(f(None, Some("de-police"), Some("it-police")), &[2]);
+    // The fields not read from the index still filter.
+    check(f(Some("fr-police"), Some("it-police"), None), &[4]);
+    check(f(Some("fr-police"), None, Some("it-police")), &[4]);
+    check(f(Some("fr-police"), None, Some("europol")), &[]);
+    check(Filter { officer: Some("o".into()), ..f(Some("fr-police"), None, None) }, &[1, 4]);
     check(
         Filter { node: Some("it-police".into()), operation: Some(Operation::Disclosure), ..Default::default() },
         &[2, 4],

@@ -714,41 +714,6 @@ async fn audit_search_is_newest_first_says_when_more_match_and_pages_on() {
 async fn audit_search_takes_whole_days_and_both_sides_of_a_record() {
     let topo = isx_testkit::Topology::start(isx_testkit::TopologySpec::default_agencies()).await.unwrap();
     let ids = publish_some(&topo, 2).await;
-    let search =
-        |tail: &[&str]| as_auditor(&topo, &["audit", "search"], &[tail, &["--json", "--limit", "1000"]].concat());
-    let collections = |out: &Output| -> Vec<serde_json::Value> {
-        json_records(&out.stdout).into_iter().filter(|r| r["operation"] == "OPERATION_COLLECTION").collect()
-    };
-
-    // The day the records were written, from their own time: that whole day.
-    let out = isx_async(search(&["--operation", "collection"])).await;
-    let all = collections(&out);
-    assert_eq!(all.len(), 2, "{}", text(&out));
-    let day = all[0]["time"].as_str().unwrap()[..10].to_owned();
-    let out = isx_async(search(&["--operation", "collection", "--from", &day, "--to", &day])).await;
-    assert_eq!(collections(&out).len(), 2, "--from {day} --to {day} is that whole day: {}", text(&out));
-    let out = isx_async(search(&["--operation", "collection", "--to", &day])).await;
-    assert_eq!(collections(&out).len(), 2, "--to {day} includes the day: {}", text(&out));
-    let exact = all[0]["time"].as_str().unwrap().to_owned();
-    let out = isx_async(search(&["--operation", "collection", "--from", &exact, "--to", &exact])).await;
-    assert!(collections(&out).iter().all(|r| r["time"] == exact.as_str()), "an RFC 3339 time is exact");
-
-    // Sides: de-police published (origin), fr-police was a candidate (recipient).
-    let alerts = |out: &Output, op: &str| -> Vec<String> {
-        json_records(&out.stdout)
-            .iter()
-            .filter(|r| r["operation"] == op)
-            .map(|r| r["alert_id"].as_str().unwrap_or_default().to_owned())
-            .collect()
-    };
-    let out = isx_async(search(&["--origin", "de-police", "--operation", "collection"])).await;
-    assert_eq!(alerts(&out, "OPERATION_COLLECTION"), ids.iter().rev().cloned().collect::<Vec<_>>(), "{}", text(&out));
-    let out = isx_async(search(&["--origin", "fr-police", "--operation", "collection"])).await;
-    assert!(alerts(&out, "OPERATION_COLLECTION").is_empty(), "{}", text(&out));
-    let out = isx_async(search(&["--recipient", "fr-police", "--operation", "collection"])).await;
-    assert_eq!(alerts(&out, "OPERATION_COLLECTION").len(), 2, "fr-police was a candidate of both: {}", text(&out));
-    let out = isx_async(search(&["--node", "fr-police", "--operation", "collection"])).await;
-    assert_eq!(alerts(&out, "OPERATION_COLLECTION").len(), 2, "--node is either side: {}", text(&out));
     // The policy refuses Europol an alert outside its mandate: the denial is
     // de-police's (origin) and Europol's (recipient).
     let mut crisis = isx_testkit::samples::base(
@@ -759,6 +724,44 @@ async fn audit_search_takes_whole_days_and_both_sides_of_a_record() {
     );
     crisis.narrative = "dam breach".into();
     topo.client("de-police").await.unwrap().publish(crisis.clone()).await.unwrap();
+    let search =
+        |tail: &[&str]| as_auditor(&topo, &["audit", "search"], &[tail, &["--json", "--limit", "1000"]].concat());
+    let collections = |out: &Output| -> Vec<serde_json::Value> {
+        assert!(out.status.success(), "{}", text(out));
+        json_records(&out.stdout).into_iter().filter(|r| r["operation"] == "OPERATION_COLLECTION").collect()
+    };
+
+    // The day the records were written, from their own time: that whole day.
+    let out = isx_async(search(&["--operation", "collection"])).await;
+    let all = collections(&out);
+    assert_eq!(all.len(), 3, "{}", text(&out));
+    let day = all[0]["time"].as_str().unwrap()[..10].to_owned();
+    let out = isx_async(search(&["--operation", "collection", "--from", &day, "--to", &day])).await;
+    assert_eq!(collections(&out).len(), 3, "--from {day} --to {day} is that whole day: {}", text(&out));
+    let out = isx_async(search(&["--operation", "collection", "--to", &day])).await;
+    assert_eq!(collections(&out).len(), 3, "--to {day} includes the day: {}", text(&out));
+    let exact = all[0]["time"].as_str().unwrap().to_owned();
+    let out = isx_async(search(&["--operation", "collection", "--from", &exact, "--to", &exact])).await;
+    assert!(collections(&out).iter().all(|r| r["time"] == exact.as_str()), "an RFC 3339 time is exact");
+
+    // Sides: de-police published (origin), fr-police and Europol were candidates (recipients).
+    let alerts = |out: &Output| -> Vec<String> {
+        collections(out).iter().map(|r| r["alert_id"].as_str().unwrap_or_default().to_owned()).collect()
+    };
+    let to_fr: Vec<String> = ids.iter().rev().cloned().collect();
+    let out = isx_async(search(&["--origin", "de-police", "--operation", "collection"])).await;
+    assert_eq!(alerts(&out), [&[crisis.alert_id.clone()], &to_fr[..]].concat(), "{}", text(&out));
+    let out = isx_async(search(&["--origin", "fr-police", "--operation", "collection"])).await;
+    assert!(alerts(&out).is_empty(), "{}", text(&out));
+    let out = isx_async(search(&["--recipient", "fr-police", "--operation", "collection"])).await;
+    assert_eq!(alerts(&out), to_fr, "fr-police was a candidate of two: {}", text(&out));
+    let out = isx_async(search(&["--recipient", "europol", "--operation", "collection"])).await;
+    assert_eq!(alerts(&out), [crisis.alert_id.clone()], "{}", text(&out));
+    let out = isx_async(search(&["--node", "fr-police", "--operation", "collection"])).await;
+    assert_eq!(alerts(&out), to_fr, "--node is either side: {}", text(&out));
+    let out = isx_async(search(&["--node", "de-police", "--operation", "collection"])).await;
+    assert_eq!(alerts(&out).len(), 3, "{}", text(&out));
+
     let out = isx_async(search(&["--recipient", "europol", "--operation", "denial"])).await;
     let denials = json_records(&out.stdout);
     assert_eq!(denials.len(), 1, "{}", text(&out));
@@ -891,7 +894,10 @@ async fn audit_tail_prints_the_newest_records_and_follows_new_ones() {
         "its own read is the newest: {first:?}"
     );
     let new = publish_some(&topo, 1).await.remove(0);
-    let followed = lines.until("the new collection", |l| l.contains(&new) && l.contains("collection"));
+    let mut followed = lines.until("the new collection", |l| l.contains(&new) && l.contains("collection"));
+    // Another one, so that the polls that found the first are behind.
+    let next = publish_some(&topo, 1).await.remove(0);
+    followed.extend(lines.until("the next collection", |l| l.contains(&next) && l.contains("collection")));
     assert!(
         !followed.iter().any(|l| l.contains("log_read")),
         "the tail's own polls are recorded, not printed: {followed:?}"
