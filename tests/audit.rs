@@ -257,3 +257,95 @@ async fn a_tampered_log_keeps_the_gateway_from_starting() {
     let err = topo.start_gateway().await.expect_err("the gateway refuses a tampered log").to_string();
     assert!(err.contains("first bad sequence number 0"), "{err}");
 }
+
+/// LOG_READ records whose detail starts with `what`.
+async fn reads(topo: &Topology, what: &str) -> Vec<AuditRecord> {
+    let all = records(topo, SearchRequest { operation: Operation::LogRead as i32, ..Default::default() }).await;
+    all.into_iter().filter(|r| r.detail.starts_with(what)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_verify_is_one_read_and_checks_every_index_entry_of_a_running_gateway() {
+    let mut topo = topology().await;
+    let de = topo.client("de-police").await.unwrap();
+    for _ in 0..3 {
+        let alert = samples::migrant_smuggling("de-police", &["fr-police"]);
+        de.publish(alert.clone()).await.unwrap();
+        assert!(topo.inbox("fr-police").wait_for(&alert.alert_id, LIMIT).await.unwrap().is_some());
+    }
+    let key = std::fs::read_to_string(topo.pki_dir().join("audit.pub")).unwrap();
+    let auditor = topo.client("auditor").await.unwrap();
+    let report = client_audit::verify_live(&auditor, Some(&key), None, &|_, _, _| {}).await.unwrap();
+    let verifies = reads(&topo, "VerifyLog").await;
+    assert_eq!(verifies.len(), 1, "one record for the whole run: {verifies:?}");
+    let size = report.checkpoint.tree_size;
+    assert_eq!(verifies[0].detail, format!("VerifyLog: {size} records and the whole search index"));
+    assert_eq!(verifies[0].justification, "isx audit verify");
+    let all_reads = reads(&topo, "").await;
+    let of_verify: Vec<_> = all_reads.iter().filter(|r| r.justification.contains("verify")).collect();
+    assert_eq!(of_verify.len(), 1, "no page or index search of its own: {of_verify:?}");
+    assert!(!all_reads.iter().any(|r| r.detail.starts_with("GetEntries")), "{all_reads:?}");
+    // Every index entry: each record under each of its values.
+    let entries = client_audit::export(&auditor, SearchRequest::default()).await.unwrap().entries;
+    let expected: u64 = entries
+        .iter()
+        .filter(|e| e.seq < size)
+        .filter_map(|e| e.record.as_ref())
+        .map(|r| isx_audit::index::values(r).len() as u64)
+        .sum();
+    assert_eq!(report.index_entries, expected);
+
+    // The same data served by a gateway of the test's own, whose index is
+    // changed while it runs (its start-up check would refuse a changed
+    // index; a live verify must find what changes after the start).
+    topo.stop_gateway().await.unwrap();
+    let gateway = isx_gateway::Gateway::open(topo.gateway_config().clone()).unwrap();
+    let log = gateway.audit_log();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // The gateway's shutdown token, by inference (the tests crate does not name tokio-util).
+    let shutdown = Default::default();
+    let serving = tokio::spawn(gateway.serve(listener, Clone::clone(&shutdown)));
+    let options =
+        isx_node::ClientOptions { gateway: format!("localhost:{port}"), ..topo.client_options("auditor").unwrap() };
+    let auditor = isx_node::Client::connect(&options).await.unwrap();
+    let verify = || client_audit::verify_live(&auditor, Some(&key), None, &|_, _, _| {});
+    verify().await.expect("untouched, it verifies");
+
+    let index = log.db().open_tree("audit.index").unwrap();
+    let recipient = isx_audit::index::prefix(isx_audit::index::Kind::Recipient, "fr-police");
+    let (list_key, list) = index.scan_prefix(&recipient).map(|kv| kv.unwrap()).last().expect("fr-police's list");
+    let seqs = isx_audit::index::decode(&list).unwrap();
+    // Take the list's last record out: the index no longer finds it.
+    let dropped = *seqs.last().unwrap();
+    if seqs.len() > 1 {
+        index.insert(&list_key, isx_audit::index::encode(&seqs[..seqs.len() - 1])).unwrap();
+    } else {
+        index.remove(&list_key).unwrap();
+    }
+    let err = verify().await.unwrap_err();
+    match &err {
+        AuditClientError::Index { what, detail } => {
+            assert_eq!(what, "recipient \"fr-police\"", "{err}");
+            assert!(detail.contains(&format!("missing seqs [{dropped}]")), "{err}");
+        }
+        other => panic!("expected an index mismatch, got {other}"),
+    }
+    index.insert(&list_key, list.clone()).unwrap();
+    verify().await.expect("restored, it verifies");
+
+    // List a record under a value it does not have: found too.
+    let time = isx_audit::index::time_of(&entries[0].record.clone().unwrap());
+    let ghost = isx_audit::index::row(isx_audit::index::Kind::Officer, "ghost", time, 0);
+    index.insert(&ghost, isx_audit::index::encode(&[0])).unwrap();
+    let err = verify().await.unwrap_err();
+    assert!(
+        matches!(&err, AuditClientError::Index { what, detail } if what == "officer \"ghost\"" && detail.contains("unexpected seqs [0]")),
+        "{err}"
+    );
+    index.remove(&ghost).unwrap();
+    verify().await.expect("restored again, it verifies");
+    shutdown.cancel();
+    serving.await.unwrap().unwrap();
+    topo.shutdown().await;
+}

@@ -94,8 +94,9 @@ pub enum AuditError {
 /// search rows written with each append; 2: one `hashes` key and one
 /// `entries` key per record, one search row per value and record; 3: one key
 /// per record holding its hashes and its bytes, one posting list per value
-/// and indexing batch, record times never decrease).
-pub const FORMAT: u64 = 3;
+/// and indexing batch, record times never decrease; 4: as 3, and each
+/// recipient indexed too, [`Kind::Recipient`]).
+pub const FORMAT: u64 = 4;
 
 impl From<tlog::Error> for AuditError {
     fn from(e: tlog::Error) -> Self {
@@ -108,8 +109,12 @@ impl From<tlog::Error> for AuditError {
 pub struct Filter {
     /// Subject pseudonym (hex).
     pub pseudonym: Option<String>,
-    /// Acting node.
+    /// A node on either side: the acting node or one of the recipients.
     pub node: Option<String>,
+    /// The acting node (the record's `node`).
+    pub origin: Option<String>,
+    /// A node among the record's recipients.
+    pub recipient: Option<String>,
     /// Officer.
     pub officer: Option<String>,
     /// Alert id: the record's own, or one of a consultation's matches.
@@ -127,32 +132,41 @@ pub struct Filter {
 }
 
 impl Filter {
-    /// The index to scan: the most selective field given.
-    fn primary(&self) -> (Kind, String) {
+    /// The lists to scan: those of the most selective field given (both
+    /// sides' for `node`), as key prefixes.
+    fn primary(&self) -> Vec<Vec<u8>> {
+        let one = |kind, value: &str| vec![index::prefix(kind, value)];
         if let Some(p) = &self.pseudonym {
-            (Kind::Subject, p.clone())
+            one(Kind::Subject, p)
         } else if let Some(r) = &self.request_id {
-            (Kind::Request, r.clone())
+            one(Kind::Request, r)
         } else if let Some(a) = &self.alert_id {
-            (Kind::Alert, a.clone())
+            one(Kind::Alert, a)
         } else if let Some(o) = &self.officer {
-            (Kind::Officer, o.clone())
+            one(Kind::Officer, o)
+        } else if let Some(n) = &self.origin {
+            one(Kind::Node, n)
+        } else if let Some(n) = &self.recipient {
+            one(Kind::Recipient, n)
         } else if let Some(n) = &self.node {
-            (Kind::Node, n.clone())
+            vec![index::prefix(Kind::Node, n), index::prefix(Kind::Recipient, n)]
         } else if let Some(p) = &self.purpose {
-            (Kind::Purpose, p.clone())
+            one(Kind::Purpose, p)
         } else if let Some(op) = self.operation {
-            (Kind::Operation, op.as_str_name().to_owned())
+            one(Kind::Operation, op.as_str_name())
         } else {
-            (Kind::Time, String::new())
+            one(Kind::Time, "")
         }
     }
 
     /// True if `r` matches every field.
     pub fn matches(&self, r: &AuditRecord) -> bool {
         let t = r.time.as_ref().map(to_unix_millis).unwrap_or(0);
+        let received = |n: &String| r.recipients.iter().any(|x| x.node == *n);
         self.pseudonym.as_ref().is_none_or(|p| r.subject_pseudonyms.contains(p))
-            && self.node.as_ref().is_none_or(|n| *n == r.node)
+            && self.node.as_ref().is_none_or(|n| *n == r.node || received(n))
+            && self.origin.as_ref().is_none_or(|n| *n == r.node)
+            && self.recipient.as_ref().is_none_or(received)
             && self.officer.as_ref().is_none_or(|o| *o == r.officer)
             && self.alert_id.as_ref().is_none_or(|a| *a == r.alert_id || r.hits.iter().any(|h| h.alert_id == *a))
             && self.request_id.as_ref().is_none_or(|q| *q == r.request_id)
@@ -160,6 +174,72 @@ impl Filter {
             && self.purpose.as_ref().is_none_or(|p| *p == r.purpose)
             && self.from_ms.is_none_or(|f| t >= f)
             && self.to_ms.is_none_or(|to| t <= to)
+    }
+}
+
+/// Which of a search's matches to read, and in which order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// At most this many entries.
+    pub limit: usize,
+    /// Only seqs after this one (exclusive).
+    pub after_seq: Option<u64>,
+    /// Only seqs before this one (exclusive).
+    pub before_seq: Option<u64>,
+    /// Descending seqs (newest first) instead of ascending.
+    pub newest_first: bool,
+}
+
+impl Window {
+    /// The first `limit` matches, oldest first.
+    pub fn oldest(limit: usize) -> Self {
+        Self { limit, after_seq: None, before_seq: None, newest_first: false }
+    }
+
+    /// The first `limit` matches, newest first.
+    pub fn newest(limit: usize) -> Self {
+        Self { newest_first: true, ..Self::oldest(limit) }
+    }
+
+    /// True if `seq` is inside the seq bounds.
+    fn holds(&self, seq: u64) -> bool {
+        self.after_seq.is_none_or(|a| seq > a) && self.before_seq.is_none_or(|b| seq < b)
+    }
+}
+
+/// A page of the search index (see [`AuditLog::index_page`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IndexPage {
+    /// The lists, in key order.
+    pub listings: Vec<index::Listing>,
+    /// The key of the last list read, to continue after; `None` at the end.
+    pub resume: Option<Vec<u8>>,
+}
+
+/// The seqs of one value's lists, in log order or backwards.
+struct Postings<'a> {
+    /// The lists still to read.
+    lists: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>> + 'a>,
+    /// The seqs of the list being read, in the order they are given.
+    pending: std::vec::IntoIter<u64>,
+    /// Backwards.
+    reverse: bool,
+}
+
+impl Postings<'_> {
+    fn next(&mut self) -> Result<Option<u64>, AuditError> {
+        loop {
+            if let Some(seq) = self.pending.next() {
+                return Ok(Some(seq));
+            }
+            let Some(item) = self.lists.next() else { return Ok(None) };
+            let (_, value) = item?;
+            let mut seqs = index::decode(&value).unwrap_or_default();
+            if self.reverse {
+                seqs.reverse();
+            }
+            self.pending = seqs.into_iter();
+        }
     }
 }
 
@@ -638,45 +718,127 @@ impl AuditLog {
     }
 
     /// Up to `limit` records matching `filter` after `after_seq` (exclusive;
-    /// `None` from the start), and whether more match.
+    /// `None` from the start), oldest first, and whether more match.
     pub fn search(
         &self,
         filter: &Filter,
         limit: usize,
         after_seq: Option<u64>,
     ) -> Result<(Vec<AuditEntry>, bool), AuditError> {
+        self.search_window(filter, &Window { after_seq, ..Window::oldest(limit) })
+    }
+
+    /// The records matching `filter` inside `window`, in its order, and
+    /// whether more match beyond the last one returned.
+    ///
+    /// It reads the lists of the most selective field (for `node`, the
+    /// origin's and the recipient's lists, merged), from the window's end
+    /// nearest to where it starts: a seq bound or time bound is first turned
+    /// into a key to seek to, because record times never decrease along the
+    /// log. It reads only the records those lists name until it has `limit`
+    /// matches and one more, never counting the rest.
+    pub fn search_window(&self, filter: &Filter, window: &Window) -> Result<(Vec<AuditEntry>, bool), AuditError> {
         self.index_pending()?;
-        let (kind, value) = filter.primary();
-        let prefix = index::prefix(kind, &value);
-        let from_ms = filter.from_ms.unwrap_or(0);
-        let start = index::key(&prefix, from_ms, 0);
-        let mut end = prefix.clone();
-        end.push(0xff);
-        // The list just before `from_ms` may still hold records at or after
-        // it; every later list starts at or after it.
-        let before = self.index.range(prefix.clone()..start.clone()).next_back();
+        let reverse = window.newest_first;
+        // The time bounds, narrowed by the seq bounds: a record after seq
+        // `a` is no older than `a`, one before seq `b` no newer than `b`.
+        let time_at = |seq: Option<u64>| -> Result<Option<u64>, AuditError> {
+            Ok(match seq {
+                Some(s) if s < self.size() => self.record(s)?.as_ref().map(index::time_of),
+                _ => None,
+            })
+        };
+        let from_ms = filter.from_ms.unwrap_or(0).max(time_at(window.after_seq)?.unwrap_or(0));
+        let to_ms = filter.to_ms.unwrap_or(u64::MAX).min(time_at(window.before_seq)?.unwrap_or(u64::MAX));
+        let mut sources: Vec<(Postings<'_>, Option<u64>)> = Vec::new();
+        for prefix in filter.primary() {
+            let lists: Box<dyn Iterator<Item = _>> = if reverse {
+                // Every list whose first record is at or before `to_ms`;
+                // a later list holds only later records.
+                Box::new(self.index.range(prefix.clone()..=index::key(&prefix, to_ms, u64::MAX)).rev())
+            } else {
+                // The list just before `from_ms` may still hold records at
+                // or after it; every later list starts at or after it.
+                let start = index::key(&prefix, from_ms, 0);
+                let mut end = prefix.clone();
+                end.push(0xff);
+                let before = self.index.range(prefix.clone()..start.clone()).next_back();
+                Box::new(before.into_iter().chain(self.index.range(start..end)))
+            };
+            let mut postings = Postings { lists, pending: Vec::new().into_iter(), reverse };
+            let head = postings.next()?;
+            sources.push((postings, head));
+        }
         let mut out = Vec::new();
-        for item in before.into_iter().chain(self.index.range(start..end)) {
-            let (_, value) = item?;
-            for seq in index::decode(&value).unwrap_or_default() {
-                if after_seq.is_some_and(|a| seq <= a) {
-                    continue;
+        // Bounded: each turn takes one seq off a source's lists.
+        loop {
+            // The next seq in the window's order over every source, once
+            // even if several list it.
+            let next = sources.iter().filter_map(|(_, head)| *head);
+            let Some(seq) = (if reverse { next.max() } else { next.min() }) else { break };
+            for (postings, head) in sources.iter_mut() {
+                if *head == Some(seq) {
+                    *head = postings.next()?;
                 }
-                let entry = self.entry(seq)?;
-                let Some(record) = entry.record.as_ref() else { continue };
-                if filter.to_ms.is_some_and(|to| index::time_of(record) > to) {
-                    // Times never decrease along the log: nothing later matches.
-                    return Ok((out, false));
+            }
+            let past = if reverse {
+                window.after_seq.is_some_and(|a| seq <= a)
+            } else {
+                window.before_seq.is_some_and(|b| seq >= b)
+            };
+            if past {
+                break;
+            }
+            if !window.holds(seq) {
+                continue;
+            }
+            let entry = self.entry(seq)?;
+            let Some(record) = entry.record.as_ref() else { continue };
+            let time = index::time_of(record);
+            // Times never decrease along the log: nothing further matches.
+            if (!reverse && filter.to_ms.is_some_and(|to| time > to)) || (reverse && time < from_ms) {
+                break;
+            }
+            if filter.matches(record) {
+                if out.len() == window.limit {
+                    return Ok((out, true));
                 }
-                if filter.matches(record) {
-                    if out.len() == limit {
-                        return Ok((out, true));
-                    }
-                    out.push(entry);
-                }
+                out.push(entry);
             }
         }
         Ok((out, false))
+    }
+
+    /// Up to about `max_seqs` seqs' worth of the search index's lists, in
+    /// key order, after the key `after` (from the first list if `None`),
+    /// each with only its seqs below `below` (a list with none is left out).
+    /// Indexes what is pending first. A verifier reads the whole index page
+    /// by page with it and checks every list against the records.
+    pub fn index_page(&self, after: Option<&[u8]>, below: u64, max_seqs: usize) -> Result<IndexPage, AuditError> {
+        self.index_pending()?;
+        let range = match after {
+            Some(key) => self.index.range::<&[u8], _>((std::ops::Bound::Excluded(key), std::ops::Bound::Unbounded)),
+            None => self.index.iter(),
+        };
+        let mut page = IndexPage::default();
+        let mut seqs = 0;
+        for item in range {
+            let (key, value) = item?;
+            let mut listing = index::Listing::of(&key, &value);
+            listing.seqs.retain(|s| *s < below);
+            page.resume = Some(key.to_vec());
+            if listing.seqs.is_empty() && !value.is_empty() && value.len().is_multiple_of(8) {
+                // Only records beyond the verified tree: not this verifier's.
+                continue;
+            }
+            seqs += listing.seqs.len().max(1);
+            page.listings.push(listing);
+            if seqs >= max_seqs {
+                return Ok(page);
+            }
+        }
+        page.resume = None;
+        Ok(page)
     }
 
     /// Removes the bodies and index rows of every record before `before_ms`

@@ -514,3 +514,185 @@ fn a_log_in_the_older_storage_format_is_refused_by_name() {
     let err = open(dir.path()).unwrap_err().to_string();
     assert!(err.contains("storage format 1") && err.contains("isx audit export"), "{err}");
 }
+
+#[test]
+fn a_log_in_format_3_without_the_recipient_index_is_refused_by_name() {
+    let dir = closed_log(5);
+    tamper(dir.path(), |db| {
+        db.open_tree("audit.meta").unwrap().insert("format", &3u64.to_be_bytes()[..]).unwrap();
+    });
+    let err = open(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("storage format 3") && err.contains("reads format 4"), "{err}");
+}
+
+/// A record acted by `node`, received by `recipients`.
+fn between(node: &str, recipients: &[&str]) -> AuditRecord {
+    AuditRecord {
+        operation: Operation::Disclosure as i32,
+        node: node.into(),
+        officer: "o".into(),
+        recipients: recipients
+            .iter()
+            .map(|n| isx_core::wire::RecipientLevel { node: (*n).into(), ..Default::default() })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+fn seqs(found: &[isx_core::wire::AuditEntry]) -> Vec<u64> {
+    found.iter().map(|e| e.seq).collect()
+}
+
+#[test]
+fn origin_recipient_and_node_on_either_side_are_read_from_the_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path()).unwrap();
+    let records = vec![
+        between("de-police", &["fr-police", "europol"]), // 0: de publishes to fr and europol
+        between("fr-police", &["fr-police"]),            // 1: a disclosure to fr
+        between("it-police", &["de-police"]),            // 2: it publishes to de
+        between("europol", &[]),                         // 3: europol acts alone
+        between("fr-police", &["it-police"]),            // 4
+    ];
+    for (i, r) in records.into_iter().enumerate() {
+        log.append(vec![r], 1000 + i as u64).unwrap();
+    }
+    let check = |filter: Filter, want: &[u64]| {
+        let (found, more) = log.search(&filter, 100, None).unwrap();
+        assert_eq!(seqs(&found), want, "{filter:?}");
+        assert!(!more);
+        // Newest first: the same records, backwards.
+        let (found, _) = log.search_window(&filter, &crate::log::Window::newest(100)).unwrap();
+        let mut backwards = want.to_vec();
+        backwards.reverse();
+        assert_eq!(seqs(&found), backwards, "newest first: {filter:?}");
+    };
+    let f = |origin: Option<&str>, recipient: Option<&str>, node: Option<&str>| Filter {
+        origin: origin.map(Into::into),
+        recipient: recipient.map(Into::into),
+        node: node.map(Into::into),
+        ..Default::default()
+    };
+    check(f(Some("fr-police"), None, None), &[1, 4]);
+    check(f(None, Some("fr-police"), None), &[0, 1]);
+    check(f(None, None, Some("fr-police")), &[0, 1, 4]);
+    check(f(None, None, Some("de-police")), &[0, 2]);
+    check(f(None, None, Some("europol")), &[0, 3]);
+    check(f(Some("de-police"), Some("europol"), None), &[0]);
+    check(f(None, Some("de-police"), Some("it-police")), &[2]);
+    // The fields not read from the index still filter.
+    check(f(Some("fr-police"), Some("it-police"), None), &[4]);
+    check(f(Some("fr-police"), None, Some("it-police")), &[4]);
+    check(f(Some("fr-police"), None, Some("europol")), &[]);
+    check(Filter { officer: Some("o".into()), ..f(Some("fr-police"), None, None) }, &[1, 4]);
+    check(
+        Filter { node: Some("it-police".into()), operation: Some(Operation::Disclosure), ..Default::default() },
+        &[2, 4],
+    );
+    // Paging through the merged lists of both sides gives each record once.
+    let either = f(None, None, Some("fr-police"));
+    let (first, more) = log.search(&either, 2, None).unwrap();
+    assert!(more);
+    let (rest, more) = log.search(&either, 2, Some(first[1].seq)).unwrap();
+    assert!(!more);
+    assert_eq!(seqs(&first).into_iter().chain(seqs(&rest)).collect::<Vec<_>>(), vec![0, 1, 4]);
+    log.db().flush().unwrap();
+    drop(log);
+    open(dir.path()).expect("the recipient lists pass the integrity check");
+}
+
+#[test]
+fn newest_first_reads_backwards_and_pages_with_before_seq() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path()).unwrap();
+    // Many small indexing batches, so that a value spans many lists.
+    for i in 0..120u64 {
+        log.append(vec![record(i)], 1000 + i * 10).unwrap();
+        if i % 9 == 0 {
+            log.index_pending().unwrap();
+        }
+    }
+    let officer = record(3).officer;
+    let all: Vec<u64> = (0..120u64).filter(|i| record(*i).officer == officer).collect();
+    let filter = Filter { officer: Some(officer.clone()), ..Default::default() };
+    let newest = |window: crate::log::Window| log.search_window(&filter, &window).unwrap();
+    let (page, more) = newest(crate::log::Window::newest(4));
+    assert!(more, "more match beyond the four newest");
+    assert_eq!(seqs(&page), all.iter().rev().take(4).copied().collect::<Vec<_>>());
+    // Page on with before_seq until no more: every record once, newest first.
+    let mut paged = seqs(&page);
+    let mut before = page.last().unwrap().seq;
+    for _ in 0..all.len() {
+        let (page, more) = newest(crate::log::Window { before_seq: Some(before), ..crate::log::Window::newest(4) });
+        paged.extend(seqs(&page));
+        if !more {
+            break;
+        }
+        before = page.last().unwrap().seq;
+    }
+    assert_eq!(paged, all.iter().rev().copied().collect::<Vec<_>>());
+    // With a time window and both seq bounds.
+    let window = Filter { from_ms: Some(1300), to_ms: Some(1800), ..filter.clone() };
+    let expected: Vec<u64> =
+        all.iter().rev().copied().filter(|i| (1300..=1800).contains(&(1000 + i * 10)) && *i > 40 && *i < 75).collect();
+    let (found, more) = log
+        .search_window(
+            &window,
+            &crate::log::Window { after_seq: Some(40), before_seq: Some(75), ..crate::log::Window::newest(100) },
+        )
+        .unwrap();
+    assert!(!more);
+    assert_eq!(seqs(&found), expected);
+    // Oldest first honours before_seq too.
+    let (found, _) = log
+        .search_window(&filter, &crate::log::Window { before_seq: Some(20), ..crate::log::Window::oldest(100) })
+        .unwrap();
+    assert_eq!(seqs(&found), all.iter().copied().filter(|s| *s < 20).collect::<Vec<_>>());
+    // Everything, newest first, from the time index.
+    let (found, more) = log.search_window(&Filter::default(), &crate::log::Window::newest(3)).unwrap();
+    assert!(more);
+    assert_eq!(seqs(&found), vec![119, 118, 117]);
+}
+
+#[test]
+fn the_index_pages_out_whole_every_entry_once_below_a_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path()).unwrap();
+    for i in 0..60u64 {
+        let mut r = record(i);
+        r.recipients =
+            vec![isx_core::wire::RecipientLevel { node: format!("node-{}", (i + 1) % 4), ..Default::default() }];
+        log.append(vec![r], 1000 + i).unwrap();
+        if i % 11 == 0 {
+            log.index_pending().unwrap();
+        }
+    }
+    let below = 50;
+    let mut listed: std::collections::BTreeMap<(crate::index::Kind, String), Vec<u64>> = Default::default();
+    let mut after: Option<Vec<u8>> = None;
+    let mut pages = 0;
+    for _ in 0..10_000 {
+        let page = log.index_page(after.as_deref(), below, 7).unwrap();
+        pages += 1;
+        for l in page.listings {
+            assert!(!l.seqs.is_empty() && l.seqs.iter().all(|s| *s < below), "{l:?}");
+            assert_eq!(l.first_seq, l.seqs[0]);
+            let first = log.entry(l.first_seq).unwrap().record.unwrap();
+            assert_eq!(l.time_ms, crate::index::time_of(&first), "the key's time is its first record's");
+            listed.entry((l.kind.expect("a known kind"), l.value)).or_default().extend(l.seqs);
+        }
+        match page.resume {
+            Some(key) => after = Some(key),
+            None => break,
+        }
+    }
+    assert!(pages > 10, "small pages: {pages}");
+    let mut expected: std::collections::BTreeMap<(crate::index::Kind, String), Vec<u64>> = Default::default();
+    for seq in 0..below {
+        for v in crate::index::values(&log.entry(seq).unwrap().record.unwrap()) {
+            expected.entry(v).or_default().push(seq);
+        }
+    }
+    assert!(expected.keys().any(|(k, _)| *k == crate::index::Kind::Recipient));
+    assert_eq!(listed, expected, "every record under each of its values, once, and nothing else");
+}

@@ -1,22 +1,33 @@
-//! `isx audit search|checkpoint|verify|export|prune`: for auditors.
+//! `isx audit search|tail|checkpoint|verify|export|prune`: for auditors.
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use isx_core::json::{from_json, to_json};
-use isx_core::timestamp::{from_datetime, rfc3339};
-use isx_core::wire::{AuditBundle, AuditEntry, Checkpoint, Operation, SearchRequest};
+use isx_core::timestamp::from_datetime;
+use isx_core::wire::{AuditBundle, AuditEntry, AuditRecord, Checkpoint, Operation, SearchRequest};
 use isx_node::Client;
 use isx_node::audit as client_audit;
 
 use crate::alert::Who;
+use crate::output::{AuditFormat, print_audit_entry, print_audit_header};
+
+/// Most entries the gateway returns in one search page.
+const PAGE: u64 = 1000;
 
 #[derive(Subcommand, Debug)]
 pub enum AuditCommand {
-    /// Search the audit log (auditor role). Each result is checked against its inclusion proof.
+    /// Search the audit log (auditor role), newest first. Each result is checked against its inclusion proof.
+    ///
+    /// Prints up to --limit records (100), newest first (--oldest-first for
+    /// the other order), and says when more match and how to get them:
+    /// a larger --limit, --all, or the next page with --before SEQ (newest
+    /// first) or --after SEQ (oldest first). Nothing is counted beyond what
+    /// is printed. Every page read is recorded in the log (LOG_READ).
     Search {
         #[command(flatten)]
         who: Who,
@@ -29,8 +40,45 @@ pub enum AuditCommand {
         #[arg(long)]
         csv: bool,
         /// Most results to print.
-        #[arg(long, default_value_t = 100)]
+        #[arg(long, default_value_t = 100, conflicts_with = "all")]
         limit: u32,
+        /// Print every matching record, page by page (at most as many pages as the log has records).
+        #[arg(long)]
+        all: bool,
+        /// Oldest first instead of newest first.
+        #[arg(long)]
+        oldest_first: bool,
+        /// Only records after this seq: continues an oldest-first listing.
+        #[arg(long, value_name = "SEQ")]
+        after: Option<u64>,
+        /// Only records before this seq: continues a newest-first listing.
+        #[arg(long, value_name = "SEQ")]
+        before: Option<u64>,
+    },
+    /// The newest records as the search table, oldest of them first; --follow keeps printing new ones.
+    ///
+    /// With --follow it searches again every --interval seconds (at least 1,
+    /// default 2) for records after the last one printed, until Ctrl-C. Each
+    /// search is an audited read: it writes a LOG_READ record naming you, so
+    /// keep the interval modest. Those records of this tail's own polls are
+    /// not printed; everything else that matches the filters is.
+    Tail {
+        #[command(flatten)]
+        who: Who,
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// How many of the newest records to print first.
+        #[arg(long, short = 'n', default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        lines: u32,
+        /// Keep printing new records as they arrive, until Ctrl-C.
+        #[arg(long, short)]
+        follow: bool,
+        /// Seconds between searches with --follow (each one is recorded).
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        interval: u64,
+        /// Print one JSON object per line.
+        #[arg(long)]
+        json: bool,
     },
     /// Print the gateway's latest signed checkpoint; --out saves it for a later `verify --since-checkpoint`.
     Checkpoint {
@@ -42,10 +90,11 @@ pub enum AuditCommand {
     },
     /// Verify the log: of a running gateway, or of an exported bundle (--bundle, no gateway needed).
     ///
-    /// Against a gateway: every record is hashed again, the tree is recomputed
-    /// and compared with the signed checkpoint, the checkpoint is shown to
-    /// extend the one saved with --since-checkpoint, and every index is
-    /// compared with the records. Exits 1 on any mismatch.
+    /// Against a gateway, in one audited read (one LOG_READ record): every
+    /// record is hashed again, the tree is recomputed and compared with the
+    /// signed checkpoint, the checkpoint is shown to extend the one saved with
+    /// --since-checkpoint, and every entry of the search index is compared
+    /// with the records, both ways. Exits 1 on any mismatch.
     Verify {
         #[command(flatten)]
         who: Who,
@@ -105,9 +154,15 @@ pub struct FilterArgs {
     /// A subject pseudonym (64 hex digits) as found in records.
     #[arg(long)]
     pseudonym: Option<String>,
-    /// The acting node.
+    /// A node on either side: the one that acted (--origin) or one that received (--recipient).
     #[arg(long = "node")]
     by_node: Option<String>,
+    /// The node that acted: the publisher, the subscriber a disclosure went to, the requester, the auditor.
+    #[arg(long)]
+    origin: Option<String>,
+    /// A node among the recipients: of a disclosure, a collection's candidates, a denial's refused node, an access request's holder.
+    #[arg(long)]
+    recipient: Option<String>,
     /// The officer (as named in x-isx-officer).
     #[arg(long = "by-officer")]
     by_officer: Option<String>,
@@ -123,10 +178,10 @@ pub struct FilterArgs {
     /// The stated purpose.
     #[arg(long)]
     purpose: Option<String>,
-    /// From this time (RFC 3339 or YYYY-MM-DD).
+    /// From this time (RFC 3339), or from the start of this day (YYYY-MM-DD, UTC).
     #[arg(long)]
     from: Option<String>,
-    /// Up to this time (RFC 3339 or YYYY-MM-DD).
+    /// Up to this time (RFC 3339), or to the end of this day (YYYY-MM-DD, UTC): inclusive.
     #[arg(long)]
     to: Option<String>,
     /// Why you search (recorded with the read).
@@ -134,12 +189,28 @@ pub struct FilterArgs {
     justification: String,
 }
 
-fn parse_time(s: &str, flag: &str) -> Result<prost_types::Timestamp> {
+/// Which end of a day a date-only bound means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DayEnd {
+    /// Its first millisecond, 00:00:00.000 UTC.
+    Start,
+    /// Its last millisecond, 23:59:59.999 UTC (the log's times are milliseconds).
+    End,
+}
+
+/// An RFC 3339 time as given, or a date (YYYY-MM-DD, UTC) as the start or
+/// the end of that day.
+fn parse_time(s: &str, flag: &str, day: DayEnd) -> Result<prost_types::Timestamp> {
     use time::format_description::well_known::Rfc3339;
-    let dt = time::OffsetDateTime::parse(s, &Rfc3339)
-        .or_else(|_| time::OffsetDateTime::parse(&format!("{s}T00:00:00Z"), &Rfc3339))
-        .with_context(|| format!("{flag} {s:?}: use RFC 3339 (2026-11-28T10:00:00Z) or YYYY-MM-DD"))?;
-    Ok(from_datetime(dt))
+    let bad = || format!("{flag} {s:?}: use RFC 3339 (2026-11-28T10:00:00Z) or YYYY-MM-DD");
+    if let Ok(dt) = time::OffsetDateTime::parse(s, &Rfc3339) {
+        return Ok(from_datetime(dt));
+    }
+    let start = time::OffsetDateTime::parse(&format!("{s}T00:00:00Z"), &Rfc3339).with_context(bad)?;
+    Ok(from_datetime(match day {
+        DayEnd::Start => start,
+        DayEnd::End => start + time::Duration::days(1) - time::Duration::milliseconds(1),
+    }))
 }
 
 impl FilterArgs {
@@ -167,13 +238,15 @@ impl FilterArgs {
             subject_identifier: identifier,
             subject_pseudonym: self.pseudonym.clone().unwrap_or_default(),
             node: self.by_node.clone().unwrap_or_default(),
+            origin: self.origin.clone().unwrap_or_default(),
+            recipient: self.recipient.clone().unwrap_or_default(),
             officer: self.by_officer.clone().unwrap_or_default(),
             alert_id: self.alert.clone().unwrap_or_default(),
             request_id: self.request.clone().unwrap_or_default(),
             operation,
             purpose: self.purpose.clone().unwrap_or_default(),
-            from: self.from.as_deref().map(|s| parse_time(s, "--from")).transpose()?,
-            to: self.to.as_deref().map(|s| parse_time(s, "--to")).transpose()?,
+            from: self.from.as_deref().map(|s| parse_time(s, "--from", DayEnd::Start)).transpose()?,
+            to: self.to.as_deref().map(|s| parse_time(s, "--to", DayEnd::End)).transpose()?,
             justification: self.justification.clone(),
             ..Default::default()
         })
@@ -197,93 +270,162 @@ fn read_key(key: &Option<PathBuf>) -> Result<Option<String>> {
         .transpose()
 }
 
-fn print_entries(entries: &[AuditEntry], json: bool, csv: bool) -> Result<()> {
-    let mut out = std::io::stdout().lock();
-    if csv {
-        writeln!(out, "seq,time,operation,node,officer,alert_id,recipients,outcome,purpose,detail")?;
-    } else if !json {
-        writeln!(
-            out,
-            "{:>6}  {:<24} {:<17} {:<10} {:<22} {:<38} {:<28} {:<8} detail",
-            "seq", "time", "operation", "node", "officer", "alert", "recipients", "outcome"
-        )?;
+/// One page of a search, each entry checked against its inclusion proof in
+/// the page's checkpoint. Returns the page and the checkpoint's size.
+async fn page(client: &Client, req: &SearchRequest) -> Result<(Vec<AuditEntry>, bool, u64)> {
+    let page = client_audit::search(client, req.clone()).await?;
+    let cp = isx_audit::verify::checkpoint(page.checkpoint.as_ref().context("search without checkpoint")?, None)?;
+    for e in &page.entries {
+        isx_audit::verify::inclusion(e, &cp).with_context(|| format!("result {} does not verify", e.seq))?;
     }
-    for e in entries {
-        let Some(r) = &e.record else {
-            if !json && !csv {
-                writeln!(out, "{:>6}  (pruned: body removed by retention; leaf hash kept)", e.seq)?;
-            }
-            continue;
-        };
-        let recipients = r
-            .recipients
-            .iter()
-            .map(|x| format!("{}:{}", x.node, isx_core::display::level(x.level())))
-            .collect::<Vec<_>>()
-            .join(" ");
-        let op = r.operation().as_str_name().trim_start_matches("OPERATION_").to_ascii_lowercase();
-        let outcome = r.outcome().as_str_name().trim_start_matches("OUTCOME_").to_ascii_lowercase();
-        let time = r.time.as_ref().map(rfc3339).unwrap_or_default();
-        if json {
-            let mut v = isx_core::json::to_json_value(r);
-            v["leaf_hash"] = serde_json::Value::String(hex::encode(&e.leaf_hash));
-            writeln!(out, "{}", serde_json::to_string(&v)?)?;
-        } else if csv {
-            let q = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
-            writeln!(
-                out,
-                "{},{},{},{},{},{},{},{},{},{}",
-                r.seq,
-                time,
-                op,
-                q(&r.node),
-                q(&r.officer),
-                q(&r.alert_id),
-                q(&recipients),
-                outcome,
-                q(&r.purpose),
-                q(&r.detail)
-            )?;
+    Ok((page.entries, page.more, cp.size))
+}
+
+/// Up to `want` matching entries (every one if `None`), page after page in
+/// `req`'s order, and whether more match beyond them.
+async fn search_pages(client: &Client, mut req: SearchRequest, want: Option<u64>) -> Result<(Vec<AuditEntry>, bool)> {
+    let mut all: Vec<AuditEntry> = Vec::new();
+    let mut pages = 0u64;
+    let mut bound = u64::MAX;
+    // Bounded: every page but the last returns at least one entry, so there
+    // are at most as many pages as the log held records at the first.
+    loop {
+        let left = want.map_or(PAGE, |w| w.saturating_sub(all.len() as u64));
+        req.limit = left.clamp(1, PAGE) as u32;
+        let (entries, more, size) = page(client, &req).await?;
+        bound = bound.min(size + 1);
+        pages += 1;
+        let last = entries.last().map(|e| e.seq);
+        all.extend(entries);
+        let Some(last) = last else { return Ok((all, false)) };
+        let done = want.is_some_and(|w| all.len() as u64 >= w);
+        if !more || done || pages >= bound {
+            return Ok((all, more));
+        }
+        if req.newest_first {
+            req.before_seq = last;
         } else {
-            writeln!(
-                out,
-                "{:>6}  {:<24} {:<17} {:<10} {:<22} {:<38} {:<28} {:<8} {}",
-                r.seq, time, op, r.node, r.officer, r.alert_id, recipients, outcome, r.detail
-            )?;
+            req.after_seq = last;
         }
     }
+}
+
+/// Prints `entries` in `format`, with the header.
+fn print_entries(entries: &[AuditEntry], format: AuditFormat) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    print_audit_header(&mut out, format)?;
+    for e in entries {
+        print_audit_entry(&mut out, e, format)?;
+    }
+    out.flush()?;
     Ok(())
+}
+
+/// True if `r` is the record of one of this tail's own polls.
+fn own_poll(r: &AuditRecord, node: &str, officer: &str, justification: &str) -> bool {
+    r.operation() == Operation::LogRead
+        && r.node == node
+        && r.officer == officer
+        && r.justification == justification
+        && r.detail.starts_with("Search by ")
+}
+
+/// Resolves when the process gets Ctrl-C (SIGINT) or SIGTERM; the handlers
+/// are installed before this returns.
+fn interrupted() -> Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+    })
 }
 
 pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
     match cmd {
-        AuditCommand::Search { who, filter, json, csv, limit } => {
+        AuditCommand::Search { who, filter, json, csv, limit, all, oldest_first, after, before } => {
+            let format = if json {
+                AuditFormat::Json
+            } else if csv {
+                AuditFormat::Csv
+            } else {
+                AuditFormat::Table
+            };
             let client = Client::connect(&who.options()?).await?;
-            let mut req = filter.request()?;
-            let mut all = Vec::new();
-            let mut remaining = limit.max(1);
-            loop {
-                req.limit = remaining.min(1000);
-                let page = client_audit::search(&client, req.clone()).await?;
-                let cp = isx_audit::verify::checkpoint(
-                    page.checkpoint.as_ref().context("search without checkpoint")?,
-                    None,
-                )?;
-                for e in &page.entries {
-                    isx_audit::verify::inclusion(e, &cp)
-                        .with_context(|| format!("result {} does not verify", e.seq))?;
-                }
-                remaining -= page.entries.len().min(remaining as usize) as u32;
-                let last = page.entries.last().map(|e| e.seq);
-                all.extend(page.entries);
-                match last {
-                    Some(seq) if page.more && remaining > 0 => req.after_seq = seq,
-                    _ => break,
-                }
+            let req = SearchRequest {
+                newest_first: !oldest_first,
+                after_seq: after.unwrap_or(0),
+                before_seq: before.unwrap_or(0),
+                ..filter.request()?
+            };
+            let want = if all { None } else { Some(u64::from(limit.max(1))) };
+            let (entries, more) = search_pages(&client, req, want).await?;
+            print_entries(&entries, format)?;
+            let order = if oldest_first { "oldest first" } else { "newest first" };
+            if format == AuditFormat::Table {
+                eprintln!("{} record(s), {order}, each verified against its inclusion proof", entries.len());
             }
-            print_entries(&all, json, csv)?;
-            if !json && !csv {
-                eprintln!("{} record(s), each verified against its inclusion proof", all.len());
+            if more && let Some(last) = entries.last() {
+                let next =
+                    if oldest_first { format!("--after {}", last.seq) } else { format!("--before {}", last.seq) };
+                eprintln!(
+                    "more records match: show more with --limit {}, all with --all, or the next page with {next}",
+                    u64::from(limit.max(1)).saturating_mul(10)
+                );
+            }
+        }
+        AuditCommand::Tail { who, filter, lines, follow, interval, json } => {
+            let format = if json { AuditFormat::Json } else { AuditFormat::Table };
+            let stop = interrupted()?;
+            tokio::pin!(stop);
+            let options = who.options()?;
+            let client = Client::connect(&options).await?;
+            let mut req = filter.request()?;
+            if req.justification.is_empty() {
+                req.justification = "isx audit tail".into();
+            }
+            let first = SearchRequest { newest_first: true, limit: lines, ..req.clone() };
+            let (mut newest, more, size) = tokio::select! {
+                _ = &mut stop => return Ok(ExitCode::SUCCESS),
+                page = page(&client, &first) => page?,
+            };
+            newest.reverse();
+            print_entries(&newest, format)?;
+            if more && let Some(oldest) = newest.first() {
+                eprintln!("older records match: `isx audit search` with the same filters and --before {}", oldest.seq);
+            }
+            if !follow {
+                return Ok(ExitCode::SUCCESS);
+            }
+            let (node, officer) = (client.node().to_string(), options.officer.clone());
+            eprintln!(
+                "following: a search every {interval}s, each recorded as a LOG_READ by {node} ({officer}), not printed here; Ctrl-C stops"
+            );
+            // After the last record printed, or else after the log as it was.
+            let mut last = newest.last().map(|e| e.seq).unwrap_or(size.saturating_sub(1));
+            let poll = SearchRequest { newest_first: false, before_seq: 0, limit: PAGE as u32, ..req };
+            loop {
+                tokio::select! {
+                    _ = &mut stop => break,
+                    _ = tokio::time::sleep(Duration::from_secs(interval)) => {}
+                }
+                let next = SearchRequest { after_seq: last, ..poll.clone() };
+                let (entries, _) = tokio::select! {
+                    _ = &mut stop => break,
+                    found = search_pages(&client, next, None) => found?,
+                };
+                let mut out = std::io::stdout().lock();
+                for e in &entries {
+                    last = last.max(e.seq);
+                    if e.record.as_ref().is_some_and(|r| own_poll(r, &node, &officer, &poll.justification)) {
+                        continue;
+                    }
+                    print_audit_entry(&mut out, e, format)?;
+                }
+                out.flush()?;
             }
         }
         AuditCommand::Checkpoint { who, out } => {
@@ -331,8 +473,12 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
             match client_audit::verify_live(&client, trusted.as_deref(), since.as_ref(), &progress).await {
                 Ok(r) => {
                     println!(
-                        "OK: {} records verified against the signed checkpoint of size {} ({} hashed, {} pruned); {} index searches match the records",
-                        r.checkpoint.tree_size, r.checkpoint.tree_size, r.bodies, r.pruned, r.index_checks
+                        "OK: {} records verified against the signed checkpoint of size {} ({} hashed, {} pruned)",
+                        r.checkpoint.tree_size, r.checkpoint.tree_size, r.bodies, r.pruned
+                    );
+                    println!(
+                        "OK: the whole search index matches the records: {} entries under {} values, each record in every list it belongs to and in no other",
+                        r.index_entries, r.index_checks
                     );
                     if let Some(old) = r.consistent_with {
                         println!("OK: the log extends the saved checkpoint of size {old} (consistency proof verified)");
@@ -359,7 +505,7 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
         }
         AuditCommand::Prune { config, before, officer } => {
             let config = isx_gateway::GatewayConfig::load(&config)?;
-            let before_ms = isx_core::timestamp::to_unix_millis(&parse_time(&before, "--before")?);
+            let before_ms = isx_core::timestamp::to_unix_millis(&parse_time(&before, "--before", DayEnd::Start)?);
             let db = isx_store::open(&config.data_dir.join("gateway.sled"), isx_store::GATEWAY_CACHE_BYTES)?;
             let keys = isx_audit::keys::load(&config.pki_dir)?;
             let (log, _) = isx_audit::AuditLog::open(&db, keys, &|d, t| progress("checking", d, t))?;

@@ -1,8 +1,11 @@
-//! Human-readable printing of receipts, deliveries, node events and errors.
+//! Human-readable printing of receipts, deliveries, node events, audit
+//! records and errors.
+
+use std::io::Write;
 
 use isx_core::display;
 use isx_core::timestamp::rfc3339;
-use isx_core::wire::{Delivery, Receipt};
+use isx_core::wire::{AuditEntry, AuditRecord, Delivery, Receipt};
 use isx_node::NodeEvent;
 use tonic_types::StatusExt;
 
@@ -105,6 +108,118 @@ pub fn print_node_event(event: &NodeEvent) {
                 println!("      (duplicate of an alert already stored; dropped)");
             }
         }
+    }
+}
+
+/// How audit records are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditFormat {
+    /// One aligned line per record, under a header.
+    Table,
+    /// One JSON object per line.
+    Json,
+    /// CSV with a header line.
+    Csv,
+}
+
+/// The widest the table's policies column gets; longer lists end in `…`
+/// (`--json` and `--csv` carry them whole).
+const POLICIES_WIDTH: usize = 36;
+
+/// The deciding policies of a record: its own, or else those of each
+/// recipient and each hit, in order, once each.
+pub fn audit_policies(r: &AuditRecord) -> Vec<String> {
+    let mut ids: Vec<String> = Vec::new();
+    let all = r
+        .policy_ids
+        .iter()
+        .chain(r.recipients.iter().flat_map(|x| &x.policy_ids))
+        .chain(r.hits.iter().flat_map(|h| &h.policy_ids));
+    for id in all {
+        if !ids.contains(id) {
+            ids.push(id.clone());
+        }
+    }
+    ids
+}
+
+/// `text` cut to `width` characters, the last one `…` if anything was cut.
+pub fn truncate(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_owned();
+    }
+    let mut cut: String = text.chars().take(width.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
+/// The header of an audit listing (nothing for JSON).
+pub fn print_audit_header(out: &mut impl Write, format: AuditFormat) -> std::io::Result<()> {
+    match format {
+        AuditFormat::Csv => {
+            writeln!(out, "seq,time,operation,node,officer,alert_id,recipients,outcome,policy_ids,purpose,detail")
+        }
+        AuditFormat::Table => writeln!(
+            out,
+            "{:>6}  {:<24} {:<17} {:<10} {:<22} {:<38} {:<28} {:<8} {:<POLICIES_WIDTH$} detail",
+            "seq", "time", "operation", "node", "officer", "alert", "recipients", "outcome", "policies"
+        ),
+        AuditFormat::Json => Ok(()),
+    }
+}
+
+/// One audit entry: a line of the table, a CSV row or a JSON object.
+pub fn print_audit_entry(out: &mut impl Write, e: &AuditEntry, format: AuditFormat) -> std::io::Result<()> {
+    let Some(r) = &e.record else {
+        return match format {
+            AuditFormat::Table => writeln!(out, "{:>6}  (pruned: body removed by retention; leaf hash kept)", e.seq),
+            _ => Ok(()),
+        };
+    };
+    let recipients =
+        r.recipients.iter().map(|x| format!("{}:{}", x.node, display::level(x.level()))).collect::<Vec<_>>().join(" ");
+    let op = r.operation().as_str_name().trim_start_matches("OPERATION_").to_ascii_lowercase();
+    let outcome = r.outcome().as_str_name().trim_start_matches("OUTCOME_").to_ascii_lowercase();
+    let time = r.time.as_ref().map(rfc3339).unwrap_or_default();
+    let policies = audit_policies(r).join(",");
+    match format {
+        AuditFormat::Json => {
+            let mut v = isx_core::json::to_json_value(r);
+            v["leaf_hash"] = serde_json::Value::String(hex::encode(&e.leaf_hash));
+            writeln!(out, "{}", serde_json::to_string(&v).map_err(std::io::Error::other)?)
+        }
+        AuditFormat::Csv => {
+            let q = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+            writeln!(
+                out,
+                "{},{},{},{},{},{},{},{},{},{},{}",
+                r.seq,
+                time,
+                op,
+                q(&r.node),
+                q(&r.officer),
+                q(&r.alert_id),
+                q(&recipients),
+                outcome,
+                q(&policies),
+                q(&r.purpose),
+                q(&r.detail)
+            )
+        }
+        AuditFormat::Table => writeln!(
+            out,
+            "{:>6}  {:<24} {:<17} {:<10} {:<22} {:<38} {:<28} {:<8} {:<POLICIES_WIDTH$} {}",
+            r.seq,
+            time,
+            op,
+            r.node,
+            r.officer,
+            r.alert_id,
+            recipients,
+            outcome,
+            truncate(&policies, POLICIES_WIDTH),
+            r.detail
+        ),
     }
 }
 

@@ -947,3 +947,293 @@ fn client_commands_take_isx_as_and_isx_pki_from_the_environment() {
     // Not "--as NODE is required": the node and PKI came from the environment.
     assert!(err.contains("/nonexistent-isx-pki/"), "{err}");
 }
+
+/// `--as auditor` with the topology's PKI and gateway, then `tail`.
+fn as_auditor(topo: &isx_testkit::Topology, head: &[&str], tail: &[&str]) -> Vec<String> {
+    let pki = topo.pki_dir().display().to_string();
+    let addr = topo.gateway_addr().to_string();
+    head.iter()
+        .map(|s| (*s).to_owned())
+        .chain(["--as", "auditor", "--pki", &pki, "--gateway", &addr, "--officer", "DPO Martens"].map(str::to_owned))
+        .chain(tail.iter().map(|s| (*s).to_owned()))
+        .collect()
+}
+
+/// The seqs of the table rows in `stdout` (lines that start with a number).
+fn table_seqs(stdout: &[u8]) -> Vec<u64> {
+    String::from_utf8_lossy(stdout).lines().filter_map(|l| l.split_whitespace().next()?.parse().ok()).collect()
+}
+
+/// The records of `--json` output.
+fn json_records(stdout: &[u8]) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(stdout).lines().map(|l| serde_json::from_str(l).expect("one JSON object a line")).collect()
+}
+
+/// Publishes `n` migrant-smuggling alerts from de-police to fr-police and
+/// waits until fr-police holds them.
+async fn publish_some(topo: &isx_testkit::Topology, n: usize) -> Vec<String> {
+    let de = topo.client("de-police").await.unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        let alert = isx_testkit::samples::migrant_smuggling("de-police", &["fr-police"]);
+        de.publish(alert.clone()).await.unwrap();
+        let arrived = topo.inbox("fr-police").wait_for(&alert.alert_id, LIMIT).await.unwrap();
+        assert!(arrived.is_some(), "fr-police received {}", alert.alert_id);
+        ids.push(alert.alert_id);
+    }
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_search_is_newest_first_says_when_more_match_and_pages_on() {
+    let topo = isx_testkit::Topology::start(isx_testkit::TopologySpec::default_agencies()).await.unwrap();
+    publish_some(&topo, 3).await;
+
+    let out = isx_async(as_auditor(&topo, &["audit", "search"], &["--limit", "4"])).await;
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    let first = table_seqs(&out.stdout);
+    assert_eq!(first.len(), 4, "{t}");
+    assert!(first.windows(2).all(|w| w[0] > w[1]), "newest first: {first:?}\n{t}");
+    let last = first[3];
+    let hint =
+        format!("more records match: show more with --limit 40, all with --all, or the next page with --before {last}");
+    assert!(t.contains(&hint), "{t}");
+
+    // The next page continues below the last seq shown, and says when it is the end.
+    let out =
+        isx_async(as_auditor(&topo, &["audit", "search"], &["--before", &last.to_string(), "--limit", "1000"])).await;
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    let rest = table_seqs(&out.stdout);
+    assert_eq!(rest, (0..last).rev().collect::<Vec<_>>(), "{t}");
+    assert!(!t.contains("more records match"), "{t}");
+
+    // Oldest first pages with --after.
+    let out = isx_async(as_auditor(&topo, &["audit", "search"], &["--oldest-first", "--limit", "2"])).await;
+    let t = text(&out);
+    assert_eq!(table_seqs(&out.stdout), vec![0, 1], "{t}");
+    assert!(t.contains("or the next page with --after 1"), "{t}");
+
+    // --all prints every record, in pages, and nothing is left.
+    let out = isx_async(as_auditor(&topo, &["audit", "search"], &["--all", "--json"])).await;
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    // Canonical JSON: 64-bit integers as strings, seq 0 (a default) omitted.
+    let all: Vec<u64> =
+        json_records(&out.stdout).iter().map(|r| r["seq"].as_str().map_or(0, |s| s.parse().unwrap())).collect();
+    assert!(all.len() > first.len() + rest.len(), "{t}");
+    assert_eq!(all.iter().rev().take(rest.len()).copied().collect::<Vec<_>>(), (0..last).collect::<Vec<_>>());
+    assert!(!t.contains("more records match"), "{t}");
+    topo.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_search_takes_whole_days_and_both_sides_of_a_record() {
+    let topo = isx_testkit::Topology::start(isx_testkit::TopologySpec::default_agencies()).await.unwrap();
+    let ids = publish_some(&topo, 2).await;
+    // The policy refuses Europol an alert outside its mandate: the denial is
+    // de-police's (origin) and Europol's (recipient).
+    let mut crisis = isx_testkit::samples::base(
+        "de-police",
+        &["europol"],
+        isx_core::wire::Category::CrisesAndDisasters,
+        isx_core::wire::Action::Inform,
+    );
+    crisis.narrative = "dam breach".into();
+    topo.client("de-police").await.unwrap().publish(crisis.clone()).await.unwrap();
+    let search =
+        |tail: &[&str]| as_auditor(&topo, &["audit", "search"], &[tail, &["--json", "--limit", "1000"]].concat());
+    let collections = |out: &Output| -> Vec<serde_json::Value> {
+        assert!(out.status.success(), "{}", text(out));
+        json_records(&out.stdout).into_iter().filter(|r| r["operation"] == "OPERATION_COLLECTION").collect()
+    };
+
+    // The day the records were written, from their own time: that whole day.
+    let out = isx_async(search(&["--operation", "collection"])).await;
+    let all = collections(&out);
+    assert_eq!(all.len(), 3, "{}", text(&out));
+    let day = all[0]["time"].as_str().unwrap()[..10].to_owned();
+    let out = isx_async(search(&["--operation", "collection", "--from", &day, "--to", &day])).await;
+    assert_eq!(collections(&out).len(), 3, "--from {day} --to {day} is that whole day: {}", text(&out));
+    let out = isx_async(search(&["--operation", "collection", "--to", &day])).await;
+    assert_eq!(collections(&out).len(), 3, "--to {day} includes the day: {}", text(&out));
+    let exact = all[0]["time"].as_str().unwrap().to_owned();
+    let out = isx_async(search(&["--operation", "collection", "--from", &exact, "--to", &exact])).await;
+    assert!(collections(&out).iter().all(|r| r["time"] == exact.as_str()), "an RFC 3339 time is exact");
+
+    // Sides: de-police published (origin), fr-police and Europol were candidates (recipients).
+    let alerts = |out: &Output| -> Vec<String> {
+        collections(out).iter().map(|r| r["alert_id"].as_str().unwrap_or_default().to_owned()).collect()
+    };
+    let to_fr: Vec<String> = ids.iter().rev().cloned().collect();
+    let out = isx_async(search(&["--origin", "de-police", "--operation", "collection"])).await;
+    assert_eq!(alerts(&out), [&[crisis.alert_id.clone()], &to_fr[..]].concat(), "{}", text(&out));
+    let out = isx_async(search(&["--origin", "fr-police", "--operation", "collection"])).await;
+    assert!(alerts(&out).is_empty(), "{}", text(&out));
+    let out = isx_async(search(&["--recipient", "fr-police", "--operation", "collection"])).await;
+    assert_eq!(alerts(&out), to_fr, "fr-police was a candidate of two: {}", text(&out));
+    let out = isx_async(search(&["--recipient", "europol", "--operation", "collection"])).await;
+    assert_eq!(alerts(&out), [crisis.alert_id.clone()], "{}", text(&out));
+    let out = isx_async(search(&["--node", "fr-police", "--operation", "collection"])).await;
+    assert_eq!(alerts(&out), to_fr, "--node is either side: {}", text(&out));
+    let out = isx_async(search(&["--node", "de-police", "--operation", "collection"])).await;
+    assert_eq!(alerts(&out).len(), 3, "{}", text(&out));
+
+    let out = isx_async(search(&["--recipient", "europol", "--operation", "denial"])).await;
+    let denials = json_records(&out.stdout);
+    assert_eq!(denials.len(), 1, "{}", text(&out));
+    assert_eq!((&denials[0]["node"], &denials[0]["recipients"][0]["node"]), (&"de-police".into(), &"europol".into()));
+    assert_eq!(denials[0]["alert_id"], crisis.alert_id.as_str());
+    let out = isx_async(search(&["--node", "europol", "--operation", "denial"])).await;
+    assert_eq!(json_records(&out.stdout).len(), 1, "{}", text(&out));
+    let out = isx_async(search(&["--origin", "europol", "--operation", "denial"])).await;
+    assert!(json_records(&out.stdout).is_empty(), "{}", text(&out));
+    let out = isx_async(search(&["--node", "de-police", "--operation", "denial"])).await;
+    assert_eq!(json_records(&out.stdout).len(), 1, "{}", text(&out));
+    topo.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_table_shows_the_deciding_policies() {
+    let topo = isx_testkit::Topology::start(isx_testkit::TopologySpec::default_agencies()).await.unwrap();
+    // To every node: each candidate decided by policies of its own.
+    let broadcast = isx_testkit::samples::migrant_smuggling("de-police", &[]);
+    topo.client("de-police").await.unwrap().publish(broadcast.clone()).await.unwrap();
+    let out =
+        isx_async(as_auditor(&topo, &["audit", "search"], &["--operation", "denial", "--recipient", "auditor"])).await;
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let mut lines = stdout.lines();
+    assert!(lines.next().unwrap().contains(" policies "), "a policies column: {t}");
+    let row = lines.next().expect("the denial");
+    assert!(row.contains("auditor-never-receives"), "{t}");
+    // A collection's candidates were decided by several policies: the column
+    // holds them up to its width, and says when it cut.
+    let out = isx_async(as_auditor(&topo, &["audit", "search"], &["--operation", "collection", "--json"])).await;
+    let record = &json_records(&out.stdout)[0];
+    let ids: Vec<String> = record["recipients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["policy_ids"].as_array().cloned().unwrap_or_default())
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    assert!(ids.join(",").chars().count() > 36, "long enough to be cut: {ids:?}");
+    let out = isx_async(as_auditor(&topo, &["audit", "search"], &["--operation", "collection"])).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let row = stdout.lines().nth(1).expect("the collection");
+    assert!(row.contains(&ids[0]) && row.contains('…'), "{row}");
+    let out = isx_async(as_auditor(&topo, &["audit", "search"], &["--operation", "collection", "--csv"])).await;
+    let csv = String::from_utf8_lossy(&out.stdout);
+    assert!(csv.lines().next().unwrap().contains(",policy_ids,"), "{csv}");
+    let mut unique = Vec::new();
+    for id in &ids {
+        if !unique.contains(id) {
+            unique.push(id.clone());
+        }
+    }
+    assert!(csv.contains(&format!("\"{}\"", unique.join(","))), "CSV has them whole: {csv}");
+    topo.shutdown().await;
+}
+
+/// Lines of a running child's stdout, received with a deadline.
+struct Lines(mpsc::Receiver<String>);
+
+impl Lines {
+    fn of(child: &mut ChildGuard) -> Self {
+        let (tx, rx) = mpsc::channel();
+        let stdout = BufReader::new(child.child.stdout.take().expect("piped stdout"));
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Self(rx)
+    }
+
+    /// Lines until one satisfies `done` (included), within [`LIMIT`].
+    fn until(&self, what: &str, done: impl Fn(&str) -> bool) -> Vec<String> {
+        let deadline = Instant::now() + LIMIT;
+        let mut seen = Vec::new();
+        // Bounded: each turn receives before the deadline or ends the test.
+        loop {
+            match self.0.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(line) => {
+                    let stop = done(&line);
+                    seen.push(line);
+                    if stop {
+                        return seen;
+                    }
+                }
+                Err(e) => panic!("no {what} ({e:?}); the child printed:\n{}", seen.join("\n")),
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_tail_prints_the_newest_records_and_follows_new_ones() {
+    let topo = isx_testkit::Topology::start(isx_testkit::TopologySpec::default_agencies()).await.unwrap();
+    publish_some(&topo, 2).await;
+    let out = isx_async(as_auditor(&topo, &["audit", "tail"], &["-n", "3"])).await;
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    let seqs = table_seqs(&out.stdout);
+    assert_eq!(seqs.len(), 3, "{t}");
+    assert!(seqs.windows(2).all(|w| w[0] + 1 == w[1]), "the newest three, oldest of them first: {t}");
+    assert!(
+        t.contains(&format!("older records match: `isx audit search` with the same filters and --before {}", seqs[0]))
+    );
+
+    let args = as_auditor(&topo, &["audit", "tail"], &["--follow", "--interval", "1", "-n", "5"]);
+    let mut tail = ChildGuard::spawn(
+        Command::new(env!("CARGO_BIN_EXE_isx"))
+            .args(&args)
+            .current_dir(repo())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null()),
+        false,
+    );
+    let lines = Lines::of(&mut tail);
+    let rows = std::cell::Cell::new(0);
+    let first = lines.until("the newest five", |l| {
+        rows.set(rows.get() + table_seqs(l.as_bytes()).len());
+        rows.get() == 5
+    });
+    let seqs = table_seqs(first.join("\n").as_bytes());
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{first:?}");
+    assert!(
+        first.last().unwrap().contains("Search by everything, newest first"),
+        "its own read is the newest: {first:?}"
+    );
+    let new = publish_some(&topo, 1).await.remove(0);
+    let mut followed = lines.until("the new collection", |l| l.contains(&new) && l.contains("collection"));
+    // Another one, so that the polls that found the first are behind.
+    let next = publish_some(&topo, 1).await.remove(0);
+    followed.extend(lines.until("the next collection", |l| l.contains(&next) && l.contains("collection")));
+    assert!(
+        !followed.iter().any(|l| l.contains("log_read")),
+        "the tail's own polls are recorded, not printed: {followed:?}"
+    );
+    tail.interrupt();
+    let status = tail.wait_until(Instant::now() + LIMIT).expect("the tail stops on Ctrl-C");
+    assert!(status.success(), "{status:?}");
+    let polls = topo
+        .audit_records(isx_core::wire::SearchRequest {
+            operation: isx_core::wire::Operation::LogRead as i32,
+            officer: "DPO Martens".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        polls.iter().filter(|r| r.justification == "isx audit tail").count() >= 2,
+        "each poll is a read: {polls:?}"
+    );
+    topo.shutdown().await;
+}

@@ -7,11 +7,14 @@
 //! `LOG_READ` record is made durable before any data is returned. Scans run
 //! on the blocking pool, off the async workers. `Export` streams its entries
 //! in messages of at most `audit.export_batch` entries, so neither side
-//! holds a whole export in memory.
+//! holds a whole export in memory. `VerifyLog` streams a checkpoint, every
+//! entry of its tree and the whole search index the same way, as one read
+//! (one `LOG_READ` record for a whole verification).
 
 use std::pin::Pin;
 use std::sync::Arc;
 
+use isx_audit::log::Window;
 use isx_audit::{AuditLog, Filter};
 use isx_core::Role;
 use isx_core::timestamp::to_unix_millis;
@@ -19,7 +22,7 @@ use isx_core::wire::audit_server::Audit;
 use isx_core::wire::{
     AuditBundle, AuditEntry, Checkpoint, ConsistencyProof, ExportRequest, GetCheckpointRequest,
     GetConsistencyProofRequest, GetEntriesRequest, GetEntriesResponse, GetInclusionProofRequest, InclusionProof,
-    Operation, SearchRequest, SearchResponse,
+    IndexListing, Operation, SearchRequest, SearchResponse, VerifyLogPart, VerifyLogRequest,
 };
 use prost::Message;
 use tokio::sync::mpsc;
@@ -48,8 +51,15 @@ pub(crate) struct AuditService {
     state: Arc<State>,
 }
 
+/// Most index seqs one `VerifyLog` part holds (8 bytes each); a part holds
+/// at least one list.
+const INDEX_SEQS_PER_PART: usize = 16_384;
+
 /// The stream `Export` answers with.
 type ExportStream = Pin<Box<dyn Stream<Item = Result<AuditBundle, Status>> + Send>>;
+
+/// The stream `VerifyLog` answers with.
+type VerifyLogStream = Pin<Box<dyn Stream<Item = Result<VerifyLogPart, Status>> + Send>>;
 
 /// Runs a scan of the log on the blocking pool.
 async fn scan<T: Send + 'static>(
@@ -156,6 +166,8 @@ impl AuditService {
             Filter {
                 pseudonym: pseudonym.clone(),
                 node: text(&req.node),
+                origin: text(&req.origin),
+                recipient: text(&req.recipient),
                 officer: text(&req.officer),
                 alert_id: text(&req.alert_id),
                 request_id: text(&req.request_id),
@@ -177,6 +189,8 @@ fn describe(f: &Filter) -> String {
     }
     for (name, v) in [
         ("node", &f.node),
+        ("origin", &f.origin),
+        ("recipient", &f.recipient),
         ("officer", &f.officer),
         ("alert", &f.alert_id),
         ("request", &f.request_id),
@@ -244,12 +258,20 @@ impl Audit for AuditService {
             0 => 100,
             n => u64::from(n).min(MAX_PAGE),
         } as usize;
-        let after = (r.after_seq > 0).then_some(r.after_seq);
-        self.log_read(&caller, format!("Search by {}", describe(&filter)), pseudonym, &r.justification).await?;
+        let order = if r.newest_first { ", newest first" } else { "" };
+        let what = format!("Search by {}{order}", describe(&filter));
+        self.log_read(&caller, what, pseudonym, &r.justification).await?;
         let checkpoint = self.state.recorder.fresh_checkpoint().await?;
         let size = checkpoint.tree_size;
+        // As of the checkpoint: later records are left to a later search.
+        let window = Window {
+            limit,
+            after_seq: (r.after_seq > 0).then_some(r.after_seq),
+            before_seq: Some(if r.before_seq > 0 { r.before_seq.min(size) } else { size }),
+            newest_first: r.newest_first,
+        };
         let (entries, more) = scan(self.state.recorder.log(), move |log| {
-            let (mut entries, mut more) = log.search(&filter, limit, after)?;
+            let (mut entries, mut more) = log.search_window(&filter, &window)?;
             let mut bytes = 0;
             if let Some(cut) = entries.iter().position(|e| {
                 bytes += e.encoded_len();
@@ -379,6 +401,108 @@ impl Audit for AuditService {
                 }
                 if !more {
                     return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    type VerifyLogStream = VerifyLogStream;
+
+    async fn verify_log(&self, req: Request<VerifyLogRequest>) -> Result<Response<Self::VerifyLogStream>, Status> {
+        let caller = self.caller(&req, "VerifyLog").await?;
+        let since = req.get_ref().since_size;
+        let justification = req.get_ref().justification.clone();
+        // The checkpoint first, so that the one record of this read says
+        // exactly what it covers; nothing is returned before it is durable.
+        let checkpoint = self.state.recorder.fresh_checkpoint().await?;
+        let size = checkpoint.tree_size;
+        let from = if since > 0 { format!(", consistency from {since}") } else { String::new() };
+        let what = format!("VerifyLog: {size} records and the whole search index{from}");
+        self.log_read(&caller, what, None, &justification).await?;
+        // A saved checkpoint larger than this one gets no proof: the client
+        // finds that the log shrank.
+        let proof = if since > 0 && since < size {
+            scan(self.state.recorder.log(), move |log| log.consistency_proof(since, size)).await?
+        } else {
+            vec![]
+        };
+        let first = VerifyLogPart {
+            checkpoint: Some(checkpoint),
+            consistency: Some(ConsistencyProof {
+                first: since.min(size),
+                second: size,
+                hashes: proof.iter().map(|h| h.to_vec()).collect(),
+            }),
+            ..Default::default()
+        };
+        let batch = self.state.recorder.config().export_batch as u64;
+        let (tx, rx) = mpsc::channel::<Result<VerifyLogPart, Status>>(2);
+        let log = self.state.recorder.log().clone();
+        let shutdown = self.state.shutdown.clone();
+        // One part at a time on the blocking pool, as for `Export`: the
+        // entries of the tree, then the index lists.
+        tokio::spawn(async move {
+            let send = |part: Result<VerifyLogPart, Status>| {
+                let tx = tx.clone();
+                let shutdown = shutdown.clone();
+                async move {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => false,
+                        sent = tx.send(part) => sent.is_ok(),
+                    }
+                }
+            };
+            if !send(Ok(first)).await {
+                return;
+            }
+            let mut next = 0u64;
+            while next < size {
+                let end = next.saturating_add(batch.max(1)).min(size);
+                match scan(&log, move |log| log.entries(next, end)).await {
+                    Ok(entries) => {
+                        if !send(Ok(VerifyLogPart { entries, ..Default::default() })).await {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "verify stream stopped");
+                        send(Err(e)).await;
+                        return;
+                    }
+                }
+                next = end;
+            }
+            let mut after: Option<Vec<u8>> = None;
+            // Bounded: each page moves past at least one key of the index.
+            loop {
+                let resume = after.clone();
+                let page = scan(&log, move |log| log.index_page(resume.as_deref(), size, INDEX_SEQS_PER_PART)).await;
+                let page = match page {
+                    Ok(page) => page,
+                    Err(e) => {
+                        warn!(error = %e, "verify stream stopped");
+                        send(Err(e)).await;
+                        return;
+                    }
+                };
+                let index = page
+                    .listings
+                    .into_iter()
+                    .map(|l| IndexListing {
+                        kind: l.kind.map(|k| k.wire()).unwrap_or_default() as i32,
+                        value: l.value,
+                        time_ms: l.time_ms,
+                        first_seq: l.first_seq,
+                        seqs: l.seqs,
+                    })
+                    .collect::<Vec<_>>();
+                if !index.is_empty() && !send(Ok(VerifyLogPart { index, ..Default::default() })).await {
+                    return;
+                }
+                match page.resume {
+                    Some(key) => after = Some(key),
+                    None => return,
                 }
             }
         });

@@ -4,17 +4,20 @@
 //! Verification trusts nothing the gateway says without checking it: the
 //! checkpoint signature (against a pinned key if given), every record's leaf
 //! hash recomputed from its bytes, the root recomputed independently, the
-//! consistency with a checkpoint saved earlier, and the indexes compared with
-//! what the records say.
+//! consistency with a checkpoint saved earlier, and every entry of the
+//! search index compared with what the records say. It is one call
+//! (`VerifyLog`), so one `LOG_READ` record, however large the log.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
+use isx_audit::index::Kind;
 use isx_audit::verify::{self, LogVerifier, VerifyError};
 use isx_core::wire::audit_client::AuditClient;
 use isx_core::wire::{
-    AuditBundle, AuditEntry, AuditRecord, Checkpoint, ExportRequest, GetCheckpointRequest, GetConsistencyProofRequest,
-    GetEntriesRequest, Operation, SearchRequest, SearchResponse,
+    AuditBundle, AuditRecord, Checkpoint, ExportRequest, GetCheckpointRequest, GetConsistencyProofRequest,
+    IndexListing, SearchRequest, SearchResponse, VerifyLogRequest,
 };
+use prost::Message;
 use tonic::Status;
 use tonic::transport::Channel;
 
@@ -48,8 +51,11 @@ pub struct LiveReport {
     pub bodies: u64,
     /// Pruned records (leaf hash only).
     pub pruned: u64,
-    /// Index searches compared with the records.
+    /// Index values (kind and value) compared, whole, with the records.
     pub index_checks: u64,
+    /// Index entries (a value and a seq) compared with the records: every
+    /// entry of the index.
+    pub index_entries: u64,
     /// The size of the saved checkpoint the log was shown to extend, if any.
     pub consistent_with: Option<u64>,
 }
@@ -100,125 +106,155 @@ pub async fn export(client: &Client, filter: SearchRequest) -> Result<AuditBundl
     export_with_progress(client, filter, &|_| {}).await
 }
 
-async fn all_matching(client: &Client, mut req: SearchRequest, size: u64) -> Result<BTreeSet<u64>, AuditClientError> {
-    let mut seqs = BTreeSet::new();
-    // Bounded: each page advances after_seq, and at most `size` entries can match.
-    for _ in 0..=size + 1 {
-        req.limit = 1000;
-        let page = search(client, req.clone()).await?;
-        let cp = verify::checkpoint(
-            page.checkpoint.as_ref().ok_or_else(|| VerifyError::Shape("search without checkpoint".into()))?,
-            None,
-        )?;
-        for e in &page.entries {
-            verify::inclusion(e, &cp)?;
-        }
-        seqs.extend(page.entries.iter().map(|e| e.seq).filter(|s| *s < size));
-        match page.entries.last() {
-            Some(last) if page.more => req.after_seq = last.seq,
-            _ => break,
-        }
-    }
-    Ok(seqs)
+/// What the records say the index must hold: for each (kind, value), the
+/// seqs in log order, and how many of them the lists have shown so far.
+#[derive(Debug, Default)]
+struct ExpectedIndex {
+    lists: BTreeMap<(Kind, String), (Vec<u64>, usize)>,
+    /// The time of each record, by seq (`None` once pruned).
+    times: Vec<Option<u64>>,
+    entries: u64,
 }
 
-/// Verifies a running gateway's log: the whole tree against its signed
-/// checkpoint (with `trusted_key` pinned if given), consistency with `since`,
-/// and the indexes against the records. `progress(done, total)` reports long runs.
+impl ExpectedIndex {
+    /// Adds record `seq` (in log order), or a pruned one.
+    fn push(&mut self, seq: u64, record: Option<&AuditRecord>) {
+        self.times.push(record.map(isx_audit::index::time_of));
+        for (kind, value) in record.map(isx_audit::index::values).unwrap_or_default() {
+            self.lists.entry((kind, value)).or_default().0.push(seq);
+            self.entries += 1;
+        }
+    }
+
+    /// Checks one stored list against the records: its key names a known
+    /// kind, its first seq and that record's time; its seqs ascend, and they
+    /// are the next seqs of its value that the records say, no more, no fewer.
+    fn check(&mut self, l: &IndexListing, size: u64) -> Result<u64, AuditClientError> {
+        let kind = Kind::from_wire(l.kind());
+        let what = format!("{} {:?}", kind.map(Kind::name).unwrap_or("(unknown kind)"), l.value);
+        let bad = |detail: String| AuditClientError::Index { what: what.clone(), detail };
+        let Some(kind) = kind else { return Err(bad("an index row of no known kind".into())) };
+        if l.seqs.is_empty() {
+            return Err(bad(format!("a malformed list at seq {}", l.first_seq)));
+        }
+        if !l.seqs.windows(2).all(|w| w[0] < w[1]) {
+            return Err(bad(format!("the list at seq {} is not in ascending order: {:?}", l.first_seq, l.seqs)));
+        }
+        if l.seqs[0] != l.first_seq {
+            return Err(bad(format!("the list keyed at seq {} starts at seq {}", l.first_seq, l.seqs[0])));
+        }
+        if let Some(s) = l.seqs.iter().find(|s| **s >= size) {
+            return Err(bad(format!("seq {s} is beyond the checkpoint's {size} records")));
+        }
+        let first_time = self.times.get(l.first_seq as usize).copied().flatten();
+        if first_time.is_some_and(|t| t != l.time_ms) {
+            return Err(bad(format!(
+                "the list keyed at time {} starts with record {} of time {}",
+                l.time_ms,
+                l.first_seq,
+                first_time.unwrap_or_default()
+            )));
+        }
+        let (want, shown) = self.lists.entry((kind, l.value.clone())).or_default();
+        let next = want.get(*shown..*shown + l.seqs.len());
+        if next != Some(l.seqs.as_slice()) {
+            let last = l.seqs[l.seqs.len() - 1];
+            let span: Vec<u64> = want[*shown..].iter().copied().take_while(|s| *s <= last).collect();
+            let missing: Vec<u64> = span.iter().filter(|s| !l.seqs.contains(s)).take(5).copied().collect();
+            let extra: Vec<u64> = l.seqs.iter().filter(|s| !span.contains(s)).take(5).copied().collect();
+            return Err(bad(if missing.is_empty() && extra.is_empty() {
+                format!("seqs listed twice or out of order: {:?}", l.seqs)
+            } else {
+                format!("missing seqs {missing:?}, unexpected seqs {extra:?}")
+            }));
+        }
+        *shown += l.seqs.len();
+        Ok(l.seqs.len() as u64)
+    }
+
+    /// Checks that every list was shown whole; returns the values checked.
+    fn finish(&self) -> Result<u64, AuditClientError> {
+        for ((kind, value), (want, shown)) in &self.lists {
+            if *shown < want.len() {
+                let missing: Vec<u64> = want[*shown..].iter().take(5).copied().collect();
+                return Err(AuditClientError::Index {
+                    what: format!("{} {value:?}", kind.name()),
+                    detail: format!("missing seqs {missing:?}, unexpected seqs []"),
+                });
+            }
+        }
+        Ok(self.lists.len() as u64)
+    }
+}
+
+/// Verifies a running gateway's log in one audited read (`VerifyLog`): the
+/// whole tree against its signed checkpoint (with `trusted_key` pinned if
+/// given), consistency with `since`, and every entry of the search index
+/// against the records, both ways. `progress(what, done, total)` reports
+/// long runs.
 pub async fn verify_live(
     client: &Client,
     trusted_key: Option<&str>,
     since: Option<&Checkpoint>,
     progress: &(dyn Fn(&str, u64, u64) + Send + Sync),
 ) -> Result<LiveReport, AuditClientError> {
-    let cp = checkpoint(client).await?;
+    let req = VerifyLogRequest {
+        since_size: since.map(|c| c.tree_size).unwrap_or(0),
+        justification: "isx audit verify".into(),
+    };
+    let mut stream = audit(client).verify_log(client.request(req)).await?.into_inner();
+    let head = stream.message().await?.ok_or_else(|| VerifyError::Shape("an empty verify stream".into()))?;
+    let cp = head.checkpoint.ok_or_else(|| VerifyError::Shape("a verify stream without a checkpoint".into()))?;
     let verified = verify::checkpoint(&cp, trusted_key)?;
     let mut consistent_with = None;
     if let Some(old) = since {
         let old_v = verify::checkpoint(old, trusted_key.or(Some(&cp.verifier_key)))?;
-        let proof = consistency_proof(client, old_v.size, verified.size).await?;
+        let proof = head.consistency.map(|c| c.hashes).unwrap_or_default();
         verify::consistency(&old_v, &verified, &proof)?;
         consistent_with = Some(old_v.size);
     }
 
     let mut log = LogVerifier::default();
-    let mut records: Vec<AuditRecord> = Vec::new();
-    let mut start = 0;
-    while start < verified.size {
-        progress("records", start, verified.size);
-        let end = (start + 1000).min(verified.size);
-        let page: Vec<AuditEntry> =
-            audit(client).get_entries(client.request(GetEntriesRequest { start, end })).await?.into_inner().entries;
-        if page.is_empty() {
-            return Err(VerifyError::Shape(format!("the gateway returned no entries from {start}")).into());
+    let mut expected = ExpectedIndex::default();
+    let mut index_entries = 0;
+    let mut index_seen = false;
+    // Bounded by the gateway's stream: each part is checked as it comes.
+    while let Some(part) = stream.message().await? {
+        if !part.entries.is_empty() && index_seen {
+            return Err(VerifyError::Shape("entries after the index in the verify stream".into()).into());
         }
-        for e in &page {
+        for e in &part.entries {
+            if log.len() >= verified.size {
+                return Err(VerifyError::Shape(format!("entry {} is beyond the checkpoint", e.seq)).into());
+            }
             log.push(e)?;
-            if let Some(r) = &e.record {
-                records.push(r.clone());
+            let record = if e.pruned { None } else { AuditRecord::decode(e.body.as_slice()).ok() };
+            expected.push(e.seq, record.as_ref());
+        }
+        if !part.entries.is_empty() {
+            progress("records", log.len(), verified.size);
+        }
+        if !part.index.is_empty() {
+            if !index_seen {
+                log.finish(&verified)?;
+                index_seen = true;
             }
-        }
-        start += page.len() as u64;
-    }
-    progress("records", verified.size, verified.size);
-    log.finish(&verified)?;
-
-    // Indexes: what each search returns must be exactly what the records say.
-    let mut expected: BTreeMap<(String, String), BTreeSet<u64>> = BTreeMap::new();
-    for r in &records {
-        let mut add = |kind: &str, value: &str| {
-            if !value.is_empty() {
-                expected.entry((kind.to_owned(), value.to_owned())).or_default().insert(r.seq);
+            for l in &part.index {
+                index_entries += expected.check(l, verified.size)?;
             }
-        };
-        add("node", &r.node);
-        add("officer", &r.officer);
-        add("alert", &r.alert_id);
-        for h in &r.hits {
-            add("alert", &h.alert_id);
-        }
-        add("request", &r.request_id);
-        add("operation", r.operation().as_str_name());
-        add("purpose", &r.purpose);
-        for p in &r.subject_pseudonyms {
-            add("subject", p);
+            progress("index", index_entries, expected.entries);
         }
     }
-    // Every node, officer, operation and purpose; up to 50 alerts, requests and subjects.
-    let mut per_kind: BTreeMap<String, u64> = BTreeMap::new();
-    let checks: Vec<_> = expected
-        .iter()
-        .filter(|((kind, _), _)| {
-            let n = per_kind.entry(kind.clone()).or_default();
-            *n += 1;
-            !matches!(kind.as_str(), "alert" | "subject" | "request") || *n <= 50
-        })
-        .collect();
-    let total = checks.len() as u64;
-    let mut index_checks = 0;
-    for (i, ((kind, value), want)) in checks.into_iter().enumerate() {
-        progress("indexes", i as u64, total);
-        let mut req = SearchRequest { justification: "isx audit verify: index check".into(), ..Default::default() };
-        match kind.as_str() {
-            "node" => req.node = value.clone(),
-            "officer" => req.officer = value.clone(),
-            "alert" => req.alert_id = value.clone(),
-            "request" => req.request_id = value.clone(),
-            "purpose" => req.purpose = value.clone(),
-            "subject" => req.subject_pseudonym = value.clone(),
-            _ => req.operation = Operation::from_str_name(value).unwrap_or_default() as i32,
-        }
-        let got = all_matching(client, req, verified.size).await?;
-        if got != *want {
-            let missing: Vec<_> = want.difference(&got).take(5).collect();
-            let extra: Vec<_> = got.difference(want).take(5).collect();
-            return Err(AuditClientError::Index {
-                what: format!("{kind} {value}"),
-                detail: format!("missing seqs {missing:?}, unexpected seqs {extra:?}"),
-            });
-        }
-        index_checks += 1;
+    if !index_seen {
+        log.finish(&verified)?;
     }
-    progress("indexes", total, total);
-    Ok(LiveReport { checkpoint: cp, bodies: log.bodies, pruned: log.pruned, index_checks, consistent_with })
+    let index_checks = expected.finish()?;
+    Ok(LiveReport {
+        checkpoint: cp,
+        bodies: log.bodies,
+        pruned: log.pruned,
+        index_checks,
+        index_entries,
+        consistent_with,
+    })
 }

@@ -679,9 +679,11 @@ impl Topology {
         let _ = self.stop_gateway().await;
     }
 
-    /// Audit records matching `filter` (up to 1000), read as the first node
-    /// with the `audit` role, each checked against its inclusion proof, with
-    /// its sealed justification opened (`audit-text.key` of the topology's PKI).
+    /// Every audit record matching `filter`, oldest first (newest first if
+    /// it says so), read page by page as the first node with the `audit`
+    /// role, each checked against its inclusion proof, with its sealed
+    /// justification opened (`audit-text.key` of the topology's PKI). Each
+    /// page is one audited read.
     pub async fn audit_records(
         &self,
         filter: isx_core::wire::SearchRequest,
@@ -693,22 +695,40 @@ impl Topology {
             .find(|n| n.roles.clone().unwrap_or_else(|| n.kind.default_roles()).contains(&Role::Audit))
             .ok_or_else(|| TopologyError::UnknownNode("(a node with the audit role)".into()))?;
         let client = self.client(auditor.id.as_str()).await?;
-        let req = isx_core::wire::SearchRequest { limit: 1000, ..filter };
-        let page = isx_node::audit::search(&client, req)
-            .await
-            .map_err(|e| TopologyError::Node { node: auditor.id.to_string(), message: e.to_string() })?;
         let bad = |e: &dyn std::fmt::Display| TopologyError::Node { node: "audit".into(), message: e.to_string() };
-        let checkpoint = page.checkpoint.as_ref().ok_or_else(|| bad(&"search answer without a checkpoint"))?;
-        let checkpoint = isx_audit::verify::checkpoint(checkpoint, None).map_err(|e| bad(&e))?;
-        for entry in &page.entries {
-            isx_audit::verify::inclusion(entry, &checkpoint).map_err(|e| bad(&e))?;
+        let mut req = isx_core::wire::SearchRequest { limit: 1000, ..filter };
+        let mut records = Vec::new();
+        let mut bound = u64::MAX;
+        // Bounded: every page but the last holds at least one record, so
+        // there are at most as many pages as the log held records.
+        loop {
+            let page = isx_node::audit::search(&client, req.clone())
+                .await
+                .map_err(|e| TopologyError::Node { node: auditor.id.to_string(), message: e.to_string() })?;
+            let checkpoint = page.checkpoint.as_ref().ok_or_else(|| bad(&"search answer without a checkpoint"))?;
+            let checkpoint = isx_audit::verify::checkpoint(checkpoint, None).map_err(|e| bad(&e))?;
+            for entry in &page.entries {
+                isx_audit::verify::inclusion(entry, &checkpoint).map_err(|e| bad(&e))?;
+            }
+            bound = bound.min(checkpoint.size + 1);
+            let last = page.entries.last().map(|e| e.seq);
+            records.extend(page.entries.into_iter().filter_map(|e| e.record));
+            match last {
+                Some(seq) if page.more && bound > 0 => {
+                    bound -= 1;
+                    if req.newest_first {
+                        req.before_seq = seq;
+                    } else {
+                        req.after_seq = seq;
+                    }
+                }
+                _ => break,
+            }
         }
         // Justifications are sealed in the log; the topology holds the key.
         let text = isx_audit::keys::load_text_key(&self.config.pki_dir).map_err(|e| bad(&e))?;
-        Ok(page
-            .entries
+        Ok(records
             .into_iter()
-            .filter_map(|e| e.record)
             .map(|mut r| {
                 if let Some(clear) = isx_audit::text::open(&text, &r) {
                     r.justification = clear;
