@@ -27,7 +27,18 @@ async fn records(topo: &Topology, req: SearchRequest) -> Vec<isx_core::wire::Aud
     for e in &page.entries {
         isx_audit::verify::inclusion(e, &cp).expect("every search result verifies");
     }
-    page.entries.into_iter().filter_map(|e| e.record).collect()
+    // Justifications are sealed in the log; the topology's PKI holds the key.
+    let text = isx_audit::keys::load_text_key(&topo.pki_dir()).unwrap();
+    page.entries
+        .into_iter()
+        .filter_map(|e| e.record)
+        .map(|mut r| {
+            if let Some(clear) = isx_audit::text::open(&text, &r) {
+                r.justification = clear;
+            }
+            r
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -117,7 +117,10 @@ fn policy_decides_every_sample(engine: isx_policy::PolicyEngine) -> Result<(), T
             let what = format!("{} to {}", alert.origin, node.id);
             let relation = isx_policy::Relation::routed(addressed);
             well_formed(&disclosure.decide(&alert, &prepared, node, relation, officer), &what)?;
-            well_formed(&disclosure.granted(&alert, origin, node, officer), &format!("{what} after a grant"))?;
+            well_formed(
+                &disclosure.granted(&alert, origin, node, officer, &isx_policy::Related::default()),
+                &format!("{what} after a grant"),
+            )?;
             let question = isx_policy::LookupQuestion {
                 purpose: alert.purpose.clone(),
                 officer: officer.into(),

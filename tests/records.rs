@@ -325,13 +325,17 @@ struct Publish {
     identifiers: &'static [&'static str],
     /// Every candidate, in the receipt's order (node id order).
     recipients: Vec<Gets>,
+    /// What the alert relays or overlaps, as the gateway finds it.
+    related: isx_policy::Related,
+    /// The received restricted alert it overlaps, and the labels it takes.
+    raised: Option<(String, &'static str)>,
 }
 
 /// Publishes `case.alert` as its origin and checks the receipt, each
 /// delivery, and every record the publish wrote: one collection, one denial
 /// per refused recipient, one disclosure per delivery streamed.
 async fn publish(topo: &Topology, oracle: &Oracle, log: &mut Log, case: Publish) -> Receipt {
-    let Publish { name, alert, identifiers, recipients } = case;
+    let Publish { name, alert, identifiers, recipients, related, raised } = case;
     let origin = alert.origin.clone();
     assert_eq!(isx_core::identifiers::of_alert(&alert), identifiers, "{name}: the normalised identifiers");
     let client = topo.client(&origin).await.unwrap();
@@ -352,7 +356,7 @@ async fn publish(topo: &Topology, oracle: &Oracle, log: &mut Log, case: Publish)
     let table_ref: Vec<(&str, DisclosureLevel, &[String], &[String])> =
         table.iter().map(|(n, l, p, w)| (*n, *l, p.as_slice(), w.as_slice())).collect();
     assert_eq!(said, table_ref, "{name}: the receipt");
-    let explained = oracle.policy.explain(&alert, &oracle.nodes, None, &officer(&origin));
+    let explained = oracle.policy.explain(&alert, &oracle.nodes, None, &officer(&origin), &related);
     for g in &recipients {
         let e = explained.iter().find(|e| e.recipient == g.node).expect("explained");
         assert_eq!(
@@ -385,14 +389,21 @@ async fn publish(topo: &Topology, oracle: &Oracle, log: &mut Log, case: Publish)
     // A relay names what it relays; every relay here is the first hop.
     let relayed = u32::from(!alert.forwarded_from.is_empty());
     assert_eq!(receipt.hops, relayed, "{name}: the receipt's hop count");
-    let detail = match relayed {
-        0 => String::new(),
-        hops => format!("relays {} (hop {hops})", alert.forwarded_from),
-    };
+    let relays = (relayed > 0).then(|| format!("relays {} (hop {relayed})", alert.forwarded_from));
+    // A publish that overlaps a received restricted alert names it.
+    let raised_by: Vec<String> = raised.iter().map(|(id, _)| id.clone()).collect();
+    assert_eq!(receipt.raised_by, raised_by, "{name}: the receipt's raised_by");
+    let overlap = raised.as_ref().map(|(id, labels)| {
+        format!(
+            "labels raised to {labels}: shares a person, document or object with {id} received under restricted labels; reaches only its holders"
+        )
+    });
+    let detail = relays.into_iter().chain(overlap).collect::<Vec<_>>().join("; ");
     let mut want = vec![AuditRecord {
         content_digest: digest.clone(),
         recipients: recipients.iter().map(candidate).collect(),
         detail,
+        related_alert_ids: raised_by,
         ..about_alert(oracle.by(&origin, Operation::Collection, Outcome::Ok))
     }];
     let mocks: Vec<String> =
@@ -474,9 +485,13 @@ async fn each_publish_records_its_collection_every_denial_and_every_disclosure()
 
     let mut minor = samples::migrant_smuggling("fr-police", &[]);
     minor.subjects[0].minor = true;
+    let minor_id = minor.alert_id.clone();
     let mut crisis =
         samples::base("de-police", &["europol", "fr-police"], Category::CrisesAndDisasters, Action::Inform);
     crisis.narrative = "dam breach upstream of the border crossing".into();
+    // TLP:GREEN, so that a recipient may relay it to a new organisation
+    // (TLP:AMBER needs the origin's permission: tests/trust.rs).
+    crisis.labels.as_mut().unwrap().tlp = isx_core::wire::Tlp::Green as i32;
     // fr-police relays the crisis alert (it received it in full) to it-police,
     // and de-police relays the H2 smuggling alert, which nobody may receive onward.
     let relay = |of: &Alert, by: &str, to: &[&str]| Alert {
@@ -516,6 +531,8 @@ async fn each_publish_records_its_collection_every_denial_and_every_disclosure()
                     FIGHTER_REDACTED,
                 ),
             ],
+            related: Default::default(),
+            raised: None,
         },
         Publish {
             name: "addressed: full to the addressees, redacted to Frontex",
@@ -526,6 +543,8 @@ async fn each_publish_records_its_collection_every_denial_and_every_disclosure()
                 gets("europol", Full, &["europol-mandate"], &[]),
                 gets("frontex", Redacted, &["frontex-depersonalised", "frontex-border-crime"], SMUGGLING_REDACTED),
             ],
+            related: Default::default(),
+            raised: None,
         },
         Publish {
             name: "a minor suspect: hit only",
@@ -543,6 +562,8 @@ async fn each_publish_records_its_collection_every_denial_and_every_disclosure()
                 ),
                 gets("it-police", HitOnly, &["minor-protection", "national-police-full"], HIT_ONLY),
             ],
+            related: Default::default(),
+            raised: None,
         },
         Publish {
             name: "outside Europol's mandate",
@@ -552,18 +573,36 @@ async fn each_publish_records_its_collection_every_denial_and_every_disclosure()
                 gets("europol", Denied, &["europol-outside-mandate"], &[]),
                 gets("fr-police", Full, &["named-addressee", "national-police-full"], &[]),
             ],
+            related: Default::default(),
+            raised: None,
         },
         Publish {
             name: "a relay of what the relaying node received",
             alert: crisis_relay,
             identifiers: &[],
             recipients: vec![gets("it-police", Full, &["named-addressee", "national-police-full"], &[])],
+            related: Default::default(),
+            raised: None,
         },
         Publish {
             name: "a relay of an H2 alert",
             alert: smuggling_relay,
             identifiers: SMUGGLING,
-            recipients: vec![gets("fr-police", Denied, &["no-onward-relay"], &[])],
+            // It also shares identifiers with `minor`, an H2 alert de-police
+            // received, whose stricter labels it takes: fr-police holds
+            // `minor` but not the relayed alert, so it is new.
+            recipients: vec![gets(
+                "fr-police",
+                Denied,
+                &["amber-stays-with-its-recipients", "no-onward-relay", "restricted-reaches-no-one-new"],
+                &[],
+            )],
+            related: isx_policy::Related {
+                holders: Some(Default::default()),
+                overlaps_restricted: true,
+                ..Default::default()
+            },
+            raised: Some((minor_id.clone(), "TLP:AMBER H2 PAP:GREEN")),
         },
     ];
     for case in cases {
@@ -1001,8 +1040,20 @@ async fn lookups_access_requests_decisions_declines_expiries_and_erasures_are_re
         } else {
             vec![fr]
         };
-        publish(&topo, &oracle, &mut log, Publish { name, alert: alert.clone(), identifiers: FIGHTER, recipients })
-            .await;
+        publish(
+            &topo,
+            &oracle,
+            &mut log,
+            Publish {
+                name,
+                alert: alert.clone(),
+                identifiers: FIGHTER,
+                recipients,
+                related: Default::default(),
+                raised: None,
+            },
+        )
+        .await;
     }
     let by_document = || vec![document("de", "c4j9-x1r27")];
     let document_only: (&[&str], &[&str]) = (&["document"], &["document:DE:C4J9X1R27"]);
@@ -1039,8 +1090,13 @@ async fn lookups_access_requests_decisions_declines_expiries_and_erasures_are_re
     let before = topo.now_ms();
     let granted_request = de.decide_access(&request.request_id, true, reason).await.unwrap();
     let closes = (before, topo.now_ms());
-    let granted =
-        oracle.policy.granted(&shared, Some(oracle.node("de-police")), oracle.node("frontex"), &officer("de-police"));
+    let granted = oracle.policy.granted(
+        &shared,
+        Some(oracle.node("de-police")),
+        oracle.node("frontex"),
+        &officer("de-police"),
+        &isx_policy::Related::default(),
+    );
     let after_grant: &[&str] =
         &["frontex-depersonalised", "special-categories-addressees-only", "frontex-border-crime"];
     assert_eq!(
@@ -1225,7 +1281,14 @@ async fn lookups_access_requests_decisions_declines_expiries_and_erasures_are_re
         &topo,
         &oracle,
         &mut log,
-        Publish { name: "brief", alert: brief.clone(), identifiers: FIGHTER, recipients },
+        Publish {
+            name: "brief",
+            alert: brief.clone(),
+            identifiers: FIGHTER,
+            recipients,
+            related: Default::default(),
+            raised: None,
+        },
     )
     .await;
     let frontex_hits = lookup(
@@ -1293,7 +1356,14 @@ async fn lookups_access_requests_decisions_declines_expiries_and_erasures_are_re
         &topo,
         &oracle,
         &mut log,
-        Publish { name: "expiring", alert: short.clone(), identifiers: SMUGGLING, recipients },
+        Publish {
+            name: "expiring",
+            alert: short.clone(),
+            identifiers: SMUGGLING,
+            recipients,
+            related: Default::default(),
+            raised: None,
+        },
     )
     .await;
     topo.advance_clock(Duration::from_secs(2 * 24 * 3600));
@@ -1378,7 +1448,14 @@ async fn every_read_of_the_log_is_recorded_and_a_non_auditor_is_refused() {
         &topo,
         &oracle,
         &mut log,
-        Publish { name: "something to read", alert: alert.clone(), identifiers: FIGHTER, recipients },
+        Publish {
+            name: "something to read",
+            alert: alert.clone(),
+            identifiers: FIGHTER,
+            recipients,
+            related: Default::default(),
+            raised: None,
+        },
     )
     .await;
     let subject = oracle.pseudonyms(&["document:DE:C4J9X1R27"]).remove(0);
@@ -1514,7 +1591,14 @@ async fn an_alert_at_the_configured_limits_is_collected_and_one_past_them_is_ref
     spec.limits.max_list_len = 2;
     let (topo, oracle, mut log) = start(spec).await;
     let recipients = vec![gets("fr-police", Full, &["named-addressee", "national-police-full"], &[])];
-    let case = Publish { name: "at the limit", alert: alert.clone(), identifiers: SMUGGLING, recipients };
+    let case = Publish {
+        name: "at the limit",
+        alert: alert.clone(),
+        identifiers: SMUGGLING,
+        recipients,
+        related: Default::default(),
+        raised: None,
+    };
     publish(&topo, &oracle, &mut log, case).await;
     let mut over = Alert { alert_id: samples::new_alert_id(), ..alert.clone() };
     over.narrative.push('.');

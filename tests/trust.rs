@@ -4,6 +4,9 @@
 //! - lookups are not an oracle: quotas per node, officer and person;
 //! - one node cannot block another: a full queue, or a node that cannot
 //!   receive, refuses only that recipient;
+//! - the decision cache never changes a decision;
+//! - labels hold after delivery: TLP:AMBER is relayed only where the origin
+//!   allows, and a laundered copy takes the stricter labels;
 //! - access request ids are unguessable and a non-holder learns nothing.
 
 use std::time::Duration;
@@ -269,5 +272,174 @@ async fn a_stale_revocation_list_is_refused_by_default() {
     topo.start_gateway().await.expect("warn: a stale list is used as it is");
     let de = topo.client("de-police").await.unwrap();
     de.publish(samples::foreign_fighter("de-police", &["fr-police"])).await.expect("and clients are served");
+    topo.shutdown().await;
+}
+
+/// The decision cache never serves a wrong answer: under a valid custom
+/// policy that reads `context.broadcast`, a granted requester gets the
+/// alert in full only when it was addressed, not when it was broadcast,
+/// although both alerts carry the same labels (the security review's case:
+/// the old cache key ignored `broadcast` and served `full`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_custom_policy_on_broadcast_is_decided_right_after_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let (name, schema) =
+        isx_policy::defaults::FILES.iter().find(|(n, _)| n.ends_with(".cedarschema")).expect("a default schema");
+    std::fs::write(dir.path().join(name), schema).unwrap();
+    std::fs::write(
+        dir.path().join("custom.cedar"),
+        concat!(
+            "@id(\"granted-full-unless-broadcast\")\n@reason(\"a grant gives the alert in full, unless it was broadcast\")\n",
+            "permit (principal, action == Action::\"disclose_full\", resource) when { context.granted && !context.broadcast };\n",
+            "@id(\"hit-flag\")\n@reason(\"everyone may learn of a hit\")\n",
+            "permit (principal, action == Action::\"disclose_hit_only\", resource);\n",
+            "@id(\"lookups\")\n@reason(\"lookups show hits\")\n",
+            "permit (principal, action == Action::\"lookup\", resource);\n",
+        ),
+    )
+    .unwrap();
+    let spec = TopologySpec { policy_dir: Some(dir.path().to_owned()), ..TopologySpec::default_agencies() };
+    let topo = Topology::start(spec).await.unwrap();
+    let de = topo.client("de-police").await.unwrap();
+    let frontex = topo.client("frontex").await.unwrap();
+    let mut levels = Vec::new();
+    for addressees in [&["it-police"][..], &[]] {
+        let alert = samples::migrant_smuggling("de-police", addressees);
+        de.publish(alert.clone()).await.unwrap();
+        let hits = frontex.lookup(vec![plate_of(&alert)], "border check", "van stopped").await.unwrap();
+        let hit = hits.hits.iter().find(|h| h.alert_id == alert.alert_id).expect("a hit on the new alert").clone();
+        let request = frontex.request_access(&hit.hit_id, "border check", "van stopped").await.unwrap();
+        let decided = de.decide_access(&request.request_id, true, "joint check").await.unwrap();
+        levels.push(decided.level());
+    }
+    assert_eq!(levels, [DisclosureLevel::Full, DisclosureLevel::HitOnly], "addressed, then broadcast");
+    topo.shutdown().await;
+}
+
+/// The first vehicle plate of `alert`, as a lookup identifier.
+fn plate_of(alert: &isx_core::wire::Alert) -> LookupIdentifier {
+    LookupIdentifier { kind: Some(Kind::Plate(alert.objects[0].identifier.clone())) }
+}
+
+/// A recipient's relay of a TLP:AMBER alert reaches no new organisation
+/// unless the origin allowed it; the origin allows one with AllowOnward,
+/// which is recorded, and only the origin may.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tlp_amber_is_relayed_only_where_the_origin_allows() {
+    let topo = Topology::start(TopologySpec::default_agencies()).await.unwrap();
+    let (de, fr) = (topo.client("de-police").await.unwrap(), topo.client("fr-police").await.unwrap());
+    let mut original = samples::foreign_fighter("de-police", &["fr-police"]);
+    original.labels.as_mut().unwrap().tlp = isx_core::wire::Tlp::Amber as i32;
+    de.publish(original.clone()).await.unwrap();
+    let received = topo.inbox("fr-police").wait_for(&original.alert_id, LIMIT).await.unwrap().expect("delivered");
+    let relay = || {
+        let mut onward = received.delivery.clone().unwrap().alert.unwrap();
+        onward.forwarded_from = onward.alert_id.clone();
+        onward.alert_id = samples::new_alert_id();
+        onward.origin = "fr-police".into();
+        onward.addressees = vec![];
+        onward.hops = 0;
+        onward
+    };
+    let outcome = |receipt: &isx_core::wire::Receipt, node: &str| {
+        let r = receipt.recipients.iter().find(|r| r.node == node).unwrap_or_else(|| panic!("{node}: {receipt:?}"));
+        (r.level(), r.policy_ids.contains(&"amber-stays-with-its-recipients".to_owned()))
+    };
+    let first = fr.publish(relay()).await.unwrap().receipt.unwrap();
+    for node in ["it-police", "europol", "frontex"] {
+        assert_eq!(outcome(&first, node), (DisclosureLevel::Denied, true), "{node} is a new organisation");
+    }
+    assert!(!outcome(&first, "de-police").1, "the origin holds it already: {first:?}");
+
+    // Only the origin may allow onward copies; it allows it-police.
+    let err = fr.allow_onward(&original.alert_id, &["it-police".into()], "we think so").await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    let allowed = de.allow_onward(&original.alert_id, &["it-police".into()], "joint investigation").await.unwrap();
+    assert_eq!(allowed, ["it-police"]);
+    let second = fr.publish(relay()).await.unwrap().receipt.unwrap();
+    // Redacted, not denied: the special-category rule still holds for a non-addressee.
+    assert_eq!(outcome(&second, "it-police"), (DisclosureLevel::Redacted, false), "{second:?}");
+    assert_eq!(outcome(&second, "europol"), (DisclosureLevel::Denied, true));
+    let records = topo
+        .audit_records(SearchRequest {
+            alert_id: original.alert_id.clone(),
+            operation: Operation::Alteration as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(
+        (records[0].node.as_str(), records[0].justification.as_str(), records[0].detail.as_str()),
+        ("de-police", "joint investigation", "the origin allows onward copies to it-police")
+    );
+    topo.shutdown().await;
+}
+
+/// Laundering: fr-police re-publishes, as its own TLP:CLEAR/H0 alert with a
+/// new id, a new narrative and no `forwarded_from`, something that shares
+/// only one plate with an H2 alert it received. The publish is accepted, its
+/// labels are raised to H2, it reaches only the received alert's holders,
+/// and the collection record names both alerts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_laundered_alert_takes_the_stricter_labels_and_reaches_no_one_new() {
+    let topo = Topology::start(TopologySpec::default_agencies()).await.unwrap();
+    let (de, fr) = (topo.client("de-police").await.unwrap(), topo.client("fr-police").await.unwrap());
+    let received = samples::migrant_smuggling("de-police", &["fr-police"]);
+    assert_eq!(received.labels.as_ref().unwrap().handling_code(), isx_core::wire::HandlingCode::H2);
+    de.publish(received.clone()).await.unwrap();
+    assert!(topo.inbox("fr-police").wait_for(&received.alert_id, LIMIT).await.unwrap().is_some());
+
+    let mut own =
+        samples::base("fr-police", &[], isx_core::wire::Category::MigrantSmuggling, isx_core::wire::Action::Inform);
+    let labels = own.labels.as_mut().unwrap();
+    labels.tlp = isx_core::wire::Tlp::Clear as i32;
+    labels.handling_code = isx_core::wire::HandlingCode::H0 as i32;
+    own.objects = vec![isx_core::wire::AlertObject {
+        identifier: received.objects[0].identifier.clone(),
+        kind: received.objects[0].kind,
+        description: "van seen at the Menton crossing".into(),
+        country: "IT".into(),
+    }];
+    own.narrative = "A van crossed at Menton at night with covered windows.".into();
+    let receipt = fr.publish(own.clone()).await.expect("never refused for an overlap").receipt.unwrap();
+    assert_eq!(receipt.raised_by, std::slice::from_ref(&received.alert_id));
+    let raised = receipt.labels.clone().expect("the raised labels");
+    assert_eq!(raised.handling_code(), isx_core::wire::HandlingCode::H2);
+    for r in &receipt.recipients {
+        let new = r.node != "de-police";
+        assert_eq!(
+            r.policy_ids.contains(&"restricted-reaches-no-one-new".to_owned()),
+            new,
+            "{}: {:?}",
+            r.node,
+            r.policy_ids
+        );
+        if new {
+            assert_eq!(r.level(), DisclosureLevel::Denied, "{}", r.node);
+        }
+    }
+    let de_copy = topo.inbox("de-police").wait_for(&own.alert_id, LIMIT).await.unwrap().expect("a holder receives");
+    let view = de_copy.delivery.unwrap().alert.unwrap();
+    assert_eq!(view.labels.unwrap().handling_code(), isx_core::wire::HandlingCode::H2, "under the raised labels");
+
+    let records = topo
+        .audit_records(SearchRequest {
+            alert_id: own.alert_id.clone(),
+            operation: Operation::Collection as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].related_alert_ids, std::slice::from_ref(&received.alert_id));
+    assert!(records[0].detail.contains(&received.alert_id), "{}", records[0].detail);
+
+    // An alert on someone else entirely keeps its labels and reaches everyone it may.
+    let other = samples::foreign_fighter("fr-police", &[]);
+    let receipt = fr.publish(other).await.unwrap().receipt.unwrap();
+    assert!(receipt.raised_by.is_empty() && receipt.labels.is_none(), "{receipt:?}");
+    let reached = receipt.recipients.iter().filter(|r| r.level() != DisclosureLevel::Denied).count();
+    assert!(reached >= 3, "{receipt:?}");
     topo.shutdown().await;
 }

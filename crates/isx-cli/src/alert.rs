@@ -46,6 +46,26 @@ pub enum AlertCommand {
         #[arg(long)]
         count: Option<u64>,
     },
+    /// As an alert's origin, let named organisations receive onward copies
+    /// (relays) of it.
+    ///
+    /// TLP 2.0: a TLP:AMBER alert stays with its recipient organisations; a
+    /// recipient's relay reaches a new organisation only if the origin allows
+    /// it, here or with `labels.onward` at publish. H2, TLP:RED and
+    /// TLP:AMBER+STRICT are never relayed to anyone new. Recorded as an
+    /// ALTERATION with the officer and the reason.
+    AllowOnward {
+        #[command(flatten)]
+        who: Who,
+        /// The alert (one of the caller's own).
+        alert_id: String,
+        /// A registered node that may receive onward copies (repeatable).
+        #[arg(long = "to", value_name = "NODE", required = true)]
+        to: Vec<String>,
+        /// Why (recorded).
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 /// Who acts, and where the gateway is.
@@ -147,6 +167,19 @@ pub async fn run(cmd: AlertCommand) -> Result<ExitCode> {
                 }
                 Err(status) => {
                     output::print_status("publish refused", &status);
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        AlertCommand::AllowOnward { who, alert_id, to, reason } => {
+            let client = Client::connect(&who.options()?).await?;
+            match client.allow_onward(&alert_id, &to, &reason).await {
+                Ok(allowed) => {
+                    println!("onward copies of {alert_id} allowed to: {}", allowed.join(", "));
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(status) => {
+                    output::print_status("allow-onward refused", &status);
                     Ok(ExitCode::FAILURE)
                 }
             }

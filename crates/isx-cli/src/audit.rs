@@ -321,12 +321,25 @@ fn print_entries(entries: &[AuditEntry], format: AuditFormat) -> Result<()> {
     Ok(())
 }
 
+/// Opens the sealed justifications of `entries` with `<pki>/audit-text.key`
+/// when this auditor holds it (auditors read the text; the log verifies
+/// without it). Without the key they stay sealed and show empty.
+fn open_texts(entries: &mut [AuditEntry], pki: &std::path::Path) {
+    let Ok(key) = isx_audit::keys::load_text_key(pki) else { return };
+    for r in entries.iter_mut().filter_map(|e| e.record.as_mut()) {
+        if let Some(clear) = isx_audit::text::open(&key, r) {
+            r.justification = clear;
+        }
+    }
+}
+
 /// True if `r` is the record of one of this tail's own polls.
 fn own_poll(r: &AuditRecord, node: &str, officer: &str, justification: &str) -> bool {
     r.operation() == Operation::LogRead
         && r.node == node
         && r.officer == officer
-        && r.justification == justification
+        // Sealed when this auditor does not hold the text key.
+        && (r.justification == justification || r.justification.is_empty() && !r.justification_sealed.is_empty())
         && r.detail.starts_with("Search by ")
 }
 
@@ -354,7 +367,8 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
             } else {
                 AuditFormat::Table
             };
-            let client = Client::connect(&who.options()?).await?;
+            let options = who.options()?;
+            let client = Client::connect(&options).await?;
             let req = SearchRequest {
                 newest_first: !oldest_first,
                 after_seq: after.unwrap_or(0),
@@ -362,7 +376,8 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
                 ..filter.request()?
             };
             let want = if all { None } else { Some(u64::from(limit.max(1))) };
-            let (entries, more) = search_pages(&client, req, want).await?;
+            let (mut entries, more) = search_pages(&client, req, want).await?;
+            open_texts(&mut entries, &options.pki_dir);
             print_entries(&entries, format)?;
             let order = if oldest_first { "oldest first" } else { "newest first" };
             if format == AuditFormat::Table {
@@ -393,6 +408,7 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
                 page = page(&client, &first) => page?,
             };
             newest.reverse();
+            open_texts(&mut newest, &options.pki_dir);
             print_entries(&newest, format)?;
             if more && let Some(oldest) = newest.first() {
                 eprintln!("older records match: `isx audit search` with the same filters and --before {}", oldest.seq);
@@ -413,10 +429,11 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
                     _ = tokio::time::sleep(Duration::from_secs(interval)) => {}
                 }
                 let next = SearchRequest { after_seq: last, ..poll.clone() };
-                let (entries, _) = tokio::select! {
+                let (mut entries, _) = tokio::select! {
                     _ = &mut stop => break,
                     found = search_pages(&client, next, None) => found?,
                 };
+                open_texts(&mut entries, &options.pki_dir);
                 let mut out = std::io::stdout().lock();
                 for e in &entries {
                     last = last.max(e.seq);

@@ -14,11 +14,21 @@ pub fn print_receipt(receipt: &Receipt, duplicate: bool) {
     let note = if duplicate { " (already published: original receipt)" } else { "" };
     println!("alert {} accepted at {when}{note}", receipt.alert_id);
     println!("content digest sha256:{}  hops {}", receipt.content_digest, receipt.hops);
-    println!("{:<14} {:<10} policies", "recipient", "level");
+    if !receipt.raised_by.is_empty() {
+        let labels = receipt.labels.clone().unwrap_or_default();
+        println!(
+            "labels raised to {} {}: it shares a person, document or object with {}, received under restricted labels; it reaches only that alert's holders",
+            display::tlp(labels.tlp()),
+            display::handling(labels.handling_code()),
+            receipt.raised_by.join(", ")
+        );
+    }
+    println!("{:<14} {:<10} {:<18} policies", "recipient", "level", "outcome");
     for r in &receipt.recipients {
-        println!("{:<14} {:<10} {}", r.node, display::level(r.level()), r.policy_ids.join(", "));
+        let outcome = r.outcome().as_str_name().trim_start_matches("RECIPIENT_OUTCOME_").to_ascii_lowercase();
+        println!("{:<14} {:<10} {:<18} {}", r.node, display::level(r.level()), outcome, r.policy_ids.join(", "));
         if !r.removed_fields.is_empty() {
-            println!("{:<14} {:<10} withheld: {}", "", "", r.removed_fields.join(", "));
+            println!("{:<14} {:<10} {:<18} withheld: {}", "", "", "", r.removed_fields.join(", "));
         }
     }
 }

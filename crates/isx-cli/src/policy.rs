@@ -105,7 +105,8 @@ pub fn run(cmd: PolicyCommand) -> Result<ExitCode> {
                 }
                 None => None,
             };
-            let lines = disclosure.explain(&alert, &nodes, to.as_ref(), "policy-explain");
+            let lines =
+                disclosure.explain(&alert, &nodes, to.as_ref(), "policy-explain", &isx_policy::Related::default());
             if json {
                 println!("{}", serde_json::to_string_pretty(&lines)?);
                 return Ok(ExitCode::SUCCESS);

@@ -25,6 +25,7 @@ use tonic::Request;
 use tracing::{info, warn};
 
 use crate::error::RequestError;
+use crate::onward;
 use crate::records::{self, Grant};
 use crate::state::State;
 use crate::store::{AuditFacts, Event, HitRow, InFlight, OutboxEntry, Outgoing, expires_ms};
@@ -181,8 +182,15 @@ pub(crate) async fn decide_access(
         Some((stored, alert)) => {
             let requester_info =
                 st.node_info(&request.requester).ok_or(RequestError::UnknownRequest(body.request_id.clone()))?;
-            let granted =
-                st.disclose.decide_granted(alert, st.node_info(&alert.origin), requester_info, &caller.officer);
+            let raised_by = stored.receipt.as_ref().map(|r| r.raised_by.as_slice()).unwrap_or_default();
+            let related = onward::related(&st.store, alert, raised_by)?;
+            let granted = st.disclose.decide_granted(
+                alert,
+                st.node_info(&alert.origin),
+                requester_info,
+                &caller.officer,
+                &related,
+            );
             let decision = granted.decision;
             closed.level = decision.level as i32;
             closed.policy_ids = decision.policy_ids.clone();

@@ -13,7 +13,7 @@ use std::sync::{Arc, RwLock};
 use isx_core::NodeInfo;
 use isx_core::redaction::RedactionProfile;
 use isx_core::wire::Alert;
-use isx_policy::{Decision, Disclosure, LookupQuestion, PolicyEngine, PolicyError, Relation};
+use isx_policy::{Decision, Disclosure, LookupQuestion, PolicyEngine, PolicyError, Related};
 use tracing::{error, info};
 
 /// The decisions on one alert's candidates.
@@ -52,12 +52,27 @@ pub type Candidate<'a> = (&'a NodeInfo, bool);
 /// fail closed: any internal error is a `denied` decision.
 pub trait Disclose: Send + Sync + 'static {
     /// One decision per candidate. `origin` is the publishing node;
-    /// `officer` is the publisher's officer.
-    fn decide(&self, alert: &Alert, origin: Option<&NodeInfo>, candidates: &[Candidate<'_>], officer: &str) -> Decided;
+    /// `officer` is the publisher's officer; `related` is what the alert
+    /// relays or overlaps.
+    fn decide(
+        &self,
+        alert: &Alert,
+        origin: Option<&NodeInfo>,
+        candidates: &[Candidate<'_>],
+        officer: &str,
+        related: &Related,
+    ) -> Decided;
 
     /// The decision for a requester the holder granted access after a hit
     /// (`context.granted`).
-    fn decide_granted(&self, alert: &Alert, origin: Option<&NodeInfo>, requester: &NodeInfo, officer: &str) -> Granted;
+    fn decide_granted(
+        &self,
+        alert: &Alert,
+        origin: Option<&NodeInfo>,
+        requester: &NodeInfo,
+        officer: &str,
+        related: &Related,
+    ) -> Granted;
 
     /// May `caller` see a lookup hit on `alert`?
     fn lookup(
@@ -111,20 +126,37 @@ impl PolicyDisclosure {
 }
 
 impl Disclose for PolicyDisclosure {
-    fn decide(&self, alert: &Alert, origin: Option<&NodeInfo>, candidates: &[Candidate<'_>], officer: &str) -> Decided {
+    fn decide(
+        &self,
+        alert: &Alert,
+        origin: Option<&NodeInfo>,
+        candidates: &[Candidate<'_>],
+        officer: &str,
+        related: &Related,
+    ) -> Decided {
         let rules = self.current();
         let nodes: Vec<&NodeInfo> = candidates.iter().map(|(n, _)| *n).collect();
         let prepared = rules.prepare(alert, origin, &nodes);
         let decisions = candidates
             .iter()
-            .map(|(node, addressed)| rules.decide(alert, &prepared, node, Relation::routed(*addressed), officer))
+            .map(|(node, addressed)| {
+                let relation = related.relation(node.id.as_str(), *addressed, false);
+                rules.decide(alert, &prepared, node, relation, officer)
+            })
             .collect();
         Decided { policy_version: rules.engine().version().to_owned(), decisions }
     }
 
-    fn decide_granted(&self, alert: &Alert, origin: Option<&NodeInfo>, requester: &NodeInfo, officer: &str) -> Granted {
+    fn decide_granted(
+        &self,
+        alert: &Alert,
+        origin: Option<&NodeInfo>,
+        requester: &NodeInfo,
+        officer: &str,
+        related: &Related,
+    ) -> Granted {
         let rules = self.current();
-        let decision = rules.granted(alert, origin, requester, officer);
+        let decision = rules.granted(alert, origin, requester, officer, related);
         Granted { policy_version: rules.engine().version().to_owned(), decision }
     }
 

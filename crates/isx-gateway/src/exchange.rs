@@ -57,9 +57,23 @@ impl ExchangeService {
         if !alert.forwarded_from.is_empty() {
             alert.hops = self.check_forward(&alert, &caller.slot.info)?;
         }
+        // Laundering: what shares a person, document or object with an alert
+        // the publisher received under restricted labels takes those labels,
+        // and reaches only that alert's holders (never refused for it).
+        let index = publish::index_rows(&alert, st.pseudonyms());
+        let except = [alert.alert_id.as_str(), alert.forwarded_from.as_str()];
+        let overlaps = onward::overlaps(&st.store, caller.node(), &except, &index, now, st.limits.max_lookup_matches)?;
+        for o in &overlaps {
+            onward::raise(alert.labels.get_or_insert_default(), &o.labels);
+        }
+        let raised_by: Vec<String> = overlaps.into_iter().map(|o| o.alert_id).collect();
+        if !raised_by.is_empty() {
+            info!(overlaps = raised_by.len(), "labels raised to those of received restricted alerts");
+        }
+        let related = onward::related(&st.store, &alert, &raised_by)?;
 
         let candidates = isx_policy::candidates(&alert, &st.infos);
-        let decided = st.disclose.decide(&alert, Some(&caller.slot.info), &candidates, &caller.officer);
+        let decided = st.disclose.decide(&alert, Some(&caller.slot.info), &candidates, &caller.officer, &related);
         // A full queue refuses only its own recipient (one node cannot block another).
         let queues = st.store.queues();
         let full: BTreeMap<NodeId, u64> = candidates
@@ -76,6 +90,7 @@ impl ExchangeService {
             queue_limit: queues.limit(),
             now_ms: now,
             pseudonyms: st.pseudonyms(),
+            raised_by,
         });
         st.recorder.append(plan.records)?;
         let in_flight = match st.store.publish(&plan.write)? {

@@ -15,14 +15,15 @@ use std::collections::BTreeSet;
 
 use isx_core::NodeId;
 use isx_core::Role;
-use isx_core::wire::{AllowOnwardRequest, AllowOnwardResponse, HandlingCode, Labels, Pap, Tlp};
+use isx_core::wire::{Alert, AllowOnwardRequest, AllowOnwardResponse, HandlingCode, Labels, Pap, Tlp};
+use isx_policy::Related;
 use tonic::Request;
 use tracing::info;
 
 use crate::error::RequestError;
 use crate::records;
 use crate::state::State;
-use crate::store::{IndexRow, Store, StoreError};
+use crate::store::{IndexRow, Store, StoreError, StoredAlert};
 use crate::text::Fields;
 
 /// True for labels that forbid onward dissemination: H2, TLP:RED, TLP:AMBER+STRICT.
@@ -38,17 +39,16 @@ pub(crate) struct Overlap {
     pub alert_id: String,
     /// Its labels.
     pub labels: Labels,
-    /// Every node that holds it: a relay of it could reach these only.
-    pub holders: BTreeSet<String>,
 }
 
 /// The alerts `publisher` received under restricted labels that share a
-/// pseudonym of `index` (the new alert `alert_id`'s identifiers), live at
-/// `now_ms`. At most `limit` matches are looked at per pseudonym.
+/// pseudonym of `index` (the new alert's identifiers), live at `now_ms`,
+/// other than those in `except` (the new alert and the one it relays). At
+/// most `limit` matches are looked at per pseudonym.
 pub(crate) fn overlaps(
     store: &Store,
     publisher: &NodeId,
-    alert_id: &str,
+    except: &[&str],
     index: &[IndexRow],
     now_ms: u64,
     limit: usize,
@@ -57,7 +57,7 @@ pub(crate) fn overlaps(
     let mut out = Vec::new();
     for row in index {
         for m in store.index().matches(&row.pseudonym, limit)? {
-            if m.alert_id == alert_id || !seen.insert(m.alert_id.clone()) {
+            if except.contains(&m.alert_id.as_str()) || !seen.insert(m.alert_id.clone()) {
                 continue;
             }
             let Some((stored, alert)) = store.live_alert(&m.alert_id, now_ms)? else { continue };
@@ -65,13 +65,39 @@ pub(crate) fn overlaps(
             if alert.origin == publisher.as_str() || !restricted(&labels) {
                 continue;
             }
-            let holders = stored.holders();
-            if holders.contains(publisher.as_str()) {
-                out.push(Overlap { alert_id: m.alert_id, labels, holders });
+            if stored.holders().contains(publisher.as_str()) {
+                out.push(Overlap { alert_id: m.alert_id, labels });
             }
         }
     }
     Ok(out)
+}
+
+/// What `alert` relays or overlaps, for its decisions' context: the nodes
+/// that hold its relayed alert and every alert of `raised_by` (an alert no
+/// longer stored is held by no one), and whom the relayed alert's origin
+/// allows onward copies.
+pub(crate) fn related(store: &Store, alert: &Alert, raised_by: &[String]) -> Result<Related, StoreError> {
+    let mut holders: Option<BTreeSet<String>> = None;
+    let mut meet = |of: Option<&StoredAlert>| {
+        let held = of.map(StoredAlert::holders).unwrap_or_default();
+        holders = Some(match holders.take() {
+            None => held,
+            Some(h) => h.intersection(&held).cloned().collect(),
+        });
+    };
+    let mut onward = BTreeSet::new();
+    if !alert.forwarded_from.is_empty() {
+        let parent = store.alert(&alert.forwarded_from)?;
+        if let Some(p) = &parent {
+            onward = p.onward();
+        }
+        meet(parent.as_ref());
+    }
+    for id in raised_by {
+        meet(store.alert(id)?.as_ref());
+    }
+    Ok(Related { holders, onward, overlaps_restricted: !raised_by.is_empty() })
 }
 
 /// Raises `labels` to at least `other`'s: the stricter TLP, H2 over H0 and

@@ -70,6 +70,15 @@ fn check_parties(alert: &Alert, caller: &NodeId, nodes: &[NodeInfo]) -> Result<(
     Ok(())
 }
 
+/// The lookup index rows of `alert`: one pseudonym per person, document
+/// and object identifier, with its kind.
+pub(crate) fn index_rows(alert: &Alert, pseudonyms: &PseudonymKey) -> Vec<IndexRow> {
+    identifiers::of_alert(alert)
+        .iter()
+        .map(|i| IndexRow { pseudonym: pseudonyms.pseudonym(i), kind: identifiers::kind_of(i).to_owned() })
+        .collect()
+}
+
 /// What a publish is planned from.
 pub(crate) struct PublishInput<'a> {
     /// The checked alert, `hops` set by the gateway.
@@ -91,6 +100,8 @@ pub(crate) struct PublishInput<'a> {
     pub now_ms: u64,
     /// The key of subject pseudonyms.
     pub pseudonyms: &'a PseudonymKey,
+    /// Received restricted alerts whose labels this one took ([`crate::onward::overlaps`]).
+    pub raised_by: Vec<String>,
 }
 
 /// Everything one publish writes, decided before anything is written.
@@ -106,16 +117,12 @@ pub(crate) struct PublishPlan {
 
 /// Plans a publish. Pure: no I/O, no clock, no randomness.
 pub(crate) fn plan(input: PublishInput<'_>) -> PublishPlan {
-    let PublishInput { alert, digest, by, candidates, decided, full, queue_limit, now_ms, pseudonyms } = input;
+    let PublishInput { alert, digest, by, candidates, decided, full, queue_limit, now_ms, pseudonyms, raised_by } =
+        input;
     let queued_at = from_unix_millis(now_ms);
     let digest_hex = hex::encode(digest);
-    let ids = identifiers::of_alert(&alert);
-    let subjects: Vec<String> = ids.iter().map(|i| pseudonyms.pseudonym(i)).collect();
-    let index: Vec<IndexRow> = ids
-        .iter()
-        .zip(&subjects)
-        .map(|(i, p)| IndexRow { pseudonym: p.clone(), kind: identifiers::kind_of(i).to_owned() })
-        .collect();
+    let index = index_rows(&alert, pseudonyms);
+    let subjects: Vec<String> = index.iter().map(|r| r.pseudonym.clone()).collect();
     let expires_ms = expires_ms(&alert);
     let facts = AuditFacts {
         purpose: alert.purpose.clone(),
@@ -181,8 +188,18 @@ pub(crate) fn plan(input: PublishInput<'_>) -> PublishPlan {
         recipients: receipt_rows,
         hops: alert.hops,
         policy_version: policy_version.clone(),
+        labels: if raised_by.is_empty() { None } else { alert.labels.clone() },
+        raised_by,
     };
-    let collection = records::collection(by, &alert, &digest_hex, &receipt.recipients, &policy_version, &subjects);
+    let collection = records::collection(
+        by,
+        &alert,
+        &digest_hex,
+        &receipt.recipients,
+        &policy_version,
+        &subjects,
+        &receipt.raised_by,
+    );
     let mut records = Vec::with_capacity(1 + refused.len());
     records.extend(refused.iter().map(|(r, queued)| match r.outcome() {
         RecipientOutcome::QueueFull => records::queue_full(by, &collection, r, *queued, queue_limit),
@@ -279,6 +296,7 @@ mod tests {
             queue_limit: 10,
             now_ms: 1_000,
             pseudonyms: &key,
+            raised_by: vec![],
         });
         (plan, alert, key)
     }
@@ -372,6 +390,7 @@ mod tests {
             queue_limit: 10,
             now_ms: 0,
             pseudonyms: &key,
+            raised_by: vec![],
         });
         assert_eq!(plan.records[0].detail, "relays a0 (hop 2)");
         assert_eq!(plan.receipt.hops, 2);

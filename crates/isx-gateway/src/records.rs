@@ -9,6 +9,7 @@
 //! and never values a caller sent in a refused request.
 
 use isx_core::NodeId;
+use isx_core::display;
 use isx_core::wire::{
     AccessRequest, Alert, AuditHit, AuditRecord, Delivery, DisclosureLevel, Operation, Outcome, RecipientDecision,
     RecipientLevel, RecipientOutcome,
@@ -72,7 +73,17 @@ pub(crate) fn collection(
     decisions: &[RecipientDecision],
     policy_version: &str,
     pseudonyms: &[String],
+    raised_by: &[String],
 ) -> AuditRecord {
+    let relays =
+        (!alert.forwarded_from.is_empty()).then(|| format!("relays {} (hop {})", alert.forwarded_from, alert.hops));
+    let raised = (!raised_by.is_empty()).then(|| {
+        format!(
+            "labels raised to {}: shares a person, document or object with {} received under restricted labels; reaches only its holders",
+            labels_text(alert),
+            raised_by.join(", ")
+        )
+    });
     AuditRecord {
         purpose: alert.purpose.clone(),
         legal_basis: alert.legal_basis.clone(),
@@ -81,13 +92,20 @@ pub(crate) fn collection(
         recipients: decisions.iter().map(candidate).collect(),
         policy_version: policy_version.to_owned(),
         subject_pseudonyms: pseudonyms.to_vec(),
-        detail: if alert.forwarded_from.is_empty() {
-            String::new()
-        } else {
-            format!("relays {} (hop {})", alert.forwarded_from, alert.hops)
-        },
+        detail: relays.into_iter().chain(raised).collect::<Vec<_>>().join("; "),
+        related_alert_ids: raised_by.to_vec(),
         ..about(by, Operation::Collection, Outcome::Ok)
     }
+}
+
+/// `TLP:AMBER+STRICT H2`, and the PAP if set.
+fn labels_text(alert: &Alert) -> String {
+    let l = alert.labels.clone().unwrap_or_default();
+    let mut text = format!("{} {}", display::tlp(l.tlp()), display::handling(l.handling_code()));
+    if l.pap != 0 {
+        text.push_str(&format!(" {}", l.pap().as_str_name().replace('_', ":")));
+    }
+    text
 }
 
 /// The DENIAL of one candidate that policy refused, next to its publish's

@@ -5,9 +5,10 @@ use std::path::PathBuf;
 use isx_core::NodeId;
 use isx_core::wire::exchange_client::ExchangeClient;
 use isx_core::wire::{
-    AccessDecision, AccessRequest, AccessState, AckRequest, AckResponse, Alert, DecideAccessRequest,
-    DeclineFollowUpRequest, ListAccessRequestsRequest, ListAccessRequestsResponse, LookupIdentifier, LookupRequest,
-    LookupResponse, PublishRequest, PublishResponse, RequestAccessRequest, SubscribeRequest, SubscribeResponse,
+    AccessDecision, AccessRequest, AccessState, AckRequest, AckResponse, Alert, AllowOnwardRequest,
+    DecideAccessRequest, DeclineFollowUpRequest, ListAccessRequestsRequest, ListAccessRequestsResponse,
+    LookupIdentifier, LookupRequest, LookupResponse, PublishRequest, PublishResponse, RequestAccessRequest,
+    SubscribeRequest, SubscribeResponse,
 };
 use isx_tls::config::IdentityFiles;
 use rustls_pki_types::ServerName;
@@ -209,6 +210,22 @@ impl Client {
             reason: reason.to_owned(),
         });
         Ok(self.exchange.clone().decide_access(req).await?.into_inner().request.unwrap_or_default())
+    }
+
+    /// As the origin of `alert_id`, lets `recipients` receive onward copies
+    /// (relays) of it. Returns every organisation now allowed.
+    pub async fn allow_onward(
+        &self,
+        alert_id: &str,
+        recipients: &[String],
+        reason: &str,
+    ) -> Result<Vec<String>, Status> {
+        let req = self.request(AllowOnwardRequest {
+            alert_id: alert_id.to_owned(),
+            recipients: recipients.to_vec(),
+            reason: reason.to_owned(),
+        });
+        Ok(self.exchange.clone().allow_onward(req).await?.into_inner().allowed)
     }
 
     /// Records why a hit is not followed up.

@@ -16,7 +16,8 @@
 //! - each attribute of the `Alert` entity ([`crate::facts::ALERT_ATTRIBUTES`])
 //!   that some policy reads, with the typed value the entity holds;
 //! - each context field (`purpose`, `officer`, `addressed`, `broadcast`,
-//!   `granted`, [`CONTEXT_FIELDS`]) that some policy reads. `officer` and
+//!   `granted`, `new_recipient`, `onward_allowed`, `overlaps_restricted`:
+//!   [`CONTEXT_FIELDS`]) that some policy reads. `officer` and
 //!   `purpose` vary per request: keyed only when read, they do not spoil the
 //!   hit rate of a policy set that ignores them (the default one does).
 //!
@@ -63,7 +64,16 @@ use crate::facts::{ALERT_ATTRIBUTES, AlertFacts, FactValue, Relation};
 pub const NODE_ATTRIBUTES: [&str; 3] = ["kind", "country", "roles"];
 
 /// The fields of the disclosure context isx builds ([`crate::facts::disclosure_context`]).
-pub const CONTEXT_FIELDS: [&str; 5] = ["purpose", "officer", "addressed", "broadcast", "granted"];
+pub const CONTEXT_FIELDS: [&str; 8] = [
+    "purpose",
+    "officer",
+    "addressed",
+    "broadcast",
+    "granted",
+    "new_recipient",
+    "onward_allowed",
+    "overlaps_restricted",
+];
 
 /// Cedar's extension functions (`decimal`, `ip`, `datetime`, ... and their
 /// methods): pure functions of their arguments, which the walk visits.
@@ -110,7 +120,8 @@ impl SchemaAttributes {
     /// Reads the declared attributes from a schema in Cedar syntax. Missing
     /// pieces (a shape this reader does not follow) leave a set empty, which
     /// only makes the key more conservative.
-    pub fn from_cedarschema(text: &str) -> Self {
+    /// `disclose` names the ladder's actions, whose contexts are read.
+    pub fn from_cedarschema(text: &str, disclose: &[&str]) -> Self {
         let json = cedar_policy::SchemaFragment::from_cedarschema_str(text)
             .ok()
             .and_then(|(fragment, _warnings)| fragment.to_json_value().ok())
@@ -119,8 +130,8 @@ impl SchemaAttributes {
         let common = namespace.get("commonTypes");
         let entity = |name: &str| record_attributes(namespace.pointer(&format!("/entityTypes/{name}/shape")), common);
         let mut context = BTreeSet::new();
-        for action in crate::engine::Action::ALL {
-            let shape = namespace.pointer(&format!("/actions/{}/appliesTo/context", action.name()));
+        for action in disclose {
+            let shape = namespace.pointer(&format!("/actions/{action}/appliesTo/context"));
             context.extend(record_attributes(shape, common));
         }
         Self { node: entity("Node"), alert: entity("Alert"), context }
@@ -161,6 +172,12 @@ pub struct CacheRules {
     pub broadcast: bool,
     /// Some policy reads `context.granted`.
     pub granted: bool,
+    /// Some policy reads `context.new_recipient`.
+    pub new_recipient: bool,
+    /// Some policy reads `context.onward_allowed`.
+    pub onward_allowed: bool,
+    /// Some policy reads `context.overlaps_restricted`.
+    pub overlaps_restricted: bool,
     /// For each of [`crate::facts::ALERT_ATTRIBUTES`], whether some policy reads it.
     pub attributes: [bool; ALERT_ATTRIBUTES.len()],
     /// For each of [`NODE_ATTRIBUTES`], whether some policy reads it.
@@ -468,6 +485,9 @@ impl CacheRules {
             addressed: context("addressed"),
             broadcast: context("broadcast"),
             granted: context("granted"),
+            new_recipient: context("new_recipient"),
+            onward_allowed: context("onward_allowed"),
+            overlaps_restricted: context("overlaps_restricted"),
             attributes: ALERT_ATTRIBUTES.map(|a| used(&walk.resource, a)),
             node: NODE_ATTRIBUTES.map(|a| used(&walk.principal, a)),
             notes,
@@ -489,6 +509,9 @@ impl CacheRules {
             addressed: self.addressed.then_some(relation.addressed),
             broadcast: self.broadcast.then(|| facts.broadcast()),
             granted: self.granted.then_some(relation.granted),
+            new_recipient: self.new_recipient.then_some(relation.new_recipient),
+            onward_allowed: self.onward_allowed.then_some(relation.onward_allowed),
+            overlaps_restricted: self.overlaps_restricted.then_some(relation.overlaps_restricted),
         })
     }
 }
@@ -517,6 +540,12 @@ pub struct CacheKey {
     broadcast: Option<bool>,
     /// `context.granted`.
     granted: Option<bool>,
+    /// `context.new_recipient`.
+    new_recipient: Option<bool>,
+    /// `context.onward_allowed`.
+    onward_allowed: Option<bool>,
+    /// `context.overlaps_restricted`.
+    overlaps_restricted: Option<bool>,
 }
 
 #[cfg(test)]
@@ -526,6 +555,7 @@ mod tests {
     use super::*;
     use crate::PolicyEngine;
 
+    const DISCLOSE: [&str; 3] = ["disclose_full", "disclose_redacted", "disclose_hit_only"];
     const SCHEMA: &str = include_str!("../../../deploy/local/policy/schema.cedarschema");
 
     /// What the key holds under `schema` and `policies` (each given an `@id`
@@ -544,7 +574,16 @@ mod tests {
         if !rules.enabled {
             return vec!["off".into()];
         }
-        let context = [rules.purpose, rules.officer, rules.addressed, rules.broadcast, rules.granted];
+        let context = [
+            rules.purpose,
+            rules.officer,
+            rules.addressed,
+            rules.broadcast,
+            rules.granted,
+            rules.new_recipient,
+            rules.onward_allowed,
+            rules.overlaps_restricted,
+        ];
         let mut keyed = Vec::new();
         for (var, names, used) in [
             ("principal", &NODE_ATTRIBUTES[..], &rules.node[..]),
@@ -566,7 +605,7 @@ mod tests {
 
     #[test]
     fn the_default_schema_declares_exactly_what_the_key_can_hold() {
-        let schema = SchemaAttributes::from_cedarschema(SCHEMA);
+        let schema = SchemaAttributes::from_cedarschema(SCHEMA, &DISCLOSE);
         let set = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect::<BTreeSet<_>>();
         assert_eq!(schema.node, set(&NODE_ATTRIBUTES));
         assert_eq!(schema.alert, set(&ALERT_ATTRIBUTES));
@@ -591,6 +630,9 @@ mod tests {
                 "resource.forwarded",
                 "context.addressed",
                 "context.granted",
+                "context.new_recipient",
+                "context.onward_allowed",
+                "context.overlaps_restricted",
             ]
         );
         assert!(engine.cache_rules().notes.is_empty(), "{:?}", engine.cache_rules().notes);
@@ -598,8 +640,7 @@ mod tests {
 
     #[test]
     fn each_construct_keys_what_it_can_read() {
-        let record =
-            "{\"purpose\": \"p\", \"officer\": \"o\", \"addressed\": false, \"broadcast\": true, \"granted\": false}";
+        let record = "{\"purpose\": \"p\", \"officer\": \"o\", \"addressed\": false, \"broadcast\": true, \"granted\": false, \"new_recipient\": false, \"onward_allowed\": false, \"overlaps_restricted\": false}";
         let cases: &[(&str, &[&str])] = &[
             ("permit (principal, action, resource);", &[]),
             ("permit (principal is Node, action, resource is Alert);", &[]),
@@ -671,7 +712,7 @@ mod tests {
 
     #[test]
     fn an_unrecognised_shape_turns_the_cache_off() {
-        let schema = SchemaAttributes::from_cedarschema(SCHEMA);
+        let schema = SchemaAttributes::from_cedarschema(SCHEMA, &DISCLOSE);
         for e in [
             json!({"frobnicate": {"left": {"Var": "context"}}}),
             json!({".": {"left": {"Var": "context"}}}),

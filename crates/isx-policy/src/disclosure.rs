@@ -28,7 +28,7 @@ use serde::Serialize;
 use crate::cache::CacheKey;
 use crate::engine::PolicyEngine;
 use crate::engine::{Action, Prepared};
-use crate::facts::{LookupQuestion, Relation, alert_facts};
+use crate::facts::{LookupQuestion, Related, Relation, alert_facts};
 
 /// The pseudo-policy that explains a denial when nothing permitted anything.
 pub const DEFAULT_DENY: &str = "default-deny";
@@ -222,10 +222,18 @@ impl Disclosure {
 
     /// The decision for `node` after it asked following a hit and the holder
     /// granted access (`context.granted`).
-    pub fn granted(&self, alert: &Alert, origin: Option<&NodeInfo>, node: &NodeInfo, officer: &str) -> Decision {
+    /// `related` is what the alert relays or overlaps.
+    pub fn granted(
+        &self,
+        alert: &Alert,
+        origin: Option<&NodeInfo>,
+        node: &NodeInfo,
+        officer: &str,
+        related: &Related,
+    ) -> Decision {
         let prepared = self.prepare(alert, origin, &[node]);
         let addressed = alert.addressees.iter().any(|a| a == node.id.as_str());
-        self.decide(alert, &prepared, node, Relation { addressed, granted: true }, officer)
+        self.decide(alert, &prepared, node, related.relation(node.id.as_str(), addressed, true), officer)
     }
 
     /// May `node` see a hit on `alert` in a lookup? Returns the answer and the
@@ -302,7 +310,15 @@ impl Disclosure {
     ///
     /// Nodes that routing leaves out (the alert names other addressees) are
     /// shown as denied by `routing-not-addressed`; the origin is never listed.
-    pub fn explain(&self, alert: &Alert, nodes: &[NodeInfo], to: Option<&NodeId>, officer: &str) -> Vec<Explanation> {
+    /// `related` is what the alert relays or overlaps ([`Related::default`] for none).
+    pub fn explain(
+        &self,
+        alert: &Alert,
+        nodes: &[NodeInfo],
+        to: Option<&NodeId>,
+        officer: &str,
+        related: &Related,
+    ) -> Vec<Explanation> {
         let origin = nodes.iter().find(|n| n.id.as_str() == alert.origin);
         let candidates = candidates(alert, nodes);
         let prepared = self.prepare(alert, origin, &candidates.iter().map(|(n, _)| *n).collect::<Vec<_>>());
@@ -312,7 +328,9 @@ impl Disclosure {
             .filter(|n| to.is_none_or(|t| *t == n.id))
             .map(|n| {
                 let decision = match candidates.iter().find(|(c, _)| c.id == n.id) {
-                    Some((_, addressed)) => self.decide(alert, &prepared, n, Relation::routed(*addressed), officer),
+                    Some((_, addressed)) => {
+                        self.decide(alert, &prepared, n, related.relation(n.id.as_str(), *addressed, false), officer)
+                    }
                     None => {
                         let ids = vec![NOT_ADDRESSED.to_owned()];
                         Decision {
@@ -330,7 +348,7 @@ impl Disclosure {
                     data_types: vec!["document".into()],
                 };
                 let (lookup_hit, lookup_policies) = self.lookup(alert, origin, n, &question);
-                let granted = self.granted(alert, origin, n, officer);
+                let granted = self.granted(alert, origin, n, officer, related);
                 Explanation {
                     recipient: n.id.to_string(),
                     level: isx_core::display::level(decision.level).to_owned(),
@@ -452,7 +470,8 @@ mod tests {
         }
         let d = disclosure();
         let nodes = nodes();
-        let got = d.explain(&alert, &nodes, Some(&NodeId::new(node).unwrap()), "test").pop().unwrap();
+        let got =
+            d.explain(&alert, &nodes, Some(&NodeId::new(node).unwrap()), "test", &Related::default()).pop().unwrap();
         assert_eq!(got.level, level, "{node}: {got:?}");
         assert!(got.policies.iter().any(|p| p == policy), "{node}: {policy} not in {:?}", got.policies);
         assert_eq!(got.policies.len(), got.reasons.len());
@@ -629,9 +648,9 @@ mod tests {
         let mut addressed = base();
         to(&["it-police"])(&mut addressed);
         let broadcast = base();
-        assert_eq!(d.granted(&addressed, None, fr, "o").level, DisclosureLevel::Full);
-        assert_eq!(d.granted(&broadcast, None, fr, "o").level, DisclosureLevel::HitOnly);
-        assert_eq!(d.granted(&addressed, None, fr, "o").level, DisclosureLevel::Full);
+        assert_eq!(d.granted(&addressed, None, fr, "o", &Related::default()).level, DisclosureLevel::Full);
+        assert_eq!(d.granted(&broadcast, None, fr, "o", &Related::default()).level, DisclosureLevel::HitOnly);
+        assert_eq!(d.granted(&addressed, None, fr, "o", &Related::default()).level, DisclosureLevel::Full);
         assert_eq!(d.cache_stats(), CacheStats { hits: 1, misses: 2 });
     }
 

@@ -238,7 +238,7 @@ impl PolicyEngine {
             .action_entities()
             .map_err(|e| PolicyError::SchemaMismatch { file: schema_path.clone(), message: e.to_string() })?;
         let action_entities: Vec<cedar_policy::Entity> = action_store.iter().cloned().collect();
-        let schema_attributes = SchemaAttributes::from_cedarschema(&schema_text);
+        let schema_attributes = SchemaAttributes::from_cedarschema(&schema_text, &Action::ALL.map(Action::name));
 
         let mut policies = PolicySet::new();
         let mut meta: BTreeMap<String, PolicyMeta> = BTreeMap::new();
@@ -493,7 +493,8 @@ fn check_fact_shapes(schema: &Schema, schema_path: &Path) -> Result<(), PolicyEr
     Entities::from_entities([facts.entity.clone(), node_entity(&node)], Some(schema))
         .map_err(|e| mismatch("entities", &e))?;
     for action in Action::ALL {
-        let context = disclosure_context(&facts, "probe", Relation { addressed: true, granted: true });
+        let context =
+            disclosure_context(&facts, "probe", Relation { addressed: true, granted: true, ..Relation::default() });
         Request::new(node_uid(&node), action_uid(action.name()), facts.uid.clone(), context, Some(schema))
             .map_err(|e| mismatch(action.name(), &e))?;
     }

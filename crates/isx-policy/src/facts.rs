@@ -175,12 +175,52 @@ pub struct Relation {
     pub addressed: bool,
     /// The recipient asked after a hit and the holder granted access.
     pub granted: bool,
+    /// `context.new_recipient`: the alert relays another, or overlaps one its
+    /// publisher received under restricted labels, and the recipient does not
+    /// hold that alert (see [`Related`]).
+    pub new_recipient: bool,
+    /// `context.onward_allowed`: the relayed alert's origin allows this
+    /// recipient onward copies (`labels.onward` or `Exchange.AllowOnward`).
+    pub onward_allowed: bool,
+    /// `context.overlaps_restricted`: the alert shares a person, document or
+    /// object with an alert its publisher received under H2, TLP:RED or
+    /// TLP:AMBER+STRICT (and took that alert's stricter labels).
+    pub overlaps_restricted: bool,
 }
 
 impl Relation {
-    /// A recipient reached by routing: addressed or not, never granted.
+    /// A recipient reached by routing: addressed or not, never granted,
+    /// related to no other alert.
     pub fn routed(addressed: bool) -> Self {
-        Self { addressed, granted: false }
+        Self { addressed, ..Self::default() }
+    }
+}
+
+/// What an alert relays or overlaps, as the gateway found it: where
+/// [`Relation::new_recipient`], [`Relation::onward_allowed`] and
+/// [`Relation::overlaps_restricted`] come from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Related {
+    /// The nodes that hold every related alert (its origin, its recipients,
+    /// those granted it): the relayed alert, and each restricted alert the
+    /// new one overlaps. `None` when the alert relates to no other.
+    pub holders: Option<std::collections::BTreeSet<String>>,
+    /// The nodes the relayed alert's origin allows onward copies to.
+    pub onward: std::collections::BTreeSet<String>,
+    /// The alert overlaps one its publisher received under restricted labels.
+    pub overlaps_restricted: bool,
+}
+
+impl Related {
+    /// How `node` stands to the alert, given whether it is addressed and granted.
+    pub fn relation(&self, node: &str, addressed: bool, granted: bool) -> Relation {
+        Relation {
+            addressed,
+            granted,
+            new_recipient: self.holders.as_ref().is_some_and(|h| !h.contains(node)),
+            onward_allowed: self.onward.contains(node),
+            overlaps_restricted: self.overlaps_restricted,
+        }
     }
 }
 
@@ -192,6 +232,9 @@ pub fn disclosure_context(facts: &AlertFacts, officer: &str, relation: Relation)
         ("addressed".to_owned(), RestrictedExpression::new_bool(relation.addressed)),
         ("broadcast".to_owned(), RestrictedExpression::new_bool(facts.broadcast())),
         ("granted".to_owned(), RestrictedExpression::new_bool(relation.granted)),
+        ("new_recipient".to_owned(), RestrictedExpression::new_bool(relation.new_recipient)),
+        ("onward_allowed".to_owned(), RestrictedExpression::new_bool(relation.onward_allowed)),
+        ("overlaps_restricted".to_owned(), RestrictedExpression::new_bool(relation.overlaps_restricted)),
     ])
     .expect("distinct literal keys")
 }

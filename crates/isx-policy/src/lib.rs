@@ -32,4 +32,4 @@ pub mod table;
 
 pub use disclosure::{CacheStats, Decision, Disclosure, Explanation, candidates};
 pub use engine::{PolicyEngine, PolicyError, PolicyMeta};
-pub use facts::{LookupQuestion, Relation};
+pub use facts::{LookupQuestion, Related, Relation};

@@ -37,6 +37,7 @@ use isx_core::wire::Alert;
 use serde::Deserialize;
 
 use crate::disclosure::Disclosure;
+use crate::facts::Related;
 
 /// Why a table could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +111,29 @@ pub struct Case {
     /// The officer in the decision context.
     #[serde(default = "default_officer")]
     pub officer: String,
+    /// `context.new_recipient`: the alert relays (or overlaps) one that `to`
+    /// does not hold. The gateway finds this; a case states it.
+    #[serde(default)]
+    pub new_recipient: bool,
+    /// `context.onward_allowed`: the relayed alert's origin allows `to` onward copies.
+    #[serde(default)]
+    pub onward_allowed: bool,
+    /// `context.overlaps_restricted`: the alert shares a person, document or
+    /// object with one its publisher received under H2, TLP:RED or TLP:AMBER+STRICT.
+    #[serde(default)]
+    pub overlaps_restricted: bool,
+}
+
+impl Case {
+    /// What the case says the alert relays or overlaps.
+    fn related(&self) -> Related {
+        let to = || std::iter::once(self.to.clone()).collect();
+        Related {
+            holders: self.new_recipient.then(Default::default),
+            onward: if self.onward_allowed { to() } else { Default::default() },
+            overlaps_restricted: self.overlaps_restricted,
+        }
+    }
 }
 
 /// The question a case asks.
@@ -258,7 +282,7 @@ pub fn run(table: &TestTable, disclosure: &Disclosure, nodes: &[NodeInfo]) -> Ve
                 result.detail = format!("to = {:?} is not a registered node", case.to);
                 return result;
             };
-            let mut lines = disclosure.explain(&alert, nodes, Some(&to.id), &case.officer);
+            let mut lines = disclosure.explain(&alert, nodes, Some(&to.id), &case.officer, &case.related());
             let Some(e) = lines.pop() else {
                 result.detail = format!("{} is the alert's origin; it is never a recipient", case.to);
                 return result;

@@ -57,11 +57,11 @@ fn quoted(values: &'static [&'static str]) -> impl Strategy<Value = String> {
 }
 
 /// `context` compared as a whole; it validates only where the context is a `DisclosureContext`.
-const CONTEXT_RECORD: &str = "context == {\"purpose\": \"investigation\", \"officer\": \"ok\", \"addressed\": false, \"broadcast\": true, \"granted\": false}";
+const CONTEXT_RECORD: &str = "context == {\"purpose\": \"investigation\", \"officer\": \"ok\", \"addressed\": false, \"broadcast\": true, \"granted\": false, \"new_recipient\": false, \"onward_allowed\": false, \"overlaps_restricted\": false}";
 
 /// For each attribute and context field isx supplies, a condition on it
-/// alone (27 in all), as Cedar text.
-fn field_atoms() -> Vec<BoxedStrategy<String>> {
+/// alone (30 in all; 27 outside the disclosure actions), as Cedar text.
+fn field_atoms(disclosure: bool) -> Vec<BoxedStrategy<String>> {
     let mut atoms = vec![
         select(KINDS).prop_map(|k| format!("principal.kind == \"{}\"", k.as_str())).boxed(),
         quoted(COUNTRIES).prop_map(|c| format!("principal.country == {c}")).boxed(),
@@ -81,6 +81,12 @@ fn field_atoms() -> Vec<BoxedStrategy<String>> {
     for name in ["addressed", "broadcast", "granted"] {
         atoms.push(Just(format!("context.{name}")).boxed());
     }
+    // Only the disclosure actions' context has these.
+    if disclosure {
+        for name in ["new_recipient", "onward_allowed", "overlaps_restricted"] {
+            atoms.push(Just(format!("context.{name}")).boxed());
+        }
+    }
     atoms.push(quoted(OFFICERS).prop_map(|o| format!("context.officer == {o}")).boxed());
     atoms.push(select(&["inv", "int", "pre", "x"][..]).prop_map(|p| format!("context.purpose like \"{p}*\"")).boxed());
     atoms
@@ -92,7 +98,7 @@ fn field_atoms() -> Vec<BoxedStrategy<String>> {
 fn atom(disclosure: bool) -> impl Strategy<Value = String> {
     let record = if disclosure { CONTEXT_RECORD } else { "context has broadcast" };
     prop_oneof![
-        60 => proptest::strategy::Union::new(field_atoms()),
+        60 => proptest::strategy::Union::new(field_atoms(disclosure)),
         // Keyed on all of a variable ...
         2 => quoted(NODE_IDS).prop_map(|n| format!("principal == Node::{n}")),
         2 => Just("context has officer".to_owned()),
@@ -157,8 +163,8 @@ fn policy_set() -> impl Strategy<Value = Vec<String>> {
     (
         any::<bool>(),
         proptest::collection::vec(policy(), 1..=4),
-        field_atoms(),
-        proptest::collection::vec(any::<bool>(), 27),
+        field_atoms(true),
+        proptest::collection::vec(any::<bool>(), 30),
     )
         .prop_map(|(permit_all, mut policies, atoms, witnessed)| {
             if permit_all {
@@ -258,19 +264,21 @@ fn alert() -> impl Strategy<Value = Alert> {
 }
 
 fn input() -> impl Strategy<Value = Input> {
-    (node(), proptest::option::of(node()), alert(), any::<bool>(), any::<bool>(), select(OFFICERS)).prop_map(
-        |(node, origin, alert, addressed, granted, officer)| Input {
-            node,
-            origin,
-            alert,
-            relation: Relation { addressed, granted },
-            officer: officer.to_owned(),
+    (node(), proptest::option::of(node()), alert(), any::<[bool; 5]>(), select(OFFICERS)).prop_map(
+        |(node, origin, alert, [addressed, granted, new_recipient, onward_allowed, overlaps_restricted], officer)| {
+            Input {
+                node,
+                origin,
+                alert,
+                relation: Relation { addressed, granted, new_recipient, onward_allowed, overlaps_restricted },
+                officer: officer.to_owned(),
+            }
         },
     )
 }
 
 /// The fields a variant takes from another input, one at a time.
-const FIELDS: usize = 24;
+const FIELDS: usize = 27;
 
 /// `base` with field number `field` (mod [`FIELDS`]) taken from `other`.
 fn splice(base: &Input, field: usize, other: &Input) -> Input {
@@ -301,7 +309,10 @@ fn splice(base: &Input, field: usize, other: &Input) -> Input {
         20 => v.alert.purpose = other.alert.purpose.clone(),
         21 => v.officer = other.officer.clone(),
         22 => v.relation.addressed = other.relation.addressed,
-        _ => v.relation.granted = other.relation.granted,
+        23 => v.relation.granted = other.relation.granted,
+        24 => v.relation.new_recipient = other.relation.new_recipient,
+        25 => v.relation.onward_allowed = other.relation.onward_allowed,
+        _ => v.relation.overlaps_restricted = other.relation.overlaps_restricted,
     }
     v
 }
