@@ -27,7 +27,11 @@ pub struct LookupArgs {
     /// A document: ISSUING_COUNTRY:NUMBER, e.g. DE:C4J9X1R27 (repeatable).
     #[arg(long, value_name = "CC:NUMBER")]
     document: Vec<String>,
-    /// A person: "FAMILY, GIVEN NAMES"; needs --dob.
+    /// A person: "FAMILY, Given names", "Given FAMILY" or "Given Family"; needs --dob.
+    ///
+    /// Without a comma, words in capitals are the family name, and two words
+    /// are read as "Given Family"; the reading is printed. Three or more words
+    /// with neither are refused: write the comma form.
     #[arg(long, value_name = "FAMILY, GIVEN", requires = "dob")]
     name: Option<String>,
     /// The person's date of birth, YYYY-MM-DD.
@@ -60,10 +64,10 @@ impl LookupArgs {
             ids.push(Kind::Document(DocumentNumber { issuing_country: country.into(), number: number.into() }));
         }
         if let (Some(name), Some(dob)) = (&self.name, &self.dob) {
-            let (family, given) = name.split_once(',').unwrap_or((name, ""));
+            let reading = crate::output::read_name("--name", name)?;
             ids.push(Kind::Person(PersonName {
-                family_name: family.trim().into(),
-                given_names: given.trim().into(),
+                family_name: reading.family,
+                given_names: reading.given,
                 date_of_birth: dob.trim().into(),
             }));
         }

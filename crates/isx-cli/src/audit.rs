@@ -142,7 +142,7 @@ pub struct FilterArgs {
     /// A subject's document: COUNTRY:NUMBER, e.g. DE:C4J9X1R27 (hashed by the gateway).
     #[arg(long)]
     document: Option<String>,
-    /// A subject's name as "FAMILY, GIVEN" (with --dob).
+    /// A subject's name as "FAMILY, Given", "Given FAMILY" or "Given Family" (with --dob; see `isx lookup --help`).
     #[arg(long, requires = "dob")]
     name: Option<String>,
     /// The subject's date of birth, YYYY-MM-DD (with --name).
@@ -172,7 +172,7 @@ pub struct FilterArgs {
     /// An access request id (ar-...): its request, decision and disclosure.
     #[arg(long)]
     request: Option<String>,
-    /// collection, disclosure, denial, consultation, access_request, access_decision, follow_up_declined, alteration, erasure, log_read.
+    /// The operation, by its short or full name: collection, disclosure, denial, consultation, access_request, access_decision, follow_up_declined, alteration, erasure, log_read (or OPERATION_CONSULTATION, ...).
     #[arg(long)]
     operation: Option<String>,
     /// The stated purpose.
@@ -221,17 +221,16 @@ impl FilterArgs {
                 format!("document:{c}:{n}")
             }
             (None, Some(n), None) => {
-                let (family, given) = n.split_once(',').unwrap_or((n, ""));
-                format!("name:{}|{}|{}", family.trim(), given.trim(), self.dob.clone().unwrap_or_default())
+                let reading = crate::output::read_name("--name", n)?;
+                format!("name:{}|{}|{}", reading.family, reading.given, self.dob.clone().unwrap_or_default())
             }
             (None, None, Some(p)) => format!("plate:{p}"),
             (None, None, None) => String::new(),
             _ => bail!("give one of --document, --name with --dob, or --plate"),
         };
         let operation = match &self.operation {
-            Some(op) => Operation::from_str_name(&format!("OPERATION_{}", op.to_ascii_uppercase()))
-                .with_context(|| format!("--operation {op:?}: use collection, disclosure, denial, consultation, access_request, access_decision, follow_up_declined, alteration, erasure or log_read"))?
-                as i32,
+            Some(op) => isx_core::enums::parse(&isx_core::enums::descriptor("Operation"), op)
+                .map_err(|e| anyhow::anyhow!("--operation {e}"))?,
             None => 0,
         };
         Ok(SearchRequest {

@@ -328,3 +328,16 @@ pub fn print_bench(r: &isx_testkit::bench::BenchReport) {
         );
     }
 }
+
+/// Reads a typed person name (`flag` names the option in messages), and
+/// tells on stderr how it was read when the text did not say it.
+pub fn read_name(flag: &str, text: &str) -> anyhow::Result<isx_core::identifiers::NameReading> {
+    let reading = isx_core::identifiers::read_name(text).map_err(|e| anyhow::anyhow!("{flag}: {e}"))?;
+    if let Some(how) = reading.guessed {
+        eprintln!(
+            "{flag} {text:?} read as family name {:?}, given names {:?} ({how}); write \"FAMILY, Given\" to choose",
+            reading.family, reading.given
+        );
+    }
+    Ok(reading)
+}

@@ -490,6 +490,96 @@ async fn lookup_request_list_and_decide_from_the_command_line() {
     topo.shutdown().await;
 }
 
+/// Names as people write them: "FAMILY, Given", "Given Family" and "Given
+/// FAMILY" find the same person, a guessed reading is told, and an
+/// ambiguous name is refused asking for the comma form. Enum values are
+/// taken by their full or short name, and a wrong one lists both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_and_enum_values_are_read_as_people_write_them() {
+    let topo = isx_testkit::Topology::start(isx_testkit::TopologySpec::default_agencies()).await.unwrap();
+    let alert = isx_testkit::samples::migrant_smuggling("de-police", &["it-police"]);
+    assert_eq!((alert.subjects[0].family_name.as_str(), alert.subjects[0].given_names.as_str()), ("Rinaldi", "Marco"));
+    topo.client("de-police").await.unwrap().publish(alert.clone()).await.unwrap();
+    let pki = topo.pki_dir().display().to_string();
+    let addr = topo.gateway_addr().to_string();
+    let lookup = |name: &str| -> Vec<String> {
+        [
+            "lookup",
+            "--as",
+            "frontex",
+            "--pki",
+            &pki,
+            "--gateway",
+            &addr,
+            "--officer",
+            "o",
+            "--name",
+            name,
+            "--dob",
+            "1981-11-02",
+            "--purpose",
+            "border check",
+            "--justification",
+            "passenger list",
+            "--json",
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    };
+    for (name, guessed) in [("Rinaldi, Marco", false), ("Marco Rinaldi", true), ("RINALDI Marco", true)] {
+        let out = isx_async(lookup(name)).await;
+        assert!(out.status.success(), "{name}: {}", text(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["hits"][0]["alert_id"], alert.alert_id.as_str(), "{name} finds the person");
+        let told = String::from_utf8_lossy(&out.stderr)
+            .to_lowercase()
+            .contains("read as family name \"rinaldi\", given names \"marco\"");
+        assert_eq!(told, guessed, "{name}: {}", text(&out));
+    }
+    let out = isx_async(lookup("Marco Antonio Rinaldi")).await;
+    assert!(!out.status.success());
+    assert!(text(&out).contains("write the family name first with a comma"), "{}", text(&out));
+
+    let search = |op: &str| -> Vec<String> {
+        ["audit", "search", "--as", "auditor", "--pki", &pki, "--gateway", &addr, "--officer", "DPO", "--operation", op]
+            .map(str::to_owned)
+            .to_vec()
+    };
+    for op in ["consultation", "OPERATION_CONSULTATION", "Consultation"] {
+        let out = isx_async(search(op)).await;
+        assert!(out.status.success(), "{op}: {}", text(&out));
+        assert!(text(&out).contains("consultation"), "{op}: {}", text(&out));
+    }
+    let out = isx_async(search("consultations")).await;
+    assert!(!out.status.success());
+    assert!(text(&out).contains("OPERATION_CONSULTATION / consultation"), "{}", text(&out));
+    topo.shutdown().await;
+}
+
+/// An alert file may give enum values by their short names; a wrong one is
+/// named with its field and every valid value, once.
+#[test]
+fn alert_files_take_short_enum_names_and_list_the_valid_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a.json");
+    let file_arg = file.to_str().unwrap();
+    let alert = |category: &str| {
+        format!(
+            "{{\"alert_id\": \"01JDQ3E1F2G3H4J5K6M7N8P9Q0\", \"origin\": \"de-police\", \"category\": \"{category}\", \"labels\": {{\"tlp\": \"amber\", \"handling_code\": \"h0\"}}}}"
+        )
+    };
+    std::fs::write(&file, alert("terrorism")).unwrap();
+    let out = isx(&["policy", "explain", "--alert", file_arg, "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    std::fs::write(&file, alert("terorism")).unwrap();
+    let out = isx(&["policy", "explain", "--alert", file_arg]);
+    let t = text(&out);
+    assert!(!out.status.success());
+    assert!(t.contains("category: \"terorism\" is not a valid Category; use one of"), "{t}");
+    assert!(t.contains("CATEGORY_TERRORISM / terrorism"), "{t}");
+    assert_eq!(t.matches("is not a valid").count(), 1, "said once: {t}");
+}
+
 #[test]
 fn scenario_run_reports_each_expectation_and_a_malformed_file_names_line_and_key() {
     let dir = tempfile::tempdir().unwrap();

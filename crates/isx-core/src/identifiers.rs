@@ -41,6 +41,72 @@ pub fn name(family: &str, given: &str, date_of_birth: &str) -> String {
     format!("name:{}|{}|{}", words(family), words(given), date_of_birth.trim())
 }
 
+/// A person's name as typed, read into family and given names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameReading {
+    /// The family name.
+    pub family: String,
+    /// The given names (may be empty).
+    pub given: String,
+    /// How the text was read, for telling the user: `None` when the text
+    /// said it itself (`FAMILY, Given`).
+    pub guessed: Option<&'static str>,
+}
+
+/// Why a typed name cannot be read without a guess.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    /// Nothing but blanks or commas.
+    #[error("the name is empty: write \"FAMILY, Given names\"")]
+    Empty,
+    /// Three or more words, none in capitals, no comma.
+    #[error(
+        "{0:?} could be read more than one way: write the family name first with a comma (\"FAMILY, Given names\"), or the family name in capitals"
+    )]
+    Ambiguous(String),
+}
+
+/// Reads a name as people write it: `"Rinaldi, Marco"` or `"RINALDI, Marco"`
+/// (family first, with a comma), `"Marco RINALDI"` or `"RINALDI Marco"` (the
+/// family name in capitals), or `"Marco Rinaldi"` (two words: given, then
+/// family). One word is a family name. Three or more words with neither a
+/// comma nor capitals are refused as ambiguous. Lookups and searches
+/// normalise every reading the same way ([`name`]).
+pub fn read_name(text: &str) -> Result<NameReading, NameError> {
+    if let Some((family, given)) = text.split_once(',') {
+        let (family, given) = (family.trim(), given.trim());
+        if family.is_empty() {
+            return Err(NameError::Empty);
+        }
+        return Ok(NameReading { family: family.to_owned(), given: given.to_owned(), guessed: None });
+    }
+    let parts: Vec<&str> = text.split_whitespace().collect();
+    let capital = |w: &&str| w.chars().any(char::is_alphabetic) && !w.chars().any(char::is_lowercase);
+    let join = |ws: &[&str]| ws.join(" ");
+    match parts.as_slice() {
+        [] => Err(NameError::Empty),
+        [one] => Ok(NameReading {
+            family: (*one).to_owned(),
+            given: String::new(),
+            guessed: Some("one word, read as the family name"),
+        }),
+        _ if parts.iter().filter(|w| capital(w)).count() > 0 && !parts.iter().all(capital) => {
+            let (family, given): (Vec<&str>, Vec<&str>) = parts.iter().partition(|w| capital(w));
+            Ok(NameReading {
+                family: join(&family),
+                given: join(&given),
+                guessed: Some("the words in capitals read as the family name"),
+            })
+        }
+        [given, family] => Ok(NameReading {
+            family: (*family).to_owned(),
+            given: (*given).to_owned(),
+            guessed: Some("two words, read as \"Given Family\""),
+        }),
+        _ => Err(NameError::Ambiguous(text.trim().to_owned())),
+    }
+}
+
 /// `plate:PLATE`.
 pub fn plate(p: &str) -> String {
     format!("plate:{}", squash(p))
@@ -212,6 +278,23 @@ impl PseudonymKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_read_as_people_write_them() {
+        let read = |t: &str| read_name(t).map(|r| name(&r.family, &r.given, "1981-11-02"));
+        let want = Ok("name:RINALDI|MARCO|1981-11-02".to_owned());
+        for text in
+            ["Rinaldi, Marco", "RINALDI, Marco", "Marco Rinaldi", "Marco RINALDI", "RINALDI Marco", " rinaldi ,marco "]
+        {
+            assert_eq!(read(text), want, "{text}");
+        }
+        assert_eq!(read_name("Rinaldi, Marco").unwrap().guessed, None, "a comma says it");
+        assert!(read_name("Marco Rinaldi").unwrap().guessed.is_some(), "a guess is told");
+        assert_eq!(read("Lukas Emil BRANDT"), Ok("name:BRANDT|LUKAS EMIL|1981-11-02".to_owned()));
+        assert_eq!(read_name("Lukas Emil Brandt"), Err(NameError::Ambiguous("Lukas Emil Brandt".into())));
+        assert_eq!(read_name(" , "), Err(NameError::Empty));
+        assert_eq!(read_name("Brandt").unwrap().family, "Brandt");
+    }
 
     #[test]
     fn normalisation_table() {

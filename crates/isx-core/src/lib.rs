@@ -10,6 +10,8 @@
 //! - [`digest`]: the content digest that makes publishing idempotent.
 //! - [`timestamp`]: conversions between `prost_types::Timestamp` and `time`.
 //! - [`display`]: short human names for labels and levels, for tables.
+//! - [`enums`]: enum values by their full (`CATEGORY_TERRORISM`) or short
+//!   (`terrorism`) names, and errors that list both.
 //!
 //! Everything here is pure: callers pass the current time in, and nothing reads
 //! files, sockets or clocks.
@@ -17,6 +19,7 @@
 
 pub mod digest;
 pub mod display;
+pub mod enums;
 pub mod identifiers;
 pub mod json;
 pub mod node;
