@@ -255,6 +255,22 @@ async fn standing_rules_deny_requests_expire_and_declines_are_recorded() {
         .unwrap()
         .expect("the standing rule denies");
     assert_eq!(denied.reason, "no Europol involvement in this case");
+    // Decided by the rule, not by a person: the request and the log name the rule.
+    assert_eq!(denied.decided_by, "standing rule access[0]: deny from europol");
+    let decisions = records(
+        &topo,
+        SearchRequest {
+            request_id: request.request_id.clone(),
+            operation: Operation::AccessDecision as i32,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(decisions.len(), 1, "{decisions:?}");
+    assert_eq!(
+        (decisions[0].node.as_str(), decisions[0].officer.as_str()),
+        ("de-police", "standing rule access[0]: deny from europol")
+    );
     assert!(topo.inbox("europol").get(&alert.alert_id).unwrap().is_none(), "a denial delivers nothing");
 
     // IT: no rule matches, so the request waits for a person, who never comes.

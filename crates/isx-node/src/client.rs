@@ -228,6 +228,27 @@ impl Client {
         Ok(self.exchange.clone().allow_onward(req).await?.into_inner().allowed)
     }
 
+    /// [`Client::decide_access`] with `officer` sent as the one who decides
+    /// (a standing rule, for instance) instead of this client's officer.
+    pub async fn decide_access_as(
+        &self,
+        request_id: &str,
+        grant: bool,
+        reason: &str,
+        officer: &str,
+    ) -> Result<AccessRequest, Status> {
+        let decision = if grant { AccessDecision::Grant } else { AccessDecision::Deny };
+        let mut req = Request::new(DecideAccessRequest {
+            request_id: request_id.to_owned(),
+            decision: decision as i32,
+            reason: reason.to_owned(),
+        });
+        let value = MetadataValue::try_from(officer)
+            .map_err(|_| Status::invalid_argument(format!("officer {officer:?} is not printable ASCII")))?;
+        req.metadata_mut().insert(OFFICER_HEADER, value);
+        Ok(self.exchange.clone().decide_access(req).await?.into_inner().request.unwrap_or_default())
+    }
+
     /// Records why a hit is not followed up.
     pub async fn decline_follow_up(&self, hit_id: &str, reason: &str) -> Result<(), Status> {
         let req = self.request(DeclineFollowUpRequest { hit_id: hit_id.to_owned(), reason: reason.to_owned() });

@@ -94,6 +94,29 @@ impl AccessRule {
             && self.requester.as_ref().is_none_or(|r| r.as_str() == requester)
     }
 
+    /// Who decides when this rule (`access[index]` of the node config)
+    /// answers: the rule, never a person, e.g. `standing rule access[0]:
+    /// grant migrant_smuggling`. Sent as the officer, so the audit log and
+    /// the request's `decided_by` name it.
+    pub fn actor(&self, index: usize) -> String {
+        let what = match self.decision {
+            RuleDecision::Grant => "grant",
+            RuleDecision::Deny => "deny",
+            RuleDecision::Manual => "manual",
+        };
+        let mut actor = format!("standing rule access[{index}]: {what}");
+        if let Some(c) = &self.category {
+            actor.push_str(&format!(" {c}"));
+        }
+        if let Some(r) = &self.requester {
+            actor.push_str(&format!(" from {r}"));
+        }
+        // The officer header holds at most 128 printable ASCII characters.
+        actor.retain(|c| c.is_ascii_graphic() || c == ' ');
+        actor.truncate(128);
+        actor
+    }
+
     /// The reason sent with the decision.
     pub fn reason(&self) -> String {
         self.reason.clone().unwrap_or_else(|| match (&self.category, &self.requester, self.decision) {
@@ -108,9 +131,9 @@ impl AccessRule {
     }
 }
 
-/// The first rule that matches, if any.
-pub fn first_match<'a>(rules: &'a [AccessRule], category: &str, requester: &str) -> Option<&'a AccessRule> {
-    rules.iter().find(|r| r.matches(category, requester))
+/// The first rule that matches, if any, with its index.
+pub fn first_match<'a>(rules: &'a [AccessRule], category: &str, requester: &str) -> Option<(usize, &'a AccessRule)> {
+    rules.iter().enumerate().find(|(_, r)| r.matches(category, requester))
 }
 
 /// Checks each rule's category against the crime areas isx knows.
@@ -186,9 +209,11 @@ mod tests {
         ))
         .unwrap();
         let rules = &config.access;
-        assert_eq!(first_match(rules, "terrorism", "europol").map(|r| r.decision), Some(RuleDecision::Grant));
-        assert_eq!(first_match(rules, "cybercrime", "europol").map(|r| r.decision), Some(RuleDecision::Deny));
+        assert_eq!(first_match(rules, "terrorism", "europol").map(|(_, r)| r.decision), Some(RuleDecision::Grant));
+        assert_eq!(first_match(rules, "cybercrime", "europol").map(|(_, r)| r.decision), Some(RuleDecision::Deny));
         assert!(first_match(rules, "terrorism", "fr-police").is_none());
+        let (index, rule) = first_match(rules, "cybercrime", "europol").unwrap();
+        assert_eq!(rule.actor(index), "standing rule access[1]: deny from europol");
         assert_eq!(rules[0].reason(), "granted by the agency's standing rule for terrorism for requests from europol");
         assert_eq!(rules[1].reason(), "no");
 

@@ -240,9 +240,10 @@ impl MockNode {
         let category = isx_core::display::category(request.category());
         let rule = first_match(&self.rules, &category, &request.requester);
         let mut known = request.clone();
-        if let Some(rule) = rule.filter(|r| r.decision != RuleDecision::Manual) {
+        if let Some((index, rule)) = rule.filter(|(_, r)| r.decision != RuleDecision::Manual) {
             let grant = rule.decision == RuleDecision::Grant;
-            match client.decide_access(&request.request_id, grant, &rule.reason()).await {
+            // Decided by the rule, not by the agency's officer: the log says so.
+            match client.decide_access_as(&request.request_id, grant, &rule.reason(), &rule.actor(index)).await {
                 Ok(decided) => known = decided,
                 Err(e) if e.code() == tonic::Code::Unavailable => {
                     return Err(format!("decision not recorded: {}", e.message()));
