@@ -556,6 +556,46 @@ async fn names_and_enum_values_are_read_as_people_write_them() {
     topo.shutdown().await;
 }
 
+/// A refused connection is told at the client with its cause and fix,
+/// not as a transport error: an unregistered node's certificate (the
+/// gateway drops it after the handshake) and an address nothing listens on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_connection_names_its_cause_and_fix() {
+    let topo = isx_testkit::Topology::start(isx_testkit::TopologySpec::default_agencies()).await.unwrap();
+    let pki = topo.pki_dir().display().to_string();
+    let addr = topo.gateway_addr().to_string();
+    let out = isx_async(["pki", "issue", "--dir", &pki, "nl-police"].map(str::to_owned).to_vec()).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let send = |node: &str, gateway: &str| -> Vec<String> {
+        [
+            "alert",
+            "send",
+            "--as",
+            node,
+            "--pki",
+            &pki,
+            "--gateway",
+            gateway,
+            "--officer",
+            "o",
+            "deploy/local/alerts/foreign-fighter.json",
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    };
+    let out = isx_async(send("nl-police", &addr)).await;
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(t.contains("nl-police is not registered there (add [nodes.nl-police] to its gateway.toml)"), "{t}");
+    assert!(!t.contains("transport error") && !t.contains("Cancelled"), "{t}");
+    let out = isx_async(send("de-police", "localhost:1")).await;
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(t.contains("cannot reach the gateway at localhost:1") && t.contains("is it running"), "{t}");
+    assert_eq!(t.matches("localhost:1").count(), 1, "said once: {t}");
+    topo.shutdown().await;
+}
+
 /// An alert file may give enum values by their short names; a wrong one is
 /// named with its field and every valid value, once.
 #[test]

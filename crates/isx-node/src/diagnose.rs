@@ -226,7 +226,9 @@ pub fn explain(d: &Diagnosis, opts: &ClientOptions, own: &[OwnProblem]) -> Strin
                 "the gateway does not trust {node}'s certificate: it was not issued by the gateway's CA. Use the certificate and ca.crt of the gateway's PKI (see {pki})"
             )
         }
-        Diagnosis::Alert(other) => format!("the gateway refused the TLS handshake with the alert {other:?}"),
+        Diagnosis::Alert(other) => {
+            format!("the gateway refused the TLS handshake with TLS alert {} (RFC 8446, section 6)", u8::from(*other))
+        }
         Diagnosis::BadTlsFiles(e) => format!("this client's TLS files are not usable: {e}"),
         Diagnosis::ClientRefused(e) => format!(
             "this client refused the gateway's certificate ({e}): check that {pki}/ca.crt is the gateway's CA, and that the name dialled ({addr}) is in the gateway's certificate (`isx pki init --gateway-names`)"
@@ -238,7 +240,7 @@ pub fn explain(d: &Diagnosis, opts: &ClientOptions, own: &[OwnProblem]) -> Strin
             "the gateway accepted {node}'s certificate but closed the connection: {node} is not registered there (add [nodes.{node}] to its gateway.toml), or already holds limits.max_connections_per_node connections"
         ),
         Diagnosis::Served => "the connection itself is fine; the call failed on the way (retry)".to_owned(),
-        Diagnosis::Timeout => format!("the gateway at {addr} did not answer within {STEP_LIMIT:?}"),
+        Diagnosis::Timeout => format!("the gateway at {addr} did not answer within {} s", STEP_LIMIT.as_secs()),
         Diagnosis::Unexpected(what) => format!("something at {addr} that is not an isx gateway answered: {what}"),
     };
     if own_text.is_empty() { base } else { format!("{base}. Also, locally: {own_text}") }
