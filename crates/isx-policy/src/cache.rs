@@ -644,7 +644,10 @@ mod tests {
         let cases: &[(&str, &[&str])] = &[
             ("permit (principal, action, resource);", &[]),
             ("permit (principal is Node, action, resource is Alert);", &[]),
-            ("permit (principal, action, resource) when { principal.kind == NodeKind::\"national\" };", &["principal.kind"]),
+            (
+                "permit (principal, action, resource) when { principal.kind == NodeKind::\"national\" };",
+                &["principal.kind"],
+            ),
             ("permit (principal, action, resource) when { context.broadcast };", &["context.broadcast"]),
             ("permit (principal, action, resource) unless { context.addressed };", &["context.addressed"]),
             ("permit (principal, action, resource) when { context has officer };", &["context.officer"]),
@@ -676,7 +679,10 @@ mod tests {
             ("permit (principal, action, resource == Alert::\"a\");", &["off"]),
             ("permit (principal, action, resource in Alert::\"a\");", &["off"]),
             ("permit (principal, action, resource) when { resource == Alert::\"a\" };", &["off"]),
-            ("permit (principal, action, resource) when { Node::\"fr-police\".kind == NodeKind::\"national\" };", &["off"]),
+            (
+                "permit (principal, action, resource) when { Node::\"fr-police\".kind == NodeKind::\"national\" };",
+                &["off"],
+            ),
             ("permit (principal, action, resource) when { Node::\"fr-police\" has kind };", &["off"]),
             (
                 "permit (principal, action, resource) when { (if context.granted then principal else principal).kind == NodeKind::\"europol\" };",

@@ -431,8 +431,8 @@ fn dedup(ids: &mut Vec<String>) {
 mod tests {
     use std::path::PathBuf;
 
-    use isx_core::wire::{Category, HandlingCode, Labels, SpecialCategoryData, Subject, SubjectRole, Tlp};
     use isx_core::NodeKind;
+    use isx_core::wire::{Category, HandlingCode, Labels, SpecialCategoryData, Subject, SubjectRole, Tlp};
 
     use super::*;
 

@@ -634,7 +634,9 @@ mod tests {
             ("principal.kind == NodeKind::\"europool\"", "europool"),
             ("resource has origin_kind && resource.origin_kind == NodeKind::\"frontexx\"", "frontexx"),
         ] {
-            let policy = format!("{GOOD}\n@id(\"typo\")\n@reason(\"r\")\nforbid (principal, action, resource)\nwhen {{\n  {condition}\n}};\n");
+            let policy = format!(
+                "{GOOD}\n@id(\"typo\")\n@reason(\"r\")\nforbid (principal, action, resource)\nwhen {{\n  {condition}\n}};\n"
+            );
             let got = load(&[("s.cedarschema", SCHEMA), ("a.cedar", &policy)]);
             assert!(got.starts_with("DIR/a.cedar:9: policy typo does not validate"), "{condition}: {got}");
             assert!(got.contains(typo), "{condition}: {got}");
@@ -648,7 +650,9 @@ mod tests {
             assert_eq!(load(&[("s.cedarschema", SCHEMA), ("a.cedar", &fixed)]), "ok", "{condition}");
         }
         // A plain string where the schema has an enumerated type is a type error too.
-        let string = format!("{GOOD}\n@id(\"s\")\n@reason(\"r\")\nforbid (principal, action, resource)\nwhen {{ resource.category == \"terrorism\" }};\n");
+        let string = format!(
+            "{GOOD}\n@id(\"s\")\n@reason(\"r\")\nforbid (principal, action, resource)\nwhen {{ resource.category == \"terrorism\" }};\n"
+        );
         let got = load(&[("s.cedarschema", SCHEMA), ("a.cedar", &string)]);
         assert!(got.starts_with("DIR/a.cedar:8: policy s does not validate"), "{got}");
     }
@@ -657,11 +661,18 @@ mod tests {
     fn a_schema_enum_must_list_exactly_what_isx_supplies() {
         let missing = SCHEMA.replace("\"amber_strict\", ", "");
         let got = load(&[("s.cedarschema", &missing), ("a.cedar", GOOD)]);
-        assert!(got.contains("DIR/s.cedarschema: the schema does not match") && got.contains("enum Tlp lacks \"amber_strict\""), "{got}");
+        assert!(
+            got.contains("DIR/s.cedarschema: the schema does not match")
+                && got.contains("enum Tlp lacks \"amber_strict\""),
+            "{got}"
+        );
         let extra = SCHEMA.replace("\"terrorism\",", "\"terrorism\", \"terorism\",");
         let got = load(&[("s.cedarschema", &extra), ("a.cedar", GOOD)]);
         assert!(got.contains("enum Category lists \"terorism\" which isx never supplies"), "{got}");
-        let plain = SCHEMA.replace("  kind: NodeKind,", "  kind: String,").replace("origin_kind?: NodeKind", "origin_kind?: String").replace("entity NodeKind enum [\"national\", \"europol\", \"frontex\", \"auditor\"];", "");
+        let plain = SCHEMA
+            .replace("  kind: NodeKind,", "  kind: String,")
+            .replace("origin_kind?: NodeKind", "origin_kind?: String")
+            .replace("entity NodeKind enum [\"national\", \"europol\", \"frontex\", \"auditor\"];", "");
         let got = load(&[("s.cedarschema", &plain), ("a.cedar", GOOD)]);
         assert!(got.contains("`NodeKind` must be an enumerated entity type"), "{got}");
     }

@@ -77,9 +77,14 @@ pub fn enums() -> [(&'static str, Vec<String>); 4] {
         (HANDLING_CODE, all(|h: HandlingCode| suffix(h.as_str_name(), "HANDLING_CODE_"))),
         (
             NODE_KIND,
-            [isx_core::NodeKind::National, isx_core::NodeKind::Europol, isx_core::NodeKind::Frontex, isx_core::NodeKind::Auditor]
-                .map(|k| k.as_str().to_owned())
-                .to_vec(),
+            [
+                isx_core::NodeKind::National,
+                isx_core::NodeKind::Europol,
+                isx_core::NodeKind::Frontex,
+                isx_core::NodeKind::Auditor,
+            ]
+            .map(|k| k.as_str().to_owned())
+            .to_vec(),
         ),
     ]
 }

@@ -40,13 +40,14 @@ fn config() -> Config {
 
 /// `text` as Cedar's formatter writes it.
 pub fn format_text(text: &str) -> Result<String, String> {
-    policies_str_to_pretty(text, &config()).map(|mut t| {
-        if !t.ends_with('\n') {
-            t.push('\n');
-        }
-        t
-    })
-    .map_err(|e| format!("{e:#}").lines().next().unwrap_or_default().to_owned())
+    policies_str_to_pretty(text, &config())
+        .map(|mut t| {
+            if !t.ends_with('\n') {
+                t.push('\n');
+            }
+            t
+        })
+        .map_err(|e| format!("{e:#}").lines().next().unwrap_or_default().to_owned())
 }
 
 /// The `*.cedar` files of `dir`, sorted.
