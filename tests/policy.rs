@@ -217,7 +217,7 @@ async fn a_policy_reload_that_does_not_validate_keeps_the_old_policy() {
     std::fs::remove_file(dir.join("zz-broken.cedar")).unwrap();
     std::fs::write(
         dir.join("zz-extra.cedar"),
-        "@id(\"europol-no-smuggling\")\n@reason(\"test\")\nforbid (principal, action == Action::\"disclose_full\", resource)\nwhen { principal.kind == \"europol\" && resource.category == \"migrant_smuggling\" };\n",
+        "@id(\"europol-no-smuggling\")\n@reason(\"test\")\nforbid (principal, action == Action::\"disclose_full\", resource)\nwhen { principal.kind == NodeKind::\"europol\" && resource.category == Category::\"migrant_smuggling\" };\n",
     )
     .unwrap();
     let version = topo.reload_policy().unwrap();

@@ -4,7 +4,7 @@
 //! # Layout
 //! - this file: the command tree, `pki`, `gateway` and `node`, logging.
 //! - `alert`: `isx alert send|watch`. `access`: `isx lookup` and `isx access`.
-//! - `policy`: `isx policy check|explain|test`. `audit`: `isx audit`.
+//! - `policy`: `isx policy check|explain|test|coverage|fmt`. `audit`: `isx audit`.
 //! - `up`: `isx up`, the local deployment as separate processes.
 //! - `agency`: `isx agency show`, what a mock agency holds.
 //! - `scenario`, `bench` and `isx demo` (feature `harness`, on by default):
@@ -90,7 +90,7 @@ enum Command {
     #[cfg(feature = "harness")]
     #[command(subcommand)]
     Scenario(scenario::ScenarioCommand),
-    /// Check, explain and test the disclosure policy.
+    /// Check, explain, test, format and measure the coverage of the disclosure policy.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
     /// Search, verify and export the audit log (auditors).

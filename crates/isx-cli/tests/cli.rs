@@ -210,9 +210,12 @@ fn explain_json_has_the_documented_keys() {
                 "lookup_hit",
                 "lookup_policies",
                 "policies",
+                "policy_dir",
+                "policy_version",
                 "reasons",
                 "recipient",
-                "removed_fields"
+                "removed_fields",
+                "year_only"
             ]
         );
     }
@@ -1366,4 +1369,192 @@ async fn audit_tail_prints_the_newest_records_and_follows_new_ones() {
         "each poll is a read: {polls:?}"
     );
     topo.shutdown().await;
+}
+
+// --- policy officer tooling (#16 item 7): --policy, named versions, enums, fmt, coverage, built-in rules ---
+
+/// The version `isx policy check DIR` reports.
+fn policy_version(dir: &std::path::Path) -> String {
+    let out = isx(&["policy", "check", dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let t = text(&out);
+    let v = t.split("(version ").nth(1).and_then(|r| r.split(')').next()).expect("check names the version");
+    v.to_owned()
+}
+
+/// A copy of the default policy directory, as `draft/` in a fresh directory.
+fn draft_policy() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let draft = dir.path().join("draft");
+    std::fs::create_dir(&draft).unwrap();
+    for entry in std::fs::read_dir(repo().join("deploy/local/policy")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "cedar" || e == "cedarschema") {
+            std::fs::copy(&path, draft.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    (dir, draft)
+}
+
+#[test]
+fn policy_test_against_another_directory_names_it_and_its_version() {
+    let (_tmp, draft) = draft_policy();
+    std::fs::write(
+        draft.join("zz-extra.cedar"),
+        "@id(\"extra\")\n@reason(\"draft\")\nforbid (principal, action, resource)\nwhen { principal.kind == NodeKind::\"europol\" };\n",
+    )
+    .unwrap();
+    let version = policy_version(&draft);
+    let shipped = repo().join("deploy/local/policy");
+    assert_ne!(version, policy_version(&shipped));
+    // The shipped table against the draft: its own relative paths (`../alerts/...`,
+    // `../gateway.toml`) resolve against the table, not the working directory.
+    let d = draft.to_str().unwrap();
+    let out = isx(&["policy", "test", "--policy", d, "deploy/local/policy/tests.toml"]);
+    let t = text(&out);
+    assert!(t.starts_with(&format!("policy {d}, version {version}\n")), "{t}");
+    assert!(t.contains("extra"), "the draft decided: {t}");
+    assert!(!t.contains("cannot read"), "{t}");
+    let out = isx(&["policy", "test", "--json", "--policy", d, "deploy/local/policy/tests.toml"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    assert_eq!(v["policy_dir"], d);
+    assert_eq!(v["policy_version"], version.as_str());
+    let (passed, failed) = (v["passed"].as_u64().unwrap(), v["failed"].as_u64().unwrap());
+    assert_eq!(v["cases"].as_array().unwrap().len() as u64, passed + failed);
+    assert!(failed > 0, "the draft's forbid changes Europol's cases: {v}");
+
+    // A copy of the table beside its alerts, elsewhere: it keeps working and
+    // tests its own directory by default.
+    std::fs::copy(shipped.join("tests.toml"), draft.join("tests.toml")).unwrap();
+    let alerts = _tmp.path().join("alerts");
+    std::fs::create_dir(&alerts).unwrap();
+    for entry in std::fs::read_dir(repo().join("deploy/local/alerts")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, alerts.join(path.file_name().unwrap())).unwrap();
+    }
+    std::fs::remove_file(draft.join("zz-extra.cedar")).unwrap();
+    let gateway = repo().join("deploy/local/gateway.toml");
+    let copy = draft.join("tests.toml");
+    let out = isx(&["policy", "test", "--config", gateway.to_str().unwrap(), copy.to_str().unwrap()]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.starts_with(&format!("policy {d}, version {}\n", policy_version(&shipped))), "{t}");
+}
+
+#[test]
+fn explain_names_the_policy_directory_and_version_in_text_and_json() {
+    let (_tmp, draft) = draft_policy();
+    let version = policy_version(&draft);
+    let args =
+        ["policy", "explain", "--alert", "deploy/local/alerts/foreign-fighter.json", "--to", "frontex", "--policy"];
+    let mut with = args.to_vec();
+    with.push(draft.to_str().unwrap());
+    let out = isx(&with);
+    let t = text(&out);
+    assert!(t.starts_with(&format!("policy {}, version {version}\n", draft.display())), "{t}");
+    with.push("--json");
+    let out = isx(&with);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    assert_eq!(v[0]["policy_dir"], draft.to_str().unwrap());
+    assert_eq!(v[0]["policy_version"], version.as_str());
+}
+
+#[test]
+fn explain_says_the_date_of_birth_is_kept_as_the_year_not_withheld() {
+    let out = isx(&["policy", "explain", "--alert", "deploy/local/alerts/foreign-fighter.json", "--to", "frontex"]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    let withheld = t.lines().find(|l| l.trim_start().starts_with("withheld:")).expect("a withheld line");
+    assert!(withheld.contains("family_name") && !withheld.contains("date_of_birth"), "{t}");
+    assert!(t.contains("kept as the year only: subjects[0].date_of_birth"), "{t}");
+}
+
+#[test]
+fn the_readme_explain_example_is_the_real_output() {
+    let out = isx(&["policy", "explain", "--alert", "deploy/local/alerts/trafficking-victim.json", "--to", "frontex"]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    assert!(t.contains("frontex      DENIED\n               routing-not-addressed: "), "{t}");
+    assert!(readme.contains(t.trim_end()), "the README shows this output verbatim:\n{t}");
+}
+
+#[test]
+fn a_misspelt_category_fails_check_naming_file_and_line() {
+    let (_tmp, draft) = draft_policy();
+    std::fs::write(
+        draft.join("zz-typo.cedar"),
+        "@id(\"typo\")\n@reason(\"r\")\nforbid (principal, action, resource)\nwhen { resource.category == Category::\"terorism\" };\n",
+    )
+    .unwrap();
+    let out = isx(&["policy", "check", draft.to_str().unwrap()]);
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(t.contains("zz-typo.cedar:4: policy typo does not validate"), "{t}");
+    assert!(t.contains("\"terrorism\""), "the valid values are listed: {t}");
+    assert!(t.contains("terorism"), "{t}");
+}
+
+#[test]
+fn check_lists_the_built_in_rules_with_their_reasons() {
+    let out = isx(&["policy", "check", "deploy/local/policy"]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    for id in ["routing-not-addressed", "no-subscribe-role", "default-deny", "evaluation-error"] {
+        let line = t.lines().find(|l| l.starts_with(&format!("{id} "))).unwrap_or_else(|| panic!("{id} listed: {t}"));
+        assert!(line.contains("(built in)") && line.trim_end().ends_with('.'), "{line}");
+    }
+}
+
+#[test]
+fn fmt_check_lists_unformatted_files_and_fmt_rewrites_them() {
+    let (_tmp, draft) = draft_policy();
+    let out = isx(&["policy", "fmt", "--check", draft.to_str().unwrap()]);
+    assert!(out.status.success(), "the shipped files are formatted: {}", text(&out));
+    let messy = draft.join("zz-messy.cedar");
+    std::fs::write(
+        &messy,
+        "@id(\"m\")\n@reason(\"r\")\nforbid(principal,action,resource)when{principal.kind==NodeKind::\"auditor\"};\n",
+    )
+    .unwrap();
+    let out = isx(&["policy", "fmt", "--check", draft.to_str().unwrap()]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("zz-messy.cedar: not formatted"), "{t}");
+    assert!(!t.contains("agencies.cedar"), "{t}");
+    let out = isx(&["policy", "fmt", draft.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(std::fs::read_to_string(&messy).unwrap().contains("forbid (principal, action, resource)"));
+    let out = isx(&["policy", "fmt", "--check", draft.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn coverage_lists_unexercised_rules_and_fails_below_the_minimum() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = dir.path().join("t.toml");
+    let alert = repo().join("deploy/local/alerts/smuggling-network.json");
+    std::fs::write(
+        &table,
+        format!(
+            "gateway = {:?}\npolicy_dir = {:?}\n[[case]]\nname = \"frontex redacted\"\nalert = {alert:?}\nto = \"frontex\"\nexpect = \"redacted\"\n",
+            repo().join("deploy/local/gateway.toml"),
+            repo().join("deploy/local/policy")
+        ),
+    )
+    .unwrap();
+    let out = isx(&["policy", "coverage", "--min", "50", table.to_str().unwrap()]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("  tlp-red-addressees-only: ") && t.contains("  routing-not-addressed (built in): "), "{t}");
+    assert!(!t.contains("  frontex-border-crime: "), "exercised by the case: {t}");
+    assert!(t.contains("rules exercised") && t.contains("minimum 50%"), "{t}");
+    let out = isx(&["policy", "coverage", "--min", "5", table.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    // The shipped table exercises every policy of the directory.
+    let out = isx(&["policy", "coverage", "deploy/local/policy/tests.toml"]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    let listed: Vec<&str> = t.lines().filter(|l| l.starts_with("  ")).collect();
+    assert!(listed.iter().all(|l| l.contains("(built in)")), "{t}");
 }

@@ -644,17 +644,20 @@ mod tests {
         let cases: &[(&str, &[&str])] = &[
             ("permit (principal, action, resource);", &[]),
             ("permit (principal is Node, action, resource is Alert);", &[]),
-            ("permit (principal, action, resource) when { principal.kind == \"national\" };", &["principal.kind"]),
+            (
+                "permit (principal, action, resource) when { principal.kind == NodeKind::\"national\" };",
+                &["principal.kind"],
+            ),
             ("permit (principal, action, resource) when { context.broadcast };", &["context.broadcast"]),
             ("permit (principal, action, resource) unless { context.addressed };", &["context.addressed"]),
             ("permit (principal, action, resource) when { context has officer };", &["context.officer"]),
             ("permit (principal, action, resource) when { context.purpose like \"inv*\" };", &["context.purpose"]),
             (
-                "permit (principal, action, resource) when { resource has tlp && resource.tlp == \"red\" };",
+                "permit (principal, action, resource) when { resource has tlp && resource.tlp == Tlp::\"red\" };",
                 &["resource.tlp"],
             ),
             (
-                "forbid (principal, action, resource) when { [\"a\"].contains(resource.category) || resource.hops > 1 };",
+                "forbid (principal, action, resource) when { [Category::\"terrorism\"].contains(resource.category) || resource.hops > 1 };",
                 &["resource.category", "resource.hops"],
             ),
             (
@@ -676,10 +679,13 @@ mod tests {
             ("permit (principal, action, resource == Alert::\"a\");", &["off"]),
             ("permit (principal, action, resource in Alert::\"a\");", &["off"]),
             ("permit (principal, action, resource) when { resource == Alert::\"a\" };", &["off"]),
-            ("permit (principal, action, resource) when { Node::\"fr-police\".kind == \"national\" };", &["off"]),
+            (
+                "permit (principal, action, resource) when { Node::\"fr-police\".kind == NodeKind::\"national\" };",
+                &["off"],
+            ),
             ("permit (principal, action, resource) when { Node::\"fr-police\" has kind };", &["off"]),
             (
-                "permit (principal, action, resource) when { (if context.granted then principal else principal).kind == \"x\" };",
+                "permit (principal, action, resource) when { (if context.granted then principal else principal).kind == NodeKind::\"europol\" };",
                 &["off"],
             ),
             // A policy that cannot apply to a disclosure adds nothing; one that can, all it reads.

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 
 use isx_core::redaction::{RedactionProfile, hit_only, redact};
 use isx_core::wire::{Alert, DisclosureLevel};
-use isx_core::{NodeId, NodeInfo};
+use isx_core::{NodeId, NodeInfo, Role};
 use serde::Serialize;
 
 use crate::cache::CacheKey;
@@ -39,6 +39,23 @@ pub const NOT_ADDRESSED: &str = "routing-not-addressed";
 /// The pseudo-policy that denies a recipient holding no `subscribe` role:
 /// whatever policy allows it, it cannot receive.
 pub const NO_SUBSCRIBE_ROLE: &str = "no-subscribe-role";
+
+/// Every pseudo-policy: the built-in rules that can decide besides the
+/// policies of a directory, in the order `isx policy check` lists them.
+pub const PSEUDO_POLICIES: [&str; 4] = [NOT_ADDRESSED, NO_SUBSCRIBE_ROLE, DEFAULT_DENY, EVALUATION_ERROR];
+
+/// The sentence that explains a pseudo-policy, or `None` for any other id.
+pub fn pseudo_reason(id: &str) -> Option<&'static str> {
+    match id {
+        DEFAULT_DENY => Some("No policy permits this recipient anything: deny by default."),
+        EVALUATION_ERROR => Some("A policy could not be evaluated: the gateway fails closed."),
+        NO_SUBSCRIBE_ROLE => Some(
+            "The node holds no subscribe role, so it cannot receive: nothing is queued for it, and that is a denial.",
+        ),
+        NOT_ADDRESSED => Some("The alert names other addressees only."),
+        _ => None,
+    }
+}
 
 /// What one recipient gets, and why.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,6 +75,10 @@ pub struct Decision {
 /// One line of `isx policy explain`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Explanation {
+    /// The policy directory that decided.
+    pub policy_dir: String,
+    /// Its policy-set version ([`PolicyEngine::version`]).
+    pub policy_version: String,
     /// The node.
     pub recipient: String,
     /// `full`, `redacted`, `hit_only` or `denied`.
@@ -66,8 +87,11 @@ pub struct Explanation {
     pub policies: Vec<String>,
     /// Their reasons.
     pub reasons: Vec<String>,
-    /// The fields withheld.
+    /// The fields withheld or generalised, as the receipt lists them.
     pub removed_fields: Vec<String>,
+    /// Those of `removed_fields` the recipient sees reduced to the year (the
+    /// profile's `year_only`), not removed: `subjects[0].date_of_birth`.
+    pub year_only: Vec<String>,
     /// Whether a lookup by this node that matches the alert shows it a hit.
     pub lookup_hit: bool,
     /// The policies that decided the lookup.
@@ -162,15 +186,7 @@ impl Disclosure {
     /// The reason of a deciding id: a policy's `@reason`, or the sentence of a
     /// pseudo-policy (`default-deny`, `evaluation-error`, `routing-not-addressed`).
     pub fn reason(&self, id: &str) -> Option<&str> {
-        match id {
-            DEFAULT_DENY => Some("No policy permits this recipient anything: deny by default."),
-            EVALUATION_ERROR => Some("A policy could not be evaluated: the gateway fails closed."),
-            NO_SUBSCRIBE_ROLE => Some(
-                "The node holds no subscribe role, so it cannot receive: nothing is queued for it, and that is a denial.",
-            ),
-            NOT_ADDRESSED => Some("The alert names other addressees only."),
-            _ => self.engine.reason(id),
-        }
+        pseudo_reason(id).or_else(|| self.engine.reason(id))
     }
 
     fn reasons(&self, ids: &[String]) -> Vec<String> {
@@ -309,7 +325,9 @@ impl Disclosure {
     /// Explains what each node (or only `to`) would get for `alert`.
     ///
     /// Nodes that routing leaves out (the alert names other addressees) are
-    /// shown as denied by `routing-not-addressed`; the origin is never listed.
+    /// shown as denied by `routing-not-addressed`, and a node without the
+    /// `subscribe` role that policy allows something as denied by
+    /// `no-subscribe-role`, as the gateway decides; the origin is never listed.
     /// `related` is what the alert relays or overlaps ([`Related::default`] for none).
     pub fn explain(
         &self,
@@ -327,20 +345,34 @@ impl Disclosure {
             .filter(|n| n.id.as_str() != alert.origin)
             .filter(|n| to.is_none_or(|t| *t == n.id))
             .map(|n| {
+                let denied_by = |id: &str| {
+                    let ids = vec![id.to_owned()];
+                    Decision {
+                        level: DisclosureLevel::Denied,
+                        reasons: self.reasons(&ids),
+                        policy_ids: ids,
+                        removed_fields: vec![],
+                        view: None,
+                    }
+                };
                 let decision = match candidates.iter().find(|(c, _)| c.id == n.id) {
                     Some((_, addressed)) => {
-                        self.decide(alert, &prepared, n, related.relation(n.id.as_str(), *addressed, false), officer)
-                    }
-                    None => {
-                        let ids = vec![NOT_ADDRESSED.to_owned()];
-                        Decision {
-                            level: DisclosureLevel::Denied,
-                            reasons: self.reasons(&ids),
-                            policy_ids: ids,
-                            removed_fields: vec![],
-                            view: None,
+                        let d = self.decide(
+                            alert,
+                            &prepared,
+                            n,
+                            related.relation(n.id.as_str(), *addressed, false),
+                            officer,
+                        );
+                        // As the gateway does: whatever policy allows, a node
+                        // without the subscribe role cannot receive.
+                        if d.level != DisclosureLevel::Denied && !n.has(Role::Subscribe) {
+                            denied_by(NO_SUBSCRIBE_ROLE)
+                        } else {
+                            d
                         }
                     }
+                    None => denied_by(NOT_ADDRESSED),
                 };
                 let question = LookupQuestion {
                     purpose: alert.purpose.clone(),
@@ -350,10 +382,13 @@ impl Disclosure {
                 let (lookup_hit, lookup_policies) = self.lookup(alert, origin, n, &question);
                 let granted = self.granted(alert, origin, n, officer, related);
                 Explanation {
+                    policy_dir: self.engine.dir().display().to_string(),
+                    policy_version: self.engine.version().to_owned(),
                     recipient: n.id.to_string(),
                     level: isx_core::display::level(decision.level).to_owned(),
                     policies: decision.policy_ids,
                     reasons: decision.reasons,
+                    year_only: year_only(&self.profile, &decision.removed_fields),
                     removed_fields: decision.removed_fields,
                     lookup_hit,
                     lookup_policies,
@@ -365,6 +400,28 @@ impl Disclosure {
     }
 }
 
+/// The entries of `removed` that `profile` reduces to the year rather than
+/// removes: `subjects[0].date_of_birth` for `year_only = ["subjects.date_of_birth"]`.
+pub fn year_only(profile: &RedactionProfile, removed: &[String]) -> Vec<String> {
+    removed
+        .iter()
+        .filter(|path| {
+            let mut generic = String::with_capacity(path.len());
+            let mut in_index = false;
+            for c in path.chars() {
+                match c {
+                    '[' => in_index = true,
+                    ']' => in_index = false,
+                    c if !in_index => generic.push(c),
+                    _ => {}
+                }
+            }
+            profile.year_only.iter().any(|f| f.name() == generic)
+        })
+        .cloned()
+        .collect()
+}
+
 fn dedup(ids: &mut Vec<String>) {
     let mut seen = std::collections::HashSet::new();
     ids.retain(|id| seen.insert(id.clone()));
@@ -374,8 +431,8 @@ fn dedup(ids: &mut Vec<String>) {
 mod tests {
     use std::path::PathBuf;
 
+    use isx_core::NodeKind;
     use isx_core::wire::{Category, HandlingCode, Labels, SpecialCategoryData, Subject, SubjectRole, Tlp};
-    use isx_core::{NodeKind, Role};
 
     use super::*;
 

@@ -233,6 +233,7 @@ impl PolicyEngine {
                 message: message(&e, &e),
                 file: schema_path.clone(),
             })?;
+        check_enums(&schema_text, &schema_path)?;
         check_fact_shapes(&schema, &schema_path)?;
         let action_store = schema
             .action_entities()
@@ -492,6 +493,9 @@ fn check_fact_shapes(schema: &Schema, schema_path: &Path) -> Result<(), PolicyEr
     };
     Entities::from_entities([facts.entity.clone(), node_entity(&node)], Some(schema))
         .map_err(|e| mismatch("entities", &e))?;
+    // An origin that is not registered has no `origin_kind`.
+    Entities::from_entities([crate::facts::alert_facts(&probe, None).entity], Some(schema))
+        .map_err(|e| mismatch("entities (unregistered origin)", &e))?;
     for action in Action::ALL {
         let context =
             disclosure_context(&facts, "probe", Relation { addressed: true, granted: true, ..Relation::default() });
@@ -507,6 +511,42 @@ fn check_fact_shapes(schema: &Schema, schema_path: &Path) -> Result<(), PolicyEr
         Some(schema),
     )
     .map_err(|e| mismatch(LOOKUP, &e))?;
+    Ok(())
+}
+
+/// Checks that each enumerated entity type of the schema
+/// ([`crate::facts::ENUMS`]) lists exactly the values isx supplies: a value
+/// missing from the schema could never be named by a policy, and an extra one
+/// (a typo in the schema) would validate a policy that never matches.
+fn check_enums(schema_text: &str, schema_path: &Path) -> Result<(), PolicyError> {
+    let json = cedar_policy::SchemaFragment::from_cedarschema_str(schema_text)
+        .ok()
+        .and_then(|(fragment, _warnings)| fragment.to_json_value().ok())
+        .unwrap_or(serde_json::Value::Null);
+    let mismatch = |message: String| PolicyError::SchemaMismatch { file: schema_path.to_owned(), message };
+    for (name, supplied) in crate::facts::enums() {
+        let declared = json.get("").and_then(|ns| ns.pointer(&format!("/entityTypes/{name}/enum")));
+        let Some(declared) = declared.and_then(|v| v.as_array()) else {
+            return Err(mismatch(format!(
+                "`{name}` must be an enumerated entity type: entity {name} enum [\"{}\", ...]",
+                supplied.join("\", \"")
+            )));
+        };
+        let declared: Vec<&str> = declared.iter().filter_map(|v| v.as_str()).collect();
+        let missing: Vec<&str> = supplied.iter().map(String::as_str).filter(|v| !declared.contains(v)).collect();
+        let extra: Vec<&str> = declared.iter().copied().filter(|v| !supplied.iter().any(|s| s == v)).collect();
+        if !missing.is_empty() || !extra.is_empty() {
+            let quote = |v: &[&str]| v.iter().map(|v| format!("\"{v}\"")).collect::<Vec<_>>().join(", ");
+            let mut parts = Vec::new();
+            if !missing.is_empty() {
+                parts.push(format!("lacks {} which isx supplies", quote(&missing)));
+            }
+            if !extra.is_empty() {
+                parts.push(format!("lists {} which isx never supplies", quote(&extra)));
+            }
+            return Err(mismatch(format!("enum {name} {}", parts.join(" and "))));
+        }
+    }
     Ok(())
 }
 
@@ -583,6 +623,58 @@ mod tests {
             let got = load(files);
             assert!(got.contains(needle), "{files:?}\n  got: {got}\n want: {needle}");
         }
+    }
+
+    #[test]
+    fn a_misspelt_enumerated_value_fails_validation_naming_file_and_line() {
+        for (condition, typo) in [
+            ("[Category::\"terrorism\", Category::\"terorism\"].contains(resource.category)", "terorism"),
+            ("resource.tlp == Tlp::\"amber-strict\"", "amber-strict"),
+            ("resource.handling_code == HandlingCode::\"H2\"", "H2"),
+            ("principal.kind == NodeKind::\"europool\"", "europool"),
+            ("resource has origin_kind && resource.origin_kind == NodeKind::\"frontexx\"", "frontexx"),
+        ] {
+            let policy = format!(
+                "{GOOD}\n@id(\"typo\")\n@reason(\"r\")\nforbid (principal, action, resource)\nwhen {{\n  {condition}\n}};\n"
+            );
+            let got = load(&[("s.cedarschema", SCHEMA), ("a.cedar", &policy)]);
+            assert!(got.starts_with("DIR/a.cedar:9: policy typo does not validate"), "{condition}: {got}");
+            assert!(got.contains(typo), "{condition}: {got}");
+            // The correct spelling validates.
+            let fixed = policy
+                .replace("terorism", "terrorism")
+                .replace("amber-strict", "amber_strict")
+                .replace("\"H2\"", "\"h2\"")
+                .replace("europool", "europol")
+                .replace("frontexx", "frontex");
+            assert_eq!(load(&[("s.cedarschema", SCHEMA), ("a.cedar", &fixed)]), "ok", "{condition}");
+        }
+        // A plain string where the schema has an enumerated type is a type error too.
+        let string = format!(
+            "{GOOD}\n@id(\"s\")\n@reason(\"r\")\nforbid (principal, action, resource)\nwhen {{ resource.category == \"terrorism\" }};\n"
+        );
+        let got = load(&[("s.cedarschema", SCHEMA), ("a.cedar", &string)]);
+        assert!(got.starts_with("DIR/a.cedar:8: policy s does not validate"), "{got}");
+    }
+
+    #[test]
+    fn a_schema_enum_must_list_exactly_what_isx_supplies() {
+        let missing = SCHEMA.replace("\"amber_strict\", ", "");
+        let got = load(&[("s.cedarschema", &missing), ("a.cedar", GOOD)]);
+        assert!(
+            got.contains("DIR/s.cedarschema: the schema does not match")
+                && got.contains("enum Tlp lacks \"amber_strict\""),
+            "{got}"
+        );
+        let extra = SCHEMA.replace("\"terrorism\",", "\"terrorism\", \"terorism\",");
+        let got = load(&[("s.cedarschema", &extra), ("a.cedar", GOOD)]);
+        assert!(got.contains("enum Category lists \"terorism\" which isx never supplies"), "{got}");
+        let plain = SCHEMA
+            .replace("  kind: NodeKind,", "  kind: String,")
+            .replace("origin_kind?: NodeKind", "origin_kind?: String")
+            .replace("entity NodeKind enum [\"national\", \"europol\", \"frontex\", \"auditor\"];", "");
+        let got = load(&[("s.cedarschema", &plain), ("a.cedar", GOOD)]);
+        assert!(got.contains("`NodeKind` must be an enumerated entity type"), "{got}");
     }
 
     #[test]

@@ -2,6 +2,11 @@
 //!
 //! The attribute names and types here must match `schema.cedarschema`; the
 //! unit tests build every entity against the default schema.
+//!
+//! Categories, TLP, handling codes and node kinds are enumerated entity types
+//! in the schema ([`ENUMS`]): their attributes hold entity references such as
+//! `Tlp::"red"`. Enumerated entities have no attributes nor parents, so the
+//! entity store needs none of them; Cedar compares the references alone.
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
@@ -59,11 +64,57 @@ pub fn tlp_name(alert: &Alert) -> String {
     suffix(tlp.as_str_name(), "TLP_")
 }
 
+/// The enumerated entity types of the schema and, for each, every value isx
+/// supplies: the engine refuses a schema whose list differs.
+pub fn enums() -> [(&'static str, Vec<String>); 4] {
+    use isx_core::wire::{HandlingCode, Tlp};
+    fn all<E: TryFrom<i32>>(name: impl Fn(E) -> String) -> Vec<String> {
+        (0..=255).filter_map(|i| E::try_from(i).ok()).map(name).collect()
+    }
+    [
+        (CATEGORY, all(display::category)),
+        (TLP, all(|t: Tlp| suffix(t.as_str_name(), "TLP_"))),
+        (HANDLING_CODE, all(|h: HandlingCode| suffix(h.as_str_name(), "HANDLING_CODE_"))),
+        (
+            NODE_KIND,
+            [
+                isx_core::NodeKind::National,
+                isx_core::NodeKind::Europol,
+                isx_core::NodeKind::Frontex,
+                isx_core::NodeKind::Auditor,
+            ]
+            .map(|k| k.as_str().to_owned())
+            .to_vec(),
+        ),
+    ]
+}
+
+/// The enumerated entity type of `resource.category`.
+pub const CATEGORY: &str = "Category";
+/// The enumerated entity type of `resource.tlp`.
+pub const TLP: &str = "Tlp";
+/// The enumerated entity type of `resource.handling_code`.
+pub const HANDLING_CODE: &str = "HandlingCode";
+/// The enumerated entity type of `principal.kind` and `resource.origin_kind`.
+pub const NODE_KIND: &str = "NodeKind";
+
+/// The names of the enumerated entity types, as [`enums`] lists them.
+pub const ENUMS: [&str; 4] = [CATEGORY, TLP, HANDLING_CODE, NODE_KIND];
+
+/// A reference to the enumerated entity `type_name::"value"`.
+pub fn enum_value(type_name: &str, value: &str) -> EntityUid {
+    uid(type_name, value)
+}
+
 /// One attribute value of the `Alert` entity.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum FactValue {
     /// A string.
     Str(String),
+    /// A value of an enumerated entity type, e.g. `Tlp::"red"`.
+    Enum(EntityUid),
+    /// An optional attribute that is absent (`resource has x` is false).
+    Absent,
     /// A number.
     Long(i64),
     /// A flag.
@@ -96,13 +147,16 @@ pub const ALERT_ATTRIBUTES: [&str; 19] = [
 ];
 
 impl FactValue {
-    fn expr(&self) -> RestrictedExpression {
-        match self {
+    /// The Cedar value, or `None` for an absent attribute.
+    fn expr(&self) -> Option<RestrictedExpression> {
+        Some(match self {
             Self::Str(s) => string(s.clone()),
+            Self::Enum(uid) => RestrictedExpression::new_entity_uid(uid.clone()),
+            Self::Absent => return None,
             Self::Long(n) => RestrictedExpression::new_long(*n),
             Self::Bool(b) => RestrictedExpression::new_bool(*b),
             Self::Set(items) => strings(items.iter().map(String::as_str)),
-        }
+        })
     }
 }
 
@@ -119,10 +173,13 @@ pub fn alert_facts(alert: &Alert, origin: Option<&NodeInfo>) -> AlertFacts {
     };
     let pap = if labels.pap == 0 { String::new() } else { suffix(labels.pap().as_str_name(), "PAP_") };
     let values: [(&'static str, FactValue); ALERT_ATTRIBUTES.len()] = [
-        ("category", FactValue::Str(display::category(alert.category()))),
+        ("category", FactValue::Enum(enum_value(CATEGORY, &display::category(alert.category())))),
         ("action", FactValue::Str(suffix(alert.action().as_str_name(), "ACTION_"))),
-        ("tlp", FactValue::Str(tlp_name(alert))),
-        ("handling_code", FactValue::Str(suffix(labels.handling_code().as_str_name(), "HANDLING_CODE_"))),
+        ("tlp", FactValue::Enum(enum_value(TLP, &tlp_name(alert)))),
+        (
+            "handling_code",
+            FactValue::Enum(enum_value(HANDLING_CODE, &suffix(labels.handling_code().as_str_name(), "HANDLING_CODE_"))),
+        ),
         ("pap", FactValue::Str(pap)),
         (
             "source_reliability",
@@ -130,7 +187,7 @@ pub fn alert_facts(alert: &Alert, origin: Option<&NodeInfo>) -> AlertFacts {
         ),
         ("info_reliability", FactValue::Long(info_reliability)),
         ("origin", FactValue::Str(alert.origin.clone())),
-        ("origin_kind", FactValue::Str(origin.map(|o| o.kind.as_str()).unwrap_or_default().to_owned())),
+        ("origin_kind", origin.map_or(FactValue::Absent, |o| FactValue::Enum(enum_value(NODE_KIND, o.kind.as_str())))),
         ("origin_country", FactValue::Str(origin.map(|o| o.country.clone()).unwrap_or_default())),
         ("addressees", FactValue::Set(alert.addressees.clone())),
         ("tags", FactValue::Set(labels.tags.clone())),
@@ -144,7 +201,7 @@ pub fn alert_facts(alert: &Alert, origin: Option<&NodeInfo>) -> AlertFacts {
     ];
     debug_assert!(values.iter().map(|(k, _)| *k).eq(ALERT_ATTRIBUTES), "values follow ALERT_ATTRIBUTES");
     let attrs: HashMap<String, RestrictedExpression> =
-        values.iter().map(|(k, f)| ((*k).to_owned(), f.expr())).collect();
+        values.iter().filter_map(|(k, f)| Some(((*k).to_owned(), f.expr()?))).collect();
     let uid = uid("Alert", &alert.alert_id);
     let entity = Entity::new(uid.clone(), attrs, HashSet::new()).expect("literal attributes always evaluate");
     AlertFacts { uid, entity, purpose: alert.purpose.clone(), addressees: alert.addressees.clone(), values }
@@ -158,7 +215,7 @@ pub fn node_uid(node: &NodeInfo) -> EntityUid {
 /// The principal entity for a node.
 pub fn node_entity(node: &NodeInfo) -> Entity {
     let attrs: HashMap<String, RestrictedExpression> = [
-        ("kind", string(node.kind.as_str())),
+        ("kind", RestrictedExpression::new_entity_uid(enum_value(NODE_KIND, node.kind.as_str()))),
         ("country", string(node.country.clone())),
         ("roles", strings(node.roles.iter().map(|r: &Role| r.as_str()))),
     ]

@@ -13,12 +13,16 @@
 //! - [`disclosure`]: routing (who is a candidate), the level ladder, the
 //!   recipient's view (via `isx_core::redaction`), explanations, and the
 //!   lookup question (may a caller see a hit on an alert?).
-//! - [`table`]: policy test tables (`isx policy test`).
+//! - [`table`]: policy test tables (`isx policy test`) and the rules a table
+//!   exercises (`isx policy coverage`).
+//! - [`format`]: Cedar's own formatter over a directory (`isx policy fmt`).
 //! - [`defaults`]: the default policy directory, compiled in.
 //!
 //! # Fail closed
 //! A policy directory that does not parse or validate is an error with file
-//! and line; an evaluation error during a decision makes it `denied`.
+//! and line (categories, TLP, handling codes and node kinds are enumerated
+//! types in the schema, so a misspelt value such as `Category::"terorism"`
+//! is such an error); an evaluation error during a decision makes it `denied`.
 //!
 //! This crate knows nothing of gRPC or storage.
 #![forbid(unsafe_code)]
@@ -28,6 +32,7 @@ pub mod defaults;
 pub mod disclosure;
 pub mod engine;
 pub mod facts;
+pub mod format;
 pub mod table;
 
 pub use disclosure::{CacheStats, Decision, Disclosure, Explanation, candidates};

@@ -34,9 +34,10 @@ use std::path::{Path, PathBuf};
 use isx_core::NodeInfo;
 use isx_core::json::from_json;
 use isx_core::wire::Alert;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use crate::disclosure::Disclosure;
+use crate::PolicyEngine;
+use crate::disclosure::{DEFAULT_DENY, Disclosure, NO_SUBSCRIBE_ROLE, NOT_ADDRESSED};
 use crate::facts::Related;
 
 /// Why a table could not be read.
@@ -154,7 +155,7 @@ fn default_officer() -> String {
 }
 
 /// The outcome of one case.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CaseResult {
     /// The case name.
     pub name: String,
@@ -164,7 +165,7 @@ pub struct CaseResult {
     pub expected: String,
     /// The level decided (or `error`).
     pub got: String,
-    /// The deciding policies.
+    /// The deciding policies of the case's answer (the rules it exercises).
     pub policies: Vec<String>,
     /// Whether everything matched.
     pub pass: bool,
@@ -176,7 +177,17 @@ const LEVELS: [&str; 4] = ["full", "redacted", "hit_only", "denied"];
 const LOOKUPS: [&str; 2] = ["hit", "no_hit"];
 
 impl TestTable {
-    /// Reads a table and resolves its paths against the table's directory.
+    /// Tests the table against `dir` instead of its `policy_dir` (`isx policy
+    /// test --policy DIR`); `dir` is taken as given (relative to the working
+    /// directory), the table's own paths stay relative to the table.
+    pub fn with_policy_dir(mut self, dir: PathBuf) -> Self {
+        self.policy_dir = Some(dir);
+        self
+    }
+
+    /// Reads a table and resolves its paths (`gateway`, `policy_dir`, each
+    /// case's `alert`) against the table's directory, so that the table runs
+    /// from any working directory.
     pub fn load(path: &Path) -> Result<Self, TableError> {
         let text =
             std::fs::read_to_string(path).map_err(|source| TableError::Read { path: path.to_owned(), source })?;
@@ -317,6 +328,69 @@ pub fn run(table: &TestTable, disclosure: &Disclosure, nodes: &[NodeInfo]) -> Ve
         .collect()
 }
 
+/// How one rule fares in a table: the cases whose answer it decided.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RuleCoverage {
+    /// The policy id, or a pseudo-policy (`routing-not-addressed`, ...).
+    pub id: String,
+    /// True for a pseudo-policy, built into isx.
+    pub built_in: bool,
+    /// The names of the cases among whose deciding ids it is.
+    pub cases: Vec<String>,
+}
+
+/// Which rules a table exercises (`isx policy coverage`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Coverage {
+    /// Every rule that can decide: the policies in file order, then the
+    /// pseudo-policies `routing-not-addressed`, `no-subscribe-role` and
+    /// `default-deny`. `evaluation-error` is left out: it marks a policy set
+    /// that failed, not a rule a case should exercise.
+    pub rules: Vec<RuleCoverage>,
+}
+
+impl Coverage {
+    /// The rules no case exercises.
+    pub fn uncovered(&self) -> impl Iterator<Item = &RuleCoverage> {
+        self.rules.iter().filter(|r| r.cases.is_empty())
+    }
+
+    /// How many rules some case exercises.
+    pub fn covered(&self) -> usize {
+        self.rules.iter().filter(|r| !r.cases.is_empty()).count()
+    }
+
+    /// How many rules there are.
+    pub fn total(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// `covered` as a percentage of `total` (100 for no rules).
+    pub fn percent(&self) -> f64 {
+        if self.rules.is_empty() { 100.0 } else { self.covered() as f64 * 100.0 / self.total() as f64 }
+    }
+}
+
+/// Which of `engine`'s rules the `results` of a table exercise: a case
+/// exercises a rule when the rule is among the deciding ids of its answer
+/// ([`CaseResult::policies`]), whether or not the case passed.
+pub fn coverage(results: &[CaseResult], engine: &PolicyEngine) -> Coverage {
+    let mut policies: Vec<_> = engine.policies().collect();
+    policies.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+    let ids = policies
+        .iter()
+        .map(|p| (p.id.clone(), false))
+        .chain([NOT_ADDRESSED, NO_SUBSCRIBE_ROLE, DEFAULT_DENY].map(|id| (id.to_owned(), true)));
+    let rules = ids
+        .map(|(id, built_in)| RuleCoverage {
+            cases: results.iter().filter(|r| r.policies.contains(&id)).map(|r| r.name.clone()).collect(),
+            id,
+            built_in,
+        })
+        .collect();
+    Coverage { rules }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -399,6 +473,63 @@ labels = { tlp = "TLP_AMBER", handling_code = "HANDLING_CODE_H0" }
         let wrong = &run_case("redacted")[0];
         assert!(!wrong.pass);
         assert_eq!(wrong.detail, "level full instead of redacted");
+    }
+
+    #[test]
+    fn coverage_lists_the_rules_no_case_exercises() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Arc::new(
+            PolicyEngine::load(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy/local/policy")).unwrap(),
+        );
+        let d = Disclosure::new(engine.clone(), RedactionProfile::default());
+        let nodes = national(&["de-police", "fr-police", "it-police"]);
+        // One case decided by national-police-full, one by routing-not-addressed.
+        let table = format!(
+            "{}\n{}\naddressees = [\"it-police\"]\n",
+            CASE.replace("EXPECT", "full"),
+            CASE.replace("EXPECT", "denied").replace("fr gets it", "fr is not addressed"),
+        );
+        let results = run(&TestTable::load(&write(dir.path(), &table)).unwrap(), &d, &nodes);
+        assert!(results.iter().all(|r| r.pass), "{results:?}");
+        let c = coverage(&results, &engine);
+        assert_eq!(c.total(), engine.policies().count() + 3, "every policy and the three pseudo-policies");
+        let covered: Vec<(&str, &[String])> =
+            c.rules.iter().filter(|r| !r.cases.is_empty()).map(|r| (r.id.as_str(), r.cases.as_slice())).collect();
+        assert_eq!(
+            covered,
+            [
+                ("national-police-full", &["fr gets it".to_owned()][..]),
+                ("routing-not-addressed", &["fr is not addressed".to_owned()][..]),
+            ]
+        );
+        let uncovered: Vec<&str> = c.uncovered().map(|r| r.id.as_str()).collect();
+        assert!(uncovered.contains(&"tlp-red-addressees-only") && uncovered.contains(&"default-deny"), "{uncovered:?}");
+        assert!(!uncovered.contains(&"national-police-full"));
+        assert_eq!(c.covered(), 2);
+        assert!((c.percent() - 200.0 / c.total() as f64).abs() < 1e-9);
+    }
+
+    #[test]
+    fn paths_resolve_against_the_table_and_policy_dir_can_be_replaced() {
+        // A table and its alert in one directory, run from another working
+        // directory against a policy directory elsewhere.
+        let tables = tempfile::tempdir().unwrap();
+        let policies = tempfile::tempdir().unwrap();
+        crate::defaults::write_to(policies.path()).unwrap();
+        std::fs::create_dir(tables.path().join("alerts")).unwrap();
+        let inline = CASE.split("[case.inline]\n").nth(1).unwrap();
+        let alert: toml::Value = toml::from_str(inline).unwrap();
+        std::fs::write(tables.path().join("alerts/a.json"), serde_json::to_string(&alert).unwrap()).unwrap();
+        let text = "policy_dir = \"policy\"\n[[case]]\nname = \"fr gets it\"\nalert = \"alerts/a.json\"\nto = \"fr-police\"\nexpect = \"full\"\n";
+        let table = TestTable::load(&write(tables.path(), text)).unwrap();
+        assert_eq!(table.policy_dir.as_deref(), Some(tables.path().join("policy").as_path()));
+        assert_eq!(table.cases[0].alert.as_deref(), Some(tables.path().join("alerts/a.json").as_path()));
+        let table = table.with_policy_dir(policies.path().to_owned());
+        let engine = PolicyEngine::load(table.policy_dir.as_deref().unwrap()).unwrap();
+        let d = Disclosure::new(Arc::new(engine), RedactionProfile::default());
+        let results = run(&table, &d, &national(&["de-police", "fr-police"]));
+        assert!(results[0].pass, "{results:?}");
+        assert_eq!(results[0].policies, ["national-police-full"]);
     }
 
     #[test]

@@ -38,15 +38,18 @@ const ALERT_IDS: &[&str] = &["01JDQ3B2C4D6E8F0G2H4J6K8M0", "01JDQ3B2C4D6E8F0G2H4
 /// `Alert` string attributes and the values policies compare them with
 /// (those the inputs produce, and one they never do).
 const ALERT_STRINGS: &[(&str, &[&str])] = &[
-    ("category", &["drug_trafficking", "migrant_smuggling", "terrorism"]),
     ("action", &["arrest", "missing", "inform"]),
-    ("tlp", &["clear", "amber", "red"]),
-    ("handling_code", &["h0", "h2", "h3"]),
     ("pap", &["", "clear", "red"]),
     ("source_reliability", &["a", "b", "x"]),
     ("origin", &["de-police", "fr-police", "europol"]),
-    ("origin_kind", &["", "national", "europol"]),
     ("origin_country", &["", "DE", "EU"]),
+];
+/// `Alert` attributes of an enumerated entity type, the type, and the values
+/// policies compare them with (`Tlp::"red"`, ...).
+const ALERT_ENUMS: &[(&str, &str, &[&str])] = &[
+    ("category", "Category", &["drug_trafficking", "migrant_smuggling", "terrorism", "document_fraud"]),
+    ("tlp", "Tlp", &["clear", "amber", "red"]),
+    ("handling_code", "HandlingCode", &["h0", "h2", "h3"]),
 ];
 const ALERT_BOOLS: &[&str] = &["has_special_categories", "has_minor", "minor_not_victim_or_missing", "forwarded"];
 const ALERT_LONGS: &[&str] = &["info_reliability", "hops", "subject_count", "object_count"];
@@ -63,13 +66,22 @@ const CONTEXT_RECORD: &str = "context == {\"purpose\": \"investigation\", \"offi
 /// alone (30 in all; 27 outside the disclosure actions), as Cedar text.
 fn field_atoms(disclosure: bool) -> Vec<BoxedStrategy<String>> {
     let mut atoms = vec![
-        select(KINDS).prop_map(|k| format!("principal.kind == \"{}\"", k.as_str())).boxed(),
+        select(KINDS).prop_map(|k| format!("principal.kind == NodeKind::\"{}\"", k.as_str())).boxed(),
         quoted(COUNTRIES).prop_map(|c| format!("principal.country == {c}")).boxed(),
         select(ROLES).prop_map(|r| format!("principal.roles.contains(\"{}\")", r.as_str())).boxed(),
     ];
     for (name, values) in ALERT_STRINGS {
         atoms.push(quoted(values).prop_map(move |v| format!("resource.{name} == {v}")).boxed());
     }
+    for (name, type_name, values) in ALERT_ENUMS {
+        atoms.push(quoted(values).prop_map(move |v| format!("resource.{name} == {type_name}::{v}")).boxed());
+    }
+    // Optional: absent when the origin is not registered.
+    atoms.push(
+        select(KINDS)
+            .prop_map(|k| format!("(resource has origin_kind && resource.origin_kind == NodeKind::\"{}\")", k.as_str()))
+            .boxed(),
+    );
     for name in ALERT_BOOLS {
         atoms.push(Just(format!("resource.{name}")).boxed());
     }
@@ -106,7 +118,7 @@ fn atom(disclosure: bool) -> impl Strategy<Value = String> {
         // ... or the cache off.
         1 => Just("(if context.granted then context else context).officer == \"rogue\"".to_owned()),
         1 => quoted(ALERT_IDS).prop_map(|a| format!("resource == Alert::{a}")),
-        1 => quoted(NODE_IDS).prop_map(|n| format!("Node::{n}.kind == \"national\"")),
+        1 => quoted(NODE_IDS).prop_map(|n| format!("Node::{n}.kind == NodeKind::\"national\"")),
     ]
 }
 
