@@ -8,7 +8,6 @@ use clap::{Args, Subcommand, ValueEnum};
 use isx_core::json::to_json_value;
 use isx_core::wire::lookup_identifier::Kind;
 use isx_core::wire::{AccessState, DocumentNumber, LookupIdentifier, PersonName};
-use isx_node::Client;
 
 use crate::alert::Who;
 use crate::output;
@@ -178,7 +177,7 @@ fn refused(what: &str, status: &tonic::Status) -> Result<ExitCode> {
 /// `isx lookup`.
 pub async fn lookup(args: LookupArgs) -> Result<ExitCode> {
     let ids = args.identifiers()?;
-    let client = Client::connect_checked(&args.who.options()?).await?;
+    let client = isx_node::diagnose::connect(&args.who.options()?).await?;
     match client.lookup(ids, &args.purpose, &args.justification).await {
         Ok(resp) if args.json => {
             println!("{}", serde_json::to_string_pretty(&to_json_value(&resp))?);
@@ -196,7 +195,7 @@ pub async fn lookup(args: LookupArgs) -> Result<ExitCode> {
 pub async fn run(cmd: AccessCommand) -> Result<ExitCode> {
     match cmd {
         AccessCommand::Request { who, hit, purpose, justification, json } => {
-            let client = Client::connect_checked(&who.options()?).await?;
+            let client = isx_node::diagnose::connect(&who.options()?).await?;
             match client.request_access(&hit, &purpose, &justification).await {
                 Ok(r) => {
                     if json {
@@ -211,7 +210,7 @@ pub async fn run(cmd: AccessCommand) -> Result<ExitCode> {
             }
         }
         AccessCommand::Decide { who, request, grant, deny: _, reason, json } => {
-            let client = Client::connect_checked(&who.options()?).await?;
+            let client = isx_node::diagnose::connect(&who.options()?).await?;
             match client.decide_access(&request, grant, &reason).await {
                 Ok(r) => {
                     if json {
@@ -225,7 +224,7 @@ pub async fn run(cmd: AccessCommand) -> Result<ExitCode> {
             }
         }
         AccessCommand::Decline { who, hit, reason } => {
-            let client = Client::connect_checked(&who.options()?).await?;
+            let client = isx_node::diagnose::connect(&who.options()?).await?;
             match client.decline_follow_up(&hit, &reason).await {
                 Ok(()) => {
                     println!("recorded: hit {hit} is not followed up");
@@ -235,7 +234,7 @@ pub async fn run(cmd: AccessCommand) -> Result<ExitCode> {
             }
         }
         AccessCommand::List { who, state, json } => {
-            let client = Client::connect_checked(&who.options()?).await?;
+            let client = isx_node::diagnose::connect(&who.options()?).await?;
             match client.list_access_requests(state.map(AccessState::from)).await {
                 Ok(list) if json => {
                     println!("{}", serde_json::to_string_pretty(&to_json_value(&list))?);

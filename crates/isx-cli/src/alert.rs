@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use isx_core::json::{from_json, to_json_value};
 use isx_core::wire::Alert;
 use isx_core::wire::subscribe_response::Event;
-use isx_node::{Client, ClientOptions, NodeConfig};
+use isx_node::{ClientOptions, NodeConfig};
 
 use crate::output;
 
@@ -152,7 +152,7 @@ pub async fn run(cmd: AlertCommand) -> Result<ExitCode> {
     match cmd {
         AlertCommand::Send { who, json, file } => {
             let alert = read_alert(&file)?;
-            let client = Client::connect_checked(&who.options()?).await?;
+            let client = isx_node::diagnose::connect(&who.options()?).await?;
             match client.publish(alert).await {
                 Ok(resp) => {
                     let receipt = resp.receipt.unwrap_or_default();
@@ -172,7 +172,7 @@ pub async fn run(cmd: AlertCommand) -> Result<ExitCode> {
             }
         }
         AlertCommand::AllowOnward { who, alert_id, to, reason } => {
-            let client = Client::connect_checked(&who.options()?).await?;
+            let client = isx_node::diagnose::connect(&who.options()?).await?;
             match client.allow_onward(&alert_id, &to, &reason).await {
                 Ok(allowed) => {
                     println!("onward copies of {alert_id} allowed to: {}", allowed.join(", "));
@@ -185,7 +185,7 @@ pub async fn run(cmd: AlertCommand) -> Result<ExitCode> {
             }
         }
         AlertCommand::Watch { who, json, no_ack, after, count } => {
-            let client = Client::connect_checked(&who.options()?).await?;
+            let client = isx_node::diagnose::connect(&who.options()?).await?;
             let mut stream = client
                 .subscribe(after)
                 .await

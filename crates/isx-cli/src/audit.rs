@@ -367,7 +367,7 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
                 AuditFormat::Table
             };
             let options = who.options()?;
-            let client = Client::connect_checked(&options).await?;
+            let client = isx_node::diagnose::connect(&options).await?;
             let req = SearchRequest {
                 newest_first: !oldest_first,
                 after_seq: after.unwrap_or(0),
@@ -396,7 +396,7 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
             let stop = interrupted()?;
             tokio::pin!(stop);
             let options = who.options()?;
-            let client = Client::connect_checked(&options).await?;
+            let client = isx_node::diagnose::connect(&options).await?;
             let mut req = filter.request()?;
             if req.justification.is_empty() {
                 req.justification = "isx audit tail".into();
@@ -445,7 +445,7 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
             }
         }
         AuditCommand::Checkpoint { who, out } => {
-            let client = Client::connect_checked(&who.options()?).await?;
+            let client = isx_node::diagnose::connect(&who.options()?).await?;
             let cp = client_audit::checkpoint(&client).await?;
             isx_audit::verify::checkpoint(&cp, None)?;
             print!("{}", cp.note);
@@ -485,7 +485,7 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
                         .and_then(|t| Ok(from_json::<Checkpoint>(&t, &p.display().to_string())?))
                 })
                 .transpose()?;
-            let client = Client::connect_checked(&who.options()?).await?;
+            let client = isx_node::diagnose::connect(&who.options()?).await?;
             match client_audit::verify_live(&client, trusted.as_deref(), since.as_ref(), &progress).await {
                 Ok(r) => {
                     println!(
@@ -508,7 +508,7 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
             }
         }
         AuditCommand::Export { who, filter, out } => {
-            let client = Client::connect_checked(&who.options()?).await?;
+            let client = isx_node::diagnose::connect(&who.options()?).await?;
             let bundle = client_audit::export(&client, filter.request()?).await?;
             let report = isx_audit::verify::bundle(&bundle, None, &|d, t| progress("entries", d, t))?;
             std::fs::write(&out, to_json(&bundle)).with_context(|| format!("--out {}", out.display()))?;

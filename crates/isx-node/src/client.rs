@@ -41,7 +41,7 @@ pub enum ClientError {
         source: tonic::transport::Error,
     },
     /// The gateway refused the connection; why, and the fix, as
-    /// [`crate::diagnose`] found it.
+    /// `diagnose` found it (see `diagnose::connect`).
     #[error("{0}")]
     Refused(String),
 }
@@ -115,34 +115,6 @@ impl Client {
     /// Connects to the gateway as `opts.node`.
     pub async fn connect(opts: &ClientOptions) -> Result<Self, ClientError> {
         Self::connect_with_window(opts, None).await
-    }
-
-    /// Connects, then makes one health call, so that a refused certificate
-    /// (which TLS 1.3 reports only at the first read) or an unreachable
-    /// gateway is told at once with its cause and fix
-    /// ([`crate::diagnose::why`]) instead of as a transport error of the
-    /// first real call. For command-line tools.
-    pub async fn connect_checked(opts: &ClientOptions) -> Result<Self, ClientError> {
-        let client = match Self::connect(opts).await {
-            Ok(client) => client,
-            Err(ClientError::Connect { .. }) => return Err(ClientError::Refused(crate::diagnose::why(opts).await)),
-            Err(e) => return Err(e),
-        };
-        let mut health = tonic_health::pb::health_client::HealthClient::new(client.channel());
-        let check = health.check(tonic_health::pb::HealthCheckRequest { service: String::new() });
-        match tokio::time::timeout(crate::diagnose::STEP_LIMIT, check).await {
-            Ok(Ok(_)) => Ok(client),
-            // Answered over HTTP/2 (any gRPC status but a transport failure): the connection is fine.
-            Ok(Err(status))
-                if !matches!(
-                    status.code(),
-                    tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled
-                ) =>
-            {
-                Ok(client)
-            }
-            _ => Err(ClientError::Refused(crate::diagnose::why(opts).await)),
-        }
     }
 
     /// Connects with an HTTP/2 receive window of `window` bytes (see [`connect_channel_with_window`]).

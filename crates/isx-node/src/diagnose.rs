@@ -21,7 +21,7 @@ use rustls::AlertDescription;
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::client::ClientOptions;
+use crate::client::{Client, ClientError, ClientOptions};
 
 /// How long each step of [`connection`] may take.
 pub const STEP_LIMIT: Duration = Duration::from_secs(10);
@@ -259,6 +259,31 @@ fn explain_own(p: &OwnProblem, opts: &ClientOptions) -> String {
         OwnProblem::WrongName { found } => {
             format!("{node}'s certificate names {found}, not {}", node.san_uri())
         }
+    }
+}
+
+/// Connects as `opts` says, then makes one health call, so that a refused
+/// certificate (which TLS 1.3 reports only at the first read) or an
+/// unreachable gateway is told at once with its cause and fix ([`why`])
+/// instead of as a transport error of the first real call. For
+/// command-line tools.
+pub async fn connect(opts: &ClientOptions) -> Result<Client, ClientError> {
+    let client = match Client::connect(opts).await {
+        Ok(client) => client,
+        Err(ClientError::Connect { .. }) => return Err(ClientError::Refused(why(opts).await)),
+        Err(e) => return Err(e),
+    };
+    let mut health = tonic_health::pb::health_client::HealthClient::new(client.channel());
+    let check = health.check(tonic_health::pb::HealthCheckRequest { service: String::new() });
+    match tokio::time::timeout(STEP_LIMIT, check).await {
+        Ok(Ok(_)) => Ok(client),
+        // Answered over HTTP/2 (any gRPC status but a transport failure): the connection is fine.
+        Ok(Err(status))
+            if !matches!(status.code(), tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled) =>
+        {
+            Ok(client)
+        }
+        _ => Err(ClientError::Refused(why(opts).await)),
     }
 }
 
