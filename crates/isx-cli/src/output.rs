@@ -233,8 +233,52 @@ pub fn print_audit_entry(out: &mut impl Write, e: &AuditEntry, format: AuditForm
     }
 }
 
+/// The canonical name of a gRPC status code, as the gRPC specification
+/// and other tools write it (`PERMISSION_DENIED`).
+pub fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code;
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+/// An error and its causes on one line, each cause once: a cause whose
+/// text the line already holds (an error that prints its source, and also
+/// returns it as its `source()`) is left out, and so is an empty one.
+pub fn error_chain(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        let text = text.trim();
+        if text.is_empty() || line.contains(text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(text);
+    }
+    line
+}
+
 pub fn print_status(what: &str, status: &tonic::Status) {
-    eprintln!("{what}: {:?}: {}", status.code(), status.message());
+    eprintln!("{what}: {}: {}", code_name(status.code()), status.message());
     let details = status.get_error_details();
     if let Some(bad) = details.bad_request() {
         for v in &bad.field_violations {
