@@ -372,3 +372,55 @@ pub fn print_bench(r: &isx_testkit::bench::BenchReport) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// An error that prints its source and also returns it, as a thiserror
+    /// variant `#[error("audit keys: {0}")] X(#[from] E)` does.
+    #[derive(Debug)]
+    struct Wraps(std::io::Error);
+
+    impl std::fmt::Display for Wraps {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "audit keys: /pki/audit.key: {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Wraps {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn an_error_chain_says_each_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory");
+        let e = anyhow::Error::new(Wraps(io)).context("cannot start the gateway");
+        assert_eq!(
+            super::error_chain(&e),
+            "cannot start the gateway: audit keys: /pki/audit.key: No such file or directory"
+        );
+        let e = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(super::error_chain(&e), "outer: inner", "distinct causes are all kept");
+    }
+
+    #[test]
+    fn grpc_codes_have_their_canonical_names() {
+        assert_eq!(super::code_name(tonic::Code::PermissionDenied), "PERMISSION_DENIED");
+        assert_eq!(super::code_name(tonic::Code::InvalidArgument), "INVALID_ARGUMENT");
+        assert_eq!(super::code_name(tonic::Code::Unauthenticated), "UNAUTHENTICATED");
+        // Every code from 0 to 16: upper snake case of its Rust name.
+        for n in 0..=16 {
+            let code = tonic::Code::from_i32(n);
+            let debug = format!("{code:?}");
+            let mut snake = String::new();
+            for (i, c) in debug.chars().enumerate() {
+                if c.is_uppercase() && i > 0 {
+                    snake.push('_');
+                }
+                snake.push(c.to_ascii_uppercase());
+            }
+            assert_eq!(super::code_name(code), snake, "{n}");
+        }
+    }
+}

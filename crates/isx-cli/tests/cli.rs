@@ -1559,3 +1559,33 @@ fn a_missing_node_certificate_names_pki_issue() {
     assert!(line.contains(&format!("isx pki issue --dir {} fr-police", pki.display())), "{line}");
     assert!(!line.contains("pki init"), "the wrong fix: {line}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_publish_names_the_grpc_code_as_grpc_writes_it() {
+    let topo = isx_testkit::Topology::start(isx_testkit::TopologySpec::default_agencies()).await.unwrap();
+    let mut alert = isx_testkit::samples::migrant_smuggling("de-police", &["fr-police"]);
+    alert.purpose = String::new();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("no-purpose.json");
+    std::fs::write(&file, isx_core::json::to_json(&alert)).unwrap();
+    let (pki, addr) = (topo.pki_dir().display().to_string(), topo.gateway_addr().to_string());
+    let args = [
+        "alert",
+        "send",
+        "--as",
+        "de-police",
+        "--pki",
+        &pki,
+        "--gateway",
+        &addr,
+        "--officer",
+        "KHK Weber",
+        file.to_str().unwrap(),
+    ];
+    let out = isx_async(args.iter().map(|a| a.to_string()).collect()).await;
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(t.contains("publish refused: INVALID_ARGUMENT: invalid alert: purpose"), "{t}");
+    assert!(!t.contains("InvalidArgument"), "no Rust debug name: {t}");
+    topo.shutdown().await;
+}
