@@ -478,7 +478,7 @@ async fn lookup_request_list_and_decide_from_the_command_line() {
 
     let out = isx_async(cmd(&["access", "decide"], "it-police", &[&request, "--grant", "--reason", "r"])).await;
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out).contains("NotFound") && text(&out).contains("does not exist"), "{}", text(&out));
+    assert!(text(&out).contains("NOT_FOUND") && text(&out).contains("does not exist"), "{}", text(&out));
     let out = isx_async(cmd(&["access", "decide"], "de-police", &[&request, "--grant", "--reason", "joint op"])).await;
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("granted") && text(&out).contains("redacted"), "{}", text(&out));
