@@ -261,12 +261,55 @@ fn progress(what: &str, done: u64, total: u64) {
     }
 }
 
+/// Reads the verifier key that `--key` names. A private key given by
+/// mistake (`audit.key`, a TLS key, an HMAC or store key) is refused as
+/// such, and so is a file that is not a verifier key; the messages name the
+/// file and the fix, never what the file holds.
 fn read_key(key: &Option<PathBuf>) -> Result<Option<String>> {
-    key.as_ref()
-        .map(|p| {
-            std::fs::read_to_string(p).map(|s| s.trim().to_owned()).with_context(|| format!("--key {}", p.display()))
-        })
-        .transpose()
+    let Some(path) = key else { return Ok(None) };
+    // The error of a read (not found, not UTF-8) never quotes the file.
+    let text = std::fs::read_to_string(path).with_context(|| format!("--key {}", path.display()))?;
+    let key = text.trim();
+    if is_private_key(key) {
+        let public = match path.file_name() {
+            Some(name) if name == "audit.key" => path.with_file_name("audit.pub").display().to_string(),
+            _ => "audit.pub from the gateway's PKI directory".to_owned(),
+        };
+        bail!(
+            "--key {} is a private key, not the audit verifier key; keep it secret and give the public key: --key {public}",
+            path.display()
+        );
+    }
+    if !is_verifier_key(key) {
+        bail!(
+            "--key {}: not an audit verifier key (one line NAME+ID+KEY, as `isx pki init` writes to audit.pub); give the gateway's audit.pub",
+            path.display()
+        );
+    }
+    Ok(Some(key.to_owned()))
+}
+
+/// True for the private keys isx writes: a signed-note signing key
+/// (`audit.key`), a PEM private key (TLS keys) or 32 bytes in hex
+/// (`audit-hmac.key`, `audit-text.key`, store keys).
+fn is_private_key(text: &str) -> bool {
+    text.starts_with("PRIVATE+KEY+")
+        || text.contains("PRIVATE KEY-----")
+        || text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// True for a signed-note verifier key: `NAME+ID+KEY` on one line, with an
+/// 8-digit hex key id and a base64 key.
+fn is_verifier_key(text: &str) -> bool {
+    // The name holds no `+`; the base64 key may.
+    let parts: Vec<&str> = text.splitn(3, '+').collect();
+    let [name, id, key] = parts[..] else { return false };
+    !name.is_empty()
+        && !text.contains(char::is_whitespace)
+        && id.len() == 8
+        && id.bytes().all(|b| b.is_ascii_hexdigit())
+        && !key.is_empty()
+        && key.bytes().all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b))
 }
 
 /// One page of a search, each entry checked against its inclusion proof in

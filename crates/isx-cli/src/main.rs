@@ -118,6 +118,9 @@ enum PkiCommand {
     /// signs checkpoints), DIR/audit.pub (give it to auditors) and
     /// DIR/audit-hmac.key (keys the subject pseudonyms). Every private key is
     /// written mode 0600, also one that --force replaces.
+    ///
+    /// Node ids that name isx's own files are refused: ca, gateway, audit,
+    /// audit-hmac, audit-text, crl, revoked.
     Init {
         /// Directory to write into (created if missing).
         #[arg(long)]
@@ -131,7 +134,11 @@ enum PkiCommand {
         /// Days the certificates stay valid.
         #[arg(long, default_value_t = 365)]
         days: i64,
-        /// Replace a PKI that already exists in DIR.
+        /// Replace a PKI that already exists in DIR, all of it: every file of
+        /// the old one (CA, gateway, every node, crl.pem, revoked.txt, the audit
+        /// keys and the store keys) is moved into DIR/replaced-TIME first. A
+        /// gateway's audit log signed with the old audit.key then no longer
+        /// starts, and data sealed with the old store keys cannot be read.
         #[arg(long)]
         force: bool,
         /// The audit log's name: the first line of its checkpoints and the name of its signing key.
@@ -176,6 +183,10 @@ enum PkiCommand {
         days: i64,
     },
     /// Issue a certificate for one more node from the CA in DIR.
+    ///
+    /// Writes DIR/NODE.crt and DIR/NODE.key. Refuses the names of isx's own
+    /// files (ca, gateway, audit, audit-hmac, audit-text, crl, revoked), and a
+    /// node that already has a certificate or key unless --force is given.
     Issue {
         /// The PKI directory holding ca.key.
         #[arg(long)]
@@ -185,6 +196,10 @@ enum PkiCommand {
         /// Days the certificate stays valid.
         #[arg(long, default_value_t = 365)]
         days: i64,
+        /// Replace the node's certificate and key. The certificate replaced
+        /// stays valid until it expires unless revoked first (`isx pki revoke`).
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -369,6 +384,33 @@ fn print_crl(crl: &isx_tls::crl::LoadedCrl, entries: &[isx_tls::pki::RevokedEntr
     }
 }
 
+/// Tells, on stderr, what replacing a PKI did and what it breaks.
+fn warn_replaced(dir: &std::path::Path, replaced: &isx_tls::pki::Replaced) {
+    eprintln!(
+        "warning: replaced the whole PKI in {}; its {} old files are in {} (put them back to undo; delete the folder once nothing needs them)",
+        dir.display(),
+        replaced.files.len(),
+        replaced.folder.display()
+    );
+    eprintln!(
+        "  - every certificate of the old CA is refused by a gateway that trusts the new ca.crt: give each agency its new certificate and key"
+    );
+    if !replaced.named("audit.key").is_empty() {
+        eprintln!(
+            "  - a gateway whose audit log was signed with the old audit.key no longer starts (\"checkpoint signature does not verify\"): start it on a new data directory, or put the old audit keys back"
+        );
+    }
+    let stores = replaced.named(".store.key");
+    if !stores.is_empty() {
+        let names: Vec<String> =
+            stores.iter().filter_map(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()).collect();
+        eprintln!(
+            "  - data sealed with the old store keys ({}) cannot be read without them: use new data directories, or put the old keys back",
+            names.join(", ")
+        );
+    }
+}
+
 fn pki(cmd: PkiCommand) -> Result<ExitCode> {
     match cmd {
         PkiCommand::Init { dir, nodes, gateway_names, days, force, audit_origin } => {
@@ -388,6 +430,9 @@ fn pki(cmd: PkiCommand) -> Result<ExitCode> {
                 opts.dir.display(),
                 opts.nodes.len()
             );
+            if let Some(replaced) = &summary.replaced {
+                warn_replaced(&opts.dir, replaced);
+            }
         }
         PkiCommand::Revoke { dir, nodes, days } => {
             let nodes = nodes.into_iter().map(isx_core::NodeId::new).collect::<Result<Vec<_>, _>>().context("NODES")?;
@@ -416,9 +461,9 @@ fn pki(cmd: PkiCommand) -> Result<ExitCode> {
                 return Ok(ExitCode::from(1));
             }
         }
-        PkiCommand::Issue { dir, node, days } => {
+        PkiCommand::Issue { dir, node, days, force } => {
             let node = isx_core::NodeId::new(node).context("NODE")?;
-            for file in isx_tls::pki::issue_node(&dir, &node, time::Duration::days(days))? {
+            for file in isx_tls::pki::issue_node_with(&dir, &node, time::Duration::days(days), force)? {
                 println!("wrote {}", file.display());
             }
         }
@@ -451,8 +496,54 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The exit status of a command whose output went into a pipe that closed:
+/// 128 + SIGPIPE, what a shell reports for a program that SIGPIPE stopped.
+const BROKEN_PIPE_EXIT: u8 = 141;
+
+/// Ends the process quietly, with [`BROKEN_PIPE_EXIT`], when printing to
+/// stdout or stderr fails because the reader went away (`isx … | head -1`).
+///
+/// The Unix convention is to die of SIGPIPE. Rust sets SIGPIPE to ignored
+/// before `main` (tokio leaves it so), so a write to a closed pipe returns
+/// `EPIPE` and `println!` panics with a backtrace; putting the default back
+/// needs `signal(2)`, which is unsafe code (forbidden in this workspace), and
+/// would also let SIGPIPE kill a process writing to a Unix socket (`isx
+/// agency show`) or a child's pipe. So the panic hook recognises the
+/// `println!` failure and exits with the status a SIGPIPE death shows in
+/// the shell, printing nothing; every other panic keeps the default hook.
+/// `isx up` is left out: exiting there would orphan its children.
+fn quiet_on_broken_pipe() {
+    #[cfg(unix)]
+    {
+        let epipe = std::io::Error::from_raw_os_error(rustix::io::Errno::PIPE.raw_os_error()).to_string();
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let payload = info.payload();
+            let message = payload
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| payload.downcast_ref::<&str>().copied())
+                .unwrap_or_default();
+            if message.starts_with("failed printing to std") && message.ends_with(&epipe) {
+                std::process::exit(BROKEN_PIPE_EXIT.into());
+            }
+            default(info)
+        }));
+    }
+}
+
+/// True if `e` is a failed write to a pipe whose reader went away, as a
+/// `writeln!(stdout)?` returns it (no context around it: a broken
+/// connection to the gateway comes wrapped, and is reported).
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Up(_)) {
+        quiet_on_broken_pipe();
+    }
     let default_log = match cli.command {
         Command::Gateway(_) | Command::Node(_) | Command::Up(_) => "info",
         // The refusals these provoke on purpose are expectations, not news.
@@ -470,8 +561,9 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
+        Err(e) if is_broken_pipe(&e) => ExitCode::from(BROKEN_PIPE_EXIT),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", output::error_chain(&e));
             ExitCode::from(2)
         }
     }

@@ -233,8 +233,52 @@ pub fn print_audit_entry(out: &mut impl Write, e: &AuditEntry, format: AuditForm
     }
 }
 
+/// The canonical name of a gRPC status code, as the gRPC specification
+/// and other tools write it (`PERMISSION_DENIED`).
+pub fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code;
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+/// An error and its causes on one line, each cause once: a cause whose
+/// text the line already holds (an error that prints its source, and also
+/// returns it as its `source()`) is left out, and so is an empty one.
+pub fn error_chain(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        let text = text.trim();
+        if text.is_empty() || line.contains(text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(text);
+    }
+    line
+}
+
 pub fn print_status(what: &str, status: &tonic::Status) {
-    eprintln!("{what}: {:?}: {}", status.code(), status.message());
+    eprintln!("{what}: {}: {}", code_name(status.code()), status.message());
     let details = status.get_error_details();
     if let Some(bad) = details.bad_request() {
         for v in &bad.field_violations {
@@ -340,4 +384,56 @@ pub fn read_name(flag: &str, text: &str) -> anyhow::Result<isx_core::identifiers
         );
     }
     Ok(reading)
+}
+
+#[cfg(test)]
+mod tests {
+    /// An error that prints its source and also returns it, as a thiserror
+    /// variant `#[error("audit keys: {0}")] X(#[from] E)` does.
+    #[derive(Debug)]
+    struct Wraps(std::io::Error);
+
+    impl std::fmt::Display for Wraps {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "audit keys: /pki/audit.key: {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Wraps {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn an_error_chain_says_each_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory");
+        let e = anyhow::Error::new(Wraps(io)).context("cannot start the gateway");
+        assert_eq!(
+            super::error_chain(&e),
+            "cannot start the gateway: audit keys: /pki/audit.key: No such file or directory"
+        );
+        let e = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(super::error_chain(&e), "outer: inner", "distinct causes are all kept");
+    }
+
+    #[test]
+    fn grpc_codes_have_their_canonical_names() {
+        assert_eq!(super::code_name(tonic::Code::PermissionDenied), "PERMISSION_DENIED");
+        assert_eq!(super::code_name(tonic::Code::InvalidArgument), "INVALID_ARGUMENT");
+        assert_eq!(super::code_name(tonic::Code::Unauthenticated), "UNAUTHENTICATED");
+        // Every code from 0 to 16: upper snake case of its Rust name.
+        for n in 0..=16 {
+            let code = tonic::Code::from_i32(n);
+            let debug = format!("{code:?}");
+            let mut snake = String::new();
+            for (i, c) in debug.chars().enumerate() {
+                if c.is_uppercase() && i > 0 {
+                    snake.push('_');
+                }
+                snake.push(c.to_ascii_uppercase());
+            }
+            assert_eq!(super::code_name(code), snake, "{n}");
+        }
+    }
 }

@@ -326,8 +326,8 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
     let addr = match addr {
         Ok(Ok(Some(addr))) => addr,
         _ => {
-            let status = gateway.wait().await.ok();
-            bail!("the gateway did not start (exit {status:?}); its messages are above");
+            let status = gateway.wait().await.map_or_else(|e| format!("cannot wait for it: {e}"), |s| s.to_string());
+            bail!("the gateway did not start ({status}); its messages are above");
         }
     };
     relay("gateway", lines.into_inner(), false);

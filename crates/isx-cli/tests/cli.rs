@@ -481,7 +481,7 @@ async fn lookup_request_list_and_decide_from_the_command_line() {
 
     let out = isx_async(cmd(&["access", "decide"], "it-police", &[&request, "--grant", "--reason", "r"])).await;
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out).contains("NotFound") && text(&out).contains("does not exist"), "{}", text(&out));
+    assert!(text(&out).contains("NOT_FOUND") && text(&out).contains("does not exist"), "{}", text(&out));
     let out = isx_async(cmd(&["access", "decide"], "de-police", &[&request, "--grant", "--reason", "joint op"])).await;
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("granted") && text(&out).contains("redacted"), "{}", text(&out));
@@ -1557,4 +1557,356 @@ fn coverage_lists_unexercised_rules_and_fails_below_the_minimum() {
     assert!(out.status.success(), "{t}");
     let listed: Vec<&str> = t.lines().filter(|l| l.starts_with("  ")).collect();
     assert!(listed.iter().all(|l| l.contains("(built in)")), "{t}");
+}
+
+// ---------------------------------------------------------------------------
+// A PKI that cannot destroy itself, and errors that name the cause and the
+// fix (issue #16, items 1 and 2).
+// ---------------------------------------------------------------------------
+
+/// Every file in `dir` (not in folders) by name, with its bytes.
+fn files_in(dir: &std::path::Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(Result::unwrap)
+        .filter(|e| e.file_type().unwrap().is_file())
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap()))
+        .collect()
+}
+
+#[test]
+fn pki_issue_and_init_refuse_reserved_names_and_leave_the_pki_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().to_str().unwrap();
+    assert!(isx(&["pki", "init", "--dir", p, "--nodes", "a-police"]).status.success());
+    let before = files_in(dir.path());
+    for name in ["ca", "gateway", "audit", "audit-hmac", "audit-text", "crl", "revoked"] {
+        for force in [&[][..], &["--force"][..]] {
+            let out = isx(&[&["pki", "issue", "--dir", p, name][..], force].concat());
+            let t = text(&out);
+            assert_eq!(out.status.code(), Some(2), "{name} {force:?}: {t}");
+            assert!(
+                t.contains(&format!("node id `{name}` is reserved")) && t.contains("Choose another node id"),
+                "{t}"
+            );
+            assert_eq!(files_in(dir.path()), before, "pki issue {name} {force:?} changed a file");
+        }
+    }
+    let out = isx(&["pki", "init", "--dir", p, "--force", "--nodes", "b-police,ca,gateway,audit"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("node id `ca` is reserved"), "{}", text(&out));
+    assert_eq!(files_in(dir.path()), before, "pki init --nodes ca changed a file");
+}
+
+#[test]
+fn pki_issue_of_an_existing_node_needs_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().to_str().unwrap();
+    assert!(isx(&["pki", "init", "--dir", p, "--nodes", "a-police"]).status.success());
+    let before = files_in(dir.path());
+    let out = isx(&["pki", "issue", "--dir", p, "a-police"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{t}");
+    assert!(t.contains("a-police.crt, a-police.key") && t.contains("--force"), "names the files and the fix: {t}");
+    assert_eq!(files_in(dir.path()), before, "nothing replaced");
+    let out = isx(&["pki", "issue", "--dir", p, "--force", "a-police"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_ne!(files_in(dir.path())["a-police.crt"], before["a-police.crt"]);
+}
+
+#[test]
+fn pki_init_force_replaces_the_whole_pki_and_warns_what_it_breaks() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().to_str().unwrap();
+    assert!(isx(&["pki", "init", "--dir", p, "--nodes", "a-police,b-police"]).status.success());
+    assert!(isx(&["pki", "revoke", "--dir", p, "b-police"]).status.success());
+    // The store keys a gateway and an agency create on first start.
+    for owner in ["gateway", "a-police"] {
+        std::fs::write(dir.path().join(format!("{owner}.store.key")), format!("{:064x}\n", 7)).unwrap();
+    }
+    let before = files_in(dir.path());
+    assert!(before.contains_key("revoked.txt") && before.contains_key("audit-text.key"), "{:?}", before.keys());
+
+    let out = isx(&["pki", "init", "--dir", p, "--nodes", "c-police"]);
+    assert_eq!(out.status.code(), Some(2), "refused without --force: {}", text(&out));
+    assert_eq!(files_in(dir.path()), before);
+
+    let out = isx(&["pki", "init", "--dir", p, "--nodes", "c-police", "--force"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(stderr.contains("replaced the whole PKI"), "{stderr}");
+    assert!(stderr.contains("old audit.key no longer starts"), "{stderr}");
+    assert!(stderr.contains("old store keys (a-police.store.key, gateway.store.key) cannot be read"), "{stderr}");
+
+    let after = files_in(dir.path());
+    let names: Vec<&str> = after.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        [
+            "audit-hmac.key",
+            "audit-text.key",
+            "audit.key",
+            "audit.pub",
+            "c-police.crt",
+            "c-police.key",
+            "ca.crt",
+            "ca.key",
+            "crl.pem",
+            "gateway.crt",
+            "gateway.key"
+        ],
+        "the new PKI only: no old node, no revoked.txt, no store key"
+    );
+    for (name, bytes) in &after {
+        assert!(!before.values().any(|old| old == bytes), "{name} is the old one");
+    }
+    let out = isx(&["pki", "crl", "--dir", p]);
+    assert!(out.status.success() && text(&out).contains("revoked      0"), "the new CA's list: {}", text(&out));
+    // The old PKI is kept whole, beside it.
+    let folder = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_dir() && p.file_name().unwrap().to_string_lossy().starts_with("replaced-"))
+        .expect("a replaced-* folder");
+    assert!(stderr.contains(&folder.display().to_string()), "{stderr}");
+    assert_eq!(files_in(&folder), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_verify_refuses_a_private_key_and_never_prints_it() {
+    use isx_core::wire::SearchRequest;
+    let topo = isx_testkit::Topology::start(isx_testkit::TopologySpec::default_agencies()).await.unwrap();
+    topo.client("de-police")
+        .await
+        .unwrap()
+        .publish(isx_testkit::samples::migrant_smuggling("de-police", &["fr-police"]))
+        .await
+        .unwrap();
+    let auditor = topo.client("auditor").await.unwrap();
+    let bundle = isx_node::audit::export(&auditor, SearchRequest::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bundle.json");
+    std::fs::write(&path, isx_core::json::to_json(&bundle)).unwrap();
+    let pki = topo.pki_dir().to_owned();
+    for secret in ["audit.key", "ca.key", "de-police.key", "audit-hmac.key", "audit-text.key"] {
+        let key = pki.join(secret);
+        let args = vec![
+            "audit".to_owned(),
+            "verify".into(),
+            "--bundle".into(),
+            path.display().to_string(),
+            "--key".into(),
+            key.display().to_string(),
+        ];
+        let out = isx_async(args).await;
+        let t = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{secret}: {t}");
+        assert!(t.contains(&format!("--key {} is a private key", key.display())), "{secret}: {t}");
+        assert!(t.contains("audit.pub"), "names the fix: {t}");
+        let content = std::fs::read_to_string(&key).unwrap();
+        for line in content.lines().filter(|l| l.len() > 8 && !l.starts_with("-----")) {
+            assert!(!t.contains(line), "{secret}: a line of the key is printed: {t}");
+        }
+        if secret == "audit.key" {
+            // PRIVATE+KEY+NAME+ID+KEY, where the base64 KEY may hold `+`.
+            let material = content.trim().splitn(5, '+').nth(4).unwrap();
+            assert!(material.len() > 16 && !t.contains(material), "{secret}: the key is printed: {t}");
+        }
+    }
+    // Not a key at all: named, not quoted.
+    let junk = dir.path().join("junk.txt");
+    std::fs::write(&junk, "hunter2 is my password\n").unwrap();
+    let args = ["audit", "verify", "--bundle", path.to_str().unwrap(), "--key", junk.to_str().unwrap()];
+    let out = isx_async(args.iter().map(|a| a.to_string()).collect()).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("not an audit verifier key") && !text(&out).contains("hunter2"), "{}", text(&out));
+    // The public key still verifies.
+    let public = pki.join("audit.pub");
+    let args = ["audit", "verify", "--bundle", path.to_str().unwrap(), "--key", public.to_str().unwrap()];
+    let out = isx_async(args.iter().map(|a| a.to_string()).collect()).await;
+    assert!(out.status.success(), "{}", text(&out));
+    topo.shutdown().await;
+}
+
+/// Runs `isx args` with its stdout into a pipe whose reader is already
+/// gone, as `isx … | head -1` is once head has its line; every write fails.
+fn isx_into_a_closed_pipe(args: &[&str]) -> Output {
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_isx"));
+    cmd.args(args).current_dir(repo()).stdin(Stdio::null()).stdout(writer).stderr(Stdio::piped());
+    let mut guard = ChildGuard::spawn(&mut cmd, false);
+    // Drops the parent's copy of the writer, which `cmd` holds.
+    drop(cmd);
+    let mut stderr = String::new();
+    let (tx, rx) = mpsc::channel();
+    pump(guard.child.stderr.take().expect("piped stderr"), 1, tx);
+    let deadline = Instant::now() + LIMIT;
+    // Bounded: each turn receives before the deadline or ends the test.
+    loop {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok((_, Some(bytes))) => stderr.push_str(&String::from_utf8_lossy(&bytes)),
+            Ok((_, None)) | Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Timeout) => panic!("isx {args:?} still runs after {LIMIT:?}: {stderr}"),
+        }
+    }
+    let status = guard.wait_until(deadline).expect("isx ends");
+    Output { status, stdout: vec![], stderr: stderr.into_bytes() }
+}
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly_with_the_sigpipe_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().to_str().unwrap();
+    for args in [
+        &["policy", "test", "deploy/local/policy/tests.toml"][..],
+        &["pki", "init", "--dir", p, "--nodes", "a-police"][..],
+        &["pki", "crl", "--dir", p][..],
+    ] {
+        let out = isx_into_a_closed_pipe(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("Broken pipe"), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(141), "{args:?}: 128 + SIGPIPE, as a shell shows it: {stderr}");
+    }
+}
+
+/// Starts `isx gateway` on `pki` and `data`; returns it once it listens.
+fn running_gateway(pki: &std::path::Path, data: &std::path::Path) -> ChildGuard {
+    let mut gateway = ChildGuard::spawn(
+        Command::new(env!("CARGO_BIN_EXE_isx"))
+            .args(["gateway", "--config", "deploy/local/gateway.toml", "--listen", "127.0.0.1:0"])
+            .args(["--pki", pki.to_str().unwrap(), "--data", data.to_str().unwrap()])
+            .current_dir(repo())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null()),
+        false,
+    );
+    Lines::of(&mut gateway).until("the listening line", |l| l.starts_with("isx gateway listening on"));
+    gateway
+}
+
+fn gateway_once(pki: &std::path::Path, data: &std::path::Path) -> Output {
+    isx(&[
+        "gateway",
+        "--config",
+        "deploy/local/gateway.toml",
+        "--pki",
+        pki.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ])
+}
+
+/// The line `error: …` of a failed run.
+fn error_line(out: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(errors.len(), 1, "one error, printed once: {stderr}");
+    errors[0].to_owned()
+}
+
+/// No part of an error line says the same thing twice, and no Rust debug text.
+fn assert_plain_once(line: &str) {
+    let parts: Vec<&str> = line.trim_start_matches("error: ").split(": ").collect();
+    for (i, a) in parts.iter().enumerate() {
+        for b in &parts[i + 1..] {
+            assert!(a.len() < 20 || !b.contains(a), "`{a}` repeated: {line}");
+        }
+    }
+    for debug in ["Os {", "Some(", "Ok(", "Err(", "ExitStatus(", "kind: "] {
+        assert!(!line.contains(debug), "debug text `{debug}`: {line}");
+    }
+}
+
+#[test]
+fn a_gateway_that_cannot_start_prints_each_cause_once_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki");
+    assert!(isx(&["pki", "init", "--dir", pki.to_str().unwrap()]).status.success());
+
+    // Missing audit keys.
+    std::fs::rename(pki.join("audit.key"), dir.path().join("audit.key")).unwrap();
+    let out = gateway_once(&pki, &dir.path().join("data"));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let line = error_line(&out);
+    assert_plain_once(&line);
+    assert_eq!(line.matches("audit.key").count(), 1, "{line}");
+    assert_eq!(line.matches("No such file or directory").count(), 1, "{line}");
+    std::fs::rename(dir.path().join("audit.key"), pki.join("audit.key")).unwrap();
+
+    // A missing CRL: the fix is to write one, not a new PKI.
+    std::fs::rename(pki.join("crl.pem"), dir.path().join("crl.pem")).unwrap();
+    let out = gateway_once(&pki, &dir.path().join("data"));
+    let line = error_line(&out);
+    assert_plain_once(&line);
+    assert!(line.contains(&format!("isx pki crl --dir {} --refresh", pki.display())), "{line}");
+    assert!(!line.contains("pki init"), "the wrong fix: {line}");
+    std::fs::rename(dir.path().join("crl.pem"), pki.join("crl.pem")).unwrap();
+
+    // A data directory in use by a running gateway.
+    let data = dir.path().join("data");
+    let mut first = running_gateway(&pki, &data);
+    let out = gateway_once(&pki, &data);
+    let line = error_line(&out);
+    assert_plain_once(&line);
+    assert!(line.contains("in use by another process"), "{line}");
+    first.interrupt();
+    assert!(first.wait_until(Instant::now() + LIMIT).is_some(), "the first gateway stops on Ctrl-C");
+}
+
+#[test]
+fn a_missing_node_certificate_names_pki_issue() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki");
+    assert!(isx(&["pki", "init", "--dir", pki.to_str().unwrap(), "--nodes", "de-police"]).status.success());
+    let out = isx(&[
+        "alert",
+        "watch",
+        "--as",
+        "fr-police",
+        "--pki",
+        pki.to_str().unwrap(),
+        "--gateway",
+        "localhost:1",
+        "--officer",
+        "Tester",
+    ]);
+    let line = error_line(&out);
+    assert_plain_once(&line);
+    assert!(line.contains(&format!("isx pki issue --dir {} fr-police", pki.display())), "{line}");
+    assert!(!line.contains("pki init"), "the wrong fix: {line}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_publish_names_the_grpc_code_as_grpc_writes_it() {
+    let topo = isx_testkit::Topology::start(isx_testkit::TopologySpec::default_agencies()).await.unwrap();
+    let mut alert = isx_testkit::samples::migrant_smuggling("de-police", &["fr-police"]);
+    alert.purpose = String::new();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("no-purpose.json");
+    std::fs::write(&file, isx_core::json::to_json(&alert)).unwrap();
+    let (pki, addr) = (topo.pki_dir().display().to_string(), topo.gateway_addr().to_string());
+    let args = [
+        "alert",
+        "send",
+        "--as",
+        "de-police",
+        "--pki",
+        &pki,
+        "--gateway",
+        &addr,
+        "--officer",
+        "KHK Weber",
+        file.to_str().unwrap(),
+    ];
+    let out = isx_async(args.iter().map(|a| a.to_string()).collect()).await;
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(t.contains("publish refused: INVALID_ARGUMENT: invalid alert: purpose"), "{t}");
+    assert!(!t.contains("InvalidArgument"), "no Rust debug name: {t}");
+    topo.shutdown().await;
 }

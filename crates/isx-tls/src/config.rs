@@ -22,8 +22,9 @@ use crate::crl::{CrlError, LoadedCrls};
 /// Why a TLS configuration could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    /// A PEM file is missing or unreadable.
-    #[error("cannot read {path}: {source}. Run `isx pki init --dir {dir}` to create a development PKI", dir = .path.parent().map(|p| p.display().to_string()).unwrap_or_default())]
+    /// A PEM file is missing or unreadable. The message names the fix for
+    /// that file ([`read_fix`]).
+    #[error("cannot read {path}: {source}. {}", read_fix(.path))]
     Read {
         /// The file.
         path: PathBuf,
@@ -50,6 +51,22 @@ pub enum TlsError {
     /// A private key file is open to its group or to others.
     #[error(transparent)]
     Key(#[from] isx_store::KeyError),
+}
+
+/// The fix for a PEM file of a PKI directory that cannot be read: the CA's
+/// and the gateway's come with a new PKI (`isx pki init`), a node's
+/// certificate and key from the CA (`isx pki issue`).
+fn read_fix(path: &Path) -> String {
+    let dir =
+        path.parent().filter(|p| !p.as_os_str().is_empty()).map_or_else(|| ".".into(), |p| p.display().to_string());
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let stem = name.strip_suffix(".crt").or_else(|| name.strip_suffix(".key"));
+    match stem {
+        Some("ca" | "gateway") | None => format!("Run `isx pki init --dir {dir}` to create a development PKI"),
+        Some(node) => format!(
+            "Issue {node}'s certificate and key from the CA there: `isx pki issue --dir {dir} {node}` (add --force to replace one of them)"
+        ),
+    }
 }
 
 /// What the client verifier does with a CRL that is past its `nextUpdate`

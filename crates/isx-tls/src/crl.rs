@@ -90,7 +90,8 @@ impl std::str::FromStr for Serial {
 pub enum CrlError {
     /// A CRL file is missing or unreadable.
     #[error(
-        "revocation list {path}: {source}. `isx pki init` writes one with a new PKI; `isx pki crl --dir DIR --refresh` writes one for an existing PKI"
+        "revocation list {path}: {source}. Write one signed by the CA in {dir} with `isx pki crl --dir {dir} --refresh`, or remove it from `crls` in the gateway config",
+        dir = .path.parent().filter(|p| !p.as_os_str().is_empty()).map_or_else(|| ".".into(), |p| p.display().to_string())
     )]
     Read {
         /// The CRL file.

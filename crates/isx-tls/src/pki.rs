@@ -13,6 +13,22 @@
 //! ([`DEFAULT_CRL_DAYS`] unless told otherwise); each keeps every earlier
 //! entry. Private keys are written mode 0600, also when `--force` replaces
 //! them.
+//!
+//! # A PKI that cannot destroy itself
+//! - A node's files are `<id>.crt` and `<id>.key` beside the CA's own, so the
+//!   names of isx's own files ([`RESERVED_NAMES`]: `ca`, `gateway`, `audit`,
+//!   `audit-hmac`, `audit-text`, `crl`, `revoked`) are refused as node ids
+//!   ([`PkiError::Reserved`]) by [`init`], [`issue_node`] and [`revoke`].
+//!   Store keys (`<owner>.store.key`) cannot collide: a node id holds no `.`.
+//! - [`issue_node`] of a node that already has a certificate or key
+//!   replaces them only when told to ([`PkiError::NodeExists`]).
+//! - [`init`] over an existing PKI ([`pki_files`]: every file isx writes in
+//!   a PKI directory) refuses ([`PkiError::Exists`]) unless `force` is set;
+//!   then it moves every one of those files, old node identities and store
+//!   keys included, into a new `replaced-<UTC time>` folder inside the
+//!   directory before it writes the new ones, so the directory never holds a
+//!   mix of the old PKI and the new, and nothing is lost
+//!   ([`InitSummary::replaced`]).
 
 use std::fs;
 use std::io::Write;
@@ -34,9 +50,44 @@ pub const DEFAULT_NODES: &[&str] = &["de-police", "fr-police", "it-police", "eur
 /// Why the PKI could not be created or extended.
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
-    /// The directory already holds a CA and `force` was not set.
-    #[error("{0} already holds a PKI (ca.crt); pass --force to replace it, or choose another --dir")]
-    Exists(PathBuf),
+    /// The directory already holds (part of) a PKI and `force` was not set.
+    #[error(
+        "{} already holds a PKI ({}); replace all of it with `isx pki init --dir {} --force` (the old files are moved into a replaced-* folder inside it), or choose another directory",
+        .dir.display(), names(.found), .dir.display()
+    )]
+    Exists {
+        /// The directory.
+        dir: PathBuf,
+        /// The PKI files found in it.
+        found: Vec<PathBuf>,
+    },
+    /// A node id is the name of one of isx's own files in a PKI directory.
+    #[error(
+        "node id `{node}` is reserved: in a PKI directory it names {owner}, which a node's {node}.crt and {node}.key would overwrite or be taken for. Choose another node id (reserved: {})",
+        RESERVED_NAMES.join(", ")
+    )]
+    Reserved {
+        /// The node id refused.
+        node: String,
+        /// Whose files the name stands for.
+        owner: &'static str,
+    },
+    /// The node already has a certificate or key and `force` was not set.
+    #[error(
+        "node {node} already has {} in {}; pass --force to replace them (the certificate replaced stays valid until it expires: revoke it first with `isx pki revoke --dir {} {node}`)",
+        names(.files), .dir.display(), .dir.display()
+    )]
+    NodeExists {
+        /// The node.
+        node: String,
+        /// The PKI directory.
+        dir: PathBuf,
+        /// Its files found there.
+        files: Vec<PathBuf>,
+    },
+    /// The directory holds no CA key to issue or sign with.
+    #[error("{} holds no CA ({} is missing); create a PKI there with `isx pki init --dir {}`", .0.display(), .0.join("ca.key").display(), .0.display())]
+    NoCa(PathBuf),
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {
@@ -74,6 +125,83 @@ pub enum PkiError {
     Key(isx_store::KeyError),
 }
 
+/// The file names, without extension, of isx's own files in a PKI
+/// directory: no node may take one as its id ([`check_node_id`]).
+pub const RESERVED_NAMES: &[&str] = &["ca", "gateway", "audit", "audit-hmac", "audit-text", "crl", "revoked"];
+
+/// The files isx writes in a PKI directory under fixed names: the CA, the
+/// gateway, the revocation list and its bookkeeping, and the audit keys of
+/// `isx_audit::keys`.
+const FIXED_FILES: &[&str] = &[
+    "ca.crt",
+    "ca.key",
+    "gateway.crt",
+    "gateway.key",
+    CRL_FILE,
+    REVOKED_FILE,
+    "audit.key",
+    "audit.pub",
+    "audit-hmac.key",
+    "audit-text.key",
+];
+
+/// The file names of `paths`, comma-separated, for messages.
+fn names(paths: &[PathBuf]) -> String {
+    let names: Vec<String> = paths
+        .iter()
+        .map(|p| p.file_name().map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned()))
+        .collect();
+    names.join(", ")
+}
+
+/// Refuses a node id that is one of [`RESERVED_NAMES`]: its `<id>.crt` and
+/// `<id>.key` would overwrite, or be taken for, isx's own files.
+pub fn check_node_id(node: &NodeId) -> Result<(), PkiError> {
+    let owner = match node.as_str() {
+        "ca" => "the CA's certificate and key (ca.crt, ca.key)",
+        "gateway" => "the gateway's certificate and key (gateway.crt, gateway.key)",
+        "audit" => "the audit log's checkpoint signing key (audit.key, audit.pub)",
+        "audit-hmac" => "the audit log's pseudonym key (audit-hmac.key)",
+        "audit-text" => "the audit log's text key (audit-text.key)",
+        "crl" => "the CA's revocation list (crl.pem)",
+        "revoked" => "the revocation bookkeeping (revoked.txt)",
+        _ => return Ok(()),
+    };
+    debug_assert!(RESERVED_NAMES.contains(&node.as_str()));
+    Err(PkiError::Reserved { node: node.to_string(), owner })
+}
+
+/// Every file of the PKI in `dir`, sorted: the files isx writes under fixed
+/// names (the CA, the gateway, `crl.pem`, `revoked.txt`, the audit keys),
+/// every store key (`*.store.key`) and every node identity (`<id>.crt`,
+/// `<id>.key` for a valid node id). Other files and folders are not part of
+/// it. A missing directory holds none.
+pub fn pki_files(dir: &Path) -> Result<Vec<PathBuf>, PkiError> {
+    let io = |source| PkiError::Io { path: dir.to_owned(), source };
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+        Err(e) => return Err(io(e)),
+    };
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(io)?;
+        if !entry.file_type().map_err(io)?.is_file() {
+            continue;
+        }
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let node_file = name
+            .strip_suffix(".crt")
+            .or_else(|| name.strip_suffix(".key"))
+            .is_some_and(|stem| NodeId::new(stem).is_ok());
+        if FIXED_FILES.contains(&name.as_str()) || name.ends_with(".store.key") || node_file {
+            files.push(entry.path());
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
 /// What to create.
 #[derive(Debug, Clone)]
 pub struct InitOptions {
@@ -107,6 +235,28 @@ impl InitOptions {
 pub struct InitSummary {
     /// Every file, in the order written.
     pub files: Vec<PathBuf>,
+    /// The PKI that `force` replaced, if there was one.
+    pub replaced: Option<Replaced>,
+}
+
+/// A PKI that [`init`] replaced: its files, moved out of the way.
+#[derive(Debug, Clone)]
+pub struct Replaced {
+    /// The folder they were moved into, `<dir>/replaced-<UTC time>`.
+    pub folder: PathBuf,
+    /// Each file at its new place in `folder`.
+    pub files: Vec<PathBuf>,
+}
+
+impl Replaced {
+    /// The moved files whose name ends with `suffix` (e.g. `.store.key`).
+    pub fn named(&self, suffix: &str) -> Vec<&Path> {
+        self.files
+            .iter()
+            .filter(|f| f.file_name().is_some_and(|n| n.to_string_lossy().ends_with(suffix)))
+            .map(PathBuf::as_path)
+            .collect()
+    }
 }
 
 /// The development CA: its key and the parameters it signs with.
@@ -152,6 +302,9 @@ impl DevCa {
     /// refuses a key file that its group or others may read.
     pub fn load(dir: &Path) -> Result<Self, PkiError> {
         let path = dir.join("ca.key");
+        if !path.exists() {
+            return Err(PkiError::NoCa(dir.to_owned()));
+        }
         if let Err(e @ isx_store::KeyError::Exposed { .. }) = isx_store::check_private(&path) {
             return Err(PkiError::Key(e));
         }
@@ -233,41 +386,94 @@ pub fn write_file(path: &Path, contents: &str, secret: bool) -> Result<(), PkiEr
     written.map_err(io)
 }
 
-/// Creates the CA, the gateway identity and every node identity in `opts.dir`.
+/// Creates the CA, the gateway identity and every node identity in `opts.dir`,
+/// and an empty revocation list.
+///
+/// Refuses a reserved node id ([`check_node_id`]) before it writes anything.
+/// A directory that holds any file of a PKI ([`pki_files`]) is refused
+/// ([`PkiError::Exists`]) unless `opts.force` is set; then, once the new PKI
+/// is generated, every one of those files (the audit keys and store keys
+/// too) is moved into a new folder `replaced-<UTC time>` inside the
+/// directory, and only then are the new files written: the directory holds
+/// the new PKI only, and the old one can be put back. The caller creates the
+/// new audit keys (`isx_audit::keys::create`).
 pub fn init(opts: &InitOptions) -> Result<InitSummary, PkiError> {
     let dir = &opts.dir;
-    if dir.join("ca.crt").exists() && !opts.force {
-        return Err(PkiError::Exists(dir.clone()));
+    for node in &opts.nodes {
+        check_node_id(node)?;
     }
-    fs::create_dir_all(dir).map_err(|source| PkiError::Io { path: dir.clone(), source })?;
-    let mut files = Vec::new();
-    let mut put = |name: String, contents: &str, secret: bool| -> Result<(), PkiError> {
-        let path = dir.join(name);
-        write_file(&path, contents, secret)?;
-        files.push(path);
-        Ok(())
-    };
+    let existing = pki_files(dir)?;
+    if !existing.is_empty() && !opts.force {
+        return Err(PkiError::Exists { dir: dir.clone(), found: existing });
+    }
+    // Everything is generated before a file is touched.
+    let mut new: Vec<(String, String, bool)> = Vec::new();
     let (ca, ca_pem) = DevCa::generate(opts.validity + Duration::days(1))?;
-    put("ca.crt".into(), &ca_pem, false)?;
-    put("ca.key".into(), &ca.key.serialize_pem(), true)?;
+    new.push(("ca.crt".into(), ca_pem, false));
+    new.push(("ca.key".into(), ca.key.serialize_pem(), true));
     let (cert, key) = ca.issue_gateway(&opts.gateway_names, opts.validity)?;
-    put("gateway.crt".into(), &cert, false)?;
-    put("gateway.key".into(), &key, true)?;
+    new.push(("gateway.crt".into(), cert, false));
+    new.push(("gateway.key".into(), key, true));
     for node in &opts.nodes {
         let (cert, key) = ca.issue_node(node, opts.validity)?;
-        put(format!("{node}.crt"), &cert, false)?;
-        put(format!("{node}.key"), &key, true)?;
+        new.push((format!("{node}.crt"), cert, false));
+        new.push((format!("{node}.key"), key, true));
     }
     // A new CA has revoked nothing: an empty list, so that a deployment
-    // always has one, and no bookkeeping left from a replaced CA.
-    let revoked = dir.join(REVOKED_FILE);
-    if let Err(e) = fs::remove_file(&revoked)
-        && e.kind() != std::io::ErrorKind::NotFound
-    {
-        return Err(PkiError::Io { path: revoked, source: e });
+    // always has one (and no revoked.txt).
+    new.push((CRL_FILE.into(), sign_crl(&ca, &[], 1, Duration::days(DEFAULT_CRL_DAYS))?, false));
+
+    fs::create_dir_all(dir).map_err(|source| PkiError::Io { path: dir.clone(), source })?;
+    let replaced = if existing.is_empty() { None } else { Some(move_aside(dir, &existing)?) };
+    let mut files = Vec::new();
+    for (name, contents, secret) in new {
+        let path = dir.join(name);
+        write_file(&path, &contents, secret)?;
+        files.push(path);
     }
-    files.push(write_crl(dir, &ca, &[], 1, Duration::days(DEFAULT_CRL_DAYS))?);
-    Ok(InitSummary { files })
+    Ok(InitSummary { files, replaced })
+}
+
+/// Moves `files` (in `dir`) into a new folder `dir/replaced-<UTC time>`
+/// (mode 0700); if one cannot be moved, moves back those that were.
+fn move_aside(dir: &Path, files: &[PathBuf]) -> Result<Replaced, PkiError> {
+    let now = OffsetDateTime::now_utc();
+    let stamp = format!(
+        "replaced-{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second()
+    );
+    let mut builder = fs::DirBuilder::new();
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    // Bounded: a hundred inits within one second is not a use.
+    let folder = (0..100)
+        .map(|i| if i == 0 { dir.join(&stamp) } else { dir.join(format!("{stamp}-{i}")) })
+        .find_map(|folder| match builder.create(&folder) {
+            Ok(()) => Some(Ok(folder)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => None,
+            Err(source) => Some(Err(PkiError::Io { path: folder, source })),
+        })
+        .unwrap_or_else(|| {
+            Err(PkiError::Io { path: dir.join(&stamp), source: std::io::ErrorKind::AlreadyExists.into() })
+        })?;
+    let mut moved: Vec<(PathBuf, PathBuf)> = Vec::new();
+    for file in files {
+        let to = folder.join(file.file_name().expect("pki_files lists files"));
+        if let Err(source) = fs::rename(file, &to) {
+            for (from, to) in moved.iter().rev() {
+                let _ = fs::rename(to, from);
+            }
+            let _ = fs::remove_dir(&folder);
+            return Err(PkiError::Io { path: file.clone(), source });
+        }
+        moved.push((file.clone(), to));
+    }
+    Ok(Replaced { folder, files: moved.into_iter().map(|(_, to)| to).collect() })
 }
 
 /// The file the revocation list is written to (`crls = ["pki/crl.pem"]` in the gateway config).
@@ -348,6 +554,13 @@ fn write_crl(
     number: u64,
     validity: Duration,
 ) -> Result<PathBuf, PkiError> {
+    let path = dir.join(CRL_FILE);
+    write_file(&path, &sign_crl(ca, revoked, number, validity)?, false)?;
+    Ok(path)
+}
+
+/// A CRL over `revoked`, signed by the CA, in PEM.
+fn sign_crl(ca: &DevCa, revoked: &[RevokedEntry], number: u64, validity: Duration) -> Result<String, PkiError> {
     let now = OffsetDateTime::now_utc();
     // A negative validity yields a list that is already stale (for tests).
     let this_update =
@@ -371,9 +584,7 @@ fn write_crl(
     };
     let issuer = Issuer::new(ca.params.clone(), &ca.key);
     let crl = params.signed_by(&issuer).map_err(rc("revocation list"))?;
-    let path = dir.join(CRL_FILE);
-    write_file(&path, &crl.pem().map_err(rc("revocation list"))?, false)?;
-    Ok(path)
+    crl.pem().map_err(rc("revocation list"))
 }
 
 /// Reads `dir/crl.pem` and checks it against `dir/ca.crt` ([`crl::load`]):
@@ -389,6 +600,9 @@ pub fn read_crl(dir: &Path) -> Result<LoadedCrl, PkiError> {
 /// `revoked.txt` already revoke plus `nodes`' certificates, valid for
 /// `validity` from now, with the next CRL number.
 fn resign(dir: &Path, nodes: &[NodeId], validity: Duration) -> Result<PathBuf, PkiError> {
+    for node in nodes {
+        check_node_id(node)?;
+    }
     let mut entries = revoked_entries(dir)?;
     let current = match read_crl(dir) {
         Ok(current) => Some(current),
@@ -450,11 +664,26 @@ pub fn refresh_crl(dir: &Path, validity: Duration) -> Result<PathBuf, PkiError> 
     resign(dir, &[], validity)
 }
 
-/// Issues one more node identity from the CA already in `dir`.
+/// Issues one more node identity from the CA already in `dir`: writes
+/// `<node>.crt` and `<node>.key`. Refuses a reserved node id
+/// ([`check_node_id`]) and a node that already has either file
+/// ([`PkiError::NodeExists`]; [`issue_node_with`] can replace them).
 pub fn issue_node(dir: &Path, node: &NodeId, validity: Duration) -> Result<Vec<PathBuf>, PkiError> {
+    issue_node_with(dir, node, validity, false)
+}
+
+/// [`issue_node`], replacing the node's certificate and key if `force` is
+/// set; the certificate replaced stays valid until it expires unless it is
+/// revoked first.
+pub fn issue_node_with(dir: &Path, node: &NodeId, validity: Duration, force: bool) -> Result<Vec<PathBuf>, PkiError> {
+    check_node_id(node)?;
+    let (crt_path, key_path) = (dir.join(format!("{node}.crt")), dir.join(format!("{node}.key")));
+    let existing: Vec<PathBuf> = [&crt_path, &key_path].into_iter().filter(|p| p.exists()).cloned().collect();
+    if !existing.is_empty() && !force {
+        return Err(PkiError::NodeExists { node: node.to_string(), dir: dir.to_owned(), files: existing });
+    }
     let ca = DevCa::load(dir)?;
     let (cert, key) = ca.issue_node(node, validity)?;
-    let (crt_path, key_path) = (dir.join(format!("{node}.crt")), dir.join(format!("{node}.key")));
     write_file(&crt_path, &cert, false)?;
     write_file(&key_path, &key, true)?;
     Ok(vec![crt_path, key_path])
@@ -479,7 +708,7 @@ mod tests {
             assert_eq!(peer_identity(&cert).unwrap().node.as_str(), *node);
         }
         server_config(&IdentityFiles::in_dir(dir.path(), "gateway"), &[]).unwrap();
-        assert!(matches!(init(&opts), Err(PkiError::Exists(_))));
+        assert!(matches!(init(&opts), Err(PkiError::Exists { .. })));
         let forced = InitOptions { force: true, ..opts };
         init(&forced).unwrap();
     }
@@ -641,7 +870,7 @@ mod tests {
         for key in &keys {
             assert_eq!(mode(key), 0o600, "{} after --force", key.display());
         }
-        issue_node(dir.path(), &NodeId::new("a-police").unwrap(), Duration::days(1)).unwrap();
+        issue_node_with(dir.path(), &NodeId::new("a-police").unwrap(), Duration::days(1), true).unwrap();
         assert_eq!(mode(&keys[2]), 0o600, "re-issued");
     }
 
@@ -673,6 +902,146 @@ mod tests {
             &ca_key,
         );
         check(revoke(dir.path(), &nodes(&["a-police"])).unwrap_err().to_string(), &ca_key);
+    }
+
+    /// Every file in `dir` (not in folders) by name, with its bytes.
+    fn snapshot(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(Result::unwrap)
+            .filter(|e| e.file_type().unwrap().is_file())
+            .map(|e| (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap()))
+            .collect()
+    }
+
+    /// Writes stand-ins for the files other crates keep in a PKI directory:
+    /// the audit keys and two store keys.
+    fn add_audit_and_store_keys(dir: &Path) {
+        for name in
+            ["audit.key", "audit.pub", "audit-hmac.key", "audit-text.key", "gateway.store.key", "a-police.store.key"]
+        {
+            write_file(&dir.join(name), &format!("old {name}\n"), true).unwrap();
+        }
+    }
+
+    #[test]
+    fn reserved_names_are_refused_as_node_ids_and_nothing_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        init(&InitOptions { nodes: nodes(&["a-police"]), ..InitOptions::new(dir.path()) }).unwrap();
+        add_audit_and_store_keys(dir.path());
+        let before = snapshot(dir.path());
+        for name in RESERVED_NAMES {
+            let node = NodeId::new(*name).unwrap();
+            for force in [false, true] {
+                let err = issue_node_with(dir.path(), &node, Duration::days(1), force).unwrap_err();
+                assert!(matches!(err, PkiError::Reserved { .. }), "{name}: {err}");
+                let text = err.to_string();
+                assert!(text.contains(&format!("node id `{name}` is reserved")), "{text}");
+                assert!(text.contains("Choose another node id"), "names the fix: {text}");
+            }
+            let err = revoke(dir.path(), std::slice::from_ref(&node)).unwrap_err();
+            assert!(matches!(err, PkiError::Reserved { .. }), "revoke {name}: {err}");
+            let opts = InitOptions { nodes: nodes(&["b-police", name]), force: true, ..InitOptions::new(dir.path()) };
+            let err = init(&opts).unwrap_err();
+            assert!(matches!(err, PkiError::Reserved { .. }), "init --force --nodes {name}: {err}");
+            assert_eq!(snapshot(dir.path()), before, "{name}: no file changed");
+        }
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), before.len(), "no replaced-* folder either");
+
+        let fresh = tempfile::tempdir().unwrap();
+        let err = init(&InitOptions { nodes: nodes(&["gateway"]), ..InitOptions::new(fresh.path().join("pki")) });
+        assert!(matches!(err, Err(PkiError::Reserved { .. })), "{err:?}");
+        assert!(!fresh.path().join("pki").exists(), "nothing written");
+    }
+
+    #[test]
+    fn issuing_a_node_that_exists_needs_force() {
+        let dir = tempfile::tempdir().unwrap();
+        init(&InitOptions { nodes: nodes(&["a-police"]), ..InitOptions::new(dir.path()) }).unwrap();
+        let before = snapshot(dir.path());
+        let node = NodeId::new("a-police").unwrap();
+        let err = issue_node(dir.path(), &node, Duration::days(1)).unwrap_err();
+        assert!(matches!(err, PkiError::NodeExists { .. }), "{err}");
+        let text = err.to_string();
+        assert!(text.contains("a-police.crt, a-police.key") && text.contains("--force"), "{text}");
+        assert_eq!(snapshot(dir.path()), before, "nothing replaced");
+
+        // Either file is enough to refuse.
+        std::fs::remove_file(dir.path().join("a-police.crt")).unwrap();
+        let text = issue_node(dir.path(), &node, Duration::days(1)).unwrap_err().to_string();
+        assert!(text.contains("has a-police.key in"), "{text}");
+
+        issue_node_with(dir.path(), &node, Duration::days(1), true).unwrap();
+        let after = snapshot(dir.path());
+        assert_ne!(after["a-police.key"], before["a-police.key"], "--force replaces the key");
+        assert!(after.contains_key("a-police.crt"));
+    }
+
+    #[test]
+    fn issuing_without_a_ca_names_pki_init() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = issue_node(dir.path(), &NodeId::new("a-police").unwrap(), Duration::days(1)).unwrap_err();
+        assert!(err.to_string().contains(&format!("isx pki init --dir {}", dir.path().display())), "{err}");
+    }
+
+    #[test]
+    fn init_force_replaces_every_file_of_the_pki_and_keeps_the_old_ones_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        init(&InitOptions { nodes: nodes(&["a-police", "b-police"]), ..InitOptions::new(dir.path()) }).unwrap();
+        revoke(dir.path(), &nodes(&["b-police"])).unwrap();
+        add_audit_and_store_keys(dir.path());
+        std::fs::write(dir.path().join("NOTES.md"), "not isx's").unwrap();
+        let before = snapshot(dir.path());
+        assert!(before.contains_key(REVOKED_FILE) && before.contains_key("a-police.store.key"));
+
+        // Without force, any file of a PKI is enough to refuse, naming it.
+        let partial = tempfile::tempdir().unwrap();
+        write_file(&partial.path().join("audit.key"), "k", true).unwrap();
+        let err = init(&InitOptions::new(partial.path())).unwrap_err();
+        assert!(matches!(&err, PkiError::Exists { found, .. } if found.len() == 1), "{err}");
+        assert!(err.to_string().contains("(audit.key)") && err.to_string().contains("--force"), "{err}");
+
+        let opts = InitOptions { nodes: nodes(&["c-police"]), force: true, ..InitOptions::new(dir.path()) };
+        let summary = init(&opts).unwrap();
+        let after = snapshot(dir.path());
+        let expected: Vec<&str> = vec![
+            "NOTES.md",
+            "c-police.crt",
+            "c-police.key",
+            "ca.crt",
+            "ca.key",
+            CRL_FILE,
+            "gateway.crt",
+            "gateway.key",
+        ];
+        assert_eq!(
+            after.keys().map(String::as_str).collect::<Vec<_>>(),
+            expected,
+            "only the new PKI (and the stranger)"
+        );
+        for (name, bytes) in &after {
+            if name != "NOTES.md" {
+                assert!(!before.values().any(|old| old == bytes), "{name} is new");
+            }
+        }
+        assert!(read_crl(dir.path()).unwrap().revoked.is_empty(), "the new CA's list, signed by it");
+        assert!(revoked_entries(dir.path()).unwrap().is_empty());
+
+        let replaced = summary.replaced.expect("a PKI was replaced");
+        assert_eq!(replaced.folder.parent(), Some(dir.path()));
+        assert!(replaced.folder.file_name().unwrap().to_string_lossy().starts_with("replaced-"));
+        let kept = snapshot(&replaced.folder);
+        let mut old = before.clone();
+        old.remove("NOTES.md");
+        assert_eq!(kept, old, "every old file is kept, byte for byte");
+        assert_eq!(replaced.named(".store.key").len(), 2);
+        #[cfg(unix)]
+        assert_eq!(mode(&replaced.folder), 0o700);
+
+        // Twice in the same second: another folder.
+        let again = init(&opts).unwrap().replaced.unwrap();
+        assert_ne!(again.folder, replaced.folder);
+        assert_eq!(snapshot(&replaced.folder), old, "the first one untouched");
     }
 
     #[test]
