@@ -29,7 +29,9 @@ pub const DEFAULT_ORIGIN: &str = "isx.local/audit";
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     /// A key file could not be read or written.
-    #[error("{path}: {source}. Run `isx pki init` to create the audit keys")]
+    #[error(
+        "{path}: {source}. The audit keys are created with a new PKI (`isx pki init`); for an existing log, restore this file from its backup (a new key would not verify the log's checkpoints)"
+    )]
     Io {
         /// The file.
         path: PathBuf,

@@ -206,7 +206,7 @@ pub async fn run(cmd: AgencyCommand) -> Result<ExitCode> {
         Err(e) => match from_store(&place, alert, &e) {
             Ok(h) => h,
             Err(e) => {
-                eprintln!("error: cannot show {}: {e:#}", place.node);
+                eprintln!("error: cannot show {}: {}", place.node, crate::output::error_chain(&e));
                 return Ok(ExitCode::FAILURE);
             }
         },

@@ -189,7 +189,7 @@ pub async fn run(cmd: AlertCommand) -> Result<ExitCode> {
             let mut stream = client
                 .subscribe(after)
                 .await
-                .map_err(|s| anyhow::anyhow!("subscribe refused: {} ({:?})", s.message(), s.code()))?;
+                .map_err(|s| anyhow::anyhow!("subscribe refused: {} ({})", s.message(), output::code_name(s.code())))?;
             if !json {
                 eprintln!("watching deliveries for {} (Ctrl-C to stop)", client.node());
             }
@@ -199,7 +199,8 @@ pub async fn run(cmd: AlertCommand) -> Result<ExitCode> {
                     _ = tokio::signal::ctrl_c() => break,
                     m = stream.message() => m,
                 };
-                let Some(msg) = msg.map_err(|s| anyhow::anyhow!("stream ended: {} ({:?})", s.message(), s.code()))?
+                let Some(msg) = msg
+                    .map_err(|s| anyhow::anyhow!("stream ended: {} ({})", s.message(), output::code_name(s.code())))?
                 else {
                     break;
                 };

@@ -228,7 +228,7 @@ async fn supervise(id: String, args: Vec<String>, child: Child, restart: bool, s
                 println!("isx up: agency {id} restarted (pid {})", started.id().unwrap_or(0));
                 child = Some(started);
             }
-            Err(e) => why = format!("{e:#}"),
+            Err(e) => why = crate::output::error_chain(&e),
         }
     }
     shutdown.cancelled().await;

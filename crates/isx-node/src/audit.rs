@@ -27,7 +27,7 @@ use crate::client::Client;
 #[derive(Debug, thiserror::Error)]
 pub enum AuditClientError {
     /// The gateway refused or failed.
-    #[error("gateway: {} ({:?})", .0.message(), .0.code())]
+    #[error("gateway: {} ({})", .0.message(), crate::code_name(.0.code()))]
     Status(#[from] Status),
     /// The log does not verify.
     #[error("VERIFICATION FAILED: {0}")]

@@ -69,7 +69,7 @@ pub enum InspectError {
         reason: String,
     },
     /// The agency answered a call with an error.
-    #[error("the agency on {path} answered {code:?}: {message}")]
+    #[error("the agency on {path} answered {}: {message}", crate::code_name(*code))]
     Call {
         /// The socket file.
         path: PathBuf,

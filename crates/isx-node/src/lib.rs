@@ -27,7 +27,7 @@ pub mod inbox;
 pub mod inspect;
 pub mod mock;
 
-pub use client::{Client, ClientError, ClientOptions};
+pub use client::{Client, ClientError, ClientOptions, code_name};
 pub use config::NodeConfig;
 pub use inbox::{Inbox, Received};
 pub use inspect::{InspectClient, InspectError};

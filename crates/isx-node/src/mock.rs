@@ -141,7 +141,7 @@ impl MockNode {
         };
         let mut stream = match client.subscribe(0).await {
             Ok(s) => s,
-            Err(e) => return format!("subscribe refused: {} ({:?})", e.message(), e.code()),
+            Err(e) => return format!("subscribe refused: {} ({})", e.message(), crate::code_name(e.code())),
         };
         *backoff = Duration::from_millis(100);
         debug!(node = %self.options.node, "subscribed");
@@ -168,7 +168,7 @@ impl MockNode {
             let msg = match next {
                 Ok(Some(m)) => m,
                 Ok(None) => return "stream closed by the gateway".into(),
-                Err(e) => return format!("stream error: {} ({:?})", e.message(), e.code()),
+                Err(e) => return format!("stream error: {} ({})", e.message(), crate::code_name(e.code())),
             };
             if !matches!(msg.event, Some(Event::Delivery(_)))
                 && let Err(reason) = self.commit(&client, &mut unacked).await
@@ -182,7 +182,7 @@ impl MockNode {
                         return reason;
                     }
                     if let Err(e) = client.ack(msg.cursor).await {
-                        return format!("ack refused: {} ({:?})", e.message(), e.code());
+                        return format!("ack refused: {} ({})", e.message(), crate::code_name(e.code()));
                     }
                     continue;
                 }
@@ -192,7 +192,7 @@ impl MockNode {
                     }
                     self.emit(NodeEvent::Access { request: Box::new(r) });
                     if let Err(e) = client.ack(msg.cursor).await {
-                        return format!("ack refused: {} ({:?})", e.message(), e.code());
+                        return format!("ack refused: {} ({})", e.message(), crate::code_name(e.code()));
                     }
                     continue;
                 }
@@ -218,7 +218,7 @@ impl MockNode {
             return Err(e.to_string());
         }
         if let Err(e) = client.ack(cursor).await {
-            return Err(format!("ack refused: {} ({:?})", e.message(), e.code()));
+            return Err(format!("ack refused: {} ({})", e.message(), crate::code_name(e.code())));
         }
         for (_, alert_id, new) in unacked.drain(..) {
             if let Ok(Some(record)) = self.inbox.get(&alert_id) {
