@@ -1470,16 +1470,6 @@ fn explain_says_the_date_of_birth_is_kept_as_the_year_not_withheld() {
 }
 
 #[test]
-fn the_readme_explain_example_is_the_real_output() {
-    let out = isx(&["policy", "explain", "--alert", "deploy/local/alerts/trafficking-victim.json", "--to", "frontex"]);
-    let t = text(&out);
-    assert!(out.status.success(), "{t}");
-    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
-    assert!(t.contains("frontex      DENIED\n               routing-not-addressed: "), "{t}");
-    assert!(readme.contains(t.trim_end()), "the README shows this output verbatim:\n{t}");
-}
-
-#[test]
 fn a_misspelt_category_fails_check_naming_file_and_line() {
     let (_tmp, draft) = draft_policy();
     std::fs::write(
