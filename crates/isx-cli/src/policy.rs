@@ -21,7 +21,7 @@ pub enum PolicyCommand {
     /// Validate a policy directory against its schema and list every rule
     /// that can decide: its policies, then the rules built into isx.
     ///
-    /// Exits 1, naming the file and line, if the schema or any policy is
+    /// Exits 2, naming the file and line, if the schema or any policy is
     /// invalid (a misspelt Category::, Tlp::, HandlingCode:: or NodeKind::
     /// value included), lacks @id or @reason, or reuses an @id.
     Check {
