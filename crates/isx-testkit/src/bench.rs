@@ -353,13 +353,16 @@ pub struct PolicyFigures {
     pub uncached: (f64, f64),
 }
 
-/// The bench's topology: the default agencies, rate limits lifted (the bench
-/// measures capacity), in process or attached to `options.target`.
+/// The bench's topology: the default agencies, rate limits and lookup
+/// quotas lifted (the bench measures capacity, not the quotas that stop a
+/// node from mining the alerts), in process or attached to `options.target`.
 async fn topology(options: &BenchOptions, offline: Option<&str>) -> Result<Topology, TopologyError> {
     let mut spec = TopologySpec::default_agencies();
     spec.limits.rate_per_node = 1e9;
     spec.limits.burst_per_node = u32::MAX;
     spec.limits.max_queue_per_node = u64::MAX;
+    spec.lookup.per_node = u32::MAX;
+    spec.lookup.per_officer = u32::MAX;
     match &options.target {
         Target::InProcess => {
             for n in spec.nodes.iter_mut().filter(|n| Some(n.id.as_str()) == offline) {
