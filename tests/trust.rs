@@ -373,6 +373,15 @@ async fn tlp_amber_is_relayed_only_where_the_origin_allows() {
         (records[0].node.as_str(), records[0].justification.as_str(), records[0].detail.as_str()),
         ("de-police", "joint investigation", "the origin allows onward copies to it-police")
     );
+    let named: Vec<&str> = records[0].recipients.iter().map(|r| r.node.as_str()).collect();
+    assert_eq!(named, ["it-police"], "the record lists whom the origin allowed");
+    // The list is bounded like every list (limits.max_list_len, 64).
+    let many: Vec<String> = (0..65).map(|_| "it-police".to_owned()).collect();
+    let err = de.allow_onward(&original.alert_id, &many, "everyone").await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("at most 64 (limits.max_list_len)"), "{}", err.message());
+    let at_limit: Vec<String> = (0..64).map(|_| "it-police".to_owned()).collect();
+    de.allow_onward(&original.alert_id, &at_limit, "at the limit").await.expect("64 is allowed");
     topo.shutdown().await;
 }
 
@@ -441,5 +450,43 @@ async fn a_laundered_alert_takes_the_stricter_labels_and_reaches_no_one_new() {
     assert!(receipt.raised_by.is_empty() && receipt.labels.is_none(), "{receipt:?}");
     let reached = receipt.recipients.iter().filter(|r| r.level() != DisclosureLevel::Denied).count();
     assert!(reached >= 3, "{receipt:?}");
+    topo.shutdown().await;
+}
+
+/// One node past `limits.max_connections_per_node`: the extra connection is
+/// refused and a DENIAL names the node, its certificate and the limit,
+/// while the connections it holds keep working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_past_its_connection_cap_is_refused_and_recorded() {
+    let mut spec = TopologySpec::default_agencies();
+    spec.limits.max_connections_per_node = 2;
+    let mut topo = Topology::start(spec).await.unwrap();
+    topo.stop_node("fr-police").await.unwrap();
+    let plate = || vec![LookupIdentifier { kind: Some(Kind::Plate("AB-123".into())) }];
+    let (first, second) = (topo.client("fr-police").await.unwrap(), topo.client("fr-police").await.unwrap());
+    first.lookup(plate(), "check", "first connection").await.unwrap();
+    second.lookup(plate(), "check", "second connection").await.unwrap();
+    let third = topo.client("fr-police").await.unwrap();
+    assert!(third.lookup(plate(), "check", "third connection").await.is_err(), "past the cap");
+    first.lookup(plate(), "check", "still served").await.expect("the held connections keep working");
+
+    let denials =
+        topo.audit_records(SearchRequest { operation: Operation::Denial as i32, ..Default::default() }).await.unwrap();
+    let capped: Vec<_> = denials.iter().filter(|r| r.detail.contains("limits.max_connections_per_node")).collect();
+    assert_eq!(capped.len(), 1, "{denials:?}");
+    let lookups = topo
+        .audit_records(SearchRequest { operation: Operation::Consultation as i32, ..Default::default() })
+        .await
+        .unwrap();
+    let fingerprint = &lookups.iter().find(|r| r.node == "fr-police").expect("fr-police's lookup").cert_fingerprint;
+    assert_eq!(
+        (capped[0].node.as_str(), capped[0].cert_fingerprint.as_str(), capped[0].detail.as_str()),
+        (
+            "fr-police",
+            fingerprint.as_str(),
+            "connection refused: the node already holds 2 connections (limits.max_connections_per_node)"
+        )
+    );
+    assert_eq!(capped[0].outcome(), Outcome::Refused);
     topo.shutdown().await;
 }
