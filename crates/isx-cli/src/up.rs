@@ -9,6 +9,25 @@
 //! needs: if it exits, everything stops. SIGHUP to `isx up` is forwarded to
 //! the gateway, which reloads its policy.
 
+/// `println!` that ignores a closed stdout: `isx up | head` must not panic
+/// (the panic hook that ends other commands quietly would orphan the
+/// children here), so once the reader is gone `isx up` goes on without
+/// printing until Ctrl-C stops everything.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// `eprintln!` that ignores a closed stderr (see [`say!`]).
+macro_rules! say_err {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
@@ -94,9 +113,9 @@ fn relay(name: &str, out: impl tokio::io::AsyncRead + Unpin + Send + 'static, to
         let mut lines = BufReader::new(out).lines();
         while let Ok(Some(line)) = lines.next_line().await {
             if to_stderr {
-                eprintln!("[{name}] {line}");
+                say_err!("[{name}] {line}");
             } else {
-                println!("[{name}] {line}");
+                say!("[{name}] {line}");
             }
         }
     });
@@ -120,7 +139,7 @@ async fn start_agency(id: &str, args: &[String]) -> Result<Child> {
     relay(id, child.stderr.take().context("node stderr")?, true);
     let mut lines = BufReader::new(child.stdout.take().context("node stdout")?).lines();
     match tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await {
-        Ok(Ok(Some(line))) => println!("[{id}] {line}"),
+        Ok(Ok(Some(line))) => say!("[{id}] {line}"),
         _ => {
             let _ = child.start_kill();
             let status = child.wait().await.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
@@ -137,16 +156,16 @@ async fn stop(name: &str, mut child: Child) -> bool {
     signal(&child, rustix::process::Signal::TERM);
     match tokio::time::timeout(STOP_LIMIT, child.wait()).await {
         Ok(Ok(status)) if status.success() => {
-            println!("  {name} stopped");
+            say!("  {name} stopped");
             true
         }
         Ok(Ok(status)) => {
-            println!("  {name} ended: {status}");
+            say!("  {name} ended: {status}");
             false
         }
         _ => {
             let _ = child.kill().await;
-            println!("  {name} did not stop within {} s; killed", STOP_LIMIT.as_secs());
+            say!("  {name} did not stop within {} s; killed", STOP_LIMIT.as_secs());
             false
         }
     }
@@ -174,15 +193,15 @@ async fn supervise(id: String, args: Vec<String>, child: Child, restart: bool, s
                     if tokio::time::timeout(SIGNAL_GRACE, shutdown.cancelled()).await.is_ok() {
                         return match status {
                             Ok(status) if status.success() => {
-                                println!("  {id} stopped");
+                                say!("  {id} stopped");
                                 true
                             }
                             Ok(status) => {
-                                println!("  {id} ended: {status}");
+                                say!("  {id} ended: {status}");
                                 false
                             }
                             Err(e) => {
-                                println!("  {id}: cannot wait for it: {e}");
+                                say!("  {id}: cannot wait for it: {e}");
                                 false
                             }
                         };
@@ -196,9 +215,7 @@ async fn supervise(id: String, args: Vec<String>, child: Child, restart: bool, s
             }
         }
         if !restart {
-            println!(
-                "isx up: agency {id} exited ({why}); the others keep running (`isx up --restart` restarts agencies)"
-            );
+            say!("isx up: agency {id} exited ({why}); the others keep running (`isx up --restart` restarts agencies)");
             break;
         }
         let now = Instant::now();
@@ -206,14 +223,14 @@ async fn supervise(id: String, args: Vec<String>, child: Child, restart: bool, s
             restarts.pop_front();
         }
         if restarts.len() >= RESTARTS_PER_MINUTE {
-            println!(
+            say!(
                 "isx up: agency {id} exited ({why}); it was restarted {} times within a minute, so it stays down",
                 restarts.len()
             );
             break;
         }
         let delay = backoff(restarts.len());
-        println!(
+        say!(
             "isx up: agency {id} exited ({why}); restarting it in {:.1} s (restart {} of at most {RESTARTS_PER_MINUTE} a minute)",
             delay.as_secs_f64(),
             restarts.len() + 1
@@ -225,14 +242,14 @@ async fn supervise(id: String, args: Vec<String>, child: Child, restart: bool, s
         restarts.push_back(Instant::now());
         match start_agency(&id, &args).await {
             Ok(started) => {
-                println!("isx up: agency {id} restarted (pid {})", started.id().unwrap_or(0));
+                say!("isx up: agency {id} restarted (pid {})", started.id().unwrap_or(0));
                 child = Some(started);
             }
             Err(e) => why = crate::output::error_chain(&e),
         }
     }
     shutdown.cancelled().await;
-    println!("  {id} was down: {why}");
+    say!("  {id} was down: {why}");
     false
 }
 
@@ -297,7 +314,7 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
     }
     let ids = config.node_infos().into_iter().map(|n| n.id).collect();
     if ensure_pki(&pki, ids)? {
-        println!("created the development PKI in {} (first use)", pki.display());
+        say!("created the development PKI in {} (first use)", pki.display());
     }
 
     // The gateway first; its first stdout line says where it listens.
@@ -318,7 +335,7 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
             if let Some(addr) = line.strip_prefix("isx gateway listening on ") {
                 return Ok::<_, std::io::Error>(Some(addr.trim().to_owned()));
             }
-            println!("[gateway] {line}");
+            say!("[gateway] {line}");
         }
         Ok(None)
     })
@@ -355,39 +372,39 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
     }
 
     let pki_s = pki.display();
-    println!("\nisx up: the gateway listens on {addr} (pid {})", gateway.id().unwrap_or(0));
+    say!("\nisx up: the gateway listens on {addr} (pid {})", gateway.id().unwrap_or(0));
     for (name, _, child, _) in &started {
-        println!("  agency {:<10} pid {}", name, child.id().unwrap_or(0));
+        say!("  agency {:<10} pid {}", name, child.id().unwrap_or(0));
     }
-    println!("\nTalk to it (certificates in {pki_s}; or export ISX_PKI={pki_s} ISX_GATEWAY={dial}):");
-    println!(
+    say!("\nTalk to it (certificates in {pki_s}; or export ISX_PKI={pki_s} ISX_GATEWAY={dial}):");
+    say!(
         "  isx alert send --as de-police --pki {pki_s} --gateway {dial} --officer you deploy/local/alerts/foreign-fighter.json"
     );
-    println!(
+    say!(
         "  isx lookup --as frontex --pki {pki_s} --gateway {dial} --officer you --plate \"FG 512 ZT\" --purpose check --justification why"
     );
-    println!("  isx access list --as it-police --pki {pki_s} --gateway {dial} --officer you");
-    println!("  isx audit search --as auditor --pki {pki_s} --gateway {dial} --officer you --operation collection");
+    say!("  isx access list --as it-police --pki {pki_s} --gateway {dial} --officer you");
+    say!("  isx audit search --as auditor --pki {pki_s} --gateway {dial} --officer you --operation collection");
     let data_dirs: Vec<(String, PathBuf)> = started.iter().map(|(n, _, _, d)| (n.clone(), d.clone())).collect();
     if let Some((name, dir)) = data_dirs.first() {
-        println!("  isx agency show {name} --data {} --pki {pki_s}", dir.display());
+        say!("  isx agency show {name} --data {} --pki {pki_s}", dir.display());
     }
     match (args.no_agencies, agencies_dir(&data_dirs)) {
         (true, _) => {
-            println!("  isx scenario run --against {dial} --pki {pki_s} deploy/local/scenarios/01-showcase.toml")
+            say!("  isx scenario run --against {dial} --pki {pki_s} deploy/local/scenarios/01-showcase.toml")
         }
-        (false, Some(dir)) => println!(
+        (false, Some(dir)) => say!(
             "  isx scenario run --against {dial} --pki {pki_s} --agencies {} deploy/local/scenarios/01-showcase.toml",
             dir.display()
         ),
         (false, None) => {}
     }
-    println!(
+    say!(
         "\nAn agency that exits is reported{}; `kill -HUP {}` reloads the gateway's policy.",
         if args.restart { " and started again" } else { " (--restart starts it again)" },
         std::process::id()
     );
-    println!("Ctrl-C stops everything.\n");
+    say!("Ctrl-C stops everything.\n");
 
     let shutdown = CancellationToken::new();
     let supervisors: Vec<_> = started
@@ -403,7 +420,7 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
             _ = sigterm.recv() => break None,
             _ = sighup.recv() => {
                 signal(&gateway, rustix::process::Signal::HUP);
-                println!("isx up: SIGHUP forwarded to the gateway (it reloads its policy)");
+                say!("isx up: SIGHUP forwarded to the gateway (it reloads its policy)");
             }
             status = gateway.wait() => {
                 // As for agencies: a terminal's Ctrl-C may reach the gateway first.
@@ -421,10 +438,10 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
     };
     if let Some(status) = &ended {
         let status = status.as_ref().map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
-        eprintln!("isx up: the gateway exited on its own ({status}); stopping the agencies");
+        say_err!("isx up: the gateway exited on its own ({status}); stopping the agencies");
         ok = false;
     }
-    println!("isx up: stopping agencies, then the gateway");
+    say!("isx up: stopping agencies, then the gateway");
     shutdown.cancel();
     // Agencies first (each stops its own), then the gateway.
     for task in supervisors {

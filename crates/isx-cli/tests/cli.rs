@@ -1761,6 +1761,47 @@ fn output_into_a_closed_pipe_ends_quietly_with_the_sigpipe_status() {
     }
 }
 
+/// `isx up` into a closed pipe (`isx up | head`) neither panics nor dies:
+/// it goes on without printing, and Ctrl-C still stops everything cleanly.
+#[test]
+fn isx_up_into_a_closed_pipe_keeps_running_and_stops_on_ctrl_c() {
+    let dir = tempfile::tempdir().unwrap();
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_isx"));
+    cmd.args(["up", "--dir", dir.path().to_str().unwrap(), "--listen", "127.0.0.1:0", "--no-agencies"])
+        .current_dir(repo())
+        .stdin(Stdio::null())
+        .stdout(writer)
+        .stderr(Stdio::piped());
+    let mut guard = ChildGuard::spawn(&mut cmd, true);
+    drop(cmd);
+    let (tx, rx) = mpsc::channel();
+    pump(guard.child.stderr.take().expect("piped stderr"), 1, tx);
+    let deadline = Instant::now() + LIMIT;
+    let mut stderr = String::new();
+    let mut interrupted = false;
+    // Bounded: each turn receives before the deadline or ends the test.
+    loop {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok((_, Some(bytes))) => {
+                stderr.push_str(&String::from_utf8_lossy(&bytes));
+                // The gateway is up; its summary went (or goes) into the closed pipe.
+                if !interrupted && stderr.contains("audit log verified") {
+                    guard.interrupt();
+                    interrupted = true;
+                }
+            }
+            Ok((_, None)) | Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Timeout) => panic!("isx up still runs after {LIMIT:?}: {stderr}"),
+        }
+    }
+    let status = guard.wait_until(deadline).expect("isx up ends");
+    assert!(interrupted, "the gateway never came up: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(status.success(), "{status:?}: {stderr}");
+}
+
 /// Starts `isx gateway` on `pki` and `data`; returns it once it listens.
 fn running_gateway(pki: &std::path::Path, data: &std::path::Path) -> ChildGuard {
     let mut gateway = ChildGuard::spawn(
