@@ -89,7 +89,7 @@ impl ExchangeService {
             full: &full,
             queue_limit: queues.limit(),
             now_ms: now,
-            pseudonyms: st.pseudonyms(),
+            index,
             raised_by,
         });
         st.recorder.append(plan.records)?;

@@ -98,8 +98,9 @@ pub(crate) struct PublishInput<'a> {
     pub queue_limit: u64,
     /// Now, Unix milliseconds.
     pub now_ms: u64,
-    /// The key of subject pseudonyms.
-    pub pseudonyms: &'a PseudonymKey,
+    /// The alert's lookup index rows ([`index_rows`]), computed once per
+    /// publish (the overlap check reads them before the plan).
+    pub index: Vec<IndexRow>,
     /// Received restricted alerts whose labels this one took ([`crate::onward::overlaps`]).
     pub raised_by: Vec<String>,
 }
@@ -117,11 +118,9 @@ pub(crate) struct PublishPlan {
 
 /// Plans a publish. Pure: no I/O, no clock, no randomness.
 pub(crate) fn plan(input: PublishInput<'_>) -> PublishPlan {
-    let PublishInput { alert, digest, by, candidates, decided, full, queue_limit, now_ms, pseudonyms, raised_by } =
-        input;
+    let PublishInput { alert, digest, by, candidates, decided, full, queue_limit, now_ms, index, raised_by } = input;
     let queued_at = from_unix_millis(now_ms);
     let digest_hex = hex::encode(digest);
-    let index = index_rows(&alert, pseudonyms);
     let subjects: Vec<String> = index.iter().map(|r| r.pseudonym.clone()).collect();
     let expires_ms = expires_ms(&alert);
     let facts = AuditFacts {
@@ -287,6 +286,7 @@ mod tests {
         };
         let digest = isx_core::digest::content_digest(&alert);
         let plan = plan(PublishInput {
+            index: index_rows(&alert, &key),
             alert: alert.clone(),
             digest,
             by: Actor::new(&conn, "KHK Weber"),
@@ -295,7 +295,6 @@ mod tests {
             full: &BTreeMap::new(),
             queue_limit: 10,
             now_ms: 1_000,
-            pseudonyms: &key,
             raised_by: vec![],
         });
         (plan, alert, key)
@@ -379,6 +378,7 @@ mod tests {
         let key = PseudonymKey::new([7; 32]);
         let plan = plan(PublishInput {
             digest: isx_core::digest::content_digest(&alert),
+            index: index_rows(&alert, &key),
             alert,
             by: Actor::gateway(),
             candidates: &candidates,
@@ -389,7 +389,6 @@ mod tests {
             full: &BTreeMap::new(),
             queue_limit: 10,
             now_ms: 0,
-            pseudonyms: &key,
             raised_by: vec![],
         });
         assert_eq!(plan.records[0].detail, "relays a0 (hop 2)");
