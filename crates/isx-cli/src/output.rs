@@ -242,19 +242,7 @@ pub fn code_name(code: tonic::Code) -> &'static str {
 /// text the line already holds (an error that prints its source, and also
 /// returns it as its `source()`) is left out, and so is an empty one.
 pub fn error_chain(e: &anyhow::Error) -> String {
-    let mut line = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        let text = text.trim();
-        if text.is_empty() || line.contains(text) {
-            continue;
-        }
-        if !line.is_empty() {
-            line.push_str(": ");
-        }
-        line.push_str(text);
-    }
-    line
+    isx_node::error_chain(e.as_ref())
 }
 
 pub fn print_status(what: &str, status: &tonic::Status) {

@@ -395,9 +395,9 @@ fn a_gateway_on_a_key_others_may_read_refuses_to_start_naming_it() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn verify_bundle_passes_and_a_corrupted_bundle_fails() {
-    use isx_core::wire::SearchRequest;
+/// A topology with one publish, and its whole log exported to `bundle.json`
+/// in a temporary directory: the topology, the directory, the file, the bundle.
+async fn exported_bundle() -> (isx_testkit::Topology, tempfile::TempDir, PathBuf, isx_core::wire::AuditBundle) {
     let topo = isx_testkit::Topology::start(isx_testkit::TopologySpec::default_agencies()).await.unwrap();
     topo.client("de-police")
         .await
@@ -406,10 +406,16 @@ async fn verify_bundle_passes_and_a_corrupted_bundle_fails() {
         .await
         .unwrap();
     let auditor = topo.client("auditor").await.unwrap();
-    let bundle = isx_node::audit::export(&auditor, SearchRequest::default()).await.unwrap();
+    let bundle = isx_node::audit::export(&auditor, isx_core::wire::SearchRequest::default()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let good = dir.path().join("bundle.json");
-    std::fs::write(&good, isx_core::json::to_json(&bundle)).unwrap();
+    let path = dir.path().join("bundle.json");
+    std::fs::write(&path, isx_core::json::to_json(&bundle)).unwrap();
+    (topo, dir, path, bundle)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_bundle_passes_and_a_corrupted_bundle_fails() {
+    let (topo, dir, good, bundle) = exported_bundle().await;
     let key = topo.pki_dir().join("audit.pub");
     let out = isx(&["audit", "verify", "--bundle", good.to_str().unwrap(), "--key", key.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
@@ -1664,19 +1670,7 @@ fn pki_init_force_replaces_the_whole_pki_and_warns_what_it_breaks() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_verify_refuses_a_private_key_and_never_prints_it() {
-    use isx_core::wire::SearchRequest;
-    let topo = isx_testkit::Topology::start(isx_testkit::TopologySpec::default_agencies()).await.unwrap();
-    topo.client("de-police")
-        .await
-        .unwrap()
-        .publish(isx_testkit::samples::migrant_smuggling("de-police", &["fr-police"]))
-        .await
-        .unwrap();
-    let auditor = topo.client("auditor").await.unwrap();
-    let bundle = isx_node::audit::export(&auditor, SearchRequest::default()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("bundle.json");
-    std::fs::write(&path, isx_core::json::to_json(&bundle)).unwrap();
+    let (topo, dir, path, _) = exported_bundle().await;
     let pki = topo.pki_dir().to_owned();
     for secret in ["audit.key", "ca.key", "de-police.key", "audit-hmac.key", "audit-text.key"] {
         let key = pki.join(secret);

@@ -292,3 +292,25 @@ pub fn code_name(code: tonic::Code) -> &'static str {
         Code::Unauthenticated => "UNAUTHENTICATED",
     }
 }
+
+/// An error and its causes on one line, each cause once: a cause whose text
+/// the line already holds (an error that prints its source and also returns
+/// it) is left out, e.g. `transport error: tcp connect error: Connection
+/// refused (os error 111)`.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut line = String::new();
+    let mut cause = Some(e);
+    // Bounded: an error's chain of causes is finite.
+    while let Some(c) = cause {
+        let text = c.to_string();
+        let text = text.trim();
+        if !text.is_empty() && !line.contains(text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(text);
+        }
+        cause = c.source();
+    }
+    line
+}

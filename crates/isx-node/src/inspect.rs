@@ -230,7 +230,7 @@ impl InspectClient {
                 }
             }))
             .await
-            .map_err(|e| not_running(source_text(&e)))?;
+            .map_err(|e| not_running(crate::error_chain(&e)))?;
         let raw = RawClient::new(channel).max_decoding_message_size(64 << 20);
         Ok(Self { raw, path: path.to_owned() })
     }
@@ -289,22 +289,6 @@ impl InspectClient {
         let req = InspectListAccessRequestsRequest::default();
         Ok(raw.list_access_requests(req).await.map_err(|s| self.call_error(s))?.into_inner().requests)
     }
-}
-
-/// A transport error with its causes, e.g. `transport error: Connection refused`.
-fn source_text(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    // Bounded: an error's chain of causes is finite.
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]

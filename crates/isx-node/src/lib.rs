@@ -27,7 +27,7 @@ pub mod inbox;
 pub mod inspect;
 pub mod mock;
 
-pub use client::{Client, ClientError, ClientOptions, code_name};
+pub use client::{Client, ClientError, ClientOptions, code_name, error_chain};
 pub use config::NodeConfig;
 pub use inbox::{Inbox, Received};
 pub use inspect::{InspectClient, InspectError};

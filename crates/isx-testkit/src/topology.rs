@@ -369,7 +369,7 @@ impl Topology {
         let client = match tokio::time::timeout(limit, self.client(first.id.as_str())).await {
             Err(_) => return Err(unreachable(format!("no answer within {} s", limit.as_secs()))),
             Ok(Err(TopologyError::Client(isx_node::ClientError::Connect { source, .. }))) => {
-                return Err(unreachable(error_chain(&source)));
+                return Err(unreachable(isx_node::error_chain(&source)));
             }
             Ok(Err(e)) => return Err(e),
             Ok(Ok(c)) => c,
@@ -742,22 +742,6 @@ impl Topology {
     pub fn spec(&self) -> Arc<TopologySpec> {
         Arc::new(self.spec.clone())
     }
-}
-
-/// An error and its causes, e.g. `transport error: tcp connect error: Connection refused (os error 111)`.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    // Bounded: an error's chain of causes is finite.
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]
