@@ -15,6 +15,10 @@
 //!   lookup question (may a caller see a hit on an alert?).
 //! - [`table`]: policy test tables (`isx policy test`) and the rules a table
 //!   exercises (`isx policy coverage`).
+//! - [`matrix`]: the policy console's data: every alert against every node
+//!   (levels, deciding rules, withheld fields), a draft compared cell by cell,
+//!   a draft's load errors by line, the rules and the cells they decide, and
+//!   the shipped sample alerts, compiled in.
 //! - [`format`]: Cedar's own formatter over a directory (`isx policy fmt`).
 //! - [`defaults`]: the default policy directory, compiled in.
 //!
@@ -33,6 +37,7 @@ pub mod disclosure;
 pub mod engine;
 pub mod facts;
 pub mod format;
+pub mod matrix;
 pub mod table;
 
 pub use disclosure::{CacheStats, Decision, Disclosure, Explanation, candidates};

@@ -16,8 +16,11 @@
 //! - [`run`]: runs a loaded scenario against a [`crate::Topology`] and
 //!   reports one [`run::Check`] per expectation.
 //! - [`junit`]: the JUnit XML report.
+//! - [`published`]: the alerts the publish steps send, built as the runner
+//!   builds them, for the policy console's matrix ([`scenario_alerts`]).
 
 pub mod junit;
+pub mod published;
 pub mod run;
 pub mod step;
 
@@ -31,6 +34,7 @@ use isx_node::config::AccessRule;
 use serde::Deserialize;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
+pub use published::{publish_alert, scenario_alerts};
 pub use step::{CODE_NAMES, Kind, Step, code_name, parse_code};
 
 use crate::topology::{NodeSpec, TopologySpec};

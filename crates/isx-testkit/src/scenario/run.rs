@@ -12,10 +12,10 @@ use isx_core::{NodeId, Role, display};
 use isx_node::Client;
 use tonic_types::StatusExt;
 
+use super::published::publish_alert;
 use super::step::{
-    AdvanceClockStep, AlertSource, Call, Count, DecideStep, DeclineStep, ExpectAccessStep, ExpectAuditStep,
-    ExpectDeliveryStep, ExpectNothingStep, ForwardStep, Level, LookupStep, PublishStep, RequestAccessStep, Step,
-    WithCall, state_name,
+    AdvanceClockStep, Call, Count, DecideStep, DeclineStep, ExpectAccessStep, ExpectAuditStep, ExpectDeliveryStep,
+    ExpectNothingStep, ForwardStep, Level, LookupStep, PublishStep, RequestAccessStep, Step, WithCall, state_name,
 };
 use super::{Scenario, Source, code_name};
 use crate::topology::{Topology, TopologyError};
@@ -452,21 +452,6 @@ impl Runner<'_> {
         code == tonic::Code::Ok
     }
 
-    fn read_alert(&mut self, step: &PublishStep) -> Result<Alert, String> {
-        let mut value: serde_json::Value = match &step.alert {
-            AlertSource::File(file) => {
-                let path = self.base.join(file);
-                let text = self.source.read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-                serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
-            }
-            AlertSource::Inline(inline) => serde_json::to_value(inline).map_err(|e| format!("inline: {e}"))?,
-        };
-        if let Some(patch) = &step.patch {
-            isx_policy::table::merge(&mut value, &serde_json::to_value(patch).map_err(|e| format!("patch: {e}"))?);
-        }
-        from_json::<Alert>(&value.to_string(), "the step's alert").map_err(|e| e.to_string())
-    }
-
     fn alert_id(&mut self, name: &str) -> Option<String> {
         let id = self.alerts.get(name).map(|a| a.alert_id.clone());
         if id.is_none() {
@@ -540,7 +525,7 @@ impl Runner<'_> {
     }
 
     async fn publish(&mut self, s: &WithCall<PublishStep>) {
-        let mut alert = match self.read_alert(&s.step) {
+        let mut alert = match publish_alert(&s.step, &self.base, self.source) {
             Ok(a) => a,
             Err(e) => {
                 self.check("read the alert", Verdict::Fail(e));
