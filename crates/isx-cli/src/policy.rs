@@ -1,7 +1,7 @@
-//! `isx policy check|explain|test|coverage|fmt`: for policy officers.
+//! `isx policy check|explain|matrix|test|coverage|fmt`: for policy officers.
 //!
-//! Every `test`, `coverage` and `explain` output names the policy directory
-//! it decided with and that directory's policy-set version.
+//! Every `test`, `coverage`, `explain` and `matrix` output names the policy
+//! directory it decided with and that directory's policy-set version.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -13,6 +13,7 @@ use isx_core::json::from_json;
 use isx_core::wire::Alert;
 use isx_gateway::GatewayConfig;
 use isx_policy::disclosure::{PSEUDO_POLICIES, pseudo_reason};
+use isx_policy::matrix::{ChangeKind, Comparison, Matrix, MatrixAlert, RuleTable, load_draft, sample_alerts};
 use isx_policy::table::{CaseResult, TestTable};
 use isx_policy::{Disclosure, PolicyEngine};
 
@@ -50,6 +51,34 @@ pub enum PolicyCommand {
         /// Print a JSON array of {policy_dir, policy_version, recipient, level,
         /// policies, reasons, removed_fields, year_only, lookup_hit,
         /// lookup_policies, after_grant, after_grant_policies}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show every alert against every registered node: the level each node
+    /// would receive, as `explain` decides it.
+    ///
+    /// Rows are the alerts (default: the shipped samples, deploy/local/alerts),
+    /// columns the config's nodes; the origin's cell reads `origin`. With
+    /// --draft, cells show the draft's level, a changed cell reads
+    /// `old>new` (`*` after a level whose withheld fields change), and each
+    /// change is listed with the rules that make the difference. Then the
+    /// rules that decide no cell and no lookup. A draft that does not load
+    /// is an error naming the file and line.
+    Matrix {
+        /// The gateway config: registered nodes, redaction profile and policy directory.
+        #[arg(long, short, default_value = "deploy/local/gateway.toml")]
+        config: PathBuf,
+        /// Use this policy directory instead of the config's.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// A draft policy directory to compare with the current one.
+        #[arg(long)]
+        draft: Option<PathBuf>,
+        /// An alert file (canonical protobuf JSON); repeat for more rows.
+        #[arg(long, value_name = "FILE")]
+        alert: Vec<PathBuf>,
+        /// Print a JSON object {matrix, draft, comparison, rules} (draft and
+        /// comparison null without --draft; rules of the draft if given).
         #[arg(long)]
         json: bool,
     },
@@ -209,6 +238,53 @@ pub fn run(cmd: PolicyCommand) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        PolicyCommand::Matrix { config, policy, draft, alert, json } => {
+            let config = GatewayConfig::load(&config)?;
+            let dir = policy.unwrap_or_else(|| config.policy_dir.clone());
+            let current = load_disclosure(&config, &dir)?;
+            let alerts = if alert.is_empty() {
+                sample_alerts()
+            } else {
+                let mut alerts = Vec::with_capacity(alert.len());
+                for path in &alert {
+                    let text =
+                        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+                    let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                    let parsed: Alert = from_json(&text, &path.display().to_string())?;
+                    alerts.push(MatrixAlert::new(name, path.display().to_string(), parsed));
+                }
+                alerts
+            };
+            let nodes = config.node_infos();
+            let now = Matrix::build(&current, &nodes, &alerts);
+            let (then, rules) = match &draft {
+                Some(draft_dir) => {
+                    let d = load_draft(draft_dir, config.redaction.clone()).map_err(|e| {
+                        anyhow::anyhow!("draft {} does not load:\n  {}", draft_dir.display(), e.lines.join("\n  "))
+                    })?;
+                    let then = Matrix::build(&d, &nodes, &alerts);
+                    let rules = RuleTable::build(d.engine(), &then);
+                    (Some(then), rules)
+                }
+                None => {
+                    let rules = RuleTable::build(current.engine(), &now);
+                    (None, rules)
+                }
+            };
+            let comparison = then.as_ref().map(|t| Comparison::build(&now, t));
+            if json {
+                let report = serde_json::json!({
+                    "matrix": now,
+                    "draft": then,
+                    "comparison": comparison,
+                    "rules": rules,
+                });
+                println!("{}", serde_json::to_string_pretty(&report)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            print!("{}", matrix_text(&now, then.as_ref().zip(comparison.as_ref()), &rules));
+            Ok(ExitCode::SUCCESS)
+        }
         PolicyCommand::Test { file, config, policy, json } => {
             let (disclosure, results) = run_table(&file, config, policy)?;
             let failed = results.iter().filter(|r| !r.pass).count();
@@ -297,5 +373,137 @@ pub fn run(cmd: PolicyCommand) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// The text of `isx policy matrix`: the policy line(s), the table, the
+/// changes a draft makes, and the rules that decide nothing.
+fn matrix_text(now: &Matrix, draft: Option<(&Matrix, &Comparison)>, rules: &RuleTable) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(out, "policy {}, version {}", now.policy_dir, now.policy_version);
+    if let Some((then, _)) = draft {
+        let _ = writeln!(out, "draft {}, version {}", then.policy_dir, then.policy_version);
+    }
+    out.push('\n');
+    let shown = draft.map(|(then, _)| then).unwrap_or(now);
+    let text = |r: usize, c: usize| -> String {
+        let level = shown.cell(r, c).map(|cell| cell.level.clone()).unwrap_or_default();
+        match draft.and_then(|(_, cmp)| cmp.changed(r, c)) {
+            Some(ch) if ch.kind == ChangeKind::Level => format!("{}>{}", ch.old_level, ch.new_level),
+            Some(_) => format!("{level}*"),
+            None => level,
+        }
+    };
+    let name_width = now.rows.iter().map(|r| r.name.len()).max().unwrap_or(5).max(5);
+    let widths: Vec<usize> = now
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(c, col)| (0..now.rows.len()).map(|r| text(r, c).len()).max().unwrap_or(0).max(col.id.len()))
+        .collect();
+    let _ = write!(out, "{:<name_width$}", "alert");
+    for (col, width) in now.columns.iter().zip(&widths) {
+        let _ = write!(out, "  {:<width$}", col.id);
+    }
+    out.push('\n');
+    for (r, row) in now.rows.iter().enumerate() {
+        let _ = write!(out, "{:<name_width$}", row.name);
+        for (c, width) in widths.iter().enumerate() {
+            let _ = write!(out, "  {:<width$}", text(r, c));
+        }
+        let _ = writeln!(out, "  {} {} {}, {}", row.tlp, row.handling, row.category, row.source);
+    }
+    if let Some((_, cmp)) = draft {
+        out.push('\n');
+        if cmp.changes.is_empty() {
+            let _ = writeln!(out, "the draft changes no cell");
+        }
+        for ch in &cmp.changes {
+            match ch.kind {
+                ChangeKind::Level => {
+                    let _ = writeln!(out, "{} to {}: {} > {}", ch.alert, ch.node, ch.old_level, ch.new_level);
+                }
+                ChangeKind::Withheld => {
+                    let _ = writeln!(
+                        out,
+                        "{} to {}: still {}, withheld [{}] > [{}]",
+                        ch.alert,
+                        ch.node,
+                        ch.new_level,
+                        ch.old_withheld.join(", "),
+                        ch.new_withheld.join(", ")
+                    );
+                }
+            }
+            for p in &ch.only_new {
+                let _ = writeln!(out, "    now decided by {}: {}", p.id, p.reason);
+            }
+            for p in &ch.only_old {
+                let _ = writeln!(out, "    no longer by {}: {}", p.id, p.reason);
+            }
+        }
+    }
+    let never: Vec<_> = rules.never_fires().collect();
+    out.push('\n');
+    if never.is_empty() {
+        let _ = writeln!(out, "every rule decides some cell or lookup");
+    } else {
+        let _ = writeln!(out, "rules that decide no cell and no lookup here:");
+        for r in never {
+            let place = match (&r.file, r.line) {
+                (Some(file), Some(line)) => format!("{file}:{line}"),
+                _ => "built in".to_owned(),
+            };
+            let _ = writeln!(out, "  {} ({place}): {}", r.id, r.reason);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    fn repo() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+    }
+
+    #[test]
+    fn the_matrix_text_shows_levels_changes_and_idle_rules() {
+        let config = GatewayConfig::load(&repo().join("deploy/local/gateway.toml")).unwrap();
+        let nodes = config.node_infos();
+        let current = load_disclosure(&config, &config.policy_dir).unwrap();
+        let now = Matrix::build(&current, &nodes, &sample_alerts());
+        let rules = RuleTable::build(current.engine(), &now);
+        let text = matrix_text(&now, None, &rules);
+        let line = |t: &str, name: &str| t.lines().find(|l| l.starts_with(name)).unwrap_or_default().to_owned();
+        let header = line(&text, "alert");
+        let frontex = header.find("frontex").unwrap();
+        let smuggling = line(&text, "smuggling-network");
+        assert_eq!(smuggling.get(frontex..frontex + 8), Some("redacted"), "{text}");
+        assert!(smuggling.contains("origin") && smuggling.contains("TLP:AMBER H2 migrant_smuggling"), "{text}");
+        assert!(text.contains("  restricted-reaches-no-one-new (labels.cedar:"), "{text}");
+
+        // A draft without frontex-depersonalised, Frontex's full view permitted on smuggling.
+        let dir = tempfile::tempdir().unwrap();
+        isx_policy::defaults::write_to(dir.path()).unwrap();
+        let agencies = dir.path().join("agencies.cedar");
+        let policy = std::fs::read_to_string(&agencies).unwrap().replace(
+            "action == Action::\"disclose_full\",\n  resource\n)\nwhen { principal.kind == NodeKind::\"frontex\" };",
+            "action == Action::\"disclose_full\",\n  resource\n)\nwhen { false };\n\n@id(\"frontex-full-smuggling\")\n@reason(\"smuggling in full\")\npermit (principal, action == Action::\"disclose_full\", resource)\nwhen { principal.kind == NodeKind::\"frontex\" && resource.category == Category::\"migrant_smuggling\" };",
+        );
+        std::fs::write(&agencies, policy).unwrap();
+        let draft = load_draft(dir.path(), config.redaction.clone()).unwrap();
+        let then = Matrix::build(&draft, &nodes, &sample_alerts());
+        let cmp = Comparison::build(&now, &then);
+        let text = matrix_text(&now, Some((&then, &cmp)), &RuleTable::build(draft.engine(), &then));
+        let smuggling = line(&text, "smuggling-network");
+        let frontex = line(&text, "alert").find("frontex").unwrap();
+        assert_eq!(smuggling.get(frontex..frontex + 13), Some("redacted>full"), "{text}");
+        assert!(text.contains("smuggling-network to frontex: redacted > full\n    now decided by frontex-full-smuggling: smuggling in full\n"), "{text}");
+        assert!(text.contains("  frontex-depersonalised (agencies.cedar:"), "{text}");
     }
 }
