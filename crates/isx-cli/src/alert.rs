@@ -106,6 +106,11 @@ fn env(name: &str) -> Option<std::ffi::OsString> {
 }
 
 impl Who {
+    /// True if an identity is given at all (--node-config, --as or ISX_AS).
+    pub fn given(&self) -> bool {
+        self.node_config.is_some() || self.node.is_some() || env("ISX_AS").is_some()
+    }
+
     pub fn options(&self) -> Result<ClientOptions> {
         if let Some(path) = &self.node_config {
             let config = NodeConfig::load(path)?;

@@ -265,7 +265,7 @@ fn progress(what: &str, done: u64, total: u64) {
 /// mistake (`audit.key`, a TLS key, an HMAC or store key) is refused as
 /// such, and so is a file that is not a verifier key; the messages name the
 /// file and the fix, never what the file holds.
-fn read_key(key: &Option<PathBuf>) -> Result<Option<String>> {
+pub(crate) fn read_key(key: &Option<PathBuf>) -> Result<Option<String>> {
     let Some(path) = key else { return Ok(None) };
     // The error of a read (not found, not UTF-8) never quotes the file.
     let text = std::fs::read_to_string(path).with_context(|| format!("--key {}", path.display()))?;

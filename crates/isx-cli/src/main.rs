@@ -5,6 +5,7 @@
 //! - this file: the command tree, `pki`, `gateway` and `node`, logging.
 //! - `alert`: `isx alert send|watch`. `access`: `isx lookup` and `isx access`.
 //! - `policy`: `isx policy check|explain|test|coverage|fmt`. `audit`: `isx audit`.
+//! - `console`: `isx console`, the web app of `isx-console`.
 //! - `up`: `isx up`, the local deployment as separate processes.
 //! - `agency`: `isx agency show`, what a mock agency holds.
 //! - `scenario`, `bench` and `isx demo` (feature `harness`, on by default):
@@ -25,6 +26,7 @@ mod alert;
 mod audit;
 #[cfg(feature = "harness")]
 mod bench;
+mod console;
 mod output;
 mod policy;
 #[cfg(feature = "harness")]
@@ -65,7 +67,12 @@ enum Command {
     /// realistic alerts, and checks that each arrived exactly where its receipt
     /// said. Exits 0 when everything arrived as expected.
     #[cfg(feature = "harness")]
-    Demo,
+    Demo {
+        /// Keep the gateway and agencies running afterwards, and print the
+        /// `isx console` command that opens the console on them; Ctrl-C stops.
+        #[arg(long)]
+        keep: bool,
+    },
     /// Manage the development PKI.
     #[command(subcommand)]
     Pki(PkiCommand),
@@ -96,6 +103,22 @@ enum Command {
     /// Search, verify and export the audit log (auditors).
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Open the console: a local web page for auditors and policy officers.
+    ///
+    /// Auditors (--as auditor --pki DIR --gateway ADDR --officer NAME, or
+    /// --node-config FILE): the log's overview with "verify now", search with
+    /// facets, subject reports, alert histories and evidence bundles, every
+    /// record verified against its inclusion proof in the console. Every page
+    /// is an audited read under your officer name.
+    ///
+    /// Policy officers (--policy DIR, no gateway needed): the proportionality
+    /// matrix (alerts by agencies), a draft compared cell by cell (--draft
+    /// DIR) and the rule table.
+    ///
+    /// Serves http://127.0.0.1:PORT (a free port) and prints the URL with a
+    /// session token: only a browser that opened that URL can use it, and
+    /// only the console's own pages can submit its forms.
+    Console(console::ConsoleArgs),
     /// Measure throughput over real mTLS on loopback, next to same-run baselines.
     ///
     /// Starts its own gateway and agencies in this process (or uses a running
@@ -474,8 +497,13 @@ fn pki(cmd: PkiCommand) -> Result<ExitCode> {
 async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         #[cfg(feature = "harness")]
-        Command::Demo => {
-            let report = isx_testkit::demo::run(&mut std::io::stdout()).await?;
+        Command::Demo { keep } => {
+            let hold: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>> = keep.then(|| {
+                Box::pin(async {
+                    let _ = tokio::signal::ctrl_c().await;
+                }) as _
+            });
+            let report = isx_testkit::demo::run_with(&mut std::io::stdout(), hold).await?;
             return Ok(if report.ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
         }
         Command::Pki(cmd) => return pki(cmd),
@@ -490,6 +518,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Agency(cmd) => return agency::run(cmd).await,
         Command::Policy(cmd) => return policy::run(cmd),
         Command::Audit(cmd) => return audit::run(cmd).await,
+        Command::Console(args) => return console::run(args).await,
         #[cfg(feature = "harness")]
         Command::Bench(args) => bench::run(args).await?,
     }
@@ -548,7 +577,7 @@ fn main() -> ExitCode {
         Command::Gateway(_) | Command::Node(_) | Command::Up(_) => "info",
         // The refusals these provoke on purpose are expectations, not news.
         #[cfg(feature = "harness")]
-        Command::Scenario(_) | Command::Demo => "error",
+        Command::Scenario(_) | Command::Demo { .. } => "error",
         _ => "warn",
     };
     init_logging(default_log);

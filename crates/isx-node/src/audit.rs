@@ -90,7 +90,7 @@ pub async fn consistency_proof(client: &Client, first: u64, second: u64) -> Resu
 pub async fn export_with_progress(
     client: &Client,
     filter: SearchRequest,
-    progress: &dyn Fn(usize),
+    progress: &(dyn Fn(usize) + Send + Sync),
 ) -> Result<AuditBundle, AuditClientError> {
     let mut stream = audit(client).export(client.request(ExportRequest { filter: Some(filter) })).await?.into_inner();
     let mut bundle = stream.message().await?.ok_or_else(|| VerifyError::Shape("an empty export stream".into()))?;
@@ -198,9 +198,24 @@ pub async fn verify_live(
     since: Option<&Checkpoint>,
     progress: &(dyn Fn(&str, u64, u64) + Send + Sync),
 ) -> Result<LiveReport, AuditClientError> {
+    verify_live_visit(client, trusted_key, since, "isx audit verify", progress, &mut |_| {}).await
+}
+
+/// As [`verify_live`], with `justification` recorded for the read, and
+/// `visit` shown every record whose body was hashed, in log order (the
+/// console tallies its charts from them, so the charts count only records
+/// that were verified).
+pub async fn verify_live_visit(
+    client: &Client,
+    trusted_key: Option<&str>,
+    since: Option<&Checkpoint>,
+    justification: &str,
+    progress: &(dyn Fn(&str, u64, u64) + Send + Sync),
+    visit: &mut (dyn FnMut(&AuditRecord) + Send),
+) -> Result<LiveReport, AuditClientError> {
     let req = VerifyLogRequest {
         since_size: since.map(|c| c.tree_size).unwrap_or(0),
-        justification: "isx audit verify".into(),
+        justification: justification.to_owned(),
     };
     let mut stream = audit(client).verify_log(client.request(req)).await?.into_inner();
     let head = stream.message().await?.ok_or_else(|| VerifyError::Shape("an empty verify stream".into()))?;
@@ -229,6 +244,9 @@ pub async fn verify_live(
             }
             log.push(e)?;
             let record = if e.pruned { None } else { AuditRecord::decode(e.body.as_slice()).ok() };
+            if let Some(r) = &record {
+                visit(r);
+            }
             expected.push(e.seq, record.as_ref());
         }
         if !part.entries.is_empty() {

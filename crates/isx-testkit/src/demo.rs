@@ -103,6 +103,18 @@ fn wrap(text: &str, indent: &str, width: usize) -> String {
 
 /// Runs the demo, writing the narrated account to `out`.
 pub async fn run(out: &mut (dyn Write + Send)) -> Result<DemoReport, DemoError> {
+    run_with(out, None).await
+}
+
+/// The officer name the console command that the demo prints reads the log as.
+pub const CONSOLE_OFFICER: &str = "demo-auditor";
+
+/// As [`run`]; with `hold`, the topology keeps running after the account,
+/// for `isx console`, until `hold` resolves (`isx demo --keep`: Ctrl-C).
+pub async fn run_with(
+    out: &mut (dyn Write + Send),
+    hold: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
+) -> Result<DemoReport, DemoError> {
     let started = Instant::now();
     let source = embedded();
     let scenario = Scenario::load_from(Path::new(SHOWCASE), &source)?;
@@ -233,7 +245,6 @@ pub async fn run(out: &mut (dyn Write + Send)) -> Result<DemoReport, DemoError> 
         }
         Err(e) => writeln!(out, "\nAUDIT LOG VERIFICATION FAILED: {e}")?,
     }
-    topo.shutdown().await;
 
     writeln!(out, "\nExplore further:")?;
     for (cmd, what) in [
@@ -244,6 +255,18 @@ pub async fn run(out: &mut (dyn Write + Send)) -> Result<DemoReport, DemoError> 
         ("isx up", "the same agencies as separate processes"),
     ] {
         writeln!(out, "  {cmd:<72} {what}")?;
+    }
+    let pki = topo.pki_dir();
+    let console = format!(
+        "isx console --as auditor --pki {} --gateway {} --officer {CONSOLE_OFFICER} --key {} --policy {}",
+        pki.display(),
+        topo.gateway_addr(),
+        pki.join("audit.pub").display(),
+        topo.root().join("policy").display()
+    );
+    if hold.is_none() {
+        let keep = "isx demo --keep";
+        writeln!(out, "  {keep:<72} keep this topology running and open it in the console (isx console)")?;
     }
     if demo.ok() {
         writeln!(
@@ -258,6 +281,17 @@ pub async fn run(out: &mut (dyn Write + Send)) -> Result<DemoReport, DemoError> 
             writeln!(out, "  {f}")?;
         }
     }
+    if let Some(hold) = hold {
+        writeln!(
+            out,
+            "\nThe gateway and the agencies keep running. In another terminal, from the repository's root, open\n\
+             the console on what this demo just did (who received data about the trafficked girl, and why:\n\
+             Subject report, document RO RX771203):\n\n  {console}\n\nCtrl-C stops them."
+        )?;
+        out.flush()?;
+        hold.await;
+    }
+    topo.shutdown().await;
     Ok(demo)
 }
 
