@@ -1935,3 +1935,40 @@ async fn a_refused_publish_names_the_grpc_code_as_grpc_writes_it() {
     assert!(!t.contains("InvalidArgument"), "no Rust debug name: {t}");
     topo.shutdown().await;
 }
+
+#[test]
+fn isx_console_prints_its_url_warns_off_loopback_and_stops_on_ctrl_c() {
+    let mut console = ChildGuard::spawn(
+        Command::new(env!("CARGO_BIN_EXE_isx"))
+            .args(["console", "--policy", "deploy/local/policy", "--listen", "0.0.0.0:0"])
+            .current_dir(repo())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+        false,
+    );
+    let stderr = console.child.stderr.take().expect("piped stderr");
+    let lines = Lines::of(&mut console);
+    let url = lines.until("the URL", |l| l.starts_with("isx console: open http://"));
+    let url = url.last().unwrap();
+    assert!(url.contains("/?token=") && url.len() > 60, "{url}");
+    console.interrupt();
+    let status = console.wait_until(Instant::now() + LIMIT).expect("isx console ends on Ctrl-C");
+    assert!(status.success(), "{status:?}");
+    let mut warning = String::new();
+    std::io::Read::read_to_string(&mut { stderr }, &mut warning).unwrap();
+    assert!(warning.contains("warning: --listen 0.0.0.0:0 is not loopback"), "{warning}");
+}
+
+#[test]
+fn isx_console_without_an_identity_or_a_policy_says_what_to_give() {
+    let out = isx(&["console"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--as auditor") && err.contains("--policy DIR"), "{err}");
+    let out = isx(&["console", "--policy", "deploy/local/policy", "--draft", "/no/such/draft"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--draft /no/such/draft: not a directory"));
+    let out = isx(&["console", "--policy", "deploy/local/policy", "--config", "/no/such.toml"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--config /no/such.toml"), "{out:?}");
+}

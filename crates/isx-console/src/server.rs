@@ -194,10 +194,19 @@ async fn not_found(State(app): State<Arc<Pages>>) -> Response {
 /// Applies [`session`]'s checks, reads a POST's body once (bounded), and
 /// sets the headers every response carries.
 async fn guard(State(g): State<Arc<Guard>>, req: Request, next: Next) -> Response {
-    let mut response = match admit(&g, req).await {
-        Ok(req) => next.run(req).await,
-        Err(response) => response,
-    };
+    use tracing::Instrument;
+    // The path only: queries and bodies may carry what a page was asked about.
+    let span =
+        tracing::info_span!("console", method = %req.method(), path = req.uri().path(), acting = %g.pages.acting);
+    let mut response = async {
+        match admit(&g, req).await {
+            Ok(req) => next.run(req).await,
+            Err(response) => response,
+        }
+    }
+    .instrument(span.clone())
+    .await;
+    span.in_scope(|| tracing::debug!(status = response.status().as_u16(), "answered"));
     let h = response.headers_mut();
     h.insert(
         header::CONTENT_SECURITY_POLICY,
