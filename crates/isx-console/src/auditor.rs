@@ -201,6 +201,11 @@ impl Auditor {
         let _ = rx.wait_for(|done| *done >= n).await;
     }
 
+    /// The first subject pseudonym of the first collection among `rows`.
+    fn first_pseudonym(&self, rows: &[RecordView]) -> Option<String> {
+        rows.iter().find(|r| r.operation == "collection").and_then(|r| r.pseudonyms.first().cloned())
+    }
+
     /// A stored search (`cursor`) or report (`report`).
     fn stored(&self, cursor: Option<&str>, report: Option<&str>) -> Option<Stored> {
         if let Some(id) = cursor {
@@ -541,6 +546,9 @@ fn happened(r: &RecordView) -> String {
         rs.iter().map(|x| format!("{} {}", x.node, x.level)).collect::<Vec<_>>().join(", ")
     };
     match r.operation.as_str() {
+        "collection" if r.detail.starts_with("relays ") => {
+            format!("relayed by {} as {}; to {}", r.node, r.alert_id, recipients(&r.recipients))
+        }
         "collection" => format!("published by {}; to {}", r.node, recipients(&r.recipients)),
         "disclosure" => format!("delivered to {} ({})", r.node, r.level),
         "denial" => {
@@ -686,6 +694,27 @@ pub(crate) async fn alert_history(State(app): State<Arc<Ctx>>, Query(q): Query<A
         Ok(x) => x,
         Err(f) => return app.failure(f),
     };
+    // Relayed copies are alerts of their own: their collections name this
+    // one ("relays ID") and share its subjects, so one more search by the
+    // first subject's pseudonym finds them.
+    let mut rows = rows;
+    let pseudonym = a.first_pseudonym(&rows);
+    if let Some(p) = pseudonym {
+        let req = SearchRequest {
+            subject_pseudonym: p,
+            operation: isx_core::wire::Operation::Collection as i32,
+            justification: "isx console alert history: relayed copies".into(),
+            ..Default::default()
+        };
+        match a.all(req).await {
+            Ok((copies, _)) => {
+                let relays = format!("relays {id} ");
+                rows.extend(copies.into_iter().filter(|r| r.alert_id != id && r.detail.contains(&relays)));
+                rows.sort_by_key(|r| r.seq);
+            }
+            Err(f) => return app.failure(f),
+        }
+    }
     // Auditors' own reads of this alert are not its life; they are counted apart.
     let reads = rows.iter().filter(|r| r.operation == "log_read").count();
     let life: Vec<&RecordView> = rows.iter().filter(|r| r.operation != "log_read").collect();

@@ -104,7 +104,7 @@ impl Browser {
 }
 
 /// A topology with the trafficking alert delivered, and a console as the auditor.
-async fn auditor_console() -> (Topology, Browser, String) {
+async fn auditor_console() -> (Topology, Browser, isx_core::wire::Alert) {
     let topo = Topology::start(TopologySpec::default_agencies()).await.unwrap();
     let alert = samples::trafficking_victim("fr-police", &["de-police", "it-police", "europol"]);
     topo.client("fr-police").await.unwrap().publish(alert.clone()).await.unwrap();
@@ -114,7 +114,7 @@ async fn auditor_console() -> (Topology, Browser, String) {
     let mut who = topo.client_options("auditor").unwrap();
     who.officer = "console-auditor".into();
     let console = Browser::new(ConsoleOptions { auditor: Some(who), ..Default::default() }).await;
-    (topo, console, alert.alert_id)
+    (topo, console, alert)
 }
 
 /// The value of the hidden field `name` in the first form that has one.
@@ -178,7 +178,8 @@ async fn a_post_needs_the_consoles_origin_and_its_form_token() {
 
 #[tokio::test]
 async fn the_auditors_pages_find_verify_and_name_bad_input() {
-    let (topo, b, alert_id) = auditor_console().await;
+    let (topo, b, alert) = auditor_console().await;
+    let alert_id = alert.alert_id.clone();
 
     // The overview: the checkpoint, and a verification it starts for its charts.
     let page = b.get("/").await;
@@ -240,11 +241,23 @@ async fn the_auditors_pages_find_verify_and_name_bad_input() {
     assert_eq!(page.status, StatusCode::BAD_REQUEST);
     assert!(page.body.contains("needs an identifier"));
 
-    // The alert's history: its collection and each delivery.
+    // Germany relays it (a copy of its own, which policy keeps from anyone new).
+    let relay = isx_core::wire::Alert {
+        alert_id: samples::new_alert_id(),
+        origin: "de-police".into(),
+        forwarded_from: alert_id.clone(),
+        hops: 0,
+        addressees: vec!["it-police".into(), "europol".into()],
+        ..alert
+    };
+    topo.client("de-police").await.unwrap().publish(relay.clone()).await.unwrap();
+
+    // The alert's history: its collection, each delivery, and the relay.
     let page = b.get(&format!("/alert?id={alert_id}")).await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
     assert!(page.body.contains("data-operation=\"collection\""));
     assert_eq!(page.body.matches("<li class=\"event event-disclosure\"").count(), 3, "{}", page.body);
+    assert!(page.body.contains(&format!("relayed by de-police as {}", relay.alert_id)), "{}", page.body);
     let page = b.get("/alert?id=%3Cscript%3E").await;
     assert_eq!(page.status, StatusCode::BAD_REQUEST);
 

@@ -104,6 +104,8 @@ pub struct RecordView {
     pub data_types: Vec<String>,
     /// Related alerts.
     pub related: Vec<String>,
+    /// The subjects' pseudonyms (keyed hashes, never the identifiers).
+    pub pseudonyms: Vec<String>,
     /// The whole record, as canonical JSON.
     pub json: String,
     /// The inclusion proof, when the entry carries one.
@@ -185,6 +187,7 @@ impl RecordView {
                 .collect(),
             data_types: r.data_types.clone(),
             related: r.related_alert_ids.clone(),
+            pseudonyms: r.subject_pseudonyms.clone(),
             json: if pruned { String::new() } else { isx_core::json::to_json(r) },
             proof: None,
         }
