@@ -59,10 +59,14 @@ fn policy_setup(args: &ConsoleArgs, dir: PathBuf) -> Result<PolicySetup> {
     let mut alerts = isx_policy::matrix::sample_alerts();
     #[cfg(feature = "harness")]
     if args.scenarios.is_dir() {
-        alerts.extend(
-            isx_testkit::scenario::scenario_alerts(&args.scenarios)
-                .with_context(|| format!("--scenarios {}", args.scenarios.display()))?,
-        );
+        let from_scenarios = isx_testkit::scenario::scenario_alerts(&args.scenarios)
+            .with_context(|| format!("--scenarios {}", args.scenarios.display()))?;
+        // A scenario that publishes a sample as it is adds no row.
+        for a in from_scenarios {
+            if !alerts.iter().any(|b| b.alert == a.alert) {
+                alerts.push(a);
+            }
+        }
     }
     for path in &args.alerts {
         let text = std::fs::read_to_string(path).with_context(|| format!("--alert {}", path.display()))?;
