@@ -166,10 +166,8 @@ async fn an_auditor_finds_who_received_data_about_the_trafficked_girl() -> Resul
     assert!(table.contains("frontex-border-crime"), "{table}");
 
     // The console's reads are in the log under the auditor's officer name.
-    let reads = topo
-        .audit_records(SearchRequest { officer: "browser-auditor".into(), ..Default::default() })
-        .await
-        .unwrap();
+    let reads =
+        topo.audit_records(SearchRequest { officer: "browser-auditor".into(), ..Default::default() }).await.unwrap();
     assert!(reads.len() >= 3, "{reads:?}");
     browser.close().await?;
     console.shutdown().await.unwrap();
@@ -209,8 +207,7 @@ async fn a_tampered_bundle_shows_a_cross_on_the_changed_record() -> Result<(), B
     assert_eq!(browser.count(&format!("#record-{seq} > tr:first-child .mark.bad")).await?, 1);
     assert_eq!(browser.count("tbody.record > tr:first-child .mark.bad").await?, 1, "only the changed record fails");
     assert_eq!(browser.count("tbody.record > tr:first-child .mark.ok").await?, bundle.entries.len() - 1);
-    let why =
-        browser.attr(&format!("#record-{seq} > tr:first-child .mark.bad"), "title").await?.unwrap_or_default();
+    let why = browser.attr(&format!("#record-{seq} > tr:first-child .mark.bad"), "title").await?.unwrap_or_default();
     assert!(why.contains("does not hash to its leaf hash"), "{why}");
     browser.close().await?;
     console.shutdown().await.unwrap();
@@ -242,7 +239,8 @@ async fn the_matrix_shows_the_documented_levels_and_exactly_what_a_draft_changes
 
     // A draft that fails to validate shows where.
     let broken = frontex_full_draft();
-    std::fs::write(broken.path().join("labels.cedar"), "permit (principal, action, resource) when { nope };\n").unwrap();
+    std::fs::write(broken.path().join("labels.cedar"), "permit (principal, action, resource) when { nope };\n")
+        .unwrap();
     browser.fill("#draft-dir", broken.path().to_str().unwrap()).await?;
     browser.submit("#draft-form").await?;
     browser.wait_for_text("#draft-errors", "labels.cedar:").await?;
