@@ -28,6 +28,9 @@ use crate::text::{RecordView, csv_field};
 /// Most stored cursors and reports; the oldest goes first.
 const STASH: usize = 64;
 
+/// Alerts of a subject report whose erasures it asks for.
+const ERASURE_LOOKUPS: usize = 25;
+
 /// Most entries one search page asks for, and pages a report reads.
 const PAGE: u32 = 1000;
 
@@ -593,11 +596,35 @@ pub(crate) async fn subject(
         if req.justification.is_empty() {
             req.justification = "isx console subject report".into();
         }
-        let (rows, cp) = a.all(req.clone()).await?;
-        Ok::<_, Failure>((req, rows, cp))
+        let (mut rows, mut cp) = a.all(req.clone()).await?;
+        // An expired alert's erasure names the alert, not its subjects: ask
+        // for the erasures of the alerts this person is in (a bounded number
+        // of audited reads; the rest are in each alert's history).
+        let mut alerts: Vec<String> = rows
+            .iter()
+            .filter(|r| r.operation == "collection")
+            .map(|r| r.alert_id.clone())
+            .collect();
+        alerts.sort();
+        alerts.dedup();
+        let unasked = alerts.len().saturating_sub(ERASURE_LOOKUPS);
+        for alert_id in alerts.into_iter().take(ERASURE_LOOKUPS) {
+            let erasures = SearchRequest {
+                alert_id,
+                operation: isx_core::wire::Operation::Erasure as i32,
+                justification: req.justification.clone(),
+                ..Default::default()
+            };
+            let (found, last) = a.all(erasures).await?;
+            rows.extend(found);
+            cp = last;
+        }
+        rows.sort_by_key(|r| r.seq);
+        rows.dedup_by_key(|r| r.seq);
+        Ok::<_, Failure>((req, rows, cp, unasked))
     }
     .await;
-    let (req, rows, cp) = match result {
+    let (req, rows, cp, unasked) = match result {
         Ok(x) => x,
         Err(f) => return app.failure(f),
     };
@@ -607,6 +634,7 @@ pub(crate) async fn subject(
         "subject.html",
         context! {
             reported => true,
+            unasked,
             reads => rows.iter().filter(|r| r.operation == "log_read").count(),
             what => facets::describe(&req),
             rows => &rows,

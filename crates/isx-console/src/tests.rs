@@ -275,6 +275,28 @@ async fn the_auditors_pages_find_verify_and_name_bad_input() {
 }
 
 #[tokio::test]
+async fn a_subject_report_shows_the_erasure_of_her_expired_alert() {
+    let (topo, b, alert) = auditor_console().await;
+    topo.advance_clock(Duration::from_secs(8 * 24 * 3600));
+    let erased =
+        SearchRequest { alert_id: alert.alert_id.clone(), operation: Operation::Erasure as i32, ..Default::default() };
+    // Bounded: the sweeper runs every 100 ms; 300 looks are 30 s at most.
+    let mut found = false;
+    for _ in 0..300 {
+        if !topo.audit_records(erased.clone()).await.unwrap().is_empty() {
+            found = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(found, "the alert expired and was erased");
+    let page = b.post("/subject", &[("document_country", "RO"), ("document_number", "RX771203")]).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("erased: expired: the alert and"), "{}", page.body);
+    topo.shutdown().await;
+}
+
+#[tokio::test]
 async fn an_exported_bundle_verifies_and_a_tampered_one_shows_the_changed_record() {
     let (topo, b, _) = auditor_console().await;
     let page = b.post("/search", &[("operation", "disclosure")]).await;
