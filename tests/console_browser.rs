@@ -105,6 +105,23 @@ async fn an_auditor_finds_who_received_data_about_the_trafficked_girl() -> Resul
     browser.goto(&console.url()).await?;
     browser.wait_for_text("h1", "Audit log overview").await?;
     assert!(!browser.current_url().await?.contains("token="));
+    // "Verify now": the script posts the form, follows the progress, and the
+    // page comes back with the verdict and the charts of the verified records.
+    browser.wait_for_text("#verify-result", "OK:").await?;
+    let first = browser.text("#verify-result .when").await?;
+    browser.click("#verify-now").await?;
+    // Bounded: 100 looks, 100 ms apart.
+    let mut again = String::new();
+    for _ in 0..100 {
+        again = browser.text("#verify-result .when").await.unwrap_or_default();
+        if !again.is_empty() && again != first {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_ne!(again, first, "verify now ran a second verification");
+    assert!(browser.text("#verify-result").await?.contains("OK:"));
+    browser.wait_for("#ops-title ~ svg.chart").await?;
 
     // Search by her identity card: the document goes only in the POST body.
     browser.goto(&format!("{}/search", base(&console))).await?;
