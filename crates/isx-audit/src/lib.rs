@@ -10,6 +10,8 @@
 //! - [`keys`]: the gateway's audit keys: the Ed25519 checkpoint key (C2SP
 //!   signed-note format) and the HMAC key for subject pseudonyms.
 //! - [`checkpoint`]: signing and checking C2SP checkpoints.
+//! - [`cosignature`]: C2SP `tlog-cosignature` v1 (Ed25519) signers and
+//!   verifiers, for witnesses and those who check them.
 //! - [`text`]: records' free text (justifications, reasons), sealed under
 //!   `audit-text.key`.
 //! - [`verify`]: offline verification of entries, proofs, checkpoints and
@@ -32,6 +34,7 @@
 #![forbid(unsafe_code)]
 
 pub mod checkpoint;
+pub mod cosignature;
 pub mod index;
 pub mod keys;
 pub mod log;
