@@ -12,6 +12,8 @@
 //! - [`checkpoint`]: signing and checking C2SP checkpoints.
 //! - [`cosignature`]: C2SP `tlog-cosignature` v1 (Ed25519) signers and
 //!   verifiers, for witnesses and those who check them.
+//! - [`witness`]: the decision of a `tlog-witness` `add-checkpoint` call
+//!   (400/403/404/409/422 or the head to persist and cosign), without HTTP.
 //! - [`text`]: records' free text (justifications, reasons), sealed under
 //!   `audit-text.key`.
 //! - [`verify`]: offline verification of entries, proofs, checkpoints and
@@ -40,6 +42,7 @@ pub mod keys;
 pub mod log;
 pub mod text;
 pub mod verify;
+pub mod witness;
 
 pub use isx_core::wire::{AuditEntry, AuditRecord, Operation, Outcome};
 pub use log::{AuditError, AuditLog, Filter};
