@@ -3,9 +3,10 @@
 //! knows and the latest tree head it cosigned for the origin, and say either
 //! the new head to persist (then cosign) or the answer the spec prescribes.
 //!
-//! The HTTP server and the fsynced state around it (`isx witness`, and the
-//! agencies as witnesses) are built on this; the spec's conformance cases
-//! are the tests here.
+//! [`Store`] keeps the latest cosigned head per origin, checked and
+//! persisted (fsynced) under one lock. The HTTP server around them (`isx
+//! witness`, and the agencies as witnesses) is to be built on these; the
+//! spec's conformance cases are the tests here.
 //!
 //! | case | answer |
 //! |---|---|
@@ -140,7 +141,7 @@ pub fn parse(body: &[u8]) -> Result<AddCheckpoint, Refusal> {
 pub fn decide(
     req: &AddCheckpoint,
     logs: &[KnownLog],
-    latest: impl Fn(&str) -> Option<Head>,
+    latest: impl FnOnce(&str) -> Option<Head>,
 ) -> Result<(Verified, Vec<u8>), Refusal> {
     let note =
         Note::from_bytes(&req.note).map_err(|_| Refusal::BadRequest("the checkpoint is not a signed note".into()))?;
@@ -184,6 +185,115 @@ pub fn decide(
         })
     })?;
     Ok((new, note.text().to_vec()))
+}
+
+/// Why the witness's state could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The state directory or a head file failed.
+    #[error("witness state {path}: {source}")]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A head file does not read as `size` and a hex root.
+    #[error("witness state {0}: not a tree head (a size line and a 64-digit hex root)")]
+    Corrupt(std::path::PathBuf),
+}
+
+/// The latest cosigned head per origin, one small file each, written
+/// (temporary file, fsync, rename, fsync of the directory) before the
+/// cosignature is returned. [`Store::add`] checks and persists under one
+/// lock, so two requests cannot roll each other back (the spec's race).
+#[derive(Debug)]
+pub struct Store {
+    dir: std::path::PathBuf,
+    lock: std::sync::Mutex<()>,
+}
+
+impl Store {
+    /// Opens (creating) the state directory `dir`, mode 0700.
+    pub fn open(dir: &std::path::Path) -> Result<Self, StateError> {
+        let io = |source| StateError::Io { path: dir.to_path_buf(), source };
+        std::fs::create_dir_all(dir).map_err(io)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
+        }
+        Ok(Self { dir: dir.to_path_buf(), lock: std::sync::Mutex::new(()) })
+    }
+
+    fn path(&self, origin: &str) -> std::path::PathBuf {
+        // The origin is the log's name, not a file name: hash it.
+        let digest = <sha2::Sha256 as sha2::Digest>::digest(origin.as_bytes());
+        self.dir.join(format!("{}.head", hex::encode(&digest[..16])))
+    }
+
+    /// The latest head cosigned for `origin`, if any.
+    pub fn latest(&self, origin: &str) -> Result<Option<Head>, StateError> {
+        let path = self.path(origin);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(StateError::Io { path, source }),
+        };
+        let mut lines = text.lines();
+        let (Some(o), Some(size), Some(root)) = (lines.next(), lines.next(), lines.next()) else {
+            return Err(StateError::Corrupt(path));
+        };
+        let size: u64 = size.parse().map_err(|_| StateError::Corrupt(path.clone()))?;
+        let root: [u8; 32] = hex::decode(root)
+            .ok()
+            .and_then(|r| r.try_into().ok())
+            .filter(|_| o == origin)
+            .ok_or_else(|| StateError::Corrupt(path.clone()))?;
+        Ok(Some(Head { size, root }))
+    }
+
+    fn persist(&self, origin: &str, head: Head) -> Result<(), StateError> {
+        use std::io::Write;
+        let path = self.path(origin);
+        let tmp = path.with_extension("tmp");
+        let io = |path: &std::path::Path| {
+            let path = path.to_path_buf();
+            move |source| StateError::Io { path, source }
+        };
+        let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+        f.write_all(format!("{origin}\n{}\n{}\n", head.size, hex::encode(head.root)).as_bytes()).map_err(io(&tmp))?;
+        f.sync_all().map_err(io(&tmp))?;
+        std::fs::rename(&tmp, &path).map_err(io(&path))?;
+        std::fs::File::open(&self.dir).and_then(|d| d.sync_all()).map_err(io(&self.dir))?;
+        Ok(())
+    }
+
+    /// Decides `req` for `logs` against the stored heads and, if it is
+    /// accepted, persists the new head (durably) before returning the
+    /// checkpoint and its note body to cosign.
+    pub fn add(
+        &self,
+        req: &AddCheckpoint,
+        logs: &[KnownLog],
+    ) -> Result<Result<(Verified, Vec<u8>), Refusal>, StateError> {
+        let _held = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut failed = None;
+        let decided = decide(req, logs, |origin| match self.latest(origin) {
+            Ok(h) => h,
+            Err(e) => {
+                failed = Some(e);
+                None
+            }
+        });
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        if let Ok((v, _)) = &decided {
+            self.persist(&v.origin, Head { size: v.size, root: v.root })?;
+        }
+        Ok(decided)
+    }
 }
 
 #[cfg(test)]
@@ -389,6 +499,25 @@ mod tests {
         assert_eq!(parse(body.as_bytes()).unwrap_err().status(), 400);
         let body = format!("old 1\n{}\n", format!("{line}\n").repeat(63));
         assert_eq!(parse(body.as_bytes()).unwrap().proof.len(), 63);
+    }
+
+    #[test]
+    fn the_store_keeps_the_latest_head_across_opens_and_refuses_a_rollback() {
+        let log = Log::new(20, 1);
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state")).unwrap();
+        let add = |s: &Store, body: Vec<u8>| s.add(&parse(&body).unwrap(), &log.known()).unwrap().map(|(v, _)| v.size);
+        assert_eq!(add(&store, log.request(0, 8)), Ok(8));
+        assert_eq!(add(&store, log.request(8, 13)), Ok(13));
+        drop(store);
+        let store = Store::open(&dir.path().join("state")).unwrap();
+        assert_eq!(store.latest(ORIGIN).unwrap(), head(&log, 13));
+        // A log restored to size 8 is told what the witness has seen.
+        assert_eq!(add(&store, log.request(0, 8)), Err(Refusal::Conflict { size: 13 }));
+        // A refused request changes nothing.
+        assert_eq!(store.latest(ORIGIN).unwrap(), head(&log, 13));
+        std::fs::write(store.path(ORIGIN), "garbage").unwrap();
+        assert!(matches!(store.latest(ORIGIN), Err(StateError::Corrupt(_))));
     }
 
     trait Pipe: Sized {
