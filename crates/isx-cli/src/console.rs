@@ -112,10 +112,18 @@ pub async fn run(args: ConsoleArgs) -> Result<ExitCode> {
         templates: args.templates.clone(),
         max_body: (args.max_upload_mib as usize) << 20,
     };
+    // The handlers first: a Ctrl-C right after the URL appears stops the
+    // console cleanly instead of killing it.
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing the Ctrl-C handler")?;
+    let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let console = isx_console::start(options).await?;
     println!("isx console: open {}", console.url());
     println!("(the URL carries this session's token; Ctrl-C stops the console)");
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    tokio::select! {
+        _ = interrupt.recv() => {}
+        _ = terminate.recv() => {}
+    }
     console.shutdown().await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -498,11 +498,19 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         #[cfg(feature = "harness")]
         Command::Demo { keep } => {
-            let hold: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>> = keep.then(|| {
-                Box::pin(async {
-                    let _ = tokio::signal::ctrl_c().await;
-                }) as _
-            });
+            // Installed now, so that Ctrl-C at any time after the demo
+            // starts stops it cleanly.
+            let interrupt = if keep {
+                Some(tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?)
+            } else {
+                None
+            };
+            let hold: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>> =
+                interrupt.map(|mut interrupt| {
+                    Box::pin(async move {
+                        interrupt.recv().await;
+                    }) as _
+                });
             let report = isx_testkit::demo::run_with(&mut std::io::stdout(), hold).await?;
             return Ok(if report.ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
         }

@@ -1972,3 +1972,33 @@ fn isx_console_without_an_identity_or_a_policy_says_what_to_give() {
     let out = isx(&["console", "--policy", "deploy/local/policy", "--config", "/no/such.toml"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("--config /no/such.toml"), "{out:?}");
 }
+
+#[test]
+fn isx_demo_keep_prints_the_console_command_and_stops_on_ctrl_c() {
+    let mut demo = ChildGuard::spawn(
+        Command::new(env!("CARGO_BIN_EXE_isx"))
+            .args(["demo", "--keep"])
+            .current_dir(repo())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null()),
+        true,
+    );
+    let lines = Lines::of(&mut demo);
+    let seen = lines.until("the console command", |l| l.trim_start().starts_with("isx console --as auditor"));
+    let command = seen.last().unwrap().trim();
+    for flag in ["--pki ", "--gateway 127.0.0.1:", "--officer demo-auditor", "--key ", "--policy "] {
+        assert!(command.contains(flag), "{flag} in {command}");
+    }
+    lines.until("the Ctrl-C line", |l| l == "Ctrl-C stops them.");
+    // Still running: the auditor reads the kept gateway's checkpoint with
+    // the command's own identity.
+    let arg = |flag: &str| command.split_whitespace().skip_while(|w| *w != flag).nth(1).unwrap().to_owned();
+    let (pki, gateway) = (arg("--pki"), arg("--gateway"));
+    let read = isx(&["audit", "checkpoint", "--as", "auditor", "--pki", &pki, "--gateway", &gateway, "--officer", "t"]);
+    assert!(read.status.success(), "{}", String::from_utf8_lossy(&read.stderr));
+    assert!(demo.child.try_wait().unwrap().is_none(), "isx demo --keep ended by itself");
+    demo.interrupt();
+    let status = demo.wait_until(Instant::now() + LIMIT).expect("isx demo --keep ends on Ctrl-C");
+    assert!(status.success(), "{status:?}");
+}
