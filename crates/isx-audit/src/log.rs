@@ -875,7 +875,7 @@ impl AuditLog {
             officer: officer.to_owned(),
             outcome: Outcome::Ok as i32,
             detail: format!(
-                "retention: pruned audit record bodies [{from}, {upto}) created before {before_ms} ms; their hashes stay"
+                "retention: audit record bodies [0, {upto}) are pruned ([{from}, {upto}) now, created before {before_ms} ms); their hashes stay"
             ),
             ..Default::default()
         };

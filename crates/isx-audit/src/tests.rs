@@ -325,6 +325,53 @@ fn pruning_keeps_every_earlier_proof_valid() {
 }
 
 #[test]
+fn a_verifier_accepts_pruned_entries_only_as_a_prefix_that_an_erasure_covers() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path()).unwrap();
+    log.append((0..5).map(record).collect(), 1000).unwrap();
+    log.append((5..10).map(record).collect(), 2000).unwrap();
+    log.prune_before(1500, 3000, "dpo").unwrap();
+    log.append(vec![record(11)], 4000).unwrap();
+    let size = log.size();
+    let cp = verify::checkpoint(&checkpoint_msg(&log, size), None).unwrap();
+    let entries = log.entries(0, size).unwrap();
+    let run = |entries: &[isx_core::wire::AuditEntry]| {
+        let mut v = verify::LogVerifier::default();
+        for e in entries {
+            v.push(e)?;
+        }
+        v.finish(&cp)
+    };
+    run(&entries).expect("the pruned prefix [0, 5) is covered by the erasure record");
+    assert!(verify::pruned_range(entries[10].record.as_ref().unwrap()) == Some((0, 5)));
+
+    // A server that withholds a record in the middle, calling it pruned.
+    let mut gap = entries.clone();
+    gap[7] = isx_core::wire::AuditEntry { body: vec![], record: None, pruned: true, ..gap[7].clone() };
+    // (its leaf hash is kept, so the root still matches: only the rule catches it)
+    assert_eq!(run(&gap), Err(verify::VerifyError::PrunedGap { seq: 7, after: 5 }));
+
+    // A prefix pruned without the erasure record that says so.
+    let mut unrecorded = entries.clone();
+    let mut erasure = unrecorded[10].record.clone().unwrap();
+    erasure.detail = "retention: audit record bodies [0, 3) are pruned".into();
+    unrecorded[10].body = prost::Message::encode_to_vec(&erasure);
+    unrecorded[10].record = Some(erasure);
+    // The body no longer hashes to the leaf: that is caught first.
+    assert!(matches!(run(&unrecorded), Err(verify::VerifyError::Entry { seq: 10, .. })));
+    let mut v = verify::LogVerifier::default();
+    for e in &entries[..5] {
+        v.push(e).unwrap();
+    }
+    for e in &entries[5..10] {
+        v.push(e).unwrap();
+    }
+    // Only the prefix, no erasure record: not accounted for.
+    let head = verify::checkpoint(&checkpoint_msg(&log, 10), None).unwrap();
+    assert_eq!(v.finish(&head), Err(verify::VerifyError::PrunedUncovered { pruned: 5, covered: 0 }));
+}
+
+#[test]
 fn search_reads_by_index_and_pages() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path()).unwrap();

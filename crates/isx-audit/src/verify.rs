@@ -65,6 +65,38 @@ pub enum VerifyError {
     /// Entries are missing or out of order.
     #[error("{0}")]
     Shape(String),
+    /// A pruned entry follows a record that was not pruned: retention
+    /// removes only a prefix of the log.
+    #[error("entry {seq} is pruned, but entry {after} before it is not: retention prunes only a prefix of the log")]
+    PrunedGap {
+        /// The pruned entry.
+        seq: u64,
+        /// An earlier entry that kept its body.
+        after: u64,
+    },
+    /// Pruned entries that no retention ERASURE record accounts for.
+    #[error(
+        "entries [0, {pruned}) are pruned, but the log's retention erasure records account only for [0, {covered})"
+    )]
+    PrunedUncovered {
+        /// The pruned prefix.
+        pruned: u64,
+        /// What the erasure records cover from 0.
+        covered: u64,
+    },
+}
+
+/// The range of seqs `[from, upto)` a retention ERASURE record says it
+/// pruned (`retention: audit record bodies [0, N) are pruned, ...`, or the
+/// older `retention: pruned audit record bodies [A, B) ...`).
+pub fn pruned_range(record: &AuditRecord) -> Option<(u64, u64)> {
+    if record.operation() != isx_core::wire::Operation::Erasure || !record.detail.starts_with("retention:") {
+        return None;
+    }
+    let open = record.detail.find('[')?;
+    let close = open + record.detail[open..].find(')')?;
+    let (from, upto) = record.detail[open + 1..close].split_once(", ")?;
+    Some((from.trim().parse().ok()?, upto.trim().parse().ok()?))
 }
 
 /// Builds an RFC 6962 root from leaf hashes in order, keeping only the
@@ -132,10 +164,16 @@ pub fn checkpoint(cp: &Checkpoint, trusted_key: Option<&str>) -> Result<Verified
 /// sits at its seq, and the decoded copy (if any) is the body's.
 /// Returns the leaf hash.
 pub fn entry(e: &AuditEntry) -> Result<[u8; 32], VerifyError> {
+    entry_record(e).map(|(leaf, _)| leaf)
+}
+
+/// As [`entry`], also returning the record decoded from the hashed body
+/// (`None` for a pruned entry).
+fn entry_record(e: &AuditEntry) -> Result<([u8; 32], Option<AuditRecord>), VerifyError> {
     let bad = |message: &str| VerifyError::Entry { seq: e.seq, message: message.to_owned() };
     let leaf: [u8; 32] = e.leaf_hash.as_slice().try_into().map_err(|_| bad("leaf hash is not 32 bytes"))?;
     if e.pruned {
-        return if e.body.is_empty() { Ok(leaf) } else { Err(bad("pruned entry carries a body")) };
+        return if e.body.is_empty() { Ok((leaf, None)) } else { Err(bad("pruned entry carries a body")) };
     }
     if tlog::record_hash(&e.body).0 != leaf {
         return Err(bad("body does not hash to its leaf hash (record altered)"));
@@ -148,7 +186,7 @@ pub fn entry(e: &AuditEntry) -> Result<[u8; 32], VerifyError> {
     if e.record.as_ref().is_some_and(|shown| *shown != record) {
         return Err(bad("the decoded record differs from the hashed body (record altered)"));
     }
-    Ok(leaf)
+    Ok((leaf, Some(record)))
 }
 
 /// Checks an entry's inclusion proof against a verified checkpoint.
@@ -202,6 +240,10 @@ pub struct LogVerifier {
     pub bodies: u64,
     /// Entries that were pruned (leaf hash only).
     pub pruned: u64,
+    /// The first entry that kept its body.
+    first_body: Option<u64>,
+    /// The ranges retention erasure records say they pruned.
+    pruned_ranges: Vec<(u64, u64)>,
 }
 
 impl LogVerifier {
@@ -210,14 +252,34 @@ impl LogVerifier {
         if e.seq != self.root.len() {
             return Err(VerifyError::Shape(format!("expected entry {}, got {}", self.root.len(), e.seq)));
         }
-        let leaf = entry(e)?;
+        let (leaf, record) = entry_record(e)?;
         if e.pruned {
+            if let Some(after) = self.first_body {
+                return Err(VerifyError::PrunedGap { seq: e.seq, after });
+            }
             self.pruned += 1;
         } else {
+            self.first_body.get_or_insert(e.seq);
             self.bodies += 1;
+            if let Some(range) = record.as_ref().and_then(pruned_range) {
+                self.pruned_ranges.push(range);
+            }
         }
         self.root.push(leaf);
         Ok(())
+    }
+
+    /// How far from 0 the retention erasure records' ranges reach, joined.
+    fn covered(&self) -> u64 {
+        let mut ranges = self.pruned_ranges.clone();
+        ranges.sort();
+        let mut reach = 0;
+        for (from, upto) in ranges {
+            if from <= reach {
+                reach = reach.max(upto);
+            }
+        }
+        reach
     }
 
     /// Entries added.
@@ -237,6 +299,10 @@ impl LogVerifier {
         }
         if self.root.root() != cp.root {
             return Err(VerifyError::Root { size: cp.size });
+        }
+        let covered = self.covered();
+        if self.pruned > covered {
+            return Err(VerifyError::PrunedUncovered { pruned: self.pruned, covered });
         }
         Ok(())
     }
