@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use isx_core::json::{from_json, to_json};
-use isx_core::timestamp::from_datetime;
+use isx_core::timestamp::Bound;
 use isx_core::wire::{AuditBundle, AuditEntry, AuditRecord, Checkpoint, Operation, SearchRequest};
 use isx_node::Client;
 use isx_node::audit as client_audit;
@@ -189,28 +189,10 @@ pub struct FilterArgs {
     justification: String,
 }
 
-/// Which end of a day a date-only bound means.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum DayEnd {
-    /// Its first millisecond, 00:00:00.000 UTC.
-    Start,
-    /// Its last millisecond, 23:59:59.999 UTC (the log's times are milliseconds).
-    End,
-}
-
-/// An RFC 3339 time as given, or a date (YYYY-MM-DD, UTC) as the start or
-/// the end of that day.
-fn parse_time(s: &str, flag: &str, day: DayEnd) -> Result<prost_types::Timestamp> {
-    use time::format_description::well_known::Rfc3339;
-    let bad = || format!("{flag} {s:?}: use RFC 3339 (2026-11-28T10:00:00Z) or YYYY-MM-DD");
-    if let Ok(dt) = time::OffsetDateTime::parse(s, &Rfc3339) {
-        return Ok(from_datetime(dt));
-    }
-    let start = time::OffsetDateTime::parse(&format!("{s}T00:00:00Z"), &Rfc3339).with_context(bad)?;
-    Ok(from_datetime(match day {
-        DayEnd::Start => start,
-        DayEnd::End => start + time::Duration::days(1) - time::Duration::milliseconds(1),
-    }))
+/// A time bound as given on the command line ([`isx_core::timestamp::parse_bound`]).
+fn parse_time(s: &str, flag: &str, bound: Bound) -> Result<prost_types::Timestamp> {
+    isx_core::timestamp::parse_bound(s, bound)
+        .with_context(|| format!("{flag} {s:?}: use RFC 3339 (2026-11-28T10:00:00Z) or YYYY-MM-DD"))
 }
 
 impl FilterArgs {
@@ -218,13 +200,13 @@ impl FilterArgs {
         let identifier = match (&self.document, &self.name, &self.plate) {
             (Some(d), None, None) => {
                 let (c, n) = d.split_once(':').context("--document: use COUNTRY:NUMBER, e.g. DE:C4J9X1R27")?;
-                format!("document:{c}:{n}")
+                isx_core::identifiers::document(c, n)
             }
             (None, Some(n), None) => {
                 let reading = crate::output::read_name("--name", n)?;
-                format!("name:{}|{}|{}", reading.family, reading.given, self.dob.clone().unwrap_or_default())
+                isx_core::identifiers::name(&reading.family, &reading.given, self.dob.as_deref().unwrap_or_default())
             }
-            (None, None, Some(p)) => format!("plate:{p}"),
+            (None, None, Some(p)) => isx_core::identifiers::plate(p),
             (None, None, None) => String::new(),
             _ => bail!("give one of --document, --name with --dob, or --plate"),
         };
@@ -244,8 +226,8 @@ impl FilterArgs {
             request_id: self.request.clone().unwrap_or_default(),
             operation,
             purpose: self.purpose.clone().unwrap_or_default(),
-            from: self.from.as_deref().map(|s| parse_time(s, "--from", DayEnd::Start)).transpose()?,
-            to: self.to.as_deref().map(|s| parse_time(s, "--to", DayEnd::End)).transpose()?,
+            from: self.from.as_deref().map(|s| parse_time(s, "--from", Bound::Start)).transpose()?,
+            to: self.to.as_deref().map(|s| parse_time(s, "--to", Bound::End)).transpose()?,
             justification: self.justification.clone(),
             ..Default::default()
         })
@@ -564,7 +546,7 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
         }
         AuditCommand::Prune { config, before, officer } => {
             let config = isx_gateway::GatewayConfig::load(&config)?;
-            let before_ms = isx_core::timestamp::to_unix_millis(&parse_time(&before, "--before", DayEnd::Start)?);
+            let before_ms = isx_core::timestamp::to_unix_millis(&parse_time(&before, "--before", Bound::Start)?);
             let db = isx_store::open(&config.data_dir.join("gateway.sled"), isx_store::GATEWAY_CACHE_BYTES)?;
             let keys = isx_audit::keys::load(&config.pki_dir)?;
             let (log, _) = isx_audit::AuditLog::open(&db, keys, &|d, t| progress("checking", d, t))?;

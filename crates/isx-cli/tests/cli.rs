@@ -370,19 +370,7 @@ fn a_gateway_on_a_key_others_may_read_refuses_to_start_naming_it() {
     let pki = dir.path().join("pki");
     assert!(isx(&["pki", "init", "--dir", pki.to_str().unwrap()]).status.success());
     let data = dir.path().join("data");
-    let start = || {
-        isx(&[
-            "gateway",
-            "--config",
-            "deploy/local/gateway.toml",
-            "--pki",
-            pki.to_str().unwrap(),
-            "--data",
-            data.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ])
-    };
+    let start = || gateway_once(&pki, &data);
     // In the order the gateway loads them: TLS, then the store (which creates its key), then the audit keys.
     for key in ["gateway.key", "audit.key", "audit-hmac.key", "gateway.store.key"] {
         let path = pki.join(key);

@@ -23,7 +23,7 @@ use crate::app::{FormPairs, Pages};
 use crate::charts::{self, Tally};
 use crate::error::ConsoleError;
 use crate::facets::{self, FieldError, Form};
-use crate::text::{RecordView, csv_field};
+use crate::text::{Proof, RecordView, csv_field};
 
 /// Most stored cursors and reports; the oldest goes first.
 const STASH: usize = 64;
@@ -237,9 +237,9 @@ impl Auditor {
     /// Rows of `entries`, each proof checked against `cp`. The sealed text
     /// is opened after the check (the proof covers the sealed bytes).
     fn rows(&self, mut entries: Vec<AuditEntry>, cp: &Verified) -> Vec<RecordView> {
-        let verdicts: Vec<RecordView> = entries.iter().map(|e| RecordView::of(e, Some(cp))).collect();
+        let proofs: Vec<Option<Proof>> = entries.iter().map(|e| Proof::of(e, cp)).collect();
         self.open(&mut entries);
-        entries.iter().zip(verdicts).map(|(e, v)| RecordView { proof: v.proof, ..RecordView::of(e, None) }).collect()
+        entries.iter().zip(proofs).map(|(e, p)| RecordView::with_proof(e, p)).collect()
     }
 
     /// Every record matching `req`, oldest first, page by page (bounded by
@@ -820,13 +820,7 @@ pub(crate) async fn bundle_open(
                 p.verdict = format!("entry {} appears twice", e.seq);
             }
             if cp.is_none() {
-                v.proof = Some(crate::text::Proof {
-                    tree_size: e.proof_tree_size,
-                    leaf_hash: hex::encode(&e.leaf_hash),
-                    hashes: e.proof.iter().map(hex::encode).collect(),
-                    ok: false,
-                    verdict: cp_message.clone(),
-                });
+                v.proof = Some(Proof::verdict(e, false, cp_message.clone()));
             }
             v
         })

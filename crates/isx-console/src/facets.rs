@@ -7,7 +7,7 @@
 //! `subject_identifier`, which the gateway turns into a pseudonym with its
 //! key; they never reach a URL, a link or a log line.
 
-use isx_core::timestamp::from_datetime;
+use isx_core::timestamp::Bound;
 use isx_core::wire::{Operation, SearchRequest};
 
 /// The facets and other fields a search form may carry.
@@ -73,34 +73,11 @@ impl Form {
     }
 }
 
-/// Which end of a day a date-only bound means.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DayEnd {
-    /// 00:00:00.000 UTC.
-    Start,
-    /// 23:59:59.999 UTC (the log's times are milliseconds), or the end of the minute given.
-    End,
-}
-
-/// A time as an auditor types it: RFC 3339, `YYYY-MM-DDTHH:MM[:SS]` (UTC,
-/// as a `datetime-local` input sends it) or `YYYY-MM-DD`.
-pub fn parse_time(field: &str, s: &str, end: DayEnd) -> Result<prost_types::Timestamp, FieldError> {
-    use time::format_description::well_known::Rfc3339;
-    let message = || format!("{s:?} is not a time: use YYYY-MM-DD or YYYY-MM-DDTHH:MM (UTC), or RFC 3339");
-    if let Ok(t) = time::OffsetDateTime::parse(s, &Rfc3339) {
-        return Ok(from_datetime(t));
-    }
-    let (text, extra) = match s.len() {
-        10 => (format!("{s}T00:00:00Z"), time::Duration::days(1)),
-        16 => (format!("{s}:00Z"), time::Duration::minutes(1)),
-        19 => (format!("{s}Z"), time::Duration::seconds(1)),
-        _ => return Err(bad(field, message())),
-    };
-    let start = time::OffsetDateTime::parse(&text, &Rfc3339).map_err(|_| bad(field, message()))?;
-    Ok(from_datetime(match end {
-        DayEnd::Start => start,
-        DayEnd::End => start + extra - time::Duration::milliseconds(1),
-    }))
+/// A time as an auditor types it ([`isx_core::timestamp::parse_bound`]).
+pub fn parse_time(field: &str, s: &str, bound: Bound) -> Result<prost_types::Timestamp, FieldError> {
+    isx_core::timestamp::parse_bound(s, bound).ok_or_else(|| {
+        bad(field, format!("{s:?} is not a time: use YYYY-MM-DD or YYYY-MM-DDTHH:MM (UTC), or RFC 3339"))
+    })
 }
 
 /// The subject identifier the form names, as the gateway reads it
@@ -115,7 +92,7 @@ pub fn identifier(form: &Form) -> Result<String, FieldError> {
                     format!("{c:?}: give the issuing country's two-letter code, e.g. RO"),
                 ));
             }
-            Some(format!("document:{}:{n}", c.to_ascii_uppercase()))
+            Some(isx_core::identifiers::document(c, n))
         }
         (None, Some(_)) => return Err(bad("document_country", "give the document's issuing country with its number")),
         (Some(_), None) => return Err(bad("document_number", "give the document number with its country")),
@@ -125,15 +102,15 @@ pub fn identifier(form: &Form) -> Result<String, FieldError> {
         (None, None, None) => None,
         (Some(f), g, Some(d)) => {
             parse_date("date_of_birth", d)?;
-            Some(format!("name:{f}|{}|{d}", g.unwrap_or_default()))
+            Some(isx_core::identifiers::name(f, g.unwrap_or_default(), d))
         }
         (None, _, _) => return Err(bad("family_name", "a name search needs the family name and the date of birth")),
         (Some(_), _, None) => {
             return Err(bad("date_of_birth", "a name search needs the date of birth (YYYY-MM-DD) with the name"));
         }
     };
-    let plate = form.get("plate").map(|p| format!("plate:{p}"));
-    let firearm = form.get("firearm").map(|f| format!("firearm:{f}"));
+    let plate = form.get("plate").map(isx_core::identifiers::plate);
+    let firearm = form.get("firearm").map(isx_core::identifiers::firearm);
     let given: Vec<String> = [document, name, plate, firearm].into_iter().flatten().collect();
     match given.len() {
         0 => Ok(String::new()),
@@ -169,8 +146,8 @@ pub fn operation_names() -> Vec<String> {
 /// range, the order and the page size (1 to 1000, default 50).
 pub fn search_request(form: &Form) -> Result<SearchRequest, FieldError> {
     let text = |name: &str| form.get(name).unwrap_or_default().to_owned();
-    let from = form.get("from").map(|s| parse_time("from", s, DayEnd::Start)).transpose()?;
-    let to = form.get("to").map(|s| parse_time("to", s, DayEnd::End)).transpose()?;
+    let from = form.get("from").map(|s| parse_time("from", s, Bound::Start)).transpose()?;
+    let to = form.get("to").map(|s| parse_time("to", s, Bound::End)).transpose()?;
     if let (Some(f), Some(t)) = (&from, &to)
         && (f.seconds, f.nanos) > (t.seconds, t.nanos)
     {
@@ -319,7 +296,7 @@ mod tests {
         let f =
             form(&[("family_name", "Popescu"), ("given_names", "Ana Maria"), ("date_of_birth", "2010-08-09")]).unwrap();
         let r = search_request(&f).unwrap();
-        assert_eq!(r.subject_identifier, "name:Popescu|Ana Maria|2010-08-09");
+        assert_eq!(r.subject_identifier, "name:POPESCU|ANA MARIA|2010-08-09");
         assert!(!describe(&r).contains("Popescu"));
         assert_eq!(describe(&SearchRequest::default()), "every record");
     }

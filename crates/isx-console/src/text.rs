@@ -63,6 +63,34 @@ pub struct Proof {
     pub verdict: String,
 }
 
+impl Proof {
+    /// `e`'s inclusion proof and its verdict against `cp`, if `e` carries one.
+    pub fn of(e: &AuditEntry, cp: &Verified) -> Option<Self> {
+        (!e.proof.is_empty() || e.proof_tree_size > 0).then(|| {
+            let result = verify::inclusion(e, cp);
+            Self::verdict(
+                e,
+                result.is_ok(),
+                match result {
+                    Ok(()) => format!("included in the signed tree of {} records", cp.size),
+                    Err(err) => err.to_string(),
+                },
+            )
+        })
+    }
+
+    /// `e`'s proof with a verdict given (`ok`, and why).
+    pub fn verdict(e: &AuditEntry, ok: bool, verdict: String) -> Self {
+        Self {
+            tree_size: e.proof_tree_size,
+            leaf_hash: hex::encode(&e.leaf_hash),
+            hashes: e.proof.iter().map(hex::encode).collect(),
+            ok,
+            verdict,
+        }
+    }
+}
+
 /// A record as a row and its expansion.
 #[derive(Debug, Clone, Serialize)]
 pub struct RecordView {
@@ -115,19 +143,11 @@ pub struct RecordView {
 impl RecordView {
     /// The view of `e`; its proof is checked against `cp` when both are given.
     pub fn of(e: &AuditEntry, cp: Option<&Verified>) -> Self {
-        let proof = cp.filter(|_| !e.proof.is_empty() || e.proof_tree_size > 0).map(|cp| {
-            let result = verify::inclusion(e, cp);
-            Proof {
-                tree_size: e.proof_tree_size,
-                leaf_hash: hex::encode(&e.leaf_hash),
-                hashes: e.proof.iter().map(hex::encode).collect(),
-                ok: result.is_ok(),
-                verdict: match result {
-                    Ok(()) => format!("included in the signed tree of {} records", cp.size),
-                    Err(err) => err.to_string(),
-                },
-            }
-        });
+        Self::with_proof(e, cp.and_then(|cp| Proof::of(e, cp)))
+    }
+
+    /// The view of `e` with a proof verdict reached before (see [`Proof::of`]).
+    pub fn with_proof(e: &AuditEntry, proof: Option<Proof>) -> Self {
         let empty = AuditRecord::default();
         let r = e.record.as_ref().unwrap_or(&empty);
         Self { proof, ..Self::record(e.seq, e.pruned, r) }
