@@ -92,11 +92,7 @@ fn policy_setup(args: &ConsoleArgs, dir: PathBuf) -> Result<PolicySetup> {
 pub async fn run(args: ConsoleArgs) -> Result<ExitCode> {
     let auditor = if args.who.given() { Some(args.who.options()?) } else { None };
     let policy = args.policy.clone().map(|dir| policy_setup(&args, dir)).transpose()?;
-    if auditor.is_none() && policy.is_none() {
-        bail!(
-            "give the auditor's identity (--as auditor --pki DIR --gateway ADDR --officer NAME, or --node-config FILE) for the auditor's pages, and/or --policy DIR for the policy officer's"
-        );
-    }
+    // With neither, `isx_console::start` says what to give.
     if !args.listen.ip().is_loopback() {
         eprintln!(
             "warning: --listen {} is not loopback: anyone who can reach it and learns the URL can read the audit log as {}; the connection is plain HTTP",
