@@ -247,6 +247,22 @@ mod tests {
     }
 
     #[test]
+    fn timestamps_past_2_63_minus_1_are_neither_signed_nor_accepted() {
+        let top = i64::MAX as u64;
+        let w = CosignatureSigner::new("w", &[7u8; 32]).unwrap();
+        let v = CosignatureVerifier::new(&w.verifier_key()).unwrap();
+        let at_top = w.clone().at(top).sign(BODY.as_bytes()).unwrap();
+        assert!(v.verify(BODY.as_bytes(), &at_top));
+        assert!(w.clone().at(top + 1).sign(BODY.as_bytes()).is_err());
+        // A signature over a time past the bound, made by hand, is refused.
+        use ed25519_dalek::Signer as _;
+        let key = SigningKey::from_bytes(&[7u8; 32]);
+        let sig = key.sign(&message(top + 1, BODY.as_bytes()));
+        let forged = [&(top + 1).to_be_bytes()[..], &sig.to_bytes()[..]].concat();
+        assert!(!v.verify(BODY.as_bytes(), &forged));
+    }
+
+    #[test]
     fn verifier_keys_are_checked() {
         let vkey = witness().verifier_key();
         assert!(vkey.starts_with("witness.example.com/w1+"));

@@ -470,6 +470,16 @@ mod tests {
                 None,
                 422,
             ),
+            (
+                "a size-0 checkpoint with the empty tree's root",
+                {
+                    let mut b = b"old 0\n\n".to_vec();
+                    b.extend(log.note(0, <sha2::Sha256 as sha2::Digest>::digest([]).into(), &log.signer));
+                    b
+                },
+                None,
+                200,
+            ),
             ("no empty line", b"old 0\n".to_vec(), None, 400),
             (
                 "a leading zero",
@@ -490,6 +500,22 @@ mod tests {
         assert_eq!((unknown.status(), unknown), (404, Refusal::UnknownLog(ORIGIN.into())));
         let conflict = ask(&log, &log.request(8, 13), head(&log, 10)).unwrap_err();
         assert_eq!(conflict.body(), "10\n");
+    }
+
+    #[test]
+    fn a_body_past_the_limit_is_refused_before_it_is_read() {
+        let big = parse(&vec![b'x'; MAX_BODY + 1]).unwrap_err();
+        assert!(big.to_string().contains("larger"), "{big}");
+        let at_limit = parse(&vec![b'x'; MAX_BODY]).unwrap_err();
+        assert!(!at_limit.to_string().contains("larger"), "{at_limit}");
+    }
+
+    #[test]
+    fn a_state_file_that_cannot_be_read_is_an_error_not_a_fresh_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        std::fs::create_dir(store.path(ORIGIN)).unwrap();
+        assert!(matches!(store.latest(ORIGIN), Err(StateError::Io { .. })));
     }
 
     #[test]
