@@ -203,6 +203,8 @@ async fn the_log_verifies_live_and_as_an_offline_bundle_and_detects_a_fork() {
         root_hash: fork.root(size).unwrap().to_vec(),
         origin: fork.keys().origin.clone(),
         verifier_key: fork.keys().verifier_key.clone(),
+        signed_size: size,
+        ..Default::default()
     };
     let fork_small = signed(n1);
     let fork_v = verify::checkpoint(&fork_small, Some(&key)).expect("the fork is signed with the trusted key");

@@ -40,6 +40,7 @@ pub mod cosignature;
 pub mod index;
 pub mod keys;
 pub mod log;
+pub mod policy;
 pub mod text;
 pub mod verify;
 pub mod witness;

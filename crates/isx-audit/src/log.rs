@@ -348,6 +348,8 @@ pub struct AuditLog {
     index: sled::Tree,
     meta: sled::Tree,
     checkpoints: sled::Tree,
+    /// Checkpoints a witness quorum cosigned: size → time (ms, 8 bytes) and note.
+    witnessed: sled::Tree,
     keys: AuditKeys,
     /// The size and frontier; held while appending so that seqs and hashes are assigned in order.
     size: Mutex<AppendState>,
@@ -388,6 +390,7 @@ impl AuditLog {
             index: db.open_tree("audit.index")?,
             meta: db.open_tree("audit.meta")?,
             checkpoints: db.open_tree("audit.checkpoints")?,
+            witnessed: db.open_tree("audit.witnessed")?,
             db: db.clone(),
             keys,
             size: Mutex::new(AppendState::default()),
@@ -700,6 +703,25 @@ impl AuditLog {
     pub fn latest_checkpoint(&self) -> Result<Option<(u64, String)>, AuditError> {
         Ok(self.checkpoints.last()?.map(|(k, v)| {
             (u64::from_be_bytes(k.as_ref().try_into().unwrap_or([0; 8])), String::from_utf8_lossy(&v).into_owned())
+        }))
+    }
+
+    /// Stores `note`, the checkpoint of size `size` with the cosignatures
+    /// that made a witness quorum, witnessed at `at_ms` (the caller's
+    /// group commit makes it durable).
+    pub fn store_witnessed(&self, size: u64, note: &str, at_ms: u64) -> Result<(), AuditError> {
+        let mut value = be(at_ms).to_vec();
+        value.extend_from_slice(note.as_bytes());
+        self.witnessed.insert(be(size), value)?;
+        Ok(())
+    }
+
+    /// The newest witnessed checkpoint: (size, cosigned note, witnessed at ms).
+    pub fn latest_witnessed(&self) -> Result<Option<(u64, String, u64)>, AuditError> {
+        Ok(self.witnessed.last()?.and_then(|(k, v)| {
+            let size = u64::from_be_bytes(k.as_ref().try_into().ok()?);
+            let at = u64::from_be_bytes(v.get(..8)?.try_into().ok()?);
+            Some((size, String::from_utf8_lossy(&v[8..]).into_owned(), at))
         }))
     }
 

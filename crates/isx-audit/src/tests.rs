@@ -41,6 +41,8 @@ fn checkpoint_msg(log: &AuditLog, size: u64) -> Checkpoint {
         root_hash: log.root(size).unwrap().to_vec(),
         origin: log.keys().origin.clone(),
         verifier_key: log.keys().verifier_key.clone(),
+        signed_size: size,
+        ..Default::default()
     }
 }
 
