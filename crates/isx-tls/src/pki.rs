@@ -17,9 +17,11 @@
 //! # A PKI that cannot destroy itself
 //! - A node's files are `<id>.crt` and `<id>.key` beside the CA's own, so the
 //!   names of isx's own files ([`RESERVED_NAMES`]: `ca`, `gateway`, `audit`,
-//!   `audit-hmac`, `audit-text`, `crl`, `revoked`) are refused as node ids
+//!   `audit-hmac`, `audit-text`, `crl`, `revoked`, `witness`) are refused as node ids
 //!   ([`PkiError::Reserved`]) by [`init`], [`issue_node`] and [`revoke`].
-//!   Store keys (`<owner>.store.key`) cannot collide: a node id holds no `.`.
+//!   Store keys (`<owner>.store.key`) and witness files
+//!   (`<id>.witness.crt`, `<id>.cosign.key`, …: [`witness_tls_paths`],
+//!   [`witness_cosign_paths`]) cannot collide: a node id holds no `.`.
 //! - [`issue_node`] of a node that already has a certificate or key
 //!   replaces them only when told to ([`PkiError::NodeExists`]).
 //! - [`init`] over an existing PKI ([`pki_files`]: every file isx writes in
@@ -127,7 +129,38 @@ pub enum PkiError {
 
 /// The file names, without extension, of isx's own files in a PKI
 /// directory: no node may take one as its id ([`check_node_id`]).
-pub const RESERVED_NAMES: &[&str] = &["ca", "gateway", "audit", "audit-hmac", "audit-text", "crl", "revoked"];
+pub const RESERVED_NAMES: &[&str] =
+    &["ca", "gateway", "audit", "audit-hmac", "audit-text", "crl", "revoked", WITNESS_ID];
+
+/// The id of the standalone witness (`isx witness`): its server certificate
+/// is `witness.crt`/`witness.key` and its cosignature key
+/// `witness.cosign.key`/`.pub`, so no node may take the name.
+pub const WITNESS_ID: &str = "witness";
+
+/// The C2SP tlog-policy file `isx pki init` writes beside the keys.
+pub const WITNESS_POLICY_FILE: &str = "witness.policy";
+
+/// The SAN URI prefix of a witness's server certificate: `spiffe://isx/witness/<id>`.
+pub const WITNESS_URI_PREFIX: &str = "spiffe://isx/witness/";
+
+/// The server certificate and key of witness `id` in `dir`: the
+/// standalone witness ([`WITNESS_ID`]) has `witness.crt`/`witness.key`,
+/// like the gateway's; a node acting as a witness has
+/// `<node>.witness.crt`/`<node>.witness.key`, since `<node>.crt` is its
+/// client identity.
+pub fn witness_tls_paths(dir: &Path, id: &str) -> (PathBuf, PathBuf) {
+    if id == WITNESS_ID {
+        (dir.join("witness.crt"), dir.join("witness.key"))
+    } else {
+        (dir.join(format!("{id}.witness.crt")), dir.join(format!("{id}.witness.key")))
+    }
+}
+
+/// The cosignature key files of witness `id` in `dir`: `<id>.cosign.key`
+/// (private, 0600) and `<id>.cosign.pub` (its C2SP vkey).
+pub fn witness_cosign_paths(dir: &Path, id: &str) -> (PathBuf, PathBuf) {
+    (dir.join(format!("{id}.cosign.key")), dir.join(format!("{id}.cosign.pub")))
+}
 
 /// The files isx writes in a PKI directory under fixed names: the CA, the
 /// gateway, the revocation list and its bookkeeping, and the audit keys of
@@ -143,7 +176,12 @@ const FIXED_FILES: &[&str] = &[
     "audit.pub",
     "audit-hmac.key",
     "audit-text.key",
+    WITNESS_POLICY_FILE,
 ];
+
+/// The suffixes of the witness files of an identity `<id>` (a node id or
+/// [`WITNESS_ID`]): its server certificate as a witness and its cosignature key.
+const WITNESS_SUFFIXES: &[&str] = &[".witness.crt", ".witness.key", ".cosign.key", ".cosign.pub"];
 
 /// The file names of `paths`, comma-separated, for messages.
 fn names(paths: &[PathBuf]) -> String {
@@ -165,6 +203,7 @@ pub fn check_node_id(node: &NodeId) -> Result<(), PkiError> {
         "audit-text" => "the audit log's text key (audit-text.key)",
         "crl" => "the CA's revocation list (crl.pem)",
         "revoked" => "the revocation bookkeeping (revoked.txt)",
+        "witness" => "the standalone witness's certificate and keys (witness.crt, witness.key, witness.cosign.key)",
         _ => return Ok(()),
     };
     debug_assert!(RESERVED_NAMES.contains(&node.as_str()));
@@ -172,10 +211,13 @@ pub fn check_node_id(node: &NodeId) -> Result<(), PkiError> {
 }
 
 /// Every file of the PKI in `dir`, sorted: the files isx writes under fixed
-/// names (the CA, the gateway, `crl.pem`, `revoked.txt`, the audit keys),
-/// every store key (`*.store.key`) and every node identity (`<id>.crt`,
-/// `<id>.key` for a valid node id). Other files and folders are not part of
-/// it. A missing directory holds none.
+/// names (the CA, the gateway, `crl.pem`, `revoked.txt`, the audit keys,
+/// `witness.policy`), every store key (`*.store.key`), every node identity
+/// (`<id>.crt`, `<id>.key` for a valid node id, which covers the standalone
+/// witness's `witness.crt`/`.key`) and every witness file
+/// (`<id>.witness.crt`, `<id>.witness.key`, `<id>.cosign.key`,
+/// `<id>.cosign.pub`). Other files and folders are not part of it. A
+/// missing directory holds none.
 pub fn pki_files(dir: &Path) -> Result<Vec<PathBuf>, PkiError> {
     let io = |source| PkiError::Io { path: dir.to_owned(), source };
     let entries = match fs::read_dir(dir) {
@@ -194,7 +236,10 @@ pub fn pki_files(dir: &Path) -> Result<Vec<PathBuf>, PkiError> {
             .strip_suffix(".crt")
             .or_else(|| name.strip_suffix(".key"))
             .is_some_and(|stem| NodeId::new(stem).is_ok());
-        if FIXED_FILES.contains(&name.as_str()) || name.ends_with(".store.key") || node_file {
+        let witness_file = WITNESS_SUFFIXES
+            .iter()
+            .any(|suffix| name.strip_suffix(suffix).is_some_and(|stem| NodeId::new(stem).is_ok()));
+        if FIXED_FILES.contains(&name.as_str()) || name.ends_with(".store.key") || node_file || witness_file {
             files.push(entry.path());
         }
     }
@@ -360,6 +405,32 @@ impl DevCa {
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         self.issue("gateway", params, validity)
+    }
+
+    /// A witness's server certificate for `localhost`, `127.0.0.1` and
+    /// `extra_names`, with the SAN URI `spiffe://isx/witness/<id>`;
+    /// serverAuth only. Its clients (logs) need no certificate: the
+    /// `tlog-witness` protocol is public, a checkpoint's signature is its
+    /// only authentication.
+    pub fn issue_witness(
+        &self,
+        id: &str,
+        extra_names: &[String],
+        validity: Duration,
+    ) -> Result<(String, String), PkiError> {
+        let what = format!("witness {id}");
+        let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+        names.extend(extra_names.iter().cloned());
+        let mut params = CertificateParams::new(names).map_err(rc(&what))?;
+        let uri = format!("{WITNESS_URI_PREFIX}{id}").try_into().map_err(rc(&what))?;
+        params.subject_alt_names.push(SanType::URI(uri));
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::OrganizationName, "isx development PKI");
+        dn.push(DnType::CommonName, format!("isx witness {id}"));
+        params.distinguished_name = dn;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        self.issue(&what, params, validity)
     }
 }
 
@@ -1042,6 +1113,60 @@ mod tests {
         let again = init(&opts).unwrap().replaced.unwrap();
         assert_ne!(again.folder, replaced.folder);
         assert_eq!(snapshot(&replaced.folder), old, "the first one untouched");
+    }
+
+    #[test]
+    fn pki_files_lists_the_witness_files_and_the_policy_but_not_strangers() {
+        let dir = tempfile::tempdir().unwrap();
+        let ours = [
+            "witness.crt",
+            "witness.key",
+            "witness.cosign.key",
+            "witness.cosign.pub",
+            "a-police.witness.crt",
+            "a-police.witness.key",
+            "a-police.cosign.key",
+            "a-police.cosign.pub",
+            WITNESS_POLICY_FILE,
+        ];
+        let strangers = ["notes.cosign.txt", "A B.cosign.key", "x.y.witness.crt", "witness.policy.bak"];
+        for name in ours.iter().chain(&strangers) {
+            write_file(&dir.path().join(name), "x", false).unwrap();
+        }
+        let listed: Vec<String> = pki_files(dir.path())
+            .unwrap()
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        let mut want: Vec<String> = ours.iter().map(|s| s.to_string()).collect();
+        want.sort();
+        assert_eq!(listed, want);
+        assert_eq!(witness_tls_paths(dir.path(), WITNESS_ID).0, dir.path().join("witness.crt"));
+        assert_eq!(witness_tls_paths(dir.path(), "a-police").1, dir.path().join("a-police.witness.key"));
+        assert_eq!(witness_cosign_paths(dir.path(), "a-police").1, dir.path().join("a-police.cosign.pub"));
+    }
+
+    #[test]
+    fn a_witness_certificate_serves_tls_for_its_names_only_and_is_no_node() {
+        let dir = tempfile::tempdir().unwrap();
+        init(&InitOptions { nodes: vec![], ..InitOptions::new(dir.path()) }).unwrap();
+        let ca = DevCa::load(dir.path()).unwrap();
+        let (cert, key) = ca.issue_witness("a-police", &["witness.example.test".into()], Duration::days(1)).unwrap();
+        let (_, pem) = x509_parser::pem::parse_x509_pem(cert.as_bytes()).unwrap();
+        let parsed = pem.parse_x509().unwrap();
+        let san = parsed.subject_alternative_name().unwrap().unwrap();
+        let names: Vec<String> = san.value.general_names.iter().map(|n| n.to_string()).collect();
+        assert!(names.iter().any(|n| n.contains("spiffe://isx/witness/a-police")), "{names:?}");
+        assert!(names.iter().any(|n| n.contains("witness.example.test")), "{names:?}");
+        assert!(names.iter().any(|n| n.contains("localhost")), "{names:?}");
+        let eku = parsed.extended_key_usage().unwrap().unwrap().value;
+        assert!(eku.server_auth && !eku.client_auth, "{eku:?}");
+        // Not a node: its SAN URI is no node identity.
+        let (crt_path, key_path) = witness_tls_paths(dir.path(), "a-police");
+        write_file(&crt_path, &cert, false).unwrap();
+        write_file(&key_path, &key, true).unwrap();
+        let der = read_certs(&crt_path).unwrap().remove(0);
+        assert!(peer_identity(&der).is_err());
     }
 
     #[test]
