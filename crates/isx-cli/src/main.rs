@@ -367,10 +367,23 @@ async fn node(args: NodeArgs) -> Result<()> {
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone());
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let node = isx_node::MockNode::open(options, &config.data_dir)?
+    let mut node = isx_node::MockNode::open(options, &config.data_dir)?
         .with_rules(config.access.clone())
         .with_events(tx)
         .with_inspect(isx_node::inspect::socket_path(&config.data_dir));
+    if config.witness {
+        let witness = isx_node::witness::AgencyWitness::load(&config.pki_dir, config.id.as_str(), &config.data_dir)?;
+        let listener = std::net::TcpListener::bind(config.witness_listen).with_context(|| {
+            format!("witness_listen {}: cannot listen there (is another witness using it?)", config.witness_listen)
+        })?;
+        println!(
+            "{} witness: https://{}/add-checkpoint, key {}",
+            config.id,
+            listener.local_addr()?,
+            witness.witness.verifier_key()
+        );
+        node = node.with_witness(witness, listener);
+    }
     println!("{} node: {} alerts in its store; connecting to {}", config.id, node.inbox().len(), config.gateway);
     let task = tokio::spawn(node.run(shutdown.clone()));
     let printer = tokio::spawn(async move {

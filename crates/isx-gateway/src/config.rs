@@ -78,6 +78,9 @@ pub struct GatewayConfig {
     /// What the gateway does with its revocation lists (`crls`).
     #[serde(default)]
     pub revocation: RevocationConfig,
+    /// Who witnesses the audit log's checkpoints.
+    #[serde(default)]
+    pub witness: WitnessConfig,
     /// The registered nodes, by node id.
     #[serde(default)]
     pub nodes: BTreeMap<String, NodeConfig>,
@@ -319,6 +322,38 @@ impl Default for AuditConfig {
     }
 }
 
+/// Witnessed checkpoints (C2SP `tlog-witness`): the witnesses the gateway
+/// offers each checkpoint to, and what it does when they are away.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WitnessConfig {
+    /// A C2SP `tlog-policy` file: the log (this gateway's `audit.pub`),
+    /// each witness with its cosignature key and URL, and the quorum.
+    /// Without it, checkpoints carry the gateway's signature alone.
+    pub policy: Option<PathBuf>,
+    /// The newest witnessed checkpoint may be at most this old, while
+    /// records wait to be witnessed, before health turns NOT_SERVING.
+    #[serde(deserialize_with = "duration")]
+    pub max_age: std::time::Duration,
+    /// How long one add-checkpoint call to a witness may take.
+    #[serde(deserialize_with = "duration")]
+    pub timeout: std::time::Duration,
+    /// Refuse to start when no witness answers the start-up check (by
+    /// default the gateway starts, warns, and reports it in health).
+    pub require_at_start: bool,
+}
+
+impl Default for WitnessConfig {
+    fn default() -> Self {
+        Self {
+            policy: None,
+            max_age: std::time::Duration::from_secs(3600),
+            timeout: std::time::Duration::from_secs(5),
+            require_at_start: false,
+        }
+    }
+}
+
 /// One registered node.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -360,6 +395,9 @@ impl GatewayConfig {
         fix(&mut self.data_dir);
         fix(&mut self.policy_dir);
         self.crls.iter_mut().for_each(fix);
+        if let Some(p) = self.witness.policy.as_mut() {
+            fix(p);
+        }
     }
 
     /// Checks every value, naming the first bad key.

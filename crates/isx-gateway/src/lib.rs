@@ -87,6 +87,7 @@ mod subscribe;
 mod sweeper;
 mod text;
 mod throttle;
+pub mod witnessing;
 
 pub use commit::{CommitError, CommitStats};
 pub use config::{ConfigError, GatewayConfig};

@@ -15,13 +15,14 @@ use isx_audit::AuditLog;
 use isx_core::wire::{AuditRecord, Checkpoint};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::clock::Clock;
 use crate::commit::Committer;
 use crate::config::AuditConfig;
 use crate::error::RequestError;
 use crate::faults::Faults;
+use crate::witnessing::Witnesses;
 
 /// How often the background indexer looks for new audit records.
 pub const INDEX_EVERY: Duration = Duration::from_millis(10);
@@ -42,6 +43,14 @@ pub struct Recorder {
     signed: AtomicU64,
     /// Fault switches (inert without the `faults` feature).
     faults: Arc<Faults>,
+    /// The witnesses, with a policy (`witness.policy`).
+    witnesses: Option<Arc<Witnesses>>,
+    /// The size of the last checkpoint offered to the witnesses.
+    offered: AtomicU64,
+    /// Held while a checkpoint is offered, so that rounds do not overlap.
+    round: tokio::sync::Mutex<()>,
+    /// Witnessed checkpoints are offered again after this long without a new one.
+    refresh_ms: u64,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -62,7 +71,87 @@ impl Recorder {
             wake: Notify::new(),
             signed: AtomicU64::new(signed),
             faults: Arc::default(),
+            witnesses: None,
+            offered: AtomicU64::new(0),
+            round: tokio::sync::Mutex::new(()),
+            refresh_ms: u64::MAX,
         }
+    }
+
+    /// Offers checkpoints to `witnesses` and publishes only those their
+    /// quorum cosigned; a witnessed checkpoint is offered again every
+    /// `refresh`, so that its age tells whether the witnesses still agree.
+    pub fn with_witnesses(mut self, witnesses: Arc<Witnesses>, refresh: Duration) -> Self {
+        self.witnesses = Some(witnesses);
+        self.refresh_ms = refresh.as_millis().max(1) as u64;
+        self
+    }
+
+    /// The newest witnessed checkpoint's size and time (ms), if any.
+    pub fn witnessed(&self) -> Result<Option<(u64, u64)>, RequestError> {
+        Ok(self.log.latest_witnessed().map_err(RequestError::Audit)?.map(|(size, _, at)| (size, at)))
+    }
+
+    /// Offers the checkpoint of `size` (`note`) to the witnesses unless one
+    /// at least as large was witnessed within the refresh interval, and
+    /// stores it once the quorum cosigned.
+    async fn offer(&self, size: u64, note: &str) -> Result<(), RequestError> {
+        let Some(witnesses) = &self.witnesses else { return Ok(()) };
+        let _round = self.round.lock().await;
+        let now = (self.clock)();
+        if let Some((witnessed, at)) = self.witnessed()?
+            && witnessed >= size
+            && now.saturating_sub(at) < self.refresh_ms
+        {
+            return Ok(());
+        }
+        self.offered.fetch_max(size, Ordering::AcqRel);
+        let round = witnesses.round(&self.log, size, note).await;
+        if round.quorum {
+            self.log.store_witnessed(size, &round.note, (self.clock)()).map_err(RequestError::Audit)?;
+            self.committer.commit().await?;
+            debug!(size, cosigners = ?round.cosigners, "audit checkpoint witnessed");
+        } else {
+            warn!(
+                size,
+                cosigners = ?round.cosigners,
+                quorum = %witnesses.policy().describe_quorum(),
+                "audit checkpoint not witnessed: too few cosignatures (sharing continues; checkpoints lag)"
+            );
+        }
+        Ok(())
+    }
+
+    /// The start-up check against the witnesses (see [`Witnesses::startup`]).
+    pub async fn check_witnesses(&self, require_answer: bool) -> Result<(), crate::witnessing::WitnessError> {
+        let Some(witnesses) = &self.witnesses else { return Ok(()) };
+        let size = self.log.size();
+        let note = match self.log.latest_checkpoint() {
+            Ok(Some((s, note))) if s == size => note,
+            _ => match self.log.sign_checkpoint(size) {
+                Ok(note) => {
+                    self.signed.fetch_max(size, Ordering::AcqRel);
+                    note
+                }
+                Err(e) => {
+                    warn!(error = %e, "no checkpoint to offer the witnesses at start");
+                    return Ok(());
+                }
+            },
+        };
+        let _round = self.round.lock().await;
+        self.offered.fetch_max(size, Ordering::AcqRel);
+        let round = witnesses.startup(&self.log, size, &note, require_answer).await?;
+        if round.quorum {
+            let stored = self.log.store_witnessed(size, &round.note, (self.clock)()).map_err(RequestError::Audit);
+            if let Err(e) = match stored {
+                Ok(()) => self.committer.commit().await.map_err(RequestError::from),
+                Err(e) => Err(e),
+            } {
+                warn!(error = %e, "the witnessed start-up checkpoint was not stored");
+            }
+        }
+        Ok(())
     }
 
     /// Shares the gateway's fault switches.
@@ -114,7 +203,9 @@ impl Recorder {
     }
 
     /// Makes everything appended so far durable, signs a checkpoint over it if
-    /// the latest one is older, and returns the latest checkpoint.
+    /// the latest one is older, and returns the checkpoint to publish: with
+    /// a witness policy, the newest one the quorum cosigned (a checkpoint
+    /// not yet offered is offered first, bounded by `witness.timeout`).
     pub async fn fresh_checkpoint(&self) -> Result<Checkpoint, RequestError> {
         let size = self.log.size();
         self.committer.commit().await?;
@@ -128,13 +219,37 @@ impl Recorder {
                 (size, note)
             }
         };
-        Ok(Checkpoint {
-            note,
-            tree_size: size,
-            root_hash: self.log.root(size).map_err(RequestError::Audit)?.to_vec(),
-            origin: self.log.keys().origin.clone(),
-            verifier_key: self.log.keys().verifier_key.clone(),
-        })
+        let checkpoint = |note: String, size: u64| -> Result<Checkpoint, RequestError> {
+            Ok(Checkpoint {
+                note,
+                tree_size: size,
+                root_hash: self.log.root(size).map_err(RequestError::Audit)?.to_vec(),
+                origin: self.log.keys().origin.clone(),
+                verifier_key: self.log.keys().verifier_key.clone(),
+                signed_size: size,
+                ..Default::default()
+            })
+        };
+        let Some(witnesses) = &self.witnesses else { return checkpoint(note, size) };
+        if self.offered.load(Ordering::Acquire) < size {
+            self.offer(size, &note).await?;
+        } else {
+            // Offered already: wait for a round still under way.
+            drop(self.round.lock().await);
+        }
+        let Some((witnessed, cosigned, at)) = self.log.latest_witnessed().map_err(RequestError::Audit)? else {
+            return checkpoint(note, size);
+        };
+        let cosigners = signed_note::Note::from_bytes(cosigned.as_bytes())
+            .ok()
+            .and_then(|n| witnesses.policy().cosigners(&n).ok())
+            .unwrap_or_default();
+        let mut published = checkpoint(cosigned, witnessed)?;
+        published.cosigners = cosigners.into_iter().map(|(name, _)| name).collect();
+        published.witnessed = true;
+        published.witnessed_at_ms = at;
+        published.signed_size = size;
+        Ok(published)
     }
 
     /// Indexes new records for search (see
@@ -174,7 +289,8 @@ impl Recorder {
     }
 
     /// Signs checkpoints every `checkpoint_every_ms`, or sooner when
-    /// `checkpoint_every_records` records arrived, until `shutdown`.
+    /// `checkpoint_every_records` records arrived, until `shutdown`; with
+    /// witnesses, offers each one (again) until the quorum cosigned it.
     pub async fn checkpointer(self: Arc<Self>, shutdown: CancellationToken) {
         let every = Duration::from_millis(self.config.checkpoint_every_ms);
         loop {
@@ -187,6 +303,12 @@ impl Recorder {
                 && let Err(e) = self.fresh_checkpoint().await
             {
                 warn!(error = %e, "checkpoint not signed");
+            }
+            if self.witnesses.is_some()
+                && let Ok(Some((size, note))) = self.log.latest_checkpoint()
+                && let Err(e) = self.offer(size, &note).await
+            {
+                warn!(error = %e, "checkpoint not offered to the witnesses");
             }
         }
         // A last checkpoint over everything flushed at shutdown.

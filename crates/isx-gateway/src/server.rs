@@ -36,6 +36,7 @@ use crate::revocation::Revocation;
 use crate::state::{Parts, State};
 use crate::store::{Store, StoreError};
 use crate::sweeper::sweep_expired;
+use crate::witnessing::Witnesses;
 
 /// Why the gateway could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +59,9 @@ pub enum StartError {
     /// The reflection service could not be built.
     #[error("reflection: {0}")]
     Reflection(String),
+    /// The witness policy is unusable, or the witnesses refuse the start.
+    #[error(transparent)]
+    Witness(#[from] crate::witnessing::WitnessError),
     /// The HTTP/2 server failed.
     #[error("transport: {0}")]
     Transport(#[from] tonic::transport::Error),
@@ -94,6 +98,8 @@ pub struct Gateway {
     commit_stats: Arc<CommitStats>,
     /// Fault switches (inert without the `faults` feature).
     faults: Arc<Faults>,
+    /// The witnesses of `witness.policy`, if set.
+    witnesses: Option<Arc<Witnesses>>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -134,6 +140,18 @@ impl Gateway {
             index_rows = report.index_rows,
             "audit log verified against its last signed checkpoint"
         );
+        let witnesses = Witnesses::load(&config.witness, &config.pki_dir, &audit.keys().verifier_key)?.map(Arc::new);
+        match &witnesses {
+            Some(w) => info!(
+                witnesses = w.policy().witnesses().len(),
+                quorum = %w.policy().describe_quorum(),
+                "checkpoints are published once the witnesses' quorum cosigned them"
+            ),
+            None => warn!(
+                "no witness.policy: checkpoints carry the gateway's signature alone, and a rollback of the audit log \
+                 (an older data directory restored) is seen only by an auditor who saved a checkpoint"
+            ),
+        }
         // sled's own files; fsynced after each group-commit flush when `audit.fsync` is on.
         let fsync = if config.audit.fsync {
             ["db", "conf"].iter().filter_map(|name| std::fs::File::open(db_dir.join(name)).ok()).collect()
@@ -151,6 +169,7 @@ impl Gateway {
             clock: system_clock(),
             commit_stats: Arc::default(),
             faults,
+            witnesses,
         })
     }
 
@@ -197,10 +216,22 @@ impl Gateway {
         let fsync = self.fsync.iter().filter_map(|f| f.try_clone().ok()).collect();
         let (committer, commit_task) =
             Committer::start(self.store.db().clone(), fsync, self.commit_stats.clone(), self.faults.clone());
-        let recorder = Arc::new(
+        let mut recorder =
             Recorder::new(self.audit.clone(), committer.clone(), self.clock.clone(), self.config.audit.clone())
-                .with_faults(self.faults.clone()),
-        );
+                .with_faults(self.faults.clone());
+        let witness = &self.config.witness;
+        if let Some(w) = &self.witnesses {
+            recorder = recorder.with_witnesses(w.clone(), (witness.max_age / 4).max(Duration::from_secs(1)));
+        }
+        let recorder = Arc::new(recorder);
+        // The rollback check, before anything is served.
+        if let Err(e) = recorder.check_witnesses(witness.require_at_start).await {
+            drop(recorder);
+            drop(committer);
+            let _ = commit_task.await;
+            return Err(e.into());
+        }
+        let started = (self.clock)();
         let checkpointer = tokio::spawn(recorder.clone().checkpointer(shutdown.clone()));
         let indexer = tokio::spawn(recorder.clone().indexer(shutdown.clone()));
         let state = Arc::new(State::new(
@@ -222,6 +253,15 @@ impl Gateway {
 
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<ExchangeServer<ExchangeService>>().await;
+        let witnessed_health = self.witnesses.is_some().then(|| {
+            tokio::spawn(watch_witnessed(
+                recorder.clone(),
+                health.clone(),
+                self.clock.clone(),
+                (started, witness.max_age),
+                shutdown.clone(),
+            ))
+        });
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(isx_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -293,6 +333,9 @@ impl Gateway {
         let _ = crls.await;
         let _ = checkpointer.await;
         let _ = indexer.await;
+        if let Some(task) = witnessed_health {
+            let _ = task.await;
+        }
         drop(state);
         drop(recorder);
         let _ = commit_task.await;
@@ -301,6 +344,47 @@ impl Gateway {
         }
         info!("gateway stopped");
         result.map_err(StartError::from)
+    }
+}
+
+/// Watches the age of the newest witnessed checkpoint (or, before the
+/// first, the time since start) until shutdown: above `witness.max_age`
+/// the gateway's health (service "") turns NOT_SERVING, and back.
+async fn watch_witnessed(
+    recorder: Arc<Recorder>,
+    health: tonic_health::server::HealthReporter,
+    clock: Clock,
+    (started, max_age): (u64, Duration),
+    shutdown: CancellationToken,
+) {
+    let max_ms = max_age.as_millis() as u64;
+    let mut stale = false;
+    loop {
+        let since = match recorder.witnessed() {
+            Ok(Some((_, at))) => at,
+            _ => started,
+        };
+        let age = clock().saturating_sub(since);
+        if (age > max_ms) != stale {
+            stale = !stale;
+            let status = if stale {
+                warn!(
+                    age_s = age / 1000,
+                    max_age_s = max_ms / 1000,
+                    "the newest witnessed audit checkpoint is older than witness.max_age: health NOT_SERVING \
+                     (sharing continues)"
+                );
+                tonic_health::ServingStatus::NotServing
+            } else {
+                info!(age_s = age / 1000, "a recent audit checkpoint is witnessed again: health SERVING");
+                tonic_health::ServingStatus::Serving
+            };
+            health.set_service_status("", status).await;
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+        }
     }
 }
 

@@ -56,6 +56,18 @@ pub struct NodeConfig {
     /// waits for a person (`isx access decide`).
     #[serde(default)]
     pub access: Vec<AccessRule>,
+    /// Witness the gateway's audit log (C2SP tlog-witness over HTTPS, with
+    /// `<pki_dir>/<id>.witness.crt` and `<id>.cosign.key`): add this
+    /// agency to the gateway's witness policy at `witness_listen`.
+    #[serde(default)]
+    pub witness: bool,
+    /// Where the witness listens (`host:port`).
+    #[serde(default = "default_witness_listen")]
+    pub witness_listen: std::net::SocketAddr,
+}
+
+fn default_witness_listen() -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], 7461))
 }
 
 /// What a mock agency does with a matching access request.

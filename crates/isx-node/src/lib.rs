@@ -26,6 +26,7 @@ pub mod diagnose;
 pub mod inbox;
 pub mod inspect;
 pub mod mock;
+pub mod witness;
 
 pub use client::{Client, ClientError, ClientOptions, code_name, error_chain};
 pub use config::NodeConfig;

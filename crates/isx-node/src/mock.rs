@@ -45,6 +45,8 @@ pub struct MockNode {
     rules: Vec<AccessRule>,
     /// Where to serve the inspect service while running.
     inspect: Option<std::path::PathBuf>,
+    /// The witness to serve while running, and its listening socket.
+    witness: Option<(crate::witness::AgencyWitness, std::net::TcpListener)>,
 }
 
 fn now_ms() -> u64 {
@@ -52,13 +54,32 @@ fn now_ms() -> u64 {
 }
 
 impl MockNode {
+    /// Serves `witness` on `listener` while running (the agency witnesses
+    /// the gateway it uses; see [`crate::witness`]).
+    pub fn with_witness(mut self, witness: crate::witness::AgencyWitness, listener: std::net::TcpListener) -> Self {
+        self.witness = Some((witness, listener));
+        self
+    }
+
+    /// The agency's witness, if it is one (its refusals are counted there).
+    pub fn witness(&self) -> Option<&crate::witness::AgencyWitness> {
+        self.witness.as_ref().map(|(w, _)| w)
+    }
+
     /// Opens the node's store under `data_dir`, sealed under
     /// `<pki_dir>/<node>.store.key` (created with a new store if missing).
     pub fn open(options: ClientOptions, data_dir: &std::path::Path) -> Result<Self, InboxError> {
         // Private to the agency's user: it holds the store and the inspect socket.
         isx_store::private_dir(data_dir)?;
         let key = isx_store::key_path(&options.pki_dir, options.node.as_str());
-        Ok(Self { inbox: Inbox::open(data_dir, &key)?, options, events: None, rules: vec![], inspect: None })
+        Ok(Self {
+            inbox: Inbox::open(data_dir, &key)?,
+            options,
+            events: None,
+            rules: vec![],
+            inspect: None,
+            witness: None,
+        })
     }
 
     /// Answers access requests for this node's alerts by `rules` (first match
@@ -97,6 +118,24 @@ impl MockNode {
     /// Runs until `shutdown`: subscribes, stores each delivery, acks it, and
     /// reconnects with exponential back-off (100 ms up to 5 s) when the stream ends.
     pub async fn run(self, shutdown: CancellationToken) {
+        // The witness first: a gateway's start-up check may be waiting for it.
+        let witness = self.witness.as_ref().and_then(|(w, socket)| {
+            let listener = socket
+                .try_clone()
+                .and_then(|s| {
+                    s.set_nonblocking(true)?;
+                    tokio::net::TcpListener::from_std(s)
+                })
+                .map_err(|e| warn!(node = %self.options.node, error = %e, "no witness service"))
+                .ok()?;
+            info!(
+                node = %self.options.node,
+                addr = ?socket.local_addr().ok(),
+                key = %w.witness.verifier_key(),
+                "witnessing the gateway's audit log (C2SP tlog-witness)"
+            );
+            Some(tokio::spawn(isx_witness::server::serve(w.witness.clone(), w.tls.clone(), listener, shutdown.clone())))
+        });
         let inspect = self.inspect.clone().and_then(|path| match crate::inspect::bind(&path) {
             Ok(listener) => {
                 info!(node = %self.options.node, socket = %path.display(), "inspect service listening");
@@ -109,6 +148,11 @@ impl MockNode {
             }
         });
         self.subscribe_loop(&shutdown).await;
+        if let Some(task) = witness
+            && let Ok(Err(e)) = task.await
+        {
+            warn!(node = %self.options.node, error = %e, "witness service failed");
+        }
         if let Some(task) = inspect
             && let Ok(Err(e)) = task.await
         {
@@ -261,6 +305,6 @@ impl MockNode {
 
     /// A node over an inbox that is already open (to restart a node in the same process).
     pub fn with_inbox(options: ClientOptions, inbox: Inbox) -> Self {
-        Self { options, inbox, events: None, rules: vec![], inspect: None }
+        Self { options, inbox, events: None, rules: vec![], inspect: None, witness: None }
     }
 }

@@ -77,6 +77,7 @@ pub mod demo;
 pub mod samples;
 pub mod scenario;
 pub mod topology;
+pub mod witness;
 
 pub use agency::{Agency, AgencyError};
 pub use topology::{NodeSpec, Topology, TopologyError, TopologySpec};

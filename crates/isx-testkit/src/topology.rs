@@ -84,6 +84,8 @@ pub struct NodeSpec {
     pub run_mock: bool,
     /// How the mock agency answers access requests for its alerts.
     pub access_rules: Vec<AccessRule>,
+    /// The mock agency also witnesses the gateway's audit log (`witness = true`).
+    pub witness: bool,
 }
 
 impl NodeSpec {
@@ -97,7 +99,14 @@ impl NodeSpec {
             name: name.into(),
             run_mock: kind != NodeKind::Auditor,
             access_rules: vec![],
+            witness: false,
         }
+    }
+
+    /// The same node, its agency witnessing the gateway's audit log.
+    pub fn witnessing(mut self) -> Self {
+        self.witness = true;
+        self
     }
 
     /// The same node answering access requests by `rules`.
@@ -130,6 +139,15 @@ pub struct TopologySpec {
     pub revocation: isx_gateway::config::RevocationConfig,
     /// Nodes whose certificates are revoked (on the gateway's CRL) from the start.
     pub revoked: Vec<NodeId>,
+    /// Standalone witnesses to run in this process (ids; `witness` is the
+    /// one `isx pki init` makes keys for). With these or witnessing agencies
+    /// the topology writes a witness policy and the gateway uses it.
+    pub witnesses: Vec<String>,
+    /// The policy's quorum over every witness (standalone, then agencies):
+    /// `all`, `any` or a number.
+    pub witness_quorum: String,
+    /// The gateway's witness settings (`policy` is set by the topology).
+    pub witness: isx_gateway::config::WitnessConfig,
 }
 
 impl TopologySpec {
@@ -153,8 +171,18 @@ impl TopologySpec {
             lookup: isx_gateway::config::LookupConfig::default(),
             revocation: isx_gateway::config::RevocationConfig::default(),
             revoked: vec![],
+            witnesses: vec![],
+            witness_quorum: "all".into(),
+            witness: isx_gateway::config::WitnessConfig {
+                timeout: std::time::Duration::from_secs(2),
+                ..Default::default()
+            },
         }
     }
+}
+
+fn read_trimmed(path: &Path) -> Result<String, TopologyError> {
+    Ok(std::fs::read_to_string(path)?.trim().to_owned())
 }
 
 /// Connections the gateway's socket queues while no gateway accepts.
@@ -205,6 +233,10 @@ pub struct Topology {
     faults: Option<Arc<isx_gateway::faults::Faults>>,
     /// Attached to a gateway that runs elsewhere.
     attached: bool,
+    /// The standalone witnesses, by id.
+    witnesses: BTreeMap<String, crate::witness::TestWitness>,
+    /// The sockets of the witnessing agencies, bound before the gateway starts.
+    agency_witnesses: BTreeMap<NodeId, std::net::TcpListener>,
 }
 
 impl std::fmt::Debug for Topology {
@@ -232,7 +264,8 @@ impl Topology {
         let mut opts = isx_tls::pki::InitOptions::new(&pki);
         opts.nodes = spec.nodes.iter().map(|n| n.id.clone()).collect();
         isx_tls::pki::init(&opts)?;
-        isx_audit::keys::create(&pki, isx_audit::keys::DEFAULT_ORIGIN)
+        // A log origin of its own (isx/<random>/audit) and witness keys, as `isx pki init` makes them.
+        let deployment = isx_witness::keys::init_deployment(&pki, &opts.nodes, None)
             .map_err(|e| TopologyError::Node { node: "audit keys".into(), message: e.to_string() })?;
         // `pki init` writes an empty CRL; the gateway reads it, as deploy/local's does.
         let crls = if spec.revoked.is_empty() {
@@ -261,6 +294,7 @@ impl Topology {
             audit: spec.audit.clone(),
             access: spec.access.clone(),
             lookup: spec.lookup.clone(),
+            witness: spec.witness.clone(),
             nodes: spec
                 .nodes
                 .iter()
@@ -277,6 +311,37 @@ impl Topology {
                 })
                 .collect(),
         };
+        let mut config = config;
+        let mut witnesses = BTreeMap::new();
+        let mut agency_witnesses = BTreeMap::new();
+        let mut lines = vec![format!("log {}", read_trimmed(&isx_audit::keys::paths(&config.pki_dir).1)?)];
+        for id in &spec.witnesses {
+            let mut w = crate::witness::TestWitness::new(
+                &config.pki_dir,
+                id,
+                &deployment.origin,
+                dir.path().join("witnesses").join(id),
+            )
+            .map_err(|e| TopologyError::Node { node: id.clone(), message: e.to_string() })?;
+            w.start().map_err(|e| TopologyError::Node { node: id.clone(), message: e.to_string() })?;
+            lines.push(format!("witness {id} {} {}", w.vkey(), w.url()));
+            witnesses.insert(id.clone(), w);
+        }
+        for node in spec.nodes.iter().filter(|n| n.witness && n.run_mock) {
+            let socket = std::net::TcpListener::bind("127.0.0.1:0")?;
+            let vkey = isx_witness::keys::load_vkey(&config.pki_dir, node.id.as_str())
+                .map_err(|e| TopologyError::Node { node: node.id.to_string(), message: e.to_string() })?;
+            lines.push(format!("witness {} {vkey} https://{}", node.id, socket.local_addr()?));
+            agency_witnesses.insert(node.id.clone(), socket);
+        }
+        if lines.len() > 1 {
+            let names: Vec<String> = lines[1..].iter().map(|l| l.split(' ').nth(1).unwrap_or("").to_owned()).collect();
+            lines.push(format!("group witnesses {} {}", spec.witness_quorum, names.join(" ")));
+            lines.push("quorum witnesses".into());
+            let path = dir.path().join("witness.policy");
+            std::fs::write(&path, lines.join("\n") + "\n")?;
+            config.witness.policy = Some(path);
+        }
         config.validate()?;
         let socket = if config.listen.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
         socket.bind(config.listen)?;
@@ -286,6 +351,8 @@ impl Topology {
         let target = format!("localhost:{}", addr.port());
         let mut topo = Self::assemble(dir, spec, config, addr, target, events, false);
         topo.listener = Some(listener);
+        topo.witnesses = witnesses;
+        topo.agency_witnesses = agency_witnesses;
         topo.launch_gateway()?;
         topo.start_mocks().await?;
         Ok(topo)
@@ -335,6 +402,7 @@ impl Topology {
             audit: spec.audit.clone(),
             access: spec.access.clone(),
             lookup: spec.lookup.clone(),
+            witness: isx_gateway::config::WitnessConfig::default(),
             nodes: BTreeMap::new(),
         };
         let mut topo = Self::assemble(dir, spec, config, addr, gateway.to_owned(), None, true);
@@ -417,6 +485,8 @@ impl Topology {
             #[cfg(feature = "faults")]
             faults: None,
             attached,
+            witnesses: BTreeMap::new(),
+            agency_witnesses: BTreeMap::new(),
         }
     }
 
@@ -601,7 +671,12 @@ impl Topology {
                 .map_err(|e| TopologyError::Node { node: node.into(), message: e.to_string() })?,
         };
         let rules = self.spec.nodes.iter().find(|n| n.id == id).map(|n| n.access_rules.clone()).unwrap_or_default();
-        let mock = mock.with_rules(rules);
+        let mut mock = mock.with_rules(rules);
+        if let Some(socket) = self.agency_witnesses.get(&id) {
+            let witness = isx_node::witness::AgencyWitness::load(&self.config.pki_dir, id.as_str(), &data)
+                .map_err(|e| TopologyError::Node { node: node.into(), message: e.to_string() })?;
+            mock = mock.with_witness(witness, socket.try_clone()?);
+        }
         let mock = match &self.events {
             Some(events) => {
                 let (tx, mut rx) = mpsc::unbounded_channel();
@@ -661,6 +736,35 @@ impl Topology {
         self.launch_gateway()
     }
 
+    /// Waits up to `limit` for the gateway to stop by itself (a refused
+    /// start): its error, or `None` if it is still running.
+    pub async fn gateway_exit(&mut self, limit: std::time::Duration) -> Option<String> {
+        let rx = self.gateway_result.as_mut()?;
+        match tokio::time::timeout(limit, rx.recv()).await {
+            Ok(Some(Err(e))) => {
+                self.gateway = None;
+                self.gateway_result = None;
+                Some(e)
+            }
+            Ok(_) => {
+                self.gateway = None;
+                self.gateway_result = None;
+                Some("the gateway stopped without an error".into())
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// The standalone witness `id` (see [`TopologySpec::witnesses`]).
+    pub fn witness(&mut self, id: &str) -> Result<&mut crate::witness::TestWitness, TopologyError> {
+        self.witnesses.get_mut(id).ok_or_else(|| TopologyError::UnknownNode(format!("witness {id}")))
+    }
+
+    /// The witness policy the gateway uses, if any.
+    pub fn witness_policy(&self) -> Option<PathBuf> {
+        self.config.witness.policy.clone()
+    }
+
     /// Stops the gateway and starts it again on the same socket and data.
     pub async fn restart_gateway(&mut self) -> Result<(), TopologyError> {
         if self.attached {
@@ -677,6 +781,9 @@ impl Topology {
             running.stop().await;
         }
         let _ = self.stop_gateway().await;
+        for w in self.witnesses.values_mut() {
+            w.stop().await;
+        }
     }
 
     /// Every audit record matching `filter`, oldest first (newest first if

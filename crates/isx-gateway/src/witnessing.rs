@@ -1,0 +1,342 @@
+//! Witnessed checkpoints: the gateway offers each checkpoint it signs to
+//! the witnesses of its policy (C2SP `tlog-witness` `add-checkpoint`) and
+//! publishes it once their cosignatures meet the quorum.
+//!
+//! - **Per witness**, it remembers the size that witness last cosigned. The
+//!   first call guesses the checkpoint's own size; a witness that has seen
+//!   another size answers 409 with it, and the gateway asks again once with
+//!   a consistency proof from that size. A size above the local log is a
+//!   rollback; a 422 says the log is not an extension of what the witness
+//!   cosigned (a fork). Both are logged as errors and reported.
+//! - **At start** ([`Witnesses::startup`]) the current checkpoint is offered
+//!   to every witness. When the witnesses that report a rollback or a fork
+//!   make a quorum, the start is refused, naming each witness, the size it
+//!   has cosigned and the local size. When none answers, the gateway starts
+//!   and warns (or refuses, with `witness.require_at_start`).
+//! - **Sharing never waits for witnesses**: "no log, no share" is about the
+//!   log. A round is bounded by `witness.timeout`; checkpoints then lag, and
+//!   the age of the newest witnessed one is in health, the log and the
+//!   `Checkpoint` message.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use isx_audit::AuditLog;
+use isx_audit::policy::{PolicyError, WitnessPolicy};
+use isx_witness::client::{AddError, Client};
+use signed_note::Note;
+use tracing::{error, info, warn};
+
+use crate::config::WitnessConfig;
+
+/// Why the witnesses are not usable, or refuse the start.
+#[derive(Debug, thiserror::Error)]
+pub enum WitnessError {
+    /// The policy file is not usable.
+    #[error("witness.policy: {0}")]
+    Policy(#[from] PolicyError),
+    /// The policy does not list this gateway's log key.
+    #[error(
+        "witness.policy {path}: no `log` line holds this gateway's audit key {key} (add `log <the contents of audit.pub>`)"
+    )]
+    NotOurLog {
+        /// The policy file.
+        path: String,
+        /// The gateway's verifier key.
+        key: String,
+    },
+    /// A witness has no URL.
+    #[error("witness.policy: witness {0} has no URL (write `witness NAME VKEY https://HOST:PORT`)")]
+    NoUrl(String),
+    /// The HTTPS client could not be built.
+    #[error("witness client: {0}")]
+    Client(String),
+    /// A quorum of witnesses has seen more, or another log.
+    #[error(
+        "start refused: the local audit log (size {local}) is a rollback or a fork of what the witnesses cosigned: {details}. Restore the data directory that holds the log they witnessed; do not start this one"
+    )]
+    Rollback {
+        /// The local log's size.
+        local: u64,
+        /// Per witness: its name, size and answer.
+        details: String,
+    },
+    /// No witness answered and `witness.require_at_start` is set.
+    #[error(
+        "start refused: no witness answered the start-up check ({details}) and witness.require_at_start is true; start the witnesses, or set it to false to start unwitnessed"
+    )]
+    NoneAnswered {
+        /// Per witness, why.
+        details: String,
+    },
+}
+
+/// One witness's state, as health and the console show it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WitnessStatus {
+    /// Its name in the policy.
+    pub name: String,
+    /// Its submission prefix.
+    pub url: String,
+    /// The size it last cosigned for this gateway, if known.
+    pub cosigned_size: Option<u64>,
+    /// The last failure, if the last call failed.
+    pub last_error: Option<String>,
+}
+
+/// What one witness said about a checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Answer {
+    /// Its cosignature lines, verified.
+    Cosigned(String),
+    /// It has cosigned a larger tree than the local log.
+    Ahead(u64),
+    /// The checkpoint does not extend what it cosigned (its words).
+    Inconsistent(String),
+    /// No usable answer.
+    Failed(String),
+}
+
+/// The witnesses of the gateway's policy and what it knows of each.
+pub struct Witnesses {
+    policy: WitnessPolicy,
+    urls: Vec<String>,
+    client: Client,
+    /// Held for a whole round; per witness the size it last cosigned.
+    known: tokio::sync::Mutex<Vec<Option<u64>>>,
+    status: Mutex<Vec<WitnessStatus>>,
+}
+
+impl std::fmt::Debug for Witnesses {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Witnesses").field("quorum", &self.policy.describe_quorum()).finish_non_exhaustive()
+    }
+}
+
+/// The result of offering one checkpoint.
+#[derive(Debug, Clone)]
+pub struct Round {
+    /// The note with every verified cosignature appended.
+    pub note: String,
+    /// Who cosigned (policy names).
+    pub cosigners: Vec<String>,
+    /// Whether they make the quorum.
+    pub quorum: bool,
+}
+
+impl Witnesses {
+    /// Reads `config.policy`, if set: `None` without a policy.
+    pub fn load(config: &WitnessConfig, pki_dir: &Path, log_key: &str) -> Result<Option<Self>, WitnessError> {
+        let Some(path) = &config.policy else { return Ok(None) };
+        let policy = WitnessPolicy::load(path)?;
+        if !policy.logs().iter().any(|l| l.vkey == log_key) {
+            return Err(WitnessError::NotOurLog { path: path.display().to_string(), key: log_key.to_owned() });
+        }
+        let urls = policy
+            .witnesses()
+            .iter()
+            .map(|w| w.url.clone().ok_or_else(|| WitnessError::NoUrl(w.name.clone())))
+            .collect::<Result<Vec<_>, _>>()?;
+        let client =
+            Client::new(&pki_dir.join("ca.crt"), config.timeout).map_err(|e| WitnessError::Client(e.to_string()))?;
+        let status = policy
+            .witnesses()
+            .iter()
+            .zip(&urls)
+            .map(|(w, url)| WitnessStatus { name: w.name.clone(), url: url.clone(), ..Default::default() })
+            .collect();
+        let n = urls.len();
+        Ok(Some(Self {
+            policy,
+            urls,
+            client,
+            known: tokio::sync::Mutex::new(vec![None; n]),
+            status: Mutex::new(status),
+        }))
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &WitnessPolicy {
+        &self.policy
+    }
+
+    /// Each witness's state.
+    pub fn status(&self) -> Vec<WitnessStatus> {
+        self.status.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn note_status(&self, i: usize, answer: &Answer, cosigned: Option<u64>) {
+        let mut all = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        let s = &mut all[i];
+        if let Some(size) = cosigned {
+            s.cosigned_size = Some(size);
+        }
+        s.last_error = match answer {
+            Answer::Cosigned(_) => None,
+            Answer::Ahead(size) => {
+                s.cosigned_size = Some(*size);
+                Some(format!("it has cosigned size {size}, more than this log holds"))
+            }
+            Answer::Inconsistent(m) => Some(format!("refused: {m}")),
+            Answer::Failed(m) => Some(m.clone()),
+        };
+    }
+
+    /// Asks witness `i` to cosign `note` (a checkpoint of `size`), starting
+    /// from the size it is believed to have cosigned.
+    async fn ask(&self, i: usize, log: &AuditLog, size: u64, note: &str, believed: Option<u64>) -> Answer {
+        let url = &self.urls[i];
+        let mut old = believed.unwrap_or(size).min(size);
+        // At most two calls: the guess, then the size the witness names.
+        for _ in 0..2 {
+            let proof = if old == 0 || old == size {
+                Ok(vec![])
+            } else {
+                log.consistency_proof(old, size).map_err(|e| e.to_string())
+            };
+            let proof = match proof {
+                Ok(p) => p,
+                Err(e) => return Answer::Failed(format!("no consistency proof from size {old}: {e}")),
+            };
+            match self.client.add_checkpoint(url, old, &proof, note).await {
+                Ok(lines) => return self.verify(i, note, &lines),
+                Err(AddError::Conflict { size: theirs }) if theirs > size => return Answer::Ahead(theirs),
+                Err(AddError::Conflict { size: theirs }) if theirs != old => old = theirs,
+                Err(AddError::Conflict { size: theirs }) => {
+                    return Answer::Failed(format!("answered 409 with the size it was given ({theirs})"));
+                }
+                Err(AddError::Refused { status: 422, message }) => return Answer::Inconsistent(message),
+                Err(e) => return Answer::Failed(e.to_string()),
+            }
+        }
+        Answer::Failed("the witness named another size twice".into())
+    }
+
+    /// Checks that `lines` hold witness `i`'s valid cosignature on `note`.
+    fn verify(&self, i: usize, note: &str, lines: &str) -> Answer {
+        let witness = &self.policy.witnesses()[i];
+        let joined = format!("{note}{lines}");
+        let cosigned = Note::from_bytes(joined.as_bytes())
+            .map_err(|e| e.to_string())
+            .and_then(|n| witness.cosigned(&n).map_err(|e| e.to_string()));
+        match cosigned {
+            Ok(Some(_)) => Answer::Cosigned(
+                lines.lines().filter(|l| l.starts_with('—')).map(|l| format!("{l}\n")).collect::<String>(),
+            ),
+            Ok(None) => Answer::Failed("its answer holds no cosignature of its policy key".into()),
+            Err(e) => Answer::Failed(format!("its cosignature does not verify: {e}")),
+        }
+    }
+
+    /// Offers `note`, the checkpoint of `size`, to every witness at once.
+    async fn offer(self: &Arc<Self>, log: &Arc<AuditLog>, size: u64, note: &str) -> Vec<Answer> {
+        let mut known = self.known.lock().await;
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, believed) in known.iter().copied().enumerate() {
+            let (this, log, note) = (self.clone(), log.clone(), note.to_owned());
+            tasks.spawn(async move { (i, this.ask(i, &log, size, &note, believed).await) });
+        }
+        let mut answers = vec![Answer::Failed("no answer".into()); known.len()];
+        while let Some(joined) = tasks.join_next().await {
+            if let Ok((i, answer)) = joined {
+                let cosigned = matches!(answer, Answer::Cosigned(_)).then_some(size);
+                if cosigned.is_some() {
+                    known[i] = Some(size);
+                }
+                self.note_status(i, &answer, cosigned);
+                answers[i] = answer;
+            }
+        }
+        answers
+    }
+
+    /// Offers a checkpoint and gathers the cosignatures.
+    pub async fn round(self: &Arc<Self>, log: &Arc<AuditLog>, size: u64, note: &str) -> Round {
+        let answers = self.offer(log, size, note).await;
+        for (w, answer) in self.policy.witnesses().iter().zip(&answers) {
+            match answer {
+                Answer::Cosigned(_) => {}
+                Answer::Ahead(theirs) => error!(
+                    witness = %w.name, witness_size = theirs, local_size = size,
+                    "a witness has cosigned a larger audit log than this one: a rollback"
+                ),
+                Answer::Inconsistent(m) => error!(
+                    witness = %w.name, local_size = size, reason = %m,
+                    "a witness refuses this checkpoint: the log is not an extension of what it cosigned (a fork)"
+                ),
+                Answer::Failed(m) => warn!(witness = %w.name, error = %m, "witness did not cosign"),
+            }
+        }
+        self.merge(note, &answers)
+    }
+
+    /// The note with the cosignatures of `answers` appended.
+    fn merge(&self, note: &str, answers: &[Answer]) -> Round {
+        let mut cosigned = note.to_owned();
+        let mut cosigners = Vec::new();
+        for (w, answer) in self.policy.witnesses().iter().zip(answers) {
+            if let Answer::Cosigned(lines) = answer {
+                cosigned.push_str(lines);
+                cosigners.push(w.name.clone());
+            }
+        }
+        let quorum = self.policy.satisfied(cosigners.iter().map(String::as_str));
+        Round { note: cosigned, cosigners, quorum }
+    }
+
+    /// The start-up check: offers the current checkpoint, refuses a
+    /// rollback or a fork that a quorum reports, and returns the round.
+    pub async fn startup(
+        self: &Arc<Self>,
+        log: &Arc<AuditLog>,
+        size: u64,
+        note: &str,
+        require_answer: bool,
+    ) -> Result<Round, WitnessError> {
+        let answers = self.offer(log, size, note).await;
+        let names: Vec<&str> = self.policy.witnesses().iter().map(|w| w.name.as_str()).collect();
+        let against: Vec<(&str, String)> = names
+            .iter()
+            .zip(&answers)
+            .filter_map(|(n, a)| match a {
+                Answer::Ahead(theirs) => Some((*n, format!("witness {n} has cosigned size {theirs}"))),
+                Answer::Inconsistent(m) => {
+                    Some((*n, format!("witness {n} refuses size {size} as not an extension of what it cosigned ({m})")))
+                }
+                _ => None,
+            })
+            .collect();
+        for (_, d) in &against {
+            error!("audit log start-up check: {d}; the local log has size {size}");
+        }
+        if !against.is_empty() && (self.policy.needs_none() || self.policy.satisfied(against.iter().map(|(n, _)| *n))) {
+            return Err(WitnessError::Rollback {
+                local: size,
+                details: against.into_iter().map(|(_, d)| d).collect::<Vec<_>>().join("; "),
+            });
+        }
+        let answered = answers.iter().any(|a| !matches!(a, Answer::Failed(_)));
+        if !answered && !names.is_empty() {
+            let details = names
+                .iter()
+                .zip(&answers)
+                .map(|(n, a)| match a {
+                    Answer::Failed(m) => format!("{n}: {m}"),
+                    _ => format!("{n}: answered"),
+                })
+                .collect::<Vec<_>>()
+                .join("; ");
+            if require_answer {
+                return Err(WitnessError::NoneAnswered { details });
+            }
+            warn!(
+                %details,
+                "NO WITNESS ANSWERED the start-up check: a rollback of this audit log would go unseen until one does; \
+                 sharing continues, checkpoints stay unwitnessed, and health turns NOT_SERVING after witness.max_age"
+            );
+        }
+        let round = self.merge(note, &answers);
+        info!(size, cosigners = ?round.cosigners, quorum = round.quorum, "audit log start-up check against the witnesses");
+        Ok(round)
+    }
+}
