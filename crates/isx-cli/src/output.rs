@@ -315,6 +315,13 @@ pub fn print_bench(r: &isx_testkit::bench::BenchReport) {
             row("policy_share_of_publish_uncached", format!("{uncached:.3}"), "decision cache off");
         }
     }
+    if let Some(w) = &r.witness {
+        row("publish_rps_unwitnessed", format!("{:.0}", w.publish_rps_unwitnessed), "no witness policy");
+        row("publish_rps_witnessed", format!("{:.0}", w.publish_rps_witnessed), "two witnesses, quorum both");
+        row("witness_publish_ratio", format!("{:.3}", w.witness_publish_ratio), "witnessed / unwitnessed, same run");
+        row("e2e_p99_ms_unwitnessed", format!("{:.2}", w.e2e_p99_ms_unwitnessed), "no witness policy");
+        row("e2e_p99_ms_witnessed", format!("{:.2}", w.e2e_p99_ms_witnessed), "two witnesses, quorum both");
+    }
     if let Some(a) = &r.audit {
         row("audit_append_rps", format!("{:.0}", a.audit_append_rps), "group commit: flush + fsync per 64 records");
         row("sled_raw_rps", format!("{:.0}", a.sled_raw_rps), "same bytes, same flush policy");

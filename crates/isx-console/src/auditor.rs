@@ -294,13 +294,21 @@ pub(crate) async fn overview(State(app): State<Arc<Ctx>>) -> Response {
         None
     };
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64);
-    let age = newest.as_ref().zip(now.ok()).map(|(t, now)| {
-        let secs = now.saturating_sub(isx_core::timestamp::to_unix_millis(t)) / 1000;
+    let age_of = |ms: u64| {
+        let secs = now.as_ref().map_or(0, |now| now.saturating_sub(ms)) / 1000;
         match secs {
             0..=119 => format!("{secs} s"),
             120..=7199 => format!("{} min", secs / 60),
             _ => format!("{} h", secs / 3600),
         }
+    };
+    let age = newest.as_ref().map(|t| age_of(isx_core::timestamp::to_unix_millis(t)));
+    let witnessed_age = cp.witnessed.then(|| age_of(cp.witnessed_at_ms));
+    let witnessed_at = cp.witnessed.then(|| {
+        isx_core::timestamp::rfc3339(&prost_types::Timestamp {
+            seconds: (cp.witnessed_at_ms / 1000) as i64,
+            nanos: ((cp.witnessed_at_ms % 1000) * 1_000_000) as i32,
+        })
     });
     let first = {
         let s = a.scan.lock().expect("scan lock");
@@ -330,6 +338,11 @@ pub(crate) async fn overview(State(app): State<Arc<Ctx>>) -> Response {
             key => &cp.verifier_key,
             pinned => a.trusted_key.is_some(),
             note => &cp.note,
+            witnessed => cp.witnessed,
+            cosigners => &cp.cosigners,
+            witnessed_at,
+            witnessed_age,
+            signed_size => cp.signed_size,
             newest => newest.as_ref().map(isx_core::timestamp::rfc3339),
             age,
             scan => &scan,

@@ -50,12 +50,22 @@ pub enum Phase {
     Policy,
     /// Audit append, verification, proofs and search.
     Audit,
+    /// `publish_rps` and `e2e_p99_ms` without and with two witnesses.
+    Witness,
 }
 
 impl Phase {
     /// Every phase, in the order they run.
-    pub const ALL: [Phase; 7] =
-        [Phase::Memory, Phase::Baseline, Phase::Publish, Phase::Lookup, Phase::Latency, Phase::Policy, Phase::Audit];
+    pub const ALL: [Phase; 8] = [
+        Phase::Memory,
+        Phase::Baseline,
+        Phase::Publish,
+        Phase::Lookup,
+        Phase::Latency,
+        Phase::Policy,
+        Phase::Audit,
+        Phase::Witness,
+    ];
 
     /// The name used on the command line and in the JSON `phases` list.
     pub fn name(self) -> &'static str {
@@ -67,6 +77,7 @@ impl Phase {
             Phase::Memory => "memory",
             Phase::Policy => "policy",
             Phase::Audit => "audit",
+            Phase::Witness => "witness",
         }
     }
 }
@@ -181,6 +192,26 @@ pub struct BenchReport {
     /// The audit-log figures.
     #[serde(flatten)]
     pub audit: Option<AuditFigures>,
+    /// The cost of witnessing.
+    #[serde(flatten)]
+    pub witness: Option<WitnessCost>,
+}
+
+/// The cost of witnessed checkpoints: the same publish and latency phases
+/// run back to back in one run, without witnesses and with two (in this
+/// process, quorum both), each on a fresh topology.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct WitnessCost {
+    /// Durable publishes per second, no witness policy.
+    pub publish_rps_unwitnessed: f64,
+    /// Durable publishes per second, two witnesses cosigning every checkpoint.
+    pub publish_rps_witnessed: f64,
+    /// `publish_rps_witnessed / publish_rps_unwitnessed`.
+    pub witness_publish_ratio: f64,
+    /// Publish-to-delivery p99 at the offered rate, no witness policy, ms.
+    pub e2e_p99_ms_unwitnessed: f64,
+    /// The same with two witnesses, ms.
+    pub e2e_p99_ms_witnessed: f64,
 }
 
 /// Throughput over the same mTLS channels.
@@ -357,7 +388,20 @@ pub struct PolicyFigures {
 /// quotas lifted (the bench measures capacity, not the quotas that stop a
 /// node from mining the alerts), in process or attached to `options.target`.
 async fn topology(options: &BenchOptions, offline: Option<&str>) -> Result<Topology, TopologyError> {
+    topology_with(options, offline, false).await
+}
+
+/// [`topology`], with two in-process witnesses (quorum both) if `witnessed`.
+async fn topology_with(
+    options: &BenchOptions,
+    offline: Option<&str>,
+    witnessed: bool,
+) -> Result<Topology, TopologyError> {
     let mut spec = TopologySpec::default_agencies();
+    if witnessed {
+        spec.witnesses = vec!["w1".into(), "w2".into()];
+        spec.witness_quorum = "all".into();
+    }
     spec.limits.rate_per_node = 1e9;
     spec.limits.burst_per_node = u32::MAX;
     spec.limits.max_queue_per_node = u64::MAX;
@@ -449,6 +493,13 @@ pub async fn run(
                 .map_err(|message| bench_error("audit", &message))?,
         );
     }
+    if options.runs(Phase::Witness) {
+        if matches!(options.target, Target::Remote { .. }) {
+            progress("witness: skipped (the witnesses run in this process)");
+        } else {
+            report.witness = Some(witness_cost(&options, progress).await?);
+        }
+    }
     Ok(report)
 }
 
@@ -477,16 +528,7 @@ async fn throughput(
 
     if options.runs(Phase::Publish) {
         progress("publish: durable, default policy, four subscribed recipients");
-        let cs = clients.clone();
-        let n = Arc::new(AtomicU64::new(0));
-        let (ok, err, took) = drive(options.phase, options.concurrency, move |w| {
-            let client = cs[w % cs.len()].clone();
-            let mut alert = samples::migrant_smuggling("de-police", &["fr-police", "it-police", "europol", "frontex"]);
-            distinct_subjects(&mut alert, n.fetch_add(1, Ordering::Relaxed));
-            async move { client.publish(alert).await.is_ok() }
-        })
-        .await;
-        let rps = ok as f64 / took.as_secs_f64();
+        let (rps, err) = publish_phase(&clients, options).await;
         t.publish_rps = Some(rps);
         t.publish_ratio = Some(rps / t.baseline_rps.max(1e-9));
         t.errors += err;
@@ -519,6 +561,55 @@ async fn throughput(
     }
     topo.shutdown().await;
     Ok(t)
+}
+
+/// Durable publishes to four subscribed recipients for `options.phase`: (per second, errors).
+async fn publish_phase(clients: &Arc<Vec<Client>>, options: &BenchOptions) -> (f64, u64) {
+    let cs = clients.clone();
+    let n = Arc::new(AtomicU64::new(0));
+    let (ok, err, took) = drive(options.phase, options.concurrency, move |w| {
+        let client = cs[w % cs.len()].clone();
+        let mut alert = samples::migrant_smuggling("de-police", &["fr-police", "it-police", "europol", "frontex"]);
+        distinct_subjects(&mut alert, n.fetch_add(1, Ordering::Relaxed));
+        async move { client.publish(alert).await.is_ok() }
+    })
+    .await;
+    (ok as f64 / took.as_secs_f64(), err)
+}
+
+/// The witness phase: publish and latency without witnesses, then with two.
+async fn witness_cost(
+    options: &BenchOptions,
+    progress: &(dyn Fn(&str) + Send + Sync),
+) -> Result<WitnessCost, TopologyError> {
+    let mut cost = WitnessCost::default();
+    for witnessed in [false, true] {
+        let label = if witnessed { "two witnesses" } else { "no witness" };
+        progress(&format!("witness: publish with {label}"));
+        let topo = topology_with(options, None, witnessed).await?;
+        let clients = Arc::new(channels(&topo, "de-police", options).await?);
+        let (rps, _) = publish_phase(&clients, options).await;
+        if witnessed {
+            // Every checkpoint of the phase offered and cosigned before counting.
+            let auditor = topo.client("auditor").await?;
+            let cp = isx_node::audit::checkpoint(&auditor).await.map_err(|e| bench_error("witness", &e))?;
+            if !cp.witnessed || cp.cosigners.len() != 2 {
+                return Err(bench_error("witness", &"the witnessed topology published no checkpoint both witnesses cosigned"));
+            }
+        }
+        topo.shutdown().await;
+        progress(&format!("witness: latency with {label} at {}/s offered", options.rate));
+        let lat = latency_with(options, progress, witnessed).await?;
+        if witnessed {
+            cost.publish_rps_witnessed = rps;
+            cost.e2e_p99_ms_witnessed = lat.e2e_p99_ms;
+        } else {
+            cost.publish_rps_unwitnessed = rps;
+            cost.e2e_p99_ms_unwitnessed = lat.e2e_p99_ms;
+        }
+    }
+    cost.witness_publish_ratio = cost.publish_rps_witnessed / cost.publish_rps_unwitnessed.max(1e-9);
+    Ok(cost)
 }
 
 /// Makes every identifier of `alert` (names, documents, plates, serials)
@@ -560,10 +651,19 @@ fn rss_mb() -> f64 {
 /// Publish-to-delivery latency at a fixed offered rate (HDR histogram), with
 /// the bench subscribed as the recipient (`fr-police`, whose mock agency is off).
 async fn latency(options: &BenchOptions, progress: &(dyn Fn(&str) + Send + Sync)) -> Result<Latency, TopologyError> {
+    progress(&format!("latency: publish to delivery at {}/s offered", options.rate));
+    latency_with(options, progress, false).await
+}
+
+/// [`latency`], with two witnesses if `witnessed`.
+async fn latency_with(
+    options: &BenchOptions,
+    _progress: &(dyn Fn(&str) + Send + Sync),
+    witnessed: bool,
+) -> Result<Latency, TopologyError> {
     use std::collections::HashMap;
     use std::sync::Mutex;
-    progress(&format!("latency: publish to delivery at {}/s offered", options.rate));
-    let topo = topology(options, Some("fr-police")).await?;
+    let topo = topology_with(options, Some("fr-police"), witnessed).await?;
     let bad = |e: &dyn std::fmt::Display| bench_error("latency", e);
     let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let hist =
