@@ -101,8 +101,9 @@ pub async fn run(args: WitnessArgs) -> Result<()> {
     let (cert, key) = isx_tls::pki::witness_tls_paths(&args.pki, &args.id);
     let tls = isx_witness::server_tls(&cert, &key)?;
     let store = isx_audit::witness::Store::open(&args.data)?;
-    let listener =
-        tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
     let witness = Arc::new(isx_witness::Witness::new(signer, logs, store));
     let shutdown = CancellationToken::new();
@@ -110,7 +111,11 @@ pub async fn run(args: WitnessArgs) -> Result<()> {
     let origins: Vec<&str> = witness.logs().iter().map(|l| l.origin.as_str()).collect();
     let which = if origins.len() == 1 { "log" } else { "logs" };
     // Tools and tests that start a witness on port 0 read this line.
-    println!("isx witness: serving https://{addr}/add-checkpoint for {which} {} as {}", origins.join(", "), witness.name());
+    println!(
+        "isx witness: serving https://{addr}/add-checkpoint for {which} {} as {}",
+        origins.join(", "),
+        witness.name()
+    );
     println!("isx witness: verifier key {}", witness.verifier_key());
     isx_witness::serve(witness.clone(), tls, listener, shutdown).await?;
     println!("isx witness stopped ({} refusals)", witness.refusals());
