@@ -552,7 +552,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Policy(cmd) => return policy::run(cmd),
         Command::Audit(cmd) => return audit::run(cmd).await,
         Command::Console(args) => return console::run(args).await,
-        Command::Witness(args) => witness::run(args).await?,
+        Command::Witness(args) => {
+            // Handled before the witness says it is up.
+            let shutdown = CancellationToken::new();
+            cancel_on_signal(shutdown.clone());
+            witness::run(args, shutdown).await?
+        }
         #[cfg(feature = "harness")]
         Command::Bench(args) => bench::run(args).await?,
     }

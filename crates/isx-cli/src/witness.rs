@@ -91,7 +91,8 @@ fn known_logs(args: &WitnessArgs) -> Result<Vec<KnownLog>> {
     Ok(logs)
 }
 
-pub async fn run(args: WitnessArgs) -> Result<()> {
+/// Runs the witness until `shutdown` (which the caller cancels on Ctrl-C or SIGTERM).
+pub async fn run(args: WitnessArgs, shutdown: CancellationToken) -> Result<()> {
     if args.id != isx_tls::pki::WITNESS_ID {
         isx_core::NodeId::new(args.id.as_str())
             .with_context(|| format!("--id {}: neither `witness` nor a node id", args.id))?;
@@ -106,8 +107,6 @@ pub async fn run(args: WitnessArgs) -> Result<()> {
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
     let witness = Arc::new(isx_witness::Witness::new(signer, logs, store));
-    let shutdown = CancellationToken::new();
-    super::cancel_on_signal(shutdown.clone());
     let origins: Vec<&str> = witness.logs().iter().map(|l| l.origin.as_str()).collect();
     let which = if origins.len() == 1 { "log" } else { "logs" };
     // Tools and tests that start a witness on port 0 read this line.
