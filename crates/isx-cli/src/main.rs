@@ -7,6 +7,7 @@
 //! - `policy`: `isx policy check|explain|test|coverage|fmt`. `audit`: `isx audit`.
 //! - `console`: `isx console`, the web app of `isx-console`.
 //! - `up`: `isx up`, the local deployment as separate processes.
+//! - `witness`: `isx witness`, the standalone tlog-witness of `isx-witness`.
 //! - `agency`: `isx agency show`, what a mock agency holds.
 //! - `scenario`, `bench` and `isx demo` (feature `harness`, on by default):
 //!   the integration-testing harness of `isx-testkit`.
@@ -32,6 +33,7 @@ mod policy;
 #[cfg(feature = "harness")]
 mod scenario;
 mod up;
+mod witness;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -103,6 +105,8 @@ enum Command {
     /// Search, verify and export the audit log (auditors).
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Run a witness: cosign the audit log's checkpoints that extend what it has seen (C2SP tlog-witness).
+    Witness(witness::WitnessArgs),
     /// Open the console: a local web page for auditors and policy officers.
     ///
     /// Auditors (--as auditor --pki DIR --gateway ADDR --officer NAME, or
@@ -139,11 +143,23 @@ enum PkiCommand {
     /// DIR/crl.pem, the CA's revocation list (empty, fresh for 30 days: see
     /// `isx pki crl`). Also the gateway's audit keys: DIR/audit.key (Ed25519,
     /// signs checkpoints), DIR/audit.pub (give it to auditors) and
-    /// DIR/audit-hmac.key (keys the subject pseudonyms). Every private key is
-    /// written mode 0600, also one that --force replaces.
+    /// DIR/audit-hmac.key (keys the subject pseudonyms). The log's origin is
+    /// unique to the deployment: isx/<8 random hex digits>/audit unless
+    /// --audit-origin says otherwise.
+    ///
+    /// Witnesses (`isx witness`): the standalone witness's server
+    /// certificate DIR/witness.crt and .key and its cosignature key
+    /// DIR/witness.cosign.key (.pub: its verifier key); for each node, so
+    /// that an agency can witness the gateway it uses, DIR/NODE.witness.crt
+    /// and .key and DIR/NODE.cosign.key and .pub. Witness key names are
+    /// isx/<hex>/witness/<id>. DIR/witness.policy is a C2SP tlog-policy: the
+    /// log's key, the standalone witness at https://127.0.0.1:7460 as the
+    /// quorum, and each node's witness on a line to uncomment.
+    ///
+    /// Every private key is written mode 0600, also one that --force replaces.
     ///
     /// Node ids that name isx's own files are refused: ca, gateway, audit,
-    /// audit-hmac, audit-text, crl, revoked.
+    /// audit-hmac, audit-text, crl, revoked, witness.
     Init {
         /// Directory to write into (created if missing).
         #[arg(long)]
@@ -164,9 +180,11 @@ enum PkiCommand {
         /// starts, and data sealed with the old store keys cannot be read.
         #[arg(long)]
         force: bool,
-        /// The audit log's name: the first line of its checkpoints and the name of its signing key.
-        #[arg(long, default_value = isx_audit::keys::DEFAULT_ORIGIN)]
-        audit_origin: String,
+        /// The audit log's name: the first line of its checkpoints and the
+        /// name of its signing key [default: isx/<8 random hex digits>/audit,
+        /// unique to this deployment].
+        #[arg(long, value_name = "ORIGIN")]
+        audit_origin: Option<String>,
     },
     /// Revoke node certificates: add them to DIR/crl.pem and re-sign it with the CA.
     ///
@@ -208,7 +226,7 @@ enum PkiCommand {
     /// Issue a certificate for one more node from the CA in DIR.
     ///
     /// Writes DIR/NODE.crt and DIR/NODE.key. Refuses the names of isx's own
-    /// files (ca, gateway, audit, audit-hmac, audit-text, crl, revoked), and a
+    /// files (ca, gateway, audit, audit-hmac, audit-text, crl, revoked, witness), and a
     /// node that already has a certificate or key unless --force is given.
     Issue {
         /// The PKI directory holding ca.key.
@@ -458,13 +476,20 @@ fn pki(cmd: PkiCommand) -> Result<ExitCode> {
             for file in &summary.files {
                 println!("wrote {}", file.display());
             }
-            for file in isx_audit::keys::create(&opts.dir, &audit_origin)? {
+            let deployment = isx_witness::keys::init_deployment_with(
+                &opts.dir,
+                &opts.nodes,
+                audit_origin.as_deref(),
+                opts.validity,
+            )?;
+            for file in &deployment.files {
                 println!("wrote {}", file.display());
             }
             println!(
-                "development PKI ready in {} ({} node identities, valid {days} days)",
+                "development PKI ready in {} ({} node identities, valid {days} days); audit log origin {}",
                 opts.dir.display(),
-                opts.nodes.len()
+                opts.nodes.len(),
+                deployment.origin
             );
             if let Some(replaced) = &summary.replaced {
                 warn_replaced(&opts.dir, replaced);
@@ -540,6 +565,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Policy(cmd) => return policy::run(cmd),
         Command::Audit(cmd) => return audit::run(cmd).await,
         Command::Console(args) => return console::run(args).await,
+        Command::Witness(args) => {
+            // Handled before the witness says it is up.
+            let shutdown = CancellationToken::new();
+            cancel_on_signal(shutdown.clone());
+            witness::run(args, shutdown).await?
+        }
         #[cfg(feature = "harness")]
         Command::Bench(args) => bench::run(args).await?,
     }
@@ -595,7 +626,7 @@ fn main() -> ExitCode {
         quiet_on_broken_pipe();
     }
     let default_log = match cli.command {
-        Command::Gateway(_) | Command::Node(_) | Command::Up(_) => "info",
+        Command::Gateway(_) | Command::Node(_) | Command::Up(_) | Command::Witness(_) => "info",
         // The refusals these provoke on purpose are expectations, not news.
         #[cfg(feature = "harness")]
         Command::Scenario(_) | Command::Demo { .. } => "error",

@@ -266,7 +266,7 @@ fn ensure_pki(pki: &Path, nodes: Vec<isx_core::NodeId>) -> Result<bool> {
         validity: time::Duration::days(365),
     };
     isx_tls::pki::init(&opts)?;
-    isx_audit::keys::create(pki, isx_audit::keys::DEFAULT_ORIGIN)?;
+    isx_witness::keys::init_deployment(pki, &opts.nodes, None)?;
     Ok(true)
 }
 

@@ -1631,13 +1631,22 @@ fn pki_init_force_replaces_the_whole_pki_and_warns_what_it_breaks() {
             "audit-text.key",
             "audit.key",
             "audit.pub",
+            "c-police.cosign.key",
+            "c-police.cosign.pub",
             "c-police.crt",
             "c-police.key",
+            "c-police.witness.crt",
+            "c-police.witness.key",
             "ca.crt",
             "ca.key",
             "crl.pem",
             "gateway.crt",
-            "gateway.key"
+            "gateway.key",
+            "witness.cosign.key",
+            "witness.cosign.pub",
+            "witness.crt",
+            "witness.key",
+            "witness.policy"
         ],
         "the new PKI only: no old node, no revoked.txt, no store key"
     );
@@ -1989,4 +1998,72 @@ fn isx_demo_keep_prints_the_console_command_and_stops_on_ctrl_c() {
     demo.interrupt();
     let status = demo.wait_until(Instant::now() + LIMIT).expect("isx demo --keep ends on Ctrl-C");
     assert!(status.success(), "{status:?}");
+}
+
+/// `pki init` makes a deployment with a unique origin and its witnesses;
+/// `isx witness` serves it, cosigns the log's checkpoint, and stops on Ctrl-C.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn isx_witness_cosigns_the_deployments_checkpoints_and_stops_on_ctrl_c() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki");
+    let p = pki.to_str().unwrap();
+    let out = isx(&["pki", "init", "--dir", p, "--nodes", "a-police"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let origin = text(&out).split("audit log origin ").nth(1).unwrap().trim().to_owned();
+    assert!(origin.starts_with("isx/") && origin.ends_with("/audit") && origin.len() == 18, "{origin}");
+    for f in ["witness.crt", "witness.cosign.pub", "a-police.witness.key", "a-police.cosign.key", "witness.policy"] {
+        assert!(text(&out).contains(&format!("wrote {}", pki.join(f).display())), "{f}: {}", text(&out));
+    }
+    let other = tempfile::tempdir().unwrap();
+    let again = isx(&["pki", "init", "--dir", other.path().to_str().unwrap(), "--nodes", "a-police"]);
+    assert!(!text(&again).contains(&origin), "another deployment, another origin");
+
+    let data = dir.path().join("witness-state");
+    let mut witness = ChildGuard::spawn(
+        Command::new(env!("CARGO_BIN_EXE_isx"))
+            .args(["witness", "--pki", p, "--data", data.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null()),
+        false,
+    );
+    let lines = Lines::of(&mut witness);
+    let serving = lines.until("the serving line", |l| l.starts_with("isx witness: serving "));
+    let serving = serving.last().unwrap().clone();
+    let vkey_line = lines.until("the key line", |l| l.starts_with("isx witness: verifier key "));
+    let vkey = vkey_line.last().unwrap().strip_prefix("isx witness: verifier key ").unwrap().to_owned();
+    assert_eq!(vkey, std::fs::read_to_string(pki.join("witness.cosign.pub")).unwrap().trim());
+    let prefix = origin.strip_suffix("/audit").unwrap();
+    assert!(serving.ends_with(&format!("/add-checkpoint for log {origin} as {prefix}/witness/witness")), "{serving}");
+    let url =
+        serving.strip_prefix("isx witness: serving ").unwrap().split("/add-checkpoint").next().unwrap().to_owned();
+
+    // The gateway's checkpoint of an empty log, signed with the deployment's audit key.
+    let keys = isx_audit::keys::load(&pki).unwrap();
+    let empty: [u8; 32] = [
+        0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f, 0xb9, 0x24, 0x27, 0xae,
+        0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52, 0xb8, 0x55,
+    ];
+    let note = isx_audit::checkpoint::sign(&keys, 0, empty);
+    let client = isx_witness::Client::new(&pki.join("ca.crt"), Duration::from_secs(10)).unwrap();
+    let lines_back = client.add_checkpoint(&url, 0, &[], &note).await.unwrap();
+    assert!(lines_back.starts_with(&format!("\u{2014} {prefix}/witness/witness ")), "{lines_back}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&data).unwrap().permissions().mode() & 0o777, 0o700);
+    }
+    witness.interrupt();
+    let status = witness.wait_until(Instant::now() + LIMIT).expect("isx witness stops");
+    assert!(status.success(), "{status:?}");
+    let stopped = lines.until("the stop line", |l| l.starts_with("isx witness stopped"));
+    assert!(stopped.last().unwrap().contains("0 refusals"), "{stopped:?}");
+
+    // A witness identity without keys: one error naming the file and the fix.
+    let out = isx(&["witness", "--pki", p, "--id", "b-police", "--data", data.to_str().unwrap()]);
+    let line = error_line(&out);
+    assert!(line.contains("b-police.cosign.key") && line.contains("isx pki init"), "{line}");
+    let out = isx(&["witness", "--pki", p, "--log-key", "nonsense", "--data", data.to_str().unwrap()]);
+    let line = error_line(&out);
+    assert!(line.contains("--log-key nonsense") && line.contains("audit.pub"), "{line}");
 }

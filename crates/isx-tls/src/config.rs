@@ -62,7 +62,12 @@ fn read_fix(path: &Path) -> String {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let stem = name.strip_suffix(".crt").or_else(|| name.strip_suffix(".key"));
     match stem {
-        Some("ca" | "gateway") | None => format!("Run `isx pki init --dir {dir}` to create a development PKI"),
+        Some("ca" | "gateway" | "witness") | None => {
+            format!("Run `isx pki init --dir {dir}` to create a development PKI")
+        }
+        Some(witness) if witness.ends_with(".witness") => {
+            format!("A witness's certificate and key come with the PKI: run `isx pki init --dir {dir}`")
+        }
         Some(node) => format!(
             "Issue {node}'s certificate and key from the CA there: `isx pki issue --dir {dir} {node}` (add --force to replace one of them)"
         ),

@@ -38,4 +38,4 @@ pub mod server;
 
 pub use client::{AddError, Client, ClientError};
 pub use keys::{Deployment, KeyError};
-pub use server::{Reply, Witness, serve, server_tls};
+pub use server::{Limits, Reply, Witness, serve, serve_with, server_tls};

@@ -229,16 +229,52 @@ pub fn server_tls(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, 
     Ok(Arc::new(config))
 }
 
+/// The time and connection bounds of [`serve_with`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// How long a TLS handshake may take.
+    pub handshake: Duration,
+    /// How long a client may take to send a request's headers, and then its body.
+    pub read: Duration,
+    /// How long one kept-alive connection is served.
+    pub lifetime: Duration,
+    /// How many connections are served at once.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            handshake: HANDSHAKE_TIMEOUT,
+            read: READ_TIMEOUT,
+            lifetime: CONNECTION_LIFETIME,
+            max_connections: MAX_CONNECTIONS,
+        }
+    }
+}
+
 /// Serves `witness` over HTTPS on `listener` until `shutdown`, then lets
-/// open connections finish (at most [`SHUTDOWN_GRACE`]).
+/// open connections finish (at most [`SHUTDOWN_GRACE`]), with the default
+/// [`Limits`].
 pub async fn serve(
     witness: Arc<Witness>,
     tls: Arc<rustls::ServerConfig>,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    serve_with(witness, tls, listener, shutdown, Limits::default()).await
+}
+
+/// [`serve`] with other [`Limits`] (tests use short ones).
+pub async fn serve_with(
+    witness: Arc<Witness>,
+    tls: Arc<rustls::ServerConfig>,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+    limits: Limits,
+) -> std::io::Result<()> {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
     let tracker = tokio_util::task::TaskTracker::new();
     loop {
         let permit = tokio::select! {
@@ -260,7 +296,7 @@ pub async fn serve(
         let (acceptor, witness, shutdown) = (acceptor.clone(), witness.clone(), shutdown.clone());
         tracker.spawn(async move {
             let _permit = permit;
-            connection(acceptor, tcp, peer, witness, shutdown).await;
+            connection(acceptor, tcp, peer, witness, shutdown, limits).await;
         });
     }
     tracker.close();
@@ -276,8 +312,9 @@ async fn connection(
     peer: std::net::SocketAddr,
     witness: Arc<Witness>,
     shutdown: CancellationToken,
+    limits: Limits,
 ) {
-    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+    let tls = match tokio::time::timeout(limits.handshake, acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
             tracing::debug!(%peer, error = %e, "witness: TLS handshake failed");
@@ -290,13 +327,13 @@ async fn connection(
     };
     let service = hyper::service::service_fn(move |req| {
         let witness = witness.clone();
-        async move { Ok::<_, Infallible>(handle(&witness, req).await) }
+        async move { Ok::<_, Infallible>(handle(&witness, req, limits.read).await) }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(READ_TIMEOUT).keep_alive(true);
+    builder.timer(TokioTimer::new()).header_read_timeout(limits.read).keep_alive(true);
     let conn = builder.serve_connection(TokioIo::new(tls), service);
     tokio::pin!(conn);
-    let lifetime = tokio::time::sleep(CONNECTION_LIFETIME);
+    let lifetime = tokio::time::sleep(limits.lifetime);
     tokio::pin!(lifetime);
     let ended = tokio::select! {
         r = conn.as_mut() => Some(r),
@@ -307,7 +344,7 @@ async fn connection(
         Some(r) => r,
         None => {
             conn.as_mut().graceful_shutdown();
-            match tokio::time::timeout(READ_TIMEOUT, conn.as_mut()).await {
+            match tokio::time::timeout(limits.read, conn.as_mut()).await {
                 Ok(r) => r,
                 Err(_) => return,
             }
@@ -328,7 +365,7 @@ fn response(reply: Reply, close: bool) -> Response<Full<Bytes>> {
     builder.body(Full::new(Bytes::from(reply.body))).expect("a valid response")
 }
 
-async fn handle(witness: &Arc<Witness>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn handle(witness: &Arc<Witness>, req: Request<Incoming>, read: Duration) -> Response<Full<Bytes>> {
     if req.uri().path() != ADD_CHECKPOINT_PATH {
         return response(Reply::text(404, "not found: the witness serves POST /add-checkpoint only\n"), false);
     }
@@ -342,7 +379,7 @@ async fn handle(witness: &Arc<Witness>, req: Request<Incoming>) -> Response<Full
     if declared.is_some_and(|n| n > MAX_BODY as u64) {
         return too_large();
     }
-    let body = match tokio::time::timeout(READ_TIMEOUT, Limited::new(req.into_body(), MAX_BODY).collect()).await {
+    let body = match tokio::time::timeout(read, Limited::new(req.into_body(), MAX_BODY).collect()).await {
         Err(_) => return response(Reply::text(408, "the body did not arrive in time\n"), true),
         Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => return too_large(),
         Ok(Err(_)) => return response(Reply::text(400, "the body could not be read\n"), true),
