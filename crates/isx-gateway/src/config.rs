@@ -516,6 +516,27 @@ mod tests {
     const BASE: &str = "pki_dir = \"pki\"\ndata_dir = \"data\"\npolicy_dir = \"policy\"\n";
 
     #[test]
+    fn witness_settings_parse_and_resolve_next_to_the_file() {
+        let mut c = parse(&format!(
+            "{BASE}[witness]\npolicy = \"pki/witness.policy\"\nmax_age = \"10m\"\ntimeout = \"2s\"\nrequire_at_start = true\n[nodes.x]\nkind = \"national\"\ncountry = \"DE\"\n"
+        ))
+        .unwrap();
+        c.resolve_paths(Path::new("/etc/isx"));
+        assert_eq!(c.witness.policy.as_deref(), Some(Path::new("/etc/isx/pki/witness.policy")));
+        assert_eq!(c.witness.max_age, std::time::Duration::from_secs(600));
+        assert_eq!(c.witness.timeout, std::time::Duration::from_secs(2));
+        assert!(c.witness.require_at_start);
+        let d = WitnessConfig::default();
+        assert_eq!(
+            (d.policy, d.max_age, d.timeout, d.require_at_start),
+            (None, std::time::Duration::from_secs(3600), std::time::Duration::from_secs(5), false)
+        );
+        let e = parse(&format!("{BASE}[witness]\nquorum = 2\n[nodes.x]\nkind = \"national\"\ncountry = \"DE\"\n"))
+            .unwrap_err();
+        assert!(e.contains("unknown field `quorum`"), "{e}");
+    }
+
+    #[test]
     fn table() {
         let cases: &[(&str, Result<(), &str>)] = &[
             ("[nodes.de-police]\nkind = \"national\"\ncountry = \"DE\"\n", Ok(())),

@@ -20,6 +20,8 @@
 //! - `forward`: onward relay keeps or tightens the labels.
 //! - `records`: every audit record the gateway writes, as pure builders.
 //! - `recorder`: appending records, group commit, indexing, checkpoints.
+//! - `witnessing`: the witness policy, offering checkpoints to the
+//!   witnesses, the start-up rollback check.
 //! - `text`: checks of free-text request fields.
 //! - `refusals`: refusal bursts, aggregated per source and kind.
 //! - `throttle`: warnings logged at most once a second, with a count.

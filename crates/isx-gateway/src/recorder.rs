@@ -51,6 +51,9 @@ pub struct Recorder {
     round: tokio::sync::Mutex<()>,
     /// Witnessed checkpoints are offered again after this long without a new one.
     refresh_ms: u64,
+    /// The last round did not reach the quorum: audit reads then do not
+    /// wait for a round of their own (the checkpointer keeps offering).
+    lagging: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -75,6 +78,7 @@ impl Recorder {
             offered: AtomicU64::new(0),
             round: tokio::sync::Mutex::new(()),
             refresh_ms: u64::MAX,
+            lagging: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -110,8 +114,11 @@ impl Recorder {
         if round.quorum {
             self.log.store_witnessed(size, &round.note, (self.clock)()).map_err(RequestError::Audit)?;
             self.committer.commit().await?;
+            if self.lagging.swap(false, Ordering::AcqRel) {
+                info!(size, cosigners = ?round.cosigners, "audit checkpoints are witnessed again");
+            }
             debug!(size, cosigners = ?round.cosigners, "audit checkpoint witnessed");
-        } else {
+        } else if !self.lagging.swap(true, Ordering::AcqRel) {
             warn!(
                 size,
                 cosigners = ?round.cosigners,
@@ -231,7 +238,10 @@ impl Recorder {
             })
         };
         let Some(witnesses) = &self.witnesses else { return checkpoint(note, size) };
-        if self.offered.load(Ordering::Acquire) < size {
+        if self.lagging.load(Ordering::Acquire) {
+            // The witnesses are away: the checkpointer keeps offering; an
+            // audit read is not held up by a round of its own.
+        } else if self.offered.load(Ordering::Acquire) < size {
             self.offer(size, &note).await?;
         } else {
             // Offered already: wait for a round still under way.

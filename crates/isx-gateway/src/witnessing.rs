@@ -25,7 +25,7 @@ use isx_audit::AuditLog;
 use isx_audit::policy::{PolicyError, WitnessPolicy};
 use isx_witness::client::{AddError, Client};
 use signed_note::Note;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::config::WitnessConfig;
 
@@ -165,9 +165,12 @@ impl Witnesses {
         self.status.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    fn note_status(&self, i: usize, answer: &Answer, cosigned: Option<u64>) {
+    /// Records witness `i`'s answer; true if its state changed (it failed
+    /// after answering, or failed otherwise than the last time).
+    fn note_status(&self, i: usize, answer: &Answer, cosigned: Option<u64>) -> bool {
         let mut all = self.status.lock().unwrap_or_else(|p| p.into_inner());
         let s = &mut all[i];
+        let before = s.last_error.clone();
         if let Some(size) = cosigned {
             s.cosigned_size = Some(size);
         }
@@ -180,6 +183,7 @@ impl Witnesses {
             Answer::Inconsistent(m) => Some(format!("refused: {m}")),
             Answer::Failed(m) => Some(m.clone()),
         };
+        s.last_error != before
     }
 
     /// Asks witness `i` to cosign `note` (a checkpoint of `size`), starting
@@ -229,22 +233,22 @@ impl Witnesses {
     }
 
     /// Offers `note`, the checkpoint of `size`, to every witness at once.
-    async fn offer(self: &Arc<Self>, log: &Arc<AuditLog>, size: u64, note: &str) -> Vec<Answer> {
+    async fn offer(self: &Arc<Self>, log: &Arc<AuditLog>, size: u64, note: &str) -> Vec<(Answer, bool)> {
         let mut known = self.known.lock().await;
         let mut tasks = tokio::task::JoinSet::new();
         for (i, believed) in known.iter().copied().enumerate() {
             let (this, log, note) = (self.clone(), log.clone(), note.to_owned());
             tasks.spawn(async move { (i, this.ask(i, &log, size, &note, believed).await) });
         }
-        let mut answers = vec![Answer::Failed("no answer".into()); known.len()];
+        let mut answers = vec![(Answer::Failed("no answer".into()), true); known.len()];
         while let Some(joined) = tasks.join_next().await {
             if let Ok((i, answer)) = joined {
                 let cosigned = matches!(answer, Answer::Cosigned(_)).then_some(size);
                 if cosigned.is_some() {
                     known[i] = Some(size);
                 }
-                self.note_status(i, &answer, cosigned);
-                answers[i] = answer;
+                let changed = self.note_status(i, &answer, cosigned);
+                answers[i] = (answer, changed);
             }
         }
         answers
@@ -253,8 +257,9 @@ impl Witnesses {
     /// Offers a checkpoint and gathers the cosignatures.
     pub async fn round(self: &Arc<Self>, log: &Arc<AuditLog>, size: u64, note: &str) -> Round {
         let answers = self.offer(log, size, note).await;
-        for (w, answer) in self.policy.witnesses().iter().zip(&answers) {
+        for (w, (answer, changed)) in self.policy.witnesses().iter().zip(&answers) {
             match answer {
+                Answer::Cosigned(_) if *changed => info!(witness = %w.name, size, "witness cosigns again"),
                 Answer::Cosigned(_) => {}
                 Answer::Ahead(theirs) => error!(
                     witness = %w.name, witness_size = theirs, local_size = size,
@@ -264,9 +269,12 @@ impl Witnesses {
                     witness = %w.name, local_size = size, reason = %m,
                     "a witness refuses this checkpoint: the log is not an extension of what it cosigned (a fork)"
                 ),
-                Answer::Failed(m) => warn!(witness = %w.name, error = %m, "witness did not cosign"),
+                // Once per change, not once a round, while a witness is away.
+                Answer::Failed(m) if *changed => warn!(witness = %w.name, error = %m, "witness did not cosign"),
+                Answer::Failed(m) => debug!(witness = %w.name, error = %m, "witness did not cosign"),
             }
         }
+        let answers: Vec<Answer> = answers.into_iter().map(|(a, _)| a).collect();
         self.merge(note, &answers)
     }
 
@@ -293,7 +301,7 @@ impl Witnesses {
         note: &str,
         require_answer: bool,
     ) -> Result<Round, WitnessError> {
-        let answers = self.offer(log, size, note).await;
+        let answers: Vec<Answer> = self.offer(log, size, note).await.into_iter().map(|(a, _)| a).collect();
         let names: Vec<&str> = self.policy.witnesses().iter().map(|w| w.name.as_str()).collect();
         let against: Vec<(&str, String)> = names
             .iter()
@@ -338,5 +346,52 @@ impl Witnesses {
         let round = self.merge(note, &answers);
         info!(size, cosigners = ?round.cosigners, quorum = round.quorum, "audit log start-up check against the witnesses");
         Ok(round)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(dir: &Path, policy: &str) -> WitnessConfig {
+        let path = dir.join("witness.policy");
+        std::fs::write(&path, policy).unwrap();
+        WitnessConfig { policy: Some(path), ..Default::default() }
+    }
+
+    #[test]
+    fn the_policy_must_list_this_log_and_a_url_for_every_witness() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = dir.path();
+        isx_tls::pki::init(&isx_tls::pki::InitOptions::new(pki)).unwrap();
+        isx_audit::keys::create(pki, "isx/test/audit").unwrap();
+        let ours = isx_audit::keys::load(pki).unwrap().verifier_key;
+        let witness = isx_audit::cosignature::CosignatureSigner::new("w", &[1; 32]).unwrap().verifier_key();
+        assert!(Witnesses::load(&WitnessConfig::default(), pki, &ours).unwrap().is_none(), "no policy, no witnesses");
+
+        let other = tempfile::tempdir().unwrap();
+        isx_audit::keys::create(other.path(), "isx/test/audit").unwrap();
+        let theirs = isx_audit::keys::load(other.path()).unwrap().verifier_key;
+        let e = Witnesses::load(&config(pki, &format!("log {theirs}\nquorum none\n")), pki, &ours).unwrap_err();
+        assert!(matches!(e, WitnessError::NotOurLog { .. }), "{e}");
+
+        let e = Witnesses::load(&config(pki, &format!("log {ours}\nwitness w {witness}\nquorum w\n")), pki, &ours)
+            .unwrap_err();
+        assert_eq!(e.to_string(), "witness.policy: witness w has no URL (write `witness NAME VKEY https://HOST:PORT`)");
+
+        let e = Witnesses::load(&config(pki, "quorum nobody\n"), pki, &ours).unwrap_err();
+        assert!(e.to_string().starts_with("witness.policy: witness policy line 1"), "{e}");
+
+        let ok = Witnesses::load(
+            &config(pki, &format!("log {ours}\nwitness w {witness} https://127.0.0.1:1\nquorum w\n")),
+            pki,
+            &ours,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            ok.status(),
+            vec![WitnessStatus { name: "w".into(), url: "https://127.0.0.1:1".into(), ..Default::default() }]
+        );
     }
 }

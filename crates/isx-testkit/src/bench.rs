@@ -594,7 +594,10 @@ async fn witness_cost(
             let auditor = topo.client("auditor").await?;
             let cp = isx_node::audit::checkpoint(&auditor).await.map_err(|e| bench_error("witness", &e))?;
             if !cp.witnessed || cp.cosigners.len() != 2 {
-                return Err(bench_error("witness", &"the witnessed topology published no checkpoint both witnesses cosigned"));
+                return Err(bench_error(
+                    "witness",
+                    &"the witnessed topology published no checkpoint both witnesses cosigned",
+                ));
             }
         }
         topo.shutdown().await;
