@@ -636,7 +636,7 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
                     match isx_audit::verify::bundle(&b, &trust, &|d, t| progress("entries", d, t)) {
                         Ok(r) => {
                             println!(
-                                "OK: bundle {source} verified offline: {} entries included in the signed tree of {} records ({}){}",
+                                "OK: bundle verified offline: {} entries included in the signed tree of {} records ({}){} ({source})",
                                 r.entries,
                                 r.checkpoint.size,
                                 r.checkpoint.origin,
@@ -647,7 +647,7 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
                             seen.add(&source, &key, r.checkpoint, Some(b.entries));
                         }
                         Err(e) => {
-                            println!("VERIFICATION FAILED: {source}: {e}");
+                            println!("VERIFICATION FAILED: {e} ({source})");
                             return Ok(ExitCode::FAILURE);
                         }
                     }
