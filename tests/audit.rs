@@ -234,12 +234,24 @@ async fn the_log_verifies_live_and_as_an_offline_bundle_and_detects_a_fork() {
     // Export and verify offline; a corrupted copy fails.
     let bundle: AuditBundle =
         client_audit::export(&auditor, SearchRequest { node: "de-police".into(), ..Default::default() }).await.unwrap();
-    let report = isx_audit::verify::bundle(&bundle, Some(&key), &|_, _| {}).unwrap();
+    let report = isx_audit::verify::bundle(
+        &bundle,
+        &isx_audit::verify::Trust::new(Some(key.clone()), None).unwrap(),
+        &|_, _| {},
+    )
+    .unwrap();
     assert!(report.entries >= 4);
     let mut corrupt = bundle.clone();
     let last = corrupt.entries.len() - 1;
     corrupt.entries[last].body[5] ^= 0x20;
-    assert!(isx_audit::verify::bundle(&corrupt, Some(&key), &|_, _| {}).is_err());
+    assert!(
+        isx_audit::verify::bundle(
+            &corrupt,
+            &isx_audit::verify::Trust::new(Some(key.clone()), None).unwrap(),
+            &|_, _| {}
+        )
+        .is_err()
+    );
     topo.shutdown().await;
 }
 

@@ -238,7 +238,7 @@ proptest! {
     fn bundle_tampering(entry in any::<usize>(), at in any::<usize>(), bit in 0u8..8, what in 0u8..5) {
         let original = bundle();
         let quiet = |_: u64, _: u64| ();
-        let verified = isx_audit::verify::bundle(original, None, &quiet).is_ok();
+        let verified = isx_audit::verify::bundle(original, &isx_audit::verify::Trust::default(), &quiet).is_ok();
         prop_assert!(verified, "the untouched bundle verifies");
         let mut b = original.clone();
         let n = b.entries.len();
@@ -271,7 +271,7 @@ proptest! {
                 cp.note = String::from_utf8_lossy(&note).into_owned();
             }
         }
-        let refused = isx_audit::verify::bundle(&b, None, &quiet).is_err();
+        let refused = isx_audit::verify::bundle(&b, &isx_audit::verify::Trust::default(), &quiet).is_err();
         prop_assert!(refused, "a tampered bundle verified");
     }
 

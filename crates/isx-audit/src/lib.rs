@@ -14,6 +14,8 @@
 //!   verifiers, for witnesses and those who check them.
 //! - [`witness`]: the decision of a `tlog-witness` `add-checkpoint` call
 //!   (400/403/404/409/422 or the head to persist and cosign), without HTTP.
+//! - [`policy`]: C2SP `tlog-policy` files: logs, witnesses, quorum.
+//! - [`proof`]: C2SP `tlog-proof@v1` texts, one per exported record.
 //! - [`text`]: records' free text (justifications, reasons), sealed under
 //!   `audit-text.key`.
 //! - [`verify`]: offline verification of entries, proofs, checkpoints and
@@ -41,6 +43,7 @@ pub mod index;
 pub mod keys;
 pub mod log;
 pub mod policy;
+pub mod proof;
 pub mod text;
 pub mod verify;
 pub mod witness;

@@ -393,10 +393,17 @@ impl WitnessPolicy {
             }
             Err(_) => return Err(PolicyError::BadSignature(format!("log {origin}"))),
         }
-        let cosigners = self.cosigners(&parsed)?;
+        let cosigners = self.quorum_of(&parsed, body.size())?;
+        Ok(Witnessed { checkpoint: Verified { origin, size: body.size(), root: body.hash().0 }, cosigners })
+    }
+
+    /// The cosignatures on `note` (a checkpoint of `size`) when they meet
+    /// the quorum; the log's own signature is not looked at.
+    pub fn quorum_of(&self, note: &Note, size: u64) -> Result<Vec<(String, u64)>, PolicyError> {
+        let cosigners = self.cosigners(note)?;
         if !self.satisfied(cosigners.iter().map(|(n, _)| n.as_str())) {
             return Err(PolicyError::Quorum {
-                size: body.size(),
+                size,
                 got: if cosigners.is_empty() {
                     "no listed witness".into()
                 } else {
@@ -405,7 +412,7 @@ impl WitnessPolicy {
                 needed: self.describe_quorum(),
             });
         }
-        Ok(Witnessed { checkpoint: Verified { origin, size: body.size(), root: body.hash().0 }, cosigners })
+        Ok(cosigners)
     }
 }
 

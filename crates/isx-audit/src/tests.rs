@@ -425,19 +425,21 @@ fn whole_log_and_bundle_verification() {
         })
         .collect();
     let bundle = AuditBundle { version: 1, checkpoint: Some(cp.clone()), entries, ..Default::default() };
-    assert_eq!(verify::bundle(&bundle, None, &|_, _| {}).unwrap().entries, 9);
+    let presented = verify::Trust::default();
+    assert_eq!(verify::bundle(&bundle, &presented, &|_, _| {}).unwrap().entries, 9);
 
     // A corrupted bundle fails: an altered body, a swapped proof, a foreign key.
     let mut altered = bundle.clone();
     altered.entries[4].body[3] ^= 1;
-    assert!(matches!(verify::bundle(&altered, None, &|_, _| {}), Err(VerifyError::Entry { seq: 4, .. })));
+    assert!(matches!(verify::bundle(&altered, &presented, &|_, _| {}), Err(VerifyError::Entry { seq: 4, .. })));
     let mut swapped = bundle.clone();
     swapped.entries[2].proof = swapped.entries[3].proof.clone();
-    assert!(matches!(verify::bundle(&swapped, None, &|_, _| {}), Err(VerifyError::Entry { seq: 2, .. })));
+    assert!(matches!(verify::bundle(&swapped, &presented, &|_, _| {}), Err(VerifyError::Entry { seq: 2, .. })));
     let other = tempfile::tempdir().unwrap();
     crate::keys::create(other.path(), "isx.test/audit").unwrap();
     let stranger = crate::keys::load(other.path()).unwrap().verifier_key;
-    assert!(matches!(verify::bundle(&bundle, Some(&stranger), &|_, _| {}), Err(VerifyError::UntrustedKey { .. })));
+    let pinned = verify::Trust::new(Some(stranger), None).unwrap();
+    assert!(matches!(verify::bundle(&bundle, &pinned, &|_, _| {}), Err(VerifyError::UntrustedKey { .. })));
 
     // Two different checkpoints at the same size are a fork.
     let other_log_dir = tempfile::tempdir().unwrap();
@@ -744,4 +746,153 @@ fn the_index_pages_out_whole_every_entry_once_below_a_size() {
     }
     assert!(expected.keys().any(|(k, _)| *k == crate::index::Kind::Recipient));
     assert_eq!(listed, expected, "every record under each of its values, once, and nothing else");
+}
+
+/// `note` with the cosignatures of `witnesses` added after its signatures.
+fn cosign(note: &str, witnesses: &[&crate::cosignature::CosignatureSigner]) -> String {
+    let mut n = signed_note::Note::from_bytes(note.as_bytes()).unwrap();
+    let signers: Vec<&dyn signed_note::Signer> = witnesses.iter().map(|w| *w as &dyn signed_note::Signer).collect();
+    n.add_sigs(&signers).unwrap();
+    String::from_utf8(n.to_bytes()).unwrap()
+}
+
+/// A version-2 bundle of the first `size` records of `log`, with `note` as
+/// its checkpoint and the tlog-proofs the gateway's Export writes.
+fn bundle_v2(log: &AuditLog, size: u64, note: &str) -> AuditBundle {
+    let cp = Checkpoint { note: note.to_owned(), ..checkpoint_msg(log, size) };
+    let entries = log
+        .entries(0, size)
+        .unwrap()
+        .into_iter()
+        .map(|mut e| {
+            e.proof = log.inclusion_proof(e.seq, size).unwrap().iter().map(|h| h.to_vec()).collect();
+            e.proof_tree_size = size;
+            e.tlog_proof = crate::proof::TlogProof::of_entry(&e, note).to_text();
+            e
+        })
+        .collect();
+    AuditBundle { version: 2, checkpoint: Some(cp), entries, ..Default::default() }
+}
+
+#[test]
+fn bundles_against_a_witness_policy_and_their_tlog_proofs() {
+    use crate::cosignature::CosignatureSigner;
+    use crate::policy::{PolicyError, WitnessPolicy};
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path()).unwrap();
+    log.append((0..5).map(record).collect(), 1000).unwrap();
+    let note = log.sign_checkpoint(5).unwrap();
+    let (a, b, c) = (
+        CosignatureSigner::new("w.example/a", &[1; 32]).unwrap().at(1_700_000_000),
+        CosignatureSigner::new("w.example/b", &[2; 32]).unwrap().at(1_700_000_060),
+        CosignatureSigner::new("w.example/c", &[3; 32]).unwrap().at(1_700_000_120),
+    );
+    let vkey = log.keys().verifier_key.clone();
+    let policy_text = format!(
+        "log {vkey}\nwitness a {}\nwitness b {}\nwitness c {}\ngroup two 2 a b c\nquorum two\n",
+        a.verifier_key(),
+        b.verifier_key(),
+        c.verifier_key()
+    );
+    let policy = WitnessPolicy::parse(policy_text.as_bytes()).unwrap();
+    let trust = verify::Trust::new(None, Some(policy.clone())).unwrap();
+    assert!(trust.pinned());
+
+    // Quorum met: two of three cosigned; the report names them with their times.
+    let good = bundle_v2(&log, 5, &cosign(&note, &[&a, &c]));
+    let r = verify::bundle(&good, &trust, &|_, _| {}).unwrap();
+    assert_eq!(r.attested.cosigners, vec![("a".to_owned(), 1_700_000_000), ("c".to_owned(), 1_700_000_120)]);
+    assert_eq!(r.attested.quorum.as_deref(), Some("2 of (a, b, c)"));
+    assert_eq!((r.entries, r.tlog_proofs), (5, 5));
+    // The same key given with --key as well agrees with the policy.
+    let both = verify::Trust::new(Some(vkey.clone()), Some(policy.clone())).unwrap();
+    assert!(verify::bundle(&good, &both, &|_, _| {}).is_ok());
+
+    // Quorum not met: one cosignature.
+    let one = bundle_v2(&log, 5, &cosign(&note, &[&b]));
+    match verify::bundle(&one, &trust, &|_, _| {}) {
+        Err(VerifyError::Policy(PolicyError::Quorum { got, needed, .. })) => {
+            assert_eq!((got.as_str(), needed.as_str()), ("b", "2 of (a, b, c)"));
+        }
+        other => panic!("{other:?}"),
+    }
+    // Without a policy the same bundle verifies, its key unpinned.
+    let r = verify::bundle(&one, &verify::Trust::default(), &|_, _| {}).unwrap();
+    assert!(!r.attested.pinned && r.attested.cosigners.is_empty());
+
+    // A bad cosignature of a listed witness: its signature bytes altered.
+    let cosigned = cosign(&note, &[&a, &c]);
+    let line = cosigned.lines().find(|l| l.starts_with("\u{2014} w.example/c ")).unwrap();
+    let sig = line.rsplit(' ').next().unwrap();
+    let mut raw = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, sig).unwrap();
+    raw[20] ^= 1;
+    let bad = cosigned.replace(sig, &base64::Engine::encode(&base64::engine::general_purpose::STANDARD, raw));
+    let err = verify::bundle(&bundle_v2(&log, 5, &bad), &trust, &|_, _| {}).unwrap_err();
+    assert_eq!(err, VerifyError::Policy(PolicyError::BadSignature("witness c".into())));
+
+    // A pinned key that is not the policy's log key is refused by name.
+    let other = tempfile::tempdir().unwrap();
+    crate::keys::create(other.path(), "isx.test/audit").unwrap();
+    let stranger = crate::keys::load(other.path()).unwrap().verifier_key;
+    let e = verify::Trust::new(Some(stranger.clone()), Some(policy.clone())).unwrap_err();
+    assert!(matches!(&e, VerifyError::KeyMismatch { key, .. } if *key == stranger), "{e}");
+    assert!(e.to_string().contains(&vkey), "{e}");
+    // A policy that lists another log refuses this one, naming its origin.
+    let foreign = WitnessPolicy::parse(format!("log {stranger}\nquorum none\n").as_bytes()).unwrap();
+    let foreign = verify::Trust::new(None, Some(foreign)).unwrap();
+    let e = verify::bundle(&good, &foreign, &|_, _| {}).unwrap_err();
+    assert!(matches!(e, VerifyError::Policy(PolicyError::UnknownLog { .. }) | VerifyError::UntrustedKey { .. }), "{e}");
+
+    // A version-2 bundle whose tlog-proof is missing or altered fails at that entry.
+    let mut missing = good.clone();
+    missing.entries[3].tlog_proof.clear();
+    assert!(matches!(verify::bundle(&missing, &trust, &|_, _| {}), Err(VerifyError::Entry { seq: 3, .. })));
+    let mut altered = good.clone();
+    altered.entries[1].tlog_proof = altered.entries[1].tlog_proof.replace("index 1\n", "index 2\n");
+    assert!(matches!(verify::bundle(&altered, &trust, &|_, _| {}), Err(VerifyError::Entry { seq: 1, .. })));
+    let mut newer = good.clone();
+    newer.version = 3;
+    assert!(matches!(verify::bundle(&newer, &trust, &|_, _| {}), Err(VerifyError::Shape(_))));
+}
+
+#[test]
+fn fork_detection_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path()).unwrap();
+    log.append((0..9).map(record).collect(), 1000).unwrap();
+    // A second log with the same keys and other records: the fork.
+    let fork_dir = tempfile::tempdir().unwrap();
+    for f in ["audit.key", "audit.pub", "audit-hmac.key"] {
+        std::fs::copy(dir.path().join(f), fork_dir.path().join(f)).unwrap();
+    }
+    let fork = open(fork_dir.path()).unwrap();
+    fork.append((0..9).map(|i| record(i + 100)).collect(), 1000).unwrap();
+    let trust = verify::Trust::new(Some(log.keys().verifier_key.clone()), None).unwrap();
+    let honest = trust.check(&checkpoint_msg(&log, 9)).unwrap().checkpoint;
+    let forked = trust.check(&checkpoint_msg(&fork, 9)).unwrap().checkpoint;
+
+    // Same size, different roots, both signed by the trusted key: the fork, named.
+    match verify::compare(&honest, "a.json", &forked, "b.json") {
+        Err(VerifyError::Forked(fork)) => {
+            let verify::Fork { origin, size, first_source, second_source, first, second } = *fork;
+            assert_eq!((origin.as_str(), size), ("isx.test/audit", 9));
+            assert_eq!((first_source.as_str(), second_source.as_str()), ("a.json", "b.json"));
+            assert_eq!(first, hex::encode(honest.root));
+            assert_ne!(first, second);
+        }
+        other => panic!("{other:?}"),
+    }
+    // The same checkpoint twice, or two sizes, is no fork by itself.
+    assert_eq!(verify::compare(&honest, "a", &honest.clone(), "b"), Ok(()));
+    let smaller = trust.check(&checkpoint_msg(&fork, 5)).unwrap().checkpoint;
+    assert_eq!(verify::compare(&honest, "a", &smaller, "b"), Ok(()));
+    // ... but the honest log's leaves give its tree of 5, which the fork's differs from.
+    let entries = log.entries(0, 9).unwrap();
+    assert_eq!(verify::prefix_root(&entries, 9), Some(honest.root));
+    let honest5 = crate::checkpoint::Verified { root: verify::prefix_root(&entries, 5).unwrap(), ..smaller.clone() };
+    assert!(matches!(verify::compare(&honest5, "a", &smaller, "b"), Err(VerifyError::Forked(f)) if f.size == 5));
+    assert_eq!(verify::prefix_root(&entries[1..], 5), None);
+    // Another log's checkpoint is not comparable.
+    let other = crate::checkpoint::Verified { origin: "other/audit".into(), ..honest.clone() };
+    assert!(matches!(verify::compare(&honest, "a", &other, "b"), Err(VerifyError::DifferentLogs { .. })));
 }

@@ -4,6 +4,13 @@
 //! bytes, every checkpoint signature is checked with the verifier key, and
 //! the root is recomputed independently of the gateway's stored hashes with
 //! [`RootBuilder`] (RFC 6962 §2.1, streaming, O(log n) memory).
+//!
+//! Whom a verification trusts is a [`Trust`]: the log key pinned with
+//! `--key`, a C2SP witness policy (the log's key and the witnesses' keys and
+//! quorum), both (they must agree), or neither (the key the checkpoint
+//! presents, which [`Trust::pinned`] reports so that callers can warn).
+//! [`Trust::check`] is the one check of a checkpoint for every path: live
+//! verification, bundles, and offline fork detection ([`compare`]).
 
 use isx_core::wire::{AuditBundle, AuditEntry, AuditRecord, Checkpoint};
 use prost::Message;
@@ -11,6 +18,12 @@ use sha2::Digest as _;
 use tlog_tiles::tlog::{self, Hash};
 
 use crate::checkpoint::{self, CheckpointError, Verified};
+use crate::policy::{PolicyError, WitnessPolicy};
+use crate::proof::TlogProof;
+
+/// The newest bundle version this verifier reads: 2 carries a C2SP
+/// `tlog-proof` per entry; 1 does not.
+pub const BUNDLE_VERSION: u32 = 2;
 
 /// Why verification failed. Each variant names what to look at.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -62,6 +75,38 @@ pub enum VerifyError {
         /// The new size.
         new: u64,
     },
+    /// The checkpoint does not satisfy the witness policy: not signed by a
+    /// listed log, a bad cosignature, or too few witnesses.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// The pinned key and the witness policy name different log keys.
+    #[error(
+        "the pinned log key {key} is not the witness policy's log key for {origin} ({policy}): give one, or make them agree"
+    )]
+    KeyMismatch {
+        /// The pinned key.
+        key: String,
+        /// Its origin (the key's name).
+        origin: String,
+        /// What the policy lists for that origin.
+        policy: String,
+    },
+    /// Two checkpoints signed by the log for the same size with different
+    /// roots: the log showed two different histories (a fork, a split view).
+    #[error("{0}")]
+    Forked(Box<Fork>),
+    /// Two checkpoints of different logs cannot be compared.
+    #[error("{first_source} is a checkpoint of {first}, {second_source} of {second}: not the same log")]
+    DifferentLogs {
+        /// The first origin.
+        first: String,
+        /// Where it was read.
+        first_source: String,
+        /// The second origin.
+        second: String,
+        /// Where it was read.
+        second_source: String,
+    },
     /// Entries are missing or out of order.
     #[error("{0}")]
     Shape(String),
@@ -84,6 +129,26 @@ pub enum VerifyError {
         /// What the erasure records cover from 0.
         covered: u64,
     },
+}
+
+/// Two checkpoints of one log at one size with different roots.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "FORK: {origin} signed two different trees of size {size}: root {first} in {first_source} and root {second} in {second_source}"
+)]
+pub struct Fork {
+    /// The log.
+    pub origin: String,
+    /// The size both claim.
+    pub size: u64,
+    /// One root (hex).
+    pub first: String,
+    /// Where it was read.
+    pub first_source: String,
+    /// The other root (hex).
+    pub second: String,
+    /// Where it was read.
+    pub second_source: String,
 }
 
 /// The range of seqs `[from, upto)` a retention ERASURE record says it
@@ -158,6 +223,159 @@ pub fn checkpoint(cp: &Checkpoint, trusted_key: Option<&str>) -> Result<Verified
         )));
     }
     Ok(v)
+}
+
+/// Whom a verification trusts for the log's key and its witnesses.
+#[derive(Debug, Clone, Default)]
+pub struct Trust {
+    key: Option<String>,
+    policy: Option<WitnessPolicy>,
+}
+
+/// A checkpoint that passed [`Trust::check`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attested {
+    /// The checkpoint, its log signature verified.
+    pub checkpoint: Verified,
+    /// The policy's witnesses whose cosignatures verified, with their
+    /// timestamps (Unix seconds); empty without a policy.
+    pub cosigners: Vec<(String, u64)>,
+    /// The policy's quorum in words (`None` without a policy).
+    pub quorum: Option<String>,
+    /// True if the log key came from `--key` or the policy, not from the
+    /// checkpoint itself.
+    pub pinned: bool,
+}
+
+impl Trust {
+    /// Trusts `key` (a pinned log verifier key), `policy`, both or neither.
+    /// Both must name the same key for the key's origin, unless the policy
+    /// lists no log at all (then the key is the log's and the policy only
+    /// names the witnesses).
+    pub fn new(key: Option<String>, policy: Option<WitnessPolicy>) -> Result<Self, VerifyError> {
+        let key = key.map(|k| k.trim().to_owned());
+        if let (Some(key), Some(policy)) = (&key, &policy)
+            && !policy.logs().is_empty()
+        {
+            let origin = key.split('+').next().unwrap_or_default().to_owned();
+            match policy.log_key(&origin) {
+                Some(listed) if listed == key => {}
+                listed => {
+                    return Err(VerifyError::KeyMismatch {
+                        key: key.clone(),
+                        policy: match listed {
+                            Some(listed) => format!("the policy lists {listed}"),
+                            None => format!(
+                                "the policy lists no log of that origin, only {}",
+                                policy.logs().iter().map(|l| l.vkey.as_str()).collect::<Vec<_>>().join(", ")
+                            ),
+                        },
+                        origin,
+                    });
+                }
+            }
+        }
+        Ok(Self { key, policy })
+    }
+
+    /// True if the log key is pinned (by a key or a policy): without it a
+    /// verification only shows that the log agrees with itself.
+    pub fn pinned(&self) -> bool {
+        self.key.is_some() || self.policy.as_ref().is_some_and(|p| !p.logs().is_empty())
+    }
+
+    /// The witness policy, if any.
+    pub fn policy(&self) -> Option<&WitnessPolicy> {
+        self.policy.as_ref()
+    }
+
+    /// The log key to verify a checkpoint of `origin` with, if pinned.
+    pub fn log_key(&self, origin: &str) -> Option<&str> {
+        self.key.as_deref().or_else(|| self.policy.as_ref().and_then(|p| p.log_key(origin)))
+    }
+
+    /// Checks a checkpoint's log signature only: with the pinned key (or
+    /// the one it presents, if none is pinned); a policy that lists logs
+    /// but none of this origin refuses it, naming what it lists.
+    pub fn check_signature(&self, cp: &Checkpoint) -> Result<Verified, VerifyError> {
+        // The origin of the note itself, not of the unsigned field.
+        let origin = signed_note::Note::from_bytes(cp.note.as_bytes())
+            .ok()
+            .and_then(|n| tlog_tiles::checkpoint::Checkpoint::from_bytes(n.text()).ok())
+            .map(|b| b.origin().to_owned())
+            .unwrap_or_default();
+        let key = self.log_key(&origin);
+        if key.is_none()
+            && let Some(p) = &self.policy
+            && !p.logs().is_empty()
+        {
+            // No listed log has this origin: this fails, naming them.
+            p.check(&cp.note)?;
+        }
+        checkpoint(cp, key)
+    }
+
+    /// Checks a checkpoint: its log signature ([`Trust::check_signature`]),
+    /// and with a policy, that the policy's log signed it, every listed
+    /// witness's cosignature verifies, and the quorum is met.
+    pub fn check(&self, cp: &Checkpoint) -> Result<Attested, VerifyError> {
+        let verified = self.check_signature(cp)?;
+        let cosigners = match &self.policy {
+            None => vec![],
+            Some(p) if p.logs().is_empty() => {
+                let note = signed_note::Note::from_bytes(cp.note.as_bytes())
+                    .map_err(|e| PolicyError::Malformed(e.to_string()))?;
+                p.quorum_of(&note, verified.size)?
+            }
+            Some(p) => p.check(&cp.note)?.cosigners,
+        };
+        Ok(Attested {
+            checkpoint: verified,
+            cosigners,
+            quorum: self.policy.as_ref().map(WitnessPolicy::describe_quorum),
+            pinned: self.pinned(),
+        })
+    }
+}
+
+/// Compares two checkpoints of one log offline (each already checked with
+/// [`Trust::check`]): the same size with different roots is a fork.
+/// Different sizes cannot be compared without a consistency proof or the
+/// leaves ([`prefix_root`]); that is not an error here.
+pub fn compare(a: &Verified, a_source: &str, b: &Verified, b_source: &str) -> Result<(), VerifyError> {
+    if a.origin != b.origin {
+        return Err(VerifyError::DifferentLogs {
+            first: a.origin.clone(),
+            first_source: a_source.to_owned(),
+            second: b.origin.clone(),
+            second_source: b_source.to_owned(),
+        });
+    }
+    if a.size == b.size && a.root != b.root {
+        return Err(VerifyError::Forked(Box::new(Fork {
+            origin: a.origin.clone(),
+            size: a.size,
+            first: hex::encode(a.root),
+            first_source: a_source.to_owned(),
+            second: hex::encode(b.root),
+            second_source: b_source.to_owned(),
+        })));
+    }
+    Ok(())
+}
+
+/// The root of the first `size` leaves, if `entries` (checked ones, in seq
+/// order) hold every one of them: a bundle of the whole log then shows
+/// what the log's tree of `size` was, to compare with a smaller checkpoint.
+pub fn prefix_root(entries: &[AuditEntry], size: u64) -> Option<[u8; 32]> {
+    let mut root = RootBuilder::default();
+    for (i, e) in entries.iter().take(size as usize).enumerate() {
+        if e.seq != i as u64 {
+            return None;
+        }
+        root.push(e.leaf_hash.as_slice().try_into().ok()?);
+    }
+    (root.len() == size).then(|| root.root())
 }
 
 /// Checks one entry on its own: its body hashes to its leaf hash, its record
@@ -313,21 +531,30 @@ impl LogVerifier {
 pub struct BundleReport {
     /// The checkpoint.
     pub checkpoint: Verified,
+    /// Its cosigners, quorum and whether its key was pinned.
+    pub attested: Attested,
     /// Entries with a verified inclusion proof.
     pub entries: u64,
+    /// Entries whose C2SP tlog-proof was checked (all of them from version 2).
+    pub tlog_proofs: u64,
 }
 
-/// Verifies an export bundle offline: the checkpoint signature (against
-/// `trusted_key` if given), each entry's body, and each inclusion proof.
-pub fn bundle(
-    b: &AuditBundle,
-    trusted_key: Option<&str>,
-    progress: &dyn Fn(u64, u64),
-) -> Result<BundleReport, VerifyError> {
+/// Verifies an export bundle offline: the checkpoint with `trust`, each
+/// entry's body and inclusion proof, and each entry's tlog-proof, which
+/// must be exactly that proof in the bundle's checkpoint note.
+pub fn bundle(b: &AuditBundle, trust: &Trust, progress: &dyn Fn(u64, u64)) -> Result<BundleReport, VerifyError> {
+    if b.version > BUNDLE_VERSION {
+        return Err(VerifyError::Shape(format!(
+            "bundle version {} is newer than this verifier reads ({BUNDLE_VERSION}): update isx",
+            b.version
+        )));
+    }
     let cp = b.checkpoint.as_ref().ok_or_else(|| VerifyError::Shape("bundle has no checkpoint".into()))?;
-    let verified = checkpoint(cp, trusted_key)?;
+    let attested = trust.check(cp)?;
+    let verified = attested.checkpoint.clone();
     let mut seen = std::collections::HashSet::new();
     let total = b.entries.len() as u64;
+    let mut tlog_proofs = 0;
     for (i, e) in b.entries.iter().enumerate() {
         if i % 1024 == 0 {
             progress(i as u64, total);
@@ -336,9 +563,18 @@ pub fn bundle(
             return Err(VerifyError::Shape(format!("entry {} appears twice", e.seq)));
         }
         inclusion(e, &verified)?;
+        if b.version >= 2 || !e.tlog_proof.is_empty() {
+            if e.tlog_proof != TlogProof::of_entry(e, &cp.note).to_text() {
+                return Err(VerifyError::Entry {
+                    seq: e.seq,
+                    message: "its tlog-proof is not its proof in the bundle's checkpoint (missing or altered)".into(),
+                });
+            }
+            tlog_proofs += 1;
+        }
     }
     progress(total, total);
-    Ok(BundleReport { checkpoint: verified, entries: total })
+    Ok(BundleReport { checkpoint: verified, attested, entries: total, tlog_proofs })
 }
 
 #[cfg(test)]

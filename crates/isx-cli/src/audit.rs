@@ -88,25 +88,44 @@ pub enum AuditCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Verify the log: of a running gateway, or of an exported bundle (--bundle, no gateway needed).
+    /// Verify the log: of a running gateway, or of exported bundles (--bundle, no gateway needed).
     ///
     /// Against a gateway, in one audited read (one LOG_READ record): every
     /// record is hashed again, the tree is recomputed and compared with the
     /// signed checkpoint, the checkpoint is shown to extend the one saved with
     /// --since-checkpoint, and every entry of the search index is compared
     /// with the records, both ways. Exits 1 on any mismatch.
+    ///
+    /// Whom to trust: --key pins the log's key, --witness-policy (a C2SP
+    /// tlog-policy file, as `isx pki init` writes to PKI/witness.policy)
+    /// pins it and also requires the witnesses' cosignatures to meet the
+    /// policy's quorum; given both, they must name the same key. With
+    /// neither, the key the gateway or bundle presents is used, with a
+    /// warning: that shows the log agrees with itself, not that it is yours.
+    ///
+    /// Fork detection, offline: every checkpoint seen (each --bundle, each
+    /// --also-checkpoint, and the gateway's) is compared with the others;
+    /// two of the same log and size with different roots are a fork, named
+    /// with both files. A bundle of the whole log also shows its tree at a
+    /// smaller checkpoint's size, so such a pair is compared too.
     Verify {
         #[command(flatten)]
         who: Who,
-        /// Verify this exported bundle offline instead.
-        #[arg(long)]
-        bundle: Option<PathBuf>,
+        /// Verify this exported bundle offline instead; repeat to verify several and compare their checkpoints.
+        #[arg(long, value_name = "FILE")]
+        bundle: Vec<PathBuf>,
         /// A checkpoint saved earlier (`isx audit checkpoint --out`); the log must extend it.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "bundle")]
         since_checkpoint: Option<PathBuf>,
+        /// A checkpoint from elsewhere (`isx audit checkpoint --out`, another auditor's) to compare for a fork; repeatable.
+        #[arg(long, value_name = "FILE")]
+        also_checkpoint: Vec<PathBuf>,
         /// The gateway's audit verifier key (audit.pub): the checkpoint must be signed with it.
         #[arg(long)]
         key: Option<PathBuf>,
+        /// A C2SP witness policy (PKI/witness.policy): the log's key, the witnesses' keys and the quorum of cosignatures required.
+        #[arg(long, value_name = "FILE")]
+        witness_policy: Option<PathBuf>,
     },
     /// Export records with their inclusion proofs and the checkpoint: a self-contained bundle.
     Export {
@@ -294,6 +313,119 @@ fn is_verifier_key(text: &str) -> bool {
         && key.bytes().all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b))
 }
 
+/// Reads `--key` and `--witness-policy` into whom a verification trusts;
+/// the two must agree on the log's key.
+fn read_trust(key: &Option<PathBuf>, policy: &Option<PathBuf>) -> Result<isx_audit::verify::Trust> {
+    let pinned = read_key(key)?;
+    let parsed = policy
+        .as_ref()
+        .map(|p| {
+            isx_audit::policy::WitnessPolicy::load(p)
+                .map_err(|e| anyhow::anyhow!("--witness-policy {}: {e}", p.display()))
+        })
+        .transpose()?;
+    isx_audit::verify::Trust::new(pinned, parsed).map_err(|e| match (key, policy) {
+        (Some(k), Some(p)) => {
+            anyhow::anyhow!("--key {} and --witness-policy {} disagree: {e}", k.display(), p.display())
+        }
+        _ => e.into(),
+    })
+}
+
+/// The log key to hand the live verification before the origin is known:
+/// `--key`, or the policy's only log.
+fn key_for_live(trust: &isx_audit::verify::Trust, policy: &Option<PathBuf>) -> Option<String> {
+    let only = trust.policy().and_then(|p| match p.logs() {
+        [one] if policy.is_some() => Some(one.vkey.clone()),
+        _ => None,
+    });
+    trust.log_key("").map(str::to_owned).or(only)
+}
+
+/// Reads a checkpoint saved with `isx audit checkpoint --out`.
+fn read_checkpoint(path: &std::path::Path, flag: &str) -> Result<Checkpoint> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("{flag} {}", path.display()))?;
+    Ok(from_json::<Checkpoint>(&text, &path.display().to_string())?)
+}
+
+/// Warns that no log key is pinned, on stderr, and says how to pin it.
+fn warn_unpinned(what: &str) {
+    eprintln!(
+        "warning: no log key is pinned: the checkpoint is checked only with the key the {what} presents, which shows that the log agrees with itself, not that it is the log you trust; pin it with --key PKI/audit.pub or --witness-policy PKI/witness.policy"
+    );
+}
+
+/// A Unix time in seconds as RFC 3339 UTC.
+fn utc(seconds: u64) -> String {
+    i64::try_from(seconds)
+        .ok()
+        .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| format!("{seconds} (Unix seconds)"))
+}
+
+/// Prints who cosigned a checkpoint and when, and the quorum it met.
+fn print_attested(a: &isx_audit::verify::Attested) {
+    let Some(quorum) = &a.quorum else { return };
+    if a.cosigners.is_empty() {
+        println!("OK: the witness policy asks no cosignature (quorum {quorum}); none verified");
+        return;
+    }
+    let who: Vec<String> = a.cosigners.iter().map(|(name, t)| format!("{name} at {}", utc(*t))).collect();
+    println!("OK: cosigned by {}; the witness policy's quorum ({quorum}) is met", who.join(", "));
+}
+
+/// The checkpoints one verification has seen, compared for a fork.
+#[derive(Default)]
+struct Sightings {
+    /// Where it was read, the key it presented, the checkpoint, and a bundle's entries.
+    seen: Vec<(String, String, isx_audit::checkpoint::Verified, Option<Vec<AuditEntry>>)>,
+}
+
+impl Sightings {
+    fn add(&mut self, source: &str, key: &str, v: isx_audit::checkpoint::Verified, entries: Option<Vec<AuditEntry>>) {
+        self.seen.push((source.to_owned(), key.trim().to_owned(), v, entries));
+    }
+
+    /// Compares every pair; prints a fork (or checkpoints signed by
+    /// different keys, when no key is pinned) and returns the exit code.
+    fn finish(&self, pinned: bool) -> ExitCode {
+        use isx_audit::verify;
+        for (i, (sa, ka, a, ea)) in self.seen.iter().enumerate() {
+            for (sb, kb, b, eb) in &self.seen[i + 1..] {
+                if !pinned && ka != kb {
+                    println!(
+                        "VERIFICATION FAILED: {sa} and {sb} are signed by different keys ({ka} and {kb}): pin the log key with --key or --witness-policy to tell which is the log's"
+                    );
+                    return ExitCode::FAILURE;
+                }
+                // A bundle of the whole log shows its tree at the other's size.
+                let (a2, b2) = match (a.size.cmp(&b.size), ea, eb) {
+                    (std::cmp::Ordering::Less, _, Some(eb)) => (a.clone(), prefix(b, eb, a.size)),
+                    (std::cmp::Ordering::Greater, Some(ea), _) => (prefix(a, ea, b.size), b.clone()),
+                    _ => (a.clone(), b.clone()),
+                };
+                if let Err(e) = verify::compare(&a2, sa, &b2, sb) {
+                    println!("VERIFICATION FAILED: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        if self.seen.len() > 1 {
+            println!("OK: the {} checkpoints seen agree (no fork)", self.seen.len());
+        }
+        ExitCode::SUCCESS
+    }
+}
+
+/// `v` as its tree of `size` when `entries` hold its first `size` leaves.
+fn prefix(v: &isx_audit::checkpoint::Verified, entries: &[AuditEntry], size: u64) -> isx_audit::checkpoint::Verified {
+    match isx_audit::verify::prefix_root(entries, size) {
+        Some(root) => isx_audit::checkpoint::Verified { origin: v.origin.clone(), size, root },
+        None => v.clone(),
+    }
+}
+
 /// One page of a search, each entry checked against its inclusion proof in
 /// the page's checkpoint. Returns the page and the checkpoint's size.
 async fn page(client: &Client, req: &SearchRequest) -> Result<(Vec<AuditEntry>, bool, u64)> {
@@ -479,40 +611,64 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
                 eprintln!("saved to {}", path.display());
             }
         }
-        AuditCommand::Verify { who, bundle, since_checkpoint, key } => {
-            let trusted = read_key(&key)?;
-            if let Some(path) = bundle {
-                let text = std::fs::read_to_string(&path).with_context(|| format!("--bundle {}", path.display()))?;
-                let b: AuditBundle = from_json(&text, &path.display().to_string())?;
-                match isx_audit::verify::bundle(&b, trusted.as_deref(), &|d, t| progress("entries", d, t)) {
-                    Ok(r) => {
-                        println!(
-                            "OK: bundle verified offline: {} entries included in the signed tree of {} records ({})",
-                            r.entries, r.checkpoint.size, r.checkpoint.origin
-                        );
-                        if trusted.is_none() {
-                            println!(
-                                "note: the checkpoint was checked with the key inside the bundle; pass --key audit.pub to pin the gateway's key"
-                            );
-                        }
-                    }
+        AuditCommand::Verify { who, bundle, since_checkpoint, also_checkpoint, key, witness_policy } => {
+            let trust = read_trust(&key, &witness_policy)?;
+            let mut seen = Sightings::default();
+            for path in &also_checkpoint {
+                let cp = read_checkpoint(path, "--also-checkpoint")?;
+                let source = path.display().to_string();
+                match trust.check_signature(&cp) {
+                    Ok(v) => seen.add(&source, &cp.verifier_key, v, None),
                     Err(e) => {
-                        println!("VERIFICATION FAILED: {e}");
+                        println!("VERIFICATION FAILED: --also-checkpoint {source}: {e}");
                         return Ok(ExitCode::FAILURE);
                     }
                 }
-                return Ok(ExitCode::SUCCESS);
             }
-            let since = since_checkpoint
-                .map(|p| {
-                    std::fs::read_to_string(&p)
-                        .with_context(|| format!("--since-checkpoint {}", p.display()))
-                        .and_then(|t| Ok(from_json::<Checkpoint>(&t, &p.display().to_string())?))
-                })
-                .transpose()?;
+            if !bundle.is_empty() {
+                if !trust.pinned() {
+                    warn_unpinned("bundle");
+                }
+                for path in &bundle {
+                    let text = std::fs::read_to_string(path).with_context(|| format!("--bundle {}", path.display()))?;
+                    let b: AuditBundle = from_json(&text, &path.display().to_string())?;
+                    let source = path.display().to_string();
+                    match isx_audit::verify::bundle(&b, &trust, &|d, t| progress("entries", d, t)) {
+                        Ok(r) => {
+                            println!(
+                                "OK: bundle verified offline: {} entries included in the signed tree of {} records ({}){} ({source})",
+                                r.entries,
+                                r.checkpoint.size,
+                                r.checkpoint.origin,
+                                if r.tlog_proofs > 0 { ", each with its C2SP tlog-proof" } else { "" }
+                            );
+                            print_attested(&r.attested);
+                            let key = b.checkpoint.as_ref().map(|c| c.verifier_key.clone()).unwrap_or_default();
+                            seen.add(&source, &key, r.checkpoint, Some(b.entries));
+                        }
+                        Err(e) => {
+                            println!("VERIFICATION FAILED: {e} ({source})");
+                            return Ok(ExitCode::FAILURE);
+                        }
+                    }
+                }
+                return Ok(seen.finish(trust.pinned()));
+            }
+            let since = since_checkpoint.map(|p| read_checkpoint(&p, "--since-checkpoint")).transpose()?;
+            if !trust.pinned() {
+                warn_unpinned("gateway");
+            }
             let client = isx_node::diagnose::connect(&who.options()?).await?;
-            match client_audit::verify_live(&client, trusted.as_deref(), since.as_ref(), &progress).await {
-                Ok(r) => {
+            // The pinned key, when it does not depend on the origin: the
+            // checkpoint is then checked as it arrives; either way it is
+            // checked whole (key, cosignatures, quorum) once verified.
+            let early = key_for_live(&trust, &witness_policy);
+            let checked = match client_audit::verify_live(&client, early.as_deref(), since.as_ref(), &progress).await {
+                Ok(r) => trust.check(&r.checkpoint).map(|a| (r, a)).map_err(|e| format!("VERIFICATION FAILED: {e}")),
+                Err(e) => Err(e.to_string()),
+            };
+            match checked {
+                Ok((r, attested)) => {
                     println!(
                         "OK: {} records verified against the signed checkpoint of size {} ({} hashed, {} pruned)",
                         r.checkpoint.tree_size, r.checkpoint.tree_size, r.bodies, r.pruned
@@ -524,7 +680,10 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
                     if let Some(old) = r.consistent_with {
                         println!("OK: the log extends the saved checkpoint of size {old} (consistency proof verified)");
                     }
+                    print_attested(&attested);
                     print!("{}", r.checkpoint.note);
+                    seen.add("the gateway", &r.checkpoint.verifier_key, attested.checkpoint, None);
+                    return Ok(seen.finish(trust.pinned()));
                 }
                 Err(e) => {
                     println!("{e}");
@@ -535,7 +694,8 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
         AuditCommand::Export { who, filter, out } => {
             let client = isx_node::diagnose::connect(&who.options()?).await?;
             let bundle = client_audit::export(&client, filter.request()?).await?;
-            let report = isx_audit::verify::bundle(&bundle, None, &|d, t| progress("entries", d, t))?;
+            let presented = isx_audit::verify::Trust::default();
+            let report = isx_audit::verify::bundle(&bundle, &presented, &|d, t| progress("entries", d, t))?;
             std::fs::write(&out, to_json(&bundle)).with_context(|| format!("--out {}", out.display()))?;
             println!(
                 "wrote {} entries with proofs in the tree of {} to {}",

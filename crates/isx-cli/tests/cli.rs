@@ -2067,3 +2067,229 @@ async fn isx_witness_cosigns_the_deployments_checkpoints_and_stops_on_ctrl_c() {
     let line = error_line(&out);
     assert!(line.contains("--log-key nonsense") && line.contains("audit.pub"), "{line}");
 }
+
+/// `bundle` with its checkpoint note cosigned by `witnesses`, in the
+/// checkpoint and in every tlog-proof (which ends with the note).
+fn cosigned(
+    bundle: &isx_core::wire::AuditBundle,
+    witnesses: &[&isx_audit::cosignature::CosignatureSigner],
+) -> isx_core::wire::AuditBundle {
+    let mut b = bundle.clone();
+    let old = b.checkpoint.as_ref().unwrap().note.clone();
+    let mut n = signed_note::Note::from_bytes(old.as_bytes()).unwrap();
+    let signers: Vec<&dyn signed_note::Signer> = witnesses.iter().map(|w| *w as &dyn signed_note::Signer).collect();
+    n.add_sigs(&signers).unwrap();
+    let note = String::from_utf8(n.to_bytes()).unwrap();
+    b.checkpoint.as_mut().unwrap().note = note.clone();
+    for e in &mut b.entries {
+        e.tlog_proof = format!("{}{note}", e.tlog_proof.strip_suffix(old.as_str()).unwrap());
+    }
+    b
+}
+
+/// A case of `isx audit verify`: its name, the arguments after `audit
+/// verify`, whether it succeeds, what the output holds, and what it must not.
+type Case = (&'static str, Vec<String>, bool, Vec<String>, Option<&'static str>);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_with_a_witness_policy_names_cosigners_quorum_bad_cosignatures_key_mismatches_and_forks() {
+    use base64::Engine;
+    use isx_audit::cosignature::CosignatureSigner;
+    let (topo, dir, plain, bundle) = exported_bundle().await;
+    let d = dir.path();
+    let key = topo.pki_dir().join("audit.pub");
+    let vkey = std::fs::read_to_string(&key).unwrap().trim().to_owned();
+    let w = |name: &str, seed: u8, t: u64| CosignatureSigner::new(name, &[seed; 32]).unwrap().at(t);
+    let (a, b, c) =
+        (w("w.example/a", 1, 1_767_225_600), w("w.example/b", 2, 1_767_225_660), w("w.example/c", 3, 1_767_225_720));
+    let policy = d.join("witness.policy");
+    std::fs::write(
+        &policy,
+        format!(
+            "# test\nlog {vkey}\nwitness a {}\nwitness b {}\nwitness c {}\ngroup two 2 a b c\nquorum two\n",
+            a.verifier_key(),
+            b.verifier_key(),
+            c.verifier_key()
+        ),
+    )
+    .unwrap();
+    // A log key of another deployment, and a policy that lists only it.
+    let other = tempfile::tempdir().unwrap();
+    isx_audit::keys::create(other.path(), "other.example/audit").unwrap();
+    let stranger = other.path().join("audit.pub");
+    let foreign = d.join("foreign.policy");
+    std::fs::write(&foreign, format!("log {}\nquorum none\n", std::fs::read_to_string(&stranger).unwrap().trim()))
+        .unwrap();
+    let write = |name: &str, b: &isx_core::wire::AuditBundle| {
+        let path = d.join(name);
+        std::fs::write(&path, isx_core::json::to_json(b)).unwrap();
+        path
+    };
+    let two = write("two.json", &cosigned(&bundle, &[&a, &c]));
+    let one = write("one.json", &cosigned(&bundle, &[&b]));
+    let bad = {
+        let mut t = cosigned(&bundle, &[&a, &c]);
+        let note = t.checkpoint.as_ref().unwrap().note.clone();
+        let line = note.lines().find(|l| l.starts_with("\u{2014} w.example/c ")).unwrap();
+        let sig = line.rsplit(' ').next().unwrap();
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let mut raw = b64.decode(sig).unwrap();
+        raw[30] ^= 1;
+        let forged = note.replace(sig, &b64.encode(raw));
+        t = cosigned(&t, &[]);
+        for e in &mut t.entries {
+            e.tlog_proof = e.tlog_proof.replace(&note, &forged);
+        }
+        t.checkpoint.as_mut().unwrap().note = forged;
+        write("bad.json", &t)
+    };
+    // The same keys, other records, the same size: a fork of the log.
+    let fork_cp = {
+        let keys = isx_audit::keys::load(&topo.pki_dir()).unwrap();
+        let db = isx_store::open(&d.join("fork.sled"), 1 << 20).unwrap();
+        let (log, _) = isx_audit::AuditLog::open(&db, keys, &|_, _| {}).unwrap();
+        let size = bundle.checkpoint.as_ref().unwrap().tree_size;
+        let records =
+            (0..size).map(|i| isx_core::wire::AuditRecord { detail: format!("fork {i}"), ..Default::default() });
+        log.append(records.collect(), 1_767_225_600_000).unwrap();
+        let note = log.sign_checkpoint(size).unwrap();
+        let cp = isx_core::wire::Checkpoint {
+            note,
+            tree_size: size,
+            root_hash: log.root(size).unwrap().to_vec(),
+            origin: log.keys().origin.clone(),
+            verifier_key: vkey.clone(),
+            ..Default::default()
+        };
+        let path = d.join("fork-checkpoint.json");
+        std::fs::write(&path, isx_core::json::to_json(&cp)).unwrap();
+        path
+    };
+    let p = |p: &std::path::Path| p.display().to_string();
+    let warning = "warning: no log key is pinned";
+    // (case, arguments after `audit verify`, success, wanted in the output, not wanted)
+    let cases: Vec<Case> = vec![
+        (
+            "quorum met",
+            vec!["--bundle".into(), p(&two), "--witness-policy".into(), p(&policy)],
+            true,
+            vec![
+                "cosigned by a at 2026-01-01T00:00:00Z, c at 2026-01-01T00:02:00Z; the witness policy's quorum (2 of (a, b, c)) is met".into(),
+                "each with its C2SP tlog-proof".into(),
+            ],
+            Some(warning),
+        ),
+        (
+            "quorum met, the same key given twice",
+            vec!["--bundle".into(), p(&two), "--witness-policy".into(), p(&policy), "--key".into(), p(&key)],
+            true,
+            vec!["quorum (2 of (a, b, c)) is met".into()],
+            Some(warning),
+        ),
+        (
+            "quorum not met",
+            vec!["--bundle".into(), p(&one), "--witness-policy".into(), p(&policy)],
+            false,
+            vec!["is cosigned by b but the quorum needs 2 of (a, b, c)".into()],
+            None,
+        ),
+        (
+            "bad cosignature",
+            vec!["--bundle".into(), p(&bad), "--witness-policy".into(), p(&policy)],
+            false,
+            vec!["the signature of witness c on the checkpoint does not verify".into()],
+            None,
+        ),
+        (
+            "key and policy disagree",
+            vec!["--bundle".into(), p(&two), "--witness-policy".into(), p(&policy), "--key".into(), p(&stranger)],
+            false,
+            vec![format!("--key {} and --witness-policy {} disagree", p(&stranger), p(&policy)), vkey.clone()],
+            None,
+        ),
+        (
+            "log not in the policy",
+            vec!["--bundle".into(), p(&two), "--witness-policy".into(), p(&foreign)],
+            false,
+            vec!["is not signed by a log the witness policy lists".into()],
+            None,
+        ),
+        (
+            "no key: a warning that says how to pin it",
+            vec!["--bundle".into(), p(&plain)],
+            true,
+            vec![warning.into(), "--key PKI/audit.pub or --witness-policy PKI/witness.policy".into()],
+            None,
+        ),
+        ("a pinned key: no warning", vec!["--bundle".into(), p(&plain), "--key".into(), p(&key)], true, vec![], Some(warning)),
+        (
+            "a fork at the same size",
+            vec!["--bundle".into(), p(&plain), "--also-checkpoint".into(), p(&fork_cp), "--key".into(), p(&key)],
+            false,
+            vec!["FORK: ".into(), format!("in {}", p(&fork_cp)), format!("in {}", p(&plain))],
+            None,
+        ),
+        (
+            "the same checkpoint twice is no fork",
+            vec!["--bundle".into(), p(&plain), "--bundle".into(), p(&two), "--key".into(), p(&key)],
+            true,
+            vec!["OK: the 2 checkpoints seen agree (no fork)".into()],
+            None,
+        ),
+    ];
+    // Against the gateway: its checkpoint carries the log's signature (and
+    // no cosignature of these test witnesses).
+    let log_only = d.join("log-only.policy");
+    std::fs::write(&log_only, format!("log {vkey}\nquorum none\n")).unwrap();
+    let live: Vec<String> =
+        ["--as", "auditor", "--pki", &p(&topo.pki_dir()), "--gateway", &topo.gateway_addr().to_string()]
+            .into_iter()
+            .map(str::to_owned)
+            .chain(["--officer".to_owned(), "cli officer".to_owned()])
+            .collect();
+    let with = |extra: &[String]| live.iter().cloned().chain(extra.iter().cloned()).collect::<Vec<String>>();
+    let cases = cases
+        .into_iter()
+        .chain([
+            (
+                "live, log-only policy",
+                with(&["--witness-policy".into(), p(&log_only)]),
+                true,
+                vec!["OK: the whole search index matches".into(), "the witness policy asks no cosignature".into()],
+                Some(warning),
+            ),
+            (
+                "live, quorum not met",
+                with(&["--witness-policy".into(), p(&policy)]),
+                false,
+                vec![
+                    "VERIFICATION FAILED: the checkpoint at size".into(),
+                    "but the quorum needs 2 of (a, b, c)".into(),
+                ],
+                None,
+            ),
+            ("live, no key", with(&[]), true, vec![warning.into()], None),
+            ("live, pinned key", with(&["--key".into(), p(&key)]), true, vec![], Some(warning)),
+            (
+                "live, key and policy disagree",
+                with(&["--key".into(), p(&stranger), "--witness-policy".into(), p(&policy)]),
+                false,
+                vec!["disagree".into()],
+                None,
+            ),
+        ])
+        .collect::<Vec<_>>();
+    for (case, args, ok, want, not) in cases {
+        let args: Vec<String> = ["audit".to_owned(), "verify".to_owned()].into_iter().chain(args).collect();
+        let out = isx_async(args).await;
+        let t = text(&out);
+        assert_eq!(out.status.success(), ok, "{case}: {t}");
+        for w in &want {
+            assert!(t.contains(w.as_str()), "{case}: wants {w:?} in\n{t}");
+        }
+        if let Some(n) = not {
+            assert!(!t.contains(n), "{case}: does not want {n:?} in\n{t}");
+        }
+    }
+    topo.shutdown().await;
+}

@@ -74,16 +74,21 @@ async fn scan<T: Send + 'static>(
 }
 
 /// Attaches inclusion proofs in the tree of `size` to `entries`, dropping
-/// those beyond it.
+/// those beyond it; with the checkpoint `note` of that tree (an export),
+/// also each entry's C2SP tlog-proof in it.
 fn with_proofs(
     log: &AuditLog,
     mut entries: Vec<AuditEntry>,
     size: u64,
+    note: Option<&str>,
 ) -> Result<Vec<AuditEntry>, isx_audit::AuditError> {
     entries.retain(|e| e.seq < size);
     for e in entries.iter_mut() {
         e.proof = log.inclusion_proof(e.seq, size)?.iter().map(|h| h.to_vec()).collect();
         e.proof_tree_size = size;
+        if let Some(note) = note {
+            e.tlog_proof = isx_audit::proof::TlogProof::of_entry(e, note).to_text();
+        }
     }
     Ok(entries)
 }
@@ -280,7 +285,7 @@ impl Audit for AuditService {
                 entries.truncate(cut.max(1));
                 more = true;
             }
-            Ok((with_proofs(log, entries, size)?, more))
+            Ok((with_proofs(log, entries, size, None)?, more))
         })
         .await?;
         Ok(Response::new(SearchResponse { entries, checkpoint: Some(checkpoint), more }))
@@ -351,8 +356,9 @@ impl Audit for AuditService {
         self.log_read(&caller, format!("Export of {description}"), pseudonym, &search.justification).await?;
         let checkpoint = self.state.recorder.fresh_checkpoint().await?;
         let size = checkpoint.tree_size;
+        let note = checkpoint.note.clone();
         let header = AuditBundle {
-            version: 1,
+            version: isx_audit::verify::BUNDLE_VERSION,
             exported_at: Some(isx_core::timestamp::from_unix_millis(self.state.now_ms())),
             description: format!("{description} (log of {size} records)"),
             checkpoint: Some(checkpoint),
@@ -371,17 +377,17 @@ impl Audit for AuditService {
             let everything = filter == Filter::default();
             let mut next = 0u64;
             loop {
-                let (log, filter) = (log.clone(), filter.clone());
+                let (log, filter, note) = (log.clone(), filter.clone(), note.clone());
                 let page = scan(&log, move |log| {
                     if everything {
                         let end = next.saturating_add(batch as u64).min(size);
-                        Ok((with_proofs(log, log.entries(next, end)?, size)?, end < size, end))
+                        Ok((with_proofs(log, log.entries(next, end)?, size, Some(&note))?, end < size, end))
                     } else {
                         let after = next.checked_sub(1);
                         let (entries, more) = log.search(&filter, batch, after)?;
                         let last = entries.last().map(|e| e.seq + 1).unwrap_or(size);
                         let more = more && last < size;
-                        Ok((with_proofs(log, entries, size)?, more, last))
+                        Ok((with_proofs(log, entries, size, Some(&note))?, more, last))
                     }
                 })
                 .await;
