@@ -54,7 +54,7 @@ async fn auditor_console(topo: &Topology) -> Console {
     let key = std::fs::read_to_string(topo.pki_dir().join("audit.pub")).unwrap();
     isx_console::start(ConsoleOptions {
         auditor: Some(who),
-        trusted_key: Some(key.trim().to_owned()),
+        trust: isx_audit::verify::Trust::new(Some(key.trim().to_owned()), None).unwrap(),
         ..Default::default()
     })
     .await

@@ -473,7 +473,10 @@ async fn a_node_past_its_connection_cap_is_refused_and_recorded() {
     let denials =
         topo.audit_records(SearchRequest { operation: Operation::Denial as i32, ..Default::default() }).await.unwrap();
     let capped: Vec<_> = denials.iter().filter(|r| r.detail.contains("limits.max_connections_per_node")).collect();
-    assert_eq!(capped.len(), 1, "{denials:?}");
+    // One refused connection, or two when the client's channel dialled
+    // again for the call after the first was closed (seen on a loaded machine).
+    assert!((1..=2).contains(&capped.len()), "{denials:?}");
+    assert!(capped.iter().all(|r| r.node == "fr-police" && !r.cert_fingerprint.is_empty()), "{capped:?}");
     let lookups = topo
         .audit_records(SearchRequest { operation: Operation::Consultation as i32, ..Default::default() })
         .await

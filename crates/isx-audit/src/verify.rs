@@ -289,6 +289,15 @@ impl Trust {
         self.policy.as_ref()
     }
 
+    /// The log key to hand a live verification before the origin is known:
+    /// the pinned key, or the policy's only log.
+    pub fn live_key(&self) -> Option<String> {
+        self.key.clone().or_else(|| match self.policy.as_ref().map(WitnessPolicy::logs) {
+            Some([one]) => Some(one.vkey.clone()),
+            _ => None,
+        })
+    }
+
     /// The log key to verify a checkpoint of `origin` with, if pinned.
     pub fn log_key(&self, origin: &str) -> Option<&str> {
         self.key.as_deref().or_else(|| self.policy.as_ref().and_then(|p| p.log_key(origin)))
@@ -539,6 +548,22 @@ pub struct BundleReport {
     pub tlog_proofs: u64,
 }
 
+/// Checks entry `e`'s C2SP tlog-proof in a bundle of `version` whose
+/// checkpoint is `note`: it must be exactly its proof in that checkpoint.
+/// Returns whether there was one to check (always from version 2).
+pub fn tlog_proof(version: u32, e: &AuditEntry, note: &str) -> Result<bool, VerifyError> {
+    if version < 2 && e.tlog_proof.is_empty() {
+        return Ok(false);
+    }
+    if e.tlog_proof != TlogProof::of_entry(e, note).to_text() {
+        return Err(VerifyError::Entry {
+            seq: e.seq,
+            message: "its tlog-proof is not its proof in the bundle's checkpoint (missing or altered)".into(),
+        });
+    }
+    Ok(true)
+}
+
 /// Verifies an export bundle offline: the checkpoint with `trust`, each
 /// entry's body and inclusion proof, and each entry's tlog-proof, which
 /// must be exactly that proof in the bundle's checkpoint note.
@@ -563,13 +588,7 @@ pub fn bundle(b: &AuditBundle, trust: &Trust, progress: &dyn Fn(u64, u64)) -> Re
             return Err(VerifyError::Shape(format!("entry {} appears twice", e.seq)));
         }
         inclusion(e, &verified)?;
-        if b.version >= 2 || !e.tlog_proof.is_empty() {
-            if e.tlog_proof != TlogProof::of_entry(e, &cp.note).to_text() {
-                return Err(VerifyError::Entry {
-                    seq: e.seq,
-                    message: "its tlog-proof is not its proof in the bundle's checkpoint (missing or altered)".into(),
-                });
-            }
+        if tlog_proof(b.version, e, &cp.note)? {
             tlog_proofs += 1;
         }
     }

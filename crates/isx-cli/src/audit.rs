@@ -315,7 +315,7 @@ fn is_verifier_key(text: &str) -> bool {
 
 /// Reads `--key` and `--witness-policy` into whom a verification trusts;
 /// the two must agree on the log's key.
-fn read_trust(key: &Option<PathBuf>, policy: &Option<PathBuf>) -> Result<isx_audit::verify::Trust> {
+pub(crate) fn read_trust(key: &Option<PathBuf>, policy: &Option<PathBuf>) -> Result<isx_audit::verify::Trust> {
     let pinned = read_key(key)?;
     let parsed = policy
         .as_ref()
@@ -330,16 +330,6 @@ fn read_trust(key: &Option<PathBuf>, policy: &Option<PathBuf>) -> Result<isx_aud
         }
         _ => e.into(),
     })
-}
-
-/// The log key to hand the live verification before the origin is known:
-/// `--key`, or the policy's only log.
-fn key_for_live(trust: &isx_audit::verify::Trust, policy: &Option<PathBuf>) -> Option<String> {
-    let only = trust.policy().and_then(|p| match p.logs() {
-        [one] if policy.is_some() => Some(one.vkey.clone()),
-        _ => None,
-    });
-    trust.log_key("").map(str::to_owned).or(only)
 }
 
 /// Reads a checkpoint saved with `isx audit checkpoint --out`.
@@ -662,7 +652,7 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
             // The pinned key, when it does not depend on the origin: the
             // checkpoint is then checked as it arrives; either way it is
             // checked whole (key, cosignatures, quorum) once verified.
-            let early = key_for_live(&trust, &witness_policy);
+            let early = trust.live_key();
             let checked = match client_audit::verify_live(&client, early.as_deref(), since.as_ref(), &progress).await {
                 Ok(r) => trust.check(&r.checkpoint).map(|a| (r, a)).map_err(|e| format!("VERIFICATION FAILED: {e}")),
                 Err(e) => Err(e.to_string()),

@@ -20,6 +20,10 @@ pub struct ConsoleArgs {
     /// The gateway's audit verifier key (audit.pub): every checkpoint must be signed with it.
     #[arg(long, value_name = "FILE")]
     key: Option<PathBuf>,
+    /// A C2SP witness policy (PKI/witness.policy): every checkpoint must be
+    /// signed by its log and cosigned by its quorum of witnesses.
+    #[arg(long, value_name = "FILE")]
+    witness_policy: Option<PathBuf>,
     /// The policy directory for the policy officer's pages (no gateway or PKI needed).
     #[arg(long, value_name = "DIR")]
     policy: Option<PathBuf>,
@@ -102,7 +106,7 @@ pub async fn run(args: ConsoleArgs) -> Result<ExitCode> {
     }
     let options = ConsoleOptions {
         listen: args.listen,
-        trusted_key: crate::audit::read_key(&args.key)?,
+        trust: crate::audit::read_trust(&args.key, &args.witness_policy)?,
         auditor,
         policy,
         templates: args.templates.clone(),

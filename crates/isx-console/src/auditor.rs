@@ -98,7 +98,7 @@ struct ScanResult {
 pub(crate) struct Auditor {
     client: Client,
     options: ClientOptions,
-    trusted_key: Option<String>,
+    trust: verify::Trust,
     text_key: Option<isx_store::StoreKey>,
     cursors: Mutex<Stash<Stored>>,
     reports: Mutex<Stash<Report>>,
@@ -182,13 +182,13 @@ impl Ctx {
 
 impl Auditor {
     /// Connects as `options` (explaining a refused connection as the CLI does).
-    pub(crate) async fn connect(options: &ClientOptions, trusted_key: Option<String>) -> Result<Self, ConsoleError> {
+    pub(crate) async fn connect(options: &ClientOptions, trust: verify::Trust) -> Result<Self, ConsoleError> {
         let client =
             isx_node::diagnose::connect(options).await.map_err(|e| ConsoleError::Gateway(isx_node::error_chain(&e)))?;
         Ok(Self {
             client,
             options: options.clone(),
-            trusted_key,
+            trust,
             text_key: isx_audit::keys::load_text_key(&options.pki_dir).ok(),
             cursors: Mutex::new(Stash::new()),
             reports: Mutex::new(Stash::new()),
@@ -220,7 +220,7 @@ impl Auditor {
 
     fn checkpoint(&self, cp: Option<&Checkpoint>) -> Result<Verified, Failure> {
         let cp = cp.ok_or_else(|| Failure::Verify("the gateway sent no checkpoint".into()))?;
-        Ok(verify::checkpoint(cp, self.trusted_key.as_deref())?)
+        Ok(self.trust.check(cp)?.checkpoint)
     }
 
     /// Opens sealed justifications when the console holds `audit-text.key`.
@@ -279,10 +279,11 @@ pub(crate) async fn overview(State(app): State<Arc<Ctx>>) -> Response {
         Ok(cp) => cp,
         Err(e) => return app.failure(e.into()),
     };
-    let verified = match verify::checkpoint(&cp, a.trusted_key.as_deref()) {
+    let attested = match a.trust.check(&cp) {
         Ok(v) => v,
         Err(e) => return app.failure(e.into()),
     };
+    let verified = attested.checkpoint.clone();
     // The newest record the checkpoint covers tells its age.
     let newest = if verified.size > 0 {
         let req = GetEntriesRequest { start: verified.size - 1, end: verified.size };
@@ -336,7 +337,8 @@ pub(crate) async fn overview(State(app): State<Arc<Ctx>>) -> Response {
             origin => &verified.origin,
             root => hex::encode(verified.root),
             key => &cp.verifier_key,
-            pinned => a.trusted_key.is_some(),
+            pinned => attested.pinned,
+            quorum => &attested.quorum,
             note => &cp.note,
             witnessed => cp.witnessed,
             cosigners => &cp.cosigners,
@@ -369,7 +371,7 @@ fn start_scan(a: &Auditor, justification: &str) -> bool {
         s.what = "starting".into();
     }
     let (client, key, scan, justification, finished) =
-        (a.client.clone(), a.trusted_key.clone(), a.scan.clone(), justification.to_owned(), a.finished.clone());
+        (a.client.clone(), a.trust.live_key(), a.scan.clone(), justification.to_owned(), a.finished.clone());
     tokio::spawn(async move {
         let started = Instant::now();
         let mut tally = Tally::default();
@@ -805,21 +807,33 @@ pub(crate) async fn bundle_open(
             }));
         }
     };
-    let trusted = app.auditor.as_ref().and_then(|a| a.trusted_key.clone());
-    let checkpoint = bundle.checkpoint.as_ref().map(|cp| verify::checkpoint(cp, trusted.as_deref()));
+    let trust = app.auditor.as_ref().map(|a| a.trust.clone()).unwrap_or_default();
+    let checkpoint = bundle.checkpoint.as_ref().map(|cp| trust.check(cp));
     let (cp, cp_message) = match checkpoint {
         None => (None, "the bundle has no checkpoint: no entry can be verified".to_owned()),
         Some(Err(e)) => (None, format!("the checkpoint does not verify: {e}")),
-        Some(Ok(v)) => {
-            let how = if trusted.is_some() {
+        Some(Ok(a)) => {
+            let how = if a.pinned {
                 "signed with the pinned key"
             } else {
                 "signed with the key inside the bundle; start the console with --key audit.pub to pin the gateway's key"
             };
-            let m = format!("checkpoint of {} records ({}), {how}", v.size, v.origin);
-            (Some(v), m)
+            let witnessed = match &a.quorum {
+                Some(q) => format!(
+                    "; cosigned by {} (the witness policy's quorum, {q}, is met)",
+                    if a.cosigners.is_empty() {
+                        "no witness".to_owned()
+                    } else {
+                        a.cosigners.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
+                    }
+                ),
+                None => String::new(),
+            };
+            let m = format!("checkpoint of {} records ({}), {how}{witnessed}", a.checkpoint.size, a.checkpoint.origin);
+            (Some(a.checkpoint), m)
         }
     };
+    let note = bundle.checkpoint.as_ref().map(|cp| cp.note.clone()).unwrap_or_default();
     let mut seen = std::collections::HashSet::new();
     let rows: Vec<RecordView> = bundle
         .entries
@@ -831,6 +845,14 @@ pub(crate) async fn bundle_open(
             {
                 p.ok = false;
                 p.verdict = format!("entry {} appears twice", e.seq);
+            }
+            // From version 2 each entry carries its C2SP tlog-proof: it must be
+            // exactly its proof in the bundle's checkpoint (isx_audit::proof).
+            if let Err(err) = verify::tlog_proof(bundle.version, e, &note)
+                && let Some(p) = v.proof.as_mut()
+            {
+                p.ok = false;
+                p.verdict = err.to_string();
             }
             if cp.is_none() {
                 v.proof = Some(Proof::verdict(e, false, cp_message.clone()));

@@ -26,8 +26,9 @@ pub struct ConsoleOptions {
     pub listen: SocketAddr,
     /// The auditor's identity, for the auditor's pages.
     pub auditor: Option<ClientOptions>,
-    /// The gateway's audit verifier key (`audit.pub`), pinned.
-    pub trusted_key: Option<String>,
+    /// Whom the console trusts for the log's key (`audit.pub`, pinned) and
+    /// its witnesses (a witness policy).
+    pub trust: isx_audit::verify::Trust,
     /// The policy officer's pages.
     pub policy: Option<PolicySetup>,
     /// Read the templates from this directory on every page (for editing them).
@@ -41,7 +42,7 @@ impl Default for ConsoleOptions {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             auditor: None,
-            trusted_key: None,
+            trust: isx_audit::verify::Trust::default(),
             policy: None,
             templates: None,
             max_body: DEFAULT_MAX_BODY,
@@ -135,7 +136,7 @@ pub(crate) struct Built {
 pub(crate) async fn build(options: &ConsoleOptions, addr: SocketAddr) -> Result<Built, ConsoleError> {
     let views = views::Views::new(options.templates.clone())?;
     let auditor = match &options.auditor {
-        Some(o) => Some(auditor::Auditor::connect(o, options.trusted_key.clone()).await?),
+        Some(o) => Some(auditor::Auditor::connect(o, options.trust.clone()).await?),
         None => None,
     };
     let policy = options.policy.clone().map(policy::Policy::load).transpose()?;

@@ -328,6 +328,45 @@ async fn an_exported_bundle_verifies_and_a_tampered_one_shows_the_changed_record
     topo.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_witness_policy_the_overview_and_bundles_show_the_cosigners_and_each_tlog_proof() {
+    let mut spec = TopologySpec::default_agencies();
+    spec.witnesses = vec!["witness".into()];
+    let topo = Topology::start(spec).await.unwrap();
+    let alert = samples::trafficking_victim("fr-police", &["de-police"]);
+    topo.client("fr-police").await.unwrap().publish(alert.clone()).await.unwrap();
+    assert!(topo.inbox("de-police").wait_for(&alert.alert_id, LIMIT).await.unwrap().is_some());
+    let policy = isx_audit::policy::WitnessPolicy::load(&topo.witness_policy().unwrap()).unwrap();
+    let mut who = topo.client_options("auditor").unwrap();
+    who.officer = "console-auditor".into();
+    let trust = isx_audit::verify::Trust::new(None, Some(policy)).unwrap();
+    let b = Browser::new(ConsoleOptions { auditor: Some(who), trust, ..Default::default() }).await;
+
+    let page = b.get("/").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("cosigned by witness"), "{}", page.body);
+    assert!(page.body.contains("the witness policy's quorum (witness) is met"), "{}", page.body);
+    assert!(page.body.contains("pinned (--key or --witness-policy)"), "{}", page.body);
+
+    let found = b.post("/search", &[("operation", "disclosure")]).await;
+    let export = hidden(&found.body[found.body.find("action=\"/export\"").unwrap()..], "cursor");
+    let bundle = b.post("/export", &[("cursor", &export)]).await;
+    let page = b.post("/bundle", &[("bundle", &bundle.body), ("name", "good.json")]).await;
+    assert!(page.body.contains("id=\"bundle-verdict\" data-ok=\"true\""), "{}", page.body);
+    assert!(page.body.contains("cosigned by witness (the witness policy's quorum, witness, is met)"), "{}", page.body);
+
+    // The entry's tlog-proof names another index: that row fails.
+    let mut json: serde_json::Value = serde_json::from_str(&bundle.body).unwrap();
+    let entry = &mut json["entries"][0];
+    let proof = entry["tlog_proof"].as_str().expect("each entry carries its tlog-proof").to_owned();
+    let index = proof.lines().find(|l| l.starts_with("index ")).unwrap().to_owned();
+    entry["tlog_proof"] = proof.replace(&index, "index 999").into();
+    let page = b.post("/bundle", &[("bundle", &json.to_string())]).await;
+    assert!(page.body.contains("data-ok=\"false\""), "{}", page.body);
+    assert!(page.body.contains("its tlog-proof is not its proof in the bundle's checkpoint"), "{}", page.body);
+    topo.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_non_auditor_certificate_is_shown_the_gateways_refusal() {
     let topo = Topology::start(TopologySpec::default_agencies()).await.unwrap();
