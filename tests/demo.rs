@@ -15,6 +15,7 @@ async fn the_demo_narrates_the_showcase_and_verifies_the_audit_log() {
         "granted: frontex will receive it redacted",
         "Who holds what now",
         "Verified as an auditor would",
+        "Cosigned by witness (C2SP tlog-witness",
         "isx scenario run deploy/local/scenarios/*.toml",
         "OK: ",
     ] {

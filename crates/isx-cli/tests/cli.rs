@@ -1984,7 +1984,7 @@ fn isx_demo_keep_prints_the_console_command_and_stops_on_ctrl_c() {
     let lines = Lines::of(&mut demo);
     let seen = lines.until("the console command", |l| l.trim_start().starts_with("isx console --as auditor"));
     let command = seen.last().unwrap().trim();
-    for flag in ["--pki ", "--gateway 127.0.0.1:", "--officer demo-auditor", "--key ", "--policy "] {
+    for flag in ["--pki ", "--gateway 127.0.0.1:", "--officer demo-auditor", "--witness-policy ", "--policy "] {
         assert!(command.contains(flag), "{flag} in {command}");
     }
     lines.until("the Ctrl-C line", |l| l == "Ctrl-C stops them.");

@@ -848,8 +848,9 @@ pub(crate) async fn bundle_open(
             }
             // From version 2 each entry carries its C2SP tlog-proof: it must be
             // exactly its proof in the bundle's checkpoint (isx_audit::proof).
-            if let Err(err) = verify::tlog_proof(bundle.version, e, &note)
-                && let Some(p) = v.proof.as_mut()
+            // (After the entry's own checks: a row shows its first failure.)
+            if let Some(p) = v.proof.as_mut().filter(|p| p.ok)
+                && let Err(err) = verify::tlog_proof(bundle.version, e, &note)
             {
                 p.ok = false;
                 p.verdict = err.to_string();

@@ -120,7 +120,11 @@ pub async fn run_with(
     let scenario = Scenario::load_from(Path::new(SHOWCASE), &source)?;
     writeln!(out, "isx demo: {}\n", scenario.name)?;
     write!(out, "{}", wrap(&scenario.description, "  ", 88))?;
-    let mut topo = Topology::start(scenario.spec.clone()).await?;
+    // A witness beside the gateway, as a regulator would run one: the
+    // gateway publishes only checkpoints it cosigned (#18).
+    let mut spec = scenario.spec.clone();
+    spec.witnesses = vec!["witness".into()];
+    let mut topo = Topology::start(spec).await?;
     writeln!(
         out,
         "\n  The gateway listens on {} (mutual TLS 1.3; temporary PKI and data in {}).",
@@ -241,6 +245,14 @@ pub async fn run_with(
             for line in v.checkpoint.note.lines() {
                 writeln!(out, "    {line}")?;
             }
+            if v.checkpoint.witnessed {
+                writeln!(
+                    out,
+                    "\n  Cosigned by {} (C2SP tlog-witness, a witness beside the gateway): the gateway publishes only\n  \
+                     checkpoints its witnesses cosigned, so it cannot roll its log back or show two logs unseen.",
+                    v.checkpoint.cosigners.join(", ")
+                )?;
+            }
             demo.audit_verified = true;
         }
         Err(e) => writeln!(out, "\nAUDIT LOG VERIFICATION FAILED: {e}")?,
@@ -252,16 +264,20 @@ pub async fn run_with(
         ("isx policy test deploy/local/policy/tests.toml", "the rule table"),
         ("isx scenario run deploy/local/scenarios/*.toml", "every scenario, pass/fail per expectation"),
         ("isx scenario run --verbose deploy/local/scenarios/05-hit-no-hit.toml", "lookups, grants, expiry"),
+        ("isx scenario run --verbose deploy/local/scenarios/10-witnessed.toml", "witnessed checkpoints"),
         ("isx up", "the same agencies as separate processes"),
     ] {
         writeln!(out, "  {cmd:<72} {what}")?;
     }
     let pki = topo.pki_dir();
+    let trust = match topo.witness_policy() {
+        Some(policy) => format!("--witness-policy {}", policy.display()),
+        None => format!("--key {}", pki.join("audit.pub").display()),
+    };
     let console = format!(
-        "isx console --as auditor --pki {} --gateway {} --officer {CONSOLE_OFFICER} --key {} --policy {}",
+        "isx console --as auditor --pki {} --gateway {} --officer {CONSOLE_OFFICER} {trust} --policy {}",
         pki.display(),
         topo.gateway_addr(),
-        pki.join("audit.pub").display(),
         topo.root().join("policy").display()
     );
     if hold.is_none() {

@@ -148,6 +148,11 @@ struct FileShape {
     policy: Option<PathBuf>,
     #[serde(default, deserialize_with = "step::optional_duration")]
     access_deadline: Option<Duration>,
+    /// Standalone witnesses run in process (ids).
+    #[serde(default)]
+    witnesses: Vec<String>,
+    /// The quorum over every witness: `all`, `any` or a number.
+    witness_quorum: Option<String>,
     // Read separately; named here so that an unknown key's message lists them.
     #[serde(default, rename = "node")]
     _nodes: serde::de::IgnoredAny,
@@ -167,6 +172,9 @@ struct NodeShape {
     mock: Option<bool>,
     #[serde(default)]
     access: Vec<AccessRule>,
+    /// Its mock agency witnesses the gateway's audit log.
+    #[serde(default)]
+    witness: bool,
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -349,6 +357,24 @@ impl Loader<'_> {
         if let Some(deadline) = shape.access_deadline {
             spec.access.deadline = deadline;
         }
+        for id in &shape.witnesses {
+            if isx_core::NodeId::new(id.clone()).is_err() {
+                return Err(self.invalid(
+                    root.offset("witnesses").unwrap_or(0),
+                    format!("witnesses: {id:?} is not a valid witness id (lowercase letters, digits and dashes)"),
+                ));
+            }
+        }
+        spec.witnesses = shape.witnesses;
+        if let Some(q) = shape.witness_quorum {
+            if q != "all" && q != "any" && q.parse::<u32>().map_or(true, |k| k == 0) {
+                return Err(self.invalid(
+                    root.offset("witness_quorum").unwrap_or(0),
+                    format!("witness_quorum: {q:?} is not `all`, `any` or a number of witnesses"),
+                ));
+            }
+            spec.witness_quorum = q;
+        }
         let nodes = self.array(nodes, "node")?;
         if !nodes.is_empty() {
             spec.nodes.clear();
@@ -369,6 +395,14 @@ impl Loader<'_> {
             s.roles = n.roles;
             if let Some(mock) = n.mock {
                 s.run_mock = mock;
+            }
+            if n.witness {
+                if !s.run_mock {
+                    return Err(
+                        self.invalid(at, format!("node {}: witness = true needs its mock agency (mock = true)", n.id))
+                    );
+                }
+                s = s.witnessing();
             }
             spec.nodes.push(s);
         }
@@ -523,6 +557,27 @@ impl Loader<'_> {
             }
             Step::StopNode(s) | Step::StartNode(s) => names.agency("node", &s.node)?,
             Step::RestartGateway(_) | Step::AdvanceClock(_) => {}
+            Step::ExpectWitnessed(s) => {
+                let known: Vec<String> = names
+                    .spec
+                    .witnesses
+                    .iter()
+                    .cloned()
+                    .chain(names.spec.nodes.iter().filter(|n| n.witness).map(|n| n.id.to_string()))
+                    .collect();
+                if known.is_empty() {
+                    return Err((
+                        None,
+                        "the scenario has no witness: give `witnesses = [...]`, or `witness = true` on a node".into(),
+                    ));
+                }
+                if let Some(w) = s.cosigners.iter().find(|w| !known.contains(w)) {
+                    return Err((
+                        Some("cosigners"),
+                        format!("{w:?} is no witness of the scenario (known: {})", known.join(", ")),
+                    ));
+                }
+            }
             Step::ExpectAudit(s) => {
                 if let Some(node) = &s.node {
                     names.node("node", node)?;
@@ -813,7 +868,7 @@ mod tests {
             ("[[node]]\nid = \"x-police\"\nkind = \"national\"\n", "DIR/s.toml:3: node 1: missing field `country`"),
             (
                 "[[node]]\nid = \"x-police\"\nkind = \"national\"\ncountry = \"XX\"\nflag = 1\n",
-                "DIR/s.toml:7: node 1: unknown field `flag`, expected one of `id`, `kind`, `country`, `name`, `roles`, `mock`, `access`",
+                "DIR/s.toml:7: node 1: unknown field `flag`, expected one of `id`, `kind`, `country`, `name`, `roles`, `mock`, `access`, `witness`",
             ),
             (
                 "access_deadline = \"soon\"\n[[step]]\ndo = \"restart_gateway\"\n",
@@ -822,7 +877,7 @@ mod tests {
             ("node = 1\n", "DIR/s.toml:3: `node` must be [[node]] tables"),
             (
                 "[[steps]]\ndo = \"restart_gateway\"\n",
-                "DIR/s.toml:3: unknown field `steps`, expected one of `name`, `description`, `policy`, `access_deadline`, `node`, `step`",
+                "DIR/s.toml:3: unknown field `steps`, expected one of `name`, `description`, `policy`, `access_deadline`, `witnesses`, `witness_quorum`, `node`, `step`",
             ),
             ("access_deadline = \"2h\"\n[[step]]\ndo = \"restart_gateway\"\n", "ok"),
             (
@@ -833,10 +888,34 @@ mod tests {
             ("step = [1]\n", "DIR/s.toml:3: step 1: a step is a table of keys"),
             ("step = 1\n", "DIR/s.toml:3: `step` must be [[step]] tables"),
             ("[[step]\n", "DIR/s.toml:3:"),
+            (
+                "witness_quorum = \"most\"\n[[step]]\ndo = \"restart_gateway\"\n",
+                "DIR/s.toml:3: witness_quorum: \"most\" is not `all`, `any` or a number of witnesses",
+            ),
+            (
+                "witnesses = [\"Bad Id\"]\n[[step]]\ndo = \"restart_gateway\"\n",
+                "DIR/s.toml:3: witnesses: \"Bad Id\" is not a valid witness id",
+            ),
+            (
+                "[[step]]\ndo = \"expect_witnessed\"\ncosigners = [\"witness\"]\n",
+                "DIR/s.toml:3: step 1: do = \"expect_witnessed\": the scenario has no witness",
+            ),
+            (
+                "witnesses = [\"witness\"]\n[[step]]\ndo = \"expect_witnessed\"\ncosigners = [\"europol\"]\n",
+                "DIR/s.toml:6: step 1: do = \"expect_witnessed\": \"europol\" is no witness of the scenario (known: witness)",
+            ),
+            (
+                "[[node]]\nid = \"x-police\"\nkind = \"national\"\ncountry = \"XX\"\nmock = false\nwitness = true\n[[step]]\ndo = \"restart_gateway\"\n",
+                "DIR/s.toml:3: node x-police: witness = true needs its mock agency (mock = true)",
+            ),
+            (
+                "witnesses = [\"witness\"]\nwitness_quorum = \"1\"\n[[step]]\ndo = \"expect_witnessed\"\ncosigners = [\"witness\"]\n",
+                "ok",
+            ),
         ]);
         assert!(
             load("nme = \"t\"\n").unwrap_err().contains(
-                "DIR/s.toml:1: unknown field `nme`, expected one of `name`, `description`, `policy`, `access_deadline`, `node`, `step`"
+                "DIR/s.toml:1: unknown field `nme`, expected one of `name`, `description`, `policy`, `access_deadline`, `witnesses`, `witness_quorum`, `node`, `step`"
             )
         );
     }

@@ -755,6 +755,20 @@ impl Topology {
         }
     }
 
+    /// The published audit checkpoint, read as the first node with the `audit` role.
+    pub async fn checkpoint(&self) -> Result<isx_core::wire::Checkpoint, TopologyError> {
+        let auditor = self
+            .spec
+            .nodes
+            .iter()
+            .find(|n| n.roles.clone().unwrap_or_else(|| n.kind.default_roles()).contains(&Role::Audit))
+            .ok_or_else(|| TopologyError::UnknownNode("(a node with the audit role)".into()))?;
+        let client = self.client(auditor.id.as_str()).await?;
+        isx_node::audit::checkpoint(&client)
+            .await
+            .map_err(|e| TopologyError::Node { node: "audit".into(), message: e.to_string() })
+    }
+
     /// The standalone witness `id` (see [`TopologySpec::witnesses`]).
     pub fn witness(&mut self, id: &str) -> Result<&mut crate::witness::TestWitness, TopologyError> {
         self.witnesses.get_mut(id).ok_or_else(|| TopologyError::UnknownNode(format!("witness {id}")))

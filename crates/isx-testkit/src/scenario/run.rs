@@ -15,7 +15,8 @@ use tonic_types::StatusExt;
 use super::published::publish_alert;
 use super::step::{
     AdvanceClockStep, Call, Count, DecideStep, DeclineStep, ExpectAccessStep, ExpectAuditStep, ExpectDeliveryStep,
-    ExpectNothingStep, ForwardStep, Level, LookupStep, PublishStep, RequestAccessStep, Step, WithCall, state_name,
+    ExpectNothingStep, ExpectWitnessedStep, ForwardStep, Level, LookupStep, PublishStep, RequestAccessStep, Step,
+    WithCall, state_name,
 };
 use super::{Scenario, Source, code_name};
 use crate::topology::{Topology, TopologyError};
@@ -209,6 +210,12 @@ fn cannot_run_here(scenario: &Scenario, topo: &Topology) -> Vec<String> {
             elsewhere.join(", ")
         ));
     }
+    if !scenario.spec.witnesses.is_empty() || scenario.spec.nodes.iter().any(|n| n.witness) {
+        reasons.push(
+            "it runs witnesses of its own, which the running gateway's witness policy does not name; run it in process"
+                .into(),
+        );
+    }
     for node in &scenario.spec.nodes {
         if !node.access_rules.is_empty() && topo.runs_elsewhere(node.id.as_str()) {
             reasons.push(format!(
@@ -313,6 +320,7 @@ fn summary(step: &Step) -> String {
         Step::RestartGateway(_) => "restart the gateway".into(),
         Step::AdvanceClock(s) => format!("advance the gateway clock by {}", duration_text(s.by)),
         Step::ExpectAudit(s) => format!("audit log: {}", s.operation.name()),
+        Step::ExpectWitnessed(s) => format!("the checkpoint is cosigned by {}", s.cosigners.join(", ")),
     }
 }
 
@@ -501,7 +509,42 @@ impl Runner<'_> {
                 }
             }
             Step::ExpectAudit(s) => self.expect_audit(s).await,
+            Step::ExpectWitnessed(s) => self.expect_witnessed(s).await,
         }
+    }
+
+    /// The published checkpoint (read as the auditor) is witnessed, by
+    /// exactly `s.cosigners`, and meets the topology's witness policy.
+    async fn expect_witnessed(&mut self, s: &ExpectWitnessedStep) {
+        let what = format!("checkpoint cosigned by {}", s.cosigners.join(", "));
+        let cp = match self.topo.checkpoint().await {
+            Ok(cp) => cp,
+            Err(e) => return self.check(what, Verdict::Fail(e.to_string())),
+        };
+        let mut want = s.cosigners.clone();
+        want.sort();
+        let mut got = cp.cosigners.clone();
+        got.sort();
+        let policy = self.topo.witness_policy().map(|p| {
+            isx_audit::policy::WitnessPolicy::load(&p)
+                .map_err(|e| e.to_string())
+                .and_then(|p| p.check(&cp.note).map_err(|e| e.to_string()))
+        });
+        let verdict = match policy {
+            _ if !cp.witnessed => Verdict::Fail(format!(
+                "the published checkpoint (size {}) is not witnessed{}",
+                cp.tree_size,
+                if cp.cosigners.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (cosigned by {})", cp.cosigners.join(", "))
+                }
+            )),
+            _ if got != want => Verdict::Fail(format!("cosigned by {}", got.join(", "))),
+            Some(Err(e)) => Verdict::Fail(format!("it does not meet the witness policy: {e}")),
+            _ => Verdict::Pass,
+        };
+        self.check(what, verdict);
     }
 
     fn hit(&mut self, node: &NodeId, alert: &str) -> Option<String> {

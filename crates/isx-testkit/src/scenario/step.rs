@@ -536,6 +536,15 @@ pub struct AdvanceClockStep {
     pub by: Duration,
 }
 
+/// `do = "expect_witnessed"`: the gateway's published checkpoint is
+/// cosigned by exactly these witnesses, and meets the witness policy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectWitnessedStep {
+    /// The witnesses' names in the policy: standalone ids and node ids.
+    pub cosigners: Vec<String>,
+}
+
 /// How many audit records an `expect_audit` step wants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Count {
@@ -647,6 +656,7 @@ plain_steps!(
     RestartGatewayStep,
     AdvanceClockStep,
     ExpectAuditStep,
+    ExpectWitnessedStep,
 );
 
 /// Declares [`Step`] and [`Kind`] from one list: variant, `do` name, type.
@@ -735,6 +745,8 @@ steps! {
     AdvanceClock = "advance_clock" => AdvanceClockStep,
     /// Count audit records.
     ExpectAudit = "expect_audit" => ExpectAuditStep,
+    /// Check who cosigned the published checkpoint.
+    ExpectWitnessed = "expect_witnessed" => ExpectWitnessedStep,
 }
 
 impl Kind {
