@@ -220,3 +220,76 @@ async fn a_witnessing_agency_refuses_an_old_checkpoint_and_reports_it() {
     assert!(matches!(refused, isx_witness::client::AddError::Conflict { size } if size == new.tree_size), "{refused}");
     topo.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_gateway_on_a_copy_forks_the_log_and_the_witness_and_the_verifier_catch_it() {
+    let mut topo = Topology::start(spec(&["witness"], "all")).await.unwrap();
+    publish(&topo, 1).await;
+    topo.stop_gateway().await.unwrap();
+    let copy = topo.root().join("forked-gateway-data");
+    copy_dir(&topo.gateway_config().data_dir, &copy);
+    topo.start_gateway().await.unwrap();
+    publish(&topo, 2).await;
+    let honest = checkpoint(&topo).await;
+    assert!(honest.witnessed);
+
+    // The operator, holding the keys, runs a second gateway on the copy
+    // (without the witness policy, which would refuse it at start) and
+    // records other things in it.
+    let mut config = topo.gateway_config().clone();
+    config.data_dir = copy;
+    config.witness.policy = None;
+    let second = isx_gateway::Gateway::open(config).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let serving = tokio::spawn(second.serve(listener, stop.clone()));
+    let at_fork = |node: &str| {
+        let mut o = topo.client_options(node).unwrap();
+        o.gateway = format!("localhost:{port}");
+        o
+    };
+    let fork_de = isx_node::Client::connect(&at_fork("de-police")).await.unwrap();
+    let fork_auditor = isx_node::Client::connect(&at_fork("auditor")).await.unwrap();
+    let mut forked = client_audit::checkpoint(&fork_auditor).await.unwrap();
+    for _ in 0..50 {
+        if forked.tree_size >= honest.tree_size {
+            break;
+        }
+        fork_de.publish(samples::foreign_fighter("de-police", &[])).await.unwrap();
+        forked = client_audit::checkpoint(&fork_auditor).await.unwrap();
+    }
+    assert!(forked.tree_size >= honest.tree_size, "{forked:?}");
+
+    // Offered to the witness as an extension of what it cosigned, the
+    // second log's checkpoint is refused: its tree at that size is another.
+    let proof: Vec<[u8; 32]> = client_audit::consistency_proof(&fork_auditor, honest.tree_size, forked.tree_size)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|h| h.try_into().unwrap())
+        .collect();
+    let url = topo.witness("witness").unwrap().url();
+    let client = isx_witness::client::Client::new(&topo.pki_dir().join("ca.crt"), LIMIT).unwrap();
+    let refused = client.add_checkpoint(&url, honest.tree_size, &proof, &forked.note).await.unwrap_err();
+    assert!(matches!(refused, isx_witness::client::AddError::Refused { status: 422, .. }), "{refused}");
+
+    // The verifier given the second log's whole export and the honest
+    // checkpoint names the fork: the same origin and key, another root at
+    // the honest size.
+    let bundle = client_audit::export(&fork_auditor, isx_core::wire::SearchRequest::default()).await.unwrap();
+    let trust = isx_audit::verify::Trust::new(Some(honest.verifier_key.clone()), None).unwrap();
+    let report = isx_audit::verify::bundle(&bundle, &trust, &|_, _| {}).expect("each log verifies on its own");
+    let honest_v = trust.check(&honest).unwrap().checkpoint;
+    let at_honest_size = isx_audit::checkpoint::Verified {
+        root: isx_audit::verify::prefix_root(&bundle.entries, honest.tree_size).expect("a whole-log export"),
+        size: honest.tree_size,
+        origin: report.checkpoint.origin.clone(),
+    };
+    let fork = isx_audit::verify::compare(&honest_v, "the gateway", &at_honest_size, "the second gateway")
+        .expect_err("two roots at one size");
+    assert!(fork.to_string().contains("FORK"), "{fork}");
+    stop.cancel();
+    serving.await.unwrap().unwrap();
+    topo.shutdown().await;
+}
