@@ -293,3 +293,31 @@ async fn a_second_gateway_on_a_copy_forks_the_log_and_the_witness_and_the_verifi
     serving.await.unwrap().unwrap();
     topo.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_no_witness_answering_the_gateway_starts_unless_told_to_refuse() {
+    // By default: it starts, and sharing works.
+    let mut relaxed = spec(&["witness"], "all");
+    relaxed.witness.timeout = Duration::from_millis(300);
+    let mut topo = Topology::start(relaxed).await.unwrap();
+    topo.stop_gateway().await.unwrap();
+    topo.witness("witness").unwrap().stop().await;
+    topo.start_gateway().await.unwrap();
+    publish(&topo, 1).await;
+    assert_eq!(topo.gateway_exit(Duration::from_millis(200)).await, None, "the gateway keeps running");
+    topo.shutdown().await;
+
+    // With witness.require_at_start: the start is refused, naming why.
+    let mut strict = spec(&["witness"], "all");
+    strict.witness.timeout = Duration::from_millis(300);
+    strict.witness.require_at_start = true;
+    let mut topo = Topology::start(strict).await.unwrap();
+    publish(&topo, 1).await;
+    topo.stop_gateway().await.unwrap();
+    topo.witness("witness").unwrap().stop().await;
+    topo.start_gateway().await.unwrap();
+    let error = topo.gateway_exit(LIMIT).await.expect("the start is refused");
+    assert!(error.contains("no witness answered the start-up check (witness: "), "{error}");
+    assert!(error.contains("witness.require_at_start is true"), "{error}");
+    topo.shutdown().await;
+}

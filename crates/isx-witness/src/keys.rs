@@ -200,8 +200,9 @@ fn policy_text(origin: &str, log_key: &str, witnesses: &[(String, String)]) -> S
         "# Witness policy of the isx deployment whose log is {origin} (C2SP tlog-policy).\n\
          # Written by `isx pki init`. A checkpoint counts once the quorum has cosigned it.\n\
          # The standalone witness runs with `isx witness --pki DIR --data DIR`.\n\
-         # To let an agency witness the gateway too, run its witness\n\
-         # (`isx witness --pki DIR --id NODE --data DIR --listen 127.0.0.1:PORT`),\n\
+         # To let an agency witness the gateway too, set `witness = true` and\n\
+         # `witness_listen = \"127.0.0.1:PORT\"` in its node config (or run\n\
+         # `isx witness --pki DIR --id NODE --data DIR --listen 127.0.0.1:PORT`),\n\
          # uncomment its line below, and make the quorum a group, for example\n\
          # `group witnesses 2 witness de-police` then `quorum witnesses`.\n\
          log {log_key}\n"
