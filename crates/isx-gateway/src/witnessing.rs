@@ -216,19 +216,27 @@ impl Witnesses {
         Answer::Failed("the witness named another size twice".into())
     }
 
-    /// Checks that `lines` hold witness `i`'s valid cosignature on `note`.
+    /// Keeps, of the signature lines a witness returned, only its own
+    /// valid cosignature of `note`: a line in another key's name (the
+    /// log's, say, with a bad signature) would make the published note
+    /// fail for every verifier.
     fn verify(&self, i: usize, note: &str, lines: &str) -> Answer {
         let witness = &self.policy.witnesses()[i];
-        let joined = format!("{note}{lines}");
-        let cosigned = Note::from_bytes(joined.as_bytes())
-            .map_err(|e| e.to_string())
-            .and_then(|n| witness.cosigned(&n).map_err(|e| e.to_string()));
-        match cosigned {
-            Ok(Some(_)) => Answer::Cosigned(
-                lines.lines().filter(|l| l.starts_with('—')).map(|l| format!("{l}\n")).collect::<String>(),
-            ),
-            Ok(None) => Answer::Failed("its answer holds no cosignature of its policy key".into()),
-            Err(e) => Answer::Failed(format!("its cosignature does not verify: {e}")),
+        let mut failure = None;
+        for line in lines.lines().filter(|l| l.starts_with('—')) {
+            let one = format!("{line}\n");
+            let cosigned = Note::from_bytes(format!("{note}{one}").as_bytes())
+                .map_err(|e| e.to_string())
+                .and_then(|n| witness.cosigned(&n).map_err(|e| e.to_string()));
+            match cosigned {
+                Ok(Some(_)) => return Answer::Cosigned(one),
+                Ok(None) => {}
+                Err(e) => failure = Some(e),
+            }
+        }
+        match failure {
+            Some(e) => Answer::Failed(format!("its cosignature does not verify: {e}")),
+            None => Answer::Failed("its answer holds no cosignature of its policy key".into()),
         }
     }
 
@@ -392,6 +400,40 @@ mod tests {
         assert_eq!(
             ok.status(),
             vec![WitnessStatus { name: "w".into(), url: "https://127.0.0.1:1".into(), ..Default::default() }]
+        );
+    }
+
+    #[test]
+    fn only_the_witnesss_own_valid_cosignature_is_kept_from_its_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = dir.path();
+        isx_tls::pki::init(&isx_tls::pki::InitOptions::new(pki)).unwrap();
+        isx_audit::keys::create(pki, "isx/test/audit").unwrap();
+        let keys = isx_audit::keys::load(pki).unwrap();
+        let signer = isx_audit::cosignature::CosignatureSigner::new("w", &[1; 32]).unwrap();
+        let policy =
+            format!("log {}\nwitness w {} https://127.0.0.1:1\nquorum w\n", keys.verifier_key, signer.verifier_key());
+        let w = Witnesses::load(&config(pki, &policy), pki, &keys.verifier_key).unwrap().unwrap();
+        let note = isx_audit::checkpoint::sign(&keys, 3, [7; 32]);
+        let mut cosigned = Note::from_bytes(note.as_bytes()).unwrap();
+        cosigned.add_sigs(&[&signer as &dyn signed_note::Signer]).unwrap();
+        let text = String::from_utf8(cosigned.to_bytes()).unwrap();
+        let good: String = text.lines().filter(|l| l.starts_with("— w ")).map(|l| format!("{l}\n")).collect();
+        assert_eq!(good.lines().count(), 1);
+        // A line in the log's own name whose signature does not verify: dropped,
+        // as it would make the published note fail for every verifier.
+        let log_line = note.lines().find(|l| l.starts_with('—')).unwrap();
+        let forged = format!("{}AAAA{}\n", &log_line[..log_line.len() - 8], &log_line[log_line.len() - 4..]);
+        assert_eq!(w.verify(0, &note, &format!("{forged}{good}")), Answer::Cosigned(good.clone()));
+        assert!(matches!(w.verify(0, &note, &forged), Answer::Failed(_)));
+        // Another key under the witness's name is no cosignature of it.
+        let other = isx_audit::cosignature::CosignatureSigner::new("w", &[2; 32]).unwrap();
+        let mut by_other = Note::from_bytes(note.as_bytes()).unwrap();
+        by_other.add_sigs(&[&other as &dyn signed_note::Signer]).unwrap();
+        let stranger = String::from_utf8(by_other.to_bytes()).unwrap().lines().last().unwrap().to_owned() + "\n";
+        assert_eq!(
+            w.verify(0, &note, &stranger),
+            Answer::Failed("its answer holds no cosignature of its policy key".into())
         );
     }
 }
