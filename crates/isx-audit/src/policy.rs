@@ -248,7 +248,7 @@ impl WitnessPolicy {
                     let k = match w[2] {
                         "all" => n,
                         "any" => 1,
-                        k if k.bytes().all(|b| b.is_ascii_digit()) && !k.starts_with('0') => k
+                        k if k.bytes().all(|b| b.is_ascii_digit()) => k
                             .parse::<usize>()
                             .ok()
                             .filter(|k| (1..=n).contains(k))
@@ -489,6 +489,20 @@ mod tests {
         let any = policy(&vkey, "quorum one-of-ab");
         assert!(any.check(&note(&signer, &[&b])).is_ok());
         assert!(any.check(&note(&signer, &[&c])).is_err());
+        assert_eq!(any.describe_quorum(), "one of (a, b)");
+        assert!(!any.needs_none() && !p.needs_none());
+        let (ka, kb) = (witness("wa", 1).verifier_key(), witness("wb", 2).verifier_key());
+        for (groups, quorum) in [
+            ("group g all w1 w2", "all of (w1, w2)"),
+            ("group g 2 w1 w2", "all of (w1, w2)"),
+            ("group g 1 w1 w2", "one of (w1, w2)"),
+            ("group g all w1", "w1"),
+            ("group g any w1", "w1"),
+            ("group h any w1 w2\ngroup g all h w1", "all of (one of (w1, w2), w1)"),
+        ] {
+            let text = format!("witness w1 {ka}\nwitness w2 {kb}\n{groups}\nquorum g\n");
+            assert_eq!(WitnessPolicy::parse(text.as_bytes()).unwrap().describe_quorum(), quorum, "{groups}");
+        }
         let none = policy(&vkey, "quorum none");
         assert!(none.needs_none());
         assert!(none.check(&note(&signer, &[])).is_ok());
@@ -527,7 +541,10 @@ mod tests {
             (&format!("witness a {a}\nwitness b {a}\nquorum a\n"), "listed twice"),
             (&format!("witness a {a}\nwitness a {}\nquorum a\n", witness("wb", 2).verifier_key()), "already defined"),
             (&format!("witness a {a}\ngroup g 2 a\nquorum g\n"), "threshold 2"),
-            (&format!("witness a {a}\ngroup g 0 a\nquorum g\n"), "threshold"),
+            (&format!("witness a {a}\ngroup g 0 a\nquorum g\n"), "threshold 0 is not between 1 and 1"),
+            (&format!("witness a {a}\ngroup g +1 a\nquorum g\n"), "threshold \"+1\" is not `all`, `any` or a decimal"),
+            (&format!("witness a {a}\ngroup none any a\nquorum none\n"), "the name \"none\" is already defined"),
+            (&format!("witness a {a}\ngroup a any a\nquorum a\n"), "the name \"a\" is already defined"),
             (&format!("witness a {a}\ngroup g any a a\nquorum g\n"), "member twice"),
             (&format!("witness a {a}\ngroup g any b\nquorum g\n"), "earlier line"),
             (&format!("witness a {a}\nquorum a\nquorum a\n"), "second"),
