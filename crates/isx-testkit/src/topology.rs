@@ -755,15 +755,20 @@ impl Topology {
         }
     }
 
-    /// The published audit checkpoint, read as the first node with the `audit` role.
-    pub async fn checkpoint(&self) -> Result<isx_core::wire::Checkpoint, TopologyError> {
+    /// A client as the first node with the `audit` role.
+    async fn auditor(&self) -> Result<Client, TopologyError> {
         let auditor = self
             .spec
             .nodes
             .iter()
             .find(|n| n.roles.clone().unwrap_or_else(|| n.kind.default_roles()).contains(&Role::Audit))
             .ok_or_else(|| TopologyError::UnknownNode("(a node with the audit role)".into()))?;
-        let client = self.client(auditor.id.as_str()).await?;
+        self.client(auditor.id.as_str()).await
+    }
+
+    /// The published audit checkpoint, read as the first node with the `audit` role.
+    pub async fn checkpoint(&self) -> Result<isx_core::wire::Checkpoint, TopologyError> {
+        let client = self.auditor().await?;
         isx_node::audit::checkpoint(&client)
             .await
             .map_err(|e| TopologyError::Node { node: "audit".into(), message: e.to_string() })
@@ -809,13 +814,7 @@ impl Topology {
         &self,
         filter: isx_core::wire::SearchRequest,
     ) -> Result<Vec<isx_core::wire::AuditRecord>, TopologyError> {
-        let auditor = self
-            .spec
-            .nodes
-            .iter()
-            .find(|n| n.roles.clone().unwrap_or_else(|| n.kind.default_roles()).contains(&Role::Audit))
-            .ok_or_else(|| TopologyError::UnknownNode("(a node with the audit role)".into()))?;
-        let client = self.client(auditor.id.as_str()).await?;
+        let client = self.auditor().await?;
         let bad = |e: &dyn std::fmt::Display| TopologyError::Node { node: "audit".into(), message: e.to_string() };
         let mut req = isx_core::wire::SearchRequest { limit: 1000, ..filter };
         let mut records = Vec::new();
@@ -823,9 +822,7 @@ impl Topology {
         // Bounded: every page but the last holds at least one record, so
         // there are at most as many pages as the log held records.
         loop {
-            let page = isx_node::audit::search(&client, req.clone())
-                .await
-                .map_err(|e| TopologyError::Node { node: auditor.id.to_string(), message: e.to_string() })?;
+            let page = isx_node::audit::search(&client, req.clone()).await.map_err(|e| bad(&e))?;
             let checkpoint = page.checkpoint.as_ref().ok_or_else(|| bad(&"search answer without a checkpoint"))?;
             let checkpoint = isx_audit::verify::checkpoint(checkpoint, None).map_err(|e| bad(&e))?;
             for entry in &page.entries {
