@@ -524,7 +524,11 @@ fn pki(cmd: PkiCommand) -> Result<ExitCode> {
         }
         PkiCommand::Issue { dir, node, days, force } => {
             let node = isx_core::NodeId::new(node).context("NODE")?;
-            for file in isx_tls::pki::issue_node_with(&dir, &node, time::Duration::days(days), force)? {
+            let validity = time::Duration::days(days);
+            let mut files = isx_tls::pki::issue_node_with(&dir, &node, validity, force)?;
+            // Its witness identity too, so that its agency can witness the gateway.
+            files.extend(isx_witness::keys::issue_node_witness(&dir, &node, validity)?);
+            for file in files {
                 println!("wrote {}", file.display());
             }
         }

@@ -1596,6 +1596,19 @@ fn pki_issue_of_an_existing_node_needs_force() {
     let out = isx(&["pki", "issue", "--dir", p, "--force", "a-police"]);
     assert!(out.status.success(), "{}", text(&out));
     assert_ne!(files_in(dir.path())["a-police.crt"], before["a-police.crt"]);
+    // A new node gets its witness identity too, named for this deployment.
+    let out = isx(&["pki", "issue", "--dir", p, "b-police"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let after = files_in(dir.path());
+    for file in
+        ["b-police.crt", "b-police.witness.crt", "b-police.witness.key", "b-police.cosign.key", "b-police.cosign.pub"]
+    {
+        assert!(after.contains_key(file), "{file} in {:?}", after.keys());
+    }
+    let origin = std::fs::read_to_string(dir.path().join("audit.pub")).unwrap();
+    let prefix = origin.split('+').next().unwrap().trim_end_matches("/audit").to_owned();
+    let vkey = std::fs::read_to_string(dir.path().join("b-police.cosign.pub")).unwrap();
+    assert!(vkey.starts_with(&format!("{prefix}/witness/b-police+")), "{vkey}");
 }
 
 #[test]

@@ -177,12 +177,7 @@ pub fn init_deployment_with(
     let mut witnesses = Vec::new();
     let ids = std::iter::once(WITNESS_ID.to_owned()).chain(nodes.iter().map(|n| n.to_string()));
     for id in ids {
-        let (cert, key) = ca.issue_witness(&id, &[], validity)?;
-        let (cert_path, key_path) = witness_tls_paths(pki, &id);
-        pki::write_file(&cert_path, &cert, false)?;
-        pki::write_file(&key_path, &key, true)?;
-        files.extend([cert_path, key_path]);
-        files.extend(create(pki, &id, &witness_name(&origin, &id))?);
+        files.extend(identity(pki, &ca, &id, &origin, validity)?);
         witnesses.push((id.clone(), load_vkey(pki, &id)?));
     }
     let log_key = std::fs::read_to_string(isx_audit::keys::paths(pki).1).map_err(io(&isx_audit::keys::paths(pki).1))?;
@@ -190,6 +185,33 @@ pub fn init_deployment_with(
     pki::write_file(&policy, &policy_text(&origin, log_key.trim(), &witnesses), false)?;
     files.push(policy);
     Ok(Deployment { origin, files, witnesses })
+}
+
+/// Witness `id`'s certificate and cosignature key, for the log `origin`.
+fn identity(
+    pki: &Path,
+    ca: &DevCa,
+    id: &str,
+    origin: &str,
+    validity: time::Duration,
+) -> Result<Vec<PathBuf>, KeyError> {
+    let (cert, key) = ca.issue_witness(id, &[], validity)?;
+    let (cert_path, key_path) = witness_tls_paths(pki, id);
+    pki::write_file(&cert_path, &cert, false)?;
+    pki::write_file(&key_path, &key, true)?;
+    let mut files = vec![cert_path, key_path];
+    files.extend(create(pki, id, &witness_name(origin, id))?);
+    Ok(files)
+}
+
+/// The witness identity of a node issued after `isx pki init` (`isx pki
+/// issue`): its certificate and cosignature key, named for the deployment
+/// whose log `<pki>/audit.pub` names. Nothing for a PKI without audit keys.
+pub fn issue_node_witness(pki: &Path, node: &NodeId, validity: time::Duration) -> Result<Vec<PathBuf>, KeyError> {
+    let public = isx_audit::keys::paths(pki).1;
+    let Ok(vkey) = std::fs::read_to_string(&public) else { return Ok(vec![]) };
+    let origin = vkey.trim().split('+').next().unwrap_or_default().to_owned();
+    identity(pki, &DevCa::load(pki)?, node.as_str(), &origin, validity)
 }
 
 /// The text of `witness.policy`: the log, the standalone witness as the
