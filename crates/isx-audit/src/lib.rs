@@ -16,6 +16,9 @@
 //!   (400/403/404/409/422 or the head to persist and cosign), without HTTP.
 //! - [`policy`]: C2SP `tlog-policy` files: logs, witnesses, quorum.
 //! - [`proof`]: C2SP `tlog-proof@v1` texts, one per exported record.
+//! - [`retention`]: the retention rule: which prefix pruning may remove
+//!   (retention from a record's time or its alert's end, never a live
+//!   alert's history, never inside the floor).
 //! - [`text`]: records' free text (justifications, reasons), sealed under
 //!   `audit-text.key`.
 //! - [`verify`]: offline verification of entries, proofs, checkpoints and
@@ -25,6 +28,8 @@
 //! - Records are stored as their exact protobuf bytes; leaf hash =
 //!   SHA-256(0x00 ‖ bytes). The tree never changes once a record is in it;
 //!   pruning removes bodies and their index entries but keeps every hash.
+//! - Pruning follows the retention rule: never a live alert's history,
+//!   never inside the floor, only a prefix, and an ERASURE record says why.
 //! - [`AuditLog::open`] refuses a log whose records, hashes, search index or
 //!   size disagree with each other or with the last signed checkpoint, naming
 //!   the first bad sequence number.
@@ -44,6 +49,7 @@ pub mod keys;
 pub mod log;
 pub mod policy;
 pub mod proof;
+pub mod retention;
 pub mod text;
 pub mod verify;
 pub mod witness;

@@ -38,6 +38,7 @@ use tracing::warn;
 use crate::checkpoint::{self, CheckpointError};
 use crate::index::{self, Kind};
 use crate::keys::AuditKeys;
+use crate::retention::{self, AlertState, Cutoff, PrunePlan, Rule, RuleError};
 
 /// The record encoding version written by this code.
 pub const RECORD_VERSION: u32 = 1;
@@ -80,6 +81,9 @@ pub enum AuditError {
     /// The Merkle computation failed.
     #[error("merkle tree: {0}")]
     Tree(String),
+    /// A prune's cut-off breaks the retention rule.
+    #[error("retention: {0}")]
+    Retention(RuleError),
     /// The log was written in an older storage layout.
     #[error(
         "this audit log was written in storage format {found}, and this version reads format {FORMAT}; export it with the version that wrote it (`isx audit export`), then move the data directory away"
@@ -863,46 +867,120 @@ impl AuditLog {
         Ok(page)
     }
 
-    /// Removes the bodies and index rows of every record before `before_ms`
-    /// (keeping all hashes, so every proof still verifies), and appends one
-    /// erasure record. Returns how many bodies were removed.
-    pub fn prune_before(&self, before_ms: u64, now_ms: u64, officer: &str) -> Result<u64, AuditError> {
+    /// What [`AuditLog::prune`] would remove at `cutoff`, changing nothing
+    /// (but for indexing what is pending, which is derived data).
+    pub fn plan_prune(&self, cutoff: &Cutoff) -> Result<PrunePlan, AuditError> {
         self.index_pending()?;
         let _indexer = self.indexer.lock().unwrap_or_else(|e| e.into_inner());
-        let from = read_u64(&self.meta, "pruned_below")?;
-        let mut upto = from;
+        self.plan_locked(cutoff)
+    }
+
+    /// Removes the bodies and index rows of the longest prefix the
+    /// retention rule allows at `cutoff` (see [`crate::retention`]), keeping
+    /// every hash so that every earlier proof still verifies, and appends
+    /// one ERASURE record (at `now_ms`, by `officer`) that says what went
+    /// and why. Refuses a cut-off the rule refuses (future, inside the
+    /// floor) whoever computed it. Returns the plan carried out and the
+    /// seq of the ERASURE record.
+    ///
+    /// For an offline log (`isx audit prune`); online, a record appended
+    /// while it plans is judged at the next prune.
+    pub fn prune(
+        &self,
+        rule: &Rule,
+        cutoff: &Cutoff,
+        now_ms: u64,
+        officer: &str,
+    ) -> Result<(PrunePlan, u64), AuditError> {
+        rule.cutoff(Some(cutoff.at_ms), now_ms).map_err(AuditError::Retention)?;
+        self.index_pending()?;
+        let _indexer = self.indexer.lock().unwrap_or_else(|e| e.into_inner());
+        let plan = self.plan_locked(cutoff)?;
         let mut listed = Vec::new();
-        let size = self.size();
-        while upto < size {
-            let Some(value) = self.entries.get(be(upto))? else { break };
-            let body = body_of(upto, &value).unwrap_or_default();
+        for seq in plan.from..plan.upto {
+            let Some(value) = self.entries.get(be(seq))? else { break };
+            let body = body_of(seq, &value).unwrap_or_default();
             let record =
-                AuditRecord::decode(body).map_err(|e| AuditError::Integrity { seq: upto, message: e.to_string() })?;
+                AuditRecord::decode(body).map_err(|e| AuditError::Integrity { seq, message: e.to_string() })?;
             let time = index::time_of(&record);
-            if time >= before_ms {
-                break;
-            }
-            listed.extend(index::prefixes(&record).into_iter().map(|p| (p, time, upto)));
+            listed.extend(index::prefixes(&record).into_iter().map(|p| (p, time, seq)));
             if listed.len() >= PRUNE_CHUNK {
                 self.unlist(std::mem::take(&mut listed))?;
             }
             // Keep the hashes, drop the record.
-            self.entries.insert(be(upto), &value[..hashes_len(upto)])?;
-            upto += 1;
+            self.entries.insert(be(seq), &value[..hashes_len(seq)])?;
         }
         self.unlist(listed)?;
-        self.meta.insert("pruned_below", &be(upto)[..])?;
+        self.meta.insert("pruned_below", &be(plan.upto)[..])?;
         let erasure = AuditRecord {
             operation: Operation::Erasure as i32,
             officer: officer.to_owned(),
             outcome: Outcome::Ok as i32,
-            detail: format!(
-                "retention: audit record bodies [0, {upto}) are pruned ([{from}, {upto}) now, created before {before_ms} ms); their hashes stay"
-            ),
+            detail: plan.detail(rule, officer),
             ..Default::default()
         };
-        self.append(vec![erasure], now_ms)?;
-        Ok(upto - from)
+        let seq = self.append(vec![erasure], now_ms)?[0];
+        Ok((plan, seq))
+    }
+
+    /// The plan, under the indexer lock (the index is up to date).
+    ///
+    /// Cost: one read and decode per record of the prefix, plus, per
+    /// distinct alert those records name (memoised), one backwards scan of
+    /// that alert's posting lists to its newest lifecycle record
+    /// ([`AuditLog::alert_state`]): for an ended alert that is usually its
+    /// ERASURE, the last record naming it, so one more read; for a live
+    /// alert it reads back to its COLLECTION, and the prune stops there. So
+    /// about O(prefix + alerts named) record reads, never the whole log.
+    fn plan_locked(&self, cutoff: &Cutoff) -> Result<PrunePlan, AuditError> {
+        let from = read_u64(&self.meta, "pruned_below")?;
+        let size = self.size();
+        let mut states: std::collections::HashMap<String, AlertState> = Default::default();
+        let mut plan = PrunePlan { from, upto: from, last_ms: None, kept: None, cutoff: *cutoff, size };
+        while plan.upto < size {
+            let seq = plan.upto;
+            let Some(value) = self.entries.get(be(seq))? else { break };
+            let record = AuditRecord::decode(body_of(seq, &value).unwrap_or_default())
+                .map_err(|e| AuditError::Integrity { seq, message: e.to_string() })?;
+            let mut state = |alert: &str| -> Result<AlertState, AuditError> {
+                if let Some(s) = states.get(alert) {
+                    return Ok(*s);
+                }
+                let s = self.alert_state(alert)?;
+                states.insert(alert.to_owned(), s);
+                Ok(s)
+            };
+            if let Some(kept) = retention::judge(seq, &record, cutoff, &mut state)? {
+                plan.kept = Some(kept);
+                break;
+            }
+            plan.last_ms = Some(index::time_of(&record));
+            plan.upto += 1;
+        }
+        Ok(plan)
+    }
+
+    /// What the log says of `alert_id`: its newest lifecycle record (a
+    /// COLLECTION OK, an ERASURE OK or a withdrawn publish whose own
+    /// `alert_id` it is; [`retention::lifecycle`]), found by reading the
+    /// alert's posting lists backwards. Pruned records are out of the index.
+    fn alert_state(&self, alert_id: &str) -> Result<AlertState, AuditError> {
+        let prefix = index::prefix(Kind::Alert, alert_id);
+        let mut end = prefix.clone();
+        end.push(0xff);
+        let lists = Box::new(self.index.range(prefix..end).rev());
+        let mut postings = Postings { lists, pending: Vec::new().into_iter(), reverse: true };
+        // Bounded: each turn takes one seq off the alert's lists.
+        while let Some(seq) = postings.next()? {
+            let Some(record) = self.record(seq)? else { continue };
+            if record.alert_id != alert_id {
+                continue;
+            }
+            if let Some(state) = retention::lifecycle(&record) {
+                return Ok(state);
+            }
+        }
+        Ok(AlertState::Unknown)
     }
 
     /// Recomputes the tree from the records and compares it, hash by hash,

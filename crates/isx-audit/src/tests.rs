@@ -33,6 +33,14 @@ fn record(i: u64) -> AuditRecord {
     }
 }
 
+/// Prunes what the rule allows before `before_ms`, at `now_ms`, with a
+/// floor of 1 ms.
+fn prune_at(log: &AuditLog, before_ms: u64, now_ms: u64) -> crate::retention::PrunePlan {
+    let rule = crate::retention::Rule { retention_ms: 1, floor_ms: 1 };
+    let cutoff = rule.cutoff(Some(before_ms), now_ms).unwrap();
+    log.prune(&rule, &cutoff, now_ms, "dpo").unwrap().0
+}
+
 fn checkpoint_msg(log: &AuditLog, size: u64) -> Checkpoint {
     let note = log.sign_checkpoint(size).unwrap();
     Checkpoint {
@@ -303,7 +311,7 @@ fn pruning_keeps_every_earlier_proof_valid() {
     let before: Vec<_> = (0..10).map(|s| log.inclusion_proof(s, 10).unwrap()).collect();
     let entries_before = log.entries(0, 10).unwrap();
 
-    assert_eq!(log.prune_before(1500, 3000, "dpo").unwrap(), 5);
+    assert_eq!(prune_at(&log, 1500, 3000).count(), 5);
     assert_eq!(log.size(), 11, "one erasure record");
     let erasure = log.entry(10).unwrap().record.unwrap();
     assert_eq!(erasure.operation(), Operation::Erasure);
@@ -332,7 +340,7 @@ fn a_verifier_accepts_pruned_entries_only_as_a_prefix_that_an_erasure_covers() {
     let log = open(dir.path()).unwrap();
     log.append((0..5).map(record).collect(), 1000).unwrap();
     log.append((5..10).map(record).collect(), 2000).unwrap();
-    log.prune_before(1500, 3000, "dpo").unwrap();
+    prune_at(&log, 1500, 3000);
     log.append(vec![record(11)], 4000).unwrap();
     let size = log.size();
     let cp = verify::checkpoint(&checkpoint_msg(&log, size), None).unwrap();
@@ -371,6 +379,150 @@ fn a_verifier_accepts_pruned_entries_only_as_a_prefix_that_an_erasure_covers() {
     // Only the prefix, no erasure record: not accounted for.
     let head = verify::checkpoint(&checkpoint_msg(&log, 10), None).unwrap();
     assert_eq!(v.finish(&head), Err(verify::VerifyError::PrunedUncovered { pruned: 5, covered: 0 }));
+}
+
+/// A record at the time its append gives it, about `alert` (if any).
+fn about(op: Operation, outcome: isx_core::wire::Outcome, alert: &str) -> AuditRecord {
+    AuditRecord { operation: op as i32, outcome: outcome as i32, alert_id: alert.into(), ..Default::default() }
+}
+
+fn verify_all(log: &AuditLog) -> Result<(), VerifyError> {
+    let size = log.size();
+    let cp = verify::checkpoint(&checkpoint_msg(log, size), None).unwrap();
+    let mut v = LogVerifier::default();
+    for e in log.entries(0, size).unwrap() {
+        v.push(&e)?;
+    }
+    v.finish(&cp)
+}
+
+#[test]
+fn a_live_alerts_history_is_kept_and_pruned_once_it_ended_and_the_retention_passed() {
+    use crate::retention::{Kept, Rule};
+    use isx_core::wire::{AuditHit, Outcome};
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path()).unwrap();
+    let rule = Rule { retention_ms: 10_000, floor_ms: 1000 };
+    log.append(vec![about(Operation::LogRead, Outcome::Ok, "")], 1000).unwrap(); // 0
+    log.append(vec![about(Operation::Collection, Outcome::Ok, "A")], 2000).unwrap(); // 1
+    log.append(vec![about(Operation::Disclosure, Outcome::Ok, "A")], 2000).unwrap(); // 2
+    let hit = AuditHit { alert_id: "A".into(), ..Default::default() };
+    log.append(vec![AuditRecord { hits: vec![hit], ..about(Operation::Consultation, Outcome::Ok, "") }], 3000).unwrap(); // 3
+    let cp = checkpoint_msg(&log, 4);
+    let proofs: Vec<_> = (0..4).map(|s| log.inclusion_proof(s, 4).unwrap()).collect();
+
+    // A is live: the prune stops before its collection, whatever its age.
+    let prune = |now: u64| {
+        let cutoff = rule.cutoff(None, now).unwrap();
+        log.prune(&rule, &cutoff, now, "dpo").unwrap()
+    };
+    let (plan, erasure) = prune(20_000);
+    assert_eq!((plan.from, plan.upto, erasure), (0, 1, 4));
+    assert_eq!(plan.kept, Some(Kept::Live { seq: 1, alert_id: "A".into() }));
+    let detail = log.entry(erasure).unwrap().record.unwrap().detail;
+    assert!(detail.contains("stops because seq 1 is kept: alert A is still live"), "{detail}");
+
+    // A expires at 20 000: its history now counts from then.
+    log.append(vec![about(Operation::Erasure, Outcome::Ok, "A")], 20_000).unwrap(); // 5
+    let (plan, _) = prune(25_000); // cut-off 15 000, A ended after it
+    assert_eq!((plan.from, plan.upto), (1, 1));
+    assert_eq!(plan.kept, Some(Kept::EndedInside { seq: 1, alert_id: "A".into(), ended_ms: 20_000 }));
+
+    // Once the retention passed since A's end, A's history goes, up to the
+    // first record inside the retention.
+    let (plan, erasure) = prune(31_000); // cut-off 21 000
+    assert_eq!((plan.from, plan.upto, plan.last_ms), (1, 6, Some(20_000)));
+    assert_eq!(plan.kept, Some(Kept::Recent { seq: 6, time_ms: 25_000 }));
+    let record = log.entry(erasure).unwrap().record.unwrap();
+    assert_eq!(verify::pruned_range(&record), Some((0, 6)), "{}", record.detail);
+    for s in 0..log.size() {
+        assert_eq!(log.entry(s).unwrap().pruned, s < 6, "seq {s}");
+    }
+
+    // Every earlier proof still holds, the verifier accepts the pruned
+    // prefix, and still refuses a gap after it.
+    let verified = verify::checkpoint(&cp, None).unwrap();
+    for s in 0..4u64 {
+        let mut e = log.entry(s).unwrap();
+        e.proof = proofs[s as usize].iter().map(|h| h.to_vec()).collect();
+        e.proof_tree_size = 4;
+        verify::inclusion(&e, &verified).unwrap();
+    }
+    verify_all(&log).expect("the pruned prefix [0, 6) is covered");
+    let mut v = LogVerifier::default();
+    let gap = log.entries(0, log.size()).unwrap().into_iter().try_for_each(|e| match e.seq {
+        7 => v.push(&isx_core::wire::AuditEntry { body: vec![], record: None, pruned: true, ..e }),
+        _ => v.push(&e),
+    });
+    assert_eq!(gap, Err(VerifyError::PrunedGap { seq: 7, after: 6 }), "a record withheld after the prefix");
+    drop(log);
+    open(dir.path()).expect("a pruned log passes the integrity check");
+}
+
+#[test]
+fn a_withdrawn_publish_ends_its_alert_and_an_alert_never_stored_follows_its_records_time() {
+    use crate::retention::{Kept, Rule};
+    use isx_core::wire::Outcome;
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path()).unwrap();
+    let rule = Rule { retention_ms: 10_000, floor_ms: 1000 };
+    log.append(vec![about(Operation::Collection, Outcome::Ok, "W")], 1000).unwrap(); // 0
+    log.append(vec![about(Operation::Denial, Outcome::Error, "W")], 1000).unwrap(); // 1: withdrawn
+    log.append(vec![about(Operation::Denial, Outcome::Refused, "never")], 2000).unwrap(); // 2
+    log.append(vec![about(Operation::Collection, Outcome::Ok, "L")], 3000).unwrap(); // 3
+    let cutoff = rule.cutoff(None, 20_000).unwrap();
+    let plan = log.plan_prune(&cutoff).unwrap();
+    assert_eq!((plan.upto, plan.kept), (3, Some(Kept::Live { seq: 3, alert_id: "L".into() })));
+}
+
+#[test]
+fn a_dry_run_changes_nothing_and_a_cutoff_the_rule_refuses_prunes_nothing() {
+    use crate::retention::{Cutoff, Rule};
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path()).unwrap();
+    log.append((0..6).map(record).collect(), 1000).unwrap();
+    checkpoint_msg(&log, 6);
+    let rule = Rule { retention_ms: 10_000, floor_ms: 5000 };
+    let snapshot = |log: &AuditLog| (log.size(), log.entries(0, log.size()).unwrap(), log.latest_checkpoint().unwrap());
+    let before = snapshot(&log);
+    let plan = log.plan_prune(&rule.cutoff(None, 20_000).unwrap()).unwrap();
+    assert_eq!((plan.from, plan.upto, plan.count(), plan.kept), (0, 6, 6, None));
+    assert_eq!(snapshot(&log), before, "a dry run writes nothing");
+
+    // Inside the floor (now − 5000 = 15 000), however the cut-off was made.
+    let inside = Cutoff { at_ms: 15_001, asked: true };
+    let err = log.prune(&rule, &inside, 20_000, "dpo").unwrap_err();
+    assert!(matches!(err, AuditError::Retention(crate::retention::RuleError::InsideFloor { .. })), "{err}");
+    let future = Cutoff { at_ms: 20_001, asked: true };
+    assert!(matches!(
+        log.prune(&rule, &future, 20_000, "dpo"),
+        Err(AuditError::Retention(crate::retention::RuleError::Future { .. }))
+    ));
+    assert_eq!(snapshot(&log), before, "a refused prune writes nothing");
+}
+
+#[test]
+fn the_erasure_record_says_what_went_and_why_and_the_verifier_reads_its_range() {
+    use crate::retention::Rule;
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path()).unwrap();
+    log.append((0..3).map(record).collect(), 86_400_000).unwrap();
+    log.append(vec![record(3)], 40 * 86_400_000).unwrap();
+    let rule = Rule { retention_ms: 30 * 86_400_000, floor_ms: 86_400_000 };
+    let now = 45 * 86_400_000;
+    let (_, seq) = log.prune(&rule, &rule.cutoff(None, now).unwrap(), now, "dpo-1").unwrap();
+    let r = log.entry(seq).unwrap().record.unwrap();
+    assert_eq!(r.officer, "dpo-1");
+    assert_eq!(
+        r.detail,
+        "retention: audit record bodies [0, 3) are pruned ([0, 3) now, the last recorded 1970-01-02T00:00:00Z); \
+         rule: a record is kept 30d from its time, a record naming an alert 30d from the alert's end (expiry or erasure) \
+         and never while it is live, nothing younger than the floor of 1d; cut-off 1970-01-16T00:00:00Z (now minus the \
+         retention); ordered by dpo-1; stops because seq 3 is kept: recorded 1970-02-10T00:00:00Z, inside the \
+         retention; their hashes stay"
+    );
+    assert_eq!(verify::pruned_range(&r), Some((0, 3)));
+    verify_all(&log).unwrap();
 }
 
 #[test]

@@ -151,6 +151,13 @@ pub struct Fork {
     pub second_source: String,
 }
 
+/// The start of a retention ERASURE record's detail: the pruned prefix
+/// `[0, upto)`, as [`pruned_range`] reads it back. The one place that
+/// writes it ([`crate::retention::PrunePlan::detail`] appends what went and why).
+pub fn pruned_prefix(upto: u64) -> String {
+    format!("retention: audit record bodies [0, {upto}) are pruned")
+}
+
 /// The range of seqs `[from, upto)` a retention ERASURE record says it
 /// pruned (`retention: audit record bodies [0, N) are pruned, ...`, or the
 /// older `retention: pruned audit record bodies [A, B) ...`).

@@ -137,18 +137,30 @@ pub enum AuditCommand {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Retention: remove record bodies and index rows before DATE, keeping every hash (gateway stopped).
+    /// Retention: remove the record bodies and index rows the retention rule allows, keeping every hash (gateway stopped).
+    ///
+    /// The rule comes from the config: `[audit] retention` (3 years by
+    /// default) counts from a record's time or, for a record naming an
+    /// alert, from the alert's end (expiry or erasure): a live alert's
+    /// history is never pruned. Nothing younger than `[audit]
+    /// retention_floor` is pruned. Pruning removes only a prefix of the log,
+    /// so it stops at the first record the rule keeps and says why.
     ///
     /// Works on the gateway's data directory, so the gateway must not be
     /// running. Every earlier proof still verifies; one erasure record is
     /// appended and a new checkpoint is signed.
     Prune {
-        /// The gateway config (data and PKI directories).
+        /// The gateway config (data and PKI directories, `[audit]` retention).
         #[arg(long, short, default_value = "deploy/local/gateway.toml")]
         config: PathBuf,
-        /// Remove records created before this date (YYYY-MM-DD, UTC).
+        /// Cut earlier than the rule: only records (and alert ends) before
+        /// this date (YYYY-MM-DD or RFC 3339, UTC). Without it, the cut-off
+        /// is now minus `audit.retention`.
         #[arg(long)]
-        before: String,
+        before: Option<String>,
+        /// Print what would go and change nothing.
+        #[arg(long)]
+        dry_run: bool,
         /// The officer ordering the erasure (recorded).
         #[arg(long, env = "ISX_OFFICER")]
         officer: String,
@@ -694,23 +706,74 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
                 out.display()
             );
         }
-        AuditCommand::Prune { config, before, officer } => {
-            let config = isx_gateway::GatewayConfig::load(&config)?;
-            let before_ms = isx_core::timestamp::to_unix_millis(&parse_time(&before, "--before", Bound::Start)?);
-            let db = isx_store::open(&config.data_dir.join("gateway.sled"), isx_store::GATEWAY_CACHE_BYTES)?;
-            let keys = isx_audit::keys::load(&config.pki_dir)?;
-            let (log, _) = isx_audit::AuditLog::open(&db, keys, &|d, t| progress("checking", d, t))?;
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or(0);
-            let removed = log.prune_before(before_ms, now, &officer)?;
-            db.flush()?;
-            let note = log.sign_checkpoint(log.size())?;
-            db.flush()?;
-            println!("pruned {removed} record bodies created before {before}; hashes kept; erasure recorded");
-            print!("{note}");
+        AuditCommand::Prune { config, before, dry_run, officer } => {
+            prune(&config, before.as_deref(), dry_run, &officer)?
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `isx audit prune`: the cut-off from the rule (or `--before`, refused in
+/// the future or inside the floor), then the plan, printed, and carried out
+/// unless `dry_run`.
+fn prune(config: &std::path::Path, before: Option<&str>, dry_run: bool, officer: &str) -> Result<()> {
+    use isx_audit::retention::{RuleError, date, span};
+    let config = isx_gateway::GatewayConfig::load(config)?;
+    let rule = config.audit.retention_rule();
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    let before_ms = before
+        .map(|b| parse_time(b, "--before", Bound::Start).map(|t| isx_core::timestamp::to_unix_millis(&t)))
+        .transpose()?;
+    let (retention, floor) = (span(rule.retention_ms), span(rule.floor_ms));
+    let cutoff = rule.cutoff(before_ms, now).map_err(|e| match e {
+        RuleError::Future { .. } => anyhow::anyhow!(
+            "--before {} is in the future: pruning keeps every record for audit.retention ({retention}) and never prunes inside audit.retention_floor ({floor}); give a date on or before {}, or leave --before out to prune by the rule",
+            before.unwrap_or_default(),
+            date(now.saturating_sub(rule.floor_ms))
+        ),
+        RuleError::InsideFloor { latest_ms, .. } => match before {
+            Some(b) => anyhow::anyhow!(
+                "--before {b} is inside audit.retention_floor ({floor}): records younger than {floor} are never pruned; give a date on or before {}",
+                date(latest_ms)
+            ),
+            None => anyhow::anyhow!(
+                "audit.retention ({retention}) is shorter than audit.retention_floor ({floor}): fix the config"
+            ),
+        },
+    })?;
+    let db = isx_store::open(&config.data_dir.join("gateway.sled"), isx_store::GATEWAY_CACHE_BYTES)?;
+    let keys = isx_audit::keys::load(&config.pki_dir)?;
+    let (log, _) = isx_audit::AuditLog::open(&db, keys, &|d, t| progress("checking", d, t))?;
+    let source = match before {
+        Some(b) => format!("--before {b}"),
+        None => format!("now minus audit.retention {retention}"),
+    };
+    let describe = |plan: &isx_audit::retention::PrunePlan, verb: &str| {
+        let last = plan.last_ms.map(|t| format!(", the last recorded {}", date(t))).unwrap_or_default();
+        println!(
+            "{verb} {} record bodies: seq [{}, {}){last}; the pruned prefix {} [0, {})",
+            plan.count(),
+            plan.from,
+            plan.upto,
+            if verb == "pruned" { "is now" } else { "would be" },
+            plan.upto
+        );
+        println!("cut-off {} ({source}; nothing inside audit.retention_floor {floor})", date(plan.cutoff.at_ms));
+        println!("stops because {}", plan.stop());
+    };
+    if dry_run {
+        let plan = log.plan_prune(&cutoff)?;
+        describe(&plan, "would prune");
+        println!("dry run: nothing written, nothing signed");
+        return Ok(());
+    }
+    let (plan, erasure) = log.prune(&rule, &cutoff, now, officer)?;
+    db.flush()?;
+    let note = log.sign_checkpoint(log.size())?;
+    db.flush()?;
+    describe(&plan, "pruned");
+    println!("hashes kept; erasure recorded at seq {erasure} (ordered by {officer})");
+    print!("{note}");
+    Ok(())
 }

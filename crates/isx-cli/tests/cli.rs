@@ -2306,3 +2306,161 @@ async fn verify_with_a_witness_policy_names_cosigners_quorum_bad_cosignatures_ke
     }
     topo.shutdown().await;
 }
+
+/// A gateway config in `dir` (`[audit]` as given) whose log holds
+/// `records`, each appended at its own time (Unix ms), with a signed
+/// checkpoint. Returns the config's path.
+fn offline_log(dir: &std::path::Path, audit: &str, records: Vec<(isx_core::wire::AuditRecord, u64)>) -> PathBuf {
+    let pki = dir.join("pki");
+    std::fs::create_dir_all(&pki).unwrap();
+    isx_audit::keys::create(&pki, "isx.test/audit").unwrap();
+    let config = dir.join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "pki_dir = \"pki\"\ndata_dir = \"data\"\npolicy_dir = \"policy\"\n[audit]\n{audit}\n[nodes.de-police]\nkind = \"national\"\ncountry = \"DE\"\n"
+        ),
+    )
+    .unwrap();
+    let db = isx_store::open(&dir.join("data/gateway.sled"), isx_store::GATEWAY_CACHE_BYTES).unwrap();
+    let (log, _) = isx_audit::AuditLog::open(&db, isx_audit::keys::load(&pki).unwrap(), &|_, _| {}).unwrap();
+    for (record, at) in records {
+        log.append(vec![record], at).unwrap();
+    }
+    db.flush().unwrap();
+    log.sign_checkpoint(log.size()).unwrap();
+    db.flush().unwrap();
+    config
+}
+
+/// The log of `offline_log`'s directory, as read back.
+struct OfflineLog {
+    size: u64,
+    entries: Vec<isx_core::wire::AuditEntry>,
+    latest: Option<(u64, String)>,
+    /// The whole log verified against its latest checkpoint.
+    verified: Result<(), isx_audit::verify::VerifyError>,
+}
+
+fn read_offline_log(dir: &std::path::Path) -> OfflineLog {
+    let db = isx_store::open(&dir.join("data/gateway.sled"), isx_store::GATEWAY_CACHE_BYTES).unwrap();
+    let keys = isx_audit::keys::load(&dir.join("pki")).unwrap();
+    let (log, _) = isx_audit::AuditLog::open(&db, keys, &|_, _| {}).unwrap();
+    let size = log.size();
+    let entries = log.entries(0, size).unwrap();
+    let latest = log.latest_checkpoint().unwrap();
+    let verified = latest.as_ref().map(|(size, note)| {
+        let cp = isx_core::wire::Checkpoint {
+            note: note.clone(),
+            tree_size: *size,
+            root_hash: log.root(*size).unwrap().to_vec(),
+            origin: log.keys().origin.clone(),
+            verifier_key: log.keys().verifier_key.clone(),
+            signed_size: *size,
+            ..Default::default()
+        };
+        let cp = isx_audit::verify::checkpoint(&cp, None).unwrap();
+        let mut v = isx_audit::verify::LogVerifier::default();
+        entries[..*size as usize].iter().try_for_each(|e| v.push(e)).and_then(|_| v.finish(&cp))
+    });
+    OfflineLog { size, entries, latest, verified: verified.unwrap_or(Ok(())) }
+}
+
+#[test]
+fn audit_prune_follows_the_retention_rule_keeps_a_live_alerts_history_and_refuses_outside_it() {
+    use isx_core::wire::{AuditRecord, Operation, Outcome};
+    const DAY: u64 = 86_400_000;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let day = |ms: u64| isx_core::timestamp::rfc3339(&isx_core::timestamp::from_unix_millis(ms))[..10].to_owned();
+    let r = |op: Operation, outcome: Outcome, alert: &str| AuditRecord {
+        operation: op as i32,
+        outcome: outcome as i32,
+        alert_id: alert.into(),
+        ..Default::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = offline_log(
+        dir.path(),
+        "retention = \"1095d\"\nretention_floor = \"30d\"",
+        vec![
+            (r(Operation::LogRead, Outcome::Ok, ""), now - 1461 * DAY), // 0: four years old
+            (r(Operation::Collection, Outcome::Ok, "A"), now - 1461 * DAY), // 1
+            (r(Operation::Disclosure, Outcome::Ok, "A"), now - 1461 * DAY), // 2
+            (r(Operation::Collection, Outcome::Ok, "B"), now - 1461 * DAY), // 3: B stays live
+            (r(Operation::Erasure, Outcome::Ok, "A"), now - 1000 * DAY), // 4: A expires
+            (r(Operation::LogRead, Outcome::Ok, ""), now - 2 * DAY),    // 5
+        ],
+    );
+    let config = config.to_str().unwrap();
+    let prune = |extra: &[&str]| {
+        let mut args = vec!["audit", "prune", "--config", config, "--officer", "dpo-1"];
+        args.extend_from_slice(extra);
+        isx(&args)
+    };
+    let before = read_offline_log(dir.path());
+
+    // Refused, naming the rule, and nothing changes.
+    let (future, inside) = (day(now + 2 * DAY), day(now - 10 * DAY));
+    for (args, want) in [
+        (vec!["--before", future.as_str()], format!("--before {future} is in the future: ")),
+        (vec!["--before", inside.as_str()], format!("--before {inside} is inside audit.retention_floor (30d)")),
+        (vec!["--before", inside.as_str(), "--dry-run"], "audit.retention_floor (30d)".to_owned()),
+    ] {
+        let out = prune(&args);
+        assert!(!out.status.success(), "{args:?}: {}", text(&out));
+        assert!(text(&out).contains(&want), "{args:?}: wants {want:?} in\n{}", text(&out));
+    }
+    assert_eq!(read_offline_log(dir.path()).entries, before.entries, "a refused prune changes nothing");
+
+    // The dry run of the default rule (now − 1095d): A ended 1000 days ago,
+    // inside the retention, so its history stays and the prune stops at it.
+    let out = prune(&["--dry-run"]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    for want in [
+        "would prune 1 record bodies: seq [0, 1), the last recorded ",
+        "now minus audit.retention 1095d",
+        "stops because seq 1 is kept: alert A ended ",
+        "inside the retention",
+        "dry run: nothing written, nothing signed",
+    ] {
+        assert!(t.contains(want), "wants {want:?} in\n{t}");
+    }
+    let after = read_offline_log(dir.path());
+    assert_eq!(
+        (after.size, &after.entries, &after.latest),
+        (before.size, &before.entries, &before.latest),
+        "a dry run changes nothing"
+    );
+
+    // The default rule.
+    let out = prune(&[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("pruned 1 record bodies: seq [0, 1)"), "{}", text(&out));
+    // Earlier than the rule, after A's end: A's history goes, B's stays.
+    let cut = day(now - 999 * DAY);
+    let out = prune(&["--before", &cut]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("pruned 2 record bodies: seq [1, 3)"), "{t}");
+    assert!(t.contains("stops because seq 3 is kept: alert B is still live"), "{t}");
+
+    let OfflineLog { size, entries, verified, .. } = read_offline_log(dir.path());
+    assert_eq!(size, 8, "two erasure records");
+    assert_eq!(
+        entries.iter().map(|e| e.pruned).collect::<Vec<_>>(),
+        [true, true, true, false, false, false, false, false]
+    );
+    let erasure = entries[7].record.as_ref().unwrap();
+    assert_eq!((erasure.operation(), erasure.officer.as_str()), (Operation::Erasure, "dpo-1"));
+    for want in [
+        "retention: audit record bodies [0, 3) are pruned ([1, 3) now",
+        "rule: a record is kept 1095d from its time, a record naming an alert 1095d from the alert's end",
+        &format!("cut-off {cut}T00:00:00Z (asked, before the rule's)"),
+        "ordered by dpo-1",
+        "stops because seq 3 is kept: alert B is still live",
+    ] {
+        assert!(erasure.detail.contains(want), "wants {want:?} in {}", erasure.detail);
+    }
+    verified.expect("the verifier accepts the pruned prefix [0, 3)");
+}

@@ -308,6 +308,23 @@ pub struct AuditConfig {
     /// After each group-commit flush, fsync the database files, so that
     /// acknowledged records survive power loss, not only a process crash.
     pub fsync: bool,
+    /// How long audit records are kept (`isx audit prune` without
+    /// `--before` cuts at now minus this): from a record's time, or, for a
+    /// record naming an alert, from that alert's end (expiry or erasure).
+    /// Three years by default (SIS Art. 12).
+    #[serde(deserialize_with = "duration")]
+    pub retention: std::time::Duration,
+    /// Nothing younger than this is ever pruned, whatever date is asked.
+    #[serde(deserialize_with = "duration")]
+    pub retention_floor: std::time::Duration,
+}
+
+impl AuditConfig {
+    /// The retention rule these keys set.
+    pub fn retention_rule(&self) -> isx_audit::retention::Rule {
+        let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        isx_audit::retention::Rule { retention_ms: ms(self.retention), floor_ms: ms(self.retention_floor) }
+    }
 }
 
 impl Default for AuditConfig {
@@ -318,6 +335,8 @@ impl Default for AuditConfig {
             checkpoint_every_records: 1024,
             checkpoint_every_ms: 1000,
             fsync: true,
+            retention: std::time::Duration::from_secs(1095 * 86_400),
+            retention_floor: std::time::Duration::from_secs(30 * 86_400),
         }
     }
 }
@@ -482,6 +501,16 @@ impl GatewayConfig {
         if self.audit.checkpoint_every_ms == 0 {
             return bad("audit.checkpoint_every_ms".into(), "must be at least 1".into());
         }
+        if self.audit.retention_floor > self.audit.retention {
+            return bad(
+                "audit.retention_floor".into(),
+                format!(
+                    "{} is longer than audit.retention ({}): the floor must be at most the retention",
+                    isx_audit::retention::span(self.audit.retention_rule().floor_ms),
+                    isx_audit::retention::span(self.audit.retention_rule().retention_ms)
+                ),
+            );
+        }
         if self.delivery.expiry_sweep_ms == 0 {
             return bad("delivery.expiry_sweep_ms".into(), "must be at least 1".into());
         }
@@ -563,6 +592,23 @@ mod tests {
                 "[access]\ndeadline = \"48\"\n[nodes.x]\nkind = \"national\"\ncountry = \"DE\"\n",
                 Err("is not a duration (time unit needed"),
             ),
+            (
+                "[audit]\nretention = \"365d\"\nretention_floor = \"7d\"\n[nodes.x]\nkind = \"national\"\ncountry = \"DE\"\n",
+                Ok(()),
+            ),
+            (
+                "[audit]\nretention = \"10d\"\nretention_floor = \"30d\"\n[nodes.x]\nkind = \"national\"\ncountry = \"DE\"\n",
+                Err("audit.retention_floor: 30d is longer than audit.retention (10d)"),
+            ),
+            (
+                "[audit]\nretention = \"0s\"\n[nodes.x]\nkind = \"national\"\ncountry = \"DE\"\n",
+                Err("must be longer than zero"),
+            ),
+            (
+                "[audit]\nretention_floor = \"0d\"\n[nodes.x]\nkind = \"national\"\ncountry = \"DE\"\n",
+                Err("must be longer than zero"),
+            ),
+            ("[audit]\nretention = \"3y\"\n[nodes.x]\nkind = \"national\"\ncountry = \"DE\"\n", Ok(())),
         ];
         for (text, expect) in cases {
             let got = parse(&format!("{BASE}{text}"));
@@ -585,6 +631,8 @@ mod tests {
         assert!(parse_duration("99999999999999999999d").is_err(), "overflow is an error, not a wrap");
         assert_eq!(parse_duration("1h 30m"), Ok(std::time::Duration::from_secs(5400)));
         assert_eq!(AccessConfig::default().deadline, std::time::Duration::from_secs(48 * 3600));
+        let rule = AuditConfig::default().retention_rule();
+        assert_eq!((rule.retention_ms, rule.floor_ms), (1095 * 86_400_000, 30 * 86_400_000), "SIS Art. 12: 3 years");
     }
 
     #[test]
