@@ -22,6 +22,12 @@ use isx_core::identifiers::PseudonymKey;
 use rand_core::{OsRng, RngCore};
 use signed_note::{StandardSigner, StandardVerifier};
 
+/// The name of a signed-note verifier key (`NAME+ID+KEY`): for a log's
+/// key, its origin.
+pub fn key_name(vkey: &str) -> &str {
+    vkey.trim().split('+').next().unwrap_or_default()
+}
+
 /// The default origin (checkpoint first line and key name).
 pub const DEFAULT_ORIGIN: &str = "isx.local/audit";
 

@@ -201,7 +201,7 @@ impl WitnessPolicy {
                     if policy.logs.len() == MAX_ENTRIES {
                         return Err(err(format!("more than {MAX_ENTRIES} logs")));
                     }
-                    let origin = vkey.split('+').next().unwrap_or_default().to_owned();
+                    let origin = crate::keys::key_name(vkey).to_owned();
                     policy.logs.push(PolicyLog { vkey: vkey.to_owned(), origin, url });
                 }
                 "witness" => {

@@ -264,7 +264,7 @@ impl Trust {
         if let (Some(key), Some(policy)) = (&key, &policy)
             && !policy.logs().is_empty()
         {
-            let origin = key.split('+').next().unwrap_or_default().to_owned();
+            let origin = crate::keys::key_name(key).to_owned();
             match policy.log_key(&origin) {
                 Some(listed) if listed == key => {}
                 listed => {

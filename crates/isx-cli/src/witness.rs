@@ -80,7 +80,7 @@ fn known_logs(args: &WitnessArgs) -> Result<Vec<KnownLog>> {
             signed_note::StandardVerifier::new(&key).map_err(|_| {
                 anyhow::anyhow!("--log-key {value}: {key:?} is not a signed-note Ed25519 verifier key (NAME+ID+KEY)")
             })?;
-            let origin = key.split('+').next().unwrap_or_default().to_owned();
+            let origin = isx_audit::keys::key_name(&key).to_owned();
             match logs.iter_mut().find(|l| l.origin == origin) {
                 Some(log) if !log.keys.contains(&key) => log.keys.push(key),
                 Some(_) => {}

@@ -58,7 +58,7 @@ impl AgencyWitness {
         let public = isx_audit::keys::paths(pki_dir).1;
         let vkey = std::fs::read_to_string(&public).map_err(|e| keys(format!("{}: {e}", public.display())))?;
         let vkey = vkey.trim().to_owned();
-        let origin = vkey.split('+').next().unwrap_or_default().to_owned();
+        let origin = isx_audit::keys::key_name(&vkey).to_owned();
         let store = Store::open(&data_dir.join("witness"))?;
         let witness = Witness::new(signer, vec![KnownLog { origin, keys: vec![vkey] }], store);
         Ok(Self { witness: Arc::new(witness), tls })

@@ -210,7 +210,7 @@ fn identity(
 pub fn issue_node_witness(pki: &Path, node: &NodeId, validity: time::Duration) -> Result<Vec<PathBuf>, KeyError> {
     let public = isx_audit::keys::paths(pki).1;
     let Ok(vkey) = std::fs::read_to_string(&public) else { return Ok(vec![]) };
-    let origin = vkey.trim().split('+').next().unwrap_or_default().to_owned();
+    let origin = isx_audit::keys::key_name(&vkey).to_owned();
     identity(pki, &DevCa::load(pki)?, node.as_str(), &origin, validity)
 }
 
