@@ -122,12 +122,13 @@ async fn denials_and_refused_requests_are_recorded() {
 async fn only_auditors_read_the_log_and_every_attempt_is_recorded() {
     let topo = topology().await;
     let de = topo.client("de-police").await.unwrap();
-    let err = AuditClient::new(de.channel()).get_checkpoint(de.request(GetCheckpointRequest {})).await.unwrap_err();
+    let err =
+        AuditClient::new(de.channel()).get_checkpoint(de.request(GetCheckpointRequest::default())).await.unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
     assert!(err.message().contains("role-audit"), "{}", err.message());
     let auditor = topo.client("auditor").await.unwrap();
     let err = AuditClient::new(auditor.channel())
-        .get_checkpoint(auditor.without_officer().request(GetCheckpointRequest {}))
+        .get_checkpoint(auditor.without_officer().request(GetCheckpointRequest::default()))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument, "the auditor's officer is required too");
@@ -172,7 +173,7 @@ async fn the_log_verifies_live_and_as_an_offline_bundle_and_detects_a_fork() {
     // A fork: a second log under the same signing key, holding the same
     // records as the gateway's except the last one of the first checkpoint.
     let honest: Vec<AuditEntry> = client_audit::audit(&auditor)
-        .get_entries(auditor.request(GetEntriesRequest { start: 0, end: n2 }))
+        .get_entries(auditor.request(GetEntriesRequest { start: 0, end: n2, ..Default::default() }))
         .await
         .unwrap()
         .into_inner()

@@ -178,7 +178,7 @@ impl Log {
     /// `GetEntries`, itself checked field by field) is taken out.
     async fn read(&mut self) -> Vec<AuditRecord> {
         let (start, end) = (self.next, self.next + 1000);
-        let req = self.auditor.request(GetEntriesRequest { start, end });
+        let req = self.auditor.request(GetEntriesRequest { start, end, ..Default::default() });
         let entries = isx_node::audit::audit(&self.auditor).get_entries(req).await.expect("GetEntries").into_inner();
         let mut records = Vec::new();
         for (i, e) in entries.entries.into_iter().enumerate() {
@@ -1397,17 +1397,17 @@ impl Read {
         let mut audit = isx_node::audit::audit(client);
         Ok(match self {
             Self::Checkpoint => {
-                audit.get_checkpoint(client.request(GetCheckpointRequest {})).await?.into_inner().tree_size
+                audit.get_checkpoint(client.request(GetCheckpointRequest::default())).await?.into_inner().tree_size
             }
             Self::Entries(start, end) => {
-                let req = GetEntriesRequest { start: *start, end: *end };
+                let req = GetEntriesRequest { start: *start, end: *end, ..Default::default() };
                 audit.get_entries(client.request(req)).await?.into_inner().entries.len() as u64
             }
             Self::Search(filter) => {
                 audit.search(client.request(filter.clone())).await?.into_inner().entries.len() as u64
             }
             Self::Export(filter) => {
-                let req = ExportRequest { filter: Some(filter.clone()) };
+                let req = ExportRequest { filter: Some(filter.clone()), ..Default::default() };
                 {
                     let mut parts = audit.export(client.request(req)).await?.into_inner();
                     let mut n = 0;
@@ -1418,11 +1418,11 @@ impl Read {
                 }
             }
             Self::Inclusion(seq, tree_size) => {
-                let req = GetInclusionProofRequest { seq: *seq, tree_size: *tree_size };
+                let req = GetInclusionProofRequest { seq: *seq, tree_size: *tree_size, ..Default::default() };
                 audit.get_inclusion_proof(client.request(req)).await?.into_inner().tree_size
             }
             Self::Consistency(first, second) => {
-                let req = GetConsistencyProofRequest { first: *first, second: *second };
+                let req = GetConsistencyProofRequest { first: *first, second: *second, ..Default::default() };
                 audit.get_consistency_proof(client.request(req)).await?.into_inner().second
             }
         })

@@ -12,7 +12,8 @@ const AGENCY_ONLY: &str = "isx/v1/inspect.proto";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
-    let files = ["isx/v1/alert.proto", "isx/v1/exchange.proto", "isx/v1/audit.proto", AGENCY_ONLY];
+    let files =
+        ["isx/v1/alert.proto", "isx/v1/exchange.proto", "isx/v1/audit.proto", "isx/v1/admin.proto", AGENCY_ONLY];
     for file in &files {
         println!("cargo:rerun-if-changed={}", root.join(file).display());
     }

@@ -1036,7 +1036,7 @@ async fn hostile_6_an_export_of_everything_arrives_in_batches() {
         }
     }
     let auditor = gw.client("auditor").await;
-    let request = auditor.request(ExportRequest { filter: None });
+    let request = auditor.request(ExportRequest::default());
     let mut stream = bounded("export", isx_node::audit::audit(&auditor).export(request)).await.unwrap().into_inner();
     let mut batches = Vec::new();
     let header = bounded("export header", stream.message()).await.unwrap().expect("a header");
@@ -1075,10 +1075,10 @@ async fn hostile_6_consistency_proofs_from_zero_are_empty_and_bad_ranges_are_out
     let auditor = gw.client("auditor").await;
     let audit = isx_node::audit::audit(&auditor);
     let mut client = audit.clone();
-    let checkpoint = client.get_checkpoint(auditor.request(GetCheckpointRequest {}));
+    let checkpoint = client.get_checkpoint(auditor.request(GetCheckpointRequest::default()));
     let size = bounded("checkpoint", checkpoint).await.unwrap().into_inner().tree_size;
     let proof = |first: u64, second: u64| {
-        let request = auditor.request(GetConsistencyProofRequest { first, second });
+        let request = auditor.request(GetConsistencyProofRequest { first, second, ..Default::default() });
         let mut audit = audit.clone();
         async move { bounded("consistency proof", audit.get_consistency_proof(request)).await.map(|r| r.into_inner()) }
     };

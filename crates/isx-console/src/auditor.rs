@@ -286,7 +286,7 @@ pub(crate) async fn overview(State(app): State<Arc<Ctx>>) -> Response {
     let verified = attested.checkpoint.clone();
     // The newest record the checkpoint covers tells its age.
     let newest = if verified.size > 0 {
-        let req = GetEntriesRequest { start: verified.size - 1, end: verified.size };
+        let req = GetEntriesRequest { start: verified.size - 1, end: verified.size, ..Default::default() };
         match client_audit::audit(&a.client).get_entries(a.client.request(req)).await {
             Ok(r) => r.into_inner().entries.into_iter().next().and_then(|e| e.record).and_then(|r| r.time),
             Err(s) => return app.failure(Failure::Gateway(s)),

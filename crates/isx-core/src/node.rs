@@ -161,6 +161,9 @@ pub enum Role {
     Lookup,
     /// May read the audit log.
     Audit,
+    /// May change what governs disclosure and retention: reload the policy,
+    /// place and lift legal holds, prune (the `Admin` service).
+    Admin,
 }
 
 impl Role {
@@ -171,6 +174,7 @@ impl Role {
             Self::Subscribe => "subscribe",
             Self::Lookup => "lookup",
             Self::Audit => "audit",
+            Self::Admin => "admin",
         }
     }
 }

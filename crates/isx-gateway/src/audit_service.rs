@@ -21,8 +21,9 @@ use isx_core::timestamp::to_unix_millis;
 use isx_core::wire::audit_server::Audit;
 use isx_core::wire::{
     AuditBundle, AuditEntry, Checkpoint, ConsistencyProof, ExportRequest, GetCheckpointRequest,
-    GetConsistencyProofRequest, GetEntriesRequest, GetEntriesResponse, GetInclusionProofRequest, InclusionProof,
-    IndexListing, Operation, SearchRequest, SearchResponse, VerifyLogPart, VerifyLogRequest,
+    GetConsistencyProofRequest, GetEntriesRequest, GetEntriesResponse, GetInclusionProofRequest, GetPolicyRequest,
+    InclusionProof, IndexListing, Operation, PolicyVersion, SearchRequest, SearchResponse, VerifyLogPart,
+    VerifyLogRequest,
 };
 use prost::Message;
 use tokio::sync::mpsc;
@@ -363,6 +364,7 @@ impl Audit for AuditService {
             description: format!("{description} (log of {size} records)"),
             checkpoint: Some(checkpoint),
             entries: vec![],
+            policies: vec![],
         };
         let batch = self.state.recorder.config().export_batch;
         let (tx, rx) = mpsc::channel::<Result<AuditBundle, Status>>(2);
@@ -513,5 +515,12 @@ impl Audit for AuditService {
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn get_policy(&self, req: Request<GetPolicyRequest>) -> Result<Response<PolicyVersion>, Status> {
+        let caller = self.caller(&req, "GetPolicy").await?;
+        let version = req.get_ref().version.trim().to_owned();
+        self.log_read(&caller, format!("GetPolicy {version}"), None, "").await?;
+        crate::admin_policy::get_policy(&self.state, req.get_ref()).await.map(Response::new)
     }
 }

@@ -40,6 +40,9 @@
 //! - `onward`: onward reach: `AllowOnward`, and alerts that overlap a
 //!   restricted alert their publisher received (laundering).
 //! - `audit_service`: the Audit service for auditors.
+//! - `admin_service`: the Admin service for operators; `admin_policy`
+//!   (policy reloads, stored policy versions) and `holds` (legal holds,
+//!   pruning) do its work.
 //! - `sweeper`: expiry. `accept`: the TLS accept loop.
 //! - [`revocation`]: the CRLs, read at start, on SIGHUP and on a timer; a
 //!   reload closes the connections of revoked certificates.
@@ -62,6 +65,8 @@
 
 mod accept;
 mod access;
+mod admin_policy;
+mod admin_service;
 mod admission;
 mod audit_service;
 pub mod clock;
@@ -73,6 +78,7 @@ mod error;
 mod exchange;
 pub mod faults;
 mod forward;
+mod holds;
 mod lookup;
 mod onward;
 mod publish;

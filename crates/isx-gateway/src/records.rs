@@ -396,3 +396,30 @@ pub(crate) fn log_read_refused(info: &RequestInfo, e: &RequestError, describe: &
         ..about(Actor { conn: info.conn.as_ref(), officer: &info.officer }, Operation::Denial, Outcome::Refused)
     }
 }
+
+/// The DENIAL of a refused Admin call.
+pub(crate) fn admin_refused(info: &RequestInfo, e: &RequestError, describe: &str) -> AuditRecord {
+    AuditRecord {
+        detail: format!("{} (admin: {describe})", e.audit_detail()),
+        ..about(Actor { conn: info.conn.as_ref(), officer: &info.officer }, Operation::Denial, Outcome::Refused)
+    }
+}
+
+/// The ADMINISTRATION record of a change: what changed (`change`), by whom
+/// (`by`, the gateway itself for start, stop and timers), why (`reason`,
+/// sealed on append), and in words (`detail`, no personal data).
+#[allow(dead_code)] // used by the admin calls being built (#19)
+pub(crate) fn administration(
+    by: Actor<'_>,
+    change: isx_core::wire::AdminChange,
+    reason: &str,
+    outcome: Outcome,
+    detail: String,
+) -> AuditRecord {
+    AuditRecord {
+        justification: reason.chars().take(512).collect(),
+        detail,
+        admin: Some(change),
+        ..about(by, Operation::Administration, outcome)
+    }
+}

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use isx_audit::AuditLog;
+use isx_core::wire::admin_server::AdminServer;
 use isx_core::wire::audit_server::AuditServer;
 use isx_core::wire::exchange_server::ExchangeServer;
 use isx_tls::config::IdentityFiles;
@@ -21,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::accept::{Acceptor, accept_loop};
+use crate::admin_service::AdminService;
 use crate::admission::AdmissionLayer;
 use crate::audit_service::AuditService;
 use crate::clock::{Clock, system_clock};
@@ -275,6 +277,8 @@ impl Gateway {
         let audit = AuditServer::new(AuditService::new(state.clone()))
             .max_decoding_message_size(limits.max_request_bytes)
             .max_encoding_message_size(MAX_AUDIT_MESSAGE);
+        let admin = AdminServer::new(AdminService::new(state.clone(), self.policy.clone()))
+            .max_decoding_message_size(limits.max_request_bytes);
 
         let local = listener.local_addr().ok();
         let kill = CancellationToken::new();
@@ -318,6 +322,7 @@ impl Gateway {
             .add_service(reflection)
             .add_service(exchange)
             .add_service(audit)
+            .add_service(admin)
             .serve_with_incoming_shutdown(ReceiverStream::new(conn_rx), shutdown.clone().cancelled_owned())
             .await;
         kill.cancel();

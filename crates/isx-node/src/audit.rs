@@ -67,7 +67,7 @@ pub fn audit(client: &Client) -> AuditClient<Channel> {
 
 /// The gateway's latest checkpoint.
 pub async fn checkpoint(client: &Client) -> Result<Checkpoint, AuditClientError> {
-    Ok(audit(client).get_checkpoint(client.request(GetCheckpointRequest {})).await?.into_inner())
+    Ok(audit(client).get_checkpoint(client.request(GetCheckpointRequest::default())).await?.into_inner())
 }
 
 /// One page of search results.
@@ -80,7 +80,7 @@ pub async fn consistency_proof(client: &Client, first: u64, second: u64) -> Resu
     if first >= second {
         return Ok(vec![]);
     }
-    let req = GetConsistencyProofRequest { first, second };
+    let req = GetConsistencyProofRequest { first, second, ..Default::default() };
     Ok(audit(client).get_consistency_proof(client.request(req)).await?.into_inner().hashes)
 }
 
@@ -92,7 +92,10 @@ pub async fn export_with_progress(
     filter: SearchRequest,
     progress: &(dyn Fn(usize) + Send + Sync),
 ) -> Result<AuditBundle, AuditClientError> {
-    let mut stream = audit(client).export(client.request(ExportRequest { filter: Some(filter) })).await?.into_inner();
+    let mut stream = audit(client)
+        .export(client.request(ExportRequest { filter: Some(filter), ..Default::default() }))
+        .await?
+        .into_inner();
     let mut bundle = stream.message().await?.ok_or_else(|| VerifyError::Shape("an empty export stream".into()))?;
     while let Some(part) = stream.message().await? {
         bundle.entries.extend(part.entries);
@@ -216,6 +219,7 @@ pub async fn verify_live_visit(
     let req = VerifyLogRequest {
         since_size: since.map(|c| c.tree_size).unwrap_or(0),
         justification: justification.to_owned(),
+        ..Default::default()
     };
     let mut stream = audit(client).verify_log(client.request(req)).await?.into_inner();
     let head = stream.message().await?.ok_or_else(|| VerifyError::Shape("an empty verify stream".into()))?;
