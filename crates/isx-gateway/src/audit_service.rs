@@ -364,7 +364,8 @@ impl Audit for AuditService {
             description: format!("{description} (log of {size} records)"),
             checkpoint: Some(checkpoint),
             entries: vec![],
-            policies: vec![],
+            // Every policy version this gateway kept, so each decision can be explained again offline.
+            policies: crate::admin_policy::kept_all(&self.state)?,
         };
         let batch = self.state.recorder.config().export_batch;
         let (tx, rx) = mpsc::channel::<Result<AuditBundle, Status>>(2);

@@ -81,6 +81,9 @@ pub struct GatewayConfig {
     /// Who witnesses the audit log's checkpoints.
     #[serde(default)]
     pub witness: WitnessConfig,
+    /// Administration: the reload request file that `SIGHUP` needs.
+    #[serde(default)]
+    pub admin: AdminConfig,
     /// The registered nodes, by node id.
     #[serde(default)]
     pub nodes: BTreeMap<String, NodeConfig>,
@@ -373,6 +376,33 @@ impl Default for WitnessConfig {
     }
 }
 
+/// Administration outside the `Admin` service: a policy reload on
+/// `SIGHUP` needs a request file naming the officer and the reason
+/// (`isx admin request-reload` writes it), which the reload consumes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// The request file; default `<data_dir>/reload-request.toml`.
+    pub reload_request: Option<PathBuf>,
+    /// A request file older than this is refused (and consumed): it was
+    /// written for another reload.
+    #[serde(deserialize_with = "duration")]
+    pub reload_request_max_age: std::time::Duration,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self { reload_request: None, reload_request_max_age: std::time::Duration::from_secs(3600) }
+    }
+}
+
+impl AdminConfig {
+    /// Where the request file is, for a gateway whose data directory is `data_dir`.
+    pub fn reload_request_path(&self, data_dir: &Path) -> PathBuf {
+        self.reload_request.clone().unwrap_or_else(|| data_dir.join("reload-request.toml"))
+    }
+}
+
 /// One registered node.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -415,6 +445,9 @@ impl GatewayConfig {
         fix(&mut self.policy_dir);
         self.crls.iter_mut().for_each(fix);
         if let Some(p) = self.witness.policy.as_mut() {
+            fix(p);
+        }
+        if let Some(p) = self.admin.reload_request.as_mut() {
             fix(p);
         }
     }
@@ -609,6 +642,11 @@ mod tests {
                 Err("must be longer than zero"),
             ),
             ("[audit]\nretention = \"3y\"\n[nodes.x]\nkind = \"national\"\ncountry = \"DE\"\n", Ok(())),
+            (
+                "[admin]\nreload_request = \"req.toml\"\nreload_request_max_age = \"10m\"\n[nodes.x]\nkind = \"national\"\ncountry = \"DE\"\n",
+                Ok(()),
+            ),
+            ("[admin]\nreload = true\n[nodes.x]\nkind = \"national\"\ncountry = \"DE\"\n", Err("unknown field `reload`")),
         ];
         for (text, expect) in cases {
             let got = parse(&format!("{BASE}{text}"));
@@ -648,5 +686,10 @@ mod tests {
         let mut c = parse(&format!("{BASE}[nodes.x]\nkind = \"national\"\ncountry = \"DE\"\n")).unwrap();
         c.resolve_paths(Path::new("/etc/isx"));
         assert_eq!(c.pki_dir, PathBuf::from("/etc/isx/pki"));
+        assert_eq!(c.admin.reload_request_path(&c.data_dir), PathBuf::from("/etc/isx/data/reload-request.toml"));
+        let mut c = parse(&format!("{BASE}[admin]\nreload_request = \"run/req.toml\"\n[nodes.x]\nkind = \"national\"\ncountry = \"DE\"\n")).unwrap();
+        c.resolve_paths(Path::new("/etc/isx"));
+        assert_eq!(c.admin.reload_request_path(&c.data_dir), PathBuf::from("/etc/isx/run/req.toml"));
+        assert_eq!(c.admin.reload_request_max_age, std::time::Duration::from_secs(3600));
     }
 }

@@ -4,8 +4,8 @@
 //! or every registered node but the origin. A [`Disclose`] implementation
 //! decides each one's level and builds its view. The gateway's implementation
 //! is [`PolicyDisclosure`]: the Cedar policy directory from the config, which
-//! `SIGHUP` (or [`PolicyDisclosure::reload`]) replaces only if the new one
-//! validates.
+//! a reload (the `Admin.ReloadPolicy` call, or `SIGHUP` with a request file:
+//! `admin_policy` records either) replaces only if the new one validates.
 
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
@@ -84,12 +84,32 @@ pub trait Disclose: Send + Sync + 'static {
     ) -> HitDecision;
 }
 
+/// What a reload put in force.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reloaded {
+    /// The version in force before.
+    pub old_version: String,
+    /// The version in force now (the same if nothing changed).
+    pub new_version: String,
+    /// The policies added (`+id`), removed (`-id`) or edited (`~id`).
+    pub changed: Vec<String>,
+    /// True if the schema's text changed.
+    pub schema_changed: bool,
+}
+
 /// Disclosure by the Cedar policy directory, reloadable at run time.
 #[derive(Debug)]
 pub struct PolicyDisclosure {
+    /// The policy directory.
     dir: PathBuf,
+    /// The redaction profile.
     profile: RedactionProfile,
+    /// The rules in force.
     current: RwLock<Arc<Disclosure>>,
+    /// Held by one reload at a time, from reading the directory until its
+    /// record is written, so that records follow one another in the order
+    /// the versions did.
+    reloading: tokio::sync::Mutex<()>,
 }
 
 impl PolicyDisclosure {
@@ -98,7 +118,17 @@ impl PolicyDisclosure {
         let engine = PolicyEngine::load(&dir)?;
         info!(dir = %dir.display(), version = engine.version(), policies = engine.policies().count(), "policy loaded");
         let current = RwLock::new(Arc::new(Disclosure::new(Arc::new(engine), profile.clone())));
-        Ok(Self { dir, profile, current })
+        Ok(Self { dir, profile, current, reloading: tokio::sync::Mutex::new(()) })
+    }
+
+    /// The policy directory.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    /// Waits until no other reload runs; the guard keeps others waiting.
+    pub(crate) async fn reloading(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.reloading.lock().await
     }
 
     /// The rules in force.
@@ -106,23 +136,54 @@ impl PolicyDisclosure {
         self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Reloads the directory. A directory that does not validate is refused
-    /// with a logged error, and the rules in force stay.
-    pub fn reload(&self) -> Result<String, PolicyError> {
+    /// Reads the directory again: the set it holds and how it differs from
+    /// the one in force, or the error (naming the file and line) if it does
+    /// not validate. Nothing changes until [`PolicyDisclosure::put_in_force`]:
+    /// the gateway first makes the reload's record durable. Only the
+    /// gateway calls these, under [`PolicyDisclosure::reloading`].
+    pub(crate) fn read_again(&self) -> Result<Staged, PolicyError> {
+        let old = self.current();
+        let old_engine = old.engine();
         match PolicyEngine::load(&self.dir) {
             Ok(engine) => {
-                let version = engine.version().to_owned();
-                *self.current.write().unwrap_or_else(|e| e.into_inner()) =
-                    Arc::new(Disclosure::new(Arc::new(engine), self.profile.clone()));
-                info!(version = %version, "policy reloaded");
-                Ok(version)
+                let reloaded = Reloaded {
+                    old_version: old_engine.version().to_owned(),
+                    new_version: engine.version().to_owned(),
+                    changed: policy_changes(old_engine, &engine),
+                    schema_changed: old_engine.sources().schema != engine.sources().schema,
+                };
+                Ok(Staged { reloaded, engine })
             }
             Err(e) => {
-                error!(error = %e, kept = self.current().engine().version(), "policy reload refused; the policy in force stays");
+                error!(error = %e, kept = old_engine.version(), "policy reload refused; the policy in force stays");
                 Err(e)
             }
         }
     }
+
+    /// Puts a set read by [`PolicyDisclosure::read_again`] in force.
+    pub(crate) fn put_in_force(&self, staged: Staged) {
+        let Staged { reloaded, engine } = staged;
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) =
+            Arc::new(Disclosure::new(Arc::new(engine), self.profile.clone()));
+        info!(old = %reloaded.old_version, version = %reloaded.new_version, changed = ?reloaded.changed, "policy reloaded");
+    }
+}
+
+/// A policy set read again, not yet in force.
+#[derive(Debug)]
+pub(crate) struct Staged {
+    /// How it differs from the set in force.
+    pub reloaded: Reloaded,
+    /// The set.
+    pub engine: PolicyEngine,
+}
+
+/// The policies that differ between two loaded sets (`+id`, `-id`, `~id`).
+pub(crate) fn policy_changes(old: &PolicyEngine, new: &PolicyEngine) -> Vec<String> {
+    // Both validated, so both parse.
+    let texts = |e: &PolicyEngine| e.sources().policy_texts(e.dir()).unwrap_or_default();
+    isx_policy::changes(&texts(old), &texts(new))
 }
 
 impl Disclose for PolicyDisclosure {

@@ -16,7 +16,11 @@
 //! - `conn`: the connection identity (`ConnInfo`, `TlsConn`), the request's
 //!   officer and subject (`RequestInfo`).
 //! - [`disclosure`]: the single seam that decides what each recipient gets:
-//!   the Cedar policy directory, reloadable on `SIGHUP`.
+//!   the Cedar policy directory, reloadable (by `admin_policy`, recorded).
+//! - [`reload_request`]: the request file (officer, reason) that a policy
+//!   reload on `SIGHUP` needs, checked and consumed.
+//! - `last_run`: what the last run ran with (nodes, redaction profile,
+//!   policy version, revoked serials), so that a start records what changed.
 //! - `forward`: onward relay keeps or tightens the labels.
 //! - `records`: every audit record the gateway writes, as pure builders.
 //! - `recorder`: appending records, group commit, indexing, checkpoints.
@@ -41,11 +45,14 @@
 //!   restricted alert their publisher received (laundering).
 //! - `audit_service`: the Audit service for auditors.
 //! - `admin_service`: the Admin service for operators; `admin_policy`
-//!   (policy reloads, stored policy versions) and `holds` (legal holds,
-//!   pruning) do its work.
+//!   (policy reloads, recorded before they take effect, and the kept text of
+//!   every policy version) and `holds` (legal holds, pruning) do its work.
+//! - [`hangup`]: what `SIGHUP` does, answered by the serve loop so that it
+//!   is recorded: a policy reload with a request file, the CRLs re-read.
 //! - `sweeper`: expiry. `accept`: the TLS accept loop.
 //! - [`revocation`]: the CRLs, read at start, on SIGHUP and on a timer; a
-//!   reload closes the connections of revoked certificates.
+//!   reload closes the connections of revoked certificates, and one that
+//!   changed what they revoke is recorded.
 //! - [`server`]: the composition root, [`Gateway`]; no module imports it.
 //!
 //! # Invariants
@@ -59,6 +66,10 @@
 //! - A lookup never returns more than a hit flag, and a match that policy
 //!   hides is not returned at all. The lookup index holds HMAC pseudonyms,
 //!   never identifiers.
+//! - Every change to what governs disclosure is a record: a policy reload
+//!   (with its officer and reason, durable before the new policy decides
+//!   anything), a refused one, a start with another policy, nodes or
+//!   redaction profile than the last run, a change of the revocation lists.
 //! - Only the holder decides an access request, and only while it is pending
 //!   and before its deadline; policy still decides the level of a grant.
 #![forbid(unsafe_code)]
@@ -78,7 +89,9 @@ mod error;
 mod exchange;
 pub mod faults;
 mod forward;
+pub mod hangup;
 mod holds;
+mod last_run;
 mod lookup;
 mod onward;
 mod publish;
@@ -87,6 +100,7 @@ mod recorder;
 mod records;
 mod refusal;
 mod refusals;
+pub mod reload_request;
 pub mod revocation;
 pub mod server;
 mod state;

@@ -408,7 +408,6 @@ pub(crate) fn admin_refused(info: &RequestInfo, e: &RequestError, describe: &str
 /// The ADMINISTRATION record of a change: what changed (`change`), by whom
 /// (`by`, the gateway itself for start, stop and timers), why (`reason`,
 /// sealed on append), and in words (`detail`, no personal data).
-#[allow(dead_code)] // used by the admin calls being built (#19)
 pub(crate) fn administration(
     by: Actor<'_>,
     change: isx_core::wire::AdminChange,
@@ -422,4 +421,105 @@ pub(crate) fn administration(
         admin: Some(change),
         ..about(by, Operation::Administration, outcome)
     }
+}
+
+/// An [`AdminChange`](isx_core::wire::AdminChange) of `action`, asked for `via`.
+pub(crate) fn change(
+    action: isx_core::wire::AdminAction,
+    old_version: &str,
+    new_version: &str,
+    changed: Vec<String>,
+    via: &str,
+) -> isx_core::wire::AdminChange {
+    isx_core::wire::AdminChange {
+        action: action as i32,
+        old_version: old_version.to_owned(),
+        new_version: new_version.to_owned(),
+        changed,
+        via: via.to_owned(),
+    }
+}
+
+/// The ADMINISTRATION record of a policy reload that put `new` in force
+/// (`old` if nothing changed), with the policies it changed.
+pub(crate) fn policy_reloaded(
+    by: Actor<'_>,
+    reason: &str,
+    via: &str,
+    reloaded: &crate::disclosure::Reloaded,
+) -> AuditRecord {
+    let (old, new) = (&reloaded.old_version, &reloaded.new_version);
+    let mut what = if reloaded.changed.is_empty() {
+        "no policy changed".to_owned()
+    } else {
+        format!("{} policies changed: {}", reloaded.changed.len(), reloaded.changed.join(", "))
+    };
+    if reloaded.schema_changed {
+        what.push_str("; the schema changed");
+    }
+    let detail = if old == new {
+        format!("policy reloaded ({via}): version {new} unchanged, nothing changed")
+    } else {
+        format!("policy reloaded ({via}): version {old} -> {new}; {what}")
+    };
+    let change = change(isx_core::wire::AdminAction::PolicyReload, old, new, reloaded.changed.clone(), via);
+    AuditRecord { policy_version: new.clone(), ..administration(by, change, reason, Outcome::Ok, detail) }
+}
+
+/// The ADMINISTRATION record of a refused policy reload: `problem` (the
+/// directory's error, or what was wrong with the request), and the version
+/// that stays in force.
+pub(crate) fn policy_reload_refused(by: Actor<'_>, reason: &str, via: &str, kept: &str, problem: &str) -> AuditRecord {
+    let detail = format!("policy reload refused ({via}): {problem}; version {kept} stays in force");
+    let change = change(isx_core::wire::AdminAction::PolicyReload, kept, "", vec![], via);
+    AuditRecord { policy_version: kept.to_owned(), ..administration(by, change, reason, Outcome::Refused, detail) }
+}
+
+/// The ADMINISTRATION record of the gateway's start: the policy version in
+/// force (and the one it last ran with, if it knows one) and `detail`.
+pub(crate) fn gateway_start(last_version: &str, version: &str, detail: String) -> AuditRecord {
+    let change = change(isx_core::wire::AdminAction::GatewayStart, last_version, version, vec![], "start");
+    AuditRecord {
+        policy_version: version.to_owned(),
+        ..administration(Actor::gateway(), change, "", Outcome::Ok, detail)
+    }
+}
+
+/// The ADMINISTRATION record of a graceful stop, the last record of a run.
+pub(crate) fn gateway_stop(version: &str, outcome: Outcome, detail: String) -> AuditRecord {
+    let change = change(isx_core::wire::AdminAction::GatewayStop, version, "", vec![], "shutdown");
+    AuditRecord { policy_version: version.to_owned(), ..administration(Actor::gateway(), change, "", outcome, detail) }
+}
+
+/// An ADMINISTRATION record the gateway writes itself at start (`via`
+/// "start"): a node registered, changed or removed since the last run, the
+/// redaction profile or the policy changed while it was stopped. `old` and
+/// `new` describe what was and what is (a node's kind, country, roles and
+/// name; a profile's digest).
+pub(crate) fn at_start(
+    action: isx_core::wire::AdminAction,
+    (old, new): (&str, &str),
+    changed: Vec<String>,
+    detail: String,
+) -> AuditRecord {
+    administration(Actor::gateway(), change(action, old, new, changed, "start"), "", Outcome::Ok, detail)
+}
+
+/// The ADMINISTRATION record of a read of the revocation lists that changed
+/// what they revoke: serials newly revoked (`+serial`) and no longer
+/// revoked (`-serial`), and the digests of the set before and after.
+pub(crate) fn crl_reload(report: &crate::revocation::CrlReport, via: &str) -> AuditRecord {
+    let changed: Vec<String> =
+        report.added.iter().map(|s| format!("+{s}")).chain(report.removed.iter().map(|s| format!("-{s}"))).collect();
+    let detail = format!(
+        "revocation lists read ({via}): {} certificate(s) newly revoked, {} no longer revoked; {} revoked by {} list(s); {} open connection(s) closed",
+        report.added.len(),
+        report.removed.len(),
+        report.revoked,
+        report.lists,
+        report.closed
+    );
+    let (old, new) = &report.digests;
+    let change = change(isx_core::wire::AdminAction::CrlReload, old, new, changed, via);
+    administration(Actor::gateway(), change, "", Outcome::Ok, detail)
 }

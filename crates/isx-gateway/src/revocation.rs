@@ -11,7 +11,7 @@
 //! handshakes use, and closes the open connections whose certificate it
 //! revokes.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -35,6 +35,33 @@ pub struct CrlReport {
     pub days_left: Option<i64>,
     /// Open connections closed because their certificate is revoked.
     pub closed: usize,
+    /// Serials revoked now that were not before this read (at start: every
+    /// one), in order.
+    pub added: Vec<String>,
+    /// Serials no longer revoked (a list removed from the config), in order.
+    pub removed: Vec<String>,
+    /// A digest of the revoked serials before and after this read (empty at
+    /// start for before): what an audit record names.
+    pub digests: (String, String),
+}
+
+impl CrlReport {
+    /// True if what the lists revoke changed with this read.
+    pub fn changed(&self) -> bool {
+        !self.added.is_empty() || !self.removed.is_empty()
+    }
+}
+
+/// A short digest of a set of revoked serials (16 hex digits; that of no
+/// serial for an empty set).
+pub fn revoked_digest<'a>(serials: impl IntoIterator<Item = &'a str>) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    for s in serials {
+        hasher.update(s.as_bytes());
+        hasher.update(b"\n");
+    }
+    hex::encode(hasher.finalize())[..16].to_owned()
 }
 
 /// An open connection, for closing it if its certificate is revoked.
@@ -60,6 +87,8 @@ pub struct Revocation {
     config: RevocationConfig,
     /// What new handshakes use.
     tls: RwLock<Arc<rustls::ServerConfig>>,
+    /// The serials the lists in force revoke; also serialises reloads.
+    revoked: Mutex<BTreeSet<String>>,
     /// Open connections by id.
     open: Mutex<HashMap<u64, Open>>,
     /// The next connection id.
@@ -89,18 +118,32 @@ impl Revocation {
         paths: Vec<PathBuf>,
         config: RevocationConfig,
     ) -> Result<Self, isx_tls::TlsError> {
-        let (tls, report, _) = Self::read(&files, &paths, &config)?;
+        let (tls, report, revoked) = Self::read(&files, &paths, &config)?;
         if report.lists > 0 {
             info!(lists = report.lists, revoked = report.revoked, days_left = ?report.days_left, "revocation lists loaded");
         }
-        Ok(Self { files, paths, config, tls: RwLock::new(tls), open: Mutex::default(), next: AtomicU64::new(0) })
+        let revoked = Mutex::new(revoked.iter().map(Serial::to_string).collect());
+        Ok(Self {
+            files,
+            paths,
+            config,
+            tls: RwLock::new(tls),
+            revoked,
+            open: Mutex::default(),
+            next: AtomicU64::new(0),
+        })
+    }
+
+    /// The serials the lists in force revoke, in order.
+    pub fn revoked(&self) -> BTreeSet<String> {
+        self.revoked.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     fn read(
         files: &IdentityFiles,
         paths: &[PathBuf],
         config: &RevocationConfig,
-    ) -> Result<(Arc<rustls::ServerConfig>, CrlReport, std::collections::BTreeSet<Serial>), isx_tls::TlsError> {
+    ) -> Result<(Arc<rustls::ServerConfig>, CrlReport, BTreeSet<Serial>), isx_tls::TlsError> {
         let crls: LoadedCrls = isx_tls::crl::load(paths, &files.ca)?;
         let now = time::OffsetDateTime::now_utc();
         let expiration = match config.stale {
@@ -120,7 +163,15 @@ impl Revocation {
             warn!(days, "a revocation list falls due soon: re-sign it with `isx pki crl --dir PKI --refresh`");
         }
         let revoked = crls.revoked_serials();
-        let report = CrlReport { lists: crls.crls().len(), revoked: revoked.len(), days_left, closed: 0 };
+        let report = CrlReport {
+            lists: crls.crls().len(),
+            revoked: revoked.len(),
+            days_left,
+            closed: 0,
+            added: vec![],
+            removed: vec![],
+            digests: (String::new(), String::new()),
+        };
         Ok((server_config_with(files, &crls, expiration)?, report, revoked))
     }
 
@@ -144,8 +195,11 @@ impl Revocation {
 
     /// Re-reads the CRLs: new handshakes use them at once, and every open
     /// connection whose certificate they revoke is closed. A CRL that does
-    /// not load is refused with the error, and the lists in force stay.
-    pub fn reload(&self) -> Result<CrlReport, isx_tls::TlsError> {
+    /// not load is refused with the error, and the lists in force stay. The
+    /// report says what changed; the gateway records it (`hangup`, and the
+    /// timer in `server`).
+    pub(crate) fn reload(&self) -> Result<CrlReport, isx_tls::TlsError> {
+        let mut before = self.revoked.lock().unwrap_or_else(|e| e.into_inner());
         let (tls, mut report, revoked) = match Self::read(&self.files, &self.paths, &self.config) {
             Ok(read) => read,
             Err(e) => {
@@ -153,6 +207,12 @@ impl Revocation {
                 return Err(e);
             }
         };
+        let now: BTreeSet<String> = revoked.iter().map(Serial::to_string).collect();
+        report.added = now.difference(&before).cloned().collect();
+        report.removed = before.difference(&now).cloned().collect();
+        report.digests = (revoked_digest(before.iter().map(String::as_str)), revoked_digest(now.iter().map(String::as_str)));
+        *before = now;
+        drop(before);
         *self.tls.write().unwrap_or_else(|e| e.into_inner()) = tls;
         let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         for o in open.values().filter(|o| revoked.contains(&o.serial)) {
@@ -160,7 +220,14 @@ impl Revocation {
             o.kill.cancel();
             report.closed += 1;
         }
-        info!(lists = report.lists, revoked = report.revoked, closed = report.closed, "revocation lists reloaded");
+        info!(
+            lists = report.lists,
+            revoked = report.revoked,
+            newly = report.added.len(),
+            no_longer = report.removed.len(),
+            closed = report.closed,
+            "revocation lists reloaded"
+        );
         Ok(report)
     }
 }

@@ -2,8 +2,11 @@
 //! and the data directory and checks the audit log; [`Gateway::serve`]
 //! starts the group commit, the recorder's checkpointer and indexer, the
 //! expiry sweep, the accept loop and the tonic router (Exchange, Audit,
-//! health, reflection), and drains them on shutdown. No other module
-//! imports this one.
+//! Admin, health, reflection), and drains them on shutdown. A start is
+//! recorded (`GATEWAY_START`, and what changed since the last run: see
+//! `last_run`) before anything is served, and a graceful stop
+//! (`GATEWAY_STOP`) is the last record before the last flush. No other
+//! module imports this one.
 
 use std::collections::BTreeSet;
 use std::io;
@@ -13,6 +16,7 @@ use std::time::Duration;
 use isx_audit::AuditLog;
 use isx_core::wire::admin_server::AdminServer;
 use isx_core::wire::audit_server::AuditServer;
+use isx_core::wire::Outcome;
 use isx_core::wire::exchange_server::ExchangeServer;
 use isx_tls::config::IdentityFiles;
 use tokio::net::TcpListener;
@@ -32,7 +36,9 @@ use crate::conn::TlsConn;
 use crate::disclosure::{Disclose, PolicyDisclosure};
 use crate::exchange::ExchangeService;
 use crate::faults::Faults;
+use crate::hangup::{Hangups, ReloadHandle};
 use crate::recorder::Recorder;
+use crate::records;
 use crate::refusal::record_refusal_bursts;
 use crate::revocation::Revocation;
 use crate::state::{Parts, State};
@@ -67,6 +73,9 @@ pub enum StartError {
     /// The HTTP/2 server failed.
     #[error("transport: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// The start could not be recorded: no log, no service.
+    #[error("the start could not be recorded in the audit log: {0}")]
+    Record(String),
 }
 
 /// The largest message the Audit service sends (a search page or one export batch).
@@ -102,6 +111,10 @@ pub struct Gateway {
     faults: Arc<Faults>,
     /// The witnesses of `witness.policy`, if set.
     witnesses: Option<Arc<Witnesses>>,
+    /// What `SIGHUP` asks of the serve loop, answered there.
+    hangups: Hangups,
+    /// The handle whose asks `hangups` receives.
+    reload: ReloadHandle,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -160,7 +173,10 @@ impl Gateway {
         } else {
             vec![]
         };
+        let (reload, hangups) = ReloadHandle::new();
         Ok(Self {
+            hangups,
+            reload,
             config,
             revocation,
             store,
@@ -181,9 +197,16 @@ impl Gateway {
         self.faults.clone()
     }
 
-    /// The revocation lists, to reload them (`SIGHUP`).
+    /// The revocation lists in force.
     pub fn revocation(&self) -> Arc<Revocation> {
         self.revocation.clone()
+    }
+
+    /// What `SIGHUP` does, for the binary's signal handler (and tests):
+    /// the serving gateway reloads the policy if a request file names the
+    /// officer and the reason, re-reads the CRLs, and records both.
+    pub fn reload_handle(&self) -> ReloadHandle {
+        self.reload.clone()
     }
 
     /// Group-commit counters.
@@ -196,7 +219,8 @@ impl Gateway {
         self.audit.clone()
     }
 
-    /// The policy in force, to reload it (`SIGHUP`) or explain decisions.
+    /// The policy in force, to explain decisions (reloads go through the
+    /// `Admin` service or [`Gateway::reload_handle`], which record them).
     pub fn policy(&self) -> Arc<PolicyDisclosure> {
         self.policy.clone()
     }
@@ -234,6 +258,13 @@ impl Gateway {
             return Err(e.into());
         }
         let started = (self.clock)();
+        let listen = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        if let Err(e) = self.record_start(&recorder, &listen, started).await {
+            drop(recorder);
+            drop(committer);
+            let _ = commit_task.await;
+            return Err(e);
+        }
         let checkpointer = tokio::spawn(recorder.clone().checkpointer(shutdown.clone()));
         let indexer = tokio::spawn(recorder.clone().indexer(shutdown.clone()));
         let state = Arc::new(State::new(
@@ -251,7 +282,14 @@ impl Gateway {
         let sweeper =
             tokio::spawn(sweep_expired(state.clone(), Duration::from_millis(self.config.delivery.expiry_sweep_ms)));
         let refusals = tokio::spawn(record_refusal_bursts(state.clone()));
-        let crls = tokio::spawn(reload_crls(self.revocation.clone(), shutdown.clone()));
+        let crls = tokio::spawn(reload_crls(state.clone(), self.revocation.clone()));
+        let hangups = tokio::spawn(self.hangups.serve(crate::hangup::Context {
+            state: state.clone(),
+            policy: self.policy.clone(),
+            revocation: self.revocation.clone(),
+            request: self.config.admin.reload_request_path(&self.config.data_dir),
+            max_age: self.config.admin.reload_request_max_age,
+        }));
 
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<ExchangeServer<ExchangeService>>().await;
@@ -336,7 +374,26 @@ impl Gateway {
         let _ = sweeper.await;
         let _ = refusals.await;
         let _ = crls.await;
+        let _ = hangups.await;
+        // The stop is the run's last record, and the last checkpoint covers it.
+        let version = self.policy.current().engine().version().to_owned();
+        if let Err(e) = crate::last_run::update(self.store.db(), |run| {
+            run.running = false;
+            run.policy_version = version.clone();
+        }) {
+            warn!(error = %e, "the stop was not remembered for the next start");
+        }
+        let (outcome, detail) = match &result {
+            Ok(()) => (Outcome::Ok, format!("gateway stopped gracefully: policy version {version}")),
+            Err(e) => (Outcome::Error, format!("gateway stopped on an error: {e}")),
+        };
+        if let Err(e) = recorder.durable(vec![records::gateway_stop(&version, outcome, detail)]).await {
+            warn!(error = %e, "the stop was not recorded");
+        }
         let _ = checkpointer.await;
+        if let Err(e) = recorder.fresh_checkpoint().await {
+            warn!(error = %e, "no checkpoint over the stop record");
+        }
         let _ = indexer.await;
         if let Some(task) = witnessed_health {
             let _ = task.await;
@@ -349,6 +406,31 @@ impl Gateway {
         }
         info!("gateway stopped");
         result.map_err(StartError::from)
+    }
+}
+
+impl Gateway {
+    /// Keeps the policy version in force, compares this run with the last
+    /// one, and makes the start's records durable (see `last_run`).
+    async fn record_start(&self, recorder: &Recorder, listen: &str, now_ms: u64) -> Result<(), StartError> {
+        let db = self.store.db();
+        let rules = self.policy.current();
+        let engine = rules.engine();
+        crate::admin_policy::keep(db, engine, now_ms)?;
+        let last = crate::last_run::load(db)?;
+        let revoked = self.revocation.revoked();
+        let now = crate::last_run::LastRun::of(&self.config.node_infos(), &self.config.redaction, engine.version(), &revoked);
+        let policy_changes = match &last {
+            Some(l) if l.policy_version != engine.version() => {
+                crate::admin_policy::changes_since(db, &l.policy_version, engine)
+            }
+            _ => Some(vec![]),
+        };
+        let start = crate::last_run::Start { policy_changes, listen, release: env!("CARGO_PKG_VERSION") };
+        let records = crate::last_run::start_records(last.as_ref(), &now, &start);
+        crate::last_run::save(db, &now)?;
+        recorder.durable(records).await.map_err(|e| StartError::Record(e.to_string()))?;
+        Ok(())
     }
 }
 
@@ -393,15 +475,16 @@ async fn watch_witnessed(
     }
 }
 
-/// Re-reads the revocation lists every `[revocation] reload_every` until shutdown.
-async fn reload_crls(revocation: Arc<Revocation>, shutdown: CancellationToken) {
+/// Re-reads the revocation lists every `[revocation] reload_every` until
+/// shutdown; a read that changed what they revoke is recorded (via `"timer"`).
+async fn reload_crls(state: Arc<State>, revocation: Arc<Revocation>) {
     let every = revocation.reload_every();
     loop {
         tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = state.shutdown.cancelled() => return,
             _ = tokio::time::sleep(every) => {}
         }
         // A failure is logged by `reload`; the lists in force stay.
-        let _ = revocation.reload();
+        let _ = crate::hangup::reload_crls(&state, &revocation, "timer").await;
     }
 }

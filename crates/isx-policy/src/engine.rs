@@ -18,9 +18,9 @@ use cedar_policy::{
 };
 use isx_core::NodeInfo;
 use miette::Diagnostic;
-use sha2::{Digest, Sha256};
 
 use crate::cache::{CacheRules, SchemaAttributes};
+use crate::sources::Sources;
 use crate::facts::{AlertFacts, LookupQuestion, Relation, disclosure_context, lookup_context, node_entity, node_uid};
 
 /// Why a policy directory was refused. Each variant names the file and, where known, the line.
@@ -41,6 +41,23 @@ pub enum PolicyError {
         dir: PathBuf,
         /// How many were found.
         found: usize,
+    },
+    /// A policy set names a file that is no policy file of a directory
+    /// (a path, another ending, a name given twice).
+    #[error("{dir}: {name:?} is not a *.cedar file name, or is given twice")]
+    FileName {
+        /// The set.
+        dir: PathBuf,
+        /// The name.
+        name: String,
+    },
+    /// A kept policy set's texts are not those of the version it names.
+    #[error("the texts given as policy version {claimed} have the digest {actual}: they are not that version")]
+    VersionMismatch {
+        /// The version claimed.
+        claimed: String,
+        /// The digest of the texts.
+        actual: String,
     },
     /// The directory has no `.cedar` files.
     #[error("{0}: no *.cedar policy files")]
@@ -170,6 +187,7 @@ pub struct PolicyEngine {
     policies: PolicySet,
     meta: BTreeMap<String, PolicyMeta>,
     version: String,
+    sources: Sources,
     authorizer: Authorizer,
     actions: [EntityUid; 3],
     lookup: EntityUid,
@@ -199,55 +217,39 @@ fn message(d: &dyn Diagnostic, fallback: &dyn fmt::Display) -> String {
     text
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PolicyError + '_ {
-    move |source| PolicyError::Io { path: path.to_owned(), source }
-}
-
 impl PolicyEngine {
     /// Loads and validates every file in `dir`.
     pub fn load(dir: &Path) -> Result<Self, PolicyError> {
-        let mut schemas = Vec::new();
-        let mut cedar_files = Vec::new();
-        for entry in std::fs::read_dir(dir).map_err(io(dir))? {
-            let path = entry.map_err(io(dir))?.path();
-            match path.extension().and_then(|e| e.to_str()) {
-                Some("cedarschema") => schemas.push(path),
-                Some("cedar") => cedar_files.push(path),
-                _ => {}
-            }
-        }
-        cedar_files.sort();
-        if schemas.len() != 1 {
-            return Err(PolicyError::Schema { dir: dir.to_owned(), found: schemas.len() });
-        }
-        if cedar_files.is_empty() {
-            return Err(PolicyError::NoPolicies(dir.to_owned()));
-        }
-        let schema_path = schemas.remove(0);
-        let schema_text = std::fs::read_to_string(&schema_path).map_err(io(&schema_path))?;
-        let mut hasher = Sha256::new();
-        hasher.update(schema_text.as_bytes());
+        Self::from_sources(dir, Sources::read(dir)?)
+    }
+
+    /// Validates the texts of a policy set, as if read from `dir` (which
+    /// names its files in errors and in [`PolicyEngine::dir`]): a version
+    /// kept by a gateway, say, loads as it did then.
+    pub fn from_sources(dir: &Path, sources: Sources) -> Result<Self, PolicyError> {
+        let version = sources.version();
+        let schema_path = dir.join(&sources.schema.name);
+        let schema_text = sources.schema.text.as_str();
         let (schema, _warnings) =
-            Schema::from_cedarschema_str(&schema_text).map_err(|e| PolicyError::SchemaSyntax {
-                line: first_label(&e).map(|o| line_of(&schema_text, o)).unwrap_or(1),
+            Schema::from_cedarschema_str(schema_text).map_err(|e| PolicyError::SchemaSyntax {
+                line: first_label(&e).map(|o| line_of(schema_text, o)).unwrap_or(1),
                 message: message(&e, &e),
                 file: schema_path.clone(),
             })?;
-        check_enums(&schema_text, &schema_path)?;
+        check_enums(schema_text, &schema_path)?;
         check_fact_shapes(&schema, &schema_path)?;
         let action_store = schema
             .action_entities()
             .map_err(|e| PolicyError::SchemaMismatch { file: schema_path.clone(), message: e.to_string() })?;
         let action_entities: Vec<cedar_policy::Entity> = action_store.iter().cloned().collect();
-        let schema_attributes = SchemaAttributes::from_cedarschema(&schema_text, &Action::ALL.map(Action::name));
+        let schema_attributes = SchemaAttributes::from_cedarschema(schema_text, &Action::ALL.map(Action::name));
 
         let mut policies = PolicySet::new();
         let mut meta: BTreeMap<String, PolicyMeta> = BTreeMap::new();
         let mut texts: BTreeMap<PathBuf, String> = BTreeMap::new();
-        for path in &cedar_files {
-            let text = std::fs::read_to_string(path).map_err(io(path))?;
-            hasher.update(path.file_name().map(|n| n.as_encoded_bytes()).unwrap_or_default());
-            hasher.update(text.as_bytes());
+        for file in &sources.policies {
+            let path = &dir.join(&file.name);
+            let text = file.text.clone();
             let parsed = PolicySet::from_str(&text).map_err(|e| PolicyError::Syntax {
                 file: path.clone(),
                 line: first_label(&e).map(|o| line_of(&text, o)).unwrap_or(1),
@@ -311,7 +313,8 @@ impl PolicyEngine {
             dir: dir.to_owned(),
             policies,
             meta,
-            version: hex::encode(hasher.finalize())[..16].to_owned(),
+            version,
+            sources,
             authorizer: Authorizer::new(),
             actions,
             lookup: action_uid(LOOKUP),
@@ -328,6 +331,11 @@ impl PolicyEngine {
     /// A short digest of the schema and every policy file: the policy-set version.
     pub fn version(&self) -> &str {
         &self.version
+    }
+
+    /// The texts it was loaded from.
+    pub fn sources(&self) -> &Sources {
+        &self.sources
     }
 
     /// Every policy, by id.

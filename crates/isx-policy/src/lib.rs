@@ -6,6 +6,9 @@
 //! - [`engine`]: loads a policy directory (a `.cedarschema` file and `.cedar`
 //!   files whose policies carry `@id` and `@reason`), validates it against the
 //!   schema, and answers one authorization question at a time.
+//! - [`sources`]: the texts of a policy set (read from a directory or
+//!   kept by a gateway), its version digest, and the policies that differ
+//!   between two sets.
 //! - [`facts`]: the Cedar entities and context built from an alert and a
 //!   recipient. Only labels and facts enter a decision, never personal data.
 //! - [`cache`]: the decision-cache key, derived from the policies' parsed
@@ -38,8 +41,10 @@ pub mod engine;
 pub mod facts;
 pub mod format;
 pub mod matrix;
+pub mod sources;
 pub mod table;
 
 pub use disclosure::{CacheStats, Decision, Disclosure, Explanation, candidates};
 pub use engine::{PolicyEngine, PolicyError, PolicyMeta};
 pub use facts::{LookupQuestion, Related, Relation};
+pub use sources::{SourceFile, Sources, changes, kept_dir};

@@ -12,6 +12,9 @@ pub enum StoreError {
     /// sled failed.
     #[error("storage: {0}")]
     Sled(#[from] sled::Error),
+    /// A stored value does not decode.
+    #[error("storage: {0} does not decode")]
+    Corrupt(String),
     /// A recipient's queue is full; nothing was written.
     #[error("{node} has {queued} undelivered events queued (limits.max_queue_per_node is {limit})")]
     QueueFull {
