@@ -207,7 +207,7 @@ async fn a_policy_reload_that_does_not_validate_keeps_the_old_policy() {
     assert_eq!(first.recipients[0].level(), DisclosureLevel::Full);
 
     broken_policy_dir(tmp.path());
-    let err = topo.reload_policy().expect_err("a broken directory is refused");
+    let err = topo.reload_policy().await.expect_err("a broken directory is refused");
     assert!(err.to_string().contains("zz-broken.cedar"));
     let kept = de.publish(samples::migrant_smuggling("de-police", &["europol"])).await.unwrap().receipt.unwrap();
     assert_eq!(kept.policy_version, first.policy_version);
@@ -220,7 +220,7 @@ async fn a_policy_reload_that_does_not_validate_keeps_the_old_policy() {
         "@id(\"europol-no-smuggling\")\n@reason(\"test\")\nforbid (principal, action == Action::\"disclose_full\", resource)\nwhen { principal.kind == NodeKind::\"europol\" && resource.category == Category::\"migrant_smuggling\" };\n",
     )
     .unwrap();
-    let version = topo.reload_policy().unwrap();
+    let version = topo.reload_policy().await.unwrap();
     let after = de.publish(samples::migrant_smuggling("de-police", &["europol"])).await.unwrap().receipt.unwrap();
     assert_eq!(after.policy_version, version);
     assert_ne!(after.policy_version, first.policy_version);

@@ -233,7 +233,7 @@ async fn a_certificate_revoked_at_runtime_is_cut_off_at_the_reload() {
         isx_testkit::Probe::Served
     );
 
-    let report = topo.revoke(&[isx_core::NodeId::new("it-police").unwrap()]).unwrap();
+    let report = topo.revoke(&[isx_core::NodeId::new("it-police").unwrap()]).await.unwrap();
     assert_eq!(report.revoked, 1);
     assert!(report.closed >= 1, "it-police's open connections are closed: {report:?}");
     // The open channel is gone: its next call fails at the transport.

@@ -203,7 +203,7 @@ pub struct FilterArgs {
     /// An access request id (ar-...): its request, decision and disclosure.
     #[arg(long)]
     request: Option<String>,
-    /// The operation, by its short or full name: collection, disclosure, denial, consultation, access_request, access_decision, follow_up_declined, alteration, erasure, log_read (or OPERATION_CONSULTATION, ...).
+    /// The operation, by its short or full name: collection, disclosure, denial, consultation, access_request, access_decision, follow_up_declined, alteration, erasure, log_read, administration (or OPERATION_CONSULTATION, ...).
     #[arg(long)]
     operation: Option<String>,
     /// The stated purpose.

@@ -5,6 +5,7 @@
 //! - this file: the command tree, `pki`, `gateway` and `node`, logging.
 //! - `alert`: `isx alert send|watch`. `access`: `isx lookup` and `isx access`.
 //! - `policy`: `isx policy check|explain|test|coverage|fmt`. `audit`: `isx audit`.
+//! - `admin`: `isx admin reload-policy|request-reload`, recorded administration.
 //! - `console`: `isx console`, the web app of `isx-console`.
 //! - `up`: `isx up`, the local deployment as separate processes.
 //! - `witness`: `isx witness`, the standalone tlog-witness of `isx-witness`.
@@ -22,6 +23,7 @@
 //! has the gateway's fault switches (`isx-gateway/faults`).
 
 mod access;
+mod admin;
 mod agency;
 mod alert;
 mod audit;
@@ -105,6 +107,15 @@ enum Command {
     /// Search, verify and export the audit log (auditors).
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Change what governs disclosure, as a named officer with a reason (recorded).
+    ///
+    /// Every change is an ADMINISTRATION record in the audit log: who, why
+    /// (sealed), what changed. `reload-policy` calls the gateway's Admin
+    /// service with a node certificate holding the `admin` role (e.g. `--as
+    /// ops` in deploy/local); `request-reload` writes the request file an
+    /// operator needs before a SIGHUP reloads the policy.
+    #[command(subcommand)]
+    Admin(admin::AdminCommand),
     /// Run a witness: cosign the audit log's checkpoints that extend what it has seen (C2SP tlog-witness).
     Witness(witness::WitnessArgs),
     /// Open the console: a local web page for auditors and policy officers.
@@ -165,7 +176,7 @@ enum PkiCommand {
         #[arg(long)]
         dir: PathBuf,
         /// Node identities to issue, comma-separated.
-        #[arg(long, value_delimiter = ',', default_value = "de-police,fr-police,it-police,europol,frontex,auditor")]
+        #[arg(long, value_delimiter = ',', default_value = "de-police,fr-police,it-police,europol,frontex,auditor,ops")]
         nodes: Vec<String>,
         /// Extra DNS names or IP addresses for the gateway certificate, comma-separated.
         #[arg(long, value_delimiter = ',')]
@@ -314,24 +325,23 @@ fn cancel_on_signal(token: CancellationToken) {
     });
 }
 
-/// Reloads the policy directory on SIGHUP; a directory that does not validate
-/// is refused (and logged) and the policy in force stays.
-/// On SIGHUP: the policy directory and the revocation lists are read again
-/// (each refused with a logged error if it does not load; what is in force stays).
-fn reload_on_hangup(
-    policy: std::sync::Arc<isx_gateway::disclosure::PolicyDisclosure>,
-    revocation: std::sync::Arc<isx_gateway::revocation::Revocation>,
-) {
+/// On SIGHUP, asks the serving gateway to do what SIGHUP does: reload the
+/// policy directory if a request file names the officer and the reason
+/// (`isx admin request-reload`), else refuse; re-read the revocation lists.
+/// The gateway records and logs both; this only reports what it answered.
+fn reload_on_hangup(reload: isx_gateway::hangup::ReloadHandle) {
     #[cfg(unix)]
     tokio::spawn(async move {
         let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
         while hup.recv().await.is_some() {
-            let _ = policy.reload();
-            let _ = revocation.reload();
+            if let Err(e) = reload.hangup().await {
+                tracing::warn!(error = %e, "SIGHUP");
+                return;
+            }
         }
     });
     #[cfg(not(unix))]
-    let _ = (policy, revocation);
+    let _ = reload;
 }
 
 async fn gateway(args: GatewayArgs) -> Result<()> {
@@ -354,7 +364,7 @@ async fn gateway(args: GatewayArgs) -> Result<()> {
     let gateway = isx_gateway::Gateway::open(config)?;
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone());
-    reload_on_hangup(gateway.policy(), gateway.revocation());
+    reload_on_hangup(gateway.reload_handle());
     // Tools and tests that start the gateway on port 0 read this line.
     println!("isx gateway listening on {}", listener.local_addr()?);
     gateway.serve(listener, shutdown).await?;
@@ -566,8 +576,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Scenario(cmd) => return scenario::run(cmd).await,
         Command::Up(args) => return up::run(args).await,
         Command::Agency(cmd) => return agency::run(cmd).await,
-        Command::Policy(cmd) => return policy::run(cmd),
+        Command::Policy(cmd) => return policy::run(cmd).await,
         Command::Audit(cmd) => return audit::run(cmd).await,
+        Command::Admin(cmd) => return admin::run(cmd).await,
         Command::Console(args) => return console::run(args).await,
         Command::Witness(args) => {
             // Handled before the witness says it is up.

@@ -10,12 +10,15 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use isx_core::json::from_json;
-use isx_core::wire::Alert;
+use isx_core::wire::audit_client::AuditClient;
+use isx_core::wire::{Alert, AuditBundle, GetPolicyRequest, PolicyVersion, ReadReason};
 use isx_gateway::GatewayConfig;
 use isx_policy::disclosure::{PSEUDO_POLICIES, pseudo_reason};
 use isx_policy::matrix::{ChangeKind, Comparison, Matrix, MatrixAlert, RuleTable, load_draft, sample_alerts};
 use isx_policy::table::{CaseResult, TestTable};
 use isx_policy::{Disclosure, PolicyEngine};
+
+use crate::alert::Who;
 
 #[derive(Subcommand, Debug)]
 pub enum PolicyCommand {
@@ -35,6 +38,15 @@ pub enum PolicyCommand {
     /// level, the deciding policies with their @reason, and the fields the
     /// node would not see; then whether a matching lookup would show the node
     /// a hit, and what it would receive if the holder granted its request.
+    ///
+    /// With --version V, a past decision is explained again with the text of
+    /// the policy-set version a record names (its `policy_version`): read
+    /// from a running gateway (--gateway ADDR --as AUDITOR --pki DIR
+    /// --officer NAME --case REF; an audited read, Audit.GetPolicy) or from
+    /// an export (--bundle FILE, no gateway needed). Either way the texts
+    /// are checked against the version's digest. The nodes and the redaction
+    /// profile still come from --config.
+    #[command(disable_version_flag = true)]
     Explain {
         /// The gateway config: registered nodes, redaction profile and policy directory.
         #[arg(long, short, default_value = "deploy/local/gateway.toml")]
@@ -46,8 +58,28 @@ pub enum PolicyCommand {
         #[arg(long)]
         to: Option<String>,
         /// Use this policy directory instead of the config's (to try a draft).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "policy_version")]
         policy: Option<PathBuf>,
+        /// Explain with the text of this policy-set version (as records name
+        /// it), from the gateway or from --bundle.
+        #[arg(long = "version", value_name = "V")]
+        policy_version: Option<String>,
+        /// With --version: an export (`isx audit export --out FILE`) that
+        /// holds the version's text, instead of asking a gateway.
+        #[arg(long, value_name = "FILE", requires = "policy_version")]
+        bundle: Option<PathBuf>,
+        /// With --version from a gateway: who reads the log.
+        #[command(flatten)]
+        who: Who,
+        /// With --version from a gateway: why the log is read (LED Art.
+        /// 25(2)): lawfulness, self_monitoring, integrity or
+        /// criminal_proceedings (recorded).
+        #[arg(long, default_value = "lawfulness", requires = "policy_version")]
+        purpose: String,
+        /// With --version from a gateway: the case, complaint or inspection
+        /// the read belongs to, e.g. CNIL-2026-0113 (recorded).
+        #[arg(long = "case", value_name = "REF", requires = "policy_version")]
+        case: Option<String>,
         /// Print a JSON array of {policy_dir, policy_version, recipient, level,
         /// policies, reasons, removed_fields, year_only, lookup_hit,
         /// lookup_policies, after_grant, after_grant_policies}.
@@ -160,7 +192,45 @@ fn run_table(file: &Path, config: Option<PathBuf>, policy: Option<PathBuf>) -> R
     Ok((disclosure, results))
 }
 
-pub fn run(cmd: PolicyCommand) -> Result<ExitCode> {
+/// The text of `version` as an export holds it (`AuditBundle.policies`).
+fn kept_in_bundle(file: &Path, version: &str) -> Result<PolicyVersion> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("--bundle {}", file.display()))?;
+    let bundle: AuditBundle = from_json(&text, &file.display().to_string())?;
+    let found = bundle.policies.iter().find(|p| p.version == version).cloned();
+    found.with_context(|| {
+        let held: Vec<&str> = bundle.policies.iter().map(|p| p.version.as_str()).collect();
+        let held = if held.is_empty() { "none (an export from an older gateway)".to_owned() } else { held.join(", ") };
+        format!("--bundle {} holds no text of policy version {version}; it holds {held}", file.display())
+    })
+}
+
+/// The text of `version` from the gateway (`Audit.GetPolicy`), an audited
+/// read for `purpose` and the case `case`.
+async fn kept_by_gateway(who: &Who, version: &str, purpose: &str, case: Option<&str>) -> Result<(PolicyVersion, String)> {
+    let purpose = isx_core::enums::parse(&isx_core::enums::descriptor("ReadPurpose"), purpose)
+        .map_err(|e| anyhow::anyhow!("--purpose {e}"))?;
+    let case = case.context(
+        "--case REF is required to read a policy version from the gateway: the read is recorded with its purpose and case (or give --bundle FILE)",
+    )?;
+    let options = who.options()?;
+    let client = isx_node::diagnose::connect(&options).await?;
+    let reason = ReadReason { purpose, case_reference: case.to_owned() };
+    let req = GetPolicyRequest { reason: Some(reason), version: version.to_owned() };
+    let kept = AuditClient::new(client.channel())
+        .get_policy(client.request(req))
+        .await
+        .map_err(|s| anyhow::anyhow!("{} ({})", s.message(), crate::output::code_name(s.code())))
+        .with_context(|| format!("policy version {version} from the gateway {}", options.gateway))?
+        .into_inner();
+    Ok((kept, format!("the gateway {}", options.gateway)))
+}
+
+/// A Unix-millisecond time as RFC 3339, for the explain heading.
+fn first_loaded(ms: u64) -> String {
+    isx_core::timestamp::rfc3339(&isx_core::timestamp::from_unix_millis(ms))
+}
+
+pub async fn run(cmd: PolicyCommand) -> Result<ExitCode> {
     match cmd {
         PolicyCommand::Check { dir } => {
             let engine = PolicyEngine::load(&dir)?;
@@ -182,10 +252,31 @@ pub fn run(cmd: PolicyCommand) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        PolicyCommand::Explain { config, alert, to, policy, json } => {
+        PolicyCommand::Explain { config, alert, to, policy, policy_version, bundle, who, purpose, case, json } => {
             let config = GatewayConfig::load(&config)?;
-            let dir = policy.unwrap_or_else(|| config.policy_dir.clone());
-            let disclosure = load_disclosure(&config, &dir)?;
+            let (disclosure, heading) = match policy_version {
+                Some(version) => {
+                    let (kept, source) = match &bundle {
+                        Some(file) => (kept_in_bundle(file, &version)?, format!("export {}", file.display())),
+                        None => kept_by_gateway(&who, &version, &purpose, case.as_deref()).await?,
+                    };
+                    let sources = isx_policy::Sources::from_kept(&kept)
+                        .with_context(|| format!("policy version {version} from {source}"))?;
+                    let engine = PolicyEngine::from_sources(&isx_policy::kept_dir(&version), sources)
+                        .with_context(|| format!("policy version {version} from {source} does not load"))?;
+                    let heading = format!(
+                        "policy version {version}, as kept by the gateway (first loaded {}), from {source}",
+                        first_loaded(kept.first_loaded_ms)
+                    );
+                    (Disclosure::new(Arc::new(engine), config.redaction.clone()), heading)
+                }
+                None => {
+                    let dir = policy.unwrap_or_else(|| config.policy_dir.clone());
+                    let disclosure = load_disclosure(&config, &dir)?;
+                    let heading = policy_line(disclosure.engine());
+                    (disclosure, heading)
+                }
+            };
             let text = std::fs::read_to_string(&alert).with_context(|| format!("cannot read {}", alert.display()))?;
             let mut alert: Alert = from_json(&text, &alert.display().to_string())?;
             if !alert.forwarded_from.is_empty() && alert.hops == 0 {
@@ -211,7 +302,7 @@ pub fn run(cmd: PolicyCommand) -> Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&lines)?);
                 return Ok(ExitCode::SUCCESS);
             }
-            println!("{}", policy_line(disclosure.engine()));
+            println!("{heading}");
             println!("alert {} from {}\n", alert.alert_id, alert.origin);
             for line in &lines {
                 println!("{:<12} {}", line.recipient, line.level.to_uppercase());

@@ -103,6 +103,17 @@ impl NodeSpec {
         }
     }
 
+    /// An operations node: the `admin` role alone (the `Admin` service),
+    /// no mock agency. Its kind is `auditor`, the kind no disclosure policy
+    /// permits anything, so it never receives an alert.
+    pub fn admin(id: &str) -> Self {
+        Self {
+            roles: Some(vec![Role::Admin]),
+            run_mock: false,
+            ..Self::new(id, NodeKind::Auditor, "EU", "Gateway operations")
+        }
+    }
+
     /// The same node, its agency witnessing the gateway's audit log.
     pub fn witnessing(mut self) -> Self {
         self.witness = true;
@@ -181,6 +192,14 @@ impl TopologySpec {
     }
 }
 
+impl TopologySpec {
+    /// The same topology with an operations node `ops` ([`NodeSpec::admin`]).
+    pub fn with_admin(mut self) -> Self {
+        self.nodes.push(NodeSpec::admin("ops"));
+        self
+    }
+}
+
 fn read_trimmed(path: &Path) -> Result<String, TopologyError> {
     Ok(std::fs::read_to_string(path)?.trim().to_owned())
 }
@@ -226,6 +245,8 @@ pub struct Topology {
     policy: Option<Arc<isx_gateway::disclosure::PolicyDisclosure>>,
     /// The running gateway's revocation lists.
     revocation: Option<Arc<isx_gateway::revocation::Revocation>>,
+    /// What `SIGHUP` does, for the running gateway.
+    reload: Option<isx_gateway::hangup::ReloadHandle>,
     /// `host:port` the clients dial.
     target: String,
     /// The running gateway's fault switches.
@@ -295,6 +316,7 @@ impl Topology {
             access: spec.access.clone(),
             lookup: spec.lookup.clone(),
             witness: spec.witness.clone(),
+            admin: isx_gateway::config::AdminConfig::default(),
             nodes: spec
                 .nodes
                 .iter()
@@ -403,6 +425,7 @@ impl Topology {
             access: spec.access.clone(),
             lookup: spec.lookup.clone(),
             witness: isx_gateway::config::WitnessConfig::default(),
+            admin: isx_gateway::config::AdminConfig::default(),
             nodes: BTreeMap::new(),
         };
         let mut topo = Self::assemble(dir, spec, config, addr, gateway.to_owned(), None, true);
@@ -481,6 +504,7 @@ impl Topology {
             skew_ms: Arc::new(AtomicI64::new(0)),
             policy: None,
             revocation: None,
+            reload: None,
             target,
             #[cfg(feature = "faults")]
             faults: None,
@@ -523,6 +547,7 @@ impl Topology {
         let gateway = Gateway::open(self.config.clone())?.with_clock(clock);
         self.policy = Some(gateway.policy());
         self.revocation = Some(gateway.revocation());
+        self.reload = Some(gateway.reload_handle());
         #[cfg(feature = "faults")]
         {
             self.faults = Some(gateway.faults());
@@ -551,21 +576,49 @@ impl Topology {
     }
 
     /// Revokes `nodes`' certificates on the topology's CRL and has the
-    /// running gateway read it again, as `SIGHUP` does: their new handshakes
-    /// are refused and their open connections closed.
-    pub fn revoke(&self, nodes: &[NodeId]) -> Result<isx_gateway::revocation::CrlReport, TopologyError> {
+    /// running gateway read it again, as `SIGHUP` does (and records): their
+    /// new handshakes are refused and their open connections closed.
+    pub async fn revoke(&self, nodes: &[NodeId]) -> Result<isx_gateway::revocation::CrlReport, TopologyError> {
         if self.attached {
             return Err(TopologyError::Attached("revoking certificates"));
         }
         isx_tls::pki::revoke(&self.config.pki_dir, nodes)?;
-        let revocation = self.revocation.as_ref().ok_or(TopologyError::Attached("revoking certificates"))?;
-        revocation.reload().map_err(|e| TopologyError::Node { node: "gateway".into(), message: e.to_string() })
+        let reload = self.reload.as_ref().ok_or(TopologyError::Attached("revoking certificates"))?;
+        let gateway = |message: String| TopologyError::Node { node: "gateway".into(), message };
+        reload.reload_crls().await.map_err(|e| gateway(e.to_string()))?.map_err(gateway)
     }
 
-    /// Reloads the gateway's policy directory, as `SIGHUP` does; a directory
-    /// that does not validate is refused and the policy in force stays.
-    pub fn reload_policy(&self) -> Result<String, isx_policy::PolicyError> {
-        self.policy.as_ref().expect("the gateway was started").reload()
+    /// Writes the gateway's reload request file (`[admin] reload_request`)
+    /// for `officer` and `reason`, as `isx admin request-reload` does.
+    pub fn request_reload(&self, officer: &str, reason: &str) -> Result<PathBuf, TopologyError> {
+        let path = self.config.admin.reload_request_path(&self.config.data_dir);
+        let request = isx_gateway::reload_request::ReloadRequest { officer: officer.into(), reason: reason.into() };
+        isx_gateway::reload_request::write(&path, &request)
+            .map_err(|e| TopologyError::Node { node: "gateway".into(), message: e.to_string() })?;
+        Ok(path)
+    }
+
+    /// What a `SIGHUP` does to the running gateway (without a signal): the
+    /// policy reloaded if a request file names the officer and reason (see
+    /// [`Topology::request_reload`]), the CRLs read again; both recorded.
+    pub async fn hangup(&self) -> Result<isx_gateway::hangup::HangupReport, TopologyError> {
+        let reload = self.reload.as_ref().ok_or(TopologyError::Attached("a reload"))?;
+        reload.hangup().await.map_err(|e| TopologyError::Node { node: "gateway".into(), message: e.to_string() })
+    }
+
+    /// Reloads the gateway's policy directory as an operator does on
+    /// `SIGHUP`: a request file for `officer@testkit` and a reason, then the
+    /// hangup. Returns the version in force; a directory that does not
+    /// validate is refused (the error names the file) and the policy in
+    /// force stays. Either way it is recorded.
+    pub async fn reload_policy(&self) -> Result<String, TopologyError> {
+        self.request_reload("officer@testkit", "testkit: reload the policy directory")?;
+        let gateway = |message: String| TopologyError::Node { node: "gateway".into(), message };
+        match self.hangup().await?.policy {
+            isx_gateway::hangup::PolicyReload::Reloaded { reloaded, .. } => Ok(reloaded.new_version),
+            isx_gateway::hangup::PolicyReload::Refused { problem, .. } => Err(gateway(problem)),
+            isx_gateway::hangup::PolicyReload::NotRecorded(e) => Err(gateway(e)),
+        }
     }
 
     /// The `@reason` of a policy in force (or of a routing pseudo-policy).
@@ -790,6 +843,20 @@ impl Topology {
             return Err(TopologyError::Attached("restarting the gateway"));
         }
         self.stop_gateway().await?;
+        self.start_gateway().await
+    }
+
+    /// Stops the gateway, changes its config with `change` (its nodes, its
+    /// redaction profile, ...), and starts it again on the same socket and
+    /// data: what an operator does to change the config. The spec (and so
+    /// the clients and agencies) stays as it was.
+    pub async fn restart_gateway_with(&mut self, change: impl FnOnce(&mut GatewayConfig)) -> Result<(), TopologyError> {
+        if self.attached {
+            return Err(TopologyError::Attached("restarting the gateway"));
+        }
+        self.stop_gateway().await?;
+        change(&mut self.config);
+        self.config.validate()?;
         self.start_gateway().await
     }
 

@@ -47,7 +47,7 @@ use time::{Duration, OffsetDateTime};
 use crate::crl::{self, CrlError, LoadedCrl, Serial};
 
 /// The identities `isx pki init` creates when `--nodes` is not given.
-pub const DEFAULT_NODES: &[&str] = &["de-police", "fr-police", "it-police", "europol", "frontex", "auditor"];
+pub const DEFAULT_NODES: &[&str] = &["de-police", "fr-police", "it-police", "europol", "frontex", "auditor", "ops"];
 
 /// Why the PKI could not be created or extended.
 #[derive(Debug, thiserror::Error)]
@@ -263,7 +263,8 @@ pub struct InitOptions {
 }
 
 impl InitOptions {
-    /// The defaults: the six standard identities, valid for a year.
+    /// The defaults: the standard identities (five agencies, the auditor and
+    /// the operations node `ops`), valid for a year.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Self {
             dir: dir.into(),
