@@ -264,14 +264,14 @@ async fn a_tampered_log_keeps_the_gateway_from_starting() {
     assert!(topo.inbox("fr-police").wait_for(&alert.alert_id, LIMIT).await.unwrap().is_some());
     topo.stop_gateway().await.unwrap();
 
-    // Change who published the alert in the first record.
+    // Change who acted in the first record (the gateway's start).
     let db =
         isx_store::open(&topo.gateway_config().data_dir.join("gateway.sled"), isx_store::GATEWAY_CACHE_BYTES).unwrap();
     let entries = db.open_tree("audit.entries").unwrap();
     // Record 0's value: its leaf hash (the one hash it completes), then the record.
     let mut value = entries.get(0u64.to_be_bytes()).unwrap().unwrap().to_vec();
     let mut record: isx_core::wire::AuditRecord = prost::Message::decode(&value[32..]).unwrap();
-    assert_eq!(record.operation(), Operation::Collection);
+    assert_eq!(record.operation(), Operation::Administration);
     record.officer = "nobody".into();
     value.truncate(32);
     value.extend(prost::Message::encode_to_vec(&record));

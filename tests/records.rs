@@ -450,8 +450,63 @@ async fn start(spec: TopologySpec) -> (Topology, Oracle, Log) {
     let topo = Topology::start(spec).await.expect("topology starts");
     let oracle = Oracle::new(&topo);
     let mut log = Log::new(&topo, &oracle).await;
-    check("start", &log.read().await, &[]);
+    check("start", &log.read().await, &started(&topo, &oracle));
     (topo, oracle, log)
+}
+
+/// What a first start records, computed here: the start (policy version,
+/// nodes, address), each node registered (kind, country, sorted roles,
+/// name), and the redaction profile in force (each list sorted; its digest
+/// SHA-256 of that line, 16 hex digits). No officer, no reason.
+fn started(topo: &Topology, oracle: &Oracle) -> Vec<AuditRecord> {
+    use isx_core::wire::{AdminAction, AdminChange};
+    let admin = |action: AdminAction, old: &str, new: &str, changed: Vec<String>| {
+        Some(AdminChange {
+            action: action as i32,
+            old_version: old.into(),
+            new_version: new.into(),
+            changed,
+            via: "start".into(),
+        })
+    };
+    let gateway = || by_gateway(Operation::Administration, Outcome::Ok);
+    let mut want = vec![AuditRecord {
+        policy_version: oracle.version.clone(),
+        detail: format!(
+            "gateway started: isx {}, policy version {}, {} nodes registered, listening on {}; first run on this data directory",
+            env!("CARGO_PKG_VERSION"),
+            oracle.version,
+            oracle.nodes.len(),
+            topo.gateway_addr()
+        ),
+        admin: admin(AdminAction::GatewayStart, "", &oracle.version, vec![]),
+        ..gateway()
+    }];
+    for n in &oracle.nodes {
+        let mut roles: Vec<&str> = n.roles.iter().map(|r| r.as_str()).collect();
+        roles.sort();
+        let describe = format!("kind={} country={} roles={} name={:?}", n.kind.as_str(), n.country, roles.join(","), n.name);
+        want.push(AuditRecord {
+            detail: format!("node {} registered: {describe}", n.id),
+            admin: admin(AdminAction::NodeRegistered, "", &describe, vec![n.id.to_string()]),
+            ..gateway()
+        });
+    }
+    let profile = &topo.gateway_config().redaction;
+    let sorted = |fields: &[isx_core::redaction::Field]| {
+        let mut names: Vec<&str> = fields.iter().map(|f| f.name()).collect();
+        names.sort();
+        names
+    };
+    let (remove, year_only) = (sorted(&profile.remove), sorted(&profile.year_only));
+    let line = format!("remove={} year_only={}", remove.join(","), year_only.join(","));
+    let changed = remove.iter().map(|f| format!("+remove:{f}")).chain(year_only.iter().map(|f| format!("+year_only:{f}")));
+    want.push(AuditRecord {
+        detail: format!("redaction profile in force: {line}"),
+        admin: admin(AdminAction::RedactionChanged, "", &sha256(line.as_bytes())[..16], changed.collect()),
+        ..gateway()
+    });
+    want
 }
 
 /// What the default redaction profile removes from `samples::foreign_fighter`.
@@ -831,6 +886,9 @@ async fn rate_limit_refusals_are_recorded_at_most_once_a_second_with_the_count()
         detail: "0 hit(s) shown, 0 withheld by policy".into(),
         ..oracle.by("it-police", Operation::Consultation, Outcome::Ok)
     };
+    let boot = started(&topo, &oracle);
+    check("start", &got[..boot.len()], &boot);
+    let got = &got[boot.len()..];
     check("the lookups served", &got[..3], &[consultation.clone(), consultation.clone(), consultation]);
     // A refusal record stands for itself; an aggregate for the ones it counts.
     let denials = &got[3..];
@@ -1482,9 +1540,11 @@ async fn every_read_of_the_log_is_recorded_and_a_non_auditor_is_refused() {
         justification: why.into(),
         ..Default::default()
     };
-    // The log so far: the first read (0), the collection (1), the disclosure
-    // (2), the read after the publish (3).
-    let after_collection = SearchRequest { after_seq: 1, ..on_alert.clone() };
+    // The log so far: the start's records (0..boot), the first read (boot),
+    // the collection (boot + 1), the disclosure (boot + 2), the read after
+    // the publish (boot + 3).
+    let boot = started(&topo, &oracle).len() as u64;
+    let after_collection = SearchRequest { after_seq: boot + 1, ..on_alert.clone() };
     let one = SearchRequest { limit: 1, ..on_alert.clone() };
     let reads = SearchRequest { node: "auditor".into(), operation: Operation::LogRead as i32, ..Default::default() };
     // (the call, the size of its answer; what the record says: justification, subject pseudonyms, detail)

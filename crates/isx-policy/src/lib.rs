@@ -6,6 +6,7 @@
 //! - [`engine`]: loads a policy directory (a `.cedarschema` file and `.cedar`
 //!   files whose policies carry `@id` and `@reason`), validates it against the
 //!   schema, and answers one authorization question at a time.
+//! - [`error`]: why a policy set was refused, naming the file and line.
 //! - [`sources`]: the texts of a policy set (read from a directory or
 //!   kept by a gateway), its version digest, and the policies that differ
 //!   between two sets.
@@ -38,6 +39,7 @@ pub mod cache;
 pub mod defaults;
 pub mod disclosure;
 pub mod engine;
+pub mod error;
 pub mod facts;
 pub mod format;
 pub mod matrix;

@@ -13,7 +13,7 @@ use std::str::FromStr;
 use cedar_policy::PolicySet;
 use sha2::{Digest, Sha256};
 
-use crate::engine::PolicyError;
+use crate::error::PolicyError;
 
 /// One file of a policy directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
