@@ -82,11 +82,8 @@ async fn an_admin_reload_is_recorded_with_both_versions_the_changes_the_officer_
     let edited = text.replacen("@reason(\"", "@reason(\"Edited: ", 1);
     std::fs::write(&agencies, &edited).unwrap();
     let first_id = isx_policy::PolicyEngine::load(&dir).unwrap().sources().policy_texts(&dir).unwrap();
-    let edited_id = first_id
-        .iter()
-        .find(|(_, t)| t.contains("Edited: "))
-        .map(|(id, _)| id.clone())
-        .expect("the edited policy");
+    let edited_id =
+        first_id.iter().find(|(_, t)| t.contains("Edited: ")).map(|(id, _)| id.clone()).expect("the edited policy");
 
     let r = reload_as(&topo, "ops", "CR-2026-042: Europol's mandate on smuggling").await.unwrap();
     assert_eq!(r.old_version, v1);
@@ -141,10 +138,8 @@ async fn an_admin_reload_is_recorded_with_both_versions_the_changes_the_officer_
     assert_eq!(versions, vec![v1.as_str(), r.new_version.as_str()]);
 
     // The reads of policy text are recorded.
-    let reads = topo
-        .audit_records(SearchRequest { operation: Operation::LogRead as i32, ..Default::default() })
-        .await
-        .unwrap();
+    let reads =
+        topo.audit_records(SearchRequest { operation: Operation::LogRead as i32, ..Default::default() }).await.unwrap();
     assert!(reads.iter().any(|x| x.detail == format!("GetPolicy {v1}")), "{reads:?}");
     topo.shutdown().await;
 }
@@ -178,8 +173,7 @@ async fn a_reload_that_does_not_validate_or_has_no_reason_is_refused_recorded_an
     let e = reload_as(&topo, "ops", "  ").await.unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
     let details = tonic_types::StatusExt::get_error_details(&e);
-    let fields: Vec<&str> =
-        details.bad_request().unwrap().field_violations.iter().map(|v| v.field.as_str()).collect();
+    let fields: Vec<&str> = details.bad_request().unwrap().field_violations.iter().map(|v| v.field.as_str()).collect();
     assert_eq!(fields, vec!["reason"]);
     assert_eq!(level_for_europol(&topo).await.0, DisclosureLevel::Full, "not reloaded");
     let denials =
@@ -269,8 +263,7 @@ async fn start_stop_and_what_changed_while_stopped_are_recorded_across_a_restart
     // the narrative, and a policy is added.
     std::fs::write(tmp.path().join("policy/zz-extra.cedar"), EUROPOL_NO_SMUGGLING).unwrap();
     topo.restart_gateway_with(|c| {
-        c.nodes.get_mut("fr-police").unwrap().roles =
-            Some(vec![isx_core::Role::Publish, isx_core::Role::Subscribe]);
+        c.nodes.get_mut("fr-police").unwrap().roles = Some(vec![isx_core::Role::Publish, isx_core::Role::Subscribe]);
         c.nodes.remove("it-police");
         c.redaction.remove.retain(|f| *f != isx_core::redaction::Field::Narrative);
     })
@@ -310,11 +303,8 @@ async fn start_stop_and_what_changed_while_stopped_are_recorded_across_a_restart
     // A restart with nothing changed records the stop and start only.
     topo.restart_gateway().await.unwrap();
     let again = administration(&topo).await;
-    let newest: Vec<AdminAction> = again
-        .iter()
-        .filter(|r| r.seq > new.last().unwrap().seq)
-        .map(|r| r.admin.as_ref().unwrap().action())
-        .collect();
+    let newest: Vec<AdminAction> =
+        again.iter().filter(|r| r.seq > new.last().unwrap().seq).map(|r| r.admin.as_ref().unwrap().action()).collect();
     assert_eq!(newest, vec![AdminAction::GatewayStop, AdminAction::GatewayStart]);
     topo.shutdown().await;
 }

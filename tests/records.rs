@@ -485,7 +485,8 @@ fn started(topo: &Topology, oracle: &Oracle) -> Vec<AuditRecord> {
     for n in &oracle.nodes {
         let mut roles: Vec<&str> = n.roles.iter().map(|r| r.as_str()).collect();
         roles.sort();
-        let describe = format!("kind={} country={} roles={} name={:?}", n.kind.as_str(), n.country, roles.join(","), n.name);
+        let describe =
+            format!("kind={} country={} roles={} name={:?}", n.kind.as_str(), n.country, roles.join(","), n.name);
         want.push(AuditRecord {
             detail: format!("node {} registered: {describe}", n.id),
             admin: admin(AdminAction::NodeRegistered, "", &describe, vec![n.id.to_string()]),
@@ -500,7 +501,8 @@ fn started(topo: &Topology, oracle: &Oracle) -> Vec<AuditRecord> {
     };
     let (remove, year_only) = (sorted(&profile.remove), sorted(&profile.year_only));
     let line = format!("remove={} year_only={}", remove.join(","), year_only.join(","));
-    let changed = remove.iter().map(|f| format!("+remove:{f}")).chain(year_only.iter().map(|f| format!("+year_only:{f}")));
+    let changed =
+        remove.iter().map(|f| format!("+remove:{f}")).chain(year_only.iter().map(|f| format!("+year_only:{f}")));
     want.push(AuditRecord {
         detail: format!("redaction profile in force: {line}"),
         admin: admin(AdminAction::RedactionChanged, "", &sha256(line.as_bytes())[..16], changed.collect()),

@@ -99,7 +99,9 @@ pub async fn run(cmd: AdminCommand) -> Result<ExitCode> {
             println!("wrote {} (mode 0600) for {}", path.display(), request.officer);
             println!(
                 "now send the gateway SIGHUP (kill -HUP <pid>) within {}: it consumes the file, reloads and records the reload",
-                isx_audit::retention::span(u64::try_from(config.admin.reload_request_max_age.as_millis()).unwrap_or(u64::MAX))
+                isx_audit::retention::span(
+                    u64::try_from(config.admin.reload_request_max_age.as_millis()).unwrap_or(u64::MAX)
+                )
             );
             Ok(ExitCode::SUCCESS)
         }

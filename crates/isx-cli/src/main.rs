@@ -176,7 +176,11 @@ enum PkiCommand {
         #[arg(long)]
         dir: PathBuf,
         /// Node identities to issue, comma-separated.
-        #[arg(long, value_delimiter = ',', default_value = "de-police,fr-police,it-police,europol,frontex,auditor,ops")]
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "de-police,fr-police,it-police,europol,frontex,auditor,ops"
+        )]
         nodes: Vec<String>,
         /// Extra DNS names or IP addresses for the gateway certificate, comma-separated.
         #[arg(long, value_delimiter = ',')]

@@ -20,6 +20,8 @@ use isx_policy::{Disclosure, PolicyEngine};
 
 use crate::alert::Who;
 
+// Parsed once per run; the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum PolicyCommand {
     /// Validate a policy directory against its schema and list every rule
@@ -206,7 +208,12 @@ fn kept_in_bundle(file: &Path, version: &str) -> Result<PolicyVersion> {
 
 /// The text of `version` from the gateway (`Audit.GetPolicy`), an audited
 /// read for `purpose` and the case `case`.
-async fn kept_by_gateway(who: &Who, version: &str, purpose: &str, case: Option<&str>) -> Result<(PolicyVersion, String)> {
+async fn kept_by_gateway(
+    who: &Who,
+    version: &str,
+    purpose: &str,
+    case: Option<&str>,
+) -> Result<(PolicyVersion, String)> {
     let purpose = isx_core::enums::parse(&isx_core::enums::descriptor("ReadPurpose"), purpose)
         .map_err(|e| anyhow::anyhow!("--purpose {e}"))?;
     let case = case.context(

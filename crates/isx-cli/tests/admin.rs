@@ -81,8 +81,9 @@ async fn a_reload_by_the_admin_call_is_found_in_the_log_and_each_version_explain
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("policy");
     isx_policy::defaults::write_to(&dir).unwrap();
-    let spec = isx_testkit::TopologySpec { policy_dir: Some(dir.clone()), ..isx_testkit::TopologySpec::default_agencies() }
-        .with_admin();
+    let spec =
+        isx_testkit::TopologySpec { policy_dir: Some(dir.clone()), ..isx_testkit::TopologySpec::default_agencies() }
+            .with_admin();
     let topo = isx_testkit::Topology::start(spec).await.unwrap();
     let v1 = isx_policy::PolicyEngine::load(&dir).unwrap().version().to_owned();
 
@@ -98,29 +99,40 @@ async fn a_reload_by_the_admin_call_is_found_in_the_log_and_each_version_explain
     let seq: String = stdout.lines().find_map(|l| l.strip_prefix("recorded at seq ")).unwrap().to_owned();
 
     // An auditor finds it, with the officer and the reason (opened with the PKI's audit-text.key).
-    let search = [args(&["audit", "search"]), who(&topo, "auditor", "DPO Martens"), args(&["--operation", "administration", "--json"])];
+    let search = [
+        args(&["audit", "search"]),
+        who(&topo, "auditor", "DPO Martens"),
+        args(&["--operation", "administration", "--json"]),
+    ];
     let out = run(search.concat()).await;
     assert!(out.status.success(), "{}", text(&out));
     let records: Vec<serde_json::Value> =
         String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let r = records.iter().find(|r| r["seq"] == seq.as_str()).unwrap_or_else(|| panic!("no record {seq}: {records:?}"));
     assert_eq!(r["operation"], "OPERATION_ADMINISTRATION");
-    assert_eq!((&r["node"], &r["officer"], &r["justification"]), (&"ops".into(), &"Ops Lead".into(), &"CR-2026-042".into()));
+    assert_eq!(
+        (&r["node"], &r["officer"], &r["justification"]),
+        (&"ops".into(), &"Ops Lead".into(), &"CR-2026-042".into())
+    );
     assert_eq!(r["admin"]["action"], "ADMIN_ACTION_POLICY_RELOAD");
     assert_eq!((&r["admin"]["old_version"], &r["admin"]["new_version"]), (&v1.as_str().into(), &v2.as_str().into()));
     assert_eq!(r["admin"]["changed"][0], "+europol-no-smuggling");
-    let table = [args(&["audit", "search"]), who(&topo, "auditor", "DPO Martens"), args(&["--operation", "administration"])];
+    let table =
+        [args(&["audit", "search"]), who(&topo, "auditor", "DPO Martens"), args(&["--operation", "administration"])];
     let out = run(table.concat()).await;
     assert!(text(&out).contains(&format!("policy reloaded (admin call): version {v1} -> {v2}")), "{}", text(&out));
 
     // A decision explained again by version: Europol got smuggling in full under v1, redacted under v2.
     let alert = tmp.path().join("alert.json");
-    std::fs::write(&alert, isx_core::json::to_json(&isx_testkit::samples::migrant_smuggling("de-police", &[]))).unwrap();
+    std::fs::write(&alert, isx_core::json::to_json(&isx_testkit::samples::migrant_smuggling("de-police", &[])))
+        .unwrap();
     let alert = alert.display().to_string();
     let explain = |version: &str, tail: Vec<String>| {
         [args(&["policy", "explain", "--alert", &alert, "--to", "europol", "--version", version]), tail].concat()
     };
-    let from_gateway = |version: &str| explain(version, [who(&topo, "auditor", "DPO Martens"), args(&["--case", "CNIL-2026-0113"])].concat());
+    let from_gateway = |version: &str| {
+        explain(version, [who(&topo, "auditor", "DPO Martens"), args(&["--case", "CNIL-2026-0113"])].concat())
+    };
     let out = run(from_gateway(&v1)).await;
     assert!(out.status.success(), "{}", text(&out));
     let old = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -128,7 +140,10 @@ async fn a_reload_by_the_admin_call_is_found_in_the_log_and_each_version_explain
     assert!(old.contains("europol      FULL"), "{old}");
     let out = run(from_gateway(&v2)).await;
     let new = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(new.contains("europol      REDACTED") && new.contains("europol-no-smuggling: Europol does not see"), "{new}");
+    assert!(
+        new.contains("europol      REDACTED") && new.contains("europol-no-smuggling: Europol does not see"),
+        "{new}"
+    );
 
     // The read needs a case reference, and a version never loaded is named.
     let out = run(explain(&v1, who(&topo, "auditor", "DPO Martens"))).await;
@@ -136,7 +151,11 @@ async fn a_reload_by_the_admin_call_is_found_in_the_log_and_each_version_explain
     assert!(text(&out).contains("--case REF is required"), "{}", text(&out));
     let out = run(from_gateway("0123456789abcdef")).await;
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(text(&out).contains("policy version 0123456789abcdef was never loaded") && text(&out).contains("NOT_FOUND"), "{}", text(&out));
+    assert!(
+        text(&out).contains("policy version 0123456789abcdef was never loaded") && text(&out).contains("NOT_FOUND"),
+        "{}",
+        text(&out)
+    );
 
     // From an export, with no gateway: the same answers.
     let auditor = topo.client("auditor").await.unwrap();

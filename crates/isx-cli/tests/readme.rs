@@ -7,7 +7,7 @@
 //!   matches any text within the line; a line `...` matches any number of
 //!   lines; a last line `[exit N]` expects exit status N (otherwise 0). The
 //!   commands of one file run in order against one gateway with every agency
-//!   of `deploy/local/topology.toml`, started for the file on `127.0.0.1:0`
+//!   of `deploy/local/topology.toml` (and the operations node `ops`), started for the file on `127.0.0.1:0`
 //!   over mTLS with a fresh PKI: `ISX_GATEWAY` and `ISX_PKI` point at it,
 //!   and the working directory is the repository root.
 //! - A ```` ```text ```` block (output shown without the command that makes
@@ -170,7 +170,7 @@ fn check_file(rt: &tokio::runtime::Runtime, file: &Path) -> Vec<String> {
         return problems;
     }
     let topo = rt
-        .block_on(isx_testkit::Topology::start(isx_testkit::TopologySpec::default_agencies()))
+        .block_on(isx_testkit::Topology::start(isx_testkit::TopologySpec::default_agencies().with_admin()))
         .expect("a topology starts");
     let env = [
         ("ISX_GATEWAY", topo.gateway_addr().to_string().replace("127.0.0.1", "localhost")),

@@ -51,9 +51,7 @@ pub(crate) fn keep(db: &sled::Db, engine: &PolicyEngine, now_ms: u64) -> Result<
 /// The kept texts of `version`, if this gateway ever loaded it.
 pub(crate) fn kept(db: &sled::Db, version: &str) -> Result<Option<PolicyVersion>, StoreError> {
     let Some(bytes) = db.open_tree(TREE)?.get(version)? else { return Ok(None) };
-    PolicyVersion::decode(bytes.as_ref())
-        .map(Some)
-        .map_err(|e| StoreError::Corrupt(format!("{TREE} {version}: {e}")))
+    PolicyVersion::decode(bytes.as_ref()).map(Some).map_err(|e| StoreError::Corrupt(format!("{TREE} {version}: {e}")))
 }
 
 /// Every kept version, oldest first (what an export carries).
@@ -171,7 +169,11 @@ pub(crate) async fn reload(
                 "the policy directory does not validate: {error}; version {kept} stays in force (recorded at seq {seq})"
             );
             let mut details = tonic_types::ErrorDetails::new();
-            details.add_precondition_failure_violation("POLICY_INVALID", policy.dir().display().to_string(), error.to_string());
+            details.add_precondition_failure_violation(
+                "POLICY_INVALID",
+                policy.dir().display().to_string(),
+                error.to_string(),
+            );
             Err(Status::with_error_details(tonic::Code::FailedPrecondition, message, details))
         }
     }

@@ -646,7 +646,10 @@ mod tests {
                 "[admin]\nreload_request = \"req.toml\"\nreload_request_max_age = \"10m\"\n[nodes.x]\nkind = \"national\"\ncountry = \"DE\"\n",
                 Ok(()),
             ),
-            ("[admin]\nreload = true\n[nodes.x]\nkind = \"national\"\ncountry = \"DE\"\n", Err("unknown field `reload`")),
+            (
+                "[admin]\nreload = true\n[nodes.x]\nkind = \"national\"\ncountry = \"DE\"\n",
+                Err("unknown field `reload`"),
+            ),
         ];
         for (text, expect) in cases {
             let got = parse(&format!("{BASE}{text}"));
@@ -687,7 +690,10 @@ mod tests {
         c.resolve_paths(Path::new("/etc/isx"));
         assert_eq!(c.pki_dir, PathBuf::from("/etc/isx/pki"));
         assert_eq!(c.admin.reload_request_path(&c.data_dir), PathBuf::from("/etc/isx/data/reload-request.toml"));
-        let mut c = parse(&format!("{BASE}[admin]\nreload_request = \"run/req.toml\"\n[nodes.x]\nkind = \"national\"\ncountry = \"DE\"\n")).unwrap();
+        let mut c = parse(&format!(
+            "{BASE}[admin]\nreload_request = \"run/req.toml\"\n[nodes.x]\nkind = \"national\"\ncountry = \"DE\"\n"
+        ))
+        .unwrap();
         c.resolve_paths(Path::new("/etc/isx"));
         assert_eq!(c.admin.reload_request_path(&c.data_dir), PathBuf::from("/etc/isx/run/req.toml"));
         assert_eq!(c.admin.reload_request_max_age, std::time::Duration::from_secs(3600));

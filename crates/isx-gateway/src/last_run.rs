@@ -212,13 +212,16 @@ pub(crate) fn start_records(last: Option<&LastRun>, now: &LastRun, start: &Start
         let (changed, what) = match &start.policy_changes {
             Some(c) if c.is_empty() => (vec![], "no policy changed (the schema or a file's layout did)".to_owned()),
             Some(c) => (c.clone(), format!("{} policies changed: {}", c.len(), c.join(", "))),
-            None => (vec![], format!("the text of version {} is not kept, so the changes are unknown", l.policy_version)),
+            None => {
+                (vec![], format!("the text of version {} is not kept, so the changes are unknown", l.policy_version))
+            }
         };
         let detail = format!(
             "policy changed while the gateway was stopped: version {} -> {}; {what}; no officer or reason was given (reload with `isx admin reload-policy` instead)",
             l.policy_version, now.policy_version
         );
-        let mut r = records::at_start(AdminAction::PolicyReload, (&l.policy_version, &now.policy_version), changed, detail);
+        let mut r =
+            records::at_start(AdminAction::PolicyReload, (&l.policy_version, &now.policy_version), changed, detail);
         r.policy_version = now.policy_version.clone();
         out.push(r);
     }
@@ -300,13 +303,7 @@ mod tests {
     use super::*;
 
     fn node(id: &str, kind: NodeKind, roles: &[Role], name: &str) -> NodeInfo {
-        NodeInfo {
-            id: NodeId::new(id).unwrap(),
-            kind,
-            country: "FR".into(),
-            roles: roles.to_vec(),
-            name: name.into(),
-        }
+        NodeInfo { id: NodeId::new(id).unwrap(), kind, country: "FR".into(), roles: roles.to_vec(), name: name.into() }
     }
 
     fn run(nodes: &[NodeInfo], profile: &RedactionProfile, version: &str, revoked: &[&str]) -> LastRun {
@@ -369,7 +366,11 @@ mod tests {
         assert_eq!(s[0], "gateway_start  v1|v2");
         assert_eq!(s[1], "policy_reload ~a v1|v2");
         assert!(got[1].detail.contains("no officer or reason"), "{}", got[1].detail);
-        assert!(s[2].starts_with("node_changed fr-police kind=national country=FR roles=publish,subscribe "), "{}", s[2]);
+        assert!(
+            s[2].starts_with("node_changed fr-police kind=national country=FR roles=publish,subscribe "),
+            "{}",
+            s[2]
+        );
         assert_eq!(got[2].detail, "node fr-police changed: roles publish,subscribe -> publish");
         assert!(s[3].starts_with("node_registered ops |kind=auditor country=FR roles=admin"), "{}", s[3]);
         assert!(s[4].starts_with("node_removed de-police kind=national"), "{}", s[4]);

@@ -38,10 +38,14 @@ pub enum RequestFileError {
     )]
     Missing(PathBuf),
     /// It is a link, a directory or another special file.
-    #[error("{0} is not a regular file (a link or a directory is never trusted); remove it and write the request again")]
+    #[error(
+        "{0} is not a regular file (a link or a directory is never trusted); remove it and write the request again"
+    )]
     NotRegular(PathBuf),
     /// Another user owns it.
-    #[error("{path} is owned by uid {owner}, not by the gateway's user (uid {gateway}); remove it and write the request as that user")]
+    #[error(
+        "{path} is owned by uid {owner}, not by the gateway's user (uid {gateway}); remove it and write the request as that user"
+    )]
     WrongOwner {
         /// The file.
         path: PathBuf,
@@ -51,7 +55,9 @@ pub enum RequestFileError {
         gateway: u32,
     },
     /// Its group or others may read or write it.
-    #[error("{path} has mode {mode:04o}: its group or others may read or change it; remove it and write the request again (`isx admin request-reload` writes it 0600)")]
+    #[error(
+        "{path} has mode {mode:04o}: its group or others may read or change it; remove it and write the request again (`isx admin request-reload` writes it 0600)"
+    )]
     Exposed {
         /// The file.
         path: PathBuf,
@@ -59,7 +65,9 @@ pub enum RequestFileError {
         mode: u32,
     },
     /// It was written longer ago than `[admin] reload_request_max_age`.
-    #[error("{path} was written {age} ago, longer than [admin] reload_request_max_age ({max}): it was meant for another reload; it is consumed, write a new one")]
+    #[error(
+        "{path} was written {age} ago, longer than [admin] reload_request_max_age ({max}): it was meant for another reload; it is consumed, write a new one"
+    )]
     Stale {
         /// The file.
         path: PathBuf,
@@ -160,8 +168,9 @@ pub(crate) fn take(path: &Path, max_age: Duration, now: SystemTime) -> Result<Re
     let invalid = |problem: String| RequestFileError::Invalid { path: path.to_owned(), problem };
     let text = String::from_utf8(text).map_err(|_| invalid("is not UTF-8 text".into()))?;
     // toml's message alone: its snippet would quote the file.
-    let request: ReloadRequest =
-        toml::from_str(&text).map_err(|e| invalid(format!("is not a request (officer = \"...\", reason = \"...\"): {}", e.message().trim())))?;
+    let request: ReloadRequest = toml::from_str(&text).map_err(|e| {
+        invalid(format!("is not a request (officer = \"...\", reason = \"...\"): {}", e.message().trim()))
+    })?;
     request.check().map_err(invalid)?;
     Ok(ReloadRequest { officer: request.officer.trim().to_owned(), reason: request.reason.trim().to_owned() })
 }

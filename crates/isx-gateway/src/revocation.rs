@@ -1,7 +1,7 @@
 //! Revocation that works while the gateway runs.
 //!
-//! The CRLs (`crls` in the config) are read at start, on SIGHUP
-//! ([`Revocation::reload`]) and every `[revocation] reload_every`. Each
+//! The CRLs (`crls` in the config) are read at start, on SIGHUP (through
+//! the gateway's `hangup` task) and every `[revocation] reload_every`. Each
 //! read checks that every CRL was signed by the configured CA (a foreign one
 //! is refused, naming the file) and whether one is past its next update:
 //! `[revocation] stale = "refuse"` (the default) refuses to start on it, and
@@ -9,7 +9,8 @@
 //! update); `"warn"` warns and keeps using it. `warn_days` before a CRL falls
 //! due, every read warns. A reload swaps the TLS configuration new
 //! handshakes use, and closes the open connections whose certificate it
-//! revokes.
+//! revokes; its [`CrlReport`] says which serials it added and removed, and
+//! the gateway records a read that changed them.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -210,7 +211,8 @@ impl Revocation {
         let now: BTreeSet<String> = revoked.iter().map(Serial::to_string).collect();
         report.added = now.difference(&before).cloned().collect();
         report.removed = before.difference(&now).cloned().collect();
-        report.digests = (revoked_digest(before.iter().map(String::as_str)), revoked_digest(now.iter().map(String::as_str)));
+        report.digests =
+            (revoked_digest(before.iter().map(String::as_str)), revoked_digest(now.iter().map(String::as_str)));
         *before = now;
         drop(before);
         *self.tls.write().unwrap_or_else(|e| e.into_inner()) = tls;

@@ -14,9 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use isx_audit::AuditLog;
+use isx_core::wire::Outcome;
 use isx_core::wire::admin_server::AdminServer;
 use isx_core::wire::audit_server::AuditServer;
-use isx_core::wire::Outcome;
 use isx_core::wire::exchange_server::ExchangeServer;
 use isx_tls::config::IdentityFiles;
 use tokio::net::TcpListener;
@@ -419,7 +419,8 @@ impl Gateway {
         crate::admin_policy::keep(db, engine, now_ms)?;
         let last = crate::last_run::load(db)?;
         let revoked = self.revocation.revoked();
-        let now = crate::last_run::LastRun::of(&self.config.node_infos(), &self.config.redaction, engine.version(), &revoked);
+        let now =
+            crate::last_run::LastRun::of(&self.config.node_infos(), &self.config.redaction, engine.version(), &revoked);
         let policy_changes = match &last {
             Some(l) if l.policy_version != engine.version() => {
                 crate::admin_policy::changes_since(db, &l.policy_version, engine)

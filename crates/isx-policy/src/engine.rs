@@ -21,8 +21,8 @@ use miette::Diagnostic;
 
 use crate::cache::{CacheRules, SchemaAttributes};
 pub use crate::error::PolicyError;
-use crate::sources::Sources;
 use crate::facts::{AlertFacts, LookupQuestion, Relation, disclosure_context, lookup_context, node_entity, node_uid};
+use crate::sources::Sources;
 
 /// Whether a policy permits or forbids.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,12 +118,11 @@ impl PolicyEngine {
         let version = sources.version();
         let schema_path = dir.join(&sources.schema.name);
         let schema_text = sources.schema.text.as_str();
-        let (schema, _warnings) =
-            Schema::from_cedarschema_str(schema_text).map_err(|e| PolicyError::SchemaSyntax {
-                line: first_label(&e).map(|o| line_of(schema_text, o)).unwrap_or(1),
-                message: message(&e, &e),
-                file: schema_path.clone(),
-            })?;
+        let (schema, _warnings) = Schema::from_cedarschema_str(schema_text).map_err(|e| PolicyError::SchemaSyntax {
+            line: first_label(&e).map(|o| line_of(schema_text, o)).unwrap_or(1),
+            message: message(&e, &e),
+            file: schema_path.clone(),
+        })?;
         check_enums(schema_text, &schema_path)?;
         check_fact_shapes(&schema, &schema_path)?;
         let action_store = schema

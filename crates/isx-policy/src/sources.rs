@@ -204,7 +204,8 @@ mod tests {
 
     #[test]
     fn changes_name_added_removed_and_edited_policies() {
-        let cases: &[(&[(&str, &str)], &[(&str, &str)], &[&str])] = &[
+        type Files<'a> = &'a [(&'a str, &'a str)];
+        let cases: &[(Files, Files, &[&str])] = &[
             (&[("x.cedar", A)], &[("x.cedar", A)], &[]),
             (&[("x.cedar", A)], &[("x.cedar", &format!("{A}\n{B}"))], &["+b"]),
             (&[("x.cedar", A), ("y.cedar", B)], &[("x.cedar", A)], &["-b"]),
@@ -238,7 +239,7 @@ mod tests {
         assert_eq!((kept.files.len(), kept.files[0].name.as_str(), kept.first_loaded_ms), (3, "s.cedarschema", 7));
         assert_eq!(Sources::from_kept(&kept).unwrap(), set);
         let mut edited = kept.clone();
-        edited.files[1].text.push_str("\n");
+        edited.files[1].text.push('\n');
         let e = Sources::from_kept(&edited).unwrap_err();
         assert!(matches!(e, PolicyError::VersionMismatch { .. }), "{e}");
         let mut no_schema = kept;
