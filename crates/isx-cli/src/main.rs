@@ -28,6 +28,7 @@ mod audit;
 #[cfg(feature = "harness")]
 mod bench;
 mod console;
+mod holds;
 mod output;
 mod policy;
 #[cfg(feature = "harness")]
@@ -105,6 +106,9 @@ enum Command {
     /// Search, verify and export the audit log (auditors).
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Legal holds and online pruning (nodes with the `admin` role).
+    #[command(subcommand)]
+    Admin(holds::RetentionCommand),
     /// Run a witness: cosign the audit log's checkpoints that extend what it has seen (C2SP tlog-witness).
     Witness(witness::WitnessArgs),
     /// Open the console: a local web page for auditors and policy officers.
@@ -568,6 +572,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Agency(cmd) => return agency::run(cmd).await,
         Command::Policy(cmd) => return policy::run(cmd),
         Command::Audit(cmd) => return audit::run(cmd).await,
+        Command::Admin(cmd) => return holds::run(cmd).await,
         Command::Console(args) => return console::run(args).await,
         Command::Witness(args) => {
             // Handled before the witness says it is up.

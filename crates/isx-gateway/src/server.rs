@@ -32,6 +32,7 @@ use crate::conn::TlsConn;
 use crate::disclosure::{Disclose, PolicyDisclosure};
 use crate::exchange::ExchangeService;
 use crate::faults::Faults;
+use crate::holds::prune_on_schedule;
 use crate::recorder::Recorder;
 use crate::refusal::record_refusal_bursts;
 use crate::revocation::Revocation;
@@ -251,6 +252,7 @@ impl Gateway {
         let sweeper =
             tokio::spawn(sweep_expired(state.clone(), Duration::from_millis(self.config.delivery.expiry_sweep_ms)));
         let refusals = tokio::spawn(record_refusal_bursts(state.clone()));
+        let pruner = self.config.audit.prune_every.map(|every| tokio::spawn(prune_on_schedule(state.clone(), every)));
         let crls = tokio::spawn(reload_crls(self.revocation.clone(), shutdown.clone()));
 
         let (health, health_service) = tonic_health::server::health_reporter();
@@ -335,6 +337,9 @@ impl Gateway {
         state.tracker.wait().await;
         let _ = sweeper.await;
         let _ = refusals.await;
+        if let Some(task) = pruner {
+            let _ = task.await;
+        }
         let _ = crls.await;
         let _ = checkpointer.await;
         let _ = indexer.await;
