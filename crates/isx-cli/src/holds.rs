@@ -95,8 +95,11 @@ pub enum RetentionCommand {
 }
 
 fn time(s: Option<&str>, flag: &str, bound: Bound) -> Result<Option<prost_types::Timestamp>> {
-    s.map(|s| parse_bound(s, bound).with_context(|| format!("{flag} {s:?}: use RFC 3339 (2026-11-28T10:00:00Z) or YYYY-MM-DD")))
-        .transpose()
+    s.map(|s| {
+        parse_bound(s, bound)
+            .with_context(|| format!("{flag} {s:?}: use RFC 3339 (2026-11-28T10:00:00Z) or YYYY-MM-DD"))
+    })
+    .transpose()
 }
 
 fn print_hold(h: &Hold) {
@@ -137,18 +140,23 @@ pub async fn run(cmd: RetentionCommand) -> Result<ExitCode> {
                 Ok(h) if json => println!("{}", serde_json::to_string_pretty(&to_json_value(h.get_ref()))?),
                 Ok(h) => {
                     print_hold(h.get_ref());
-                    println!("placed (recorded at seq {}): no record it covers is pruned until it is lifted", h.get_ref().placed_seq);
+                    println!(
+                        "placed (recorded at seq {}): no record it covers is pruned until it is lifted",
+                        h.get_ref().placed_seq
+                    );
                 }
                 Err(status) => return refused("hold refused", &status),
             }
         }
-        RetentionCommand::Lift { who: _, id, reason } => match admin.lift_hold(client.request(LiftHoldRequest { id, reason })).await {
-            Ok(h) => {
-                print_hold(h.get_ref());
-                println!("lifted (recorded): what it kept is pruned by the retention rule again");
+        RetentionCommand::Lift { who: _, id, reason } => {
+            match admin.lift_hold(client.request(LiftHoldRequest { id, reason })).await {
+                Ok(h) => {
+                    print_hold(h.get_ref());
+                    println!("lifted (recorded): what it kept is pruned by the retention rule again");
+                }
+                Err(status) => return refused("lift refused", &status),
             }
-            Err(status) => return refused("lift refused", &status),
-        },
+        }
         RetentionCommand::Holds { who: _, json } => match admin.list_holds(client.request(ListHoldsRequest {})).await {
             Ok(list) if json => println!("{}", serde_json::to_string_pretty(&to_json_value(list.get_ref()))?),
             Ok(list) => {

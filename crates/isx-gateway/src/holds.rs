@@ -163,7 +163,12 @@ fn check_place(state: &State, req: &PlaceHoldRequest) -> Result<(), HoldError> {
 
 /// The ADMINISTRATION record of placing or lifting `hold`.
 fn hold_record(by: Actor<'_>, action: AdminAction, hold: &Hold, reason: &str) -> AuditRecord {
-    let change = AdminChange { action: action as i32, changed: vec![hold.id.clone()], via: "admin call".into(), ..Default::default() };
+    let change = AdminChange {
+        action: action as i32,
+        changed: vec![hold.id.clone()],
+        via: "admin call".into(),
+        ..Default::default()
+    };
     let detail = match action {
         AdminAction::HoldLifted => format!(
             "legal hold {} lifted (placed at seq {}): it covered {}; case {}; what it kept is pruned by the rule again",
@@ -300,9 +305,11 @@ async fn run(state: &State, order: Order<'_>) -> Result<Done, HoldError> {
     let rule = state.recorder.config().retention_rule();
     let _retention = state.retention.lock().await;
     let now = state.now_ms();
-    let cutoff = rule
-        .cutoff(order.before_ms, now)
-        .map_err(|error| HoldError::Rule { error, rule, asked: order.before_ms.is_some() })?;
+    let cutoff = rule.cutoff(order.before_ms, now).map_err(|error| HoldError::Rule {
+        error,
+        rule,
+        asked: order.before_ms.is_some(),
+    })?;
     let log = state.recorder.log().clone();
     let plan = blocking(log.clone(), move |log| log.plan_prune(&cutoff)).await?;
     if order.dry_run || plan.count() == 0 {
