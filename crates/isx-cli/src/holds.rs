@@ -32,8 +32,8 @@ pub enum RetentionCommand {
         #[arg(long, value_name = "ALERT_ID")]
         alert: Option<String>,
         /// Records of this node: it acted or received.
-        #[arg(long, value_name = "NODE")]
-        node: Option<String>,
+        #[arg(long = "node", id = "hold_node", value_name = "NODE")]
+        hold_node: Option<String>,
         /// Records from this time: RFC 3339 or YYYY-MM-DD (the day's start).
         #[arg(long, value_name = "TIME")]
         from: Option<String>,
@@ -124,10 +124,10 @@ pub async fn run(cmd: RetentionCommand) -> Result<ExitCode> {
     let client = isx_node::diagnose::connect(&who.options()?).await?;
     let mut admin = AdminClient::new(client.channel());
     match cmd {
-        RetentionCommand::Hold { who: _, alert, node, from, to, case_reference, reason, json } => {
+        RetentionCommand::Hold { who: _, alert, hold_node, from, to, case_reference, reason, json } => {
             let req = PlaceHoldRequest {
                 alert_id: alert.unwrap_or_default(),
-                node: node.unwrap_or_default(),
+                node: hold_node.unwrap_or_default(),
                 from: time(from.as_deref(), "--from", Bound::Start)?,
                 to: time(to.as_deref(), "--to", Bound::End)?,
                 case_reference,

@@ -5,6 +5,7 @@
 //! - this file: the command tree, `pki`, `gateway` and `node`, logging.
 //! - `alert`: `isx alert send|watch`. `access`: `isx lookup` and `isx access`.
 //! - `policy`: `isx policy check|explain|test|coverage|fmt`. `audit`: `isx audit`.
+//! - `holds`: `isx admin hold|lift|holds|prune`, legal holds and online pruning.
 //! - `console`: `isx console`, the web app of `isx-console`.
 //! - `up`: `isx up`, the local deployment as separate processes.
 //! - `witness`: `isx witness`, the standalone tlog-witness of `isx-witness`.
