@@ -2544,3 +2544,43 @@ async fn admin_holds_and_prunes_online_and_refuses_a_node_without_the_role() {
     }
     topo.shutdown().await;
 }
+
+#[test]
+fn audit_prune_offline_stops_at_a_legal_hold() {
+    use isx_core::wire::{AuditRecord, Operation, Outcome};
+    const DAY: u64 = 86_400_000;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let read = |node: &str| AuditRecord {
+        operation: Operation::LogRead as i32,
+        outcome: Outcome::Ok as i32,
+        node: node.into(),
+        ..Default::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = offline_log(
+        dir.path(),
+        "retention = \"1095d\"\nretention_floor = \"30d\"",
+        vec![
+            (read("auditor"), now - 1461 * DAY),
+            (read("de-police"), now - 1461 * DAY),
+            (read("auditor"), now - 2 * DAY),
+        ],
+    );
+    {
+        // A hold the gateway placed on de-police's records, stored beside the log.
+        let db = isx_store::open(&dir.path().join("data/gateway.sled"), isx_store::GATEWAY_CACHE_BYTES).unwrap();
+        let keys = isx_audit::keys::load(&dir.path().join("pki")).unwrap();
+        let (log, _) = isx_audit::AuditLog::open(&db, keys, &|_, _| {}).unwrap();
+        let id = log.next_hold_id().unwrap();
+        log.put_hold(&isx_core::wire::Hold { id, node: "de-police".into(), ..Default::default() }).unwrap();
+        db.flush().unwrap();
+    }
+    let out = isx(&["audit", "prune", "--config", config.to_str().unwrap(), "--officer", "dpo-1"]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("pruned 1 record bodies: seq [0, 1)"), "{t}");
+    assert!(t.contains("stops because seq 1 is kept: legal hold hold-1 covers it until it is lifted"), "{t}");
+    let OfflineLog { entries, verified, .. } = read_offline_log(dir.path());
+    assert_eq!(entries.iter().map(|e| e.pruned).collect::<Vec<_>>(), [true, false, false, false]);
+    verified.expect("the pruned prefix is covered");
+}
