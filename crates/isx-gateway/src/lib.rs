@@ -42,7 +42,8 @@
 //! - `audit_service`: the Audit service for auditors.
 //! - `admin_service`: the Admin service for operators; `admin_policy`
 //!   (policy reloads, stored policy versions) and `holds` (legal holds,
-//!   pruning) do its work.
+//!   pruning online, and the scheduled prune of `audit.prune_every`) do
+//!   its work.
 //! - `sweeper`: expiry. `accept`: the TLS accept loop.
 //! - [`revocation`]: the CRLs, read at start, on SIGHUP and on a timer; a
 //!   reload closes the connections of revoked certificates.
