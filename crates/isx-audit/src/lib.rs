@@ -10,6 +10,8 @@
 //! - [`keys`]: the gateway's audit keys: the Ed25519 checkpoint key (C2SP
 //!   signed-note format) and the HMAC key for subject pseudonyms.
 //! - [`checkpoint`]: signing and checking C2SP checkpoints.
+//! - [`hold`]: legal holds (by alert, node or time range) that stop any
+//!   prune at the first record they cover until they are lifted.
 //! - [`cosignature`]: C2SP `tlog-cosignature` v1 (Ed25519) signers and
 //!   verifiers, for witnesses and those who check them.
 //! - [`witness`]: the decision of a `tlog-witness` `add-checkpoint` call
@@ -28,8 +30,9 @@
 //! - Records are stored as their exact protobuf bytes; leaf hash =
 //!   SHA-256(0x00 ‖ bytes). The tree never changes once a record is in it;
 //!   pruning removes bodies and their index entries but keeps every hash.
-//! - Pruning follows the retention rule: never a live alert's history,
-//!   never inside the floor, only a prefix, and an ERASURE record says why.
+//! - Pruning follows the retention rule and the legal holds: never a live
+//!   alert's history, never a held record, never inside the floor, only a
+//!   prefix, and an ERASURE record says why.
 //! - [`AuditLog::open`] refuses a log whose records, hashes, search index or
 //!   size disagree with each other or with the last signed checkpoint, naming
 //!   the first bad sequence number.
@@ -44,6 +47,7 @@
 
 pub mod checkpoint;
 pub mod cosignature;
+pub mod hold;
 pub mod index;
 pub mod keys;
 pub mod log;

@@ -12,6 +12,9 @@
 //!   rows are written), `pruned_below` (bodies before this seq were removed
 //!   by retention) and `format`.
 //! - `checkpoints`: tree size (u64 BE) → signed checkpoint note.
+//! - `holds`: the legal holds in force ([`crate::hold`]): hold number (u64
+//!   BE) → the `Hold` message's bytes. `meta`'s `holds_issued` is the last
+//!   number given, so that an id is never given twice.
 //!
 //! `size` is written after an append's records and hashes; entries found beyond
 //! it at open were never flushed with it and so never acknowledged, and are
@@ -36,6 +39,7 @@ use tlog_tiles::tlog::{self, Hash, HashReader};
 use tracing::warn;
 
 use crate::checkpoint::{self, CheckpointError};
+use crate::hold::{self, Hold};
 use crate::index::{self, Kind};
 use crate::keys::AuditKeys;
 use crate::retention::{self, AlertState, Cutoff, PrunePlan, Rule, RuleError};
@@ -354,6 +358,8 @@ pub struct AuditLog {
     checkpoints: sled::Tree,
     /// Checkpoints a witness quorum cosigned: size → time (ms, 8 bytes) and note.
     witnessed: sled::Tree,
+    /// The legal holds in force.
+    holds: sled::Tree,
     keys: AuditKeys,
     /// The size and frontier; held while appending so that seqs and hashes are assigned in order.
     size: Mutex<AppendState>,
@@ -395,6 +401,7 @@ impl AuditLog {
             meta: db.open_tree("audit.meta")?,
             checkpoints: db.open_tree("audit.checkpoints")?,
             witnessed: db.open_tree("audit.witnessed")?,
+            holds: db.open_tree("audit.holds")?,
             db: db.clone(),
             keys,
             size: Mutex::new(AppendState::default()),
@@ -517,6 +524,11 @@ impl AuditLog {
     /// also runs it in the background, off the acknowledgment path.
     pub fn index_pending(&self) -> Result<u64, AuditError> {
         let _indexer = self.indexer.lock().unwrap_or_else(|e| e.into_inner());
+        self.index_locked()
+    }
+
+    /// [`AuditLog::index_pending`], under the indexer lock.
+    fn index_locked(&self) -> Result<u64, AuditError> {
         let size = self.size();
         let start = read_u64(&self.meta, "indexed")?.max(read_u64(&self.meta, "pruned_below")?);
         let mut from = start;
@@ -868,23 +880,25 @@ impl AuditLog {
     }
 
     /// What [`AuditLog::prune`] would remove at `cutoff`, changing nothing
-    /// (but for indexing what is pending, which is derived data).
+    /// (but for indexing what is pending, which is derived data). It stops
+    /// at the first record the rule keeps, or a legal hold in force covers.
     pub fn plan_prune(&self, cutoff: &Cutoff) -> Result<PrunePlan, AuditError> {
-        self.index_pending()?;
         let _indexer = self.indexer.lock().unwrap_or_else(|e| e.into_inner());
+        self.index_locked()?;
         self.plan_locked(cutoff)
     }
 
     /// Removes the bodies and index rows of the longest prefix the
-    /// retention rule allows at `cutoff` (see [`crate::retention`]), keeping
-    /// every hash so that every earlier proof still verifies, and appends
-    /// one ERASURE record (at `now_ms`, by `officer`) that says what went
-    /// and why. Refuses a cut-off the rule refuses (future, inside the
-    /// floor) whoever computed it. Returns the plan carried out and the
-    /// seq of the ERASURE record.
+    /// retention rule and the legal holds allow at `cutoff` (see
+    /// [`crate::retention`]), keeping every hash so that every earlier proof
+    /// still verifies, and appends one ERASURE record (at `now_ms`, by
+    /// `officer`) that says what went and why. Refuses a cut-off the rule
+    /// refuses (future, inside the floor) whoever computed it. Returns the
+    /// plan carried out and the seq of the ERASURE record.
     ///
-    /// For an offline log (`isx audit prune`); online, a record appended
-    /// while it plans is judged at the next prune.
+    /// For an offline log (`isx audit prune`). Online, the gateway appends
+    /// the ERASURE record through its own recorder first, then calls
+    /// [`AuditLog::apply_prune`].
     pub fn prune(
         &self,
         rule: &Rule,
@@ -893,9 +907,53 @@ impl AuditLog {
         officer: &str,
     ) -> Result<(PrunePlan, u64), AuditError> {
         rule.cutoff(Some(cutoff.at_ms), now_ms).map_err(AuditError::Retention)?;
-        self.index_pending()?;
+        let plan = {
+            let _indexer = self.indexer.lock().unwrap_or_else(|e| e.into_inner());
+            self.index_locked()?;
+            let plan = self.plan_locked(cutoff)?;
+            self.remove_locked(&plan)?;
+            plan
+        };
+        let erasure = AuditRecord {
+            operation: Operation::Erasure as i32,
+            officer: officer.to_owned(),
+            outcome: Outcome::Ok as i32,
+            detail: plan.detail(rule, officer),
+            ..Default::default()
+        };
+        let seq = self.append(vec![erasure], now_ms)?[0];
+        Ok((plan, seq))
+    }
+
+    /// Removes the bodies and index rows of `plan`'s records `[from, upto)`,
+    /// keeping their hashes: a prune planned with [`AuditLog::plan_prune`]
+    /// whose ERASURE record the caller has already appended (and made
+    /// durable), so that no body goes without the record that says why.
+    /// The caller keeps the plan valid meanwhile: nothing else prunes, and
+    /// no hold is lifted. Refuses a plan whose prefix no longer starts
+    /// where the log's does (another prune ran since).
+    ///
+    /// Safe beside appends: they write only beyond the log's size, and a
+    /// pruned record keeps the hashes they read. It holds the indexer lock,
+    /// so that the search rows are not rewritten under it.
+    pub fn apply_prune(&self, plan: &PrunePlan) -> Result<(), AuditError> {
         let _indexer = self.indexer.lock().unwrap_or_else(|e| e.into_inner());
-        let plan = self.plan_locked(cutoff)?;
+        let from = read_u64(&self.meta, "pruned_below")?;
+        if from != plan.from || plan.upto > self.size() || plan.upto < plan.from {
+            return Err(AuditError::Range(format!(
+                "the prune planned for [{}, {}) no longer applies: the pruned prefix is now [0, {from}) of {} records",
+                plan.from,
+                plan.upto,
+                self.size()
+            )));
+        }
+        self.index_locked()?;
+        self.remove_locked(plan)
+    }
+
+    /// Removes `plan`'s bodies and index rows and moves `pruned_below`, under
+    /// the indexer lock (the index is up to date).
+    fn remove_locked(&self, plan: &PrunePlan) -> Result<(), AuditError> {
         let mut listed = Vec::new();
         for seq in plan.from..plan.upto {
             let Some(value) = self.entries.get(be(seq))? else { break };
@@ -911,16 +969,56 @@ impl AuditLog {
             self.entries.insert(be(seq), &value[..hashes_len(seq)])?;
         }
         self.unlist(listed)?;
-        self.meta.insert("pruned_below", &be(plan.upto)[..])?;
-        let erasure = AuditRecord {
-            operation: Operation::Erasure as i32,
-            officer: officer.to_owned(),
-            outcome: Outcome::Ok as i32,
-            detail: plan.detail(rule, officer),
-            ..Default::default()
-        };
-        let seq = self.append(vec![erasure], now_ms)?[0];
-        Ok((plan, seq))
+        if plan.upto > plan.from {
+            self.meta.insert("pruned_below", &be(plan.upto)[..])?;
+        }
+        Ok(())
+    }
+
+    /// Gives the next hold id (`hold-1`, `hold-2`, …): never one given
+    /// before, even if that hold was lifted. Not durable until the database
+    /// is flushed.
+    pub fn next_hold_id(&self) -> Result<String, AuditError> {
+        let issued = self.meta.update_and_fetch("holds_issued", |old| {
+            let n = old.and_then(|v| v.try_into().ok()).map(u64::from_be_bytes).unwrap_or(0);
+            Some(be(n + 1).to_vec())
+        })?;
+        let n = issued.and_then(|v| v.as_ref().try_into().ok()).map(u64::from_be_bytes).unwrap_or(1);
+        Ok(hold::id(n))
+    }
+
+    /// Stores `hold` (a new one, or one whose record seq is now known), in
+    /// force from now on: every prune stops at the first record it covers.
+    /// Not durable until the database is flushed.
+    pub fn put_hold(&self, hold: &Hold) -> Result<(), AuditError> {
+        let n = hold::number(&hold.id).ok_or_else(|| AuditError::Range(format!("{:?} is not a hold id", hold.id)))?;
+        self.holds.insert(be(n), hold.encode_to_vec())?;
+        Ok(())
+    }
+
+    /// Removes hold `id`, returning it (`None` if no such hold is in force).
+    /// Not durable until the database is flushed.
+    pub fn remove_hold(&self, id: &str) -> Result<Option<Hold>, AuditError> {
+        let Some(n) = hold::number(id) else { return Ok(None) };
+        Ok(self.holds.remove(be(n))?.and_then(|v| Hold::decode(v.as_ref()).ok()))
+    }
+
+    /// Hold `id`, if in force.
+    pub fn hold(&self, id: &str) -> Result<Option<Hold>, AuditError> {
+        let Some(n) = hold::number(id) else { return Ok(None) };
+        Ok(self.holds.get(be(n))?.and_then(|v| Hold::decode(v.as_ref()).ok()))
+    }
+
+    /// Every hold in force, oldest first.
+    pub fn holds(&self) -> Result<Vec<Hold>, AuditError> {
+        self.holds
+            .iter()
+            .map(|item| {
+                let (key, value) = item?;
+                let n = u64::from_be_bytes(key.as_ref().try_into().unwrap_or([0; 8]));
+                Hold::decode(value.as_ref()).map_err(|e| AuditError::Range(format!("stored hold {n}: {e}")))
+            })
+            .collect()
     }
 
     /// The plan, under the indexer lock (the index is up to date).
@@ -933,6 +1031,7 @@ impl AuditLog {
     /// alert it reads back to its COLLECTION, and the prune stops there. So
     /// about O(prefix + alerts named) record reads, never the whole log.
     fn plan_locked(&self, cutoff: &Cutoff) -> Result<PrunePlan, AuditError> {
+        let holds = self.holds()?;
         let from = read_u64(&self.meta, "pruned_below")?;
         let size = self.size();
         let mut states: std::collections::HashMap<String, AlertState> = Default::default();
@@ -950,7 +1049,7 @@ impl AuditLog {
                 states.insert(alert.to_owned(), s);
                 Ok(s)
             };
-            if let Some(kept) = retention::judge(seq, &record, cutoff, &mut state)? {
+            if let Some(kept) = retention::judge(seq, &record, cutoff, &holds, &mut state)? {
                 plan.kept = Some(kept);
                 break;
             }

@@ -17,7 +17,8 @@
 //!
 //! What decides ([`Rule`], [`Cutoff`], [`AlertState`], [`judge`]) is pure;
 //! [`crate::AuditLog::plan_prune`] and [`crate::AuditLog::prune`] apply it to
-//! the stored log. A legal hold would be one more reason in [`Kept`].
+//! the stored log. A legal hold ([`crate::hold`]) is one more reason a
+//! record is kept ([`Kept::Held`]), until it is lifted.
 
 use isx_core::timestamp::{from_unix_millis, rfc3339};
 use isx_core::wire::{AuditRecord, Operation, Outcome};
@@ -158,13 +159,23 @@ pub enum Kept {
         /// When it ended, Unix ms.
         ended_ms: u64,
     },
+    /// A legal hold covers it.
+    Held {
+        /// The record.
+        seq: u64,
+        /// The hold (`hold-<n>`).
+        hold_id: String,
+    },
 }
 
 impl Kept {
     /// The record kept.
     pub fn seq(&self) -> u64 {
         match self {
-            Kept::Recent { seq, .. } | Kept::Live { seq, .. } | Kept::EndedInside { seq, .. } => *seq,
+            Kept::Recent { seq, .. }
+            | Kept::Live { seq, .. }
+            | Kept::EndedInside { seq, .. }
+            | Kept::Held { seq, .. } => *seq,
         }
     }
 }
@@ -179,16 +190,21 @@ impl std::fmt::Display for Kept {
             Kept::EndedInside { seq, alert_id, ended_ms } => {
                 write!(f, "seq {seq} is kept: alert {alert_id} ended {}, inside the retention", date(*ended_ms))
             }
+            Kept::Held { seq, hold_id } => {
+                write!(f, "seq {seq} is kept: legal hold {hold_id} covers it until it is lifted")
+            }
         }
     }
 }
 
 /// Whether record `seq` may be pruned at `cutoff`: `None` if it may, else
-/// why not. `state` tells what the log says of each alert it names.
+/// why not. `state` tells what the log says of each alert it names;
+/// `holds` are the legal holds in force.
 pub fn judge(
     seq: u64,
     r: &AuditRecord,
     cutoff: &Cutoff,
+    holds: &[crate::hold::Hold],
     state: &mut dyn FnMut(&str) -> Result<AlertState, crate::AuditError>,
 ) -> Result<Option<Kept>, crate::AuditError> {
     let time_ms = crate::index::time_of(r);
@@ -203,6 +219,9 @@ pub fn judge(
             }
             AlertState::Ended(_) | AlertState::Unknown => {}
         }
+    }
+    if let Some(hold) = holds.iter().find(|h| crate::hold::covers(h, r)) {
+        return Ok(Some(Kept::Held { seq, hold_id: hold.id.clone() }));
     }
     Ok(None)
 }
@@ -337,8 +356,14 @@ mod tests {
             (at(10, "ended", &["never-stored"]), None),
         ];
         for (record, want) in cases {
-            assert_eq!(&judge(7, record, &cutoff, &mut states).unwrap(), want, "{record:?}");
+            assert_eq!(&judge(7, record, &cutoff, &[], &mut states).unwrap(), want, "{record:?}");
         }
+        // A hold keeps what it covers, however old; not what it does not.
+        let holds = [crate::hold::Hold { id: "hold-3".into(), alert_id: "ended".into(), ..Default::default() }];
+        let held = judge(7, &at(10, "ended", &[]), &cutoff, &holds, &mut states).unwrap();
+        assert_eq!(held, Some(Kept::Held { seq: 7, hold_id: "hold-3".into() }));
+        assert_eq!(judge(7, &at(10, "", &[]), &cutoff, &holds, &mut states).unwrap(), None);
+        assert_eq!(held.unwrap().to_string(), "seq 7 is kept: legal hold hold-3 covers it until it is lifted");
         let kept = Kept::EndedInside { seq: 42, alert_id: "X".into(), ended_ms: 0 };
         assert_eq!(kept.to_string(), "seq 42 is kept: alert X ended 1970-01-01T00:00:00Z, inside the retention");
     }

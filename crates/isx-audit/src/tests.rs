@@ -476,6 +476,61 @@ fn a_withdrawn_publish_ends_its_alert_and_an_alert_never_stored_follows_its_reco
 }
 
 #[test]
+fn a_hold_stops_every_prune_at_the_first_record_it_covers_until_it_is_lifted() {
+    use crate::hold::Hold;
+    use crate::retention::{Kept, Rule};
+    use isx_core::wire::{Outcome, RecipientLevel};
+    let dir = tempfile::tempdir().unwrap();
+    let rule = Rule { retention_ms: 10_000, floor_ms: 1000 };
+    {
+        let log = open(dir.path()).unwrap();
+        log.append(vec![about(Operation::LogRead, Outcome::Ok, "")], 1000).unwrap(); // 0
+        let to_fr = RecipientLevel { node: "fr".into(), ..Default::default() };
+        let r = AuditRecord { recipients: vec![to_fr], ..about(Operation::LogRead, Outcome::Ok, "") };
+        log.append(vec![r], 2000).unwrap(); // 1: received by fr
+        log.append(vec![about(Operation::LogRead, Outcome::Ok, "")], 3000).unwrap(); // 2
+        let id = log.next_hold_id().unwrap();
+        assert_eq!(id, "hold-1");
+        log.put_hold(&Hold { id, node: "fr".into(), ..Default::default() }).unwrap();
+        log.db().flush().unwrap();
+    }
+    // Stored beside the log: a prune after a restart (or offline) finds it.
+    let log = open(dir.path()).unwrap();
+    assert_eq!(log.holds().unwrap().iter().map(|h| h.id.as_str()).collect::<Vec<_>>(), ["hold-1"]);
+    let cutoff = rule.cutoff(None, 20_000).unwrap();
+    let plan = log.plan_prune(&cutoff).unwrap();
+    assert_eq!((plan.from, plan.upto), (0, 1));
+    assert_eq!(plan.kept, Some(Kept::Held { seq: 1, hold_id: "hold-1".into() }));
+    let (plan, erasure) = log.prune(&rule, &cutoff, 20_000, "dpo").unwrap();
+    assert_eq!(plan.upto, 1, "the offline prune stops at the hold too");
+    let detail = log.entry(erasure).unwrap().record.unwrap().detail;
+    assert!(detail.contains("stops because seq 1 is kept: legal hold hold-1 covers it until it is lifted"), "{detail}");
+
+    // Lifted: what it kept goes by the rule; its id is never given again.
+    assert_eq!(log.remove_hold("hold-1").unwrap().map(|h| h.node), Some("fr".into()));
+    assert_eq!(log.remove_hold("hold-1").unwrap(), None, "no such hold in force");
+    assert_eq!(log.hold("hold-1").unwrap(), None);
+    assert_eq!(log.next_hold_id().unwrap(), "hold-2");
+    let plan = log.plan_prune(&rule.cutoff(None, 20_000).unwrap()).unwrap();
+    assert_eq!((plan.from, plan.upto, &plan.kept), (1, 3, &Some(Kept::Recent { seq: 3, time_ms: 20_000 })));
+
+    // Applied online (the ERASURE record appended by the caller first), then
+    // a plan that no longer starts where the pruned prefix does is refused.
+    log.append(
+        vec![AuditRecord { detail: plan.detail(&rule, "gw"), ..about(Operation::Erasure, Outcome::Ok, "") }],
+        20_000,
+    )
+    .unwrap();
+    log.apply_prune(&plan).unwrap();
+    assert!((0..3).all(|s| log.entry(s).unwrap().pruned));
+    assert!((3..5).all(|s| !log.entry(s).unwrap().pruned));
+    assert!(matches!(log.apply_prune(&plan), Err(AuditError::Range(_))), "applied twice");
+    verify_all(&log).expect("the pruned prefix [0, 3) is covered");
+    drop(log);
+    open(dir.path()).expect("the log passes its integrity check");
+}
+
+#[test]
 fn a_dry_run_changes_nothing_and_a_cutoff_the_rule_refuses_prunes_nothing() {
     use crate::retention::{Cutoff, Rule};
     let dir = tempfile::tempdir().unwrap();

@@ -5,6 +5,8 @@
 //!   `admin` role.
 //! - `request-reload`: the request file a policy reload on `SIGHUP` needs
 //!   (for an operator on the gateway's host, without an admin certificate).
+//! - `hold`, `lift`, `holds`, `prune` (from `holds`): legal holds and
+//!   online pruning by the retention rule.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -61,10 +63,14 @@ pub enum AdminCommand {
         #[arg(long)]
         reason: String,
     },
+    /// Legal holds and online pruning: hold, lift, holds, prune.
+    #[command(flatten)]
+    Retention(crate::holds::RetentionCommand),
 }
 
 pub async fn run(cmd: AdminCommand) -> Result<ExitCode> {
     match cmd {
+        AdminCommand::Retention(cmd) => crate::holds::run(cmd).await,
         AdminCommand::ReloadPolicy { who, reason } => {
             let client = isx_node::diagnose::connect(&who.options()?).await?;
             let mut admin = AdminClient::new(client.channel());

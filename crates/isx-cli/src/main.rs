@@ -6,6 +6,7 @@
 //! - `alert`: `isx alert send|watch`. `access`: `isx lookup` and `isx access`.
 //! - `policy`: `isx policy check|explain|test|coverage|fmt`. `audit`: `isx audit`.
 //! - `admin`: `isx admin reload-policy|request-reload`, recorded administration.
+//! - `holds`: `isx admin hold|lift|holds|prune`, legal holds and online pruning.
 //! - `console`: `isx console`, the web app of `isx-console`.
 //! - `up`: `isx up`, the local deployment as separate processes.
 //! - `witness`: `isx witness`, the standalone tlog-witness of `isx-witness`.
@@ -30,6 +31,7 @@ mod audit;
 #[cfg(feature = "harness")]
 mod bench;
 mod console;
+mod holds;
 mod output;
 mod policy;
 #[cfg(feature = "harness")]

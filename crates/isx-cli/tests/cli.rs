@@ -2464,3 +2464,123 @@ fn audit_prune_follows_the_retention_rule_keeps_a_live_alerts_history_and_refuse
     }
     verified.expect("the verifier accepts the pruned prefix [0, 3)");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_holds_and_prunes_online_and_refuses_a_node_without_the_role() {
+    let mut spec = isx_testkit::TopologySpec::default_agencies();
+    let mut dpo = isx_testkit::NodeSpec::new("dpo", isx_core::NodeKind::Auditor, "EU", "Data protection officer");
+    dpo.roles = Some(vec![isx_core::Role::Admin]);
+    spec.nodes.push(dpo);
+    spec.audit.prune_every = None;
+    let topo = isx_testkit::Topology::start(spec).await.unwrap();
+    let pki = topo.pki_dir().display().to_string();
+    let addr = topo.gateway_addr().to_string();
+    let cmd = |node: &str, args: &[&str]| -> Vec<String> {
+        let (head, tail) = args.split_at(2);
+        head.iter()
+            .copied()
+            .chain(["--as", node, "--pki", &pki, "--gateway", &addr, "--officer", "DPO Martens"])
+            .chain(tail.iter().copied())
+            .map(str::to_owned)
+            .collect()
+    };
+    let cases: &[(&str, &[&str], bool, &[&str])] = &[
+        (
+            "dpo",
+            &["admin", "hold", "--node", "fr-police", "--from", "2026-01-01", "--case", "EPPO-7", "--reason", "order"],
+            true,
+            &[
+                "hold-1  node fr-police, records from 2026-01-01T00:00:00Z",
+                "case EPPO-7; placed by DPO Martens",
+                "placed (recorded at seq ",
+            ],
+        ),
+        (
+            "dpo",
+            &["admin", "hold", "--case", "EPPO-7", "--reason", "order"],
+            false,
+            &["give what the hold covers: --alert"],
+        ),
+        (
+            "dpo",
+            &["admin", "hold", "--node", "nobody", "--case", "C", "--reason", "r"],
+            false,
+            &["INVALID_ARGUMENT", "field node: \"nobody\" is not a registered node"],
+        ),
+        ("dpo", &["admin", "holds", "--json"], true, &["\"id\": \"hold-1\"", "\"case_reference\": \"EPPO-7\""]),
+        (
+            "dpo",
+            &["admin", "prune", "--dry-run", "--reason", "review"],
+            true,
+            &[
+                "would prune 0 record bodies: seq [0, 0)",
+                "stops because seq 0 is kept: recorded ",
+                "dry run: nothing written",
+            ],
+        ),
+        (
+            "dpo",
+            &["admin", "prune", "--before", "2999-01-01", "--reason", "review"],
+            false,
+            &["FAILED_PRECONDITION", "is in the future", "audit.retention_floor (30d)"],
+        ),
+        ("auditor", &["admin", "holds"], false, &["PERMISSION_DENIED", "'admin' role"]),
+        ("dpo", &["admin", "lift", "hold-1", "--reason", "closed"], true, &["lifted (recorded)"]),
+        (
+            "dpo",
+            &["admin", "lift", "hold-1", "--reason", "closed"],
+            false,
+            &["NOT_FOUND", "no hold hold-1 is in force"],
+        ),
+        ("dpo", &["admin", "holds"], true, &["legal holds in force: 0"]),
+    ];
+    for (node, args, ok, wants) in cases {
+        let out = isx_async(cmd(node, args)).await;
+        let t = text(&out);
+        assert_eq!(out.status.success(), *ok, "{args:?}: {t}");
+        for want in *wants {
+            assert!(t.contains(want), "{args:?}: wants {want:?} in\n{t}");
+        }
+    }
+    topo.shutdown().await;
+}
+
+#[test]
+fn audit_prune_offline_stops_at_a_legal_hold() {
+    use isx_core::wire::{AuditRecord, Operation, Outcome};
+    const DAY: u64 = 86_400_000;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let read = |node: &str| AuditRecord {
+        operation: Operation::LogRead as i32,
+        outcome: Outcome::Ok as i32,
+        node: node.into(),
+        ..Default::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = offline_log(
+        dir.path(),
+        "retention = \"1095d\"\nretention_floor = \"30d\"",
+        vec![
+            (read("auditor"), now - 1461 * DAY),
+            (read("de-police"), now - 1461 * DAY),
+            (read("auditor"), now - 2 * DAY),
+        ],
+    );
+    {
+        // A hold the gateway placed on de-police's records, stored beside the log.
+        let db = isx_store::open(&dir.path().join("data/gateway.sled"), isx_store::GATEWAY_CACHE_BYTES).unwrap();
+        let keys = isx_audit::keys::load(&dir.path().join("pki")).unwrap();
+        let (log, _) = isx_audit::AuditLog::open(&db, keys, &|_, _| {}).unwrap();
+        let id = log.next_hold_id().unwrap();
+        log.put_hold(&isx_core::wire::Hold { id, node: "de-police".into(), ..Default::default() }).unwrap();
+        db.flush().unwrap();
+    }
+    let out = isx(&["audit", "prune", "--config", config.to_str().unwrap(), "--officer", "dpo-1"]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("pruned 1 record bodies: seq [0, 1)"), "{t}");
+    assert!(t.contains("stops because seq 1 is kept: legal hold hold-1 covers it until it is lifted"), "{t}");
+    let OfflineLog { entries, verified, .. } = read_offline_log(dir.path());
+    assert_eq!(entries.iter().map(|e| e.pruned).collect::<Vec<_>>(), [true, false, false, false]);
+    verified.expect("the pruned prefix is covered");
+}

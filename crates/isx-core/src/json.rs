@@ -66,6 +66,18 @@ impl WireMessage for crate::wire::Checkpoint {
     const TYPE_NAME: &'static str = "isx.v1.Checkpoint";
 }
 
+impl WireMessage for crate::wire::Hold {
+    const TYPE_NAME: &'static str = "isx.v1.Hold";
+}
+
+impl WireMessage for crate::wire::ListHoldsResponse {
+    const TYPE_NAME: &'static str = "isx.v1.ListHoldsResponse";
+}
+
+impl WireMessage for crate::wire::PruneResponse {
+    const TYPE_NAME: &'static str = "isx.v1.PruneResponse";
+}
+
 impl WireMessage for crate::wire::AuditBundle {
     const TYPE_NAME: &'static str = "isx.v1.AuditBundle";
 }

@@ -278,6 +278,15 @@ fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<std::time::Duratio
     parse_duration(&text).map_err(serde::de::Error::custom)
 }
 
+/// A duration, or `"0"` / `"off"` for none.
+fn duration_or_off<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<std::time::Duration>, D::Error> {
+    let text = String::deserialize(d)?;
+    match text.trim() {
+        "0" | "off" => Ok(None),
+        _ => parse_duration(&text).map(Some).map_err(|e| serde::de::Error::custom(format!("{e}, or \"off\""))),
+    }
+}
+
 /// Store-and-forward tuning.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -320,6 +329,12 @@ pub struct AuditConfig {
     /// Nothing younger than this is ever pruned, whatever date is asked.
     #[serde(deserialize_with = "duration")]
     pub retention_floor: std::time::Duration,
+    /// How often the gateway prunes, online, what the rule allows (`"0"` or
+    /// `"off"`: never; `isx admin prune` still can). Daily by default, which
+    /// is safe: it cuts at now minus `retention`, and nothing inside the
+    /// retention or the floor, of a live alert or under a legal hold goes.
+    #[serde(deserialize_with = "duration_or_off")]
+    pub prune_every: Option<std::time::Duration>,
 }
 
 impl AuditConfig {
@@ -340,6 +355,7 @@ impl Default for AuditConfig {
             fsync: true,
             retention: std::time::Duration::from_secs(1095 * 86_400),
             retention_floor: std::time::Duration::from_secs(30 * 86_400),
+            prune_every: Some(std::time::Duration::from_secs(86_400)),
         }
     }
 }
@@ -650,6 +666,13 @@ mod tests {
                 "[admin]\nreload = true\n[nodes.x]\nkind = \"national\"\ncountry = \"DE\"\n",
                 Err("unknown field `reload`"),
             ),
+            ("[audit]\nprune_every = \"12h\"\n[nodes.x]\nkind = \"national\"\ncountry = \"DE\"\n", Ok(())),
+            ("[audit]\nprune_every = \"off\"\n[nodes.x]\nkind = \"national\"\ncountry = \"DE\"\n", Ok(())),
+            ("[audit]\nprune_every = \"0\"\n[nodes.x]\nkind = \"national\"\ncountry = \"DE\"\n", Ok(())),
+            (
+                "[audit]\nprune_every = \"daily\"\n[nodes.x]\nkind = \"national\"\ncountry = \"DE\"\n",
+                Err("\"daily\" is not a duration"),
+            ),
         ];
         for (text, expect) in cases {
             let got = parse(&format!("{BASE}{text}"));
@@ -674,6 +697,9 @@ mod tests {
         assert_eq!(AccessConfig::default().deadline, std::time::Duration::from_secs(48 * 3600));
         let rule = AuditConfig::default().retention_rule();
         assert_eq!((rule.retention_ms, rule.floor_ms), (1095 * 86_400_000, 30 * 86_400_000), "SIS Art. 12: 3 years");
+        assert_eq!(AuditConfig::default().prune_every, Some(std::time::Duration::from_secs(86_400)), "daily");
+        let off: AuditConfig = toml::from_str("prune_every = \"off\"").unwrap();
+        assert_eq!(off.prune_every, None);
     }
 
     #[test]

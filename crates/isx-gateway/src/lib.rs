@@ -46,7 +46,8 @@
 //! - `audit_service`: the Audit service for auditors.
 //! - `admin_service`: the Admin service for operators; `admin_policy`
 //!   (policy reloads, recorded before they take effect, and the kept text of
-//!   every policy version) and `holds` (legal holds, pruning) do its work.
+//!   every policy version) and `holds` (legal holds, pruning online, and the
+//!   scheduled prune of `audit.prune_every`) do its work.
 //! - [`hangup`]: what `SIGHUP` does, answered by the serve loop so that it
 //!   is recorded: a policy reload with a request file, the CRLs re-read.
 //! - `sweeper`: expiry. `accept`: the TLS accept loop.

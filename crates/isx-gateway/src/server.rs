@@ -37,6 +37,7 @@ use crate::disclosure::{Disclose, PolicyDisclosure};
 use crate::exchange::ExchangeService;
 use crate::faults::Faults;
 use crate::hangup::{Hangups, ReloadHandle};
+use crate::holds::prune_on_schedule;
 use crate::recorder::Recorder;
 use crate::records;
 use crate::refusal::record_refusal_bursts;
@@ -290,6 +291,7 @@ impl Gateway {
             request: self.config.admin.reload_request_path(&self.config.data_dir),
             max_age: self.config.admin.reload_request_max_age,
         }));
+        let pruner = self.config.audit.prune_every.map(|every| tokio::spawn(prune_on_schedule(state.clone(), every)));
 
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<ExchangeServer<ExchangeService>>().await;
@@ -373,6 +375,9 @@ impl Gateway {
         state.tracker.wait().await;
         let _ = sweeper.await;
         let _ = refusals.await;
+        if let Some(task) = pruner {
+            let _ = task.await;
+        }
         let _ = crls.await;
         let _ = hangups.await;
         // The stop is the run's last record, and the last checkpoint covers it.

@@ -103,6 +103,9 @@ pub(crate) struct State {
     pub access: AccessConfig,
     /// Serialises state changes of access requests.
     pub access_lock: tokio::sync::Mutex<()>,
+    /// Held while a legal hold is placed or lifted and while a prune plans
+    /// and applies (`holds`), so that a prune never runs on holds that change.
+    pub retention: tokio::sync::Mutex<()>,
     /// Fault switches (inert without the `faults` feature).
     pub faults: Arc<Faults>,
     /// Refusal bursts, per source and kind.
@@ -168,6 +171,7 @@ impl State {
             recorder: parts.recorder,
             access: config.access.clone(),
             access_lock: tokio::sync::Mutex::new(()),
+            retention: tokio::sync::Mutex::new(()),
             faults: parts.faults,
             refusals: Refusals::new(config.limits.refusal_records_per_second),
             quotas: Quotas::new(&config.lookup, config.node_infos().into_iter().map(|n| n.id)),
