@@ -197,7 +197,7 @@ fn explain_json_has_the_documented_keys() {
     assert!(out.status.success(), "{}", text(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let rows = v.as_array().unwrap();
-    assert_eq!(rows.len(), 5, "every registered node but the origin");
+    assert_eq!(rows.len(), 6, "every registered node but the origin");
     for row in rows {
         let mut keys: Vec<&str> = row.as_object().unwrap().keys().map(String::as_str).collect();
         keys.sort();
@@ -935,7 +935,26 @@ fn isx_up_reports_an_agency_that_exits_keeps_the_others_and_forwards_sighup() {
     assert!(text(&out).contains("europol"), "{}", text(&out));
     up.until("Europol's delivery", delivered("europol", FOREIGN_FIGHTER));
 
-    // SIGHUP to `isx up` reaches the gateway, which reloads its policy.
+    // SIGHUP to `isx up` reaches the gateway: without a request file naming
+    // the officer and the reason, the policy reload is refused (and recorded);
+    // with one, the policy is reloaded.
+    rustix::process::kill_process(up.guard.pid(), rustix::process::Signal::HUP).unwrap();
+    up.until("the refusal", |l| l.starts_with("[gateway]") && l.contains("policy reload on SIGHUP refused"));
+    let data = up.data("gateway");
+    let request = [
+        "admin",
+        "request-reload",
+        "--config",
+        "deploy/local/gateway.toml",
+        "--data",
+        &data,
+        "--officer",
+        "Ops Lead",
+        "--reason",
+        "CR-1",
+    ];
+    let out = isx(&request);
+    assert!(out.status.success(), "{}", text(&out));
     rustix::process::kill_process(up.guard.pid(), rustix::process::Signal::HUP).unwrap();
     up.until("the reload", |l| l.starts_with("[gateway]") && l.contains("policy reloaded"));
 

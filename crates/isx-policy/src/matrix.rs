@@ -587,13 +587,15 @@ mod tests {
             ("europol", NodeKind::Europol, "EU", "Europol"),
             ("frontex", NodeKind::Frontex, "EU", "Frontex"),
             ("auditor", NodeKind::Auditor, "EU", "Fundamental Rights auditor"),
+            ("ops", NodeKind::Auditor, "EU", "Gateway operations"),
         ]
         .into_iter()
         .map(|(id, kind, country, name)| NodeInfo {
             id: NodeId::new(id).unwrap(),
             kind,
             country: country.into(),
-            roles: kind.default_roles(),
+            // The operations node holds the admin role alone.
+            roles: if id == "ops" { vec![isx_core::Role::Admin] } else { kind.default_roles() },
             name: name.into(),
         })
         .collect();
@@ -605,7 +607,10 @@ mod tests {
             let entry = &file[n.id.as_str()];
             assert_eq!(entry["kind"].as_str(), Some(n.kind.as_str()), "{}", n.id);
             assert_eq!(entry["country"].as_str(), Some(n.country.as_str()), "{}", n.id);
-            assert!(entry.get("roles").is_none(), "{}: roles by kind", n.id);
+            let roles: Option<Vec<&str>> =
+                entry.get("roles").map(|r| r.as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect());
+            let want = (n.roles != n.kind.default_roles()).then(|| n.roles.iter().map(|r| r.as_str()).collect());
+            assert_eq!(roles, want, "{}: roles", n.id);
         }
         nodes
     }
@@ -645,7 +650,7 @@ mod tests {
         assert_eq!(m.policy_version, d.engine().version());
         assert!(m.policy_dir.ends_with("deploy/local/policy"), "{}", m.policy_dir);
         let columns: Vec<&str> = m.columns.iter().map(|c| c.id.as_str()).collect();
-        assert_eq!(columns, ["de-police", "fr-police", "it-police", "europol", "frontex", "auditor"]);
+        assert_eq!(columns, ["de-police", "fr-police", "it-police", "europol", "frontex", "auditor", "ops"]);
         let rows: Vec<(&str, &str)> = m.rows.iter().map(|r| (r.name.as_str(), r.source.as_str())).collect();
         assert_eq!(
             rows,
