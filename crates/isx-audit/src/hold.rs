@@ -18,7 +18,7 @@ use isx_core::timestamp::to_unix_millis;
 use isx_core::wire::AuditRecord;
 pub use isx_core::wire::Hold;
 
-use crate::retention::{alerts_named, date};
+use crate::retention::{Kept, alerts_named, date};
 
 /// The id of the `n`-th hold: `hold-<n>`.
 pub fn id(n: u64) -> String {
@@ -58,6 +58,13 @@ pub fn covers(hold: &Hold, r: &AuditRecord) -> bool {
         && (hold.node.is_empty() || r.node == hold.node || r.recipients.iter().any(|x| x.node == hold.node))
         && from_ms(hold).is_none_or(|f| time >= f)
         && to_ms(hold).is_none_or(|t| time <= t)
+}
+
+/// Whether a hold among `holds` keeps record `seq`: the first that covers
+/// it, as the reason a prune stops there. Asked for each record the
+/// retention rule would let go ([`crate::retention::judge`]).
+pub fn held(seq: u64, r: &AuditRecord, holds: &[Hold]) -> Option<Kept> {
+    holds.iter().find(|h| covers(h, r)).map(|h| Kept::Held { seq, hold_id: h.id.clone() })
 }
 
 /// What the hold covers, in words: ids and dates only, never personal data
@@ -133,6 +140,17 @@ mod tests {
         for (h, r, want) in cases {
             assert_eq!(covers(h, r), *want, "{} over {r:?}", scope(h));
         }
+    }
+
+    #[test]
+    fn the_first_hold_that_covers_a_record_keeps_it() {
+        let r = AuditRecord { time: Some(from_unix_millis(10)), alert_id: "A".into(), ..Default::default() };
+        let holds = [Hold { id: id(2), ..hold("B", "", None, None) }, Hold { id: id(3), ..hold("A", "", None, None) }];
+        let kept = held(7, &r, &holds);
+        assert_eq!(kept, Some(Kept::Held { seq: 7, hold_id: "hold-3".into() }));
+        assert_eq!(kept.unwrap().to_string(), "seq 7 is kept: legal hold hold-3 covers it until it is lifted");
+        assert_eq!(held(7, &r, &holds[..1]), None);
+        assert_eq!(held(7, &r, &[]), None);
     }
 
     #[test]

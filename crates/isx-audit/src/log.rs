@@ -1049,7 +1049,8 @@ impl AuditLog {
                 states.insert(alert.to_owned(), s);
                 Ok(s)
             };
-            if let Some(kept) = retention::judge(seq, &record, cutoff, &holds, &mut state)? {
+            let kept = retention::judge(seq, &record, cutoff, &mut state)?.or_else(|| hold::held(seq, &record, &holds));
+            if let Some(kept) = kept {
                 plan.kept = Some(kept);
                 break;
             }

@@ -197,14 +197,13 @@ impl std::fmt::Display for Kept {
     }
 }
 
-/// Whether record `seq` may be pruned at `cutoff`: `None` if it may, else
-/// why not. `state` tells what the log says of each alert it names;
-/// `holds` are the legal holds in force.
+/// Whether record `seq` may be pruned at `cutoff` by the rule: `None` if
+/// it may, else why not. `state` tells what the log says of each alert it
+/// names. (The legal holds are asked next: `crate::hold::held`.)
 pub fn judge(
     seq: u64,
     r: &AuditRecord,
     cutoff: &Cutoff,
-    holds: &[crate::hold::Hold],
     state: &mut dyn FnMut(&str) -> Result<AlertState, crate::AuditError>,
 ) -> Result<Option<Kept>, crate::AuditError> {
     let time_ms = crate::index::time_of(r);
@@ -219,9 +218,6 @@ pub fn judge(
             }
             AlertState::Ended(_) | AlertState::Unknown => {}
         }
-    }
-    if let Some(hold) = holds.iter().find(|h| crate::hold::covers(h, r)) {
-        return Ok(Some(Kept::Held { seq, hold_id: hold.id.clone() }));
     }
     Ok(None)
 }
@@ -356,14 +352,8 @@ mod tests {
             (at(10, "ended", &["never-stored"]), None),
         ];
         for (record, want) in cases {
-            assert_eq!(&judge(7, record, &cutoff, &[], &mut states).unwrap(), want, "{record:?}");
+            assert_eq!(&judge(7, record, &cutoff, &mut states).unwrap(), want, "{record:?}");
         }
-        // A hold keeps what it covers, however old; not what it does not.
-        let holds = [crate::hold::Hold { id: "hold-3".into(), alert_id: "ended".into(), ..Default::default() }];
-        let held = judge(7, &at(10, "ended", &[]), &cutoff, &holds, &mut states).unwrap();
-        assert_eq!(held, Some(Kept::Held { seq: 7, hold_id: "hold-3".into() }));
-        assert_eq!(judge(7, &at(10, "", &[]), &cutoff, &holds, &mut states).unwrap(), None);
-        assert_eq!(held.unwrap().to_string(), "seq 7 is kept: legal hold hold-3 covers it until it is lifted");
         let kept = Kept::EndedInside { seq: 42, alert_id: "X".into(), ended_ms: 0 };
         assert_eq!(kept.to_string(), "seq 42 is kept: alert X ended 1970-01-01T00:00:00Z, inside the retention");
     }

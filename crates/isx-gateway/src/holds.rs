@@ -348,11 +348,12 @@ async fn blocking<T: Send + 'static>(
 /// the retention, inside the floor, of a live alert or under a hold goes.
 pub(crate) async fn prune_on_schedule(state: Arc<State>, every: Duration) {
     let rule = state.recorder.config().retention_rule();
+    let every_ms = u64::try_from(every.as_millis()).unwrap_or(u64::MAX);
     let reason = format!(
         "scheduled retention (rule: audit.retention {}, audit.retention_floor {}, every {})",
         span(rule.retention_ms),
         span(rule.floor_ms),
-        humantime::format_duration(every)
+        span(every_ms)
     );
     let mut wait = every.min(FIRST_SCHEDULED_PRUNE);
     loop {
@@ -363,7 +364,7 @@ pub(crate) async fn prune_on_schedule(state: Arc<State>, every: Duration) {
         wait = every;
         let order = Order {
             by: Actor::gateway(),
-            ordered_by: format!("the gateway (via timer, audit.prune_every {})", humantime::format_duration(every)),
+            ordered_by: format!("the gateway (via timer, audit.prune_every {})", span(every_ms)),
             reason: reason.clone(),
             before_ms: None,
             dry_run: false,
