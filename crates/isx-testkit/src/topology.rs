@@ -797,19 +797,27 @@ impl Topology {
         }
     }
 
-    /// A client as the first node with the `audit` role.
+    /// A client as the first node with the `audit` role that reads every
+    /// record (an auditor without `audit_scope`, or with `"all"`), or else
+    /// the first node with the audit role.
     async fn auditor(&self) -> Result<Client, TopologyError> {
-        let auditor = self
-            .spec
-            .nodes
+        let audits = |n: &&NodeSpec| n.roles.clone().unwrap_or_else(|| n.kind.default_roles()).contains(&Role::Audit);
+        let reads_all = |n: &&NodeSpec| match &n.audit_scope {
+            None => n.kind == NodeKind::Auditor,
+            Some(scope) => *scope == AuditScopeSetting::All,
+        };
+        let nodes = &self.spec.nodes;
+        let auditor = nodes
             .iter()
-            .find(|n| n.roles.clone().unwrap_or_else(|| n.kind.default_roles()).contains(&Role::Audit))
+            .filter(audits)
+            .find(reads_all)
+            .or_else(|| nodes.iter().find(audits))
             .ok_or_else(|| TopologyError::UnknownNode("(a node with the audit role)".into()))?;
         self.client(auditor.id.as_str()).await
     }
 
-    /// The published audit checkpoint, read as the first node with the
-    /// `audit` role (for [`testkit_reason`]).
+    /// The published audit checkpoint, read as the topology's auditor (the
+    /// first that reads every record), for [`testkit_reason`].
     pub async fn checkpoint(&self) -> Result<isx_core::wire::Checkpoint, TopologyError> {
         let client = self.auditor().await?;
         isx_node::audit::checkpoint(&client, &testkit_reason())
@@ -849,8 +857,8 @@ impl Topology {
     }
 
     /// Every audit record matching `filter`, oldest first (newest first if
-    /// it says so), read page by page as the first node with the `audit`
-    /// role, each checked against its inclusion proof, with its sealed
+    /// it says so), read page by page as the topology's auditor (the first
+    /// node with the `audit` role that reads every record), each checked against its inclusion proof, with its sealed
     /// justification opened (`audit-text.key` of the topology's PKI). Each
     /// page is one audited read, for the filter's `reason` or else
     /// [`testkit_reason`].
