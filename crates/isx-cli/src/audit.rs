@@ -2,7 +2,7 @@
 //!
 //! Every read names why (`--purpose`, one of the four of LED Art. 25(2),
 //! and `--case`); the gateway records both with the read and refuses a read
-//! without them. `export` also names who receives the bundle (`--to`).
+//! without them. `export` also names who receives the bundle (`--for`).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -190,7 +190,7 @@ pub enum AuditCommand {
     /// Export records with their inclusion proofs and the checkpoint: a self-contained bundle.
     ///
     /// The read is recorded with its purpose, its case and who receives the
-    /// bundle (--to). An auditor whose scope at the gateway is not every
+    /// bundle (--for). An auditor whose scope at the gateway is not every
     /// node exports only the records in its scope.
     Export {
         #[command(flatten)]
@@ -200,8 +200,9 @@ pub enum AuditCommand {
         #[command(flatten)]
         filter: FilterArgs,
         /// Who receives the bundle, e.g. "Tribunal judiciaire de Lyon" (required; recorded with the read).
-        #[arg(long = "to", value_name = "RECIPIENT")]
-        to: String,
+        /// (`--to` is the filters' time bound.)
+        #[arg(long = "for", value_name = "RECIPIENT")]
+        bundle_for: String,
         /// Where to write the bundle (JSON).
         #[arg(long)]
         out: PathBuf,
@@ -785,10 +786,10 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
                 }
             }
         }
-        AuditCommand::Export { who, why, filter, to, out } => {
+        AuditCommand::Export { who, why, filter, bundle_for: to, out } => {
             let reason = why.reason(ReadPurpose::Lawfulness, None)?;
             if let Err(e) = isx_core::read_reason::check_recipient(&to) {
-                bail!("--to {to:?}: {}", e.message);
+                bail!("--for {to:?}: {}", e.message);
             }
             let client = isx_node::diagnose::connect(&who.options()?).await?;
             let bundle = client_audit::export(&client, &reason, &to, filter.request()?).await?;

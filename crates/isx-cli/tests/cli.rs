@@ -1153,7 +1153,7 @@ async fn audit_reads_name_their_purpose_and_case_and_an_export_its_recipient() {
     let dir = tempfile::tempdir().unwrap();
     let bundle = dir.path().join("b.json");
     let out = run(&["audit", "export", "--case", "CNIL-2026-0113", "--out", bundle.to_str().unwrap()]).await;
-    assert!(!out.status.success() && text(&out).contains("--to <RECIPIENT>"), "{}", text(&out));
+    assert!(!out.status.success() && text(&out).contains("--for <RECIPIENT>"), "{}", text(&out));
 
     // Each read is recorded with its purpose and case; verify states integrity.
     let out = run(&["audit", "search", "--case", "CNIL-2026-0113", "--purpose", "criminal-proceedings"]).await;
@@ -1161,7 +1161,7 @@ async fn audit_reads_name_their_purpose_and_case_and_an_export_its_recipient() {
     let out = run(&["audit", "verify"]).await;
     assert!(out.status.success(), "{}", text(&out));
     let to = "Tribunal judiciaire de Lyon";
-    let args = ["audit", "export", "--case", "CNIL-2026-0113", "--to", to, "--out", bundle.to_str().unwrap()];
+    let args = ["audit", "export", "--case", "CNIL-2026-0113", "--for", to, "--out", bundle.to_str().unwrap()];
     let out = run(&args).await;
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains(&format!("(for {to};")), "{}", text(&out));
