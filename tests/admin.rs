@@ -133,7 +133,10 @@ async fn an_admin_reload_is_recorded_with_both_versions_the_changes_the_officer_
 
     // An export carries every kept version's text.
     let auditor = topo.client("auditor").await.unwrap();
-    let bundle = isx_node::audit::export(&auditor, SearchRequest::default()).await.unwrap();
+    let bundle =
+        isx_node::audit::export(&auditor, &isx_testkit::testkit_reason(), "admin tests", SearchRequest::default())
+            .await
+            .unwrap();
     let versions: Vec<&str> = bundle.policies.iter().map(|p| p.version.as_str()).collect();
     assert_eq!(versions, vec![v1.as_str(), r.new_version.as_str()]);
 

@@ -7,8 +7,8 @@ use isx_audit::AuditLog;
 use isx_audit::verify::{self, VerifyError};
 use isx_core::wire::audit_client::AuditClient;
 use isx_core::wire::{
-    AuditBundle, AuditEntry, AuditRecord, Checkpoint, GetCheckpointRequest, GetEntriesRequest, Operation, Outcome,
-    SearchRequest,
+    AuditBundle, AuditEntry, AuditRecord, Checkpoint, GetCheckpointRequest, Operation, Outcome, ReadPurpose,
+    ReadReason, SearchRequest,
 };
 use isx_node::audit::{self as client_audit, AuditClientError};
 use isx_testkit::{Topology, TopologySpec, samples};
@@ -16,13 +16,23 @@ use tonic::Code;
 
 const LIMIT: Duration = Duration::from_secs(20);
 
+/// Why these tests read the log: self-monitoring.
+fn why() -> ReadReason {
+    isx_core::read_reason::reason(ReadPurpose::SelfMonitoring, "audit tests")
+}
+
+/// Why these tests verify the log: its integrity.
+fn integrity() -> ReadReason {
+    isx_core::read_reason::reason(ReadPurpose::Integrity, "audit tests")
+}
+
 async fn topology() -> Topology {
     Topology::start(TopologySpec::default_agencies()).await.expect("topology starts")
 }
 
 async fn records(topo: &Topology, req: SearchRequest) -> Vec<isx_core::wire::AuditRecord> {
     let auditor = topo.client("auditor").await.unwrap();
-    let page = client_audit::search(&auditor, SearchRequest { limit: 1000, ..req }).await.unwrap();
+    let page = client_audit::search(&auditor, &why(), SearchRequest { limit: 1000, ..req }).await.unwrap();
     let cp = isx_audit::verify::checkpoint(page.checkpoint.as_ref().unwrap(), None).unwrap();
     for e in &page.entries {
         isx_audit::verify::inclusion(e, &cp).expect("every search result verifies");
@@ -78,7 +88,7 @@ async fn publish_and_delivery_are_recorded_and_searchable_by_subject() {
 
     // No identifier value is stored in any record.
     let auditor = topo.client("auditor").await.unwrap();
-    let bundle = client_audit::export(&auditor, SearchRequest::default()).await.unwrap();
+    let bundle = client_audit::export(&auditor, &why(), "audit tests", SearchRequest::default()).await.unwrap();
     let bytes: Vec<u8> = bundle.entries.iter().flat_map(|e| e.body.clone()).collect();
     for needle in ["C4J9X1R27", "Brandt", "Lukas", "1994-03-17", "B-KL 4471", "AFIS"] {
         assert!(!bytes.windows(needle.len()).any(|w| w == needle.as_bytes()), "{needle} is in the audit log");
@@ -122,13 +132,15 @@ async fn denials_and_refused_requests_are_recorded() {
 async fn only_auditors_read_the_log_and_every_attempt_is_recorded() {
     let topo = topology().await;
     let de = topo.client("de-police").await.unwrap();
-    let err =
-        AuditClient::new(de.channel()).get_checkpoint(de.request(GetCheckpointRequest::default())).await.unwrap_err();
+    let err = AuditClient::new(de.channel())
+        .get_checkpoint(de.request(GetCheckpointRequest { reason: Some(why()) }))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
     assert!(err.message().contains("role-audit"), "{}", err.message());
     let auditor = topo.client("auditor").await.unwrap();
     let err = AuditClient::new(auditor.channel())
-        .get_checkpoint(auditor.without_officer().request(GetCheckpointRequest::default()))
+        .get_checkpoint(auditor.without_officer().request(GetCheckpointRequest { reason: Some(why()) }))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument, "the auditor's officer is required too");
@@ -154,10 +166,12 @@ async fn the_log_verifies_live_and_as_an_offline_bundle_and_detects_a_fork() {
     }
     let auditor = topo.client("auditor").await.unwrap();
     let key = std::fs::read_to_string(topo.pki_dir().join("audit.pub")).unwrap();
-    let first = client_audit::verify_live(&auditor, Some(&key), None, &|_, _, _| {}).await.unwrap();
+    let first = client_audit::verify_live(&auditor, &integrity(), Some(&key), None, &|_, _, _| {}).await.unwrap();
     assert!(first.index_checks > 5);
     de.publish(samples::migrant_smuggling("de-police", &["it-police"])).await.unwrap();
-    let second = client_audit::verify_live(&auditor, Some(&key), Some(&first.checkpoint), &|_, _, _| {}).await.unwrap();
+    let second = client_audit::verify_live(&auditor, &integrity(), Some(&key), Some(&first.checkpoint), &|_, _, _| {})
+        .await
+        .unwrap();
     assert_eq!(second.consistent_with, Some(first.checkpoint.tree_size));
     assert!(second.checkpoint.tree_size > first.checkpoint.tree_size);
 
@@ -166,18 +180,13 @@ async fn the_log_verifies_live_and_as_an_offline_bundle_and_detects_a_fork() {
     let second_v = verify::checkpoint(&second.checkpoint, Some(&key)).unwrap();
 
     // The honest extension: the gateway's own proof from the first checkpoint to the second verifies.
-    let proof = client_audit::consistency_proof(&auditor, n1, n2).await.unwrap();
+    let proof = client_audit::consistency_proof(&auditor, &integrity(), n1, n2).await.unwrap();
     assert!(!proof.is_empty(), "a proof from {n1} to {n2} has hashes");
     assert_eq!(verify::consistency(&first_v, &second_v, &proof), Ok(()));
 
     // A fork: a second log under the same signing key, holding the same
     // records as the gateway's except the last one of the first checkpoint.
-    let honest: Vec<AuditEntry> = client_audit::audit(&auditor)
-        .get_entries(auditor.request(GetEntriesRequest { start: 0, end: n2, ..Default::default() }))
-        .await
-        .unwrap()
-        .into_inner()
-        .entries;
+    let honest: Vec<AuditEntry> = client_audit::entries(&auditor, &integrity(), 0, n2).await.unwrap();
     assert_eq!(honest.len() as u64, n2);
     let fork_dir = tempfile::tempdir().unwrap();
     let db = isx_store::open(&fork_dir.path().join("fork.sled"), isx_store::GATEWAY_CACHE_BYTES).unwrap();
@@ -214,7 +223,9 @@ async fn the_log_verifies_live_and_as_an_offline_bundle_and_detects_a_fork() {
     assert_eq!(verify::consistency(&first_v, &fork_v, &[]), Err(VerifyError::Fork { size: n1 }));
     assert_eq!(verify::consistency(&fork_v, &first_v, &[]), Err(VerifyError::Fork { size: n1 }));
     // Saved by an auditor, the fork's checkpoint does not extend to the live log.
-    let err = client_audit::verify_live(&auditor, Some(&key), Some(&fork_small), &|_, _, _| {}).await.unwrap_err();
+    let err = client_audit::verify_live(&auditor, &integrity(), Some(&key), Some(&fork_small), &|_, _, _| {})
+        .await
+        .unwrap_err();
     assert!(matches!(err, AuditClientError::Verify(VerifyError::Inconsistent { old, .. }) if old == n1), "{err}");
 
     // The fork grows to the second checkpoint's size, with a real proof of
@@ -233,8 +244,14 @@ async fn the_log_verifies_live_and_as_an_offline_bundle_and_detects_a_fork() {
     assert_eq!(verify::consistency(&second_v, &fork_big, &[]), Err(VerifyError::Fork { size: n2 }));
 
     // Export and verify offline; a corrupted copy fails.
-    let bundle: AuditBundle =
-        client_audit::export(&auditor, SearchRequest { node: "de-police".into(), ..Default::default() }).await.unwrap();
+    let bundle: AuditBundle = client_audit::export(
+        &auditor,
+        &why(),
+        "audit tests",
+        SearchRequest { node: "de-police".into(), ..Default::default() },
+    )
+    .await
+    .unwrap();
     let report = isx_audit::verify::bundle(
         &bundle,
         &isx_audit::verify::Trust::new(Some(key.clone()), None).unwrap(),
@@ -301,7 +318,7 @@ async fn a_live_verify_is_one_read_and_checks_every_index_entry_of_a_running_gat
     }
     let key = std::fs::read_to_string(topo.pki_dir().join("audit.pub")).unwrap();
     let auditor = topo.client("auditor").await.unwrap();
-    let report = client_audit::verify_live(&auditor, Some(&key), None, &|_, _, _| {}).await.unwrap();
+    let report = client_audit::verify_live(&auditor, &integrity(), Some(&key), None, &|_, _, _| {}).await.unwrap();
     let verifies = reads(&topo, "VerifyLog").await;
     assert_eq!(verifies.len(), 1, "one record for the whole run: {verifies:?}");
     let size = report.checkpoint.tree_size;
@@ -312,7 +329,8 @@ async fn a_live_verify_is_one_read_and_checks_every_index_entry_of_a_running_gat
     assert_eq!(of_verify.len(), 1, "no page or index search of its own: {of_verify:?}");
     assert!(!all_reads.iter().any(|r| r.detail.starts_with("GetEntries")), "{all_reads:?}");
     // Every index entry: each record under each of its values.
-    let entries = client_audit::export(&auditor, SearchRequest::default()).await.unwrap().entries;
+    let entries =
+        client_audit::export(&auditor, &why(), "audit tests", SearchRequest::default()).await.unwrap().entries;
     let expected: u64 = entries
         .iter()
         .filter(|e| e.seq < size)
@@ -335,7 +353,8 @@ async fn a_live_verify_is_one_read_and_checks_every_index_entry_of_a_running_gat
     let options =
         isx_node::ClientOptions { gateway: format!("localhost:{port}"), ..topo.client_options("auditor").unwrap() };
     let auditor = isx_node::Client::connect(&options).await.unwrap();
-    let verify = || client_audit::verify_live(&auditor, Some(&key), None, &|_, _, _| {});
+    let reason = integrity();
+    let verify = || client_audit::verify_live(&auditor, &reason, Some(&key), None, &|_, _, _| {});
     verify().await.expect("untouched, it verifies");
 
     let index = log.db().open_tree("audit.index").unwrap();

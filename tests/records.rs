@@ -36,7 +36,7 @@ use isx_core::wire::lookup_identifier::Kind;
 use isx_core::wire::{
     Action, Alert, AuditHit, AuditRecord, Category, DisclosureLevel, DocumentNumber, ExportRequest,
     GetCheckpointRequest, GetConsistencyProofRequest, GetEntriesRequest, GetInclusionProofRequest, LookupIdentifier,
-    Operation, Outcome, Receipt, RecipientLevel, RecipientOutcome, SearchRequest, Tlp,
+    Operation, Outcome, ReadPurpose, ReadReason, Receipt, RecipientLevel, RecipientOutcome, SearchRequest, Tlp,
 };
 use isx_node::{Client, ClientOptions};
 use isx_policy::{Disclosure, LookupQuestion, PolicyEngine};
@@ -147,6 +147,14 @@ impl Oracle {
     }
 }
 
+/// The case of every read of the log these tests make.
+const CASE: &str = "records test";
+
+/// Why these tests read the log.
+fn read_reason() -> ReadReason {
+    isx_core::read_reason::reason(ReadPurpose::SelfMonitoring, CASE)
+}
+
 /// A record the gateway writes on its own (no caller).
 fn by_gateway(operation: Operation, outcome: Outcome) -> AuditRecord {
     AuditRecord { version: 1, operation: operation as i32, outcome: outcome as i32, ..Default::default() }
@@ -170,7 +178,12 @@ impl Log {
     async fn new(topo: &Topology, oracle: &Oracle) -> Self {
         let auditor = topo.client("auditor").await.expect("the auditor connects");
         let text = isx_audit::keys::load_text_key(&topo.pki_dir()).expect("audit-text.key");
-        Self { auditor, text, own: oracle.by("auditor", Operation::LogRead, Outcome::Ok), next: 0, all: vec![] }
+        let own = AuditRecord {
+            purpose: "self_monitoring".into(),
+            case_reference: CASE.into(),
+            ..oracle.by("auditor", Operation::LogRead, Outcome::Ok)
+        };
+        Self { auditor, text, own, next: 0, all: vec![] }
     }
 
     /// Every record appended since the last read, in log order, with seq and
@@ -178,7 +191,7 @@ impl Log {
     /// `GetEntries`, itself checked field by field) is taken out.
     async fn read(&mut self) -> Vec<AuditRecord> {
         let (start, end) = (self.next, self.next + 1000);
-        let req = self.auditor.request(GetEntriesRequest { start, end, ..Default::default() });
+        let req = self.auditor.request(GetEntriesRequest { start, end, reason: Some(read_reason()) });
         let entries = isx_node::audit::audit(&self.auditor).get_entries(req).await.expect("GetEntries").into_inner();
         let mut records = Vec::new();
         for (i, e) in entries.entries.into_iter().enumerate() {
@@ -248,6 +261,9 @@ fn fields(r: &AuditRecord) -> Vec<(&'static str, String)> {
         ("data_types", format!("{:?}", r.data_types)),
         ("request_id", r.request_id.clone()),
         ("hits", format!("{:?}", r.hits)),
+        ("case_reference", r.case_reference.clone()),
+        ("export_recipient", r.export_recipient.clone()),
+        ("admin", format!("{:?}", r.admin)),
     ]
 }
 
@@ -1451,23 +1467,35 @@ enum Read {
 }
 
 impl Read {
-    /// Makes the call; returns the size of the answer: the tree size of a
-    /// checkpoint or proof, the number of entries of a page or bundle.
+    /// Makes the call for [`read_reason`] (an export for [`CASE`]);
+    /// returns the size of the answer: the tree size of a checkpoint or
+    /// proof, the number of entries of a page or bundle.
     async fn call(&self, client: &Client) -> Result<u64, tonic::Status> {
+        self.call_for(client, Some(read_reason()), CASE).await
+    }
+
+    /// As [`Read::call`], for `reason` (an export to `recipient`).
+    async fn call_for(
+        &self,
+        client: &Client,
+        reason: Option<ReadReason>,
+        recipient: &str,
+    ) -> Result<u64, tonic::Status> {
         let mut audit = isx_node::audit::audit(client);
         Ok(match self {
             Self::Checkpoint => {
-                audit.get_checkpoint(client.request(GetCheckpointRequest::default())).await?.into_inner().tree_size
+                audit.get_checkpoint(client.request(GetCheckpointRequest { reason })).await?.into_inner().tree_size
             }
             Self::Entries(start, end) => {
-                let req = GetEntriesRequest { start: *start, end: *end, ..Default::default() };
+                let req = GetEntriesRequest { start: *start, end: *end, reason };
                 audit.get_entries(client.request(req)).await?.into_inner().entries.len() as u64
             }
             Self::Search(filter) => {
-                audit.search(client.request(filter.clone())).await?.into_inner().entries.len() as u64
+                let req = SearchRequest { reason, ..filter.clone() };
+                audit.search(client.request(req)).await?.into_inner().entries.len() as u64
             }
             Self::Export(filter) => {
-                let req = ExportRequest { filter: Some(filter.clone()), ..Default::default() };
+                let req = ExportRequest { filter: Some(filter.clone()), reason, recipient: recipient.to_owned() };
                 {
                     let mut parts = audit.export(client.request(req)).await?.into_inner();
                     let mut n = 0;
@@ -1478,11 +1506,11 @@ impl Read {
                 }
             }
             Self::Inclusion(seq, tree_size) => {
-                let req = GetInclusionProofRequest { seq: *seq, tree_size: *tree_size, ..Default::default() };
+                let req = GetInclusionProofRequest { seq: *seq, tree_size: *tree_size, reason };
                 audit.get_inclusion_proof(client.request(req)).await?.into_inner().tree_size
             }
             Self::Consistency(first, second) => {
-                let req = GetConsistencyProofRequest { first: *first, second: *second, ..Default::default() };
+                let req = GetConsistencyProofRequest { first: *first, second: *second, reason };
                 audit.get_consistency_proof(client.request(req)).await?.into_inner().second
             }
         })
@@ -1595,6 +1623,9 @@ async fn every_read_of_the_log_is_recorded_and_a_non_auditor_is_refused() {
             justification: justification.into(),
             subject_pseudonyms: pseudonyms,
             detail: detail.clone(),
+            purpose: "self_monitoring".into(),
+            case_reference: CASE.into(),
+            export_recipient: if matches!(read, Read::Export(_)) { CASE.into() } else { String::new() },
             ..oracle.by("auditor", Operation::LogRead, Outcome::Ok)
         };
         check(&detail, &log.read().await, &[want]);
@@ -1636,6 +1667,33 @@ async fn every_read_of_the_log_is_recorded_and_a_non_auditor_is_refused() {
         let by = oracle.by(node, Operation::Denial, Outcome::Refused);
         let officer = if with_officer { by.officer.clone() } else { String::new() };
         check(&detail, &log.read().await, &[AuditRecord { officer, detail: detail.clone(), ..by }]);
+    }
+
+    // An auditor's read without its purpose, its case, or (an export) its
+    // recipient is refused naming the field, and the refusal is a denial
+    // that names the field too.
+    let no_purpose = Some(ReadReason { purpose: 0, case_reference: CASE.into() });
+    let no_case = Some(isx_core::read_reason::reason(ReadPurpose::Lawfulness, " "));
+    let unreasoned: Vec<(Read, Option<ReadReason>, &str, &str)> = vec![
+        (Read::Checkpoint, None, CASE, "reason.purpose"),
+        (Read::Entries(0, 1), no_purpose.clone(), CASE, "reason.purpose"),
+        (Read::Search(SearchRequest::default()), no_case.clone(), CASE, "reason.case_reference"),
+        (Read::Inclusion(1, 0), no_case, CASE, "reason.case_reference"),
+        (Read::Consistency(1, 3), no_purpose, CASE, "reason.purpose"),
+        (Read::Export(SearchRequest::default()), Some(read_reason()), "", "recipient"),
+    ];
+    for (read, reason, recipient, field) in unreasoned {
+        let err = read.call_for(&auditor, reason, recipient).await.expect_err(field);
+        assert_eq!(err.code(), Code::InvalidArgument, "{field}: {}", err.message());
+        assert!(err.message().starts_with(&format!("{field}: ")), "{}", err.message());
+        let named: Vec<String> = tonic_types::StatusExt::get_error_details(&err)
+            .bad_request()
+            .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
+            .unwrap_or_default();
+        assert_eq!(named, [field], "the BadRequest names the field");
+        let by = oracle.by("auditor", Operation::Denial, Outcome::Refused);
+        let detail = format!("InvalidArgument: {field}");
+        check(&detail, &log.read().await, &[AuditRecord { detail: detail.clone(), ..by }]);
     }
     topo.shutdown().await;
 }

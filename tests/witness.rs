@@ -23,7 +23,7 @@ fn spec(witnesses: &[&str], quorum: &str) -> TopologySpec {
 }
 
 async fn checkpoint(topo: &Topology) -> Checkpoint {
-    client_audit::checkpoint(&topo.client("auditor").await.unwrap()).await.unwrap()
+    client_audit::checkpoint(&topo.client("auditor").await.unwrap(), &isx_testkit::testkit_reason()).await.unwrap()
 }
 
 async fn publish(topo: &Topology, n: usize) {
@@ -251,24 +251,29 @@ async fn a_second_gateway_on_a_copy_forks_the_log_and_the_witness_and_the_verifi
     };
     let fork_de = isx_node::Client::connect(&at_fork("de-police")).await.unwrap();
     let fork_auditor = isx_node::Client::connect(&at_fork("auditor")).await.unwrap();
-    let mut forked = client_audit::checkpoint(&fork_auditor).await.unwrap();
+    let mut forked = client_audit::checkpoint(&fork_auditor, &isx_testkit::testkit_reason()).await.unwrap();
     for _ in 0..50 {
         if forked.tree_size >= honest.tree_size {
             break;
         }
         fork_de.publish(samples::foreign_fighter("de-police", &[])).await.unwrap();
-        forked = client_audit::checkpoint(&fork_auditor).await.unwrap();
+        forked = client_audit::checkpoint(&fork_auditor, &isx_testkit::testkit_reason()).await.unwrap();
     }
     assert!(forked.tree_size >= honest.tree_size, "{forked:?}");
 
     // Offered to the witness as an extension of what it cosigned, the
     // second log's checkpoint is refused: its tree at that size is another.
-    let proof: Vec<[u8; 32]> = client_audit::consistency_proof(&fork_auditor, honest.tree_size, forked.tree_size)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|h| h.try_into().unwrap())
-        .collect();
+    let proof: Vec<[u8; 32]> = client_audit::consistency_proof(
+        &fork_auditor,
+        &isx_testkit::testkit_reason(),
+        honest.tree_size,
+        forked.tree_size,
+    )
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|h| h.try_into().unwrap())
+    .collect();
     let url = topo.witness("witness").unwrap().url();
     let client = isx_witness::client::Client::new(&topo.pki_dir().join("ca.crt"), LIMIT).unwrap();
     let refused = client.add_checkpoint(&url, honest.tree_size, &proof, &forked.note).await.unwrap_err();
@@ -277,7 +282,14 @@ async fn a_second_gateway_on_a_copy_forks_the_log_and_the_witness_and_the_verifi
     // The verifier given the second log's whole export and the honest
     // checkpoint names the fork: the same origin and key, another root at
     // the honest size.
-    let bundle = client_audit::export(&fork_auditor, isx_core::wire::SearchRequest::default()).await.unwrap();
+    let bundle = client_audit::export(
+        &fork_auditor,
+        &isx_testkit::testkit_reason(),
+        "witness test",
+        isx_core::wire::SearchRequest::default(),
+    )
+    .await
+    .unwrap();
     let trust = isx_audit::verify::Trust::new(Some(honest.verifier_key.clone()), None).unwrap();
     let report = isx_audit::verify::bundle(&bundle, &trust, &|_, _| {}).expect("each log verifies on its own");
     let honest_v = trust.check(&honest).unwrap().checkpoint;

@@ -21,6 +21,8 @@
 //! - [`retention`]: the retention rule: which prefix pruning may remove
 //!   (retention from a record's time or its alert's end, never a live
 //!   alert's history, never inside the floor).
+//! - [`scope`]: a scoped auditor's node set, which records are in it, and
+//!   entries withheld outside it (leaf hash only).
 //! - [`text`]: records' free text (justifications, reasons), sealed under
 //!   `audit-text.key`.
 //! - [`verify`]: offline verification of entries, proofs, checkpoints and
@@ -54,6 +56,7 @@ pub mod log;
 pub mod policy;
 pub mod proof;
 pub mod retention;
+pub mod scope;
 pub mod text;
 pub mod verify;
 pub mod witness;

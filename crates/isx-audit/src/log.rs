@@ -43,6 +43,7 @@ use crate::hold::{self, Hold};
 use crate::index::{self, Kind};
 use crate::keys::AuditKeys;
 use crate::retention::{self, AlertState, Cutoff, PrunePlan, Rule, RuleError};
+use crate::scope::Scope;
 
 /// The record encoding version written by this code.
 pub const RECORD_VERSION: u32 = 1;
@@ -137,6 +138,9 @@ pub struct Filter {
     pub from_ms: Option<u64>,
     /// To this time (Unix ms, inclusive).
     pub to_ms: Option<u64>,
+    /// Only records in this scope (a scoped auditor's, see [`Scope`]);
+    /// `None`: every record.
+    pub scope: Option<Scope>,
 }
 
 impl Filter {
@@ -182,6 +186,7 @@ impl Filter {
             && self.purpose.as_ref().is_none_or(|p| *p == r.purpose)
             && self.from_ms.is_none_or(|f| t >= f)
             && self.to_ms.is_none_or(|to| t <= to)
+            && self.scope.as_ref().is_none_or(|s| s.holds(r))
     }
 }
 
@@ -774,7 +779,10 @@ impl AuditLog {
     /// nearest to where it starts: a seq bound or time bound is first turned
     /// into a key to seek to, because record times never decrease along the
     /// log. It reads only the records those lists name until it has `limit`
-    /// matches and one more, never counting the rest.
+    /// matches and one more, never counting the rest. A scope narrows what
+    /// matches but never chooses the lists (a hit's holder is not indexed),
+    /// so a scoped search without another filter reads the time lists until
+    /// its page is full: at most the window's records.
     pub fn search_window(&self, filter: &Filter, window: &Window) -> Result<(Vec<AuditEntry>, bool), AuditError> {
         self.index_pending()?;
         let reverse = window.newest_first;

@@ -15,6 +15,7 @@
 //! (SHA-256(0x00 ‖ extra)) and check it against the signed root: the extra
 //! data is not trusted, it is what the proof authenticates. A pruned record
 //! has no bytes and no `extra` line; its leaf hash is only in the entry.
+//! So has a record withheld from a scoped reader.
 //! Every export bundle (version 2) carries one per entry
 //! ([`AuditEntry::tlog_proof`]); the format is in `docs/bundle-format.md`.
 
@@ -54,10 +55,10 @@ pub struct TlogProof {
 
 impl TlogProof {
     /// The proof of an entry in the tree of `note`: its body as extra data
-    /// (none if pruned), its seq and its proof hashes.
+    /// (none if pruned or withheld), its seq and its proof hashes.
     pub fn of_entry(e: &AuditEntry, note: &str) -> Self {
         Self {
-            extra: (!e.pruned).then(|| e.body.clone()),
+            extra: (!e.pruned && !e.withheld).then(|| e.body.clone()),
             index: e.seq,
             hashes: e.proof.iter().map(|h| h.as_slice().try_into().unwrap_or([0; 32])).collect(),
             checkpoint: note.to_owned(),

@@ -1103,3 +1103,94 @@ fn fork_detection_offline() {
     let other = crate::checkpoint::Verified { origin: "other/audit".into(), ..honest.clone() };
     assert!(matches!(verify::compare(&honest, "a", &other, "b"), Err(VerifyError::DifferentLogs { .. })));
 }
+
+#[test]
+fn a_scoped_search_returns_only_records_in_scope_and_fills_its_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path()).unwrap();
+    // 0..30: a third acted by de-police, a third sent to it, a third neither;
+    // and one consultation by fr-police that matched a de-police alert.
+    for i in 0..30u64 {
+        let r = match i % 3 {
+            0 => between("de-police", &["fr-police"]),
+            1 => between("fr-police", &["de-police"]),
+            _ => between("it-police", &["fr-police"]),
+        };
+        log.append(vec![r], 1000 + i).unwrap();
+    }
+    let hit = AuditRecord {
+        operation: Operation::Consultation as i32,
+        node: "fr-police".into(),
+        hits: vec![isx_core::wire::AuditHit { holder: "de-police".into(), ..Default::default() }],
+        ..Default::default()
+    };
+    log.append(vec![hit], 2000).unwrap();
+    let scoped = |f: Filter| Filter { scope: Some(crate::scope::Scope::of(["de-police"])), ..f };
+    let want: Vec<u64> = (0..30).filter(|i| i % 3 != 2).chain([30]).collect();
+    let (all, more) = log.search(&scoped(Filter::default()), 100, None).unwrap();
+    assert_eq!((seqs(&all), more), (want.clone(), false));
+    // Pages are filled to the limit with what is in scope, and `more` is right.
+    let (first, more) = log.search(&scoped(Filter::default()), 5, None).unwrap();
+    assert_eq!((seqs(&first), more), (want[..5].to_vec(), true));
+    let (last, more) = log.search(&scoped(Filter::default()), 3, Some(want[want.len() - 4])).unwrap();
+    assert_eq!((seqs(&last), more), (want[want.len() - 3..].to_vec(), false));
+    let (newest, more) = log.search_window(&scoped(Filter::default()), &crate::log::Window::newest(2)).unwrap();
+    assert_eq!((seqs(&newest), more), (vec![30, 28], true));
+    // A filter naming a node outside the scope finds only what is also in it.
+    let it = scoped(Filter { origin: Some("it-police".into()), ..Default::default() });
+    assert_eq!(log.search(&it, 100, None).unwrap(), (vec![], false));
+    let fr = scoped(Filter { origin: Some("fr-police".into()), ..Default::default() });
+    let want_fr: Vec<u64> = (0..30).filter(|i| i % 3 == 1).chain([30]).collect();
+    assert_eq!(seqs(&log.search(&fr, 100, None).unwrap().0), want_fr);
+}
+
+#[test]
+fn withheld_entries_verify_from_their_leaf_hashes_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path()).unwrap();
+    log.append((0..5).map(record).collect(), 1000).unwrap();
+    log.append((5..10).map(record).collect(), 2000).unwrap();
+    prune_at(&log, 1500, 3000);
+    log.append((11..14).map(record).collect(), 4000).unwrap();
+    let size = log.size();
+    let cp = checkpoint_msg(&log, size);
+    let verified = verify::checkpoint(&cp, None).unwrap();
+    // In scope: node-1's records, and the erasure record (in every scope).
+    let scope = crate::scope::Scope::of(["node-1"]);
+    let entries: Vec<_> = log.entries(0, size).unwrap().into_iter().map(|e| scope.withhold(e)).collect();
+    let withheld = entries.iter().filter(|e| e.withheld).count() as u64;
+    assert!(withheld > 0 && entries.iter().any(|e| !e.withheld && !e.pruned));
+    assert!(!entries[10].withheld, "the erasure record is in every scope");
+    let mut v = LogVerifier::default();
+    for e in &entries {
+        v.push(e).unwrap();
+    }
+    v.finish(&verified).expect("the root from leaf hashes, the pruned prefix covered");
+    assert_eq!((v.pruned, v.withheld, v.bodies), (5, withheld, size - 5 - withheld));
+
+    // A withheld entry that still carries its body or record is refused.
+    let w = entries.iter().position(|e| e.withheld).unwrap();
+    let mut bad = entries[w].clone();
+    bad.body = log.entry(w as u64).unwrap().body;
+    assert!(
+        matches!(verify::entry(&bad), Err(VerifyError::Entry { message, .. }) if message.contains("withheld entry carries a body"))
+    );
+    let bad = isx_core::wire::AuditEntry { pruned: true, ..entries[w].clone() };
+    assert!(verify::entry(&bad).is_err());
+    // A different leaf hash for a withheld entry breaks the root.
+    let mut forged = entries.clone();
+    forged[w].leaf_hash = vec![7; 32];
+    let mut v = LogVerifier::default();
+    forged.iter().for_each(|e| v.push(e).unwrap());
+    assert_eq!(v.finish(&verified), Err(VerifyError::Root { size }));
+
+    // A bundle with withheld entries verifies offline, each with its tlog-proof.
+    let mut bundle = bundle_v2(&log, size, &cp.note);
+    for e in bundle.entries.iter_mut() {
+        *e = scope.withhold(e.clone());
+        e.tlog_proof = crate::proof::TlogProof::of_entry(e, &cp.note).to_text();
+    }
+    let report = verify::bundle(&bundle, &verify::Trust::default(), &|_, _| {}).unwrap();
+    assert_eq!((report.entries, report.withheld, report.tlog_proofs), (size, withheld, size));
+    assert!(!bundle.entries[w].tlog_proof.contains("extra "), "no bytes for a withheld record");
+}

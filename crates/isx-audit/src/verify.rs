@@ -402,12 +402,22 @@ pub fn entry(e: &AuditEntry) -> Result<[u8; 32], VerifyError> {
 }
 
 /// As [`entry`], also returning the record decoded from the hashed body
-/// (`None` for a pruned entry).
+/// (`None` for a pruned or withheld entry: its leaf hash is all there is).
 fn entry_record(e: &AuditEntry) -> Result<([u8; 32], Option<AuditRecord>), VerifyError> {
     let bad = |message: &str| VerifyError::Entry { seq: e.seq, message: message.to_owned() };
     let leaf: [u8; 32] = e.leaf_hash.as_slice().try_into().map_err(|_| bad("leaf hash is not 32 bytes"))?;
-    if e.pruned {
-        return if e.body.is_empty() { Ok((leaf, None)) } else { Err(bad("pruned entry carries a body")) };
+    if e.pruned && e.withheld {
+        return Err(bad("an entry is either pruned or withheld, not both"));
+    }
+    if e.pruned || e.withheld {
+        let what = if e.pruned { "pruned" } else { "withheld" };
+        return if !e.body.is_empty() {
+            Err(bad(&format!("{what} entry carries a body")))
+        } else if e.record.is_some() {
+            Err(bad(&format!("{what} entry carries a record")))
+        } else {
+            Ok((leaf, None))
+        };
     }
     if tlog::record_hash(&e.body).0 != leaf {
         return Err(bad("body does not hash to its leaf hash (record altered)"));
@@ -474,6 +484,9 @@ pub struct LogVerifier {
     pub bodies: u64,
     /// Entries that were pruned (leaf hash only).
     pub pruned: u64,
+    /// Entries withheld as outside the reader's scope (leaf hash only; the
+    /// record exists, so they count as kept for the pruned-prefix rule).
+    pub withheld: u64,
     /// The first entry that kept its body.
     first_body: Option<u64>,
     /// The ranges retention erasure records say they pruned.
@@ -492,6 +505,9 @@ impl LogVerifier {
                 return Err(VerifyError::PrunedGap { seq: e.seq, after });
             }
             self.pruned += 1;
+        } else if e.withheld {
+            self.first_body.get_or_insert(e.seq);
+            self.withheld += 1;
         } else {
             self.first_body.get_or_insert(e.seq);
             self.bodies += 1;
@@ -551,6 +567,9 @@ pub struct BundleReport {
     pub attested: Attested,
     /// Entries with a verified inclusion proof.
     pub entries: u64,
+    /// Of them, entries withheld as outside the exporter's scope (their
+    /// leaf hash is what the proof checks).
+    pub withheld: u64,
     /// Entries whose C2SP tlog-proof was checked (all of them from version 2).
     pub tlog_proofs: u64,
 }
@@ -600,7 +619,8 @@ pub fn bundle(b: &AuditBundle, trust: &Trust, progress: &dyn Fn(u64, u64)) -> Re
         }
     }
     progress(total, total);
-    Ok(BundleReport { checkpoint: verified, attested, entries: total, tlog_proofs })
+    let withheld = b.entries.iter().filter(|e| e.withheld).count() as u64;
+    Ok(BundleReport { checkpoint: verified, attested, entries: total, withheld, tlog_proofs })
 }
 
 #[cfg(test)]

@@ -1,4 +1,8 @@
 //! `isx audit search|tail|checkpoint|verify|export|prune`: for auditors.
+//!
+//! Every read names why (`--purpose`, one of the four of LED Art. 25(2),
+//! and `--case`); the gateway records both with the read and refuses a read
+//! without them. `export` also names who receives the bundle (`--for`).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -9,7 +13,9 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use isx_core::json::{from_json, to_json};
 use isx_core::timestamp::Bound;
-use isx_core::wire::{AuditBundle, AuditEntry, AuditRecord, Checkpoint, Operation, SearchRequest};
+use isx_core::wire::{
+    AuditBundle, AuditEntry, AuditRecord, Checkpoint, Operation, ReadPurpose, ReadReason, SearchRequest,
+};
 use isx_node::Client;
 use isx_node::audit as client_audit;
 
@@ -19,6 +25,46 @@ use crate::output::{AuditFormat, print_audit_entry, print_audit_header};
 /// Most entries the gateway returns in one search page.
 const PAGE: u64 = 1000;
 
+/// The case of a verification or checkpoint read when `--case` is not given.
+const ROUTINE_CASE: &str = "routine integrity check";
+
+/// Why the log is read: recorded with every read (LED Art. 25(2)).
+#[derive(Args, Debug, Clone, Default)]
+pub struct ReadArgs {
+    /// Why you read the log (recorded): lawfulness, self-monitoring, integrity or criminal-proceedings (LED Art. 25(2)).
+    /// Default: integrity for verify and checkpoint, lawfulness for search, tail and export.
+    #[arg(long, value_name = "PURPOSE", value_parser = parse_purpose)]
+    purpose: Option<ReadPurpose>,
+    /// The case, complaint or inspection this read belongs to, e.g. CNIL-2026-0113 (recorded; no personal data).
+    /// Required for search, tail and export (or ISX_CASE); verify and checkpoint default to "routine integrity check".
+    #[arg(long = "case", value_name = "REF", env = "ISX_CASE")]
+    case: Option<String>,
+}
+
+fn parse_purpose(text: &str) -> std::result::Result<ReadPurpose, String> {
+    isx_core::read_reason::parse(text)
+        .map_err(|_| "use lawfulness, self-monitoring, integrity or criminal-proceedings (LED Art. 25(2))".to_owned())
+}
+
+impl ReadArgs {
+    /// The reason of a read whose purpose defaults to `purpose`; `case`
+    /// is the default case, if the command has one.
+    fn reason(&self, purpose: ReadPurpose, case: Option<&str>) -> Result<ReadReason> {
+        let purpose = self.purpose.unwrap_or(purpose);
+        let Some(case) = self.case.as_deref().or(case) else {
+            bail!(
+                "--case REF is required: name the case, complaint or inspection this read belongs to, e.g. --case CNIL-2026-0113 (recorded with the read, with --purpose {}); or set ISX_CASE",
+                isx_core::read_reason::name(purpose).unwrap_or_default().replace('_', "-")
+            );
+        };
+        let reason = isx_core::read_reason::reason(purpose, case);
+        if let Err(e) = isx_core::read_reason::check(Some(&reason)) {
+            bail!("--case {case:?}: {}", e.message);
+        }
+        Ok(reason)
+    }
+}
+
 #[derive(Subcommand, Debug)]
 pub enum AuditCommand {
     /// Search the audit log (auditor role), newest first. Each result is checked against its inclusion proof.
@@ -27,10 +73,15 @@ pub enum AuditCommand {
     /// the other order), and says when more match and how to get them:
     /// a larger --limit, --all, or the next page with --before SEQ (newest
     /// first) or --after SEQ (oldest first). Nothing is counted beyond what
-    /// is printed. Every page read is recorded in the log (LOG_READ).
+    /// is printed. Every page read is recorded in the log (LOG_READ), with
+    /// its purpose (--purpose, default lawfulness) and case (--case,
+    /// required). An auditor whose scope at the gateway is not every node
+    /// finds only the records in its scope.
     Search {
         #[command(flatten)]
         who: Who,
+        #[command(flatten)]
+        why: ReadArgs,
         #[command(flatten)]
         filter: FilterArgs,
         /// Print one JSON object per line.
@@ -66,6 +117,8 @@ pub enum AuditCommand {
         #[command(flatten)]
         who: Who,
         #[command(flatten)]
+        why: ReadArgs,
+        #[command(flatten)]
         filter: FilterArgs,
         /// How many of the newest records to print first.
         #[arg(long, short = 'n', default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
@@ -84,6 +137,8 @@ pub enum AuditCommand {
     Checkpoint {
         #[command(flatten)]
         who: Who,
+        #[command(flatten)]
+        why: ReadArgs,
         /// Save the checkpoint (JSON) to this file.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -94,7 +149,12 @@ pub enum AuditCommand {
     /// record is hashed again, the tree is recomputed and compared with the
     /// signed checkpoint, the checkpoint is shown to extend the one saved with
     /// --since-checkpoint, and every entry of the search index is compared
-    /// with the records, both ways. Exits 1 on any mismatch.
+    /// with the records, both ways. Exits 1 on any mismatch. The read is
+    /// recorded with purpose integrity (--purpose) and the case "routine
+    /// integrity check" (--case). An auditor whose scope at the gateway is
+    /// not every node gets the records outside it withheld (leaf hashes
+    /// only): the root and the consistency are checked from those and the
+    /// records in scope, and the index is not checked.
     ///
     /// Whom to trust: --key pins the log's key, --witness-policy (a C2SP
     /// tlog-policy file, as `isx pki init` writes to PKI/witness.policy)
@@ -111,6 +171,8 @@ pub enum AuditCommand {
     Verify {
         #[command(flatten)]
         who: Who,
+        #[command(flatten)]
+        why: ReadArgs,
         /// Verify this exported bundle offline instead; repeat to verify several and compare their checkpoints.
         #[arg(long, value_name = "FILE")]
         bundle: Vec<PathBuf>,
@@ -128,11 +190,21 @@ pub enum AuditCommand {
         witness_policy: Option<PathBuf>,
     },
     /// Export records with their inclusion proofs and the checkpoint: a self-contained bundle.
+    ///
+    /// The read is recorded with its purpose, its case and who receives the
+    /// bundle (--for). An auditor whose scope at the gateway is not every
+    /// node exports only the records in its scope.
     Export {
         #[command(flatten)]
         who: Who,
         #[command(flatten)]
+        why: ReadArgs,
+        #[command(flatten)]
         filter: FilterArgs,
+        /// Who receives the bundle, e.g. "Tribunal judiciaire de Lyon" (required; recorded with the read).
+        /// (`--to` is the filters' time bound.)
+        #[arg(long = "for", value_name = "RECIPIENT")]
+        bundle_for: String,
         /// Where to write the bundle (JSON).
         #[arg(long)]
         out: PathBuf,
@@ -206,9 +278,9 @@ pub struct FilterArgs {
     /// The operation, by its short or full name: collection, disclosure, denial, consultation, access_request, access_decision, follow_up_declined, alteration, erasure, log_read, administration (or OPERATION_CONSULTATION, ...).
     #[arg(long)]
     operation: Option<String>,
-    /// The stated purpose.
-    #[arg(long)]
-    purpose: Option<String>,
+    /// A record's stated purpose (of a publish, a lookup, a read of the log: e.g. "border check", lawfulness).
+    #[arg(long = "record-purpose", value_name = "PURPOSE")]
+    record_purpose: Option<String>,
     /// From this time (RFC 3339), or from the start of this day (YYYY-MM-DD, UTC).
     #[arg(long)]
     from: Option<String>,
@@ -256,7 +328,7 @@ impl FilterArgs {
             alert_id: self.alert.clone().unwrap_or_default(),
             request_id: self.request.clone().unwrap_or_default(),
             operation,
-            purpose: self.purpose.clone().unwrap_or_default(),
+            purpose: self.record_purpose.clone().unwrap_or_default(),
             from: self.from.as_deref().map(|s| parse_time(s, "--from", Bound::Start)).transpose()?,
             to: self.to.as_deref().map(|s| parse_time(s, "--to", Bound::End)).transpose()?,
             justification: self.justification.clone(),
@@ -430,8 +502,8 @@ fn prefix(v: &isx_audit::checkpoint::Verified, entries: &[AuditEntry], size: u64
 
 /// One page of a search, each entry checked against its inclusion proof in
 /// the page's checkpoint. Returns the page and the checkpoint's size.
-async fn page(client: &Client, req: &SearchRequest) -> Result<(Vec<AuditEntry>, bool, u64)> {
-    let page = client_audit::search(client, req.clone()).await?;
+async fn page(client: &Client, reason: &ReadReason, req: &SearchRequest) -> Result<(Vec<AuditEntry>, bool, u64)> {
+    let page = client_audit::search(client, reason, req.clone()).await?;
     let cp = isx_audit::verify::checkpoint(page.checkpoint.as_ref().context("search without checkpoint")?, None)?;
     for e in &page.entries {
         isx_audit::verify::inclusion(e, &cp).with_context(|| format!("result {} does not verify", e.seq))?;
@@ -441,7 +513,12 @@ async fn page(client: &Client, req: &SearchRequest) -> Result<(Vec<AuditEntry>, 
 
 /// Up to `want` matching entries (every one if `None`), page after page in
 /// `req`'s order, and whether more match beyond them.
-async fn search_pages(client: &Client, mut req: SearchRequest, want: Option<u64>) -> Result<(Vec<AuditEntry>, bool)> {
+async fn search_pages(
+    client: &Client,
+    reason: &ReadReason,
+    mut req: SearchRequest,
+    want: Option<u64>,
+) -> Result<(Vec<AuditEntry>, bool)> {
     let mut all: Vec<AuditEntry> = Vec::new();
     let mut pages = 0u64;
     let mut bound = u64::MAX;
@@ -450,7 +527,7 @@ async fn search_pages(client: &Client, mut req: SearchRequest, want: Option<u64>
     loop {
         let left = want.map_or(PAGE, |w| w.saturating_sub(all.len() as u64));
         req.limit = left.clamp(1, PAGE) as u32;
-        let (entries, more, size) = page(client, &req).await?;
+        let (entries, more, size) = page(client, reason, &req).await?;
         bound = bound.min(size + 1);
         pages += 1;
         let last = entries.last().map(|e| e.seq);
@@ -517,7 +594,8 @@ fn interrupted() -> Result<impl std::future::Future<Output = ()>> {
 
 pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
     match cmd {
-        AuditCommand::Search { who, filter, json, csv, limit, all, oldest_first, after, before } => {
+        AuditCommand::Search { who, why, filter, json, csv, limit, all, oldest_first, after, before } => {
+            let reason = why.reason(ReadPurpose::Lawfulness, None)?;
             let format = if json {
                 AuditFormat::Json
             } else if csv {
@@ -534,7 +612,7 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
                 ..filter.request()?
             };
             let want = if all { None } else { Some(u64::from(limit.max(1))) };
-            let (mut entries, more) = search_pages(&client, req, want).await?;
+            let (mut entries, more) = search_pages(&client, &reason, req, want).await?;
             open_texts(&mut entries, &options.pki_dir);
             print_entries(&entries, format)?;
             let order = if oldest_first { "oldest first" } else { "newest first" };
@@ -550,7 +628,8 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
                 );
             }
         }
-        AuditCommand::Tail { who, filter, lines, follow, interval, json } => {
+        AuditCommand::Tail { who, why, filter, lines, follow, interval, json } => {
+            let reason = why.reason(ReadPurpose::Lawfulness, None)?;
             let format = if json { AuditFormat::Json } else { AuditFormat::Table };
             let stop = interrupted()?;
             tokio::pin!(stop);
@@ -563,7 +642,7 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
             let first = SearchRequest { newest_first: true, limit: lines, ..req.clone() };
             let (mut newest, more, size) = tokio::select! {
                 _ = &mut stop => return Ok(ExitCode::SUCCESS),
-                page = page(&client, &first) => page?,
+                page = page(&client, &reason, &first) => page?,
             };
             newest.reverse();
             open_texts(&mut newest, &options.pki_dir);
@@ -589,7 +668,7 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
                 let next = SearchRequest { after_seq: last, ..poll.clone() };
                 let (mut entries, _) = tokio::select! {
                     _ = &mut stop => break,
-                    found = search_pages(&client, next, None) => found?,
+                    found = search_pages(&client, &reason, next, None) => found?,
                 };
                 open_texts(&mut entries, &options.pki_dir);
                 let mut out = std::io::stdout().lock();
@@ -603,9 +682,10 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
                 out.flush()?;
             }
         }
-        AuditCommand::Checkpoint { who, out } => {
+        AuditCommand::Checkpoint { who, why, out } => {
+            let reason = why.reason(ReadPurpose::Integrity, Some(ROUTINE_CASE))?;
             let client = isx_node::diagnose::connect(&who.options()?).await?;
-            let cp = client_audit::checkpoint(&client).await?;
+            let cp = client_audit::checkpoint(&client, &reason).await?;
             isx_audit::verify::checkpoint(&cp, None)?;
             print!("{}", cp.note);
             if let Some(path) = out {
@@ -613,7 +693,7 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
                 eprintln!("saved to {}", path.display());
             }
         }
-        AuditCommand::Verify { who, bundle, since_checkpoint, also_checkpoint, key, witness_policy } => {
+        AuditCommand::Verify { who, why, bundle, since_checkpoint, also_checkpoint, key, witness_policy } => {
             let trust = read_trust(&key, &witness_policy)?;
             let mut seen = Sightings::default();
             for path in &also_checkpoint {
@@ -638,11 +718,15 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
                     match isx_audit::verify::bundle(&b, &trust, &|d, t| progress("entries", d, t)) {
                         Ok(r) => {
                             println!(
-                                "OK: bundle verified offline: {} entries included in the signed tree of {} records ({}){} ({source})",
+                                "OK: bundle verified offline: {} entries included in the signed tree of {} records ({}){}{} ({source})",
                                 r.entries,
                                 r.checkpoint.size,
                                 r.checkpoint.origin,
-                                if r.tlog_proofs > 0 { ", each with its C2SP tlog-proof" } else { "" }
+                                if r.tlog_proofs > 0 { ", each with its C2SP tlog-proof" } else { "" },
+                                match r.withheld {
+                                    0 => String::new(),
+                                    n => format!(", {n} of them withheld (leaf hash only)"),
+                                }
                             );
                             print_attested(&r.attested);
                             let key = b.checkpoint.as_ref().map(|c| c.verifier_key.clone()).unwrap_or_default();
@@ -656,6 +740,7 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
                 }
                 return Ok(seen.finish(trust.pinned()));
             }
+            let reason = why.reason(ReadPurpose::Integrity, Some(ROUTINE_CASE))?;
             let since = since_checkpoint.map(|p| read_checkpoint(&p, "--since-checkpoint")).transpose()?;
             if !trust.pinned() {
                 warn_unpinned("gateway");
@@ -665,20 +750,31 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
             // checkpoint is then checked as it arrives; either way it is
             // checked whole (key, cosignatures, quorum) once verified.
             let early = trust.live_key();
-            let checked = match client_audit::verify_live(&client, early.as_deref(), since.as_ref(), &progress).await {
+            let verified =
+                client_audit::verify_live(&client, &reason, early.as_deref(), since.as_ref(), &progress).await;
+            let checked = match verified {
                 Ok(r) => trust.check(&r.checkpoint).map(|a| (r, a)).map_err(|e| format!("VERIFICATION FAILED: {e}")),
                 Err(e) => Err(e.to_string()),
             };
             match checked {
                 Ok((r, attested)) => {
+                    let withheld = match r.withheld {
+                        0 => String::new(),
+                        n => format!(", {n} withheld as outside your scope: leaf hash only"),
+                    };
                     println!(
-                        "OK: {} records verified against the signed checkpoint of size {} ({} hashed, {} pruned)",
+                        "OK: {} records verified against the signed checkpoint of size {} ({} hashed, {} pruned{withheld})",
                         r.checkpoint.tree_size, r.checkpoint.tree_size, r.bodies, r.pruned
                     );
-                    println!(
-                        "OK: the whole search index matches the records: {} entries under {} values, each record in every list it belongs to and in no other",
-                        r.index_entries, r.index_checks
-                    );
+                    match &r.scope {
+                        Some(scope) => println!(
+                            "note: index not checked (scoped): your audit scope is {scope}, so the gateway sends the records outside it withheld and no search index"
+                        ),
+                        None => println!(
+                            "OK: the whole search index matches the records: {} entries under {} values, each record in every list it belongs to and in no other",
+                            r.index_entries, r.index_checks
+                        ),
+                    }
                     if let Some(old) = r.consistent_with {
                         println!("OK: the log extends the saved checkpoint of size {old} (consistency proof verified)");
                     }
@@ -693,17 +789,22 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
                 }
             }
         }
-        AuditCommand::Export { who, filter, out } => {
+        AuditCommand::Export { who, why, filter, bundle_for: to, out } => {
+            let reason = why.reason(ReadPurpose::Lawfulness, None)?;
+            if let Err(e) = isx_core::read_reason::check_recipient(&to) {
+                bail!("--for {to:?}: {}", e.message);
+            }
             let client = isx_node::diagnose::connect(&who.options()?).await?;
-            let bundle = client_audit::export(&client, filter.request()?).await?;
+            let bundle = client_audit::export(&client, &reason, &to, filter.request()?).await?;
             let presented = isx_audit::verify::Trust::default();
             let report = isx_audit::verify::bundle(&bundle, &presented, &|d, t| progress("entries", d, t))?;
             std::fs::write(&out, to_json(&bundle)).with_context(|| format!("--out {}", out.display()))?;
             println!(
-                "wrote {} entries with proofs in the tree of {} to {}",
+                "wrote {} entries with proofs in the tree of {} to {} (for {}; the read is recorded with its purpose and case)",
                 report.entries,
                 report.checkpoint.size,
-                out.display()
+                out.display(),
+                to.trim()
             );
         }
         AuditCommand::Prune { config, before, dry_run, officer } => {

@@ -46,9 +46,21 @@ pub struct ConsoleArgs {
     /// Read the page templates from this directory on every page (to edit them; see crates/isx-console/templates).
     #[arg(long, value_name = "DIR")]
     templates: Option<PathBuf>,
+    /// Why the auditor's pages read the log (recorded with every read): lawfulness, self-monitoring, integrity or criminal-proceedings.
+    /// The overview's verification states integrity.
+    #[arg(long, value_name = "PURPOSE", default_value = "self-monitoring", value_parser = parse_purpose)]
+    purpose: isx_core::wire::ReadPurpose,
+    /// The case, complaint or inspection the console's reads belong to (recorded with every read).
+    #[arg(long = "case", value_name = "REF", default_value = "console")]
+    case: String,
     /// Largest upload (a bundle or an alert), in MiB.
     #[arg(long, value_name = "MIB", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024))]
     max_upload_mib: u32,
+}
+
+fn parse_purpose(text: &str) -> std::result::Result<isx_core::wire::ReadPurpose, String> {
+    isx_core::read_reason::parse(text)
+        .map_err(|_| "use lawfulness, self-monitoring, integrity or criminal-proceedings (LED Art. 25(2))".to_owned())
 }
 
 /// The policy officer's setup: the config's nodes and profile, the samples,
@@ -111,6 +123,7 @@ pub async fn run(args: ConsoleArgs) -> Result<ExitCode> {
         policy,
         templates: args.templates.clone(),
         max_body: (args.max_upload_mib as usize) << 20,
+        reason: isx_core::read_reason::reason(args.purpose, &args.case),
     };
     // The handlers first: a Ctrl-C right after the URL appears stops the
     // console cleanly instead of killing it.

@@ -182,10 +182,14 @@ pub fn print_audit_header(out: &mut impl Write, format: AuditFormat) -> std::io:
 pub fn print_audit_entry(out: &mut impl Write, e: &AuditEntry, format: AuditFormat) -> std::io::Result<()> {
     let Some(r) = &e.record else {
         return match format {
+            AuditFormat::Table if e.withheld => {
+                writeln!(out, "{:>6}  (withheld: outside your audit scope; leaf hash kept)", e.seq)
+            }
             AuditFormat::Table => writeln!(out, "{:>6}  (pruned: body removed by retention; leaf hash kept)", e.seq),
             _ => Ok(()),
         };
     };
+    let detail = audit_detail(r);
     let recipients =
         r.recipients.iter().map(|x| format!("{}:{}", x.node, display::level(x.level()))).collect::<Vec<_>>().join(" ");
     let op = r.operation().as_str_name().trim_start_matches("OPERATION_").to_ascii_lowercase();
@@ -213,7 +217,7 @@ pub fn print_audit_entry(out: &mut impl Write, e: &AuditEntry, format: AuditForm
                 outcome,
                 q(&policies),
                 q(&r.purpose),
-                q(&r.detail)
+                q(&detail)
             )
         }
         AuditFormat::Table => writeln!(
@@ -228,9 +232,26 @@ pub fn print_audit_entry(out: &mut impl Write, e: &AuditEntry, format: AuditForm
             recipients,
             outcome,
             truncate(&policies, POLICIES_WIDTH),
-            r.detail
+            detail
         ),
     }
+}
+
+/// A record's detail as listings show it: a LOG_READ's purpose, case and
+/// export recipient first (`[lawfulness, case CNIL-2026-0113, to Tribunal
+/// judiciaire de Lyon] Export of ...`).
+pub fn audit_detail(r: &isx_core::wire::AuditRecord) -> String {
+    if r.operation() != isx_core::wire::Operation::LogRead || r.purpose.is_empty() && r.case_reference.is_empty() {
+        return r.detail.clone();
+    }
+    let mut why = vec![r.purpose.clone()];
+    if !r.case_reference.is_empty() {
+        why.push(format!("case {}", r.case_reference));
+    }
+    if !r.export_recipient.is_empty() {
+        why.push(format!("to {}", r.export_recipient));
+    }
+    format!("[{}] {}", why.join(", "), r.detail)
 }
 
 /// The canonical name of a gRPC status code (`PERMISSION_DENIED`).

@@ -159,7 +159,14 @@ async fn a_reload_by_the_admin_call_is_found_in_the_log_and_each_version_explain
 
     // From an export, with no gateway: the same answers.
     let auditor = topo.client("auditor").await.unwrap();
-    let bundle = isx_node::audit::export(&auditor, isx_core::wire::SearchRequest::default()).await.unwrap();
+    let bundle = isx_node::audit::export(
+        &auditor,
+        &isx_testkit::testkit_reason(),
+        "admin tests",
+        isx_core::wire::SearchRequest::default(),
+    )
+    .await
+    .unwrap();
     let file = tmp.path().join("bundle.json");
     std::fs::write(&file, isx_core::json::to_json(&bundle)).unwrap();
     topo.shutdown().await;

@@ -394,7 +394,9 @@ async fn exported_bundle() -> (isx_testkit::Topology, tempfile::TempDir, PathBuf
         .await
         .unwrap();
     let auditor = topo.client("auditor").await.unwrap();
-    let bundle = isx_node::audit::export(&auditor, isx_core::wire::SearchRequest::default()).await.unwrap();
+    let reason = isx_testkit::testkit_reason();
+    let bundle =
+        isx_node::audit::export(&auditor, &reason, "cli test", isx_core::wire::SearchRequest::default()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bundle.json");
     std::fs::write(&path, isx_core::json::to_json(&bundle)).unwrap();
@@ -538,9 +540,24 @@ async fn names_and_enum_values_are_read_as_people_write_them() {
     assert!(text(&out).contains("write the family name first with a comma"), "{}", text(&out));
 
     let search = |op: &str| -> Vec<String> {
-        ["audit", "search", "--as", "auditor", "--pki", &pki, "--gateway", &addr, "--officer", "DPO", "--operation", op]
-            .map(str::to_owned)
-            .to_vec()
+        [
+            "audit",
+            "search",
+            "--as",
+            "auditor",
+            "--pki",
+            &pki,
+            "--gateway",
+            &addr,
+            "--officer",
+            "DPO",
+            "--case",
+            "CLI-TEST",
+            "--operation",
+            op,
+        ]
+        .map(str::to_owned)
+        .to_vec()
     };
     for op in ["consultation", "OPERATION_CONSULTATION", "Consultation"] {
         let out = isx_async(search(op)).await;
@@ -1100,7 +1117,10 @@ fn as_auditor(topo: &isx_testkit::Topology, head: &[&str], tail: &[&str]) -> Vec
     let addr = topo.gateway_addr().to_string();
     head.iter()
         .map(|s| (*s).to_owned())
-        .chain(["--as", "auditor", "--pki", &pki, "--gateway", &addr, "--officer", "DPO Martens"].map(str::to_owned))
+        .chain(
+            ["--as", "auditor", "--pki", &pki, "--gateway", &addr, "--officer", "DPO Martens", "--case", "CLI-TEST-1"]
+                .map(str::to_owned),
+        )
         .chain(tail.iter().map(|s| (*s).to_owned()))
         .collect()
 }
@@ -1128,6 +1148,78 @@ async fn publish_some(topo: &isx_testkit::Topology, n: usize) -> Vec<String> {
         ids.push(alert.alert_id);
     }
     ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_reads_name_their_purpose_and_case_and_an_export_its_recipient() {
+    let topo = isx_testkit::Topology::start(isx_testkit::TopologySpec::default_agencies()).await.unwrap();
+    publish_some(&topo, 1).await;
+    let pki = topo.pki_dir().display().to_string();
+    let addr = topo.gateway_addr().to_string();
+    let who = ["--as", "auditor", "--pki", &pki, "--gateway", &addr, "--officer", "DPO Martens"];
+    let run = |args: &[&str]| {
+        let args: Vec<String> = args.iter().chain(who.iter()).map(|s| (*s).to_owned()).collect();
+        isx_async(args)
+    };
+    // A search without --case is refused before it reaches the gateway, saying what to give.
+    let out = run(&["audit", "search"]).await;
+    assert!(!out.status.success());
+    assert!(text(&out).contains("--case REF is required"), "{}", text(&out));
+    let out = run(&["audit", "search", "--case", "X", "--purpose", "curiosity"]).await;
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("use lawfulness, self-monitoring, integrity or criminal-proceedings"),
+        "{}",
+        text(&out)
+    );
+    // An export needs --to.
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("b.json");
+    let out = run(&["audit", "export", "--case", "CNIL-2026-0113", "--out", bundle.to_str().unwrap()]).await;
+    assert!(!out.status.success() && text(&out).contains("--for <RECIPIENT>"), "{}", text(&out));
+
+    // Each read is recorded with its purpose and case; verify states integrity.
+    let out = run(&["audit", "search", "--case", "CNIL-2026-0113", "--purpose", "criminal-proceedings"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let out = run(&["audit", "verify"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let to = "Tribunal judiciaire de Lyon";
+    let args = ["audit", "export", "--case", "CNIL-2026-0113", "--for", to, "--out", bundle.to_str().unwrap()];
+    let out = run(&args).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains(&format!("(for {to};")), "{}", text(&out));
+    let reads = topo
+        .audit_records(isx_core::wire::SearchRequest {
+            operation: isx_core::wire::Operation::LogRead as i32,
+            officer: "DPO Martens".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let said: Vec<(&str, &str, &str, &str)> = reads
+        .iter()
+        .map(|r| {
+            let call = r.detail.split_whitespace().next().unwrap_or_default();
+            (call, r.purpose.as_str(), r.case_reference.as_str(), r.export_recipient.as_str())
+        })
+        .collect();
+    assert_eq!(
+        said,
+        [
+            ("Search", "criminal_proceedings", "CNIL-2026-0113", ""),
+            ("VerifyLog:", "integrity", "routine integrity check", ""),
+            ("Export", "lawfulness", "CNIL-2026-0113", to),
+        ],
+        "{reads:?}"
+    );
+    // The listing shows why each read was made.
+    let out = run(&["audit", "search", "--case", "CNIL-2026-0113", "--operation", "log_read", "--limit", "3"]).await;
+    assert!(
+        text(&out).contains(&format!("[lawfulness, case CNIL-2026-0113, to {to}] Export of everything")),
+        "{}",
+        text(&out)
+    );
+    topo.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -59,12 +59,17 @@ fn options(pki: &Path, node: &str, addr: &str) -> ClientOptions {
     }
 }
 
+/// Why this test reads the log: the integrity of the data across crashes.
+fn integrity() -> isx_core::wire::ReadReason {
+    isx_core::read_reason::reason(isx_core::wire::ReadPurpose::Integrity, "crash test")
+}
+
 /// Alert ids of every record of `operation` by or to `node` (paginated).
 async fn ids_of(auditor: &Client, operation: Operation, node: &str) -> BTreeSet<String> {
     let mut ids = BTreeSet::new();
     let mut req = SearchRequest { operation: operation as i32, node: node.into(), limit: 1000, ..Default::default() };
     for _ in 0..10_000 {
-        let page = isx_node::audit::search(auditor, req.clone()).await.unwrap();
+        let page = isx_node::audit::search(auditor, &integrity(), req.clone()).await.unwrap();
         ids.extend(page.entries.iter().filter_map(|e| e.record.as_ref()).map(|r| r.alert_id.clone()));
         match page.entries.last() {
             Some(last) if page.more => req.after_seq = last.seq,
@@ -197,15 +202,18 @@ async fn sigkill_loses_no_acknowledged_record_and_keeps_checkpoints_consistent()
         // before. In between, the signed checkpoint must extend it.
         if round % 5 == 0 || round == ROUNDS {
             let report =
-                isx_node::audit::verify_live(&auditor, Some(&key), saved.as_ref(), &|_, _, _| {}).await.unwrap();
+                isx_node::audit::verify_live(&auditor, &integrity(), Some(&key), saved.as_ref(), &|_, _, _| {})
+                    .await
+                    .unwrap();
             records_checked += report.checkpoint.tree_size;
             saved = Some(report.checkpoint);
         } else {
-            let cp = isx_node::audit::checkpoint(&auditor).await.unwrap();
+            let cp = isx_node::audit::checkpoint(&auditor, &integrity()).await.unwrap();
             let verified = isx_audit::verify::checkpoint(&cp, Some(&key)).unwrap();
             if let Some(old) = &saved {
                 let old = isx_audit::verify::checkpoint(old, Some(&key)).unwrap();
-                let proof = isx_node::audit::consistency_proof(&auditor, old.size, verified.size).await.unwrap();
+                let proof =
+                    isx_node::audit::consistency_proof(&auditor, &integrity(), old.size, verified.size).await.unwrap();
                 isx_audit::verify::consistency(&old, &verified, &proof).unwrap();
             }
             saved = Some(cp);

@@ -281,7 +281,9 @@ async fn records(auditor: &Client, mut filter: SearchRequest) -> Vec<(usize, Aud
     let mut out = Vec::new();
     filter.limit = 1000;
     for _ in 0..1000 {
-        let page = bounded("search", isx_node::audit::search(auditor, filter.clone())).await.unwrap();
+        let page = bounded("search", isx_node::audit::search(auditor, &isx_testkit::testkit_reason(), filter.clone()))
+            .await
+            .unwrap();
         out.extend(page.entries.iter().filter_map(|e| Some((e.body.len(), e.record.clone()?))));
         match page.entries.last() {
             // `after_seq = 0` means "from the start", so a page that ends at
@@ -963,10 +965,12 @@ async fn hostile_5_refused_audit_calls_leave_a_bounded_number_of_records_that_ad
         for _ in 0..25 {
             let de = de.clone();
             wave.spawn(async move {
-                isx_node::audit::search(&de, SearchRequest::default()).await.err().map(|e| match e {
-                    isx_node::audit::AuditClientError::Status(s) => s.code(),
-                    other => panic!("{other}"),
-                })
+                isx_node::audit::search(&de, &isx_testkit::testkit_reason(), SearchRequest::default()).await.err().map(
+                    |e| match e {
+                        isx_node::audit::AuditClientError::Status(s) => s.code(),
+                        other => panic!("{other}"),
+                    },
+                )
             });
         }
         while let Some(code) = wave.join_next().await {
@@ -998,7 +1002,7 @@ async fn hostile_6_a_non_auditor_with_a_bad_filter_is_refused_for_its_role_and_r
     let gw = Gateway::start(Spec::default());
     let de = gw.client("de-police").await;
     let bad = SearchRequest { subject_pseudonym: "zz".into(), ..Default::default() };
-    let refused = match bounded("search", isx_node::audit::search(&de, bad)).await {
+    let refused = match bounded("search", isx_node::audit::search(&de, &isx_testkit::testkit_reason(), bad)).await {
         Err(isx_node::audit::AuditClientError::Status(s)) => s,
         other => panic!("refused, not {other:?}"),
     };
@@ -1036,7 +1040,11 @@ async fn hostile_6_an_export_of_everything_arrives_in_batches() {
         }
     }
     let auditor = gw.client("auditor").await;
-    let request = auditor.request(ExportRequest::default());
+    let request = auditor.request(ExportRequest {
+        reason: Some(isx_testkit::testkit_reason()),
+        recipient: "hostile test".into(),
+        ..Default::default()
+    });
     let mut stream = bounded("export", isx_node::audit::audit(&auditor).export(request)).await.unwrap().into_inner();
     let mut batches = Vec::new();
     let header = bounded("export header", stream.message()).await.unwrap().expect("a header");
@@ -1075,10 +1083,12 @@ async fn hostile_6_consistency_proofs_from_zero_are_empty_and_bad_ranges_are_out
     let auditor = gw.client("auditor").await;
     let audit = isx_node::audit::audit(&auditor);
     let mut client = audit.clone();
-    let checkpoint = client.get_checkpoint(auditor.request(GetCheckpointRequest::default()));
+    let checkpoint =
+        client.get_checkpoint(auditor.request(GetCheckpointRequest { reason: Some(isx_testkit::testkit_reason()) }));
     let size = bounded("checkpoint", checkpoint).await.unwrap().into_inner().tree_size;
     let proof = |first: u64, second: u64| {
-        let request = auditor.request(GetConsistencyProofRequest { first, second, ..Default::default() });
+        let request =
+            auditor.request(GetConsistencyProofRequest { first, second, reason: Some(isx_testkit::testkit_reason()) });
         let mut audit = audit.clone();
         async move { bounded("consistency proof", audit.get_consistency_proof(request)).await.map(|r| r.into_inner()) }
     };

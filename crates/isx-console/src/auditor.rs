@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use http::{StatusCode, header};
 use isx_audit::checkpoint::Verified;
 use isx_audit::verify;
-use isx_core::wire::{AuditBundle, AuditEntry, Checkpoint, GetEntriesRequest, SearchRequest};
+use isx_core::wire::{AuditBundle, AuditEntry, Checkpoint, ReadPurpose, ReadReason, SearchRequest};
 use isx_node::audit as client_audit;
 use isx_node::{Client, ClientOptions};
 use minijinja::context;
@@ -99,6 +99,8 @@ pub(crate) struct Auditor {
     client: Client,
     options: ClientOptions,
     trust: verify::Trust,
+    /// Why its pages read the log (recorded with every read).
+    reason: ReadReason,
     text_key: Option<isx_store::StoreKey>,
     cursors: Mutex<Stash<Stored>>,
     reports: Mutex<Stash<Report>>,
@@ -182,19 +184,33 @@ impl Ctx {
 
 impl Auditor {
     /// Connects as `options` (explaining a refused connection as the CLI does).
-    pub(crate) async fn connect(options: &ClientOptions, trust: verify::Trust) -> Result<Self, ConsoleError> {
+    pub(crate) async fn connect(
+        options: &ClientOptions,
+        trust: verify::Trust,
+        reason: ReadReason,
+    ) -> Result<Self, ConsoleError> {
+        if let Err(e) = isx_core::read_reason::check(Some(&reason)) {
+            return Err(ConsoleError::Reason(e));
+        }
         let client =
             isx_node::diagnose::connect(options).await.map_err(|e| ConsoleError::Gateway(isx_node::error_chain(&e)))?;
         Ok(Self {
             client,
             options: options.clone(),
             trust,
+            reason,
             text_key: isx_audit::keys::load_text_key(&options.pki_dir).ok(),
             cursors: Mutex::new(Stash::new()),
             reports: Mutex::new(Stash::new()),
             scan: Arc::new(Mutex::new(Scan::default())),
             finished: tokio::sync::watch::channel(0).0,
         })
+    }
+
+    /// Who receives an export unless the form says otherwise: the console's
+    /// own auditor, downloading it.
+    fn export_to(&self) -> String {
+        format!("{} ({}), downloaded from the console", self.options.node, self.options.officer)
     }
 
     /// Waits until `n` verifications have finished.
@@ -254,7 +270,7 @@ impl Auditor {
         let mut bound = u64::MAX;
         let mut pages = 0u64;
         loop {
-            let page = client_audit::search(&self.client, req.clone()).await?;
+            let page = client_audit::search(&self.client, &self.reason, req.clone()).await?;
             let cp = self.checkpoint(page.checkpoint.as_ref())?;
             bound = bound.min(cp.size / u64::from(PAGE) + 2);
             pages += 1;
@@ -275,7 +291,7 @@ pub(crate) async fn overview(State(app): State<Arc<Ctx>>) -> Response {
         Err(_) if app.pages.has_policy => return Redirect::to("/policy").into_response(),
         Err(r) => return r,
     };
-    let cp = match client_audit::checkpoint(&a.client).await {
+    let cp = match client_audit::checkpoint(&a.client, &a.reason).await {
         Ok(cp) => cp,
         Err(e) => return app.failure(e.into()),
     };
@@ -286,10 +302,9 @@ pub(crate) async fn overview(State(app): State<Arc<Ctx>>) -> Response {
     let verified = attested.checkpoint.clone();
     // The newest record the checkpoint covers tells its age.
     let newest = if verified.size > 0 {
-        let req = GetEntriesRequest { start: verified.size - 1, end: verified.size, ..Default::default() };
-        match client_audit::audit(&a.client).get_entries(a.client.request(req)).await {
-            Ok(r) => r.into_inner().entries.into_iter().next().and_then(|e| e.record).and_then(|r| r.time),
-            Err(s) => return app.failure(Failure::Gateway(s)),
+        match client_audit::entries(&a.client, &a.reason, verified.size - 1, verified.size).await {
+            Ok(entries) => entries.into_iter().next().and_then(|e| e.record).and_then(|r| r.time),
+            Err(e) => return app.failure(e.into()),
         }
     } else {
         None
@@ -372,6 +387,8 @@ fn start_scan(a: &Auditor, justification: &str) -> bool {
     }
     let (client, key, scan, justification, finished) =
         (a.client.clone(), a.trust.live_key(), a.scan.clone(), justification.to_owned(), a.finished.clone());
+    // A verification is read for the integrity of the log, in the console's case.
+    let reason = isx_core::read_reason::reason(ReadPurpose::Integrity, &a.reason.case_reference);
     tokio::spawn(async move {
         let started = Instant::now();
         let mut tally = Tally::default();
@@ -382,21 +399,33 @@ fn start_scan(a: &Auditor, justification: &str) -> bool {
             s.done = done;
             s.total = total;
         };
-        let result =
-            client_audit::verify_live_visit(&client, key.as_deref(), None, &justification, &progress, &mut |r| {
-                tally.add(r)
-            })
-            .await;
+        let result = client_audit::verify_live_visit(
+            &client,
+            &reason,
+            key.as_deref(),
+            None,
+            &justification,
+            &progress,
+            &mut |r| tally.add(r),
+        )
+        .await;
         let (ok, message) = match result {
             Ok(r) => (
                 true,
                 format!(
-                    "OK: {} records ({} with their bodies hashed again, {} pruned) make the root of the checkpoint signed for {} records; {} index entries match the records{}",
-                    r.bodies + r.pruned,
+                    "OK: {} records ({} with their bodies hashed again, {} pruned{}) make the root of the checkpoint signed for {} records; {}{}",
+                    r.bodies + r.pruned + r.withheld,
                     r.bodies,
                     r.pruned,
+                    match r.withheld {
+                        0 => String::new(),
+                        n => format!(", {n} withheld as outside your scope"),
+                    },
                     r.checkpoint.tree_size,
-                    r.index_entries,
+                    match &r.scope {
+                        Some(scope) => format!("index not checked (scoped: {scope})"),
+                        None => format!("{} index entries match the records", r.index_entries),
+                    },
                     if key.is_some() { "; the checkpoint is signed with the pinned key" } else { "" }
                 ),
             ),
@@ -488,7 +517,7 @@ async fn run_search(a: &Auditor, pairs: Vec<(String, String)>) -> Result<minijin
             Stored { what: facets::describe(&req), req }
         }
     };
-    let page = client_audit::search(&a.client, stored.req.clone()).await?;
+    let page = client_audit::search(&a.client, &a.reason, stored.req.clone()).await?;
     let cp = a.checkpoint(page.checkpoint.as_ref())?;
     let next = match page.entries.last() {
         Some(last) if page.more => {
@@ -516,6 +545,7 @@ async fn run_search(a: &Auditor, pairs: Vec<(String, String)>) -> Result<minijin
         next,
         export,
         pki => a.options.pki_dir.display().to_string(),
+        export_to => a.export_to(),
     })
 }
 
@@ -525,9 +555,16 @@ pub(crate) async fn export(State(app): State<Arc<Ctx>>, Extension(FormPairs(pair
         Ok(a) => a,
         Err(r) => return r,
     };
-    let form = match Form::parse(pairs, &[]) {
+    let form = match Form::parse(pairs, &["export_to"]) {
         Ok(f) => f,
         Err(e) => return app.failure(e.into()),
+    };
+    let Some(to) = form.get("export_to").map(str::to_owned) else {
+        return app.failure(Failure::Field(FieldError {
+            field: "export_to".into(),
+            message: "say who receives the bundle, e.g. \"Tribunal judiciaire de Lyon\" (recorded with the export)"
+                .into(),
+        }));
     };
     let stored = a.stored(form.get("cursor"), form.get("report"));
     let Some(stored) = stored else {
@@ -535,7 +572,7 @@ pub(crate) async fn export(State(app): State<Arc<Ctx>>, Extension(FormPairs(pair
     };
     let mut filter = stored.req;
     filter.justification = "isx console export".into();
-    let bundle = match client_audit::export(&a.client, filter).await {
+    let bundle = match client_audit::export(&a.client, &a.reason, &to, filter).await {
         Ok(b) => b,
         Err(e) => return app.failure(e.into()),
     };
@@ -659,6 +696,7 @@ pub(crate) async fn subject(
             verified => rows.iter().filter(|r| r.proof.as_ref().is_some_and(|p| p.ok)).count(),
             elapsed_ms => started.elapsed().as_millis() as u64,
             pki => a.options.pki_dir.display().to_string(),
+            export_to => a.export_to(),
         },
     )
 }

@@ -21,6 +21,10 @@ pub enum ConsoleError {
     /// The gateway could not be reached.
     #[error("{0}")]
     Gateway(String),
+    /// The reason the console gives for its reads is not usable (an empty
+    /// or overlong case reference).
+    #[error("the console's reason for its reads (--purpose, --case): {0}")]
+    Reason(isx_core::read_reason::ReasonError),
     /// The policy directory does not load.
     #[error("{0}")]
     Policy(String),

@@ -35,6 +35,10 @@ pub struct ConsoleOptions {
     pub templates: Option<PathBuf>,
     /// Largest request body (an uploaded bundle or alert), in bytes.
     pub max_body: usize,
+    /// Why the auditor's pages read the log (recorded with every read):
+    /// by default self-monitoring, case "console". The verification the
+    /// overview runs states integrity, with the same case.
+    pub reason: isx_core::wire::ReadReason,
 }
 
 impl Default for ConsoleOptions {
@@ -46,8 +50,15 @@ impl Default for ConsoleOptions {
             policy: None,
             templates: None,
             max_body: DEFAULT_MAX_BODY,
+            reason: default_reason(),
         }
     }
+}
+
+/// The console's reason for its reads unless told otherwise:
+/// self-monitoring, case "console".
+pub fn default_reason() -> isx_core::wire::ReadReason {
+    isx_core::read_reason::reason(isx_core::wire::ReadPurpose::SelfMonitoring, "console")
 }
 
 /// The default largest request body: 32 MiB (a bundle of ~20,000 records).
@@ -136,12 +147,18 @@ pub(crate) struct Built {
 pub(crate) async fn build(options: &ConsoleOptions, addr: SocketAddr) -> Result<Built, ConsoleError> {
     let views = views::Views::new(options.templates.clone())?;
     let auditor = match &options.auditor {
-        Some(o) => Some(auditor::Auditor::connect(o, options.trust.clone()).await?),
+        Some(o) => Some(auditor::Auditor::connect(o, options.trust.clone(), options.reason.clone()).await?),
         None => None,
     };
     let policy = options.policy.clone().map(policy::Policy::load).transpose()?;
     let acting = match &options.auditor {
-        Some(o) => format!("{} ({})", o.node, o.officer),
+        Some(o) => format!(
+            "{} ({}), reading for {}, case {}",
+            o.node,
+            o.officer,
+            isx_core::read_reason::name(options.reason.purpose()).unwrap_or("no purpose"),
+            options.reason.case_reference
+        ),
         None => "policy officer (no gateway)".to_owned(),
     };
     let token = session::Session::random_token();

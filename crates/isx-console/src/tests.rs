@@ -301,7 +301,7 @@ async fn an_exported_bundle_verifies_and_a_tampered_one_shows_the_changed_record
     let (topo, b, _) = auditor_console().await;
     let page = b.post("/search", &[("operation", "disclosure")]).await;
     let export = hidden(&page.body[page.body.find("action=\"/export\"").unwrap()..], "cursor");
-    let bundle = b.post("/export", &[("cursor", &export)]).await;
+    let bundle = b.post("/export", &[("cursor", &export), ("export_to", "console test")]).await;
     assert_eq!(bundle.status, StatusCode::OK);
     assert!(bundle.headers[header::CONTENT_DISPOSITION].to_str().unwrap().starts_with("attachment"));
 
@@ -350,7 +350,7 @@ async fn with_a_witness_policy_the_overview_and_bundles_show_the_cosigners_and_e
 
     let found = b.post("/search", &[("operation", "disclosure")]).await;
     let export = hidden(&found.body[found.body.find("action=\"/export\"").unwrap()..], "cursor");
-    let bundle = b.post("/export", &[("cursor", &export)]).await;
+    let bundle = b.post("/export", &[("cursor", &export), ("export_to", "console test")]).await;
     let page = b.post("/bundle", &[("bundle", &bundle.body), ("name", "good.json")]).await;
     assert!(page.body.contains("id=\"bundle-verdict\" data-ok=\"true\""), "{}", page.body);
     assert!(page.body.contains("cosigned by witness (the witness policy's quorum, witness, is met)"), "{}", page.body);
@@ -451,7 +451,9 @@ async fn subject_report_over_a_large_log() {
     spec.limits.max_queue_per_node = u64::MAX;
     let topo = Topology::start(spec).await.unwrap();
     let auditor = topo.client("auditor").await.unwrap();
-    let size = |c: isx_node::Client| async move { isx_node::audit::checkpoint(&c).await.unwrap().tree_size };
+    let size = |c: isx_node::Client| async move {
+        isx_node::audit::checkpoint(&c, &isx_testkit::testkit_reason()).await.unwrap().tree_size
+    };
     // One alert in fifty is about the girl; the rest are about others.
     let started = std::time::Instant::now();
     let mut published = 0u64;
@@ -494,14 +496,20 @@ async fn subject_report_over_a_large_log() {
     };
     let t = std::time::Instant::now();
     let mut raw = 0usize;
-    let mut page = isx_node::audit::search(&auditor, req.clone()).await.unwrap();
+    let mut page = isx_node::audit::search(&auditor, &isx_testkit::testkit_reason(), req.clone()).await.unwrap();
     loop {
         raw += page.entries.len();
         let Some(last) = page.entries.last().map(|e| e.seq) else { break };
         if !page.more {
             break;
         }
-        page = isx_node::audit::search(&auditor, SearchRequest { after_seq: last, ..req.clone() }).await.unwrap();
+        page = isx_node::audit::search(
+            &auditor,
+            &isx_testkit::testkit_reason(),
+            SearchRequest { after_seq: last, ..req.clone() },
+        )
+        .await
+        .unwrap();
     }
     let raw_ms = t.elapsed().as_secs_f64() * 1e3;
 

@@ -12,6 +12,8 @@
 //! - [`display`]: short human names for labels and levels, for tables.
 //! - [`enums`]: enum values by their full (`CATEGORY_TERRORISM`) or short
 //!   (`terrorism`) names, and errors that list both.
+//! - [`read_reason`]: why the audit log is read: the four purposes of LED
+//!   Art. 25(2), a case reference, and an export's recipient, checked.
 //!
 //! Everything here is pure: callers pass the current time in, and nothing reads
 //! files, sockets or clocks.
@@ -23,6 +25,7 @@ pub mod enums;
 pub mod identifiers;
 pub mod json;
 pub mod node;
+pub mod read_reason;
 pub mod redaction;
 pub mod timestamp;
 pub mod validate;

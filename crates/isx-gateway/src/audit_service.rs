@@ -2,9 +2,19 @@
 //!
 //! Every call first checks the caller's role and officer, before it parses
 //! anything; a refusal is recorded (`DENIAL`, aggregated per source) and
-//! answered `PERMISSION_DENIED`. Then its filter or range is checked (a bad
-//! one is a recorded `INVALID_ARGUMENT` or `OUT_OF_RANGE`), and its
-//! `LOG_READ` record is made durable before any data is returned. Scans run
+//! answered `PERMISSION_DENIED`. Then its reason (a purpose of LED Art.
+//! 25(2) and a case reference; an export's recipient too), its filter and
+//! its range are checked (a bad one is a recorded `INVALID_ARGUMENT` naming
+//! the field, or `OUT_OF_RANGE`), and its `LOG_READ` record, with the
+//! purpose, the case and the caller's scope, is made durable before any data
+//! is returned.
+//!
+//! A caller whose `audit_scope` is not every node sees only the records in
+//! its scope ([`isx_audit::scope`]): `Search` and `Export` return only those
+//! (the scope is part of the search filter, so pages are still full),
+//! `GetEntries` and `VerifyLog` serve the others withheld (leaf hash only),
+//! and `VerifyLog` sends no index. Proofs and checkpoints carry hashes only
+//! and are served whole. Scans run
 //! on the blocking pool, off the async workers. `Export` streams its entries
 //! in messages of at most `audit.export_batch` entries, so neither side
 //! holds a whole export in memory. `VerifyLog` streams a checkpoint, every
@@ -22,7 +32,7 @@ use isx_core::wire::audit_server::Audit;
 use isx_core::wire::{
     AuditBundle, AuditEntry, Checkpoint, ConsistencyProof, ExportRequest, GetCheckpointRequest,
     GetConsistencyProofRequest, GetEntriesRequest, GetEntriesResponse, GetInclusionProofRequest, GetPolicyRequest,
-    InclusionProof, IndexListing, Operation, PolicyVersion, SearchRequest, SearchResponse, VerifyLogPart,
+    InclusionProof, IndexListing, Operation, PolicyVersion, ReadReason, SearchRequest, SearchResponse, VerifyLogPart,
     VerifyLogRequest,
 };
 use prost::Message;
@@ -32,9 +42,10 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use tracing::{Instrument, info_span, warn};
 
+use crate::config::AuditScope;
 use crate::conn::{RequestInfo, Subject};
 use crate::error::RequestError;
-use crate::records;
+use crate::records::{self, ReadWhy};
 use crate::refusal;
 use crate::state::{Caller, State};
 
@@ -126,16 +137,36 @@ impl AuditService {
         refusal::refusal_status(&self.state, &info, e).await
     }
 
+    /// The call's purpose and case reference (and, for an export, its
+    /// `recipient`), checked after the caller's role; a missing or bad one
+    /// is refused, recorded, naming the field.
+    async fn why(
+        &self,
+        caller: &Caller<'_>,
+        reason: Option<&ReadReason>,
+        recipient: Option<&str>,
+    ) -> Result<ReadWhy, Status> {
+        let checked = isx_core::read_reason::check(reason).and_then(|(purpose, case_reference)| {
+            let recipient = recipient.map(isx_core::read_reason::check_recipient).transpose()?;
+            Ok(ReadWhy { purpose, case_reference, recipient })
+        });
+        match checked {
+            Ok(why) => Ok(why),
+            Err(e) => Err(self.bad_request(caller, RequestError::BadReason(e)).await),
+        }
+    }
+
     /// Records the read, durably, before anything is returned; `describe`
-    /// says what is read (never an identifier value).
+    /// says what is read (never an identifier value), `why` its purpose.
     async fn log_read(
         &self,
         caller: &Caller<'_>,
         describe: String,
         pseudonym: Option<String>,
         justification: &str,
+        why: &ReadWhy,
     ) -> Result<(), Status> {
-        let record = records::log_read(caller.actor(), describe, pseudonym, justification);
+        let record = records::log_read(caller.actor(), describe, pseudonym, justification, why);
         self.state.recorder.durable(vec![record]).await.map(|_| ()).map_err(Status::from)
     }
 
@@ -181,10 +212,35 @@ impl AuditService {
                 purpose: text(&req.purpose),
                 from_ms: req.from.as_ref().map(to_unix_millis),
                 to_ms: req.to.as_ref().map(to_unix_millis),
+                scope: None,
             },
             pseudonym,
         ))
     }
+}
+
+/// The caller's scope, if it is not every node.
+fn scope_of<'a>(caller: &'a Caller<'_>) -> Option<&'a AuditScope> {
+    caller.slot.audit_scope.as_ref().filter(|s| **s != AuditScope::All)
+}
+
+/// What a scoped caller's LOG_READ adds: its scope and, when the filter
+/// names nodes outside it, that only records in scope were returned.
+fn scope_note(scope: Option<&AuditScope>, f: &Filter) -> String {
+    let (Some(scope), Some(nodes)) = (scope, scope.and_then(AuditScope::scope)) else { return String::new() };
+    let mut named: Vec<&str> = [&f.node, &f.origin, &f.recipient]
+        .into_iter()
+        .flatten()
+        .map(String::as_str)
+        .filter(|n| !nodes.contains(n))
+        .collect();
+    named.sort();
+    named.dedup();
+    let mut note = format!("; scope: {}", scope.describe());
+    if !named.is_empty() {
+        note.push_str(&format!("; outside scope: {}; only records in scope returned", named.join(", ")));
+    }
+    note
 }
 
 /// A description of the filter kinds used (values stay out of the log).
@@ -234,7 +290,8 @@ impl Audit for AuditService {
         let span = info_span!("audit.get_checkpoint");
         async move {
             let caller = self.caller(&req, "GetCheckpoint").await?;
-            self.log_read(&caller, "GetCheckpoint".into(), None, "").await?;
+            let why = self.why(&caller, req.get_ref().reason.as_ref(), None).await?;
+            self.log_read(&caller, "GetCheckpoint".into(), None, "", &why).await?;
             Ok(Response::new(self.state.recorder.fresh_checkpoint().await?))
         }
         .instrument(span)
@@ -243,19 +300,34 @@ impl Audit for AuditService {
 
     async fn get_entries(&self, req: Request<GetEntriesRequest>) -> Result<Response<GetEntriesResponse>, Status> {
         let caller = self.caller(&req, "GetEntries").await?;
+        let why = self.why(&caller, req.get_ref().reason.as_ref(), None).await?;
         let (start, end) = (req.get_ref().start, req.get_ref().end);
         if let Err(e) = check_range(start <= end, || format!("start {start} is after end {end}")) {
             return Err(self.bad_request(&caller, e).await);
         }
         let end = end.min(start.saturating_add(MAX_PAGE));
-        self.log_read(&caller, format!("GetEntries [{start}, {end})"), None, "").await?;
-        let entries = scan(self.state.recorder.log(), move |log| log.entries(start, end)).await?;
+        let scope = scope_of(&caller);
+        let withheld = match scope {
+            Some(s) => format!("; scope: {}; records outside it withheld", s.describe()),
+            None => String::new(),
+        };
+        self.log_read(&caller, format!("GetEntries [{start}, {end}){withheld}"), None, "", &why).await?;
+        let nodes = scope.and_then(AuditScope::scope);
+        let entries = scan(self.state.recorder.log(), move |log| {
+            let entries = log.entries(start, end)?;
+            Ok(match nodes {
+                Some(nodes) => entries.into_iter().map(|e| nodes.withhold(e)).collect(),
+                None => entries,
+            })
+        })
+        .await?;
         Ok(Response::new(GetEntriesResponse { entries }))
     }
 
     async fn search(&self, req: Request<SearchRequest>) -> Result<Response<SearchResponse>, Status> {
         let caller = self.caller(&req, "Search").await?;
-        let (filter, pseudonym) = match self.filter(req.get_ref()) {
+        let why = self.why(&caller, req.get_ref().reason.as_ref(), None).await?;
+        let (mut filter, pseudonym) = match self.filter(req.get_ref()) {
             Ok(f) => f,
             Err(e) => return Err(self.bad_request(&caller, e).await),
         };
@@ -265,8 +337,10 @@ impl Audit for AuditService {
             n => u64::from(n).min(MAX_PAGE),
         } as usize;
         let order = if r.newest_first { ", newest first" } else { "" };
-        let what = format!("Search by {}{order}", describe(&filter));
-        self.log_read(&caller, what, pseudonym, &r.justification).await?;
+        let scope = scope_of(&caller);
+        let what = format!("Search by {}{order}{}", describe(&filter), scope_note(scope, &filter));
+        filter.scope = scope.and_then(AuditScope::scope);
+        self.log_read(&caller, what, pseudonym, &r.justification, &why).await?;
         let checkpoint = self.state.recorder.fresh_checkpoint().await?;
         let size = checkpoint.tree_size;
         // As of the checkpoint: later records are left to a later search.
@@ -297,6 +371,7 @@ impl Audit for AuditService {
         req: Request<GetInclusionProofRequest>,
     ) -> Result<Response<InclusionProof>, Status> {
         let caller = self.caller(&req, "GetInclusionProof").await?;
+        let why = self.why(&caller, req.get_ref().reason.as_ref(), None).await?;
         let (seq, size) = (req.get_ref().seq, req.get_ref().tree_size);
         let log_size = self.state.recorder.log().size();
         let valid = check_range(size <= log_size && (size == 0 || seq < size), || {
@@ -305,7 +380,7 @@ impl Audit for AuditService {
         if let Err(e) = valid {
             return Err(self.bad_request(&caller, e).await);
         }
-        self.log_read(&caller, format!("GetInclusionProof {seq}"), None, "").await?;
+        self.log_read(&caller, format!("GetInclusionProof {seq}"), None, "", &why).await?;
         let size = if size == 0 { self.state.recorder.fresh_checkpoint().await?.tree_size } else { size };
         let (hashes, leaf) =
             scan(self.state.recorder.log(), move |log| Ok((log.inclusion_proof(seq, size)?, log.leaf(seq)?))).await?;
@@ -322,6 +397,7 @@ impl Audit for AuditService {
         req: Request<GetConsistencyProofRequest>,
     ) -> Result<Response<ConsistencyProof>, Status> {
         let caller = self.caller(&req, "GetConsistencyProof").await?;
+        let why = self.why(&caller, req.get_ref().reason.as_ref(), None).await?;
         let (first, second) = (req.get_ref().first, req.get_ref().second);
         let log_size = self.state.recorder.log().size();
         let valid = check_range(second <= log_size && (second == 0 || first <= second), || {
@@ -330,7 +406,7 @@ impl Audit for AuditService {
         if let Err(e) = valid {
             return Err(self.bad_request(&caller, e).await);
         }
-        self.log_read(&caller, format!("GetConsistencyProof {first}..{second}"), None, "").await?;
+        self.log_read(&caller, format!("GetConsistencyProof {first}..{second}"), None, "", &why).await?;
         let second = if second == 0 { self.state.recorder.fresh_checkpoint().await?.tree_size } else { second };
         if first > second {
             return Err(self
@@ -348,13 +424,20 @@ impl Audit for AuditService {
 
     async fn export(&self, req: Request<ExportRequest>) -> Result<Response<Self::ExportStream>, Status> {
         let caller = self.caller(&req, "Export").await?;
+        let why = self.why(&caller, req.get_ref().reason.as_ref(), Some(&req.get_ref().recipient)).await?;
         let search = req.get_ref().filter.clone().unwrap_or_default();
-        let (filter, pseudonym) = match self.filter(&search) {
+        let (mut filter, pseudonym) = match self.filter(&search) {
             Ok(f) => f,
             Err(e) => return Err(self.bad_request(&caller, e).await),
         };
-        let description = describe(&filter);
-        self.log_read(&caller, format!("Export of {description}"), pseudonym, &search.justification).await?;
+        let scope = scope_of(&caller);
+        let description = match scope {
+            Some(s) => format!("{} in scope {}", describe(&filter), s.describe()),
+            None => describe(&filter),
+        };
+        let what = format!("Export of {}{}", describe(&filter), scope_note(scope, &filter));
+        filter.scope = scope.and_then(AuditScope::scope);
+        self.log_read(&caller, what, pseudonym, &search.justification, &why).await?;
         let checkpoint = self.state.recorder.fresh_checkpoint().await?;
         let size = checkpoint.tree_size;
         let note = checkpoint.note.clone();
@@ -420,6 +503,7 @@ impl Audit for AuditService {
 
     async fn verify_log(&self, req: Request<VerifyLogRequest>) -> Result<Response<Self::VerifyLogStream>, Status> {
         let caller = self.caller(&req, "VerifyLog").await?;
+        let why = self.why(&caller, req.get_ref().reason.as_ref(), None).await?;
         let since = req.get_ref().since_size;
         let justification = req.get_ref().justification.clone();
         // The checkpoint first, so that the one record of this read says
@@ -427,8 +511,17 @@ impl Audit for AuditService {
         let checkpoint = self.state.recorder.fresh_checkpoint().await?;
         let size = checkpoint.tree_size;
         let from = if since > 0 { format!(", consistency from {since}") } else { String::new() };
-        let what = format!("VerifyLog: {size} records and the whole search index{from}");
-        self.log_read(&caller, what, None, &justification).await?;
+        let scope = scope_of(&caller);
+        let what = match scope {
+            Some(s) => format!(
+                "VerifyLog: {size} records, those outside scope withheld, no search index{from}; scope: {}",
+                s.describe()
+            ),
+            None => format!("VerifyLog: {size} records and the whole search index{from}"),
+        };
+        self.log_read(&caller, what, None, &justification, &why).await?;
+        let scope_text = scope.map(AuditScope::describe).unwrap_or_default();
+        let nodes = scope.and_then(AuditScope::scope);
         // A saved checkpoint larger than this one gets no proof: the client
         // finds that the log shrank.
         let proof = if since > 0 && since < size {
@@ -443,6 +536,7 @@ impl Audit for AuditService {
                 second: size,
                 hashes: proof.iter().map(|h| h.to_vec()).collect(),
             }),
+            scope: scope_text,
             ..Default::default()
         };
         let batch = self.state.recorder.config().export_batch as u64;
@@ -468,7 +562,15 @@ impl Audit for AuditService {
             let mut next = 0u64;
             while next < size {
                 let end = next.saturating_add(batch.max(1)).min(size);
-                match scan(&log, move |log| log.entries(next, end)).await {
+                let nodes = nodes.clone();
+                let page = scan(&log, move |log| {
+                    let entries = log.entries(next, end)?;
+                    Ok(match nodes {
+                        Some(nodes) => entries.into_iter().map(|e| nodes.withhold(e)).collect(),
+                        None => entries,
+                    })
+                });
+                match page.await {
                     Ok(entries) => {
                         if !send(Ok(VerifyLogPart { entries, ..Default::default() })).await {
                             return;
@@ -481,6 +583,10 @@ impl Audit for AuditService {
                     }
                 }
                 next = end;
+            }
+            if nodes.is_some() {
+                // A scoped caller gets no index: it would list records it may not read.
+                return;
             }
             let mut after: Option<Vec<u8>> = None;
             // Bounded: each page moves past at least one key of the index.
@@ -520,8 +626,9 @@ impl Audit for AuditService {
 
     async fn get_policy(&self, req: Request<GetPolicyRequest>) -> Result<Response<PolicyVersion>, Status> {
         let caller = self.caller(&req, "GetPolicy").await?;
+        let why = self.why(&caller, req.get_ref().reason.as_ref(), None).await?;
         let version = req.get_ref().version.trim().to_owned();
-        self.log_read(&caller, format!("GetPolicy {version}"), None, "").await?;
+        self.log_read(&caller, format!("GetPolicy {version}"), None, "", &why).await?;
         crate::admin_policy::get_policy(&self.state, req.get_ref()).await.map(Response::new)
     }
 }

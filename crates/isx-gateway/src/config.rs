@@ -432,6 +432,85 @@ pub struct NodeConfig {
     /// A human label for tables, e.g. "Bundeskriminalamt".
     #[serde(default)]
     pub name: String,
+    /// For a node with the `audit` role: whose records it reads. `"all"`,
+    /// `"own"` (the records it is party to) or a list of node ids (a
+    /// national authority for its country's nodes). Default: `"all"` for an
+    /// auditor, `"own"` for any other node with the audit role.
+    #[serde(default)]
+    pub audit_scope: Option<AuditScopeSetting>,
+}
+
+/// `audit_scope` as written in the config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditScopeSetting {
+    /// `"all"`: every record.
+    All,
+    /// `"own"`: the records the node itself is party to.
+    Own,
+    /// `["de-police", "fr-police"]`: the records those nodes are party to.
+    Nodes(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for AuditScopeSetting {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = AuditScopeSetting;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("\"all\", \"own\" or a list of node ids such as [\"de-police\", \"fr-police\"]")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                match v {
+                    "all" => Ok(AuditScopeSetting::All),
+                    "own" => Ok(AuditScopeSetting::Own),
+                    other => Err(E::custom(format!(
+                        "audit_scope {other:?}: use \"all\", \"own\" or a list of node ids such as [\"de-police\"]"
+                    ))),
+                }
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut nodes = Vec::new();
+                // Bounded by the config file's list.
+                while let Some(n) = seq.next_element::<String>()? {
+                    nodes.push(n);
+                }
+                Ok(AuditScopeSetting::Nodes(nodes))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+/// Whose records an auditor reads, resolved from `audit_scope` and its defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditScope {
+    /// Every record.
+    All,
+    /// The records the node is party to.
+    Own(NodeId),
+    /// The records these registered nodes are party to.
+    Nodes(Vec<NodeId>),
+}
+
+impl AuditScope {
+    /// The node set records must be in, or `None` for every record.
+    pub fn scope(&self) -> Option<isx_audit::scope::Scope> {
+        match self {
+            Self::All => None,
+            Self::Own(id) => Some(isx_audit::scope::Scope::of([id.to_string()])),
+            Self::Nodes(ids) => Some(isx_audit::scope::Scope::of(ids.iter().map(NodeId::to_string))),
+        }
+    }
+
+    /// The scope in words: `all nodes`, `own records (de-police)`,
+    /// `nodes de-police, fr-police`.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::All => "all nodes".into(),
+            Self::Own(id) => format!("own records ({id})"),
+            Self::Nodes(_) => self.scope().map(|s| s.describe()).unwrap_or_default(),
+        }
+    }
 }
 
 pub use isx_core::NodeInfo;
@@ -490,6 +569,32 @@ impl GatewayConfig {
                     format!("nodes.{id}.roles"),
                     "is empty; omit it for the defaults of the node's kind".into(),
                 );
+            }
+            let audits = node.roles.clone().unwrap_or_else(|| node.kind.default_roles()).contains(&Role::Audit);
+            match &node.audit_scope {
+                Some(_) if !audits => {
+                    return bad(
+                        format!("nodes.{id}.audit_scope"),
+                        format!(
+                            "node {id} does not hold the audit role, so it reads no audit log: add \"audit\" to its roles or remove audit_scope"
+                        ),
+                    );
+                }
+                Some(AuditScopeSetting::Nodes(list)) if list.is_empty() => {
+                    return bad(
+                        format!("nodes.{id}.audit_scope"),
+                        "is an empty list: name the nodes whose records it reads, or use \"own\" or \"all\"".into(),
+                    );
+                }
+                Some(AuditScopeSetting::Nodes(list)) => {
+                    if let Some(unknown) = list.iter().find(|n| !self.nodes.contains_key(n.as_str())) {
+                        return bad(
+                            format!("nodes.{id}.audit_scope"),
+                            format!("names {unknown:?}, which is not a registered node (no [nodes.{unknown}])"),
+                        );
+                    }
+                }
+                _ => {}
             }
         }
         if let Err(e) = self.redaction.validate() {
@@ -564,6 +669,29 @@ impl GatewayConfig {
             return bad("delivery.expiry_sweep_ms".into(), "must be at least 1".into());
         }
         Ok(())
+    }
+
+    /// Whose records node `id` reads, if it holds the audit role: its
+    /// `audit_scope`, or by default every record for an auditor and its own
+    /// records for any other node.
+    pub fn audit_scope(&self, id: &str) -> Option<AuditScope> {
+        let node = self.nodes.get(id)?;
+        let node_id = NodeId::new(id).ok()?;
+        if !node.roles.clone().unwrap_or_else(|| node.kind.default_roles()).contains(&Role::Audit) {
+            return None;
+        }
+        Some(match &node.audit_scope {
+            Some(AuditScopeSetting::All) => AuditScope::All,
+            Some(AuditScopeSetting::Own) => AuditScope::Own(node_id),
+            Some(AuditScopeSetting::Nodes(list)) => {
+                let mut ids: Vec<NodeId> = list.iter().filter_map(|n| NodeId::new(n.clone()).ok()).collect();
+                ids.sort();
+                ids.dedup();
+                AuditScope::Nodes(ids)
+            }
+            None if node.kind == NodeKind::Auditor => AuditScope::All,
+            None => AuditScope::Own(node_id),
+        })
     }
 
     /// The registered nodes, resolved, in id order.
@@ -708,6 +836,64 @@ mod tests {
         let infos = c.node_infos();
         assert_eq!(infos[0].roles, vec![Role::Audit]);
         assert!(infos[1].has(Role::Subscribe) && !infos[1].has(Role::Audit));
+    }
+
+    #[test]
+    fn audit_scopes_parse_default_by_kind_and_name_their_key() {
+        let nodes = "[nodes.de-police]\nkind = \"national\"\ncountry = \"DE\"\n[nodes.fr-police]\nkind = \"national\"\ncountry = \"FR\"\n";
+        let with = |extra: &str| parse(&format!("{BASE}{nodes}{extra}"));
+        let de = NodeId::new("de-police").unwrap();
+        let fr = NodeId::new("fr-police").unwrap();
+        let cases: &[(&str, Result<Option<AuditScope>, &str>)] = &[
+            ("[nodes.a]\nkind = \"auditor\"\ncountry = \"EU\"\n", Ok(Some(AuditScope::All))),
+            (
+                "[nodes.a]\nkind = \"national\"\ncountry = \"DE\"\nroles = [\"audit\"]\n",
+                Ok(Some(AuditScope::Own(NodeId::new("a").unwrap()))),
+            ),
+            ("[nodes.a]\nkind = \"national\"\ncountry = \"DE\"\n", Ok(None)),
+            (
+                "[nodes.a]\nkind = \"auditor\"\ncountry = \"EU\"\naudit_scope = \"own\"\n",
+                Ok(Some(AuditScope::Own(NodeId::new("a").unwrap()))),
+            ),
+            (
+                "[nodes.a]\nkind = \"national\"\ncountry = \"DE\"\nroles = [\"audit\", \"lookup\"]\naudit_scope = \"all\"\n",
+                Ok(Some(AuditScope::All)),
+            ),
+            (
+                "[nodes.a]\nkind = \"auditor\"\ncountry = \"FR\"\naudit_scope = [\"fr-police\", \"de-police\", \"fr-police\"]\n",
+                Ok(Some(AuditScope::Nodes(vec![de.clone(), fr.clone()]))),
+            ),
+            (
+                "[nodes.a]\nkind = \"national\"\ncountry = \"DE\"\naudit_scope = \"own\"\n",
+                Err("nodes.a.audit_scope: node a does not hold the audit role"),
+            ),
+            (
+                "[nodes.a]\nkind = \"auditor\"\ncountry = \"EU\"\naudit_scope = [\"nl-police\"]\n",
+                Err("nodes.a.audit_scope: names \"nl-police\", which is not a registered node"),
+            ),
+            (
+                "[nodes.a]\nkind = \"auditor\"\ncountry = \"EU\"\naudit_scope = []\n",
+                Err("nodes.a.audit_scope: is an empty list"),
+            ),
+            (
+                "[nodes.a]\nkind = \"auditor\"\ncountry = \"EU\"\naudit_scope = \"everyone\"\n",
+                Err("audit_scope \"everyone\": use \"all\", \"own\" or a list"),
+            ),
+            (
+                "[nodes.a]\nkind = \"auditor\"\ncountry = \"EU\"\naudit_scope = 3\n",
+                Err("expected \"all\", \"own\" or a list of node ids"),
+            ),
+        ];
+        for (text, want) in cases {
+            match (want, with(text)) {
+                (Ok(scope), Ok(c)) => assert_eq!(c.audit_scope("a"), *scope, "{text}"),
+                (Err(needle), Err(msg)) => assert!(msg.contains(needle), "{text}: {msg}"),
+                (w, g) => panic!("{text}: expected {w:?}, got {g:?}"),
+            }
+        }
+        assert_eq!(AuditScope::Nodes(vec![de.clone(), fr]).describe(), "nodes de-police, fr-police");
+        assert_eq!(AuditScope::Own(de).describe(), "own records (de-police)");
+        assert_eq!(AuditScope::All.scope(), None);
     }
 
     #[test]

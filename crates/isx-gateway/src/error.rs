@@ -106,6 +106,10 @@ pub enum RequestError {
         /// What is wrong.
         message: String,
     },
+    /// An audit call without a usable purpose or case reference, or an
+    /// export without its recipient (LED Art. 25(2)).
+    #[error("{0}")]
+    BadReason(isx_core::read_reason::ReasonError),
     /// A hit id that is not the caller's, or whose alert has expired.
     #[error(
         "hit {0} is not one of your hits: it is unknown, was given to another node, or its alert has expired; run a lookup again"
@@ -285,7 +289,7 @@ impl RequestError {
             Self::CursorNotDelivered { .. } => Code::FailedPrecondition,
             Self::Storage(_) | Self::Commit(_) | Self::Audit(_) => Code::Unavailable,
             Self::AuditRange(_) => Code::OutOfRange,
-            Self::BadFilter { .. } => Code::InvalidArgument,
+            Self::BadFilter { .. } | Self::BadReason(_) => Code::InvalidArgument,
         }
     }
 }
@@ -308,6 +312,7 @@ impl RequestError {
             Self::Storage(_) | Self::Commit(_) | Self::Audit(_) => "unavailable",
             Self::AuditRange(_) => "audit range",
             Self::BadFilter { .. } => "audit filter",
+            Self::BadReason(_) => "audit reason",
             Self::UnknownHit(_) => "unknown hit",
             Self::UnknownAlert(_) => "unknown alert",
             Self::NotOrigin { .. } => "rule origin-only",
@@ -357,6 +362,7 @@ impl RequestError {
                 format!("limits.max_queue_per_node (recipient {node}: {queued} of {limit})")
             }
             Self::BadFilter { field, .. } => (*field).to_owned(),
+            Self::BadReason(r) => r.field.to_owned(),
             Self::Conflict(_) => "alert_id reused with different content".to_owned(),
             Self::CursorNotDelivered { cursor, .. } => format!("cursor {cursor} not delivered"),
             other => other.to_string(),
@@ -381,6 +387,9 @@ impl From<RequestError> for Status {
             }
             RequestError::BadFilter { field, message } => {
                 details.add_bad_request_violation(*field, message.clone());
+            }
+            RequestError::BadReason(r) => {
+                details.add_bad_request_violation(r.field, r.message.clone());
             }
             RequestError::MissingAlert => {
                 details.add_bad_request_violation("alert", "is required");

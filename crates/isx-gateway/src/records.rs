@@ -378,13 +378,35 @@ pub(crate) fn expired(e: &Expired) -> AuditRecord {
     }
 }
 
+/// Why the log is read, as checked: the purpose (LED Art. 25(2)), the case
+/// reference, and for an export who receives it.
+#[derive(Debug, Clone)]
+pub(crate) struct ReadWhy {
+    /// The purpose.
+    pub purpose: isx_core::wire::ReadPurpose,
+    /// The case reference, trimmed.
+    pub case_reference: String,
+    /// An export's recipient, trimmed.
+    pub recipient: Option<String>,
+}
+
 /// The LOG_READ record of an auditor's call; `describe` says what was read
-/// (filter kinds and values that are not identifiers).
-pub(crate) fn log_read(by: Actor<'_>, describe: String, pseudonym: Option<String>, justification: &str) -> AuditRecord {
+/// (filter kinds and values that are not identifiers, and the caller's
+/// scope), `why` its purpose, case and (export) recipient.
+pub(crate) fn log_read(
+    by: Actor<'_>,
+    describe: String,
+    pseudonym: Option<String>,
+    justification: &str,
+    why: &ReadWhy,
+) -> AuditRecord {
     AuditRecord {
         justification: justification.chars().take(512).collect(),
         detail: describe,
         subject_pseudonyms: pseudonym.into_iter().collect(),
+        purpose: isx_core::read_reason::name(why.purpose).unwrap_or_default().to_owned(),
+        case_reference: why.case_reference.clone(),
+        export_recipient: why.recipient.clone().unwrap_or_default(),
         ..about(by, Operation::LogRead, Outcome::Ok)
     }
 }

@@ -19,7 +19,7 @@ use tonic::Request;
 
 use crate::clock::Clock;
 use crate::commit::Committer;
-use crate::config::{AccessConfig, GatewayConfig, Limits};
+use crate::config::{AccessConfig, AuditScope, GatewayConfig, Limits};
 use crate::conn::{ConnInfo, officer};
 use crate::disclosure::Disclose;
 use crate::error::RequestError;
@@ -42,6 +42,8 @@ pub(crate) struct NodeSlot {
     pub streams: Arc<Semaphore>,
     /// Its request rate (`limits.rate_per_node`, `burst_per_node`).
     limiter: DefaultDirectRateLimiter,
+    /// Whose audit records it reads, if it holds the audit role.
+    pub audit_scope: Option<AuditScope>,
 }
 
 /// The request rate of `limits` as a quota: a burst, refilled one request
@@ -149,6 +151,7 @@ impl State {
             .cloned()
             .map(|info| {
                 let slot = NodeSlot {
+                    audit_scope: config.audit_scope(info.id.as_str()),
                     info,
                     delivered: AtomicU64::new(0),
                     streams: Arc::new(Semaphore::new(config.limits.max_streams_per_node)),

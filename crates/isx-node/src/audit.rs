@@ -7,6 +7,14 @@
 //! consistency with a checkpoint saved earlier, and every entry of the
 //! search index compared with what the records say. It is one call
 //! (`VerifyLog`), so one `LOG_READ` record, however large the log.
+//!
+//! Every call names why the log is read (a [`ReadReason`]: one of the four
+//! purposes of LED Art. 25(2) and a case reference); the gateway refuses a
+//! call without one and records both with the read. An auditor whose
+//! gateway scope is not every node gets the records outside it withheld
+//! (leaf hash only): its verification checks the root and the consistency
+//! from the leaf hashes and the records it may read, and cannot check the
+//! index, which the gateway does not send it.
 
 use std::collections::BTreeMap;
 
@@ -14,8 +22,8 @@ use isx_audit::index::Kind;
 use isx_audit::verify::{self, LogVerifier, VerifyError};
 use isx_core::wire::audit_client::AuditClient;
 use isx_core::wire::{
-    AuditBundle, AuditRecord, Checkpoint, ExportRequest, GetCheckpointRequest, GetConsistencyProofRequest,
-    IndexListing, SearchRequest, SearchResponse, VerifyLogRequest,
+    AuditBundle, AuditEntry, AuditRecord, Checkpoint, ExportRequest, GetCheckpointRequest, GetConsistencyProofRequest,
+    GetEntriesRequest, IndexListing, ReadReason, SearchRequest, SearchResponse, VerifyLogRequest,
 };
 use prost::Message;
 use tonic::Status;
@@ -51,6 +59,12 @@ pub struct LiveReport {
     pub bodies: u64,
     /// Pruned records (leaf hash only).
     pub pruned: u64,
+    /// Records withheld as outside the caller's scope (leaf hash only).
+    pub withheld: u64,
+    /// The caller's scope as the gateway states it, when it is not every
+    /// node: records outside it came withheld and the index was not sent,
+    /// so it was not checked (`index_checks` and `index_entries` are 0).
+    pub scope: Option<String>,
     /// Index values (kind and value) compared, whole, with the records.
     pub index_checks: u64,
     /// Index entries (a value and a seq) compared with the records: every
@@ -65,37 +79,62 @@ pub fn audit(client: &Client) -> AuditClient<Channel> {
     AuditClient::new(client.channel()).max_decoding_message_size(usize::MAX)
 }
 
-/// The gateway's latest checkpoint.
-pub async fn checkpoint(client: &Client) -> Result<Checkpoint, AuditClientError> {
-    Ok(audit(client).get_checkpoint(client.request(GetCheckpointRequest::default())).await?.into_inner())
+/// The gateway's latest checkpoint, read for `reason`.
+pub async fn checkpoint(client: &Client, reason: &ReadReason) -> Result<Checkpoint, AuditClientError> {
+    let req = GetCheckpointRequest { reason: Some(reason.clone()) };
+    Ok(audit(client).get_checkpoint(client.request(req)).await?.into_inner())
 }
 
-/// One page of search results.
-pub async fn search(client: &Client, req: SearchRequest) -> Result<SearchResponse, AuditClientError> {
+/// One page of search results, read for `reason` (it replaces `req`'s own).
+pub async fn search(
+    client: &Client,
+    reason: &ReadReason,
+    req: SearchRequest,
+) -> Result<SearchResponse, AuditClientError> {
+    let req = SearchRequest { reason: Some(reason.clone()), ..req };
     Ok(audit(client).search(client.request(req)).await?.into_inner())
 }
 
-/// The consistency proof from tree size `first` to `second` (empty when equal).
-pub async fn consistency_proof(client: &Client, first: u64, second: u64) -> Result<Vec<Vec<u8>>, AuditClientError> {
+/// Entries `start..end` (at most 1000), read for `reason`; those outside the
+/// caller's scope come withheld.
+pub async fn entries(
+    client: &Client,
+    reason: &ReadReason,
+    start: u64,
+    end: u64,
+) -> Result<Vec<AuditEntry>, AuditClientError> {
+    let req = GetEntriesRequest { start, end, reason: Some(reason.clone()) };
+    Ok(audit(client).get_entries(client.request(req)).await?.into_inner().entries)
+}
+
+/// The consistency proof from tree size `first` to `second` (empty when
+/// equal, without asking), read for `reason`.
+pub async fn consistency_proof(
+    client: &Client,
+    reason: &ReadReason,
+    first: u64,
+    second: u64,
+) -> Result<Vec<Vec<u8>>, AuditClientError> {
     if first >= second {
         return Ok(vec![]);
     }
-    let req = GetConsistencyProofRequest { first, second, ..Default::default() };
+    let req = GetConsistencyProofRequest { first, second, reason: Some(reason.clone()) };
     Ok(audit(client).get_consistency_proof(client.request(req)).await?.into_inner().hashes)
 }
 
-/// An export bundle, joined from the gateway's stream of parts (the first
-/// part carries the header, every part some entries). `progress` is told
-/// how many entries have arrived after each part.
+/// An export bundle for `recipient` (who receives it, recorded), read for
+/// `reason`, joined from the gateway's stream of parts (the first part
+/// carries the header, every part some entries). `progress` is told how
+/// many entries have arrived after each part.
 pub async fn export_with_progress(
     client: &Client,
+    reason: &ReadReason,
+    recipient: &str,
     filter: SearchRequest,
     progress: &(dyn Fn(usize) + Send + Sync),
 ) -> Result<AuditBundle, AuditClientError> {
-    let mut stream = audit(client)
-        .export(client.request(ExportRequest { filter: Some(filter), ..Default::default() }))
-        .await?
-        .into_inner();
+    let req = ExportRequest { filter: Some(filter), reason: Some(reason.clone()), recipient: recipient.to_owned() };
+    let mut stream = audit(client).export(client.request(req)).await?.into_inner();
     let mut bundle = stream.message().await?.ok_or_else(|| VerifyError::Shape("an empty export stream".into()))?;
     while let Some(part) = stream.message().await? {
         bundle.entries.extend(part.entries);
@@ -105,8 +144,13 @@ pub async fn export_with_progress(
 }
 
 /// An export bundle (see [`export_with_progress`]).
-pub async fn export(client: &Client, filter: SearchRequest) -> Result<AuditBundle, AuditClientError> {
-    export_with_progress(client, filter, &|_| {}).await
+pub async fn export(
+    client: &Client,
+    reason: &ReadReason,
+    recipient: &str,
+    filter: SearchRequest,
+) -> Result<AuditBundle, AuditClientError> {
+    export_with_progress(client, reason, recipient, filter, &|_| {}).await
 }
 
 /// What the records say the index must hold: for each (kind, value), the
@@ -190,26 +234,31 @@ impl ExpectedIndex {
     }
 }
 
-/// Verifies a running gateway's log in one audited read (`VerifyLog`): the
-/// whole tree against its signed checkpoint (with `trusted_key` pinned if
-/// given), consistency with `since`, and every entry of the search index
-/// against the records, both ways. `progress(what, done, total)` reports
-/// long runs.
+/// Verifies a running gateway's log in one audited read (`VerifyLog`, for
+/// `reason`: usually integrity): the whole tree against its signed
+/// checkpoint (with `trusted_key` pinned if given), consistency with
+/// `since`, and every entry of the search index against the records, both
+/// ways. For a scoped caller, the root and consistency from the leaf hashes
+/// and the records in scope, without the index ([`LiveReport::scope`]).
+/// `progress(what, done, total)` reports long runs.
 pub async fn verify_live(
     client: &Client,
+    reason: &ReadReason,
     trusted_key: Option<&str>,
     since: Option<&Checkpoint>,
     progress: &(dyn Fn(&str, u64, u64) + Send + Sync),
 ) -> Result<LiveReport, AuditClientError> {
-    verify_live_visit(client, trusted_key, since, "isx audit verify", progress, &mut |_| {}).await
+    verify_live_visit(client, reason, trusted_key, since, "isx audit verify", progress, &mut |_| {}).await
 }
 
 /// As [`verify_live`], with `justification` recorded for the read, and
 /// `visit` shown every record whose body was hashed, in log order (the
 /// console tallies its charts from them, so the charts count only records
 /// that were verified).
+#[allow(clippy::too_many_arguments)]
 pub async fn verify_live_visit(
     client: &Client,
+    reason: &ReadReason,
     trusted_key: Option<&str>,
     since: Option<&Checkpoint>,
     justification: &str,
@@ -219,10 +268,11 @@ pub async fn verify_live_visit(
     let req = VerifyLogRequest {
         since_size: since.map(|c| c.tree_size).unwrap_or(0),
         justification: justification.to_owned(),
-        ..Default::default()
+        reason: Some(reason.clone()),
     };
     let mut stream = audit(client).verify_log(client.request(req)).await?.into_inner();
     let head = stream.message().await?.ok_or_else(|| VerifyError::Shape("an empty verify stream".into()))?;
+    let scope = (!head.scope.is_empty()).then(|| head.scope.clone());
     let cp = head.checkpoint.ok_or_else(|| VerifyError::Shape("a verify stream without a checkpoint".into()))?;
     let verified = verify::checkpoint(&cp, trusted_key)?;
     let mut consistent_with = None;
@@ -246,8 +296,15 @@ pub async fn verify_live_visit(
             if log.len() >= verified.size {
                 return Err(VerifyError::Shape(format!("entry {} is beyond the checkpoint", e.seq)).into());
             }
+            if e.withheld && scope.is_none() {
+                return Err(VerifyError::Shape(format!(
+                    "entry {} is withheld, but the gateway states no scope for this caller",
+                    e.seq
+                ))
+                .into());
+            }
             log.push(e)?;
-            let record = if e.pruned { None } else { AuditRecord::decode(e.body.as_slice()).ok() };
+            let record = if e.pruned || e.withheld { None } else { AuditRecord::decode(e.body.as_slice()).ok() };
             if let Some(r) = &record {
                 visit(r);
             }
@@ -257,6 +314,12 @@ pub async fn verify_live_visit(
             progress("records", log.len(), verified.size);
         }
         if !part.index.is_empty() {
+            if let Some(scope) = &scope {
+                return Err(VerifyError::Shape(format!(
+                    "an index in the verify stream of a scoped caller ({scope}), whose records outside it are withheld"
+                ))
+                .into());
+            }
             if !index_seen {
                 log.finish(&verified)?;
                 index_seen = true;
@@ -270,11 +333,13 @@ pub async fn verify_live_visit(
     if !index_seen {
         log.finish(&verified)?;
     }
-    let index_checks = expected.finish()?;
+    let index_checks = if scope.is_some() { 0 } else { expected.finish()? };
     Ok(LiveReport {
         checkpoint: cp,
         bodies: log.bodies,
         pruned: log.pruned,
+        withheld: log.withheld,
+        scope,
         index_checks,
         index_entries,
         consistent_with,

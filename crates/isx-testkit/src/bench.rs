@@ -592,7 +592,8 @@ async fn witness_cost(
         if witnessed {
             // Every checkpoint of the phase offered and cosigned before counting.
             let auditor = topo.client("auditor").await?;
-            let cp = isx_node::audit::checkpoint(&auditor).await.map_err(|e| bench_error("witness", &e))?;
+            let reason = crate::topology::testkit_reason();
+            let cp = isx_node::audit::checkpoint(&auditor, &reason).await.map_err(|e| bench_error("witness", &e))?;
             if !cp.witnessed || cp.cosigners.len() != 2 {
                 return Err(bench_error(
                     "witness",

@@ -218,11 +218,15 @@ pub async fn run_with(
         audit_verified: false,
     };
     let auditor = topo.client("auditor").await?;
-    match isx_node::audit::verify_live(&auditor, None, None, &|_, _, _| {}).await {
+    // Every read of the log names its purpose and case (LED Art. 25(2)).
+    let integrity = isx_core::read_reason::reason(isx_core::wire::ReadPurpose::Integrity, "isx demo");
+    let monitoring = isx_core::read_reason::reason(isx_core::wire::ReadPurpose::SelfMonitoring, "isx demo");
+    match isx_node::audit::verify_live(&auditor, &integrity, None, None, &|_, _, _| {}).await {
         Ok(v) => {
             let covered = v.checkpoint.tree_size;
             let all = isx_node::audit::search(
                 &auditor,
+                &monitoring,
                 SearchRequest { limit: 1000, justification: "isx demo summary".into(), ..Default::default() },
             )
             .await;

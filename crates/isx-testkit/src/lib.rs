@@ -58,7 +58,8 @@
 //! topo.start_node("fr-police").await?;
 //! assert!(topo.inbox("fr-police").wait_for(&second.alert_id, limit).await?.is_some());
 //!
-//! // The auditor sees one collection record per alert (checked against inclusion proofs).
+//! // The auditor sees one collection record per alert (checked against inclusion
+//! // proofs; each page is a LOG_READ for the filter's reason, or self-monitoring).
 //! let filter = SearchRequest { operation: Operation::Collection as i32, ..Default::default() };
 //! assert_eq!(topo.audit_records(filter).await?.len(), 2);
 //! topo.shutdown().await;
@@ -80,7 +81,7 @@ pub mod topology;
 pub mod witness;
 
 pub use agency::{Agency, AgencyError};
-pub use topology::{NodeSpec, Topology, TopologyError, TopologySpec};
+pub use topology::{NodeSpec, Topology, TopologyError, TopologySpec, testkit_reason};
 
 /// The field paths a status's `google.rpc.BadRequest` names, in order.
 pub fn bad_fields(status: &tonic::Status) -> Vec<String> {

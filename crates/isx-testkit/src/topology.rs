@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use isx_core::redaction::RedactionProfile;
+use isx_core::wire::{ReadPurpose, ReadReason};
 use isx_core::{NodeId, NodeKind, Role};
-use isx_gateway::config::{DeliveryConfig, Limits, NodeConfig};
+use isx_gateway::config::{AuditScopeSetting, DeliveryConfig, Limits, NodeConfig};
 use isx_gateway::{Gateway, GatewayConfig};
 use isx_node::config::AccessRule;
 use isx_node::{Client, ClientOptions, Inbox, InspectClient, MockNode, NodeEvent};
@@ -86,6 +87,8 @@ pub struct NodeSpec {
     pub access_rules: Vec<AccessRule>,
     /// The mock agency also witnesses the gateway's audit log (`witness = true`).
     pub witness: bool,
+    /// Its `audit_scope` (a node with the audit role); `None` for the default.
+    pub audit_scope: Option<AuditScopeSetting>,
 }
 
 impl NodeSpec {
@@ -100,6 +103,7 @@ impl NodeSpec {
             run_mock: kind != NodeKind::Auditor,
             access_rules: vec![],
             witness: false,
+            audit_scope: None,
         }
     }
 
@@ -112,6 +116,31 @@ impl NodeSpec {
             run_mock: false,
             ..Self::new(id, NodeKind::Auditor, "EU", "Gateway operations")
         }
+    }
+
+    /// An auditor node without an agency: roles `roles` (`None` for the
+    /// kind's, `audit` for an auditor) and audit scope `scope` (`None`
+    /// for the default: all for an auditor, own for any other kind).
+    pub fn auditor(
+        id: &str,
+        kind: NodeKind,
+        country: &str,
+        roles: Option<Vec<Role>>,
+        scope: Option<AuditScopeSetting>,
+    ) -> Self {
+        Self { roles, audit_scope: scope, run_mock: false, ..Self::new(id, kind, country, id) }
+    }
+
+    /// The same node with roles `roles`.
+    pub fn with_roles(mut self, roles: Vec<Role>) -> Self {
+        self.roles = Some(roles);
+        self
+    }
+
+    /// The same node with audit scope `scope`.
+    pub fn with_audit_scope(mut self, scope: AuditScopeSetting) -> Self {
+        self.audit_scope = Some(scope);
+        self
     }
 
     /// The same node, its agency witnessing the gateway's audit log.
@@ -202,6 +231,18 @@ impl TopologySpec {
 
 fn read_trimmed(path: &Path) -> Result<String, TopologyError> {
     Ok(std::fs::read_to_string(path)?.trim().to_owned())
+}
+
+/// The case reference of the topology's own reads of the audit log.
+pub const TESTKIT_CASE: &str = "isx testkit";
+
+/// The case reference of a scenario's `expect_audit` reads, unless it names one.
+pub const SCENARIO_CASE: &str = "scenario expectation";
+
+/// Why the topology's helpers read the audit log when a request names no
+/// reason of its own: self-monitoring, case [`TESTKIT_CASE`].
+pub fn testkit_reason() -> ReadReason {
+    isx_core::read_reason::reason(ReadPurpose::SelfMonitoring, TESTKIT_CASE)
 }
 
 /// Connections the gateway's socket queues while no gateway accepts.
@@ -328,6 +369,7 @@ impl Topology {
                             country: n.country.clone(),
                             roles: n.roles.clone(),
                             name: n.name.clone(),
+                            audit_scope: n.audit_scope.clone(),
                         },
                     )
                 })
@@ -808,21 +850,30 @@ impl Topology {
         }
     }
 
-    /// A client as the first node with the `audit` role.
+    /// A client as the first node with the `audit` role that reads every
+    /// record (an auditor without `audit_scope`, or with `"all"`), or else
+    /// the first node with the audit role.
     async fn auditor(&self) -> Result<Client, TopologyError> {
-        let auditor = self
-            .spec
-            .nodes
+        let audits = |n: &&NodeSpec| n.roles.clone().unwrap_or_else(|| n.kind.default_roles()).contains(&Role::Audit);
+        let reads_all = |n: &&NodeSpec| match &n.audit_scope {
+            None => n.kind == NodeKind::Auditor,
+            Some(scope) => *scope == AuditScopeSetting::All,
+        };
+        let nodes = &self.spec.nodes;
+        let auditor = nodes
             .iter()
-            .find(|n| n.roles.clone().unwrap_or_else(|| n.kind.default_roles()).contains(&Role::Audit))
+            .filter(audits)
+            .find(reads_all)
+            .or_else(|| nodes.iter().find(audits))
             .ok_or_else(|| TopologyError::UnknownNode("(a node with the audit role)".into()))?;
         self.client(auditor.id.as_str()).await
     }
 
-    /// The published audit checkpoint, read as the first node with the `audit` role.
+    /// The published audit checkpoint, read as the topology's auditor (the
+    /// first that reads every record), for [`testkit_reason`].
     pub async fn checkpoint(&self) -> Result<isx_core::wire::Checkpoint, TopologyError> {
         let client = self.auditor().await?;
-        isx_node::audit::checkpoint(&client)
+        isx_node::audit::checkpoint(&client, &testkit_reason())
             .await
             .map_err(|e| TopologyError::Node { node: "audit".into(), message: e.to_string() })
     }
@@ -873,23 +924,44 @@ impl Topology {
     }
 
     /// Every audit record matching `filter`, oldest first (newest first if
-    /// it says so), read page by page as the first node with the `audit`
-    /// role, each checked against its inclusion proof, with its sealed
+    /// it says so), read page by page as the topology's auditor (the first
+    /// node with the `audit` role that reads every record), each checked against its inclusion proof, with its sealed
     /// justification opened (`audit-text.key` of the topology's PKI). Each
-    /// page is one audited read.
+    /// page is one audited read, for the filter's `reason` or else
+    /// [`testkit_reason`].
     pub async fn audit_records(
         &self,
         filter: isx_core::wire::SearchRequest,
     ) -> Result<Vec<isx_core::wire::AuditRecord>, TopologyError> {
         let client = self.auditor().await?;
+        self.records_as(&client, filter).await
+    }
+
+    /// As [`Topology::audit_records`], read as node `node` (which must hold
+    /// the audit role): a scoped auditor finds only the records in its scope.
+    pub async fn audit_records_as(
+        &self,
+        node: &str,
+        filter: isx_core::wire::SearchRequest,
+    ) -> Result<Vec<isx_core::wire::AuditRecord>, TopologyError> {
+        let client = self.client(node).await?;
+        self.records_as(&client, filter).await
+    }
+
+    async fn records_as(
+        &self,
+        client: &Client,
+        filter: isx_core::wire::SearchRequest,
+    ) -> Result<Vec<isx_core::wire::AuditRecord>, TopologyError> {
         let bad = |e: &dyn std::fmt::Display| TopologyError::Node { node: "audit".into(), message: e.to_string() };
+        let reason = filter.reason.clone().unwrap_or_else(testkit_reason);
         let mut req = isx_core::wire::SearchRequest { limit: 1000, ..filter };
         let mut records = Vec::new();
         let mut bound = u64::MAX;
         // Bounded: every page but the last holds at least one record, so
         // there are at most as many pages as the log held records.
         loop {
-            let page = isx_node::audit::search(&client, req.clone()).await.map_err(|e| bad(&e))?;
+            let page = isx_node::audit::search(client, &reason, req.clone()).await.map_err(|e| bad(&e))?;
             let checkpoint = page.checkpoint.as_ref().ok_or_else(|| bad(&"search answer without a checkpoint"))?;
             let checkpoint = isx_audit::verify::checkpoint(checkpoint, None).map_err(|e| bad(&e))?;
             for entry in &page.entries {

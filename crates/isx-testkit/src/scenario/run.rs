@@ -1029,6 +1029,10 @@ impl Runner<'_> {
             operation: s.operation.wire() as i32,
             node: s.node.as_ref().map(NodeId::to_string).unwrap_or_default(),
             justification: "scenario expectation".into(),
+            reason: Some(isx_core::read_reason::reason(
+                s.purpose.unwrap_or(isx_core::wire::ReadPurpose::SelfMonitoring),
+                s.case.as_deref().unwrap_or(crate::topology::SCENARIO_CASE),
+            )),
             ..Default::default()
         };
         if let Some(a) = &s.alert {

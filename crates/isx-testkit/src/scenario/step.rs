@@ -564,9 +564,15 @@ struct ExpectAuditKeys {
     outcome: Option<AuditOutcome>,
     count: Option<u64>,
     at_least: Option<u64>,
+    purpose: Option<String>,
+    case: Option<String>,
 }
 
 /// `do = "expect_audit"`: count audit records.
+///
+/// The step reads the log as the topology's first auditor, for `purpose`
+/// (default self-monitoring) in case `case` (default "scenario
+/// expectation"); each reading is a LOG_READ record with both.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(try_from = "ExpectAuditKeys")]
 pub struct ExpectAuditStep {
@@ -582,6 +588,11 @@ pub struct ExpectAuditStep {
     pub outcome: Option<AuditOutcome>,
     /// How many (`count` or `at_least`).
     pub count: Count,
+    /// Why the step reads the log: `lawfulness`, `self_monitoring`
+    /// (`self-monitoring`), `integrity` or `criminal_proceedings`.
+    pub purpose: Option<isx_core::wire::ReadPurpose>,
+    /// The case reference the step's reads give.
+    pub case: Option<String>,
 }
 
 impl TryFrom<ExpectAuditKeys> for ExpectAuditStep {
@@ -593,7 +604,28 @@ impl TryFrom<ExpectAuditKeys> for ExpectAuditStep {
             (None, Some(c)) => Count::AtLeast(c),
             _ => return Err("expect_audit needs either `count` or `at_least`".into()),
         };
-        Ok(Self { operation: k.operation, node: k.node, alert: k.alert, request: k.request, outcome: k.outcome, count })
+        let purpose = k
+            .purpose
+            .as_deref()
+            .map(|p| isx_core::read_reason::parse(p).map_err(|e| format!("`purpose`: {}", e.message)))
+            .transpose()?;
+        if let Some(case) = &k.case {
+            isx_core::read_reason::check(Some(&isx_core::read_reason::reason(
+                isx_core::wire::ReadPurpose::SelfMonitoring,
+                case,
+            )))
+            .map_err(|e| format!("`case`: {}", e.message))?;
+        }
+        Ok(Self {
+            operation: k.operation,
+            node: k.node,
+            alert: k.alert,
+            request: k.request,
+            outcome: k.outcome,
+            count,
+            purpose,
+            case: k.case,
+        })
     }
 }
 
@@ -873,7 +905,7 @@ mod tests {
         );
         assert_eq!(
             Kind::ExpectAudit.own_keys(),
-            ["operation", "node", "alert", "request", "outcome", "count", "at_least"]
+            ["operation", "node", "alert", "request", "outcome", "count", "at_least", "purpose", "case"]
         );
         for kind in Kind::ALL {
             assert_eq!(Kind::from_name(kind.name()), Some(*kind));
