@@ -7,8 +7,8 @@ use isx_audit::AuditLog;
 use isx_audit::verify::{self, VerifyError};
 use isx_core::wire::audit_client::AuditClient;
 use isx_core::wire::{
-    AuditBundle, AuditEntry, AuditRecord, Checkpoint, GetCheckpointRequest, Operation, Outcome, ReadPurpose, ReadReason,
-    SearchRequest,
+    AuditBundle, AuditEntry, AuditRecord, Checkpoint, GetCheckpointRequest, Operation, Outcome, ReadPurpose,
+    ReadReason, SearchRequest,
 };
 use isx_node::audit::{self as client_audit, AuditClientError};
 use isx_testkit::{Topology, TopologySpec, samples};
@@ -132,8 +132,10 @@ async fn denials_and_refused_requests_are_recorded() {
 async fn only_auditors_read_the_log_and_every_attempt_is_recorded() {
     let topo = topology().await;
     let de = topo.client("de-police").await.unwrap();
-    let err =
-        AuditClient::new(de.channel()).get_checkpoint(de.request(GetCheckpointRequest { reason: Some(why()) })).await.unwrap_err();
+    let err = AuditClient::new(de.channel())
+        .get_checkpoint(de.request(GetCheckpointRequest { reason: Some(why()) }))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
     assert!(err.message().contains("role-audit"), "{}", err.message());
     let auditor = topo.client("auditor").await.unwrap();
@@ -242,10 +244,14 @@ async fn the_log_verifies_live_and_as_an_offline_bundle_and_detects_a_fork() {
     assert_eq!(verify::consistency(&second_v, &fork_big, &[]), Err(VerifyError::Fork { size: n2 }));
 
     // Export and verify offline; a corrupted copy fails.
-    let bundle: AuditBundle =
-        client_audit::export(&auditor, &why(), "audit tests", SearchRequest { node: "de-police".into(), ..Default::default() })
-            .await
-            .unwrap();
+    let bundle: AuditBundle = client_audit::export(
+        &auditor,
+        &why(),
+        "audit tests",
+        SearchRequest { node: "de-police".into(), ..Default::default() },
+    )
+    .await
+    .unwrap();
     let report = isx_audit::verify::bundle(
         &bundle,
         &isx_audit::verify::Trust::new(Some(key.clone()), None).unwrap(),
@@ -323,7 +329,8 @@ async fn a_live_verify_is_one_read_and_checks_every_index_entry_of_a_running_gat
     assert_eq!(of_verify.len(), 1, "no page or index search of its own: {of_verify:?}");
     assert!(!all_reads.iter().any(|r| r.detail.starts_with("GetEntries")), "{all_reads:?}");
     // Every index entry: each record under each of its values.
-    let entries = client_audit::export(&auditor, &why(), "audit tests", SearchRequest::default()).await.unwrap().entries;
+    let entries =
+        client_audit::export(&auditor, &why(), "audit tests", SearchRequest::default()).await.unwrap().entries;
     let expected: u64 = entries
         .iter()
         .filter(|e| e.seq < size)

@@ -74,11 +74,10 @@ async fn traffic(topo: &Topology) -> (String, String) {
 async fn search_all(client: &Client, why: &ReadReason, filter: SearchRequest) -> (Vec<AuditEntry>, u64) {
     let mut req = SearchRequest { limit: 2, ..filter };
     let mut out: Vec<AuditEntry> = Vec::new();
-    let mut size = 0;
     for _ in 0..10_000 {
         let page = client_audit::search(client, why, req.clone()).await.unwrap();
         let cp = isx_audit::verify::checkpoint(page.checkpoint.as_ref().unwrap(), None).unwrap();
-        size = cp.size;
+        let size = cp.size;
         for e in &page.entries {
             isx_audit::verify::inclusion(e, &cp).expect("every result verifies");
         }
@@ -144,15 +143,16 @@ async fn a_read_without_its_purpose_or_case_is_refused_naming_the_field_and_reco
     assert_eq!((err.code(), named(&err)), (Code::InvalidArgument, vec!["reason.purpose".to_owned()]));
     // The role comes first: a node without it is refused for its role, whatever its reason.
     let de = topo.client("de-police").await.unwrap();
-    let err = AuditClient::new(de.channel())
-        .search(de.request(SearchRequest::default()))
-        .await
-        .unwrap_err();
+    let err = AuditClient::new(de.channel()).search(de.request(SearchRequest::default())).await.unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
 
     // Each refusal is a denial naming the field, and no read was recorded.
     let denials = topo
-        .audit_records(SearchRequest { origin: "auditor".into(), operation: Operation::Denial as i32, ..Default::default() })
+        .audit_records(SearchRequest {
+            origin: "auditor".into(),
+            operation: Operation::Denial as i32,
+            ..Default::default()
+        })
         .await
         .unwrap();
     let details: Vec<&str> = denials.iter().map(|r| r.detail.as_str()).collect();
@@ -238,9 +238,10 @@ async fn an_own_scope_finds_only_its_records_in_search_and_export() {
     assert!(got.iter().any(|r| r.alert_id == de_alert));
 
     // An export holds the same, newest-first searches too.
-    let bundle = client_audit::export(&dpo, &why, "Der Bundesbeauftragte für den Datenschutz", SearchRequest::default())
-        .await
-        .unwrap();
+    let bundle =
+        client_audit::export(&dpo, &why, "Der Bundesbeauftragte für den Datenschutz", SearchRequest::default())
+            .await
+            .unwrap();
     assert!(bundle.description.contains("in scope own records (de-police)"), "{}", bundle.description);
     let exported: Vec<u64> = bundle.entries.iter().filter(|e| e.seq < size).map(|e| e.seq).collect();
     assert_eq!(exported, seqs(want.iter().copied()));
@@ -255,10 +256,7 @@ async fn an_own_scope_finds_only_its_records_in_search_and_export() {
 
     // Its reads say its scope.
     let reads = reads_of(&topo, "de-police").await;
-    assert!(
-        reads.iter().any(|r| r.detail == "Search by everything; scope: own records (de-police)"),
-        "{reads:?}"
-    );
+    assert!(reads.iter().any(|r| r.detail == "Search by everything; scope: own records (de-police)"), "{reads:?}");
     assert!(reads.iter().any(|r| r.detail == "Export of everything; scope: own records (de-police)"), "{reads:?}");
     topo.shutdown().await;
 }
@@ -283,7 +281,8 @@ async fn a_listed_scope_finds_its_nodes_records_and_a_search_outside_it_finds_no
     let bundle = client_audit::export(&regulator, &why, "CNIL", outside).await.unwrap();
     assert!(bundle.entries.is_empty());
     // Naming the node of its scope finds its records.
-    let (inside, _) = search_all(&regulator, &why, SearchRequest { node: "fr-police".into(), ..Default::default() }).await;
+    let (inside, _) =
+        search_all(&regulator, &why, SearchRequest { node: "fr-police".into(), ..Default::default() }).await;
     assert!(!inside.is_empty());
 
     let reads = reads_of(&topo, "fr-regulator").await;

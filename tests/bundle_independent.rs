@@ -77,7 +77,14 @@ async fn a_gateway_bundle_verifies_with_both_verifiers_and_both_catch_every_tamp
     let alert = isx_testkit::samples::migrant_smuggling("de-police", &["fr-police"]);
     topo.client("de-police").await.unwrap().publish(alert).await.unwrap();
     let auditor = topo.client("auditor").await.unwrap();
-    let bundle = isx_node::audit::export(&auditor, &isx_testkit::testkit_reason(), "bundle test", isx_core::wire::SearchRequest::default()).await.unwrap();
+    let bundle = isx_node::audit::export(
+        &auditor,
+        &isx_testkit::testkit_reason(),
+        "bundle test",
+        isx_core::wire::SearchRequest::default(),
+    )
+    .await
+    .unwrap();
     topo.shutdown().await;
     let vkey = bundle.checkpoint.as_ref().unwrap().verifier_key.clone();
     assert_eq!(bundle.version, 2);

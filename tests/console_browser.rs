@@ -199,7 +199,8 @@ async fn a_tampered_bundle_shows_a_cross_on_the_changed_record() -> Result<(), B
     let console = auditor_console(&topo).await;
     let auditor = topo.client("auditor").await.unwrap();
     let filter = SearchRequest { operation: isx_core::wire::Operation::Disclosure as i32, ..Default::default() };
-    let mut bundle = isx_node::audit::export(&auditor, &isx_testkit::testkit_reason(), "browser test", filter).await.unwrap();
+    let mut bundle =
+        isx_node::audit::export(&auditor, &isx_testkit::testkit_reason(), "browser test", filter).await.unwrap();
     assert!(bundle.entries.len() >= 4);
     // An operator rewrites one record, body and all: who received it.
     let changed = &mut bundle.entries[2];

@@ -65,7 +65,14 @@ fn bundle() -> &'static AuditBundle {
                 de.publish(a).await.unwrap();
             }
             let auditor = topo.client("auditor").await.unwrap();
-            let b = isx_node::audit::export(&auditor, &isx_testkit::testkit_reason(), "fuzz test", SearchRequest::default()).await.unwrap();
+            let b = isx_node::audit::export(
+                &auditor,
+                &isx_testkit::testkit_reason(),
+                "fuzz test",
+                SearchRequest::default(),
+            )
+            .await
+            .unwrap();
             topo.shutdown().await;
             b
         })

@@ -321,7 +321,10 @@ async fn standing_rules_deny_requests_expire_and_declines_are_recorded() {
     // No identifier value anywhere in the audit log or the lookup index, and
     // no free text either: justifications and reasons are sealed.
     let auditor = topo.client("auditor").await.unwrap();
-    let bundle = client_audit::export(&auditor, &isx_testkit::testkit_reason(), "lookup test", SearchRequest::default()).await.unwrap();
+    let bundle =
+        client_audit::export(&auditor, &isx_testkit::testkit_reason(), "lookup test", SearchRequest::default())
+            .await
+            .unwrap();
     let log: Vec<u8> = bundle.entries.iter().flat_map(|e| e.body.clone()).collect();
     for text in ["already known from our own investigation", "our own", WHY] {
         assert!(!contains(&log, text), "{text:?} is in the clear in the audit log");

@@ -1415,7 +1415,12 @@ impl Read {
     }
 
     /// As [`Read::call`], for `reason` (an export to `recipient`).
-    async fn call_for(&self, client: &Client, reason: Option<ReadReason>, recipient: &str) -> Result<u64, tonic::Status> {
+    async fn call_for(
+        &self,
+        client: &Client,
+        reason: Option<ReadReason>,
+        recipient: &str,
+    ) -> Result<u64, tonic::Status> {
         let mut audit = isx_node::audit::audit(client);
         Ok(match self {
             Self::Checkpoint => {

@@ -263,12 +263,17 @@ async fn a_second_gateway_on_a_copy_forks_the_log_and_the_witness_and_the_verifi
 
     // Offered to the witness as an extension of what it cosigned, the
     // second log's checkpoint is refused: its tree at that size is another.
-    let proof: Vec<[u8; 32]> = client_audit::consistency_proof(&fork_auditor, &isx_testkit::testkit_reason(), honest.tree_size, forked.tree_size)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|h| h.try_into().unwrap())
-        .collect();
+    let proof: Vec<[u8; 32]> = client_audit::consistency_proof(
+        &fork_auditor,
+        &isx_testkit::testkit_reason(),
+        honest.tree_size,
+        forked.tree_size,
+    )
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|h| h.try_into().unwrap())
+    .collect();
     let url = topo.witness("witness").unwrap().url();
     let client = isx_witness::client::Client::new(&topo.pki_dir().join("ca.crt"), LIMIT).unwrap();
     let refused = client.add_checkpoint(&url, honest.tree_size, &proof, &forked.note).await.unwrap_err();
@@ -277,7 +282,14 @@ async fn a_second_gateway_on_a_copy_forks_the_log_and_the_witness_and_the_verifi
     // The verifier given the second log's whole export and the honest
     // checkpoint names the fork: the same origin and key, another root at
     // the honest size.
-    let bundle = client_audit::export(&fork_auditor, &isx_testkit::testkit_reason(), "witness test", isx_core::wire::SearchRequest::default()).await.unwrap();
+    let bundle = client_audit::export(
+        &fork_auditor,
+        &isx_testkit::testkit_reason(),
+        "witness test",
+        isx_core::wire::SearchRequest::default(),
+    )
+    .await
+    .unwrap();
     let trust = isx_audit::verify::Trust::new(Some(honest.verifier_key.clone()), None).unwrap();
     let report = isx_audit::verify::bundle(&bundle, &trust, &|_, _| {}).expect("each log verifies on its own");
     let honest_v = trust.check(&honest).unwrap().checkpoint;

@@ -1079,8 +1079,7 @@ fn a_scoped_search_returns_only_records_in_scope_and_fills_its_pages() {
     assert_eq!((seqs(&first), more), (want[..5].to_vec(), true));
     let (last, more) = log.search(&scoped(Filter::default()), 3, Some(want[want.len() - 4])).unwrap();
     assert_eq!((seqs(&last), more), (want[want.len() - 3..].to_vec(), false));
-    let (newest, more) =
-        log.search_window(&scoped(Filter::default()), &crate::log::Window::newest(2)).unwrap();
+    let (newest, more) = log.search_window(&scoped(Filter::default()), &crate::log::Window::newest(2)).unwrap();
     assert_eq!((seqs(&newest), more), (vec![30, 28], true));
     // A filter naming a node outside the scope finds only what is also in it.
     let it = scoped(Filter { origin: Some("it-police".into()), ..Default::default() });
@@ -1118,7 +1117,9 @@ fn withheld_entries_verify_from_their_leaf_hashes_alone() {
     let w = entries.iter().position(|e| e.withheld).unwrap();
     let mut bad = entries[w].clone();
     bad.body = log.entry(w as u64).unwrap().body;
-    assert!(matches!(verify::entry(&bad), Err(VerifyError::Entry { message, .. }) if message.contains("withheld entry carries a body")));
+    assert!(
+        matches!(verify::entry(&bad), Err(VerifyError::Entry { message, .. }) if message.contains("withheld entry carries a body"))
+    );
     let bad = isx_core::wire::AuditEntry { pruned: true, ..entries[w].clone() };
     assert!(verify::entry(&bad).is_err());
     // A different leaf hash for a withheld entry breaks the root.

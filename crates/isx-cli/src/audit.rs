@@ -13,7 +13,9 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use isx_core::json::{from_json, to_json};
 use isx_core::timestamp::Bound;
-use isx_core::wire::{AuditBundle, AuditEntry, AuditRecord, Checkpoint, Operation, ReadPurpose, ReadReason, SearchRequest};
+use isx_core::wire::{
+    AuditBundle, AuditEntry, AuditRecord, Checkpoint, Operation, ReadPurpose, ReadReason, SearchRequest,
+};
 use isx_node::Client;
 use isx_node::audit as client_audit;
 
@@ -748,7 +750,8 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
             // checkpoint is then checked as it arrives; either way it is
             // checked whole (key, cosignatures, quorum) once verified.
             let early = trust.live_key();
-            let verified = client_audit::verify_live(&client, &reason, early.as_deref(), since.as_ref(), &progress).await;
+            let verified =
+                client_audit::verify_live(&client, &reason, early.as_deref(), since.as_ref(), &progress).await;
             let checked = match verified {
                 Ok(r) => trust.check(&r.checkpoint).map(|a| (r, a)).map_err(|e| format!("VERIFICATION FAILED: {e}")),
                 Err(e) => Err(e.to_string()),

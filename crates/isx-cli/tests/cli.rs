@@ -1148,7 +1148,11 @@ async fn audit_reads_name_their_purpose_and_case_and_an_export_its_recipient() {
     assert!(text(&out).contains("--case REF is required"), "{}", text(&out));
     let out = run(&["audit", "search", "--case", "X", "--purpose", "curiosity"]).await;
     assert!(!out.status.success());
-    assert!(text(&out).contains("use lawfulness, self-monitoring, integrity or criminal-proceedings"), "{}", text(&out));
+    assert!(
+        text(&out).contains("use lawfulness, self-monitoring, integrity or criminal-proceedings"),
+        "{}",
+        text(&out)
+    );
     // An export needs --to.
     let dir = tempfile::tempdir().unwrap();
     let bundle = dir.path().join("b.json");
@@ -1191,7 +1195,11 @@ async fn audit_reads_name_their_purpose_and_case_and_an_export_its_recipient() {
     );
     // The listing shows why each read was made.
     let out = run(&["audit", "search", "--case", "CNIL-2026-0113", "--operation", "log_read", "--limit", "3"]).await;
-    assert!(text(&out).contains(&format!("[lawfulness, case CNIL-2026-0113, to {to}] Export of everything")), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("[lawfulness, case CNIL-2026-0113, to {to}] Export of everything")),
+        "{}",
+        text(&out)
+    );
     topo.shutdown().await;
 }
 

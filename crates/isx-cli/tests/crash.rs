@@ -212,7 +212,8 @@ async fn sigkill_loses_no_acknowledged_record_and_keeps_checkpoints_consistent()
             let verified = isx_audit::verify::checkpoint(&cp, Some(&key)).unwrap();
             if let Some(old) = &saved {
                 let old = isx_audit::verify::checkpoint(old, Some(&key)).unwrap();
-                let proof = isx_node::audit::consistency_proof(&auditor, &integrity(), old.size, verified.size).await.unwrap();
+                let proof =
+                    isx_node::audit::consistency_proof(&auditor, &integrity(), old.size, verified.size).await.unwrap();
                 isx_audit::verify::consistency(&old, &verified, &proof).unwrap();
             }
             saved = Some(cp);

@@ -281,7 +281,9 @@ async fn records(auditor: &Client, mut filter: SearchRequest) -> Vec<(usize, Aud
     let mut out = Vec::new();
     filter.limit = 1000;
     for _ in 0..1000 {
-        let page = bounded("search", isx_node::audit::search(auditor, &isx_testkit::testkit_reason(), filter.clone())).await.unwrap();
+        let page = bounded("search", isx_node::audit::search(auditor, &isx_testkit::testkit_reason(), filter.clone()))
+            .await
+            .unwrap();
         out.extend(page.entries.iter().filter_map(|e| Some((e.body.len(), e.record.clone()?))));
         match page.entries.last() {
             // `after_seq = 0` means "from the start", so a page that ends at
@@ -963,10 +965,12 @@ async fn hostile_5_refused_audit_calls_leave_a_bounded_number_of_records_that_ad
         for _ in 0..25 {
             let de = de.clone();
             wave.spawn(async move {
-                isx_node::audit::search(&de, &isx_testkit::testkit_reason(), SearchRequest::default()).await.err().map(|e| match e {
-                    isx_node::audit::AuditClientError::Status(s) => s.code(),
-                    other => panic!("{other}"),
-                })
+                isx_node::audit::search(&de, &isx_testkit::testkit_reason(), SearchRequest::default()).await.err().map(
+                    |e| match e {
+                        isx_node::audit::AuditClientError::Status(s) => s.code(),
+                        other => panic!("{other}"),
+                    },
+                )
             });
         }
         while let Some(code) = wave.join_next().await {
@@ -1079,10 +1083,12 @@ async fn hostile_6_consistency_proofs_from_zero_are_empty_and_bad_ranges_are_out
     let auditor = gw.client("auditor").await;
     let audit = isx_node::audit::audit(&auditor);
     let mut client = audit.clone();
-    let checkpoint = client.get_checkpoint(auditor.request(GetCheckpointRequest { reason: Some(isx_testkit::testkit_reason()) }));
+    let checkpoint =
+        client.get_checkpoint(auditor.request(GetCheckpointRequest { reason: Some(isx_testkit::testkit_reason()) }));
     let size = bounded("checkpoint", checkpoint).await.unwrap().into_inner().tree_size;
     let proof = |first: u64, second: u64| {
-        let request = auditor.request(GetConsistencyProofRequest { first, second, reason: Some(isx_testkit::testkit_reason()) });
+        let request =
+            auditor.request(GetConsistencyProofRequest { first, second, reason: Some(isx_testkit::testkit_reason()) });
         let mut audit = audit.clone();
         async move { bounded("consistency proof", audit.get_consistency_proof(request)).await.map(|r| r.into_inner()) }
     };

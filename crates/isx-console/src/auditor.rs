@@ -562,7 +562,8 @@ pub(crate) async fn export(State(app): State<Arc<Ctx>>, Extension(FormPairs(pair
     let Some(to) = form.get("export_to").map(str::to_owned) else {
         return app.failure(Failure::Field(FieldError {
             field: "export_to".into(),
-            message: "say who receives the bundle, e.g. \"Tribunal judiciaire de Lyon\" (recorded with the export)".into(),
+            message: "say who receives the bundle, e.g. \"Tribunal judiciaire de Lyon\" (recorded with the export)"
+                .into(),
         }));
     };
     let stored = a.stored(form.get("cursor"), form.get("report"));

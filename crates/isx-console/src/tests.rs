@@ -301,9 +301,26 @@ async fn an_exported_bundle_verifies_and_a_tampered_one_shows_the_changed_record
     let (topo, b, _) = auditor_console().await;
     let page = b.post("/search", &[("operation", "disclosure")]).await;
     let export = hidden(&page.body[page.body.find("action=\"/export\"").unwrap()..], "cursor");
+    assert!(page.body.contains("name=\"export_to\""), "the form asks who receives the bundle");
+    let refused = b.post("/export", &[("cursor", &export), ("export_to", " ")]).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert!(refused.body.contains("export_to: say who receives the bundle"), "{}", refused.body);
     let bundle = b.post("/export", &[("cursor", &export), ("export_to", "console test")]).await;
     assert_eq!(bundle.status, StatusCode::OK);
     assert!(bundle.headers[header::CONTENT_DISPOSITION].to_str().unwrap().starts_with("attachment"));
+    // The console's reads name its purpose and case; the export its recipient.
+    let reads = topo
+        .audit_records(SearchRequest {
+            officer: "console-auditor".into(),
+            operation: Operation::LogRead as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(reads.iter().all(|r| r.purpose == "self_monitoring" && r.case_reference == "console"), "{reads:?}");
+    let exports: Vec<&str> =
+        reads.iter().filter(|r| r.detail.starts_with("Export")).map(|r| r.export_recipient.as_str()).collect();
+    assert_eq!(exports, ["console test"], "{reads:?}");
 
     let page = b.post("/bundle", &[("bundle", &bundle.body), ("name", "good.json")]).await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
@@ -451,7 +468,9 @@ async fn subject_report_over_a_large_log() {
     spec.limits.max_queue_per_node = u64::MAX;
     let topo = Topology::start(spec).await.unwrap();
     let auditor = topo.client("auditor").await.unwrap();
-    let size = |c: isx_node::Client| async move { isx_node::audit::checkpoint(&c, &isx_testkit::testkit_reason()).await.unwrap().tree_size };
+    let size = |c: isx_node::Client| async move {
+        isx_node::audit::checkpoint(&c, &isx_testkit::testkit_reason()).await.unwrap().tree_size
+    };
     // One alert in fifty is about the girl; the rest are about others.
     let started = std::time::Instant::now();
     let mut published = 0u64;
@@ -501,7 +520,13 @@ async fn subject_report_over_a_large_log() {
         if !page.more {
             break;
         }
-        page = isx_node::audit::search(&auditor, &isx_testkit::testkit_reason(), SearchRequest { after_seq: last, ..req.clone() }).await.unwrap();
+        page = isx_node::audit::search(
+            &auditor,
+            &isx_testkit::testkit_reason(),
+            SearchRequest { after_seq: last, ..req.clone() },
+        )
+        .await
+        .unwrap();
     }
     let raw_ms = t.elapsed().as_secs_f64() * 1e3;
 

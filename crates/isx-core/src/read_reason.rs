@@ -53,10 +53,7 @@ pub fn parse(text: &str) -> Result<ReadPurpose, ReasonError> {
     let t = t.strip_prefix("read_purpose_").unwrap_or(&t);
     PURPOSES.into_iter().find(|p| name(*p) == Some(t)).ok_or_else(|| ReasonError {
         field: "reason.purpose",
-        message: format!(
-            "{text:?} is not a purpose of LED Art. 25(2): use one of {} (or with '-')",
-            names()
-        ),
+        message: format!("{text:?} is not a purpose of LED Art. 25(2): use one of {} (or with '-')", names()),
     })
 }
 
@@ -142,7 +139,8 @@ mod tests {
     #[test]
     fn checks_name_the_field() {
         let ok = |p: ReadPurpose, case: &str| check(Some(&reason(p, case)));
-        let cases: &[(Option<ReadReason>, Result<(ReadPurpose, &str), &str>)] = &[
+        type Want = Result<(ReadPurpose, &'static str), &'static str>;
+        let cases: &[(Option<ReadReason>, Want)] = &[
             (Some(reason(ReadPurpose::Integrity, " CNIL-2026-0113 ")), Ok((ReadPurpose::Integrity, "CNIL-2026-0113"))),
             (None, Err("reason.purpose: is required")),
             (Some(reason(ReadPurpose::Unspecified, "x")), Err("reason.purpose: is required")),

@@ -228,8 +228,12 @@ fn scope_of<'a>(caller: &'a Caller<'_>) -> Option<&'a AuditScope> {
 /// names nodes outside it, that only records in scope were returned.
 fn scope_note(scope: Option<&AuditScope>, f: &Filter) -> String {
     let (Some(scope), Some(nodes)) = (scope, scope.and_then(AuditScope::scope)) else { return String::new() };
-    let mut named: Vec<&str> =
-        [&f.node, &f.origin, &f.recipient].into_iter().flatten().map(String::as_str).filter(|n| !nodes.contains(n)).collect();
+    let mut named: Vec<&str> = [&f.node, &f.origin, &f.recipient]
+        .into_iter()
+        .flatten()
+        .map(String::as_str)
+        .filter(|n| !nodes.contains(n))
+        .collect();
     named.sort();
     named.dedup();
     let mut note = format!("; scope: {}", scope.describe());

@@ -804,7 +804,10 @@ mod tests {
                 "[nodes.a]\nkind = \"auditor\"\ncountry = \"EU\"\naudit_scope = [\"nl-police\"]\n",
                 Err("nodes.a.audit_scope: names \"nl-police\", which is not a registered node"),
             ),
-            ("[nodes.a]\nkind = \"auditor\"\ncountry = \"EU\"\naudit_scope = []\n", Err("nodes.a.audit_scope: is an empty list")),
+            (
+                "[nodes.a]\nkind = \"auditor\"\ncountry = \"EU\"\naudit_scope = []\n",
+                Err("nodes.a.audit_scope: is an empty list"),
+            ),
             (
                 "[nodes.a]\nkind = \"auditor\"\ncountry = \"EU\"\naudit_scope = \"everyone\"\n",
                 Err("audit_scope \"everyone\": use \"all\", \"own\" or a list"),

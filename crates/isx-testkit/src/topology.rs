@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use isx_core::redaction::RedactionProfile;
-use isx_core::{NodeId, NodeKind, Role};
 use isx_core::wire::{ReadPurpose, ReadReason};
+use isx_core::{NodeId, NodeKind, Role};
 use isx_gateway::config::{AuditScopeSetting, DeliveryConfig, Limits, NodeConfig};
 use isx_gateway::{Gateway, GatewayConfig};
 use isx_node::config::AccessRule;
