@@ -74,11 +74,10 @@ async fn traffic(topo: &Topology) -> (String, String) {
 async fn search_all(client: &Client, why: &ReadReason, filter: SearchRequest) -> (Vec<AuditEntry>, u64) {
     let mut req = SearchRequest { limit: 2, ..filter };
     let mut out: Vec<AuditEntry> = Vec::new();
-    let mut size = 0;
     for _ in 0..10_000 {
         let page = client_audit::search(client, why, req.clone()).await.unwrap();
         let cp = isx_audit::verify::checkpoint(page.checkpoint.as_ref().unwrap(), None).unwrap();
-        size = cp.size;
+        let size = cp.size;
         for e in &page.entries {
             isx_audit::verify::inclusion(e, &cp).expect("every result verifies");
         }

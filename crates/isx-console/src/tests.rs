@@ -301,9 +301,26 @@ async fn an_exported_bundle_verifies_and_a_tampered_one_shows_the_changed_record
     let (topo, b, _) = auditor_console().await;
     let page = b.post("/search", &[("operation", "disclosure")]).await;
     let export = hidden(&page.body[page.body.find("action=\"/export\"").unwrap()..], "cursor");
+    assert!(page.body.contains("name=\"export_to\""), "the form asks who receives the bundle");
+    let refused = b.post("/export", &[("cursor", &export), ("export_to", " ")]).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert!(refused.body.contains("export_to: say who receives the bundle"), "{}", refused.body);
     let bundle = b.post("/export", &[("cursor", &export), ("export_to", "console test")]).await;
     assert_eq!(bundle.status, StatusCode::OK);
     assert!(bundle.headers[header::CONTENT_DISPOSITION].to_str().unwrap().starts_with("attachment"));
+    // The console's reads name its purpose and case; the export its recipient.
+    let reads = topo
+        .audit_records(SearchRequest {
+            officer: "console-auditor".into(),
+            operation: Operation::LogRead as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(reads.iter().all(|r| r.purpose == "self_monitoring" && r.case_reference == "console"), "{reads:?}");
+    let exports: Vec<&str> =
+        reads.iter().filter(|r| r.detail.starts_with("Export")).map(|r| r.export_recipient.as_str()).collect();
+    assert_eq!(exports, ["console test"], "{reads:?}");
 
     let page = b.post("/bundle", &[("bundle", &bundle.body), ("name", "good.json")]).await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);

@@ -139,7 +139,8 @@ mod tests {
     #[test]
     fn checks_name_the_field() {
         let ok = |p: ReadPurpose, case: &str| check(Some(&reason(p, case)));
-        let cases: &[(Option<ReadReason>, Result<(ReadPurpose, &str), &str>)] = &[
+        type Want = Result<(ReadPurpose, &'static str), &'static str>;
+        let cases: &[(Option<ReadReason>, Want)] = &[
             (Some(reason(ReadPurpose::Integrity, " CNIL-2026-0113 ")), Ok((ReadPurpose::Integrity, "CNIL-2026-0113"))),
             (None, Err("reason.purpose: is required")),
             (Some(reason(ReadPurpose::Unspecified, "x")), Err("reason.purpose: is required")),
