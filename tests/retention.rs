@@ -162,6 +162,13 @@ async fn an_online_prune_removes_only_what_the_rule_allows_and_every_earlier_pro
         }
     }
 
+    // The refusal is in the log (the first of a burst at once, the rest counted).
+    let refused = of(&topo, Operation::Denial).await;
+    assert!(
+        refused.iter().any(|r| r.detail.starts_with("InvalidArgument (admin: Prune): ") && r.detail.contains("reason")),
+        "a refused prune is recorded: {refused:#?}"
+    );
+
     // A dry run says what would go, and writes nothing.
     let dry = prune(&topo, asking("retention review", None, true)).await.unwrap();
     assert_eq!((dry.from, dry.upto, dry.record_seq), (0, collection, 0), "{dry:?}");

@@ -102,7 +102,7 @@ async fn a_reload_by_the_admin_call_is_found_in_the_log_and_each_version_explain
     let search = [
         args(&["audit", "search"]),
         who(&topo, "auditor", "DPO Martens"),
-        args(&["--operation", "administration", "--json"]),
+        args(&["--operation", "administration", "--json", "--case", "CNIL-2026-0113"]),
     ];
     let out = run(search.concat()).await;
     assert!(out.status.success(), "{}", text(&out));
@@ -117,8 +117,11 @@ async fn a_reload_by_the_admin_call_is_found_in_the_log_and_each_version_explain
     assert_eq!(r["admin"]["action"], "ADMIN_ACTION_POLICY_RELOAD");
     assert_eq!((&r["admin"]["old_version"], &r["admin"]["new_version"]), (&v1.as_str().into(), &v2.as_str().into()));
     assert_eq!(r["admin"]["changed"][0], "+europol-no-smuggling");
-    let table =
-        [args(&["audit", "search"]), who(&topo, "auditor", "DPO Martens"), args(&["--operation", "administration"])];
+    let table = [
+        args(&["audit", "search"]),
+        who(&topo, "auditor", "DPO Martens"),
+        args(&["--operation", "administration", "--case", "CNIL-2026-0113"]),
+    ];
     let out = run(table.concat()).await;
     assert!(text(&out).contains(&format!("policy reloaded (admin call): version {v1} -> {v2}")), "{}", text(&out));
 

@@ -15,7 +15,7 @@ use isx_core::wire::{
     Hold, LiftHoldRequest, ListHoldsRequest, ListHoldsResponse, PlaceHoldRequest, PruneRequest, PruneResponse,
     ReloadPolicyRequest, ReloadPolicyResponse,
 };
-use tonic::{Request, Response, Status};
+use tonic::{Code, Request, Response, Status};
 use tracing::{Instrument, info_span};
 
 use crate::conn::{RequestInfo, Subject};
@@ -56,6 +56,21 @@ impl AdminService {
             }
         }
     }
+
+    /// Records (aggregated per source, as every refusal) a request the
+    /// caller may make but made badly or against the rule: a field missing,
+    /// a hold that is not in force, a cut-off the retention rule refuses.
+    async fn answered<T>(&self, caller: &Caller<'_>, what: &str, result: Result<T, Status>) -> Result<T, Status> {
+        if let Err(status) = &result
+            && matches!(status.code(), Code::InvalidArgument | Code::FailedPrecondition | Code::NotFound)
+        {
+            let record = records::admin_request_refused(caller.actor(), what, status.code(), status.message());
+            refusal::record(&self.state, caller.node().to_string(), "admin request", record)
+                .await
+                .map_err(Status::from)?;
+        }
+        result
+    }
 }
 
 #[tonic::async_trait]
@@ -74,7 +89,9 @@ impl Admin for AdminService {
         let span = info_span!("admin.place_hold");
         async move {
             let caller = self.caller(&req, "PlaceHold").await?;
-            crate::holds::place(&self.state, &caller, req.into_inner()).await.map(Response::new)
+            self.answered(&caller, "PlaceHold", crate::holds::place(&self.state, &caller, req.into_inner()).await)
+                .await
+                .map(Response::new)
         }
         .instrument(span)
         .await
@@ -84,7 +101,9 @@ impl Admin for AdminService {
         let span = info_span!("admin.lift_hold");
         async move {
             let caller = self.caller(&req, "LiftHold").await?;
-            crate::holds::lift(&self.state, &caller, req.into_inner()).await.map(Response::new)
+            self.answered(&caller, "LiftHold", crate::holds::lift(&self.state, &caller, req.into_inner()).await)
+                .await
+                .map(Response::new)
         }
         .instrument(span)
         .await
@@ -104,7 +123,9 @@ impl Admin for AdminService {
         let span = info_span!("admin.prune");
         async move {
             let caller = self.caller(&req, "Prune").await?;
-            crate::holds::prune(&self.state, &caller, req.into_inner()).await.map(Response::new)
+            self.answered(&caller, "Prune", crate::holds::prune(&self.state, &caller, req.into_inner()).await)
+                .await
+                .map(Response::new)
         }
         .instrument(span)
         .await

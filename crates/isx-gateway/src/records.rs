@@ -545,3 +545,15 @@ pub(crate) fn crl_reload(report: &crate::revocation::CrlReport, via: &str) -> Au
     let change = change(isx_core::wire::AdminAction::CrlReload, old, new, changed, via);
     administration(Actor::gateway(), change, "", Outcome::Ok, detail)
 }
+
+/// The DENIAL of an Admin request refused for what it asked (a field
+/// missing, no such hold, a cut-off against the retention rule): the call,
+/// the gRPC code and the gateway's message (field names, rule names, ids
+/// and dates; the request's free text is never in it).
+pub(crate) fn admin_request_refused(by: Actor<'_>, what: &str, code: tonic::Code, message: &str) -> AuditRecord {
+    let message: String = message.chars().take(512).collect();
+    AuditRecord {
+        detail: format!("{code:?} (admin: {what}): {message}"),
+        ..about(by, Operation::Denial, Outcome::Refused)
+    }
+}
