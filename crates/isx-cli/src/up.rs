@@ -384,7 +384,9 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
         "  isx lookup --as frontex --pki {pki_s} --gateway {dial} --officer you --plate \"FG 512 ZT\" --purpose check --justification why"
     );
     say!("  isx access list --as it-police --pki {pki_s} --gateway {dial} --officer you");
-    say!("  isx audit search --as auditor --pki {pki_s} --gateway {dial} --officer you --operation collection");
+    say!(
+        "  isx audit search --as auditor --pki {pki_s} --gateway {dial} --officer you --case CASE-1 --operation collection"
+    );
     let data_dirs: Vec<(String, PathBuf)> = started.iter().map(|(n, _, _, d)| (n.clone(), d.clone())).collect();
     if let Some((name, dir)) = data_dirs.first() {
         say!("  isx agency show {name} --data {} --pki {pki_s}", dir.display());
