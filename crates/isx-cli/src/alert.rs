@@ -222,6 +222,19 @@ pub async fn run(cmd: AlertCommand) -> Result<ExitCode> {
                         }
                         serde_json::json!({ "access_request": to_json_value(&r) })
                     }
+                    Some(Event::Change(c)) => {
+                        if !json {
+                            println!(
+                                "[{}] change: {} {} -> version {} {}",
+                                msg.cursor,
+                                c.alert_id,
+                                c.kind().as_str_name(),
+                                c.version,
+                                c.state().as_str_name()
+                            );
+                        }
+                        serde_json::json!({ "change": to_json_value(&c) })
+                    }
                     None => continue,
                 };
                 if json {

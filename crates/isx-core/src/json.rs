@@ -58,6 +58,18 @@ impl WireMessage for crate::wire::Delivery {
     const TYPE_NAME: &'static str = "isx.v1.Delivery";
 }
 
+impl WireMessage for crate::wire::AlertChange {
+    const TYPE_NAME: &'static str = "isx.v1.AlertChange";
+}
+
+impl WireMessage for crate::wire::AlertStatus {
+    const TYPE_NAME: &'static str = "isx.v1.AlertStatus";
+}
+
+impl WireMessage for crate::wire::OpenHit {
+    const TYPE_NAME: &'static str = "isx.v1.OpenHit";
+}
+
 impl WireMessage for crate::wire::AuditRecord {
     const TYPE_NAME: &'static str = "isx.v1.AuditRecord";
 }

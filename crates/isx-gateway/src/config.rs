@@ -84,6 +84,12 @@ pub struct GatewayConfig {
     /// Administration: the reload request file that `SIGHUP` needs.
     #[serde(default)]
     pub admin: AdminConfig,
+    /// The alert lifecycle: how long holders have to confirm a change.
+    #[serde(default)]
+    pub lifecycle: LifecycleConfig,
+    /// How long alerts may be stored, per crime area (LED Art. 5).
+    #[serde(default)]
+    pub storage: StorageConfig,
     /// The registered nodes, by node id.
     #[serde(default)]
     pub nodes: BTreeMap<String, NodeConfig>,
@@ -417,6 +423,59 @@ impl AdminConfig {
     pub fn reload_request_path(&self, data_dir: &Path) -> PathBuf {
         self.reload_request.clone().unwrap_or_else(|| data_dir.join("reload-request.toml"))
     }
+}
+
+/// The alert lifecycle (`[lifecycle]`): amendments, withdrawals,
+/// restrictions and expiry reach every copy, and each holder confirms.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LifecycleConfig {
+    /// A holder that has not confirmed a change after this long is shown
+    /// as overdue (`isx alert status`, the console), e.g. `"1h"`.
+    #[serde(deserialize_with = "duration")]
+    pub confirm_grace: std::time::Duration,
+    /// How long an ended (withdrawn or expired) alert's status is kept once
+    /// every copy has confirmed; the audit log keeps its history regardless.
+    #[serde(deserialize_with = "duration")]
+    pub keep_status: std::time::Duration,
+}
+
+impl Default for LifecycleConfig {
+    fn default() -> Self {
+        Self {
+            confirm_grace: std::time::Duration::from_secs(3600),
+            keep_status: std::time::Duration::from_secs(30 * 86_400),
+        }
+    }
+}
+
+/// Storage limits (`[storage]`, LED Art. 5): how far in the future an
+/// alert's `expires_at` may be, counted from its first publication.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// The limit for every crime area not named in `by_category`, e.g. `"365d"`.
+    #[serde(deserialize_with = "duration")]
+    pub max_period: std::time::Duration,
+    /// Per crime area, by the snake-case name policy uses
+    /// (`terrorism = "1095d"`); checked against the known areas at load.
+    #[serde(deserialize_with = "duration_map")]
+    pub by_category: BTreeMap<String, std::time::Duration>,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self { max_period: std::time::Duration::from_secs(365 * 86_400), by_category: BTreeMap::new() }
+    }
+}
+
+fn duration_map<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, std::time::Duration>, D::Error> {
+    let raw = BTreeMap::<String, String>::deserialize(d)?;
+    raw.into_iter()
+        .map(|(k, v)| {
+            parse_duration(&v).map(|d| (k.clone(), d)).map_err(|e| serde::de::Error::custom(format!("{k}: {e}")))
+        })
+        .collect()
 }
 
 /// One registered node.

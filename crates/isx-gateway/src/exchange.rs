@@ -9,10 +9,12 @@ use std::sync::atomic::Ordering;
 use isx_core::digest::content_digest;
 use isx_core::wire::exchange_server::Exchange;
 use isx_core::wire::{
-    AckRequest, AckResponse, Alert, AllowOnwardRequest, AllowOnwardResponse, DecideAccessRequest, DecideAccessResponse,
-    DeclineFollowUpRequest, DeclineFollowUpResponse, DisclosureLevel, ListAccessRequestsRequest,
-    ListAccessRequestsResponse, LookupRequest, LookupResponse, PublishRequest, PublishResponse, RequestAccessRequest,
-    RequestAccessResponse, SubscribeRequest,
+    AckRequest, AckResponse, Alert, AllowOnwardRequest, AllowOnwardResponse, AmendRequest, AmendResponse,
+    DecideAccessRequest, DecideAccessResponse, DeclineFollowUpRequest, DeclineFollowUpResponse, DisclosureLevel,
+    GetAlertStatusRequest, GetAlertStatusResponse, LiftRestrictionRequest, LiftRestrictionResponse,
+    ListAccessRequestsRequest, ListAccessRequestsResponse, ListOpenHitsRequest, ListOpenHitsResponse, LookupRequest,
+    LookupResponse, PublishRequest, PublishResponse, RequestAccessRequest, RequestAccessResponse, RestrictRequest,
+    RestrictResponse, SubscribeRequest, WithdrawRequest, WithdrawResponse,
 };
 use std::collections::BTreeMap;
 
@@ -28,7 +30,7 @@ use crate::refusal::refuse;
 use crate::state::State;
 use crate::store::{PublishOutcome, StoreError, StoredAlert};
 use crate::subscribe::SubscribeStream;
-use crate::{access, forward, lookup, onward, subscribe};
+use crate::{access, forward, lifecycle, lookup, onward, open_hits, subscribe};
 
 /// The `Exchange` service.
 #[derive(Debug, Clone)]
@@ -151,7 +153,7 @@ impl ExchangeService {
         }
         let released = st.store.ack(caller.node(), cursor)?;
         debug!(cursor, released, "ack");
-        Ok(AckResponse { released })
+        Ok(AckResponse { released, ..Default::default() })
     }
 
     /// Runs one handler in a span that names the node, the officer and what
@@ -242,5 +244,45 @@ impl Exchange for ExchangeService {
     ) -> Result<Response<ListAccessRequestsResponse>, Status> {
         let info = RequestInfo::of(&req, Subject::None);
         self.answer("list_access_requests", info, access::list_access_requests(&self.state, req)).await
+    }
+
+    async fn amend(&self, req: Request<AmendRequest>) -> Result<Response<AmendResponse>, Status> {
+        let alert_id = req.get_ref().alert.as_ref().map(|a| a.alert_id.as_str()).unwrap_or_default();
+        let info = RequestInfo::of(&req, Subject::alert(alert_id));
+        self.answer("amend", info, lifecycle::amend(&self.state, req)).await
+    }
+
+    async fn withdraw(&self, req: Request<WithdrawRequest>) -> Result<Response<WithdrawResponse>, Status> {
+        let info = RequestInfo::of(&req, Subject::alert(&req.get_ref().alert_id));
+        self.answer("withdraw", info, lifecycle::withdraw(&self.state, req)).await
+    }
+
+    async fn restrict(&self, req: Request<RestrictRequest>) -> Result<Response<RestrictResponse>, Status> {
+        let info = RequestInfo::of(&req, Subject::alert(&req.get_ref().alert_id));
+        self.answer("restrict", info, lifecycle::restrict(&self.state, req)).await
+    }
+
+    async fn lift_restriction(
+        &self,
+        req: Request<LiftRestrictionRequest>,
+    ) -> Result<Response<LiftRestrictionResponse>, Status> {
+        let info = RequestInfo::of(&req, Subject::alert(&req.get_ref().alert_id));
+        self.answer("lift_restriction", info, lifecycle::lift_restriction(&self.state, req)).await
+    }
+
+    async fn get_alert_status(
+        &self,
+        req: Request<GetAlertStatusRequest>,
+    ) -> Result<Response<GetAlertStatusResponse>, Status> {
+        let info = RequestInfo::of(&req, Subject::alert(&req.get_ref().alert_id));
+        self.answer("get_alert_status", info, lifecycle::get_alert_status(&self.state, req)).await
+    }
+
+    async fn list_open_hits(
+        &self,
+        req: Request<ListOpenHitsRequest>,
+    ) -> Result<Response<ListOpenHitsResponse>, Status> {
+        let info = RequestInfo::of(&req, Subject::None);
+        self.answer("list_open_hits", info, open_hits::list_open_hits(&self.state, req)).await
     }
 }

@@ -189,6 +189,8 @@ pub(crate) fn plan(input: PublishInput<'_>) -> PublishPlan {
         policy_version: policy_version.clone(),
         labels: if raised_by.is_empty() { None } else { alert.labels.clone() },
         raised_by,
+        version: alert.version.max(1),
+        replaces_digest: String::new(),
     };
     let collection = records::collection(
         by,

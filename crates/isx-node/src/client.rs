@@ -5,10 +5,11 @@ use std::path::PathBuf;
 use isx_core::NodeId;
 use isx_core::wire::exchange_client::ExchangeClient;
 use isx_core::wire::{
-    AccessDecision, AccessRequest, AccessState, AckRequest, AckResponse, Alert, AllowOnwardRequest,
-    DecideAccessRequest, DeclineFollowUpRequest, ListAccessRequestsRequest, ListAccessRequestsResponse,
-    LookupIdentifier, LookupRequest, LookupResponse, PublishRequest, PublishResponse, RequestAccessRequest,
-    SubscribeRequest, SubscribeResponse,
+    AccessDecision, AccessRequest, AccessState, AckRequest, AckResponse, Alert, AlertStatus, AllowOnwardRequest,
+    AmendRequest, AmendResponse, ChangeConfirmation, DecideAccessRequest, DeclineFollowUpRequest,
+    GetAlertStatusRequest, LiftRestrictionRequest, ListAccessRequestsRequest, ListAccessRequestsResponse,
+    ListOpenHitsRequest, LookupIdentifier, LookupRequest, LookupResponse, OpenHit, PublishRequest, PublishResponse,
+    RequestAccessRequest, RestrictRequest, SubscribeRequest, SubscribeResponse, WithdrawRequest,
 };
 use isx_tls::config::IdentityFiles;
 use rustls_pki_types::ServerName;
@@ -171,8 +172,51 @@ impl Client {
 
     /// Acknowledges every delivery up to `cursor`.
     pub async fn ack(&self, cursor: u64) -> Result<AckResponse, Status> {
-        let req = self.request(AckRequest { cursor });
+        self.ack_with(cursor, vec![]).await
+    }
+
+    /// Acknowledges every delivery up to `cursor`, and confirms the changes
+    /// applied to this node's copies (each flushed before this call).
+    pub async fn ack_with(&self, cursor: u64, confirmations: Vec<ChangeConfirmation>) -> Result<AckResponse, Status> {
+        let req = self.request(AckRequest { cursor, confirmations });
         Ok(self.exchange.clone().ack(req).await?.into_inner())
+    }
+
+    /// As the origin, publishes a new version of `alert` (same id) that
+    /// replaces version `replaces_version`, for `reason`.
+    pub async fn amend(&self, alert: Alert, replaces_version: u32, reason: &str) -> Result<AmendResponse, Status> {
+        let req = self.request(AmendRequest { alert: Some(alert), replaces_version, reason: reason.to_owned() });
+        Ok(self.exchange.clone().amend(req).await?.into_inner())
+    }
+
+    /// As the origin, withdraws an alert: every copy is to be deleted.
+    pub async fn withdraw(&self, alert_id: &str, reason: &str) -> Result<AlertStatus, Status> {
+        let req = self.request(WithdrawRequest { alert_id: alert_id.to_owned(), reason: reason.to_owned() });
+        Ok(self.exchange.clone().withdraw(req).await?.into_inner().status.unwrap_or_default())
+    }
+
+    /// As the origin, restricts an alert's processing while it is checked.
+    pub async fn restrict(&self, alert_id: &str, reason: &str) -> Result<AlertStatus, Status> {
+        let req = self.request(RestrictRequest { alert_id: alert_id.to_owned(), reason: reason.to_owned() });
+        Ok(self.exchange.clone().restrict(req).await?.into_inner().status.unwrap_or_default())
+    }
+
+    /// As the origin, lifts an alert's restriction.
+    pub async fn lift_restriction(&self, alert_id: &str, reason: &str) -> Result<AlertStatus, Status> {
+        let req = self.request(LiftRestrictionRequest { alert_id: alert_id.to_owned(), reason: reason.to_owned() });
+        Ok(self.exchange.clone().lift_restriction(req).await?.into_inner().status.unwrap_or_default())
+    }
+
+    /// As the origin, an alert's versions and who confirmed its last change.
+    pub async fn alert_status(&self, alert_id: &str) -> Result<AlertStatus, Status> {
+        let req = self.request(GetAlertStatusRequest { alert_id: alert_id.to_owned() });
+        Ok(self.exchange.clone().get_alert_status(req).await?.into_inner().status.unwrap_or_default())
+    }
+
+    /// This node's open hits: shown, not yet followed up or declined.
+    pub async fn open_hits(&self) -> Result<Vec<OpenHit>, Status> {
+        let req = self.request(ListOpenHitsRequest {});
+        Ok(self.exchange.clone().list_open_hits(req).await?.into_inner().hits)
     }
 
     /// Looks the identifiers up: hit flags only.

@@ -33,12 +33,38 @@ pub struct Received {
     /// How many more times the same alert arrived and was dropped as a duplicate.
     #[prost(uint32, tag = "4")]
     pub duplicates: u32,
+    /// The alert's version this copy holds (or held, once deleted).
+    #[prost(uint32, tag = "5")]
+    pub version: u32,
+    /// The origin restricted the alert's processing: the copy is marked.
+    #[prost(bool, tag = "6")]
+    pub restricted: bool,
+    /// When the copy was deleted (withdrawn, expired, or no longer allowed
+    /// by policy after an amendment), Unix milliseconds; 0 while held. A
+    /// deleted copy keeps only this record (`delivery` is `None`), so that a
+    /// late delivery of an older version cannot bring it back.
+    #[prost(uint64, tag = "7")]
+    pub deleted_ms: u64,
+    /// The alert id (kept after deletion, when `delivery` is gone).
+    #[prost(string, tag = "8")]
+    pub id: String,
+    /// The last change applied, as `isx.v1.ChangeKind` (0: none).
+    #[prost(enumeration = "isx_core::wire::ChangeKind", tag = "9")]
+    pub last_change: i32,
 }
 
 impl Received {
     /// The alert id.
     pub fn alert_id(&self) -> &str {
+        if !self.id.is_empty() {
+            return &self.id;
+        }
         self.delivery.as_ref().and_then(|d| d.alert.as_ref()).map(|a| a.alert_id.as_str()).unwrap_or_default()
+    }
+
+    /// True once the copy was deleted (only the record that says so is kept).
+    pub fn is_deleted(&self) -> bool {
+        self.deleted_ms != 0
     }
 
     /// The disclosure level.
@@ -122,7 +148,15 @@ impl Inbox {
                 upgrade
             }
             None => {
-                let record = Received { delivery: Some(delivery), received_ms: now_ms, cursor, duplicates: 0 };
+                let version = delivery.alert.as_ref().map(|a| a.version).unwrap_or_default();
+                let record = Received {
+                    delivery: Some(delivery),
+                    received_ms: now_ms,
+                    cursor,
+                    version,
+                    id: id.clone(),
+                    ..Default::default()
+                };
                 self.tree.insert(id.as_bytes(), &record)?;
                 true
             }

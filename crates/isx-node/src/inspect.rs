@@ -106,6 +106,10 @@ pub fn to_wire(r: Received) -> ReceivedAlert {
         cursor: r.cursor,
         received_at: Some(isx_core::timestamp::from_unix_millis(r.received_ms)),
         duplicates: r.duplicates,
+        version: r.version,
+        restricted: r.restricted,
+        deleted_at: (r.deleted_ms != 0).then(|| isx_core::timestamp::from_unix_millis(r.deleted_ms)),
+        last_change: r.last_change,
         delivery: r.delivery,
     }
 }
@@ -116,6 +120,11 @@ pub fn from_wire(r: ReceivedAlert) -> Received {
         received_ms: r.received_at.as_ref().map(isx_core::timestamp::to_unix_millis).unwrap_or(0),
         cursor: r.cursor,
         duplicates: r.duplicates,
+        version: r.version,
+        restricted: r.restricted,
+        deleted_ms: r.deleted_at.as_ref().map(isx_core::timestamp::to_unix_millis).unwrap_or(0),
+        id: r.alert_id,
+        last_change: r.last_change,
         delivery: r.delivery,
     }
 }

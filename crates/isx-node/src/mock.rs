@@ -240,6 +240,13 @@ impl MockNode {
                     }
                     continue;
                 }
+                // Applied and confirmed on branch `h-life`; until then only acknowledged.
+                Some(Event::Change(_)) => {
+                    if let Err(e) = client.ack(msg.cursor).await {
+                        return format!("ack refused: {} ({})", e.message(), crate::code_name(e.code()));
+                    }
+                    continue;
+                }
                 None => continue,
             };
             let alert_id = delivery.alert.as_ref().map(|a| a.alert_id.clone()).unwrap_or_default();

@@ -175,6 +175,10 @@ pub struct TopologySpec {
     pub access: isx_gateway::config::AccessConfig,
     /// Lookup quotas.
     pub lookup: isx_gateway::config::LookupConfig,
+    /// The alert lifecycle (confirmation grace).
+    pub lifecycle: isx_gateway::config::LifecycleConfig,
+    /// Storage limits per crime area.
+    pub storage: isx_gateway::config::StorageConfig,
     /// What the gateway does with its revocation lists.
     pub revocation: isx_gateway::config::RevocationConfig,
     /// Nodes whose certificates are revoked (on the gateway's CRL) from the start.
@@ -209,6 +213,8 @@ impl TopologySpec {
             audit: isx_gateway::config::AuditConfig { checkpoint_every_ms: 200, ..Default::default() },
             access: isx_gateway::config::AccessConfig::default(),
             lookup: isx_gateway::config::LookupConfig::default(),
+            lifecycle: isx_gateway::config::LifecycleConfig::default(),
+            storage: isx_gateway::config::StorageConfig::default(),
             revocation: isx_gateway::config::RevocationConfig::default(),
             revoked: vec![],
             witnesses: vec![],
@@ -358,6 +364,8 @@ impl Topology {
             lookup: spec.lookup.clone(),
             witness: spec.witness.clone(),
             admin: isx_gateway::config::AdminConfig::default(),
+            lifecycle: spec.lifecycle.clone(),
+            storage: spec.storage.clone(),
             nodes: spec
                 .nodes
                 .iter()
@@ -468,6 +476,8 @@ impl Topology {
             lookup: spec.lookup.clone(),
             witness: isx_gateway::config::WitnessConfig::default(),
             admin: isx_gateway::config::AdminConfig::default(),
+            lifecycle: spec.lifecycle.clone(),
+            storage: spec.storage.clone(),
             nodes: BTreeMap::new(),
         };
         let mut topo = Self::assemble(dir, spec, config, addr, gateway.to_owned(), None, true);

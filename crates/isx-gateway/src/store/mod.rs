@@ -73,6 +73,10 @@ pub struct StoredAlert {
     /// Nodes that received the alert through a granted access request.
     #[prost(string, repeated, tag = "5")]
     pub granted_to: Vec<String>,
+    /// The alert's lifecycle state (`isx.v1.AlertState`); 0 (unspecified)
+    /// is read as active, for rows written before the lifecycle existed.
+    #[prost(enumeration = "isx_core::wire::AlertState", tag = "6")]
+    pub state: i32,
 }
 
 impl StoredAlert {
@@ -99,6 +103,12 @@ impl StoredAlert {
             );
         }
         holders
+    }
+
+    /// True when lookups must not show the alert, nor access requests reach
+    /// it: it is restricted (LED Art. 16(3)) or withdrawn.
+    pub fn hidden_from_lookup(&self) -> bool {
+        matches!(self.state(), isx_core::wire::AlertState::Restricted | isx_core::wire::AlertState::Withdrawn)
     }
 
     /// Organisations the origin allows onward copies to.

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use isx_core::NodeId;
-use isx_core::wire::{AccessRequest, Delivery, subscribe_response};
+use isx_core::wire::{AccessRequest, AlertChange, Delivery, subscribe_response};
 use prost::Message;
 use tokio::sync::watch;
 
@@ -24,7 +24,7 @@ use tokio::sync::watch;
 #[derive(Clone, PartialEq, Message)]
 pub struct OutboxEntry {
     /// What the node is told.
-    #[prost(oneof = "Event", tags = "1, 4, 5")]
+    #[prost(oneof = "Event", tags = "1, 4, 5, 6")]
     pub event: Option<Event>,
     /// When the entry stops being deliverable, Unix milliseconds.
     #[prost(uint64, tag = "2")]
@@ -46,6 +46,10 @@ pub enum Event {
     /// To a requester: the outcome of its access request.
     #[prost(message, tag = "5")]
     AccessOutcome(AccessRequest),
+    /// To a holder of a copy: a change to the alert (amended, withdrawn,
+    /// restricted, lifted, expired), to apply and confirm.
+    #[prost(message, tag = "6")]
+    Change(AlertChange),
 }
 
 impl Event {
@@ -54,6 +58,7 @@ impl Event {
         match self {
             Self::Delivery(d) => d.alert.as_ref().map(|a| a.alert_id.as_str()).unwrap_or_default(),
             Self::AccessRequest(r) | Self::AccessOutcome(r) => &r.alert_id,
+            Self::Change(c) => &c.alert_id,
         }
     }
 }
@@ -64,6 +69,7 @@ impl From<Event> for subscribe_response::Event {
             Event::Delivery(d) => Self::Delivery(d),
             Event::AccessRequest(r) => Self::AccessRequest(r),
             Event::AccessOutcome(r) => Self::AccessOutcome(r),
+            Event::Change(c) => Self::Change(c),
         }
     }
 }
