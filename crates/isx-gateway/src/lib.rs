@@ -107,6 +107,7 @@ pub mod reload_request;
 pub mod revocation;
 pub mod server;
 mod state;
+mod storage_limit;
 pub mod store;
 mod subscribe;
 mod sweeper;

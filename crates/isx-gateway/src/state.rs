@@ -103,6 +103,15 @@ pub(crate) struct State {
     pub recorder: Arc<Recorder>,
     /// Follow-up access settings.
     pub access: AccessConfig,
+    /// The alert lifecycle (confirmation grace, status retention).
+    pub lifecycle: crate::config::LifecycleConfig,
+    /// Storage limits per crime area.
+    pub storage: crate::config::StorageConfig,
+    /// The follow-up deadline of an open hit (`lookup.follow_up_deadline`).
+    pub lookup: crate::config::LookupConfig,
+    /// Serialises lifecycle changes (amend, withdraw, restrict, lift,
+    /// expiry fan-out), so that two changes of one alert never interleave.
+    pub lifecycle_lock: tokio::sync::Mutex<()>,
     /// Serialises state changes of access requests.
     pub access_lock: tokio::sync::Mutex<()>,
     /// Held while a legal hold is placed or lifted and while a prune plans
@@ -173,6 +182,10 @@ impl State {
             clock: parts.clock,
             recorder: parts.recorder,
             access: config.access.clone(),
+            lifecycle: config.lifecycle.clone(),
+            storage: config.storage.clone(),
+            lookup: config.lookup.clone(),
+            lifecycle_lock: tokio::sync::Mutex::new(()),
             access_lock: tokio::sync::Mutex::new(()),
             retention: tokio::sync::Mutex::new(()),
             faults: parts.faults,
