@@ -56,6 +56,7 @@ impl ExchangeService {
         if let Some(existing) = st.store.alert(&alert.alert_id)? {
             return duplicate_or_conflict(existing, &digest, &alert.alert_id);
         }
+        crate::storage_limit::check(&st.storage, &alert, now)?;
         if !alert.forwarded_from.is_empty() {
             alert.hops = self.check_forward(&alert, &caller.slot.info)?;
         }

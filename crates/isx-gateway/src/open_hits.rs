@@ -18,3 +18,17 @@ pub(crate) async fn list_open_hits(
 ) -> Result<ListOpenHitsResponse, RequestError> {
     Ok(ListOpenHitsResponse::default())
 }
+
+/// Closes every open hit on `alert_id` "without follow-up" (its alert
+/// withdrawn or expired): one HIT_CLOSED record per hit, naming the node and
+/// the officer who saw it. Returns how many closed. Called by the lifecycle
+/// (withdrawal) and the sweeper (expiry).
+pub(crate) async fn close_for_alert(_st: &State, _alert_id: &str, _now_ms: u64) -> Result<usize, RequestError> {
+    Ok(0)
+}
+
+/// Closes every open hit past `lookup.follow_up_deadline` "without
+/// follow-up". Returns how many closed. Called on every sweep.
+pub(crate) async fn sweep(_st: &State, _now_ms: u64) -> Result<usize, RequestError> {
+    Ok(0)
+}

@@ -129,7 +129,13 @@ pub(crate) struct State {
 
 impl std::fmt::Debug for State {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("State").field("nodes", &self.nodes.keys().collect::<Vec<_>>()).finish_non_exhaustive()
+        f.debug_struct("State")
+            .field("nodes", &self.nodes.keys().collect::<Vec<_>>())
+            .field("lifecycle", &self.lifecycle)
+            .field("storage", &self.storage)
+            .field("lookup", &self.lookup)
+            .field("lifecycle_lock", &self.lifecycle_lock)
+            .finish_non_exhaustive()
     }
 }
 

@@ -22,6 +22,9 @@ pub(crate) async fn sweep_expired(state: Arc<State>, every: Duration) {
             Ok(expired) if !expired.is_empty() => {
                 for e in &expired {
                     info!(alert_id = %e.alert_id, undelivered = e.undelivered, "alert expired");
+                    if let Err(err) = crate::open_hits::close_for_alert(&state, &e.alert_id, state.now_ms()).await {
+                        warn!(alert_id = %e.alert_id, error = %err, "open hits not closed");
+                    }
                 }
                 if let Err(e) = state.recorder.durable(expired.iter().map(records::expired).collect()).await {
                     warn!(error = %e, "expiry not recorded");
@@ -29,6 +32,9 @@ pub(crate) async fn sweep_expired(state: Arc<State>, every: Duration) {
             }
             Ok(_) => {}
             Err(e) => warn!(error = %e, "expiry sweep failed"),
+        }
+        if let Err(e) = crate::open_hits::sweep(&state, state.now_ms()).await {
+            warn!(error = %e, "open hits past their deadline not closed");
         }
         if let Err(e) = crate::access::expire_due(&state).await {
             warn!(error = %e, "access request expiry failed");
