@@ -456,3 +456,50 @@ async fn a_change_interrupted_before_its_fan_out_reaches_every_holder_once_after
     assert_eq!(erasures.len(), 1, "one record of the change");
     topo.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lookup_index_follows_the_current_version() {
+    use isx_core::wire::lookup_identifier::Kind;
+    use isx_core::wire::{DocumentNumber, LookupIdentifier};
+    let topo = Topology::start(TopologySpec::default_agencies()).await.unwrap();
+    let de = topo.client("de-police").await.unwrap();
+    let it = topo.client("it-police").await.unwrap();
+    let alert = samples::foreign_fighter("de-police", &[]);
+    de.publish(alert.clone()).await.unwrap();
+    let passport = || LookupIdentifier {
+        kind: Some(Kind::Document(DocumentNumber { issuing_country: "DE".into(), number: "C4J9X1R27".into() })),
+    };
+    let plate = || LookupIdentifier { kind: Some(Kind::Plate("B-KL 4471".into())) };
+    let hits = |r: isx_core::wire::LookupResponse| r.hits.iter().filter(|h| h.holder == "de-police").count();
+    let (purpose, why) = ("prevention and detection of terrorist offences", "case DE-2026-4471: border check");
+    assert_eq!(hits(it.lookup(vec![passport()], purpose, why).await.unwrap()), 1);
+
+    let mut v2 = alert.clone();
+    v2.subjects[0].documents.clear();
+    de.amend(v2, 1, "the passport was someone else's").await.unwrap();
+    assert_eq!(
+        hits(it.lookup(vec![passport()], purpose, why).await.unwrap()),
+        0,
+        "a removed subject no longer matches"
+    );
+    assert_eq!(hits(it.lookup(vec![plate()], purpose, why).await.unwrap()), 1, "what stays still matches");
+
+    de.withdraw(&alert.alert_id, "misidentified").await.unwrap();
+    assert_eq!(hits(it.lookup(vec![plate()], purpose, why).await.unwrap()), 0, "a withdrawn alert never matches");
+    topo.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_auditor_reads_the_status_and_a_recipient_does_not() {
+    let topo = Topology::start(TopologySpec::default_agencies()).await.unwrap();
+    let de = topo.client("de-police").await.unwrap();
+    let alert = samples::foreign_fighter("de-police", &["fr-police"]);
+    de.publish(alert.clone()).await.unwrap();
+    let status = topo.client("auditor").await.unwrap().alert_status(&alert.alert_id).await.unwrap();
+    assert_eq!((status.origin.as_str(), status.state(), status.version), ("de-police", AlertState::Active, 1));
+    assert_eq!(status.copies.iter().map(|c| c.node.as_str()).collect::<Vec<_>>(), ["fr-police"]);
+    let err = topo.client("fr-police").await.unwrap().alert_status(&alert.alert_id).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    assert!(err.message().contains("origin-or-auditor"), "{}", err.message());
+    topo.shutdown().await;
+}

@@ -37,6 +37,9 @@
 //! - `admission`: before decoding, every request takes its node's rate
 //!   token and has its body read within its call's size and time limits.
 //! - `publish`: a publish as a pure plan (receipt, records, rows).
+//! - `lifecycle`: amend, withdraw, restrict, lift, the per-copy status and
+//!   the holders' confirmations; each change a pure plan (`lifecycle::plan`),
+//!   its record and fan-out marker durable before the fan-out.
 //! - `exchange`: the Exchange service: publish, ack, and the tonic methods.
 //! - `subscribe`: streaming a node's outbox below the watermark.
 //! - `lookup`: hit/no-hit lookups, within the `quota`s of each node, officer
@@ -71,6 +74,9 @@
 //!   (with its officer and reason, durable before the new policy decides
 //!   anything), a refused one, a start with another policy, nodes or
 //!   redaction profile than the last run, a change of the revocation lists.
+//! - A change to an alert reaches every copy, onward copies included, and
+//!   its record is durable before any of its events can stream; a copy
+//!   stays unsettled, and visible in its status, until its holder confirms.
 //! - Only the holder decides an access request, and only while it is pending
 //!   and before its deadline; policy still decides the level of a grant.
 #![forbid(unsafe_code)]

@@ -320,7 +320,6 @@ impl Store {
     pub fn apply_change(&self, change: &PendingChange) -> Result<Applied, StoreError> {
         // What does not depend on the transaction is read and sealed first.
         struct Prepared {
-            stored: Option<Vec<u8>>,
             head: Option<Vec<u8>>,
             copies: Vec<(Vec<u8>, Vec<u8>)>,
             hits: Vec<Vec<u8>>,
@@ -341,7 +340,6 @@ impl Store {
                 vec![]
             };
             prepared.push(Prepared {
-                stored: part.stored.as_ref().map(|s| self.alerts.seal_message(id.as_bytes(), s)),
                 head: part.head.as_ref().map(|h| self.status.seal_message(&head_key(id), h)),
                 copies: part
                     .copies
@@ -423,13 +421,30 @@ impl Store {
         );
         let result = finish(trees.transaction(|(alerts, outbox, held, status, fanout, lookup, hits, expiry)| {
             let mut removed: Vec<Vec<u8>> = Vec::new();
+            let abort = |e: StoreError| ConflictableTransactionError::Abort(e);
             for (i, part) in change.parts.iter().enumerate() {
                 let p = &prepared[i];
                 let id = part.alert_id.as_bytes();
                 if part.remove_alert {
                     alerts.remove(id)?;
-                } else if let Some(s) = &p.stored {
-                    alerts.insert(id, s.as_slice())?;
+                } else if let Some(s) = &part.stored {
+                    // Grants and onward permissions written since the plan
+                    // (under other locks) are kept.
+                    let mut s = s.clone();
+                    if let Some(v) = alerts.get(id)? {
+                        let now: StoredAlert = self.alerts.unseal("alert", id, &v).map_err(|e| abort(e.into()))?;
+                        for n in now.granted_to {
+                            if !s.granted_to.contains(&n) {
+                                s.granted_to.push(n);
+                            }
+                        }
+                        for n in now.onward_allowed {
+                            if !s.onward_allowed.contains(&n) {
+                                s.onward_allowed.push(n);
+                            }
+                        }
+                    }
+                    alerts.insert(id, self.alerts.seal_message(id, &s))?;
                 }
                 if let Some(h) = &p.head {
                     status.insert(head_key(&part.alert_id), h.as_slice())?;
@@ -446,7 +461,6 @@ impl Store {
                     };
                     Ok((carries || !part.content_only).then_some(entry))
                 };
-                let abort = |e: StoreError| ConflictableTransactionError::Abort(e);
                 for k in &part.drop_outbox {
                     let Some(v) = outbox.get(k.as_slice())? else { continue };
                     if content(k, &v).map_err(abort)?.is_some() {

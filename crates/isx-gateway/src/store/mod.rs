@@ -6,6 +6,8 @@
 //!   subscriptions from reading uncommitted rows, and the queue counts.
 //! - [`lookup`]: the hit/no-hit index (pseudonyms only) and hit flags.
 //! - [`requests`]: access requests.
+//! - [`lifecycle`]: per-copy status, versions, held deliveries, forward
+//!   links and pending fan-outs of changes.
 //! - [`keys`]: the key layouts of every tree.
 //! - [`error`]: why a store operation failed.
 //!
@@ -17,6 +19,7 @@
 //! - `expiry`: `expires_at_ms ‖ alert_id` → [`ExpiryRow`]: the outbox and
 //!   lookup keys to drop when the alert expires.
 //! - `lookup` and `hits`: see [`lookup`]; `access`: see [`requests`].
+//! - `status`, `held`, `forwards`, `fanout`: see [`lifecycle`].
 //!
 //! Every value that carries alert content or free text is sealed with the
 //! gateway's store key ([`isx_store::SealedDb`]); keys and the other trees
@@ -337,15 +340,18 @@ impl Store {
         Ok(self.alerts.get("alert", alert_id.as_bytes())?)
     }
 
-    /// Replaces a stored alert's row (its permissions and grants change;
-    /// its content never does). Durable with the caller's next commit.
+    /// Sets a stored alert's onward permissions and grants from `stored`
+    /// (its content and lifecycle state, which only the lifecycle changes,
+    /// stay as they are now). Durable with the caller's next commit.
     pub fn update_alert(&self, stored: &StoredAlert) -> Result<(), StoreError> {
         let id = stored.alert.as_ref().map(|a| a.alert_id.as_str()).unwrap_or_default();
         let _order = self.ordered();
-        if self.alerts.raw().get(id.as_bytes())?.is_none() {
+        let Some(mut current) = self.alert(id)? else {
             return Ok(()); // expired meanwhile: nothing to update
-        }
-        Ok(self.alerts.insert(id.as_bytes(), stored)?)
+        };
+        current.onward_allowed = stored.onward_allowed.clone();
+        current.granted_to = stored.granted_to.clone();
+        Ok(self.alerts.insert(id.as_bytes(), &current)?)
     }
 
     /// The stored alert, if it exists and has not expired at `now_ms`.
