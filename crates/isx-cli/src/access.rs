@@ -1,5 +1,6 @@
-//! `isx lookup` and `isx access request|decide|decline|list`: the hit/no-hit
-//! workflow, acting as one node against a running gateway.
+//! `isx lookup` (and `isx lookup --open`, the node's open hits) and `isx
+//! access request|decide|decline|list`: the hit/no-hit workflow, acting as
+//! one node against a running gateway.
 
 use std::process::ExitCode;
 
@@ -19,10 +20,18 @@ use crate::output;
 /// `isx access request HIT_ID` or to close with `isx access decline HIT_ID`.
 /// Matches that policy hides from you are not shown at all. The lookup is
 /// logged with the types of identifier used, never their values.
+///
+/// With `--open`: your node's open hits instead, the hits shown to its
+/// officers that nobody has requested or declined yet (CIR Art. 22(2)). Each
+/// closes "without follow-up" at its alert's end or at the gateway's
+/// `lookup.follow_up_deadline`, and that is recorded with the officer's name.
 #[derive(Args, Debug)]
 pub struct LookupArgs {
     #[command(flatten)]
     who: Who,
+    /// List your node's open hits (no identifiers, purpose or justification needed).
+    #[arg(long, conflicts_with_all = ["document", "name", "dob", "plate", "firearm", "purpose", "justification"])]
+    open: bool,
     /// A document: ISSUING_COUNTRY:NUMBER, e.g. DE:C4J9X1R27 (repeatable).
     #[arg(long, value_name = "CC:NUMBER")]
     document: Vec<String>,
@@ -43,11 +52,11 @@ pub struct LookupArgs {
     #[arg(long)]
     firearm: Vec<String>,
     /// Why you look up (logged).
-    #[arg(long)]
-    purpose: String,
+    #[arg(long, required_unless_present = "open")]
+    purpose: Option<String>,
     /// The case or reason that justifies it (logged).
-    #[arg(long)]
-    justification: String,
+    #[arg(long, required_unless_present = "open")]
+    justification: Option<String>,
     /// Print the answer as JSON.
     #[arg(long)]
     json: bool,
@@ -174,11 +183,66 @@ fn refused(what: &str, status: &tonic::Status) -> Result<ExitCode> {
     Ok(ExitCode::FAILURE)
 }
 
+/// The open hits as a table: one row per hit, soonest to close first.
+fn print_open_hits(hits: &[isx_core::wire::OpenHit]) {
+    if hits.is_empty() {
+        println!("no open hit: every hit shown to your officers was requested, declined or closed");
+        return;
+    }
+    let time = |t: &Option<prost_types::Timestamp>| t.as_ref().map(isx_core::timestamp::rfc3339).unwrap_or_default();
+    let rows: Vec<[String; 7]> = hits
+        .iter()
+        .map(|h| {
+            [
+                h.hit_id.clone(),
+                h.alert_id.clone(),
+                h.holder.clone(),
+                isx_core::display::category(h.category()),
+                h.officer.clone(),
+                time(&h.shown_at),
+                time(&h.closes_at),
+            ]
+        })
+        .collect();
+    let head = ["HIT", "ALERT", "HOLDER", "CATEGORY", "SHOWN TO", "SHOWN AT", "CLOSES AT"];
+    let widths: Vec<usize> = (0..head.len())
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).chain([head[i].len()]).max().unwrap_or(0))
+        .collect();
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    println!(
+        "{} open hit(s); follow up with `isx access request HIT_ID`, or record `isx access decline HIT_ID`:",
+        hits.len()
+    );
+    line(head.to_vec());
+    for r in &rows {
+        line(r.iter().map(String::as_str).collect());
+    }
+}
+
 /// `isx lookup`.
 pub async fn lookup(args: LookupArgs) -> Result<ExitCode> {
+    if args.open {
+        let client = isx_node::diagnose::connect(&args.who.options()?).await?;
+        return match client.open_hits().await {
+            Ok(hits) if args.json => {
+                let hits: Vec<serde_json::Value> = hits.iter().map(to_json_value).collect();
+                println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "hits": hits }))?);
+                Ok(ExitCode::SUCCESS)
+            }
+            Ok(hits) => {
+                print_open_hits(&hits);
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(status) => refused("open hits refused", &status),
+        };
+    }
     let ids = args.identifiers()?;
+    let (purpose, justification) = (args.purpose.unwrap_or_default(), args.justification.unwrap_or_default());
     let client = isx_node::diagnose::connect(&args.who.options()?).await?;
-    match client.lookup(ids, &args.purpose, &args.justification).await {
+    match client.lookup(ids, &purpose, &justification).await {
         Ok(resp) if args.json => {
             println!("{}", serde_json::to_string_pretty(&to_json_value(&resp))?);
             Ok(ExitCode::SUCCESS)

@@ -460,6 +460,20 @@ async fn lookup_request_list_and_decide_from_the_command_line() {
     assert_eq!(v["hits"][0]["holder"], "de-police");
     assert_eq!(v["hits"][0]["alert_id"], alert.alert_id.as_str());
     let hit = v["hits"][0]["hit_id"].as_str().unwrap().to_owned();
+    // The hit is an open item of frontex until it is followed up.
+    let out = isx_async(cmd(&["lookup"], "frontex", &["--open"])).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let t = text(&out);
+    assert!(t.contains("1 open hit(s)") && t.contains("SHOWN TO"), "{t}");
+    assert!(t.contains(&hit) && t.contains("cli officer") && t.contains("migrant_smuggling"), "{t}");
+    let out = isx_async(cmd(&["lookup"], "frontex", &["--open", "--json"])).await;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v["hits"][0]["hit_id"].as_str(), v["hits"][0]["holder"].as_str()),
+        (Some(hit.as_str()), Some("de-police"))
+    );
+    let out = isx_async(cmd(&["lookup"], "frontex", &["--open", "--plate", "x"])).await;
+    assert_eq!(out.status.code(), Some(2), "--open takes no identifier: {}", text(&out));
 
     let out = isx_async(cmd(
         &["access", "request"],
@@ -470,6 +484,8 @@ async fn lookup_request_list_and_decide_from_the_command_line() {
     assert!(out.status.success(), "{}", text(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let request = v["request_id"].as_str().unwrap().to_owned();
+    let out = isx_async(cmd(&["lookup"], "frontex", &["--open"])).await;
+    assert!(text(&out).contains("no open hit"), "requested, so no longer open: {}", text(&out));
 
     let out = isx_async(cmd(&["access", "list"], "de-police", &["--state", "pending"])).await;
     assert!(out.status.success(), "{}", text(&out));

@@ -619,6 +619,15 @@ fn happened(r: &RecordView) -> String {
             format!("{} asked {} for follow-up", r.node, holders.join(", "))
         }
         "log_read" if !r.officer.is_empty() => format!("audit log read by {} ({})", r.node, r.officer),
+        "change_confirmed" => format!(
+            "{} confirmed its copy: {} at version {}",
+            r.node,
+            r.lifecycle.as_ref().map(|l| l.confirmed.as_str()).unwrap_or_default(),
+            r.lifecycle.as_ref().map(|l| l.new_version).unwrap_or_default()
+        ),
+        "hit_closed" => {
+            format!("hit shown to {} closed without follow-up ({})", r.node, crate::open_hits::reason(&r.detail))
+        }
         "access_decision" => format!("{}: {}", r.node, r.detail),
         "erasure" => format!("erased: {}", r.detail),
         "log_read" => format!("audit log read by {}", r.node),
@@ -801,6 +810,12 @@ pub(crate) async fn alert_history(State(app): State<Arc<Ctx>>, Query(q): Query<A
     let life: Vec<&RecordView> = rows.iter().filter(|r| r.operation != "log_read").collect();
     let said: Vec<String> = life.iter().map(|r| happened(r)).collect();
     let expired = life.iter().any(|r| r.operation == "erasure");
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default();
+    let own: Vec<RecordView> = life.iter().filter(|r| r.alert_id == id).map(|r| (*r).clone()).collect();
+    let lifecycle = crate::lifecycle::history(&own, now_ms);
     app.page(
         "alert.html",
         context! {
@@ -809,8 +824,61 @@ pub(crate) async fn alert_history(State(app): State<Arc<Ctx>>, Query(q): Query<A
             said,
             reads,
             expired,
+            lifecycle,
             tree_size => cp.size,
             collected => life.iter().any(|r| r.operation == "collection"),
+        },
+    )
+}
+
+/// The query of `GET /hits`.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct HitsQuery {
+    node: Option<String>,
+}
+
+/// `GET /hits?node=ID`: the open hits of one node (or of every node), from
+/// the log: hits shown, minus those requested, declined or closed, and the
+/// hits closed without follow-up with their reason.
+pub(crate) async fn open_hits(State(app): State<Arc<Ctx>>, Query(q): Query<HitsQuery>) -> Response {
+    let a = match app.auditor() {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let node = q.node.map(|s| s.trim().to_owned()).unwrap_or_default();
+    if node.len() > 64 || !node.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        return app.failure(Failure::Field(FieldError {
+            field: "node".into(),
+            message: "a node id is letters, digits and - _ . (at most 64)".into(),
+        }));
+    }
+    use isx_core::wire::Operation;
+    let mut rows = Vec::new();
+    let mut size = 0;
+    for op in [Operation::Consultation, Operation::AccessRequest, Operation::FollowUpDeclined, Operation::HitClosed] {
+        let req = SearchRequest {
+            node: node.clone(),
+            operation: op as i32,
+            justification: "isx console open hits".into(),
+            ..Default::default()
+        };
+        match a.all(req).await {
+            Ok((found, cp)) => {
+                rows.extend(found);
+                size = cp.size;
+            }
+            Err(f) => return app.failure(f),
+        }
+    }
+    let hits = crate::open_hits::derive(&rows);
+    app.page(
+        "hits.html",
+        context! {
+            node,
+            hits,
+            read => rows.len(),
+            verified => rows.iter().filter(|r| r.proof.as_ref().is_some_and(|p| p.ok)).count(),
+            tree_size => size,
         },
     )
 }

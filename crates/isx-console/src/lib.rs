@@ -20,10 +20,14 @@
 //! - [`facets`]: the search form read into a `SearchRequest` (pure);
 //! - [`text`]: records as rows, with their proofs' verdicts;
 //! - [`charts`]: the overview's tallies and SVG charts;
+//! - [`lifecycle`]: an alert's changes and each holder's confirmation, with
+//!   the overdue ones, from its records (pure);
+//! - [`open_hits`]: the open hits per node and those closed without
+//!   follow-up, from the log (pure);
 //! - `views`: the templates (files under `templates/`, compiled in;
 //!   `--templates DIR` reads them from disk on every page instead);
 //! - `auditor`: the auditor's pages (overview, verify, search, subject
-//!   report, alert history, evidence);
+//!   report, alert history with its lifecycle, open hits, evidence);
 //! - `policy`: the policy officer's pages (matrix, draft comparison, rules);
 //! - `error`: why the console could not start;
 //! - `app`: the handlers' shared state and page rendering;
@@ -36,6 +40,8 @@
 
 pub mod charts;
 pub mod facets;
+pub mod lifecycle;
+pub mod open_hits;
 pub mod session;
 pub mod text;
 

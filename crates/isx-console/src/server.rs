@@ -181,6 +181,7 @@ pub(crate) async fn build(options: &ConsoleOptions, addr: SocketAddr) -> Result<
         .route("/subject", get(auditor::subject_form).post(auditor::subject))
         .route("/subject/csv", post(auditor::subject_csv))
         .route("/alert", get(auditor::alert_history))
+        .route("/hits", get(auditor::open_hits))
         .route("/bundle", get(auditor::bundle_form).post(auditor::bundle_open))
         .with_state(audit.clone());
     let policy_routes = Router::new()

@@ -545,3 +545,268 @@ async fn subject_report_over_a_large_log() {
     assert!(rows >= raw, "{rows} rows, {raw} raw");
     topo.shutdown().await;
 }
+
+/// A synthetic record as the console reads it: `seq`, `at_ms`, and the
+/// record built by `f` from the defaults.
+fn view(seq: u64, at_ms: u64, f: impl FnOnce(&mut isx_core::wire::AuditRecord)) -> crate::text::RecordView {
+    let mut r = isx_core::wire::AuditRecord {
+        time: Some(isx_core::timestamp::from_unix_millis(at_ms)),
+        alert_id: "A1".into(),
+        ..Default::default()
+    };
+    f(&mut r);
+    crate::text::RecordView::record(seq, false, &r)
+}
+
+fn change(
+    kind: isx_core::wire::ChangeKind,
+    versions: (u32, u32),
+    grace_seconds: u64,
+    recipients: &[(&str, isx_core::wire::DisclosureLevel, isx_core::wire::RecipientOutcome)],
+) -> impl FnOnce(&mut isx_core::wire::AuditRecord) {
+    let recipients: Vec<isx_core::wire::RecipientLevel> = recipients
+        .iter()
+        .map(|(node, level, outcome)| isx_core::wire::RecipientLevel {
+            node: (*node).into(),
+            level: *level as i32,
+            outcome: *outcome as i32,
+            ..Default::default()
+        })
+        .collect();
+    move |r| {
+        let erases = matches!(kind, isx_core::wire::ChangeKind::Withdrawal | isx_core::wire::ChangeKind::Expiry);
+        r.operation = if erases { Operation::Erasure } else { Operation::Alteration } as i32;
+        r.node = "fr-police".into();
+        r.officer = "Cdt. Martin".into();
+        r.justification = "the date of birth was wrong".into();
+        r.recipients = recipients;
+        r.lifecycle = Some(isx_core::wire::LifecycleChange {
+            kind: kind as i32,
+            old_version: versions.0,
+            new_version: versions.1,
+            confirm_grace_seconds: grace_seconds,
+            ..Default::default()
+        });
+    }
+}
+
+fn confirmed(
+    node: &'static str,
+    version: u32,
+    state: isx_core::wire::CopyState,
+) -> impl FnOnce(&mut isx_core::wire::AuditRecord) {
+    move |r| {
+        r.operation = Operation::ChangeConfirmed as i32;
+        r.node = node.into();
+        r.lifecycle = Some(isx_core::wire::LifecycleChange {
+            new_version: version,
+            confirmed: state as i32,
+            ..Default::default()
+        });
+    }
+}
+
+/// Each change with its version, reason, officer and per-recipient level or
+/// withdrawal; each confirmation matched to its holder; an unconfirmed copy
+/// past the change's grace is overdue, one replaced by a later change is not.
+#[test]
+fn an_alerts_history_shows_each_change_and_who_confirmed_it_and_who_is_overdue() {
+    use isx_core::wire::{ChangeKind, CopyState, DisclosureLevel as L, RecipientOutcome as O};
+    const H: u64 = 3_600_000;
+    let rows = vec![
+        view(1, 0, |r| r.operation = Operation::Collection as i32),
+        view(
+            2,
+            H,
+            change(
+                ChangeKind::Update,
+                (1, 2),
+                3600,
+                &[
+                    ("de-police", L::Full, O::Updated),
+                    ("it-police", L::Denied, O::Withdrawn),
+                    ("europol", L::Redacted, O::Updated),
+                    ("frontex", L::Denied, O::Denied),
+                ],
+            ),
+        ),
+        view(3, H + 5_000, confirmed("de-police", 2, CopyState::Held)),
+        view(4, H + 6_000, confirmed("it-police", 2, CopyState::Deleted)),
+        // A confirmation of a version never asked for matches nothing.
+        view(5, H + 7_000, confirmed("de-police", 7, CopyState::Held)),
+        view(6, 2 * H, change(ChangeKind::Restriction, (2, 2), 600, &[("de-police", L::Full, O::Restricted)])),
+    ];
+    // At 2 h 30 min: europol has not confirmed the update for 1.5 h (grace
+    // 1 h): overdue; de-police's restriction is 30 min old (grace 10 min): overdue too.
+    let h = crate::lifecycle::history(&rows, 2 * H + H / 2);
+    assert_eq!(h.changes.len(), 2);
+    let update = &h.changes[0];
+    assert_eq!((update.kind.as_str(), update.old_version, update.new_version), ("update", 1, 2));
+    assert_eq!((update.officer.as_str(), update.reason.as_str()), ("Cdt. Martin", "the date of birth was wrong"));
+    assert_eq!(update.operation, "alteration");
+    let copies: Vec<(&str, &str, &str, bool, bool, bool)> = update
+        .copies
+        .iter()
+        .map(|c| (c.node.as_str(), c.level.as_str(), c.expects.as_str(), c.confirmed, c.superseded, c.overdue))
+        .collect();
+    assert_eq!(
+        copies,
+        vec![
+            ("de-police", "full", "held", true, false, false),
+            ("it-police", "denied", "deleted", true, false, false),
+            ("europol", "redacted", "held", false, false, true),
+        ],
+        "frontex was denied before and after: nothing was sent to it"
+    );
+    let restriction = &h.changes[1];
+    assert_eq!(restriction.copies[0].expects, "restricted");
+    assert!(!restriction.copies[0].confirmed && restriction.copies[0].overdue);
+    assert_eq!((h.unconfirmed, h.overdue, h.unmatched.clone()), (2, 2, vec![5]));
+    // A minute after the restriction: within its own grace (10 min), while
+    // europol is past the update's (1 h): each change's grace counts.
+    let early = crate::lifecycle::history(&rows, 2 * H + 60_000);
+    assert_eq!((early.unconfirmed, early.overdue), (2, 1));
+    assert!(early.changes[0].copies[2].overdue && !early.changes[1].copies[0].overdue);
+    // Within both graces, nobody is overdue yet.
+    let earlier = crate::lifecycle::history(&rows, H + 60_000);
+    assert_eq!(earlier.overdue, 0);
+
+    // A later change replaces an unconfirmed one: superseded, not overdue.
+    let mut more = rows.clone();
+    more.push(view(
+        7,
+        3 * H,
+        change(
+            ChangeKind::Withdrawal,
+            (2, 2),
+            3600,
+            &[("de-police", L::Denied, O::Withdrawn), ("europol", L::Denied, O::Withdrawn)],
+        ),
+    ));
+    more.push(view(8, 3 * H + 1000, confirmed("europol", 2, CopyState::Deleted)));
+    let h = crate::lifecycle::history(&more, 3 * H + 2000);
+    assert!(h.changes[0].copies[2].superseded && !h.changes[0].copies[2].overdue);
+    assert!(h.changes[1].copies[0].superseded, "de-police's restriction, never confirmed, is replaced");
+    let withdrawal = &h.changes[2];
+    assert_eq!((withdrawal.kind.as_str(), withdrawal.operation.as_str()), ("withdrawal", "erasure"));
+    assert_eq!(withdrawal.copies.iter().map(|c| c.confirmed).collect::<Vec<_>>(), vec![false, true]);
+    assert_eq!((h.unconfirmed, h.overdue), (1, 0));
+}
+
+/// Open hits per node from the log: shown, minus requested, declined and
+/// closed; a closed hit shows its reason, and a hit shown again reopens.
+#[test]
+fn open_hits_are_the_hits_shown_minus_those_followed_up_or_closed() {
+    let consultation = |node: &'static str, officer: &'static str, alerts: &'static [(&'static str, bool)]| {
+        move |r: &mut isx_core::wire::AuditRecord| {
+            r.operation = Operation::Consultation as i32;
+            r.alert_id.clear();
+            r.node = node.into();
+            r.officer = officer.into();
+            r.hits = alerts
+                .iter()
+                .map(|(id, shown)| isx_core::wire::AuditHit {
+                    alert_id: (*id).into(),
+                    holder: "de-police".into(),
+                    shown: *shown,
+                    ..Default::default()
+                })
+                .collect();
+        }
+    };
+    let on = |op: Operation, node: &'static str, alert: &'static str, detail: &'static str| {
+        move |r: &mut isx_core::wire::AuditRecord| {
+            r.operation = op as i32;
+            r.node = node.into();
+            r.alert_id = alert.into();
+            r.detail = detail.into();
+            r.recipients = vec![isx_core::wire::RecipientLevel { node: "de-police".into(), ..Default::default() }];
+            if op == Operation::HitClosed {
+                r.officer = "Isp. Conti".into();
+            }
+        }
+    };
+    let rows = vec![
+        view(
+            1,
+            1000,
+            consultation(
+                "it-police",
+                "Isp. Conti",
+                &[("A1", true), ("A2", true), ("A3", true), ("A4", true), ("R", false)],
+            ),
+        ),
+        // Another officer's later lookup keeps the first officer.
+        view(2, 2000, consultation("it-police", "Isp. Russo", &[("A1", true)])),
+        view(3, 2500, consultation("fr-police", "Lt. Bernard", &[("A1", true)])),
+        view(4, 3000, on(Operation::AccessRequest, "it-police", "A1", "asks holder de-police")),
+        view(5, 4000, on(Operation::FollowUpDeclined, "it-police", "A2", "hit not followed up")),
+        view(
+            6,
+            5000,
+            on(
+                Operation::HitClosed,
+                "it-police",
+                "A3",
+                "hit hit-3 held by de-police shown 1970-01-01T00:00:01Z closed without follow-up (expired): its alert expired",
+            ),
+        ),
+        view(
+            7,
+            6000,
+            on(
+                Operation::HitClosed,
+                "it-police",
+                "A4",
+                "hit hit-4 held by de-police shown 1970-01-01T00:00:01Z closed without follow-up (deadline): not followed up",
+            ),
+        ),
+        // A requested hit shown again stays followed up; a closed one reopens.
+        view(8, 7000, consultation("it-police", "Isp. Russo", &[("A1", true), ("A4", true)])),
+    ];
+    let hits = crate::open_hits::derive(&rows);
+    let open: Vec<(&str, &str, &str)> =
+        hits.open.iter().map(|o| (o.node.as_str(), o.alert_id.as_str(), o.officer.as_str())).collect();
+    assert_eq!(open, vec![("fr-police", "A1", "Lt. Bernard"), ("it-police", "A4", "Isp. Russo")]);
+    let closed: Vec<(&str, &str, &str, &str)> = hits
+        .closed
+        .iter()
+        .map(|c| (c.alert_id.as_str(), c.reason.as_str(), c.officer.as_str(), c.holder.as_str()))
+        .collect();
+    assert_eq!(
+        closed,
+        vec![("A3", "expired", "Isp. Conti", "de-police"), ("A4", "deadline", "Isp. Conti", "de-police")]
+    );
+    let tally: Vec<(&str, usize, usize, usize)> =
+        hits.nodes.iter().map(|t| (t.node.as_str(), t.open, t.followed, t.closed)).collect();
+    assert_eq!(tally, vec![("fr-police", 1, 0, 0), ("it-police", 1, 2, 2)]);
+    assert_eq!(crate::open_hits::reason("no reason here"), "");
+}
+
+/// The open-hits page over a real gateway: a hit shown to IT is open until
+/// declined; the page names the node, the alert and the officer.
+#[tokio::test]
+async fn the_open_hits_page_lists_a_nodes_open_hits_from_the_log() {
+    let (topo, b, _) = auditor_console().await;
+    let alert = samples::foreign_fighter("de-police", &["fr-police"]);
+    topo.client("de-police").await.unwrap().publish(alert.clone()).await.unwrap();
+    let passport = isx_core::wire::LookupIdentifier {
+        kind: Some(isx_core::wire::lookup_identifier::Kind::Document(isx_core::wire::DocumentNumber {
+            issuing_country: "DE".into(),
+            number: "C4J9X1R27".into(),
+        })),
+    };
+    let it = topo.client("it-police").await.unwrap().with_officer("Off. Lindqvist").unwrap();
+    let hits = it.lookup(vec![passport], "border check", "passenger list").await.unwrap().hits;
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    let page = b.get("/hits?node=it-police").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains(&format!("data-node=\"it-police\" data-alert=\"{}\"", alert.alert_id)), "{}", page.body);
+    assert!(page.body.contains("Off. Lindqvist"), "{}", page.body);
+    it.decline_follow_up(&hits[0].hit_id, "not our border").await.unwrap();
+    let page = b.get("/hits?node=it-police").await;
+    assert!(page.body.contains("Open (0)"), "{}", page.body);
+    let page = b.get("/hits?node=%3Cx%3E").await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    topo.shutdown().await;
+}

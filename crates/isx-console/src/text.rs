@@ -48,6 +48,39 @@ pub struct Hit {
     pub shown: bool,
 }
 
+/// What a lifecycle record says: an alert's change, or a holder's
+/// confirmation of one (`AuditRecord.lifecycle`). No content.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Lifecycle {
+    /// The change: `update`, `withdrawal`, `restriction`, `lift`, `expiry`.
+    pub kind: String,
+    /// The version before the change.
+    pub old_version: u32,
+    /// The version after it (the version confirmed, for a confirmation).
+    pub new_version: u32,
+    /// A confirmation: the state the holder reached (`held`, `restricted`,
+    /// `deleted`); empty for a change.
+    pub confirmed: String,
+    /// A change: the gateway's `lifecycle.confirm_grace` then, seconds.
+    pub confirm_grace_seconds: u64,
+    /// The forwards (onward copies) the change also reaches.
+    pub follows: Vec<String>,
+}
+
+impl Lifecycle {
+    fn of(l: &isx_core::wire::LifecycleChange) -> Self {
+        let short = |e: &str, name: &str| isx_core::enums::short_name(&isx_core::enums::descriptor(e), name);
+        Self {
+            kind: if l.kind == 0 { String::new() } else { short("ChangeKind", l.kind().as_str_name()) },
+            old_version: l.old_version,
+            new_version: l.new_version,
+            confirmed: if l.confirmed == 0 { String::new() } else { short("CopyState", l.confirmed().as_str_name()) },
+            confirm_grace_seconds: l.confirm_grace_seconds,
+            follows: l.follows.clone(),
+        }
+    }
+}
+
 /// An entry's proof and the console's verdict on it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Proof {
@@ -100,6 +133,8 @@ pub struct RecordView {
     pub pruned: bool,
     /// Its time.
     pub time: String,
+    /// Its time, Unix milliseconds (0 when pruned or unset).
+    pub at_ms: u64,
     /// Its operation (short name).
     pub operation: String,
     /// Its outcome: ok, refused, error.
@@ -138,6 +173,8 @@ pub struct RecordView {
     pub json: String,
     /// The inclusion proof, when the entry carries one.
     pub proof: Option<Proof>,
+    /// An alert's change or a holder's confirmation of one.
+    pub lifecycle: Option<Lifecycle>,
 }
 
 impl RecordView {
@@ -184,6 +221,7 @@ impl RecordView {
             seq,
             pruned,
             time: if pruned { "(pruned)".into() } else { time(r) },
+            at_ms: if pruned { 0 } else { r.time.as_ref().map(isx_core::timestamp::to_unix_millis).unwrap_or(0) },
             operation: if pruned { "(pruned)".into() } else { operation(r.operation()) },
             outcome: match r.outcome() {
                 Outcome::Unspecified => String::new(),
@@ -210,6 +248,7 @@ impl RecordView {
             pseudonyms: r.subject_pseudonyms.clone(),
             json: if pruned { String::new() } else { isx_core::json::to_json(r) },
             proof: None,
+            lifecycle: r.lifecycle.as_ref().map(Lifecycle::of),
         }
     }
 }

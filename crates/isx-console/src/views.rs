@@ -23,6 +23,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("search.html", include_str!("../templates/search.html")),
     ("subject.html", include_str!("../templates/subject.html")),
     ("alert.html", include_str!("../templates/alert.html")),
+    ("hits.html", include_str!("../templates/hits.html")),
     ("bundle.html", include_str!("../templates/bundle.html")),
     ("matrix.html", include_str!("../templates/matrix.html")),
     ("rules.html", include_str!("../templates/rules.html")),
