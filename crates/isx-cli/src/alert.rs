@@ -357,7 +357,8 @@ pub async fn run(cmd: AlertCommand) -> Result<ExitCode> {
                         value["duplicate"] = serde_json::Value::Bool(resp.duplicate);
                         println!("{}", serde_json::to_string_pretty(&value)?);
                     } else {
-                        output::print_receipt(&receipt, resp.duplicate);
+                        let note = if resp.duplicate { " (this amendment was already made: its receipt)" } else { "" };
+                        output::print_receipt_noted(&receipt, note);
                         println!("follow the confirmations with `isx alert status {alert_id}`");
                     }
                     Ok(ExitCode::SUCCESS)

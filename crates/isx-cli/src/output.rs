@@ -10,8 +10,12 @@ use isx_node::NodeEvent;
 use tonic_types::StatusExt;
 
 pub fn print_receipt(receipt: &Receipt, duplicate: bool) {
+    print_receipt_noted(receipt, if duplicate { " (already published: original receipt)" } else { "" });
+}
+
+/// A receipt whose first line ends with `note`.
+pub fn print_receipt_noted(receipt: &Receipt, note: &str) {
     let when = receipt.accepted_at.as_ref().map(rfc3339).unwrap_or_default();
-    let note = if duplicate { " (already published: original receipt)" } else { "" };
     println!("alert {} accepted at {when}{note}", receipt.alert_id);
     println!("content digest sha256:{}  hops {}", receipt.content_digest, receipt.hops);
     if !receipt.replaces_digest.is_empty() {
@@ -205,6 +209,9 @@ pub fn print_lifecycle_refusal(what: Lifecycle, alert_id: &str, node: &isx_core:
     use tonic::Code;
     let verb = what.verb();
     let sentence = match status.code() {
+        Code::PermissionDenied if what == Lifecycle::Status => format!(
+            "only the origin of alert {alert_id}, or an auditor whose scope covers it, may see its status, and you act as {node}: run it as the node that published the alert (--as ORIGIN, or its --node-config)"
+        ),
         Code::PermissionDenied => format!(
             "only the origin of alert {alert_id} may {verb} it, and you act as {node}: run it as the node that published the alert (--as ORIGIN, or its --node-config)"
         ),
