@@ -31,7 +31,11 @@ pub enum AlertCommand {
     },
     /// Print deliveries (and access requests and outcomes) for a node as they arrive, acknowledging each one.
     ///
-    /// Runs until Ctrl-C, or until --count deliveries have arrived.
+    /// Runs until Ctrl-C, or until --count deliveries have arrived. An
+    /// origin's change (amendment, withdrawal, restriction, lift, expiry)
+    /// is printed and acknowledged but not confirmed: `watch` keeps no copy
+    /// to apply it to, so the gateway keeps showing the copy unconfirmed
+    /// (a mock agency, `isx node`, applies and confirms).
     Watch {
         #[command(flatten)]
         who: Who,
