@@ -1383,11 +1383,7 @@ async fn lookups_access_requests_decisions_declines_expiries_and_erasures_are_re
     .await;
     let request = ask(&topo, &oracle, &mut log, "frontex", &brief, &hit_of(&frontex_hits, &brief)).await;
     topo.advance_clock(Duration::from_secs(31 * 60));
-    let erased = AuditRecord {
-        alert_id: brief.alert_id.clone(),
-        detail: "expired: the alert and 1 undelivered copies erased".into(),
-        ..by_gateway(Operation::Erasure, Outcome::Ok)
-    };
+    let erased = expiry_erasure(&brief, "it-police", "expired: the alert and 1 undelivered copies erased; 1 copy told");
     check("the brief alert's erasure", &log.read_until(|rs| !rs.is_empty()).await, &[erased]);
     let err = de.decide_access(&request.request_id, true, "too late").await.unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition, "{}", err.message());
@@ -1443,14 +1439,42 @@ async fn lookups_access_requests_decisions_declines_expiries_and_erasures_are_re
     )
     .await;
     topo.advance_clock(Duration::from_secs(2 * 24 * 3600));
-    let erasure = AuditRecord {
-        alert_id: short.alert_id.clone(),
-        detail: "expired: the alert and 1 undelivered copies erased".into(),
-        ..by_gateway(Operation::Erasure, Outcome::Ok)
-    };
+    let erasure =
+        expiry_erasure(&short, "it-police", "expired: the alert and 1 undelivered copies erased; 1 copy told");
     let got = log.read_until(|rs| !rs.is_empty()).await;
     check("the erasure", &got, &[erasure]);
     topo.shutdown().await;
+}
+
+/// The ERASURE of an alert that expired with one holder, `holder`: its
+/// identity and digest, the holder told to delete its copy, the EXPIRY
+/// change (no content).
+fn expiry_erasure(alert: &isx_core::wire::Alert, holder: &str, detail: &str) -> AuditRecord {
+    let digest = isx_core::digest::content_digest_hex(alert);
+    AuditRecord {
+        alert_id: alert.alert_id.clone(),
+        purpose: alert.purpose.clone(),
+        legal_basis: alert.legal_basis.clone(),
+        content_digest: digest.clone(),
+        recipients: vec![RecipientLevel {
+            node: holder.into(),
+            level: Denied as i32,
+            policy_ids: vec![],
+            outcome: isx_core::wire::RecipientOutcome::Withdrawn as i32,
+        }],
+        lifecycle: Some(isx_core::wire::LifecycleChange {
+            kind: isx_core::wire::ChangeKind::Expiry as i32,
+            old_version: 1,
+            new_version: 1,
+            old_digest: digest.clone(),
+            new_digest: digest,
+            follows: vec![],
+            confirmed: 0,
+            confirm_grace_seconds: 3600,
+        }),
+        detail: detail.into(),
+        ..by_gateway(Operation::Erasure, Outcome::Ok)
+    }
 }
 
 // ---------------------------------------------------------------------------

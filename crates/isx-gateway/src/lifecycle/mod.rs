@@ -429,7 +429,12 @@ pub(crate) async fn expire(st: &State, expiry_key: &[u8], alert_id: &str, now_ms
         warn!(alert_id = %alert_id, error = %e, "open hits not closed");
     }
     let chain = chain(st, cur)?;
-    let planned = plan::change(Op::Expire, &chain, context(st, Actor::gateway(), "", now_ms));
+    let undelivered = st.store.queued_rows_of(&chain[0].expiry.outbox_keys)?.len();
+    let mut planned = plan::change(Op::Expire, &chain, context(st, Actor::gateway(), "", now_ms));
+    planned.record.detail = format!(
+        "expired: the alert and {undelivered} undelivered copies erased; {}",
+        planned.record.detail.trim_start_matches("expired: ")
+    );
     let told = planned.record.recipients.len();
     run(st, vec![planned.record], planned.change).await?;
     info!(alert_id = %alert_id, told, "alert expired");

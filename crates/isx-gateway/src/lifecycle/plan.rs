@@ -452,6 +452,7 @@ pub(crate) fn amend(input: AmendInput<'_>, cx: Context<'_>) -> AmendPlan {
         // Every queued row of the old version is superseded.
         drop_outbox: current.expiry.outbox_keys.clone(),
         drop_held: true,
+        content_only: true,
         lookup_remove: current.expiry.lookup_keys.iter().filter(|k| !new_keys.contains(k)).cloned().collect(),
         lookup_add,
         lookup_kinds,
@@ -599,6 +600,7 @@ pub(crate) fn change(op: Op, chain: &[Current], cx: Context<'_>) -> ChangePlan {
                 stored.state = AlertState::Restricted as i32;
                 head.state = AlertState::Restricted as i32;
                 part.hold_outbox = cur.expiry.outbox_keys.clone();
+                part.content_only = true;
             }
             Op::Lift => {
                 stored.state = AlertState::Active as i32;

@@ -124,6 +124,10 @@ pub struct AlertPart {
     /// Its expiry row key after the change (empty: removed).
     #[prost(bytes = "vec", tag = "16")]
     pub expiry_new: Vec<u8>,
+    /// `drop_outbox` and `hold_outbox` touch only rows that carry content
+    /// (deliveries and UPDATEs): a queued RESTRICTION or LIFT stays.
+    #[prost(bool, tag = "17")]
+    pub content_only: bool,
 }
 
 /// A change staged for fan-out: its record is durable, its effects wait.
@@ -392,7 +396,11 @@ impl Store {
                 continue;
             }
             let mut row = prepared[i].expiry_row.clone().unwrap_or_default();
-            row.outbox_keys.retain(|k| !part.drop_outbox.contains(k) && !part.hold_outbox.contains(k));
+            // Keys that stay (a RESTRICTION kept by `content_only`) are
+            // harmless to keep; those that went are dropped.
+            if !part.content_only {
+                row.outbox_keys.retain(|k| !part.drop_outbox.contains(k) && !part.hold_outbox.contains(k));
+            }
             for ((j, _, with_alert), (k, _)) in outgoing.iter().zip(&rows) {
                 if *j == i && *with_alert {
                     row.outbox_keys.push(k.clone());
@@ -429,17 +437,27 @@ impl Store {
                 for (k, v) in &p.copies {
                     status.insert(k.as_slice(), v.as_slice())?;
                 }
+                let content = |k: &[u8], v: &[u8]| -> Result<Option<super::OutboxEntry>, StoreError> {
+                    let entry: super::OutboxEntry = self.outbox.unseal("outbox entry", k, v)?;
+                    let carries = match &entry.event {
+                        Some(super::Event::Delivery(_)) => true,
+                        Some(super::Event::Change(c)) => c.delivery.is_some(),
+                        _ => false,
+                    };
+                    Ok((carries || !part.content_only).then_some(entry))
+                };
+                let abort = |e: StoreError| ConflictableTransactionError::Abort(e);
                 for k in &part.drop_outbox {
-                    if outbox.remove(k.as_slice())?.is_some() {
+                    let Some(v) = outbox.get(k.as_slice())? else { continue };
+                    if content(k, &v).map_err(abort)?.is_some() {
+                        outbox.remove(k.as_slice())?;
                         removed.push(k.clone());
                     }
                 }
                 for k in &part.hold_outbox {
-                    if let Some(v) = outbox.remove(k.as_slice())? {
-                        let entry: super::OutboxEntry = self
-                            .outbox
-                            .unseal("outbox entry", k, &v)
-                            .map_err(|e| ConflictableTransactionError::Abort(StoreError::from(e)))?;
+                    let Some(v) = outbox.get(k.as_slice())? else { continue };
+                    if let Some(entry) = content(k, &v).map_err(abort)? {
+                        outbox.remove(k.as_slice())?;
                         let hk = held_key(&part.alert_id, k);
                         held.insert(hk.as_slice(), self.held.seal_message(&hk, &entry))?;
                         removed.push(k.clone());
