@@ -24,6 +24,12 @@ pub enum AgencyCommand {
     /// Show what a mock agency holds: every alert it received (level,
     /// cursor, when, duplicates, the copy it holds) and its access requests.
     ///
+    /// Each copy shows the alert's version it holds, whether the origin
+    /// restricted it, and the last change applied (update, withdrawal,
+    /// restriction, lift, expiry). A deleted copy (withdrawn, expired, or no
+    /// longer allowed after an amendment) is a tombstone: its id, version,
+    /// deletion time and last change, and no content.
+    ///
     /// Asks the running agency through its inspect socket in its data
     /// directory; if the agency is stopped, reads its store directly (with
     /// the node's store key, PKI/NODE.store.key). Exits 1 if neither works.
@@ -137,20 +143,65 @@ fn from_store(place: &Place, alert: Option<&str>, socket: &InspectError) -> Resu
     })
 }
 
+/// A copy's state as `held`, `restricted` or `deleted`.
+fn copy_state(r: &ReceivedAlert) -> &'static str {
+    if r.deleted_at.is_some() {
+        "deleted"
+    } else if r.restricted {
+        "restricted"
+    } else {
+        "held"
+    }
+}
+
+/// The line of a record without content: a tombstone, or the origin's
+/// mark on an alert not received yet. `None` for a copy with content.
+fn without_content(r: &ReceivedAlert) -> Option<String> {
+    if r.delivery.as_ref().is_some_and(|d| d.alert.is_some()) {
+        return None;
+    }
+    Some(match &r.deleted_at {
+        Some(at) => format!("[{}] {} deleted at {} (tombstone: no content)", r.cursor, r.alert_id, rfc3339(at)),
+        None => format!("[{}] {} not received yet (only the origin's mark is kept)", r.cursor, r.alert_id),
+    })
+}
+
+/// A copy's version, restriction and last change, e.g. `version 2,
+/// restricted (processing held by the origin), last change restriction`.
+fn copy_facts(r: &ReceivedAlert) -> String {
+    let mut copy = format!("version {}", r.version.max(1));
+    if r.restricted {
+        copy.push_str(", restricted (processing held by the origin)");
+    }
+    if r.last_change() != isx_core::wire::ChangeKind::Unspecified {
+        copy.push_str(&format!(", last change {}", output::change_kind(r.last_change())));
+    }
+    copy
+}
+
 fn json(place: &Place, h: &Holdings) -> serde_json::Value {
     let received: Vec<serde_json::Value> = h
         .received
         .iter()
         .map(|r| {
-            let delivery = r.delivery.clone().unwrap_or_default();
-            serde_json::json!({
+            let mut value = serde_json::json!({
                 "alert_id": r.alert_id,
                 "level": display::level(r.level()),
                 "cursor": r.cursor,
                 "received_at": r.received_at.as_ref().map(rfc3339).unwrap_or_default(),
                 "duplicates": r.duplicates,
-                "delivery": to_json_value(&delivery),
-            })
+                "version": r.version,
+                "state": copy_state(r),
+                "restricted": r.restricted,
+                "last_change": output::change_kind(r.last_change()),
+            });
+            if let Some(at) = &r.deleted_at {
+                value["deleted_at"] = rfc3339(at).into();
+            }
+            if let Some(delivery) = &r.delivery {
+                value["delivery"] = to_json_value(delivery);
+            }
+            value
         })
         .collect();
     let requests: Vec<serde_json::Value> = h.requests.iter().map(to_json_value).collect();
@@ -169,8 +220,14 @@ fn print(place: &Place, h: &Holdings, alert: Option<&str>) {
     }
     for r in &h.received {
         let delivery = r.delivery.clone().unwrap_or_default();
-        print!("  ");
-        output::print_delivery(r.cursor, &delivery);
+        match without_content(r) {
+            None => {
+                print!("  ");
+                output::print_delivery(r.cursor, &delivery);
+            }
+            Some(line) => println!("  {line}"),
+        }
+        println!("      {}", copy_facts(r));
         let mut facts = vec![format!("received {}", r.received_at.as_ref().map(rfc3339).unwrap_or_default())];
         if !delivery.policy_ids.is_empty() {
             facts.push(format!("decided by {}", delivery.policy_ids.join(", ")));
@@ -217,4 +274,72 @@ pub async fn run(cmd: AgencyCommand) -> Result<ExitCode> {
         print(&place, &holdings, alert);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use isx_core::wire::{Alert, AlertChange, ChangeKind, CopyState, Delivery, DisclosureLevel};
+    use isx_node::inbox::{Received, apply_change};
+    use isx_node::inspect::to_wire;
+
+    use super::*;
+
+    fn held(id: &str) -> Received {
+        Received {
+            delivery: Some(Delivery {
+                alert: Some(Alert {
+                    alert_id: id.into(),
+                    version: 1,
+                    narrative: "secret".into(),
+                    ..Default::default()
+                }),
+                level: DisclosureLevel::Full as i32,
+                ..Default::default()
+            }),
+            received_ms: 1_000,
+            cursor: 3,
+            version: 1,
+            id: id.into(),
+            ..Default::default()
+        }
+    }
+
+    fn after(record: Received, kind: ChangeKind, state: CopyState) -> ReceivedAlert {
+        let change = AlertChange {
+            alert_id: record.alert_id().to_owned(),
+            kind: kind as i32,
+            version: 1,
+            state: state as i32,
+            ..Default::default()
+        };
+        to_wire(apply_change(Some(record), &change, 4, 2_000).unwrap().record)
+    }
+
+    #[test]
+    fn a_tombstone_shows_its_version_deletion_and_last_change_and_no_content() {
+        let tomb = after(held("a-1"), ChangeKind::Withdrawal, CopyState::Deleted);
+        let marked = after(held("a-2"), ChangeKind::Restriction, CopyState::Restricted);
+        let line = without_content(&tomb).expect("no content");
+        assert_eq!(line, "[4] a-1 deleted at 1970-01-01T00:00:02Z (tombstone: no content)");
+        assert_eq!(copy_facts(&tomb), "version 1, last change withdrawal");
+        assert_eq!(without_content(&marked), None);
+        assert_eq!(
+            copy_facts(&marked),
+            "version 1, restricted (processing held by the origin), last change restriction"
+        );
+        assert_eq!(copy_facts(&to_wire(held("a-3"))), "version 1");
+
+        let place = Place { node: isx_core::NodeId::new("fr-police").unwrap(), data: "d".into(), pki: "p".into() };
+        let holdings = Holdings { source: "test".into(), received: vec![tomb, marked], requests: vec![] };
+        let v = json(&place, &holdings);
+        let (t, m) = (&v["received"][0], &v["received"][1]);
+        assert_eq!((t["state"].as_str(), t["version"].as_u64()), (Some("deleted"), Some(1)), "{t}");
+        assert_eq!(
+            (t["last_change"].as_str(), t["deleted_at"].as_str()),
+            (Some("withdrawal"), Some("1970-01-01T00:00:02Z"))
+        );
+        assert!(t.get("delivery").is_none() && !t.to_string().contains("secret"), "no content: {t}");
+        assert_eq!((m["state"].as_str(), m["restricted"].as_bool()), (Some("restricted"), Some(true)), "{m}");
+        assert!(m["delivery"]["alert"]["narrative"] == "secret", "a marked copy keeps its content: {m}");
+    }
 }

@@ -10,9 +10,11 @@
 //!   unregistered node, nothing listening), with the fix, for the person at
 //!   the client.
 //! - [`inbox`]: the node's own sled store of received alerts, deduplicated by
-//!   `alert_id`, and a way to wait for arrivals.
-//! - [`mock`]: [`MockNode`], which subscribes, stores, acknowledges, and
-//!   reconnects with back-off.
+//!   `alert_id`, the origins' changes applied to them (updates, tombstones,
+//!   restriction marks; [`inbox::apply_change`]), and a way to wait for arrivals.
+//! - [`mock`]: [`MockNode`], which subscribes, stores, applies changes,
+//!   flushes, acknowledges with a confirmation per change, and reconnects
+//!   with back-off.
 //! - [`inspect`]: the agency's local, read-only inspect service on a Unix
 //!   socket in its data directory, and its client ([`InspectClient`]).
 //!
