@@ -118,7 +118,32 @@ pub fn print_node_event(event: &NodeEvent) {
                 println!("      (duplicate of an alert already stored; dropped)");
             }
         }
+        NodeEvent::Changed { alert_id, kind, version, state, effect } => {
+            let note = match effect {
+                isx_node::inbox::ChangeEffect::Applied => "",
+                isx_node::inbox::ChangeEffect::Repeated => " (already applied)",
+                isx_node::inbox::ChangeEffect::Stale => " (older than the copy; nothing to do)",
+            };
+            println!(
+                "change: {alert_id} {} -> version {version} {}, confirmed{note}",
+                change_kind(*kind),
+                copy_state(*state)
+            );
+        }
+        NodeEvent::ChangeRefused { alert_id, reason } => {
+            println!("change of {alert_id} not applied: {reason}; acknowledged unconfirmed")
+        }
     }
+}
+
+/// A change kind in lower case (`withdrawal`).
+pub fn change_kind(kind: isx_core::wire::ChangeKind) -> String {
+    kind.as_str_name().trim_start_matches("CHANGE_KIND_").to_ascii_lowercase()
+}
+
+/// A copy state in lower case (`deleted`).
+pub fn copy_state(state: isx_core::wire::CopyState) -> String {
+    state.as_str_name().trim_start_matches("COPY_STATE_").to_ascii_lowercase()
 }
 
 /// How audit records are printed.

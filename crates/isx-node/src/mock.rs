@@ -1,15 +1,24 @@
 //! The mock agency node: subscribe, store, acknowledge, reconnect.
+//!
+//! Deliveries and the origins' changes (`AlertChange`) are written to the
+//! [`Inbox`] as they arrive and made durable together: once the stream
+//! would block (or a batch is full) the node flushes, then acknowledges the
+//! batch's last cursor with a confirmation for each change, naming the
+//! version and the state its copy reached. A node that dies between the
+//! flush and the ack gets the batch again and applies it again, which
+//! changes nothing ([`crate::inbox::apply_change`]) and is confirmed again.
 
 use std::time::Duration;
 
 use isx_core::wire::subscribe_response::Event;
+use isx_core::wire::{AlertChange, ChangeConfirmation, ChangeKind, CopyState};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::client::{Client, ClientOptions};
 use crate::config::{AccessRule, RuleDecision, first_match};
-use crate::inbox::{Inbox, InboxError, Received};
+use crate::inbox::{ChangeEffect, Inbox, InboxError, Received};
 
 /// What the node reports as it runs.
 #[derive(Debug, Clone)]
@@ -28,6 +37,29 @@ pub enum NodeEvent {
     Access {
         /// The request as the node now knows it.
         request: Box<isx_core::wire::AccessRequest>,
+    },
+    /// A change to an alert was applied to the node's copy, flushed and
+    /// confirmed to the gateway.
+    Changed {
+        /// The alert.
+        alert_id: String,
+        /// What the origin did.
+        kind: ChangeKind,
+        /// The version the copy now holds (or held, once deleted).
+        version: u32,
+        /// The state confirmed.
+        state: CopyState,
+        /// Whether the change did anything (false: repeated or stale).
+        effect: ChangeEffect,
+    },
+    /// A change could not be applied (no known kind, or an update without
+    /// the new view): it was acknowledged without a confirmation, so the
+    /// gateway shows the copy unconfirmed.
+    ChangeRefused {
+        /// The alert.
+        alert_id: String,
+        /// Why.
+        reason: String,
     },
     /// The connection or stream ended; the node will retry.
     Disconnected {
@@ -190,8 +222,8 @@ impl MockNode {
         *backoff = Duration::from_millis(100);
         debug!(node = %self.options.node, "subscribed");
         self.emit(NodeEvent::Connected);
-        // Deliveries written but not yet flushed and acknowledged: (cursor, alert id, new).
-        let mut unacked: Vec<(u64, String, bool)> = Vec::new();
+        // Deliveries and changes written but not yet flushed and acknowledged.
+        let mut unacked: Vec<Pending> = Vec::new();
         loop {
             // Group commit on the node's side: while more messages are already
             // waiting, keep writing; flush and acknowledge once the stream
@@ -214,7 +246,7 @@ impl MockNode {
                 Ok(None) => return "stream closed by the gateway".into(),
                 Err(e) => return format!("stream error: {} ({})", e.message(), crate::code_name(e.code())),
             };
-            if !matches!(msg.event, Some(Event::Delivery(_)))
+            if !matches!(msg.event, Some(Event::Delivery(_)) | Some(Event::Change(_)))
                 && let Err(reason) = self.commit(&client, &mut unacked).await
             {
                 return reason;
@@ -240,10 +272,10 @@ impl MockNode {
                     }
                     continue;
                 }
-                // Applied and confirmed on branch `h-life`; until then only acknowledged.
-                Some(Event::Change(_)) => {
-                    if let Err(e) = client.ack(msg.cursor).await {
-                        return format!("ack refused: {} ({})", e.message(), crate::code_name(e.code()));
+                Some(Event::Change(change)) => {
+                    match self.apply(msg.cursor, change) {
+                        Ok(pending) => unacked.push(pending),
+                        Err(reason) => return reason,
                     }
                     continue;
                 }
@@ -251,7 +283,7 @@ impl MockNode {
             };
             let alert_id = delivery.alert.as_ref().map(|a| a.alert_id.clone()).unwrap_or_default();
             match self.inbox.put(msg.cursor, delivery, now_ms()) {
-                Ok(new) => unacked.push((msg.cursor, alert_id, new)),
+                Ok(new) => unacked.push(Pending::Delivered { cursor: msg.cursor, alert_id, new }),
                 Err(e) => {
                     warn!(node = %self.options.node, error = %e, "cannot store a delivery; not acknowledging it");
                     return e.to_string();
@@ -260,27 +292,140 @@ impl MockNode {
         }
     }
 
-    /// Flushes the deliveries written since the last commit, acknowledges
-    /// the highest cursor, and reports each one. `Err` ends the session.
-    async fn commit(&self, client: &Client, unacked: &mut Vec<(u64, String, bool)>) -> Result<(), String> {
-        let Some(&(cursor, _, _)) = unacked.last() else { return Ok(()) };
+    /// Writes one change to the inbox (not flushed yet). `Err` ends the
+    /// session: the change is not acknowledged and comes again.
+    fn apply(&self, cursor: u64, change: AlertChange) -> Result<Pending, String> {
+        let kind = change.kind();
+        match self.inbox.apply(cursor, &change, now_ms()) {
+            Ok(Ok(applied)) => {
+                Ok(Pending::Changed { cursor, kind, effect: applied.effect, confirmation: applied.confirmation() })
+            }
+            Ok(Err(refused)) => {
+                warn!(
+                    node = %self.options.node,
+                    alert_id = %change.alert_id,
+                    error = %refused,
+                    "cannot apply a change; acknowledging it unconfirmed"
+                );
+                Ok(Pending::Refused { cursor, alert_id: change.alert_id, reason: refused.to_string() })
+            }
+            Err(e) => {
+                warn!(
+                    node = %self.options.node,
+                    alert_id = %change.alert_id,
+                    error = %e,
+                    "cannot store a change; not acknowledging it"
+                );
+                Err(e.to_string())
+            }
+        }
+    }
+
+    /// Flushes what was written since the last commit, acknowledges the
+    /// highest cursor with a confirmation for every change, and reports
+    /// each one. `Err` ends the session.
+    async fn commit(&self, client: &Client, unacked: &mut Vec<Pending>) -> Result<(), String> {
+        let Some(cursor) = unacked.last().map(Pending::cursor) else { return Ok(()) };
         if let Err(e) = self.inbox.flush_stored(unacked.len() as u64).await {
             warn!(node = %self.options.node, error = %e, "cannot flush deliveries; not acknowledging them");
             return Err(e.to_string());
         }
-        if let Err(e) = client.ack(cursor).await {
-            return Err(format!("ack refused: {} ({})", e.message(), crate::code_name(e.code())));
+        let confirmations: Vec<ChangeConfirmation> = unacked
+            .iter()
+            .filter_map(|p| match p {
+                Pending::Changed { confirmation, .. } => Some(confirmation.clone()),
+                _ => None,
+            })
+            .collect();
+        let confirming = confirmations.len();
+        match client.ack_with(cursor, confirmations).await {
+            Ok(resp) if confirming > 0 => debug!(
+                node = %self.options.node,
+                cursor,
+                confirmations = confirming,
+                confirmed = resp.confirmed,
+                superseded = resp.superseded,
+                "changes confirmed"
+            ),
+            Ok(_) => {}
+            Err(e) => return Err(format!("ack refused: {} ({})", e.message(), crate::code_name(e.code()))),
         }
-        for (_, alert_id, new) in unacked.drain(..) {
-            if let Ok(Some(record)) = self.inbox.get(&alert_id) {
-                self.emit(NodeEvent::Delivered { record: Box::new(record), new });
+        for pending in unacked.drain(..) {
+            match pending {
+                Pending::Delivered { alert_id, new, .. } => {
+                    if let Ok(Some(record)) = self.inbox.get(&alert_id) {
+                        self.emit(NodeEvent::Delivered { record: Box::new(record), new });
+                    }
+                }
+                Pending::Changed { kind, effect, confirmation, .. } => {
+                    let state = confirmation.state();
+                    info!(
+                        node = %self.options.node,
+                        alert_id = %confirmation.alert_id,
+                        kind = kind.as_str_name(),
+                        version = confirmation.version,
+                        state = state.as_str_name(),
+                        ?effect,
+                        "change applied and confirmed"
+                    );
+                    self.emit(NodeEvent::Changed {
+                        alert_id: confirmation.alert_id,
+                        kind,
+                        version: confirmation.version,
+                        state,
+                        effect,
+                    });
+                }
+                Pending::Refused { alert_id, reason, .. } => self.emit(NodeEvent::ChangeRefused { alert_id, reason }),
             }
         }
         Ok(())
     }
 }
 
-/// The most deliveries a node writes before it flushes and acknowledges.
+/// An event written to the inbox, waiting for the flush and the ack.
+#[derive(Debug)]
+enum Pending {
+    /// A delivery.
+    Delivered {
+        /// Its cursor.
+        cursor: u64,
+        /// The alert.
+        alert_id: String,
+        /// False for a duplicate.
+        new: bool,
+    },
+    /// A change applied (or found applied already), to confirm.
+    Changed {
+        /// Its cursor.
+        cursor: u64,
+        /// What the origin did.
+        kind: ChangeKind,
+        /// What applying it did.
+        effect: ChangeEffect,
+        /// The copy's version and state, to confirm.
+        confirmation: ChangeConfirmation,
+    },
+    /// A change that cannot be applied: acknowledged, not confirmed.
+    Refused {
+        /// Its cursor.
+        cursor: u64,
+        /// The alert.
+        alert_id: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Pending {
+    fn cursor(&self) -> u64 {
+        match self {
+            Self::Delivered { cursor, .. } | Self::Changed { cursor, .. } | Self::Refused { cursor, .. } => *cursor,
+        }
+    }
+}
+
+/// The most deliveries and changes a node writes before it flushes and acknowledges.
 const MAX_UNACKED: usize = 256;
 
 impl MockNode {
