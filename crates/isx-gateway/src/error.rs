@@ -76,6 +76,38 @@ pub enum RequestError {
         /// The alert.
         alert_id: String,
     },
+    /// An amendment names another version than the current one.
+    #[error(
+        "replaces_version {given} is not the current version of alert {alert_id}, which is {current}: read its status and amend that"
+    )]
+    StaleVersion {
+        /// The alert.
+        alert_id: String,
+        /// The version named.
+        given: u32,
+        /// The current version.
+        current: u32,
+    },
+    /// The alert's state does not allow the change.
+    #[error("alert {alert_id} is {state}: it cannot be {action}")]
+    WrongState {
+        /// The alert.
+        alert_id: String,
+        /// Its state, in words.
+        state: &'static str,
+        /// What was asked, in words.
+        action: &'static str,
+    },
+    /// Someone other than the origin or an auditor covering it asked for an alert's status.
+    #[error(
+        "rule origin-or-auditor: only the origin of alert {alert_id}, or an auditor whose scope covers it, may read its status; {node} may not"
+    )]
+    NotStatusReader {
+        /// The caller.
+        node: String,
+        /// The alert.
+        alert_id: String,
+    },
     /// The alert id was published before with different content.
     #[error("alert_id {0} was already published with different content")]
     Conflict(String),
@@ -263,7 +295,8 @@ impl RequestError {
             Self::MissingRole { .. }
             | Self::OriginMismatch { .. }
             | Self::NotReceived { .. }
-            | Self::NotOrigin { .. } => Code::PermissionDenied,
+            | Self::NotOrigin { .. }
+            | Self::NotStatusReader { .. } => Code::PermissionDenied,
             Self::MissingOfficer
             | Self::BadOfficer(_)
             | Self::MissingAlert
@@ -272,9 +305,12 @@ impl RequestError {
             Self::UnknownHit(_) | Self::UnknownRequest(_) | Self::NotHolder { .. } | Self::UnknownAlert(_) => {
                 Code::NotFound
             }
-            Self::HitDeclined(_) | Self::RequestExpired { .. } | Self::AlreadyDecided { .. } | Self::AlertGone(_) => {
-                Code::FailedPrecondition
-            }
+            Self::HitDeclined(_)
+            | Self::RequestExpired { .. }
+            | Self::AlreadyDecided { .. }
+            | Self::AlertGone(_)
+            | Self::StaleVersion { .. }
+            | Self::WrongState { .. } => Code::FailedPrecondition,
             Self::AlreadyRequested { .. } => Code::AlreadyExists,
             Self::TooLarge { .. }
             | Self::RateLimited { .. }
@@ -316,6 +352,9 @@ impl RequestError {
             Self::UnknownHit(_) => "unknown hit",
             Self::UnknownAlert(_) => "unknown alert",
             Self::NotOrigin { .. } => "rule origin-only",
+            Self::NotStatusReader { .. } => "rule origin-or-auditor",
+            Self::StaleVersion { .. } => "replaces_version",
+            Self::WrongState { .. } => "alert state",
             Self::HitDeclined(_) => "hit declined",
             Self::AlreadyRequested { .. } => "already requested",
             Self::UnknownRequest(_) => "unknown request",
@@ -347,6 +386,8 @@ impl RequestError {
             Self::OriginMismatch { origin, .. } => format!("rule origin-is-caller (claimed origin {origin})"),
             Self::NotReceived { alert_id, .. } => format!("rule forwarder-received (forwarded_from {alert_id})"),
             Self::NotOrigin { alert_id, .. } => format!("rule origin-only (alert {alert_id})"),
+            Self::NotStatusReader { alert_id, .. } => format!("rule origin-or-auditor (alert {alert_id})"),
+            Self::StaleVersion { given, current, .. } => format!("replaces_version ({given}, current {current})"),
             Self::MissingOfficer | Self::BadOfficer(_) => OFFICER_HEADER.to_owned(),
             Self::TooLarge { size, limit } => format!("limits.max_alert_bytes ({size} > {limit})"),
             Self::RateLimited { rate, burst, .. } => format!("limits.rate_per_node ({rate}/s, burst {burst})"),
@@ -390,6 +431,9 @@ impl From<RequestError> for Status {
             }
             RequestError::BadReason(r) => {
                 details.add_bad_request_violation(r.field, r.message.clone());
+            }
+            RequestError::StaleVersion { current, .. } => {
+                details.add_bad_request_violation("replaces_version", format!("the current version is {current}"));
             }
             RequestError::MissingAlert => {
                 details.add_bad_request_violation("alert", "is required");

@@ -52,6 +52,8 @@ impl ExchangeService {
         let mut alert = req.into_inner().alert.ok_or(RequestError::MissingAlert)?;
         let now = st.now_ms();
         publish::check_alert(&alert, caller.node(), &st.infos, &st.limits, now)?;
+        // The gateway sets the version: 1 as published (what the origin sends is ignored).
+        alert.version = 0;
         let digest = content_digest(&alert);
         if let Some(existing) = st.store.alert(&alert.alert_id)? {
             return duplicate_or_conflict(existing, &digest, &alert.alert_id);
@@ -154,7 +156,8 @@ impl ExchangeService {
         }
         let released = st.store.ack(caller.node(), cursor)?;
         debug!(cursor, released, "ack");
-        Ok(AckResponse { released, ..Default::default() })
+        let (confirmed, superseded) = lifecycle::confirm(st, &caller, &req.get_ref().confirmations).await?;
+        Ok(AckResponse { released, confirmed, superseded })
     }
 
     /// Runs one handler in a span that names the node, the officer and what

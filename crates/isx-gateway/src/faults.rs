@@ -33,6 +33,10 @@ pub struct Faults {
     /// True while a publish is held.
     #[cfg(feature = "faults")]
     holding: AtomicBool,
+    /// A lifecycle change stops after its record and marker are durable,
+    /// before its fan-out (what a crash there leaves).
+    #[cfg(feature = "faults")]
+    fail_before_fanout: AtomicBool,
 }
 
 /// The two ends of a held publish, as [`Faults::hold_next_publish`] hands them out.
@@ -65,6 +69,14 @@ impl Faults {
     /// Switches audit-append failures on or off.
     pub fn set_fail_audit_append(&self, on: bool) {
         self.fail_audit_append.store(on, SeqCst);
+    }
+
+    /// Switches on or off a lifecycle change's stop between its durable
+    /// record (with its pending fan-out marker) and its fan-out: the call
+    /// fails UNAVAILABLE and nothing is queued until the marker is applied
+    /// (at the next start, or the alert's next change).
+    pub fn set_fail_before_fanout(&self, on: bool) {
+        self.fail_before_fanout.store(on, SeqCst);
     }
 
     /// Switches failures of a publish's store writes on or off.
@@ -108,6 +120,14 @@ impl Faults {
     pub(crate) fn audit_append_fails(&self) -> bool {
         #[cfg(feature = "faults")]
         return self.fail_audit_append.load(SeqCst);
+        #[cfg(not(feature = "faults"))]
+        false
+    }
+
+    /// True if a lifecycle change is to stop before its fan-out.
+    pub(crate) fn fanout_fails(&self) -> bool {
+        #[cfg(feature = "faults")]
+        return self.fail_before_fanout.load(SeqCst);
         #[cfg(not(feature = "faults"))]
         false
     }

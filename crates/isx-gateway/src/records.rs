@@ -18,7 +18,7 @@ use isx_tls::PeerIdentity;
 
 use crate::conn::{ConnInfo, RequestInfo, Subject};
 use crate::error::RequestError;
-use crate::store::{AuditFacts, Expired};
+use crate::store::AuditFacts;
 
 /// Who acted: the connection (absent for the gateway's own actions, such as
 /// expiry) and the officer named in the request.
@@ -369,12 +369,72 @@ pub(crate) fn onward_allowed(by: Actor<'_>, alert: &Alert, recipients: &[String]
     }
 }
 
-/// The ERASURE record of an expired alert.
-pub(crate) fn expired(e: &Expired) -> AuditRecord {
+/// What a lifecycle change record says, besides who made it.
+#[derive(Debug, Clone)]
+pub(crate) struct ChangeFacts<'a> {
+    /// ALTERATION (amend, restrict, lift) or ERASURE (withdraw, expiry).
+    pub operation: Operation,
+    /// The alert changed.
+    pub alert_id: &'a str,
+    /// Why (sealed on append); empty for an expiry.
+    pub reason: &'a str,
+    /// Versions, digests, the forwards it follows, the confirmation grace.
+    pub change: isx_core::wire::LifecycleChange,
+    /// Each recipient's new level with its outcome (UPDATED, WITHDRAWN, ...).
+    pub recipients: Vec<RecipientLevel>,
+    /// The policy-set version that decided (an amendment).
+    pub policy_version: &'a str,
+    /// The new version's subjects, as pseudonyms (an amendment).
+    pub pseudonyms: &'a [String],
+    /// The alert's purpose and legal basis.
+    pub purpose: &'a str,
+    /// The legal basis.
+    pub legal_basis: &'a str,
+    /// In words, without content.
+    pub detail: String,
+}
+
+/// The ALTERATION or ERASURE record of a lifecycle change. No content:
+/// versions, digests, levels and the reason.
+pub(crate) fn lifecycle_change(by: Actor<'_>, f: ChangeFacts<'_>) -> AuditRecord {
     AuditRecord {
-        alert_id: e.alert_id.clone(),
-        detail: format!("expired: the alert and {} undelivered copies erased", e.undelivered),
-        ..about(Actor::gateway(), Operation::Erasure, Outcome::Ok)
+        alert_id: f.alert_id.to_owned(),
+        justification: f.reason.chars().take(512).collect(),
+        content_digest: f.change.new_digest.clone(),
+        recipients: f.recipients,
+        policy_version: f.policy_version.to_owned(),
+        subject_pseudonyms: f.pseudonyms.to_vec(),
+        purpose: f.purpose.to_owned(),
+        legal_basis: f.legal_basis.to_owned(),
+        detail: f.detail,
+        lifecycle: Some(f.change),
+        ..about(by, f.operation, Outcome::Ok)
+    }
+}
+
+/// The CHANGE_CONFIRMED record of a holder's confirmation: the holder (the
+/// caller), the alert, the version and the state reached.
+pub(crate) fn change_confirmed(
+    by: Actor<'_>,
+    alert_id: &str,
+    kind: isx_core::wire::ChangeKind,
+    version: u32,
+    state: isx_core::wire::CopyState,
+) -> AuditRecord {
+    AuditRecord {
+        alert_id: alert_id.to_owned(),
+        detail: format!(
+            "the holder confirms its copy is {} at version {version}",
+            state.as_str_name().trim_start_matches("COPY_STATE_").to_lowercase()
+        ),
+        lifecycle: Some(isx_core::wire::LifecycleChange {
+            kind: kind as i32,
+            old_version: version,
+            new_version: version,
+            confirmed: state as i32,
+            ..Default::default()
+        }),
+        ..about(by, Operation::ChangeConfirmed, Outcome::Ok)
     }
 }
 

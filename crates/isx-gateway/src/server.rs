@@ -280,6 +280,15 @@ impl Gateway {
                 faults: self.faults.clone(),
             },
         ));
+        // A change recorded before a stop but not fanned out is finished
+        // before anything is served (exactly once: the marker goes with it).
+        match crate::lifecycle::resume(&state).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(changes = n, "fan-out of changes recorded before the last stop finished"),
+            Err(e) => {
+                tracing::warn!(error = %e, "pending fan-out not finished; retried at the next change of each alert")
+            }
+        }
         let sweeper =
             tokio::spawn(sweep_expired(state.clone(), Duration::from_millis(self.config.delivery.expiry_sweep_ms)));
         let refusals = tokio::spawn(record_refusal_bursts(state.clone()));

@@ -97,6 +97,11 @@ async fn pump(
                 Some(Event::Delivery(d)) => {
                     Some(records::disclosure(by, &who.node, d, &entry.audit.clone().unwrap_or_default()))
                 }
+                // An UPDATE carries the holder's view of a new version: a disclosure too.
+                Some(Event::Change(c)) => c
+                    .delivery
+                    .as_ref()
+                    .map(|d| records::disclosure(by, &who.node, d, &entry.audit.clone().unwrap_or_default())),
                 _ => None,
             })
             .collect();

@@ -1,15 +1,16 @@
-//! The expiry sweep: drops expired alerts with their undelivered copies and
-//! lookup rows, and expires access requests past their deadline.
+//! The expiry sweep: expires alerts through the lifecycle (an EXPIRY change
+//! to every holder, the alert's rows dropped), drops the status of ended
+//! alerts after `lifecycle.keep_status`, closes open hits, and expires
+//! access requests past their deadline.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tracing::{info, warn};
 
-use crate::records;
 use crate::state::State;
 
-/// Sweeps every `every` until shutdown. Each expired alert is an ERASURE record.
+/// Sweeps every `every` until shutdown. Each expired alert is an ERASURE record with its change.
 pub(crate) async fn sweep_expired(state: Arc<State>, every: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -18,20 +19,23 @@ pub(crate) async fn sweep_expired(state: Arc<State>, every: Duration) {
             _ = state.shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        match state.store.expire(state.now_ms()) {
-            Ok(expired) if !expired.is_empty() => {
-                for e in &expired {
-                    info!(alert_id = %e.alert_id, undelivered = e.undelivered, "alert expired");
-                    if let Err(err) = crate::open_hits::close_for_alert(&state, &e.alert_id, state.now_ms()).await {
-                        warn!(alert_id = %e.alert_id, error = %err, "open hits not closed");
+        // Each expired alert reaches its holders like a withdrawal (an
+        // EXPIRY change, recorded as an ERASURE); its open hits close first.
+        let now = state.now_ms();
+        match state.store.due(now) {
+            Ok(due) => {
+                for (key, alert_id) in due {
+                    if let Err(e) = crate::lifecycle::expire(&state, &key, &alert_id, now).await {
+                        warn!(alert_id = %alert_id, error = %e, "expiry failed; retried on the next sweep");
                     }
                 }
-                if let Err(e) = state.recorder.durable(expired.iter().map(records::expired).collect()).await {
-                    warn!(error = %e, "expiry not recorded");
-                }
             }
-            Ok(_) => {}
             Err(e) => warn!(error = %e, "expiry sweep failed"),
+        }
+        match crate::lifecycle::drop_ended_status(&state, now) {
+            Ok(n) if n > 0 => info!(alerts = n, "status of ended alerts dropped after lifecycle.keep_status"),
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "status sweep failed"),
         }
         if let Err(e) = crate::open_hits::sweep(&state, state.now_ms()).await {
             warn!(error = %e, "open hits past their deadline not closed");

@@ -31,6 +31,7 @@
 
 pub mod error;
 pub(crate) mod keys;
+pub mod lifecycle;
 pub mod lookup;
 pub mod outbox;
 pub mod requests;
@@ -47,6 +48,7 @@ use sled::transaction::ConflictableTransactionError;
 pub use error::StoreError;
 use error::finish;
 use keys::{due_key, expiry_key, hit_key, lookup_key, node_key, node_of, outbox_key, request_key, seq_of};
+pub use lifecycle::{AlertPart, Applied, PendingChange, PendingEvent, StatusHead};
 pub use lookup::{HitRow, IndexRow, LookupIndex, Match};
 pub use outbox::{AuditFacts, Event, InFlight, OutboxEntry, Outgoing, Queued, Queues, Visibility};
 pub use requests::Requests;
@@ -187,6 +189,14 @@ pub struct Store {
     index: LookupIndex,
     /// Access requests.
     requests: Requests,
+    /// Lifecycle status heads and copy rows (`lifecycle`).
+    status: isx_store::SealedTree,
+    /// Deliveries held while their alert is restricted.
+    held: isx_store::SealedTree,
+    /// Staged changes awaiting fan-out.
+    fanout: isx_store::SealedTree,
+    /// Forward links: `alert_id ‖ 0 ‖ forward_id`.
+    forwards: sled::Tree,
     /// Which outbox rows subscriptions may read.
     visibility: Arc<Visibility>,
     /// Each node's count of undelivered events.
@@ -208,7 +218,7 @@ impl std::fmt::Debug for Store {
 type Row = (Vec<u8>, Vec<u8>);
 
 /// The trees whose values are sealed.
-const SEALED_TREES: [&str; 3] = ["alerts", "outbox", "access"];
+const SEALED_TREES: [&str; 6] = ["alerts", "outbox", "access", "status", "held", "fanout"];
 
 impl Store {
     /// Opens (or creates) the store in `dir`, sealed under the key at
@@ -237,6 +247,10 @@ impl Store {
             alerts: sealed.sealed("alerts")?,
             expiry: db.open_tree("expiry")?,
             requests: Requests { tree: sealed.sealed("access")? },
+            status: sealed.sealed("status")?,
+            held: sealed.sealed("held")?,
+            fanout: sealed.sealed("fanout")?,
+            forwards: db.open_tree("forwards")?,
             index,
             outbox,
             visibility: Arc::default(),
@@ -392,6 +406,11 @@ impl Store {
                 self.index.lookup.insert(key.as_slice(), kind.as_bytes())?;
             }
             self.expiry.insert(ekey.as_slice(), row.as_slice())?;
+            if let Some(parent) =
+                write.stored.alert.as_ref().map(|a| a.forwarded_from.as_str()).filter(|p| !p.is_empty())
+            {
+                self.forwards.insert(lifecycle::forward_key(parent, alert_id), &[])?;
+            }
             self.alerts.raw().insert(alert_id.as_bytes(), stored_bytes.as_slice())?;
             Ok(())
         })();
