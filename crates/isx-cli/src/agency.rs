@@ -24,6 +24,12 @@ pub enum AgencyCommand {
     /// Show what a mock agency holds: every alert it received (level,
     /// cursor, when, duplicates, the copy it holds) and its access requests.
     ///
+    /// Each copy shows the alert's version it holds, whether the origin
+    /// restricted it, and the last change applied (update, withdrawal,
+    /// restriction, lift, expiry). A deleted copy (withdrawn, expired, or no
+    /// longer allowed after an amendment) is a tombstone: its id, version,
+    /// deletion time and last change, and no content.
+    ///
     /// Asks the running agency through its inspect socket in its data
     /// directory; if the agency is stopped, reads its store directly (with
     /// the node's store key, PKI/NODE.store.key). Exits 1 if neither works.
@@ -137,20 +143,40 @@ fn from_store(place: &Place, alert: Option<&str>, socket: &InspectError) -> Resu
     })
 }
 
+/// A copy's state as `held`, `restricted` or `deleted`.
+fn copy_state(r: &ReceivedAlert) -> &'static str {
+    if r.deleted_at.is_some() {
+        "deleted"
+    } else if r.restricted {
+        "restricted"
+    } else {
+        "held"
+    }
+}
+
 fn json(place: &Place, h: &Holdings) -> serde_json::Value {
     let received: Vec<serde_json::Value> = h
         .received
         .iter()
         .map(|r| {
-            let delivery = r.delivery.clone().unwrap_or_default();
-            serde_json::json!({
+            let mut value = serde_json::json!({
                 "alert_id": r.alert_id,
                 "level": display::level(r.level()),
                 "cursor": r.cursor,
                 "received_at": r.received_at.as_ref().map(rfc3339).unwrap_or_default(),
                 "duplicates": r.duplicates,
-                "delivery": to_json_value(&delivery),
-            })
+                "version": r.version,
+                "state": copy_state(r),
+                "restricted": r.restricted,
+                "last_change": output::change_kind(r.last_change()),
+            });
+            if let Some(at) = &r.deleted_at {
+                value["deleted_at"] = rfc3339(at).into();
+            }
+            if let Some(delivery) = &r.delivery {
+                value["delivery"] = to_json_value(delivery);
+            }
+            value
         })
         .collect();
     let requests: Vec<serde_json::Value> = h.requests.iter().map(to_json_value).collect();
@@ -169,8 +195,22 @@ fn print(place: &Place, h: &Holdings, alert: Option<&str>) {
     }
     for r in &h.received {
         let delivery = r.delivery.clone().unwrap_or_default();
-        print!("  ");
-        output::print_delivery(r.cursor, &delivery);
+        if delivery.alert.is_some() {
+            print!("  ");
+            output::print_delivery(r.cursor, &delivery);
+        } else if let Some(at) = &r.deleted_at {
+            println!("  [{}] {} deleted at {} (tombstone: no content)", r.cursor, r.alert_id, rfc3339(at));
+        } else {
+            println!("  [{}] {} not received yet (only the origin's mark is kept)", r.cursor, r.alert_id);
+        }
+        let mut copy = format!("version {}", r.version.max(1));
+        if r.restricted {
+            copy.push_str(", restricted (processing held by the origin)");
+        }
+        if r.last_change() != isx_core::wire::ChangeKind::Unspecified {
+            copy.push_str(&format!(", last change {}", output::change_kind(r.last_change())));
+        }
+        println!("      {copy}");
         let mut facts = vec![format!("received {}", r.received_at.as_ref().map(rfc3339).unwrap_or_default())];
         if !delivery.policy_ids.is_empty() {
             facts.push(format!("decided by {}", delivery.policy_ids.join(", ")));

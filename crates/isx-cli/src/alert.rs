@@ -1,4 +1,6 @@
-//! `isx alert send|watch`: act as one node against a running gateway.
+//! `isx alert send|watch|allow-onward`: act as one node against a running
+//! gateway; `isx alert amend|withdraw|restrict|lift|status`: the origin
+//! changes an alert everywhere it went and sees who confirmed.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -6,8 +8,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use isx_core::json::{from_json, to_json_value};
-use isx_core::wire::Alert;
 use isx_core::wire::subscribe_response::Event;
+use isx_core::wire::{Alert, AlertStatus};
 use isx_node::{ClientOptions, NodeConfig};
 
 use crate::output;
@@ -66,7 +68,134 @@ pub enum AlertCommand {
         #[arg(long)]
         reason: String,
     },
+    /// Publish a corrected version of one of your alerts, from a JSON file
+    ///
+    /// The file holds the whole corrected alert, with the same alert_id.
+    /// Policy decides every earlier recipient's level again on the new
+    /// version: each gets an update with its new view, or a withdrawal if it
+    /// may no longer see the alert; a node the new version newly reaches
+    /// gets a delivery. Recorded as an ALTERATION with the old and new
+    /// digests, the officer and the reason. --replaces-version must be the
+    /// current version (see `isx alert status ID`). Prints the new receipt;
+    /// exits 1 when refused.
+    ///
+    /// Example:
+    ///   isx alert amend corrected.json --replaces-version 1 \
+    ///     --reason "plate corrected after the ANPR check" \
+    ///     --node-config deploy/local/nodes/fr-police.toml
+    #[command(verbatim_doc_comment)]
+    Amend {
+        #[command(flatten)]
+        who: Who,
+        /// The corrected alert (canonical protobuf JSON); `-` reads standard input.
+        file: PathBuf,
+        /// The version it replaces: the alert's current version.
+        #[arg(long, value_name = "N")]
+        replaces_version: u32,
+        /// Why the alert is corrected (recorded, sealed).
+        #[arg(long)]
+        reason: String,
+        /// Print the receipt as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Withdraw one of your alerts: every copy is to be deleted
+    ///
+    /// Onward copies along the forward chain are deleted too. The alert then never matches a lookup and cannot be amended or
+    /// published again under its id. Recorded as an ERASURE with the
+    /// officer and the reason. Prints every copy and whether its holder
+    /// has confirmed the deletion yet (follow up with `isx alert status ID`).
+    ///
+    /// Example:
+    ///   isx alert withdraw 01JDQ3C9V8W7X6Y5Z4A3B2C1D0 \
+    ///     --reason "wrong person: identity mix-up" \
+    ///     --node-config deploy/local/nodes/fr-police.toml
+    #[command(verbatim_doc_comment)]
+    Withdraw {
+        #[command(flatten)]
+        who: Who,
+        /// The alert (one of the caller's own).
+        alert_id: String,
+        /// Why it is withdrawn (recorded, sealed).
+        #[arg(long)]
+        reason: String,
+        /// Print the alert's status as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restrict one of your alerts while it is checked (LED Art. 16(3))
+    ///
+    /// Undelivered copies are held, lookups stop showing it, access
+    /// requests on it are refused, and every recipient marks its copy
+    /// restricted. Lift it with `isx alert lift`. Recorded as an ALTERATION.
+    ///
+    /// Example:
+    ///   isx alert restrict 01JDQ3C9V8W7X6Y5Z4A3B2C1D0 \
+    ///     --reason "accuracy contested by the data subject" \
+    ///     --node-config deploy/local/nodes/fr-police.toml
+    #[command(verbatim_doc_comment)]
+    Restrict {
+        #[command(flatten)]
+        who: Who,
+        /// The alert (one of the caller's own).
+        alert_id: String,
+        /// Why processing is restricted (recorded, sealed).
+        #[arg(long)]
+        reason: String,
+        /// Print the alert's status as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lift the restriction of one of your alerts
+    ///
+    /// Held deliveries go out, lookups show it again, and every recipient
+    /// unmarks its copy. Recorded as an ALTERATION.
+    ///
+    /// Example:
+    ///   isx alert lift 01JDQ3C9V8W7X6Y5Z4A3B2C1D0 --reason "accuracy confirmed" \
+    ///     --node-config deploy/local/nodes/fr-police.toml
+    #[command(verbatim_doc_comment)]
+    Lift {
+        #[command(flatten)]
+        who: Who,
+        /// The alert (one of the caller's own).
+        alert_id: String,
+        /// Why the restriction is lifted (recorded, sealed).
+        #[arg(long)]
+        reason: String,
+        /// Print the alert's status as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one of your alerts' versions and who confirmed its last change
+    ///
+    /// One line per copy: the holder, its level, the last change sent, the
+    /// version and state expected, what the holder confirmed and when, and
+    /// whether it is overdue (not confirmed within the gateway's
+    /// `lifecycle.confirm_grace`).
+    ///
+    /// Exits 0 when every copy confirmed its last change, 3 when some have
+    /// not yet (none overdue), 4 when some are overdue, 1 when refused.
+    ///
+    /// Example:
+    ///   isx alert status 01JDQ3C9V8W7X6Y5Z4A3B2C1D0 --json \
+    ///     --node-config deploy/local/nodes/fr-police.toml
+    #[command(verbatim_doc_comment)]
+    Status {
+        #[command(flatten)]
+        who: Who,
+        /// The alert (one of the caller's own).
+        alert_id: String,
+        /// Print the status as JSON (isx.v1.AlertStatus).
+        #[arg(long)]
+        json: bool,
+    },
 }
+
+/// Exit status of `isx alert status` when some copies have not confirmed yet.
+const EXIT_UNCONFIRMED: u8 = 3;
+/// Exit status of `isx alert status` when some copies are overdue.
+const EXIT_OVERDUE: u8 = 4;
 
 /// Who acts, and where the gateway is.
 ///
@@ -153,6 +282,33 @@ fn read_alert(file: &PathBuf) -> Result<Alert> {
     Ok(from_json::<Alert>(&text, &name)?)
 }
 
+/// Prints what a withdraw, restrict or lift answered: the alert's status,
+/// or the refusal in plain words.
+fn changed(
+    what: output::Lifecycle,
+    alert_id: &str,
+    node: &isx_core::NodeId,
+    answer: Result<AlertStatus, tonic::Status>,
+    json: bool,
+) -> Result<ExitCode> {
+    match answer {
+        Ok(status) if json => {
+            println!("{}", serde_json::to_string_pretty(&to_json_value(&status))?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(status) => {
+            println!("alert {alert_id} {}; every holder is told and confirms once applied", what.done());
+            output::print_alert_status(&status);
+            println!("follow the confirmations with `isx alert status {alert_id}`");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(status) => {
+            output::print_lifecycle_refusal(what, alert_id, node, &status);
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
 pub async fn run(cmd: AlertCommand) -> Result<ExitCode> {
     match cmd {
         AlertCommand::Send { who, json, file } => {
@@ -185,6 +341,67 @@ pub async fn run(cmd: AlertCommand) -> Result<ExitCode> {
                 }
                 Err(status) => {
                     output::print_status("allow-onward refused", &status);
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        AlertCommand::Amend { who, file, replaces_version, reason, json } => {
+            let alert = read_alert(&file)?;
+            let alert_id = alert.alert_id.clone();
+            let client = isx_node::diagnose::connect(&who.options()?).await?;
+            match client.amend(alert, replaces_version, &reason).await {
+                Ok(resp) => {
+                    let receipt = resp.receipt.unwrap_or_default();
+                    if json {
+                        let mut value = to_json_value(&receipt);
+                        value["duplicate"] = serde_json::Value::Bool(resp.duplicate);
+                        println!("{}", serde_json::to_string_pretty(&value)?);
+                    } else {
+                        output::print_receipt(&receipt, resp.duplicate);
+                        println!("follow the confirmations with `isx alert status {alert_id}`");
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(status) => {
+                    output::print_lifecycle_refusal(output::Lifecycle::Amend, &alert_id, client.node(), &status);
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        AlertCommand::Withdraw { who, alert_id, reason, json } => {
+            let client = isx_node::diagnose::connect(&who.options()?).await?;
+            let answer = client.withdraw(&alert_id, &reason).await;
+            changed(output::Lifecycle::Withdraw, &alert_id, client.node(), answer, json)
+        }
+        AlertCommand::Restrict { who, alert_id, reason, json } => {
+            let client = isx_node::diagnose::connect(&who.options()?).await?;
+            let answer = client.restrict(&alert_id, &reason).await;
+            changed(output::Lifecycle::Restrict, &alert_id, client.node(), answer, json)
+        }
+        AlertCommand::Lift { who, alert_id, reason, json } => {
+            let client = isx_node::diagnose::connect(&who.options()?).await?;
+            let answer = client.lift_restriction(&alert_id, &reason).await;
+            changed(output::Lifecycle::Lift, &alert_id, client.node(), answer, json)
+        }
+        AlertCommand::Status { who, alert_id, json } => {
+            let client = isx_node::diagnose::connect(&who.options()?).await?;
+            match client.alert_status(&alert_id).await {
+                Ok(status) => {
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&to_json_value(&status))?);
+                    } else {
+                        output::print_alert_status(&status);
+                    }
+                    Ok(if status.copies.iter().any(|c| c.overdue) {
+                        ExitCode::from(EXIT_OVERDUE)
+                    } else if status.copies.iter().any(|c| !c.settled) {
+                        ExitCode::from(EXIT_UNCONFIRMED)
+                    } else {
+                        ExitCode::SUCCESS
+                    })
+                }
+                Err(status) => {
+                    output::print_lifecycle_refusal(output::Lifecycle::Status, &alert_id, client.node(), &status);
                     Ok(ExitCode::FAILURE)
                 }
             }

@@ -3,7 +3,8 @@
 //!
 //! # Layout
 //! - this file: the command tree, `pki`, `gateway` and `node`, logging.
-//! - `alert`: `isx alert send|watch`. `access`: `isx lookup` and `isx access`.
+//! - `alert`: `isx alert send|watch|allow-onward` and the lifecycle
+//!   `amend|withdraw|restrict|lift|status`. `access`: `isx lookup` and `isx access`.
 //! - `policy`: `isx policy check|explain|test|coverage|fmt`. `audit`: `isx audit`.
 //! - `admin`: `isx admin reload-policy|request-reload`, recorded administration.
 //! - `holds`: `isx admin hold|lift|holds|prune`, legal holds and online pruning.
@@ -86,7 +87,7 @@ enum Command {
     Gateway(GatewayArgs),
     /// Run a mock agency node that subscribes, stores and prints what it receives.
     Node(NodeArgs),
-    /// Send and watch alerts as a node.
+    /// Send, watch, correct, withdraw and restrict alerts as a node, and see who confirmed.
     #[command(subcommand)]
     Alert(alert::AlertCommand),
     /// Hit/no-hit: ask whether any alert matches a document, name, plate or firearm.

@@ -14,6 +14,9 @@ pub fn print_receipt(receipt: &Receipt, duplicate: bool) {
     let note = if duplicate { " (already published: original receipt)" } else { "" };
     println!("alert {} accepted at {when}{note}", receipt.alert_id);
     println!("content digest sha256:{}  hops {}", receipt.content_digest, receipt.hops);
+    if !receipt.replaces_digest.is_empty() {
+        println!("version {}, replacing sha256:{}", receipt.version, receipt.replaces_digest);
+    }
     if !receipt.raised_by.is_empty() {
         let labels = receipt.labels.clone().unwrap_or_default();
         println!(
@@ -144,6 +147,172 @@ pub fn change_kind(kind: isx_core::wire::ChangeKind) -> String {
 /// A copy state in lower case (`deleted`).
 pub fn copy_state(state: isx_core::wire::CopyState) -> String {
     state.as_str_name().trim_start_matches("COPY_STATE_").to_ascii_lowercase()
+}
+
+/// A call of the alert lifecycle, for its messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lifecycle {
+    /// `isx alert amend`.
+    Amend,
+    /// `isx alert withdraw`.
+    Withdraw,
+    /// `isx alert restrict`.
+    Restrict,
+    /// `isx alert lift`.
+    Lift,
+    /// `isx alert status`.
+    Status,
+}
+
+impl Lifecycle {
+    /// The verb, as in "may amend".
+    pub fn verb(self) -> &'static str {
+        match self {
+            Self::Amend => "amend",
+            Self::Withdraw => "withdraw",
+            Self::Restrict => "restrict",
+            Self::Lift => "lift the restriction of",
+            Self::Status => "see the status of",
+        }
+    }
+
+    /// What the alert now is, as in "alert X withdrawn".
+    pub fn done(self) -> &'static str {
+        match self {
+            Self::Amend => "amended",
+            Self::Withdraw => "withdrawn",
+            Self::Restrict => "restricted",
+            Self::Lift => "no longer restricted",
+            Self::Status => "unchanged",
+        }
+    }
+
+    /// The command, as in "isx alert withdraw".
+    fn command(self) -> &'static str {
+        match self {
+            Self::Amend => "amend",
+            Self::Withdraw => "withdraw",
+            Self::Restrict => "restrict",
+            Self::Lift => "lift",
+            Self::Status => "status",
+        }
+    }
+}
+
+/// A refused lifecycle call as one plain sentence with its fix, then the
+/// gateway's own words and each field it named.
+pub fn print_lifecycle_refusal(what: Lifecycle, alert_id: &str, node: &isx_core::NodeId, status: &tonic::Status) {
+    use tonic::Code;
+    let verb = what.verb();
+    let sentence = match status.code() {
+        Code::PermissionDenied => format!(
+            "only the origin of alert {alert_id} may {verb} it, and you act as {node}: run it as the node that published the alert (--as ORIGIN, or its --node-config)"
+        ),
+        Code::NotFound => format!(
+            "the gateway holds no alert {alert_id} (unknown id, or it has expired): check the id against your publish receipt"
+        ),
+        Code::FailedPrecondition | Code::Aborted if what == Lifecycle::Amend => format!(
+            "alert {alert_id} cannot be amended as asked now: see its current version and state with `isx alert status {alert_id}`, and give that version as --replaces-version (a withdrawn or expired alert cannot be amended)"
+        ),
+        Code::FailedPrecondition | Code::Aborted => format!(
+            "alert {alert_id} is not in a state that lets you {verb} it: see its state with `isx alert status {alert_id}`"
+        ),
+        Code::InvalidArgument if what == Lifecycle::Amend => format!(
+            "the amendment of alert {alert_id} is invalid: correct the field(s) named below in the file and run `isx alert amend` again"
+        ),
+        Code::InvalidArgument => format!(
+            "the request to {verb} alert {alert_id} is invalid: correct the field(s) named below and run `isx alert {}` again",
+            what.command()
+        ),
+        Code::Unavailable => format!(
+            "the gateway could not {verb} alert {alert_id} now (nothing was changed): try again when it is back"
+        ),
+        _ => format!("the gateway refused to {verb} alert {alert_id}"),
+    };
+    eprintln!("error: {sentence}");
+    print_status(&format!("  gateway said ({})", what.command()), status);
+}
+
+/// A timestamp, or `-` when unset.
+fn when(ts: &Option<prost_types::Timestamp>) -> String {
+    ts.as_ref().map(rfc3339).unwrap_or_else(|| "-".into())
+}
+
+/// An alert's versions and every copy, with who confirmed the last change.
+pub fn print_alert_status(s: &isx_core::wire::AlertStatus) {
+    let state = s.state().as_str_name().trim_start_matches("ALERT_STATE_").to_ascii_lowercase();
+    println!(
+        "alert {} from {}: {state}, version {} (sha256:{}), expires {}",
+        s.alert_id,
+        s.origin,
+        s.version,
+        s.content_digest,
+        when(&s.expires_at)
+    );
+    for v in &s.versions {
+        let replaces = if v.replaces_digest.is_empty() {
+            String::new()
+        } else {
+            format!(", replaces sha256:{}", v.replaces_digest)
+        };
+        println!(
+            "  version {} sha256:{} at {} (record {}){replaces}",
+            v.version,
+            v.content_digest,
+            when(&v.at),
+            v.record_seq
+        );
+    }
+    if s.copies.is_empty() {
+        println!("no copies: nobody received the alert");
+        return;
+    }
+    println!(
+        "{:<14} {:<10} {:<12} {:>7}  {:<11} {:<16} {:<24} overdue",
+        "node", "level", "last change", "version", "expected", "confirmed", "confirmed at"
+    );
+    for c in &s.copies {
+        let confirmed = if c.confirmed() == isx_core::wire::CopyState::Unspecified {
+            "-".to_owned()
+        } else {
+            format!("{} v{}", copy_state(c.confirmed()), c.confirmed_version)
+        };
+        let last = if c.last_change() == isx_core::wire::ChangeKind::Unspecified {
+            "-".to_owned()
+        } else {
+            change_kind(c.last_change())
+        };
+        let expected = if c.expected() == isx_core::wire::CopyState::Unspecified {
+            "-".to_owned()
+        } else {
+            copy_state(c.expected())
+        };
+        let overdue = if c.overdue {
+            "OVERDUE"
+        } else if c.settled {
+            "no"
+        } else {
+            "not yet"
+        };
+        let node = if c.copy_of.is_empty() || c.copy_of == s.alert_id {
+            c.node.clone()
+        } else {
+            format!("{} (forward {})", c.node, c.copy_of)
+        };
+        println!(
+            "{node:<14} {:<10} {last:<12} {:>7}  {expected:<11} {confirmed:<16} {:<24} {overdue}",
+            display::level(c.level()),
+            c.version,
+            when(&c.confirmed_at)
+        );
+    }
+    let settled = s.copies.iter().filter(|c| c.settled).count();
+    let overdue = s.copies.iter().filter(|c| c.overdue).count();
+    println!(
+        "{settled} of {} copies confirmed; {overdue} overdue (unconfirmed after the grace of {} s)",
+        s.copies.len(),
+        s.confirm_grace_seconds
+    );
 }
 
 /// How audit records are printed.
