@@ -10,6 +10,11 @@
 //!    gets the outcome on its stream.
 //! 3. `DeclineFollowUp`: the caller records why it does not follow a hit up.
 //!
+//! A request, or a grant, on an alert whose processing is restricted or that
+//! its origin withdrew is refused (FAILED_PRECONDITION naming the state); a
+//! decline is not. A request or a decline closes the hit's open item
+//! (`open_hits`) without a record of its own.
+//!
 //! Every step, and every refusal, is an audit record made durable before the
 //! answer. State changes on requests are serialised by one lock, so a
 //! decision and the expiry sweep never both close a request.
@@ -25,11 +30,11 @@ use tonic::Request;
 use tracing::{info, warn};
 
 use crate::error::RequestError;
-use crate::onward;
 use crate::records::{self, Grant};
 use crate::state::State;
 use crate::store::{AuditFacts, Event, HitRow, InFlight, OutboxEntry, Outgoing, expires_ms};
 use crate::text::{Fields, rfc3339};
+use crate::{onward, open_hits};
 
 fn state_name(state: AccessState) -> &'static str {
     match state {
@@ -67,6 +72,15 @@ async fn followable_hit(st: &State, caller: &NodeId, hit_id: &str) -> Result<(u6
     Ok((now, hit, alert))
 }
 
+/// Refuses access to an alert whose processing is restricted or that its
+/// origin withdrew (FAILED_PRECONDITION naming the state).
+fn refuse_hidden(st: &State, alert_id: &str) -> Result<(), RequestError> {
+    match st.store.alert(alert_id)?.as_ref().and_then(crate::lookup::hidden) {
+        Some(state) => Err(RequestError::AlertUnavailable { alert_id: alert_id.to_owned(), state }),
+        None => Ok(()),
+    }
+}
+
 /// Commits, then makes the queued events readable.
 async fn commit(st: &State, in_flight: InFlight) -> Result<(), RequestError> {
     st.committer.commit().await?;
@@ -89,6 +103,7 @@ pub(crate) async fn request_access(
 
     let _guard = st.access_lock.lock().await;
     let (now, mut hit, alert) = followable_hit(st, caller.node(), &body.hit_id).await?;
+    refuse_hidden(st, &alert.alert_id)?;
     let request_id = st.store.new_request_id();
     let deadline = now.saturating_add(st.access.deadline.as_millis() as u64);
     let request = AccessRequest {
@@ -121,6 +136,7 @@ pub(crate) async fn request_access(
     st.check_queue(&holder)?;
     st.recorder.append(vec![record])?;
     let in_flight = st.store.open_request(&request, &hit, notify)?;
+    open_hits::followed(st, &body.hit_id)?;
     commit(st, in_flight).await?;
     info!(request_id = %request_id, holder = %holder, "access requested");
     Ok(RequestAccessResponse { request: Some(request) })
@@ -169,6 +185,9 @@ pub(crate) async fn decide_access(
     let live = st.store.live_alert(&request.alert_id, now)?;
     if grant && live.is_none() {
         return Err(RequestError::AlertGone(request.alert_id));
+    }
+    if grant {
+        refuse_hidden(st, &request.alert_id)?;
     }
     let mut closed = AccessRequest {
         state: if grant { AccessState::Granted } else { AccessState::Denied } as i32,
@@ -287,6 +306,7 @@ pub(crate) async fn decline_follow_up(
     );
     st.recorder.append(vec![record])?;
     st.store.index().update_hit(&body.hit_id, &hit)?;
+    open_hits::followed(st, &body.hit_id)?;
     st.committer.commit().await?;
     info!(hit_id = %body.hit_id, "follow-up declined");
     Ok(DeclineFollowUpResponse {})

@@ -245,11 +245,22 @@ pub struct LookupConfig {
     pub window: std::time::Duration,
     /// Distinct dates of birth one node may try for one name per UTC day.
     pub max_dates_per_name: u32,
+    /// How long a hit shown to an officer stays open for follow-up (an
+    /// access request or a recorded decline) before it closes "without
+    /// follow-up" (CIR Art. 22(2)), e.g. `"14d"`. Zero is refused.
+    #[serde(deserialize_with = "duration")]
+    pub follow_up_deadline: std::time::Duration,
 }
 
 impl Default for LookupConfig {
     fn default() -> Self {
-        Self { per_node: 10_000, per_officer: 600, window: std::time::Duration::from_secs(3600), max_dates_per_name: 5 }
+        Self {
+            per_node: 10_000,
+            per_officer: 600,
+            window: std::time::Duration::from_secs(3600),
+            max_dates_per_name: 5,
+            follow_up_deadline: std::time::Duration::from_secs(14 * 86_400),
+        }
     }
 }
 
@@ -469,11 +480,42 @@ impl Default for StorageConfig {
     }
 }
 
+impl StorageConfig {
+    /// The crime areas `by_category` may name: every category but
+    /// `unspecified`, by the snake-case name policy uses.
+    pub fn areas() -> Vec<String> {
+        (1..=255).filter_map(|i| isx_core::wire::Category::try_from(i).ok()).map(isx_core::display::category).collect()
+    }
+
+    /// The limit for `area` and the config key it comes from:
+    /// `storage.by_category.<area>`, else `storage.max_period`.
+    pub fn limit_for(&self, area: &str) -> (std::time::Duration, String) {
+        match self.by_category.get(area) {
+            Some(d) => (*d, format!("storage.by_category.{area}")),
+            None => (self.max_period, "storage.max_period".to_owned()),
+        }
+    }
+
+    /// Every area named must be a known crime area.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let areas = Self::areas();
+        if let Some(unknown) = self.by_category.keys().find(|k| !areas.contains(k)) {
+            return Err(ConfigError::Invalid {
+                key: format!("storage.by_category.{unknown}"),
+                message: format!("{unknown:?} is not a crime area; use one of {}", areas.join(", ")),
+            });
+        }
+        Ok(())
+    }
+}
+
 fn duration_map<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, std::time::Duration>, D::Error> {
     let raw = BTreeMap::<String, String>::deserialize(d)?;
     raw.into_iter()
         .map(|(k, v)| {
-            parse_duration(&v).map(|d| (k.clone(), d)).map_err(|e| serde::de::Error::custom(format!("{k}: {e}")))
+            parse_duration(&v)
+                .map(|d| (k.clone(), d))
+                .map_err(|e| serde::de::Error::custom(format!("storage.by_category.{k}: {e}")))
         })
         .collect()
 }
@@ -727,6 +769,7 @@ impl GatewayConfig {
         if self.delivery.expiry_sweep_ms == 0 {
             return bad("delivery.expiry_sweep_ms".into(), "must be at least 1".into());
         }
+        self.storage.validate()?;
         Ok(())
     }
 
@@ -860,6 +903,35 @@ mod tests {
                 "[audit]\nprune_every = \"daily\"\n[nodes.x]\nkind = \"national\"\ncountry = \"DE\"\n",
                 Err("\"daily\" is not a duration"),
             ),
+            (
+                "[storage]\nmax_period = \"180d\"\n[storage.by_category]\nterrorism = \"1095d\"\n[nodes.x]\nkind = \"national\"\ncountry = \"DE\"\n",
+                Ok(()),
+            ),
+            (
+                "[storage]\nmax_period = \"0d\"\n[nodes.x]\nkind = \"national\"\ncountry = \"DE\"\n",
+                Err("max_period = \"0d\""),
+            ),
+            (
+                "[storage.by_category]\nterrorism = \"0s\"\n[nodes.x]\nkind = \"national\"\ncountry = \"DE\"\n",
+                Err("storage.by_category.terrorism: \"0s\" must be longer than zero"),
+            ),
+            (
+                "[storage.by_category]\nterror = \"30d\"\n[nodes.x]\nkind = \"national\"\ncountry = \"DE\"\n",
+                Err("storage.by_category.terror: \"terror\" is not a crime area; use one of drug_trafficking,"),
+            ),
+            (
+                "[storage]\nmax_age = \"30d\"\n[nodes.x]\nkind = \"national\"\ncountry = \"DE\"\n",
+                Err("unknown field `max_age`"),
+            ),
+            ("[lookup]\nfollow_up_deadline = \"7d\"\n[nodes.x]\nkind = \"national\"\ncountry = \"DE\"\n", Ok(())),
+            (
+                "[lookup]\nfollow_up_deadline = \"0\"\n[nodes.x]\nkind = \"national\"\ncountry = \"DE\"\n",
+                Err("follow_up_deadline = \"0\""),
+            ),
+            (
+                "[lookup]\nfollow_up_deadline = \"0s\"\n[nodes.x]\nkind = \"national\"\ncountry = \"DE\"\n",
+                Err("must be longer than zero"),
+            ),
         ];
         for (text, expect) in cases {
             let got = parse(&format!("{BASE}{text}"));
@@ -882,6 +954,8 @@ mod tests {
         assert!(parse_duration("99999999999999999999d").is_err(), "overflow is an error, not a wrap");
         assert_eq!(parse_duration("1h 30m"), Ok(std::time::Duration::from_secs(5400)));
         assert_eq!(AccessConfig::default().deadline, std::time::Duration::from_secs(48 * 3600));
+        assert_eq!(LookupConfig::default().follow_up_deadline, std::time::Duration::from_secs(14 * 86_400));
+        assert_eq!(StorageConfig::default().max_period, std::time::Duration::from_secs(365 * 86_400), "LED Art. 5");
         let rule = AuditConfig::default().retention_rule();
         assert_eq!((rule.retention_ms, rule.floor_ms), (1095 * 86_400_000, 30 * 86_400_000), "SIS Art. 12: 3 years");
         assert_eq!(AuditConfig::default().prune_every, Some(std::time::Duration::from_secs(86_400)), "daily");

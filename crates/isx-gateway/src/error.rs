@@ -276,6 +276,30 @@ pub enum RequestError {
     /// The group commit failed: no log, no share.
     #[error("storage unavailable, nothing was disclosed: {0}")]
     Commit(#[from] CommitError),
+    /// `expires_at` lies past the storage limit of the alert's crime area
+    /// (LED Art. 5).
+    #[error(
+        "expires_at {asked} is past the storage limit: {key} allows {period} from publication, so at most {latest}"
+    )]
+    StorageLimit {
+        /// The config key of the limit (`storage.max_period` or `storage.by_category.<area>`).
+        key: String,
+        /// The limit, e.g. `365d`.
+        period: String,
+        /// The `expires_at` asked for, RFC 3339.
+        asked: String,
+        /// The latest `expires_at` allowed, RFC 3339.
+        latest: String,
+    },
+    /// An access request on an alert whose processing is restricted (LED
+    /// Art. 16(3)) or that its origin withdrew.
+    #[error("alert {alert_id} is {state}: no access request can reach it{}", if *state == "restricted" { " while it is checked; ask again once the restriction is lifted" } else { "" })]
+    AlertUnavailable {
+        /// The alert.
+        alert_id: String,
+        /// `restricted` or `withdrawn`.
+        state: &'static str,
+    },
 }
 
 impl From<StoreError> for RequestError {
@@ -310,7 +334,9 @@ impl RequestError {
             | Self::AlreadyDecided { .. }
             | Self::AlertGone(_)
             | Self::StaleVersion { .. }
-            | Self::WrongState { .. } => Code::FailedPrecondition,
+            | Self::WrongState { .. }
+            | Self::AlertUnavailable { .. } => Code::FailedPrecondition,
+            Self::StorageLimit { .. } => Code::InvalidArgument,
             Self::AlreadyRequested { .. } => Code::AlreadyExists,
             Self::TooLarge { .. }
             | Self::RateLimited { .. }
@@ -370,6 +396,8 @@ impl RequestError {
             Self::QuotaExceeded { key, .. } => key,
             Self::TooManyStreams { .. } => "limits.max_streams_per_node",
             Self::QueueFull { .. } => "limits.max_queue_per_node",
+            Self::StorageLimit { .. } => "storage limit",
+            Self::AlertUnavailable { .. } => "alert unavailable",
         }
     }
 
@@ -406,6 +434,9 @@ impl RequestError {
             Self::BadReason(r) => r.field.to_owned(),
             Self::Conflict(_) => "alert_id reused with different content".to_owned(),
             Self::CursorNotDelivered { cursor, .. } => format!("cursor {cursor} not delivered"),
+            Self::StorageLimit { key, period, latest, .. } => {
+                format!("expires_at past {key} ({period}, at most {latest})")
+            }
             other => other.to_string(),
         };
         format!("{code}: {what}")
@@ -437,6 +468,12 @@ impl From<RequestError> for Status {
             }
             RequestError::MissingAlert => {
                 details.add_bad_request_violation("alert", "is required");
+            }
+            RequestError::StorageLimit { key, period, latest, .. } => {
+                details.add_bad_request_violation(
+                    "expires_at",
+                    format!("is past the storage limit: {key} allows {period} from publication, so at most {latest}"),
+                );
             }
             RequestError::TooLarge { size, limit } => {
                 details.set_quota_failure(vec![tonic_types::QuotaViolation::new(

@@ -17,10 +17,23 @@ use tonic::Request;
 use tracing::info;
 
 use crate::error::RequestError;
+use crate::open_hits::{self, OpenHitRow};
 use crate::records::{self, Consultation};
 use crate::state::State;
-use crate::store::HitRow;
+use crate::store::{HitRow, StoredAlert, expires_ms};
 use crate::text::Fields;
+
+/// Why a stored alert is hidden from lookups, as the policy id its withheld
+/// match is recorded with: `restricted` or `withdrawn`.
+pub(crate) fn hidden(stored: &StoredAlert) -> Option<&'static str> {
+    if !stored.hidden_from_lookup() {
+        return None;
+    }
+    Some(match stored.state() {
+        isx_core::wire::AlertState::Withdrawn => "withdrawn",
+        _ => "restricted",
+    })
+}
 
 /// The hit id for `caller` and `alert_id`: a keyed hash, stable across
 /// lookups, meaningless to anyone without the gateway's key.
@@ -68,11 +81,22 @@ pub(crate) async fn lookup(st: &State, req: Request<LookupRequest>) -> Result<Lo
     let mut hits = Vec::new();
     let mut audit_hits = Vec::new();
     let mut rows = Vec::new();
+    let mut shown = Vec::new();
     let mut policy_version = String::new();
     for (alert_id, kinds) in matched {
-        let Some((_, alert)) = st.store.live_alert(&alert_id, now)? else { continue };
+        let Some((stored, alert)) = st.store.live_alert(&alert_id, now)? else { continue };
         if alert.origin == caller.node().as_str() {
             continue; // the caller's own alert is not a hit
+        }
+        if let Some(state) = hidden(&stored) {
+            // Withheld like a policy miss: the caller cannot tell it exists.
+            audit_hits.push(AuditHit {
+                alert_id: alert_id.clone(),
+                holder: alert.origin.clone(),
+                shown: false,
+                policy_ids: vec![state.to_owned()],
+            });
+            continue;
         }
         let decision = st.disclose.lookup(&alert, st.node_info(&alert.origin), &caller.slot.info, &question);
         policy_version = decision.policy_version;
@@ -86,6 +110,18 @@ pub(crate) async fn lookup(st: &State, req: Request<LookupRequest>) -> Result<Lo
             continue;
         }
         let hit_id = hit_id(st, caller.node(), &alert_id);
+        shown.push(OpenHitRow {
+            hit_id: hit_id.clone(),
+            alert_id: alert_id.clone(),
+            node: caller.node().to_string(),
+            holder: alert.origin.clone(),
+            officer: caller.officer.clone(),
+            category: alert.category,
+            action: alert.action,
+            shown_ms: now,
+            deadline_ms: now.saturating_add(st.lookup.follow_up_deadline.as_millis() as u64),
+            alert_ends_ms: expires_ms(&alert),
+        });
         rows.push((
             hit_id.clone(),
             HitRow {
@@ -119,6 +155,9 @@ pub(crate) async fn lookup(st: &State, req: Request<LookupRequest>) -> Result<Lo
         },
     );
     st.recorder.append(vec![record])?;
+    // Open items first: they look at the hit flags as they were before this
+    // lookup (a known hit that was followed up opens nothing).
+    open_hits::open(st, &shown)?;
     st.store.index().record_hits(&rows)?;
     st.committer.commit().await?;
     info!(hits = hits.len(), withheld = audit_hits.len() - hits.len(), "lookup answered");

@@ -162,8 +162,13 @@ mod tests {
     use super::*;
 
     fn quotas(per_node: u32, per_officer: u32, dates: u32) -> (Quotas, NodeId) {
-        let config =
-            LookupConfig { per_node, per_officer, window: Duration::from_secs(3600), max_dates_per_name: dates };
+        let config = LookupConfig {
+            per_node,
+            per_officer,
+            window: Duration::from_secs(3600),
+            max_dates_per_name: dates,
+            ..LookupConfig::default()
+        };
         let it = NodeId::new("it-police").unwrap();
         (Quotas::new(&config, [it.clone()].into_iter()), it)
     }
