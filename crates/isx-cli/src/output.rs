@@ -553,6 +553,12 @@ pub fn print_bench(r: &isx_testkit::bench::BenchReport) {
         row("amend_chain_p50_ms", format!("{:.2}", a.amend_chain_p50_ms), &chain);
         row("amend_chain_p99_ms", format!("{:.2}", a.amend_chain_p99_ms), "");
         row("amend_chain_per_s", format!("{:.0}", a.amend_chain_per_s), "amends confirmed by every holder, per second");
+        let withdraw = format!(
+            "Withdraw reply to all 3 holders of the chain confirmed the deletion ({} withdrawals)",
+            a.withdraw_chain_samples
+        );
+        row("withdraw_chain_p50_ms", format!("{:.2}", a.withdraw_chain_p50_ms), &withdraw);
+        row("withdraw_chain_p99_ms", format!("{:.2}", a.withdraw_chain_p99_ms), "");
         row("amend_errors", a.amend_errors.to_string(), "refused, or not confirmed by every holder within 10 s");
     }
     if let Some(a) = &r.audit {

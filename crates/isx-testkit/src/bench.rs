@@ -1022,8 +1022,16 @@ pub struct AmendFanout {
     /// The forward chain: amendments timed.
     pub amend_chain_samples: u64,
     /// The copies an amendment of the chain's original changes (the holders
-    /// the gateway's status lists as changed by it).
+    /// the gateway's status lists as updated by it).
     pub amend_chain_copies: u64,
+    /// A withdrawal of the chain's original, which follows the forwards:
+    /// median from Withdraw's reply until all three holders confirmed the
+    /// deletion, ms.
+    pub withdraw_chain_p50_ms: f64,
+    /// The withdrawal along the chain: 99th percentile, ms.
+    pub withdraw_chain_p99_ms: f64,
+    /// Withdrawals timed.
+    pub withdraw_chain_samples: u64,
     /// Amendments refused, or not confirmed by every holder within 10 s.
     pub amend_errors: u64,
 }
@@ -1090,6 +1098,8 @@ struct Amended {
     client: Client,
     alert: isx_core::wire::Alert,
     copies: Vec<(String, String)>,
+    /// The alert's current version.
+    version: u32,
 }
 
 /// Amends each worker's alert version after version for `phase`: (latency
@@ -1108,7 +1118,7 @@ async fn amend_loop(
         tasks.push(tokio::spawn(async move {
             let mut hist =
                 hdrhistogram::Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).map_err(|e| e.to_string())?;
-            let (mut ok, mut errors, mut version) = (0u64, 0u64, 1u32);
+            let (mut ok, mut errors, mut version) = (0u64, 0u64, w.version);
             while Instant::now() < deadline {
                 let mut next = w.alert.clone();
                 next.narrative = format!("{} (correction {})", w.alert.narrative, version);
@@ -1175,7 +1185,7 @@ async fn amend_fanout(
             delivered(&topo, node, &alert.alert_id).await?;
         }
         let copies = recipients.iter().map(|n| (n.to_string(), alert.alert_id.clone())).collect();
-        workers.push(Amended { client, alert, copies });
+        workers.push(Amended { client, alert, copies, version: 1 });
     }
     let (hist, ok, errors, took) = amend_loop(workers, &confirmed, options.phase / 2).await?;
     topo.shutdown().await;
@@ -1185,43 +1195,137 @@ async fn amend_fanout(
     f.amend_direct_samples = ok;
     f.amend_errors += errors;
 
-    progress("amend: fan-out along a forward chain (de-police -> fr-police -> it-police -> europol)");
+    progress(
+        "amend: fan-out of an amended original that was forwarded twice (de-police -> fr-police -> it-police -> europol)",
+    );
     let (topo, confirmed) = amend_topology().await?;
     let mut workers = Vec::new();
     for _ in 0..AMEND_WORKERS {
-        let client = topo.client("de-police").await?;
-        let alert = samples::foreign_fighter("de-police", &["fr-police"]);
-        client.publish(alert.clone()).await.map_err(|e| bad(&e))?;
-        delivered(&topo, "fr-police", &alert.alert_id).await?;
-        let mut parent = alert.clone();
-        for (from, to) in [("fr-police", "it-police"), ("it-police", "europol")] {
-            let relay = isx_core::wire::Alert {
-                alert_id: samples::new_alert_id(),
-                origin: from.into(),
-                forwarded_from: parent.alert_id.clone(),
-                hops: 0,
-                version: 0,
-                addressees: vec![to.into()],
-                ..parent.clone()
-            };
-            topo.client(from).await?.publish(relay.clone()).await.map_err(|e| bad(&e))?;
-            delivered(&topo, to, &relay.alert_id).await?;
-            parent = relay;
-        }
-        // The copies an amendment changes, as the gateway lists them.
+        let (client, alert, _) = forward_chain(&topo).await?;
+        // A first amendment, untimed: the copies it changes, as the gateway lists them.
+        let mut next = alert.clone();
+        next.narrative = format!("{} (correction 1)", alert.narrative);
+        let version = client.amend(next.clone(), 1, "bench: amend fan-out").await.map_err(|e| bad(&e))?;
+        let version = version.receipt.map(|r| r.version).unwrap_or(2);
         let status = client.alert_status(&alert.alert_id).await.map_err(|e| bad(&e))?;
-        let copies: Vec<(String, String)> = status.copies.iter().map(|c| (c.node.clone(), c.copy_of.clone())).collect();
-        workers.push(Amended { client, alert, copies });
+        let copies: Vec<(String, String)> = status
+            .copies
+            .iter()
+            .filter(|c| c.last_change() == isx_core::wire::ChangeKind::Update)
+            .map(|c| (c.node.clone(), c.copy_of.clone()))
+            .collect();
+        if !confirmed.wait(&copies, version, AMEND_LIMIT).await {
+            return Err(bad(&"the first amendment of a forward chain was not confirmed"));
+        }
+        workers.push(Amended { client, alert: next, copies, version });
     }
     f.amend_chain_copies = workers.first().map(|w| w.copies.len() as u64).unwrap_or(0);
     let (hist, ok, errors, took) = amend_loop(workers, &confirmed, options.phase / 2).await?;
-    topo.shutdown().await;
     f.amend_chain_p50_ms = to_ms(&hist, 0.5);
     f.amend_chain_p99_ms = to_ms(&hist, 0.99);
     f.amend_chain_per_s = ok as f64 / took.as_secs_f64();
     f.amend_chain_samples = ok;
     f.amend_errors += errors;
+
+    progress("amend: a withdrawal along the same forward chain, until all three holders confirmed");
+    let (hist, ok, errors) = withdraw_loop(&topo, &confirmed, options.phase / 2).await?;
+    topo.shutdown().await;
+    f.withdraw_chain_p50_ms = to_ms(&hist, 0.5);
+    f.withdraw_chain_p99_ms = to_ms(&hist, 0.99);
+    f.withdraw_chain_samples = ok;
+    f.amend_errors += errors;
     Ok(f)
+}
+
+/// An alert of de-police to fr-police, relayed to it-police and on to
+/// europol, each copy delivered: the origin's client, the original, and
+/// the copies (node, alert id) along the chain.
+async fn forward_chain(
+    topo: &Topology,
+) -> Result<(Client, isx_core::wire::Alert, Vec<(String, String)>), TopologyError> {
+    let bad = |e: &dyn std::fmt::Display| bench_error("amend", e);
+    let client = topo.client("de-police").await?;
+    let alert = samples::foreign_fighter("de-police", &["fr-police"]);
+    client.publish(alert.clone()).await.map_err(|e| bad(&e))?;
+    delivered(topo, "fr-police", &alert.alert_id).await?;
+    let mut copies = vec![("fr-police".to_owned(), alert.alert_id.clone())];
+    let mut parent = alert.clone();
+    for (from, to) in [("fr-police", "it-police"), ("it-police", "europol")] {
+        let relay = isx_core::wire::Alert {
+            alert_id: samples::new_alert_id(),
+            origin: from.into(),
+            forwarded_from: parent.alert_id.clone(),
+            hops: 0,
+            version: 0,
+            addressees: vec![to.into()],
+            ..parent.clone()
+        };
+        topo.client(from).await?.publish(relay.clone()).await.map_err(|e| bad(&e))?;
+        delivered(topo, to, &relay.alert_id).await?;
+        copies.push((to.to_owned(), relay.alert_id.clone()));
+        parent = relay;
+    }
+    Ok((client, alert, copies))
+}
+
+/// Withdraws fresh forward chains for `phase`, [`AMEND_WORKERS`] at a
+/// time: (latency histogram in µs from Withdraw's reply until all three
+/// holders confirmed the deletion, withdrawals timed, errors).
+async fn withdraw_loop(
+    topo: &Topology,
+    confirmed: &Confirmed,
+    phase: Duration,
+) -> Result<(hdrhistogram::Histogram<u64>, u64, u64), TopologyError> {
+    let bad = |e: &dyn std::fmt::Display| bench_error("amend", e);
+    let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).map_err(|e| bad(&e))?;
+    let (mut ok, mut errors) = (0u64, 0u64);
+    let start = Instant::now();
+    while start.elapsed() < phase {
+        let mut chains = Vec::new();
+        for _ in 0..AMEND_WORKERS {
+            chains.push(forward_chain(topo).await?);
+        }
+        let rounds = chains.into_iter().map(|(client, alert, copies)| {
+            let confirmed = confirmed.clone();
+            async move {
+                let reply = client.withdraw(&alert.alert_id, "bench: withdrawal along a forward chain").await;
+                let sent = Instant::now();
+                // A deletion confirms the last version held, 1 here.
+                (reply.is_ok() && confirmed.wait(&copies, 1, AMEND_LIMIT).await).then(|| sent.elapsed())
+            }
+        });
+        for took in futures_join(rounds).await {
+            match took {
+                Some(t) => {
+                    let _ = hist.record(t.as_micros().max(1) as u64);
+                    ok += 1;
+                }
+                None => errors += 1,
+            }
+        }
+    }
+    Ok((hist, ok, errors))
+}
+
+/// Runs the futures concurrently on this task; their outputs in order.
+async fn futures_join<F: std::future::Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    let mut set: Vec<std::pin::Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = (0..set.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, f) in set.iter_mut().enumerate() {
+            if out[i].is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => out[i] = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending { std::task::Poll::Pending } else { std::task::Poll::Ready(()) }
+    })
+    .await;
+    set.clear();
+    out.into_iter().flatten().collect()
 }
 
 /// The bench's topology in process with every agency running, and the
