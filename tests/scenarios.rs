@@ -279,6 +279,103 @@ fn expect_audit_waits_for_a_record_written_later() -> Result<(), Failed> {
     Ok(())
 }
 
+/// Each lifecycle expectation can fail, and says what it found: a copy at
+/// another version, held instead of deleted, deleted instead of restricted;
+/// holders that are not the ones named; no open hit; no confirmation
+/// record; a refusal where success was expected. Two pass beside them, so
+/// the failures are not a broken topology.
+fn lifecycle_expectations_fail_saying_what_they_found() -> Result<(), Failed> {
+    let steps = "[[step]]\ndo = \"publish\"\nas = \"it-police\"\nfile = \"ALERTS/smuggling-network.json\"\npatch = { addressees = [\"fr-police\"] }\n\n\
+        [[step]]\ndo = \"expect_copy\"\nnode = \"fr-police\"\nalert = \"smuggling-network\"\nversion = 1\nlevel = \"full\"\n\n\
+        [[step]]\ndo = \"expect_copy\"\nnode = \"fr-police\"\nalert = \"smuggling-network\"\nversion = 3\n\n\
+        [[step]]\ndo = \"expect_copy\"\nnode = \"fr-police\"\nalert = \"smuggling-network\"\ndeleted = true\n\n\
+        [[step]]\ndo = \"expect_confirmed\"\nalert = \"smuggling-network\"\nholders = [\"fr-police\", \"europol\"]\n\n\
+        [[step]]\ndo = \"expect_open_hits\"\nnode = \"de-police\"\nhits = [\"smuggling-network\"]\n\n\
+        [[step]]\ndo = \"amend\"\nas = \"fr-police\"\nalert = \"smuggling-network\"\nreason = \"r\"\npatch = { narrative = \"x\" }\n\n\
+        [[step]]\ndo = \"withdraw\"\nas = \"it-police\"\nalert = \"smuggling-network\"\nreason = \"wrong\"\n\n\
+        [[step]]\ndo = \"expect_copy\"\nnode = \"fr-police\"\nalert = \"smuggling-network\"\nrestricted = true\n\n\
+        [[step]]\ndo = \"expect_confirmed\"\nalert = \"smuggling-network\"\nholders = [\"fr-police\"]\n\n\
+        [[step]]\ndo = \"expect_audit\"\noperation = \"change_confirmed\"\nnode = \"europol\"\ncount = 1\n";
+    let report = play_text("lifecycle failures", steps, std::time::Duration::from_secs(1))?;
+    let got: Vec<(String, Verdict)> = verdicts(&report)
+        .into_iter()
+        .filter(|(what, _)| !what.starts_with("publish") && !what.starts_with("it-police withdraws"))
+        .collect();
+    let fail = |why: &str| Verdict::Fail(why.to_owned());
+    let want = vec![
+        ("fr-police's copy of smuggling-network: version 1, full".to_owned(), Verdict::Pass),
+        (
+            "fr-police's copy of smuggling-network: version 3".into(),
+            fail("it holds version 1, not restricted, full after waiting 1s"),
+        ),
+        (
+            "fr-police's copy of smuggling-network: deleted".into(),
+            fail("it holds version 1, not restricted, full after waiting 1s"),
+        ),
+        (
+            "every copy of smuggling-network confirmed its last change, held by [\"fr-police\", \"europol\"]".into(),
+            fail("after waiting 1s: its copies are held by [\"fr-police\"]"),
+        ),
+        (
+            "de-police's open hits are exactly [\"smuggling-network\"]".into(),
+            fail("it had no open hit on the scenario's alerts after waiting 1s"),
+        ),
+        ("amend smuggling-network (version 1) as fr-police: OK".into(), Verdict::Fail(String::new())),
+        (
+            "fr-police's copy of smuggling-network: restricted".into(),
+            fail("it deleted its copy (version 1) after waiting 1s"),
+        ),
+        ("every copy of smuggling-network confirmed its last change, held by [\"fr-police\"]".into(), Verdict::Pass),
+        ("audit: change_confirmed node=europol: 1 record(s)".into(), fail("found 0 after waiting 1s")),
+    ];
+    // The refusal's text is the gateway's; check its start and rule only.
+    let refusal = got.iter().find(|(w, _)| w.starts_with("amend smuggling-network")).cloned();
+    let Some((_, Verdict::Fail(why))) = &refusal else {
+        return Err(format!("the amend by a recipient did not fail: {refusal:?}").into());
+    };
+    if !(why.starts_with("PERMISSION_DENIED: ") && why.contains("origin-only")) {
+        return Err(format!("the refusal does not name the rule: {why}").into());
+    }
+    let got: Vec<(String, Verdict)> = got
+        .into_iter()
+        .map(|(w, v)| if w.starts_with("amend ") { (w, Verdict::Fail(String::new())) } else { (w, v) })
+        .collect();
+    if got != want {
+        return Err(format!("expected\n{want:#?}\ngot\n{got:#?}").into());
+    }
+    Ok(())
+}
+
+/// `expires_in` counts from the gateway's clock: an alert kept for two hours
+/// is held an hour later and deleted, by every holder, once the clock has
+/// passed it; the HIT_CLOSED record names the officer who was shown the hit
+/// and no other.
+fn expires_in_follows_the_gateway_clock_and_hit_closed_names_the_officer() -> Result<(), Failed> {
+    let steps = "[[step]]\ndo = \"publish\"\nas = \"it-police\"\nfile = \"ALERTS/smuggling-network.json\"\nexpires_in = \"2h\"\npatch = { addressees = [\"fr-police\"] }\n\n\
+        [[step]]\ndo = \"lookup\"\nas = \"de-police\"\nofficer = \"KHK Anna Weber\"\nplate = [\"FG 512 ZT\"]\npurpose = \"p\"\njustification = \"j\"\nhits = [\"smuggling-network\"]\n\n\
+        [[step]]\ndo = \"expect_copy\"\nnode = \"fr-police\"\nalert = \"smuggling-network\"\ndeleted = false\n\n\
+        [[step]]\ndo = \"advance_clock\"\nby = \"1h\"\n\n\
+        [[step]]\ndo = \"expect_audit\"\noperation = \"erasure\"\nalert = \"smuggling-network\"\ncount = 0\n\n\
+        [[step]]\ndo = \"expect_copy\"\nnode = \"fr-police\"\nalert = \"smuggling-network\"\ndeleted = false\n\n\
+        [[step]]\ndo = \"advance_clock\"\nby = \"90m\"\n\n\
+        [[step]]\ndo = \"expect_copy\"\nnode = \"fr-police\"\nalert = \"smuggling-network\"\ndeleted = true\n\n\
+        [[step]]\ndo = \"expect_audit\"\noperation = \"hit_closed\"\nofficer = \"KHK Anna Weber\"\ncount = 1\n\n\
+        [[step]]\ndo = \"expect_audit\"\noperation = \"hit_closed\"\nalert = \"smuggling-network\"\nofficer = \"officer@de-police\"\ncount = 0\n";
+    let report = play_text("expiry by the gateway clock", steps, std::time::Duration::from_secs(10))?;
+    let failed: Vec<String> = report
+        .checks
+        .iter()
+        .filter_map(|c| match &c.verdict {
+            Verdict::Pass => None,
+            other => Some(format!("step {}: {}: {other:?}", c.step, c.what)),
+        })
+        .collect();
+    if !failed.is_empty() || report.checks.len() != 9 {
+        return Err(format!("{} check(s), not passed: {failed:#?}", report.checks.len()).into());
+    }
+    Ok(())
+}
+
 fn main() {
     let args = Arguments::from_args();
     let mut trials: Vec<Trial> = shipped()
@@ -306,6 +403,14 @@ fn main() {
     trials.push(Trial::test(
         "expect_audit_waits_for_a_record_written_later",
         expect_audit_waits_for_a_record_written_later,
+    ));
+    trials.push(Trial::test(
+        "lifecycle_expectations_fail_saying_what_they_found",
+        lifecycle_expectations_fail_saying_what_they_found,
+    ));
+    trials.push(Trial::test(
+        "expires_in_follows_the_gateway_clock_and_hit_closed_names_the_officer",
+        expires_in_follows_the_gateway_clock_and_hit_closed_names_the_officer,
     ));
     libtest_mimic::run(&args, trials).exit();
 }

@@ -31,9 +31,10 @@ pub struct BenchArgs {
     #[arg(long)]
     queued: Option<u64>,
     /// Run only these phases, comma-separated: memory, baseline, publish,
-    /// lookup, latency, policy, audit, witness (they run in this order). The
-    /// baseline always runs with publish or lookup; witness runs publish and
-    /// latency again without and with two witnesses.
+    /// lookup, latency, policy, audit, witness, amend (they run in this
+    /// order). The baseline always runs with publish or lookup; witness runs
+    /// publish and latency again without and with two witnesses; amend times
+    /// an amendment's fan-out until every holder confirmed (in process only).
     #[arg(long, value_delimiter = ',', value_name = "PHASES")]
     only: Option<Vec<Phase>>,
     /// Measure a gateway already running at host:port (e.g. one started by

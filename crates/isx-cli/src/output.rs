@@ -544,6 +544,30 @@ pub fn print_bench(r: &isx_testkit::bench::BenchReport) {
         row("e2e_p99_ms_unwitnessed", format!("{:.2}", w.e2e_p99_ms_unwitnessed), "no witness policy");
         row("e2e_p99_ms_witnessed", format!("{:.2}", w.e2e_p99_ms_witnessed), "two witnesses, quorum both");
     }
+    if let Some(a) = &r.amend {
+        let direct = format!("Amend reply to all 4 direct recipients confirmed ({} amends)", a.amend_direct_samples);
+        row("amend_direct_p50_ms", format!("{:.2}", a.amend_direct_p50_ms), &direct);
+        row("amend_direct_p99_ms", format!("{:.2}", a.amend_direct_p99_ms), "");
+        row(
+            "amend_direct_per_s",
+            format!("{:.0}", a.amend_direct_per_s),
+            "amends confirmed by every recipient, per second",
+        );
+        let chain = format!(
+            "Amend reply to every copy of a two-hop forward chain confirmed ({} copies, {} amends)",
+            a.amend_chain_copies, a.amend_chain_samples
+        );
+        row("amend_chain_p50_ms", format!("{:.2}", a.amend_chain_p50_ms), &chain);
+        row("amend_chain_p99_ms", format!("{:.2}", a.amend_chain_p99_ms), "");
+        row("amend_chain_per_s", format!("{:.0}", a.amend_chain_per_s), "amends confirmed by every holder, per second");
+        let withdraw = format!(
+            "Withdraw reply to all 3 holders of the chain confirmed the deletion ({} withdrawals)",
+            a.withdraw_chain_samples
+        );
+        row("withdraw_chain_p50_ms", format!("{:.2}", a.withdraw_chain_p50_ms), &withdraw);
+        row("withdraw_chain_p99_ms", format!("{:.2}", a.withdraw_chain_p99_ms), "");
+        row("amend_errors", a.amend_errors.to_string(), "refused, or not confirmed by every holder within 10 s");
+    }
     if let Some(a) = &r.audit {
         row("audit_append_rps", format!("{:.0}", a.audit_append_rps), "group commit: flush + fsync per 64 records");
         row("sled_raw_rps", format!("{:.0}", a.sled_raw_rps), "same bytes, same flush policy");

@@ -10,7 +10,10 @@
 //!   every alert published so far, a Cedar `lookup` decision, a durable
 //!   consultation record each);
 //! - `policy_decisions_per_s`: the Cedar decision path alone (one alert, five
-//!   recipients, with redaction), and its share of a publish's cost.
+//!   recipients, with redaction), and its share of a publish's cost;
+//! - `amend_*`: amend fan-out, the time from `Amend`'s reply until every
+//!   holder of a copy has applied, flushed and confirmed the new version,
+//!   for four direct recipients and for a forward chain of two hops.
 //!
 //! Each group of figures is a [`Phase`]; `--only` runs some of them (the
 //! baseline always runs with `publish` or `lookup`, which are reported
@@ -52,11 +55,13 @@ pub enum Phase {
     Audit,
     /// `publish_rps` and `e2e_p99_ms` without and with two witnesses.
     Witness,
+    /// `amend_*`: amend fan-out until every holder confirmed.
+    Amend,
 }
 
 impl Phase {
     /// Every phase, in the order they run.
-    pub const ALL: [Phase; 8] = [
+    pub const ALL: [Phase; 9] = [
         Phase::Memory,
         Phase::Baseline,
         Phase::Publish,
@@ -65,6 +70,7 @@ impl Phase {
         Phase::Policy,
         Phase::Audit,
         Phase::Witness,
+        Phase::Amend,
     ];
 
     /// The name used on the command line and in the JSON `phases` list.
@@ -78,6 +84,7 @@ impl Phase {
             Phase::Policy => "policy",
             Phase::Audit => "audit",
             Phase::Witness => "witness",
+            Phase::Amend => "amend",
         }
     }
 }
@@ -195,6 +202,9 @@ pub struct BenchReport {
     /// The cost of witnessing.
     #[serde(flatten)]
     pub witness: Option<WitnessCost>,
+    /// Amend fan-out until every holder confirmed.
+    #[serde(flatten)]
+    pub amend: Option<AmendFanout>,
 }
 
 /// The cost of witnessed checkpoints: the same publish and latency phases
@@ -498,6 +508,13 @@ pub async fn run(
             progress("witness: skipped (the witnesses run in this process)");
         } else {
             report.witness = Some(witness_cost(&options, progress).await?);
+        }
+    }
+    if options.runs(Phase::Amend) {
+        if matches!(options.target, Target::Remote { .. }) {
+            progress("amend: skipped (it times the confirmations of agencies in this process)");
+        } else {
+            report.amend = Some(amend_fanout(&options, progress).await?);
         }
     }
     Ok(report)
@@ -976,4 +993,349 @@ pub fn audit_figures(
         f.search_growth = last.search_ms / first.search_ms.max(1e-9);
     }
     Ok(f)
+}
+
+/// Amend fan-out: the time from `Amend`'s reply until every holder of a
+/// copy has applied the new version, flushed it and had its confirmation
+/// accepted by the gateway (the agency's `NodeEvent::Changed`, reported
+/// after its `Ack` returned). Both shapes run for half of `phase` each
+/// (1.5 s in the quick run, which CI runs), with
+/// [`AMEND_WORKERS`] workers, each amending an alert of its own version
+/// after version; `amend_*_per_s` is the number of amendments every holder
+/// confirmed, per second.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AmendFanout {
+    /// Four direct recipients: median, ms.
+    pub amend_direct_p50_ms: f64,
+    /// Four direct recipients: 99th percentile, ms.
+    pub amend_direct_p99_ms: f64,
+    /// Four direct recipients: amendments confirmed by all four, per second.
+    pub amend_direct_per_s: f64,
+    /// Four direct recipients: amendments timed.
+    pub amend_direct_samples: u64,
+    /// A forward chain (origin → fr-police → it-police → europol): median, ms.
+    pub amend_chain_p50_ms: f64,
+    /// The forward chain: 99th percentile, ms.
+    pub amend_chain_p99_ms: f64,
+    /// The forward chain: amendments confirmed by every holder, per second.
+    pub amend_chain_per_s: f64,
+    /// The forward chain: amendments timed.
+    pub amend_chain_samples: u64,
+    /// The copies an amendment of the chain's original changes (the holders
+    /// the gateway's status lists as updated by it).
+    pub amend_chain_copies: u64,
+    /// A withdrawal of the chain's original, which follows the forwards:
+    /// median from Withdraw's reply until all three holders confirmed the
+    /// deletion, ms.
+    pub withdraw_chain_p50_ms: f64,
+    /// The withdrawal along the chain: 99th percentile, ms.
+    pub withdraw_chain_p99_ms: f64,
+    /// Withdrawals timed.
+    pub withdraw_chain_samples: u64,
+    /// Amendments refused, or not confirmed by every holder within 10 s.
+    pub amend_errors: u64,
+}
+
+/// Workers of each amend shape: enough to keep the gateway busy, few
+/// enough that the figure is the fan-out, not a queue.
+pub const AMEND_WORKERS: usize = 4;
+
+/// How long one amendment may take to be confirmed by every holder.
+const AMEND_LIMIT: Duration = Duration::from_secs(10);
+
+/// The versions each agency confirmed, by (node, alert id), and a counter
+/// that moves on every confirmation.
+#[derive(Clone)]
+struct Confirmed {
+    versions: Arc<std::sync::Mutex<std::collections::HashMap<(String, String), u32>>>,
+    moved: tokio::sync::watch::Receiver<u64>,
+}
+
+impl Confirmed {
+    /// Routes the topology's node events into the table.
+    fn follow(mut events: tokio::sync::mpsc::UnboundedReceiver<(isx_core::NodeId, isx_node::NodeEvent)>) -> Self {
+        let versions: Arc<std::sync::Mutex<std::collections::HashMap<(String, String), u32>>> = Arc::default();
+        let (tx, moved) = tokio::sync::watch::channel(0u64);
+        let table = versions.clone();
+        tokio::spawn(async move {
+            while let Some((node, event)) = events.recv().await {
+                if let isx_node::NodeEvent::Changed { alert_id, version, .. } = event {
+                    let mut t = table.lock().unwrap_or_else(|e| e.into_inner());
+                    let v = t.entry((node.to_string(), alert_id)).or_default();
+                    *v = (*v).max(version);
+                    drop(t);
+                    tx.send_modify(|n| *n += 1);
+                }
+            }
+        });
+        Self { versions, moved }
+    }
+
+    fn reached(&self, copies: &[(String, String)], version: u32) -> bool {
+        let t = self.versions.lock().unwrap_or_else(|e| e.into_inner());
+        copies.iter().all(|c| t.get(c).is_some_and(|v| *v >= version))
+    }
+
+    /// Waits until every copy confirmed `version`, at most `limit`.
+    async fn wait(&self, copies: &[(String, String)], version: u32, limit: Duration) -> bool {
+        let mut moved = self.moved.clone();
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            moved.borrow_and_update();
+            if self.reached(copies, version) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, moved.changed()).await.is_err() {
+                return false;
+            }
+        }
+    }
+}
+
+/// One worker's alert: the origin's client, the alert as last sent, and
+/// the copies (node, alert id) an amendment of it changes.
+struct Amended {
+    client: Client,
+    alert: isx_core::wire::Alert,
+    copies: Vec<(String, String)>,
+    /// The alert's current version.
+    version: u32,
+}
+
+/// Amends each worker's alert version after version for `phase`: (latency
+/// histogram in µs, amendments confirmed, errors, elapsed).
+async fn amend_loop(
+    workers: Vec<Amended>,
+    confirmed: &Confirmed,
+    phase: Duration,
+) -> Result<(hdrhistogram::Histogram<u64>, u64, u64, Duration), TopologyError> {
+    let bad = |e: &dyn std::fmt::Display| bench_error("amend", e);
+    let start = Instant::now();
+    let deadline = start + phase;
+    let mut tasks = Vec::new();
+    for mut w in workers {
+        let confirmed = confirmed.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut hist =
+                hdrhistogram::Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).map_err(|e| e.to_string())?;
+            let (mut ok, mut errors, mut version) = (0u64, 0u64, w.version);
+            while Instant::now() < deadline {
+                let mut next = w.alert.clone();
+                next.narrative = format!("{} (correction {})", w.alert.narrative, version);
+                let reply = w.client.amend(next.clone(), version, "bench: amend fan-out").await;
+                let sent = Instant::now();
+                let new = match reply {
+                    Ok(r) => r.receipt.map(|r| r.version).unwrap_or(version + 1),
+                    Err(_) => {
+                        errors += 1;
+                        continue;
+                    }
+                };
+                if confirmed.wait(&w.copies, new, AMEND_LIMIT).await {
+                    let _ = hist.record(sent.elapsed().as_micros().max(1) as u64);
+                    ok += 1;
+                } else {
+                    errors += 1;
+                }
+                version = new;
+                w.alert = next;
+            }
+            Ok::<_, String>((hist, ok, errors))
+        }));
+    }
+    let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).map_err(|e| bad(&e))?;
+    let (mut ok, mut errors) = (0, 0);
+    for t in tasks {
+        let (h, o, e) = t.await.map_err(|e| bad(&e))?.map_err(|e| bad(&e))?;
+        hist.add(h).map_err(|e| bad(&e))?;
+        ok += o;
+        errors += e;
+    }
+    Ok((hist, ok, errors, start.elapsed()))
+}
+
+/// Waits until `node`'s agency holds `alert_id`, at most [`AMEND_LIMIT`].
+async fn delivered(topo: &Topology, node: &str, alert_id: &str) -> Result<(), TopologyError> {
+    match topo.inbox(node).wait_for(alert_id, AMEND_LIMIT).await {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(bench_error("amend", &format!("{alert_id} did not reach {node}"))),
+        Err(e) => Err(bench_error("amend", &e)),
+    }
+}
+
+/// The amend phase: four direct recipients, then a forward chain of two
+/// hops, each on a fresh topology with every agency running.
+async fn amend_fanout(
+    options: &BenchOptions,
+    progress: &(dyn Fn(&str) + Send + Sync),
+) -> Result<AmendFanout, TopologyError> {
+    let bad = |e: &dyn std::fmt::Display| bench_error("amend", e);
+    let mut f = AmendFanout::default();
+    let to_ms = |h: &hdrhistogram::Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+
+    progress("amend: fan-out to four direct recipients, until all four confirmed");
+    let (topo, confirmed) = amend_topology().await?;
+    let recipients = ["fr-police", "it-police", "europol", "frontex"];
+    let mut workers = Vec::new();
+    for _ in 0..AMEND_WORKERS {
+        let client = topo.client("de-police").await?;
+        let alert = samples::foreign_fighter("de-police", &recipients);
+        client.publish(alert.clone()).await.map_err(|e| bad(&e))?;
+        for node in recipients {
+            delivered(&topo, node, &alert.alert_id).await?;
+        }
+        let copies = recipients.iter().map(|n| (n.to_string(), alert.alert_id.clone())).collect();
+        workers.push(Amended { client, alert, copies, version: 1 });
+    }
+    let (hist, ok, errors, took) = amend_loop(workers, &confirmed, options.phase / 2).await?;
+    topo.shutdown().await;
+    f.amend_direct_p50_ms = to_ms(&hist, 0.5);
+    f.amend_direct_p99_ms = to_ms(&hist, 0.99);
+    f.amend_direct_per_s = ok as f64 / took.as_secs_f64();
+    f.amend_direct_samples = ok;
+    f.amend_errors += errors;
+
+    progress(
+        "amend: fan-out of an amended original that was forwarded twice (de-police -> fr-police -> it-police -> europol)",
+    );
+    let (topo, confirmed) = amend_topology().await?;
+    let mut workers = Vec::new();
+    for _ in 0..AMEND_WORKERS {
+        let (client, alert, _) = forward_chain(&topo).await?;
+        // A first amendment, untimed: the copies it changes, as the gateway lists them.
+        let mut next = alert.clone();
+        next.narrative = format!("{} (correction 1)", alert.narrative);
+        let version = client.amend(next.clone(), 1, "bench: amend fan-out").await.map_err(|e| bad(&e))?;
+        let version = version.receipt.map(|r| r.version).unwrap_or(2);
+        let status = client.alert_status(&alert.alert_id).await.map_err(|e| bad(&e))?;
+        let copies: Vec<(String, String)> = status
+            .copies
+            .iter()
+            .filter(|c| c.last_change() == isx_core::wire::ChangeKind::Update)
+            .map(|c| (c.node.clone(), c.copy_of.clone()))
+            .collect();
+        if !confirmed.wait(&copies, version, AMEND_LIMIT).await {
+            return Err(bad(&"the first amendment of a forward chain was not confirmed"));
+        }
+        workers.push(Amended { client, alert: next, copies, version });
+    }
+    f.amend_chain_copies = workers.first().map(|w| w.copies.len() as u64).unwrap_or(0);
+    let (hist, ok, errors, took) = amend_loop(workers, &confirmed, options.phase / 2).await?;
+    f.amend_chain_p50_ms = to_ms(&hist, 0.5);
+    f.amend_chain_p99_ms = to_ms(&hist, 0.99);
+    f.amend_chain_per_s = ok as f64 / took.as_secs_f64();
+    f.amend_chain_samples = ok;
+    f.amend_errors += errors;
+
+    progress("amend: a withdrawal along the same forward chain, until all three holders confirmed");
+    let (hist, ok, errors) = withdraw_loop(&topo, &confirmed, options.phase / 2).await?;
+    topo.shutdown().await;
+    f.withdraw_chain_p50_ms = to_ms(&hist, 0.5);
+    f.withdraw_chain_p99_ms = to_ms(&hist, 0.99);
+    f.withdraw_chain_samples = ok;
+    f.amend_errors += errors;
+    Ok(f)
+}
+
+/// An alert of de-police to fr-police, relayed to it-police and on to
+/// europol, each copy delivered: the origin's client, the original, and
+/// the copies (node, alert id) along the chain.
+async fn forward_chain(
+    topo: &Topology,
+) -> Result<(Client, isx_core::wire::Alert, Vec<(String, String)>), TopologyError> {
+    let bad = |e: &dyn std::fmt::Display| bench_error("amend", e);
+    let client = topo.client("de-police").await?;
+    let alert = samples::foreign_fighter("de-police", &["fr-police"]);
+    client.publish(alert.clone()).await.map_err(|e| bad(&e))?;
+    delivered(topo, "fr-police", &alert.alert_id).await?;
+    let mut copies = vec![("fr-police".to_owned(), alert.alert_id.clone())];
+    let mut parent = alert.clone();
+    for (from, to) in [("fr-police", "it-police"), ("it-police", "europol")] {
+        let relay = isx_core::wire::Alert {
+            alert_id: samples::new_alert_id(),
+            origin: from.into(),
+            forwarded_from: parent.alert_id.clone(),
+            hops: 0,
+            version: 0,
+            addressees: vec![to.into()],
+            ..parent.clone()
+        };
+        topo.client(from).await?.publish(relay.clone()).await.map_err(|e| bad(&e))?;
+        delivered(topo, to, &relay.alert_id).await?;
+        copies.push((to.to_owned(), relay.alert_id.clone()));
+        parent = relay;
+    }
+    Ok((client, alert, copies))
+}
+
+/// Withdraws fresh forward chains for `phase`, [`AMEND_WORKERS`] at a
+/// time: (latency histogram in µs from Withdraw's reply until all three
+/// holders confirmed the deletion, withdrawals timed, errors).
+async fn withdraw_loop(
+    topo: &Topology,
+    confirmed: &Confirmed,
+    phase: Duration,
+) -> Result<(hdrhistogram::Histogram<u64>, u64, u64), TopologyError> {
+    let bad = |e: &dyn std::fmt::Display| bench_error("amend", e);
+    let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).map_err(|e| bad(&e))?;
+    let (mut ok, mut errors) = (0u64, 0u64);
+    let start = Instant::now();
+    while start.elapsed() < phase {
+        let mut chains = Vec::new();
+        for _ in 0..AMEND_WORKERS {
+            chains.push(forward_chain(topo).await?);
+        }
+        let rounds = chains.into_iter().map(|(client, alert, copies)| {
+            let confirmed = confirmed.clone();
+            async move {
+                let reply = client.withdraw(&alert.alert_id, "bench: withdrawal along a forward chain").await;
+                let sent = Instant::now();
+                // A deletion confirms the last version held, 1 here.
+                (reply.is_ok() && confirmed.wait(&copies, 1, AMEND_LIMIT).await).then(|| sent.elapsed())
+            }
+        });
+        for took in futures_join(rounds).await {
+            match took {
+                Some(t) => {
+                    let _ = hist.record(t.as_micros().max(1) as u64);
+                    ok += 1;
+                }
+                None => errors += 1,
+            }
+        }
+    }
+    Ok((hist, ok, errors))
+}
+
+/// Runs the futures concurrently on this task; their outputs in order.
+async fn futures_join<F: std::future::Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    let mut set: Vec<std::pin::Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = (0..set.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, f) in set.iter_mut().enumerate() {
+            if out[i].is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => out[i] = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending { std::task::Poll::Pending } else { std::task::Poll::Ready(()) }
+    })
+    .await;
+    set.clear();
+    out.into_iter().flatten().collect()
+}
+
+/// The bench's topology in process with every agency running, and the
+/// confirmations its agencies report.
+async fn amend_topology() -> Result<(Topology, Confirmed), TopologyError> {
+    let mut spec = TopologySpec::default_agencies();
+    spec.limits.rate_per_node = 1e9;
+    spec.limits.burst_per_node = u32::MAX;
+    spec.limits.max_queue_per_node = u64::MAX;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let topo = Topology::start_with_events(spec, Some(tx)).await?;
+    Ok((topo, Confirmed::follow(rx)))
 }

@@ -578,6 +578,36 @@ impl Loader<'_> {
                     ));
                 }
             }
+            Step::Amend(s) => {
+                names.node("as", &s.call.actor)?;
+                names.alert("alert", &s.step.alert)?;
+                names.receipt("receipt", &s.step.receipt)?;
+                names.receipt("outcomes", &s.step.outcomes)?;
+                if let Some(step::AlertSource::File(file)) = &s.step.source {
+                    let file = self.base.join(file);
+                    self.source.read(&file).map_err(|e| (Some("file"), format!("file {}: {e}", file.display())))?;
+                }
+            }
+            Step::Withdraw(s) | Step::Restrict(s) | Step::Lift(s) => {
+                names.node("as", &s.call.actor)?;
+                names.alert("alert", &s.step.alert)?;
+            }
+            Step::ExpectCopy(s) => {
+                names.agency("node", &s.node)?;
+                names.alert("alert", &s.alert)?;
+            }
+            Step::ExpectConfirmed(s) => {
+                names.alert("alert", &s.alert)?;
+                for node in s.holders.iter().flatten() {
+                    if let Some(why) = names.unknown_node(node) {
+                        return Err((Some("holders"), format!("holders names \"{node}\", which {why}")));
+                    }
+                }
+            }
+            Step::ExpectOpenHits(s) => {
+                names.node("node", &s.node)?;
+                names.alerts("hits", &s.hits)?;
+            }
             Step::ExpectAudit(s) => {
                 if let Some(node) = &s.node {
                     names.node("node", node)?;
@@ -647,7 +677,7 @@ mod tests {
 
     #[test]
     fn a_key_the_step_does_not_take_is_named_with_the_keys_it_takes() {
-        let publish_keys = "do, say, as, officer, expect_code, expect_message, expect_fields, file, inline, patch, name, keep_id, receipt, receipt_policies";
+        let publish_keys = "do, say, as, officer, expect_code, expect_message, expect_fields, file, inline, patch, name, keep_id, receipt, receipt_policies, expires_in";
         check(&[
             (PUBLISH, "ok"),
             (
@@ -659,16 +689,16 @@ mod tests {
             (
                 &format!("{PUBLISH}level = \"full\"\n"),
                 &format!(
-                    "DIR/s.toml:7: step 1: key `level` does not apply to do = \"publish\" (`level` belongs to expect_delivery; publish accepts: {publish_keys})"
+                    "DIR/s.toml:7: step 1: key `level` does not apply to do = \"publish\" (`level` belongs to expect_delivery, expect_copy; publish accepts: {publish_keys})"
                 ),
             ),
             (
                 &format!("{PUBLISH}\n[[step]]\ndo = \"stop_node\"\nnode = \"fr-police\"\nalert = \"a\"\n"),
-                "DIR/s.toml:11: step 2: key `alert` does not apply to do = \"stop_node\" (`alert` belongs to expect_delivery, expect_nothing, request_access, decline, expect_audit; stop_node accepts: do, say, node)",
+                "DIR/s.toml:11: step 2: key `alert` does not apply to do = \"stop_node\" (`alert` belongs to expect_delivery, expect_nothing, request_access, decline, expect_audit, amend, withdraw, restrict, lift, expect_copy, expect_confirmed; stop_node accepts: do, say, node)",
             ),
             (
                 "[[step]]\ndo = \"restart_gateway\"\nas = \"de-police\"\n",
-                "DIR/s.toml:5: step 1: key `as` does not apply to do = \"restart_gateway\" (`as` belongs to publish, forward, lookup, request_access, decide, decline; restart_gateway accepts: do, say)",
+                "DIR/s.toml:5: step 1: key `as` does not apply to do = \"restart_gateway\" (`as` belongs to publish, forward, lookup, request_access, decide, decline, amend, withdraw, restrict, lift; restart_gateway accepts: do, say)",
             ),
             (
                 "[[step]]\ndo = \"expect_audit\"\noperation = \"collection\"\ncount = 1\nexpect_code = \"OK\"\n",
@@ -699,7 +729,7 @@ mod tests {
             ("[[step]]\nsay = \"hello\"\n", "DIR/s.toml:3: step 1: `do` is required, e.g. do = \"publish\""),
             (
                 "[[step]]\ndo = \"dance\"\n",
-                "DIR/s.toml:4: step 1: do = \"dance\" is not a step; use one of publish, forward, expect_delivery, expect_nothing, lookup, request_access, decide, decline, expect_access, stop_node, start_node, restart_gateway, advance_clock, expect_audit",
+                "DIR/s.toml:4: step 1: do = \"dance\" is not a step; use one of publish, forward, expect_delivery, expect_nothing, lookup, request_access, decide, decline, expect_access, stop_node, start_node, restart_gateway, advance_clock, expect_audit, expect_witnessed, amend, withdraw, restrict, lift, expect_copy, expect_confirmed, expect_open_hits",
             ),
             ("[[step]]\ndo = 3\n", "DIR/s.toml:4: step 1: do = integer is not a step"),
         ]);
@@ -727,7 +757,7 @@ mod tests {
             ),
             (
                 "[[step]]\ndo = \"expect_audit\"\noperation = \"gossip\"\ncount = 1\n",
-                "DIR/s.toml:5: step 1: do = \"expect_audit\", `operation`: unknown variant `gossip`, expected one of `collection`, `disclosure`, `denial`, `consultation`, `access_request`, `access_decision`, `alteration`, `erasure`, `log_read`, `follow_up_declined`",
+                "DIR/s.toml:5: step 1: do = \"expect_audit\", `operation`: unknown variant `gossip`, expected one of `collection`, `disclosure`, `denial`, `consultation`, `access_request`, `access_decision`, `alteration`, `erasure`, `log_read`, `follow_up_declined`, `change_confirmed`, `hit_closed`",
             ),
             (
                 "[[step]]\ndo = \"expect_audit\"\noperation = \"denial\"\noutcome = \"maybe\"\ncount = 1\n",
@@ -932,13 +962,145 @@ mod tests {
             ),
             (
                 &format!("{PUBLISH}{nothing}level = \"full\"\n"),
-                "DIR/s.toml:11: step 2: key `level` does not apply to do = \"expect_nothing\" (`level` belongs to expect_delivery; expect_nothing accepts: do, say, node, alert)",
+                "DIR/s.toml:11: step 2: key `level` does not apply to do = \"expect_nothing\" (`level` belongs to expect_delivery, expect_copy; expect_nothing accepts: do, say, node, alert)",
             ),
             (
                 "[[step]]\ndo = \"expect_nothing\"\nnode = \"auditor\"\n",
                 "DIR/s.toml:5: step 1: do = \"expect_nothing\": node = \"auditor\" runs no mock agency",
             ),
             ("[[step]]\ndo = \"expect_nothing\"\n", "DIR/s.toml:3: step 1: do = \"expect_nothing\" needs `node`"),
+        ]);
+    }
+
+    #[test]
+    fn lifecycle_steps_name_a_typo_a_missing_key_and_a_bad_value() {
+        // Lines 8 to ...: the step after PUBLISH.
+        let amend = "\n[[step]]\ndo = \"amend\"\nas = \"de-police\"\nalert = \"a\"\nreason = \"r\"\n";
+        let amend_keys = "do, say, as, officer, expect_code, expect_message, expect_fields, alert, file, inline, patch, replaces_version, reason, receipt, outcomes";
+        check(&[
+            (&format!("{PUBLISH}{amend}patch = {{ narrative = \"corrected\" }}\n"), "ok"),
+            (
+                &format!(
+                    "{PUBLISH}{amend}file = \"a.json\"\nreplaces_version = 1\nreceipt = {{ fr-police = \"full\" }}\noutcomes = {{ frontex = \"withdrawn\" }}\n"
+                ),
+                "ok",
+            ),
+            (
+                &format!("{PUBLISH}{amend}reasn = \"typo\"\n"),
+                &format!(
+                    "DIR/s.toml:13: step 2: key `reasn` does not apply to do = \"amend\" (it accepts: {amend_keys})"
+                ),
+            ),
+            (
+                &format!("{PUBLISH}{amend}"),
+                "DIR/s.toml:8: step 2: do = \"amend\": amend needs the change: `patch` (over the current version), `file` or `inline`",
+            ),
+            (
+                &format!("{PUBLISH}{amend}file = \"a.json\"\ninline = {{ narrative = \"x\" }}\n"),
+                "DIR/s.toml:8: step 2: do = \"amend\": amend takes `file` or `inline`, not both",
+            ),
+            (
+                &format!("{PUBLISH}{amend}patch = {{ narrative = \"x\" }}\nreplaces_version = 0\n"),
+                "step 2: do = \"amend\": `replaces_version`: versions start at 1",
+            ),
+            (
+                &format!("{PUBLISH}{amend}patch = {{ narrative = \"x\" }}\nreplaces_version = \"2\"\n"),
+                "DIR/s.toml:14: step 2: do = \"amend\", `replaces_version`: invalid type: string \"2\"",
+            ),
+            (
+                &format!("{PUBLISH}{amend}patch = {{ narrative = \"x\" }}\noutcomes = {{ frontex = \"gone\" }}\n"),
+                "DIR/s.toml:14: step 2: do = \"amend\", `outcomes`: unknown variant `gone`, expected one of `queued`, `denied`, `queue_full`, `no_subscribe_role`, `updated`, `withdrawn`, `restricted`, `lifted`",
+            ),
+            (
+                &format!("{PUBLISH}{amend}patch = {{ narrative = \"x\" }}\noutcomes = {{ es-police = \"updated\" }}\n"),
+                "DIR/s.toml:14: step 2: do = \"amend\": outcomes names \"es-police\", which is not a node of this scenario",
+            ),
+            (
+                "[[step]]\ndo = \"amend\"\nas = \"de-police\"\nalert = \"a\"\nreason = \"r\"\npatch = { narrative = \"x\" }\n",
+                "DIR/s.toml:6: step 1: do = \"amend\": alert = \"a\" is no alert an earlier step publishes (known: none)",
+            ),
+            (
+                &format!("{PUBLISH}{amend}file = \"missing.json\"\n"),
+                "DIR/s.toml:13: step 2: do = \"amend\": file DIR/missing.json",
+            ),
+        ]);
+        let change = |kind: &str| format!("{PUBLISH}\n[[step]]\ndo = \"{kind}\"\nas = \"de-police\"\nalert = \"a\"\n");
+        check(&[
+            (&format!("{}reason = \"wrong alert\"\n", change("withdraw")), "ok"),
+            (&format!("{}reason = \"being checked\"\n", change("restrict")), "ok"),
+            (&format!("{}reason = \"checked\"\n", change("lift")), "ok"),
+            (
+                &change("withdraw"),
+                "DIR/s.toml:8: step 2: do = \"withdraw\" needs `reason` (it accepts: do, say, as, officer, expect_code, expect_message, expect_fields, alert, reason)",
+            ),
+            (
+                &format!("{}reason = \"r\"\npatch = {{ narrative = \"x\" }}\n", change("restrict")),
+                "DIR/s.toml:13: step 2: key `patch` does not apply to do = \"restrict\" (`patch` belongs to publish, forward, amend; restrict accepts: do, say, as, officer, expect_code, expect_message, expect_fields, alert, reason)",
+            ),
+            (
+                "[[step]]\ndo = \"lift\"\nas = \"de-police\"\nalert = \"b\"\nreason = \"r\"\n",
+                "DIR/s.toml:6: step 1: do = \"lift\": alert = \"b\" is no alert an earlier step publishes",
+            ),
+        ]);
+        let copy = format!("{PUBLISH}\n[[step]]\ndo = \"expect_copy\"\nnode = \"fr-police\"\nalert = \"a\"\n");
+        check(&[
+            (&format!("{copy}version = 2\nrestricted = true\nlevel = \"full\"\n"), "ok"),
+            (&format!("{copy}deleted = true\n"), "ok"),
+            (&format!("{copy}deleted = false\nrestricted = false\n"), "ok"),
+            (
+                &format!("{copy}versoin = 2\n"),
+                "DIR/s.toml:12: step 2: key `versoin` does not apply to do = \"expect_copy\" (it accepts: do, say, node, alert, version, deleted, restricted, level)",
+            ),
+            (
+                &copy,
+                "DIR/s.toml:8: step 2: do = \"expect_copy\": expect_copy needs at least one of `version`, `deleted`, `restricted`, `level`",
+            ),
+            (&format!("{copy}level = \"denied\"\n"), "`level`: a copy is never held `denied`; use `deleted = true`"),
+            (
+                &format!("{copy}deleted = true\nlevel = \"full\"\n"),
+                "a deleted copy has no `level` and is not `restricted`",
+            ),
+            (
+                &format!("{copy}deleted = \"yes\"\n"),
+                "DIR/s.toml:12: step 2: do = \"expect_copy\", `deleted`: invalid type: string \"yes\", expected a boolean",
+            ),
+            (
+                "[[step]]\ndo = \"expect_copy\"\nnode = \"auditor\"\nalert = \"a\"\nversion = 1\n",
+                "DIR/s.toml:5: step 1: do = \"expect_copy\": node = \"auditor\" runs no mock agency",
+            ),
+        ]);
+        let confirmed = format!("{PUBLISH}\n[[step]]\ndo = \"expect_confirmed\"\nalert = \"a\"\n");
+        let open = format!("{PUBLISH}\n[[step]]\ndo = \"expect_open_hits\"\nnode = \"fr-police\"\n");
+        check(&[
+            (&confirmed, "ok"),
+            (&format!("{confirmed}version = 2\nholders = [\"fr-police\", \"europol\"]\n"), "ok"),
+            (
+                &format!("{confirmed}holders = [\"es-police\"]\n"),
+                "DIR/s.toml:11: step 2: do = \"expect_confirmed\": holders names \"es-police\", which is not a node of this scenario",
+            ),
+            (
+                &format!("{confirmed}holder = [\"fr-police\"]\n"),
+                "DIR/s.toml:11: step 2: key `holder` does not apply to do = \"expect_confirmed\" (it accepts: do, say, alert, version, holders)",
+            ),
+            (&format!("{open}hits = [\"a\"]\nofficer = \"Insp. Moreau\"\n"), "ok"),
+            (&format!("{open}hits = []\n"), "ok"),
+            (
+                &format!("{open}hits = [\"b\"]\n"),
+                "DIR/s.toml:11: step 2: do = \"expect_open_hits\": hits names \"b\", which is no alert an earlier step publishes (known: a)",
+            ),
+            (&open, "DIR/s.toml:8: step 2: do = \"expect_open_hits\" needs `hits`"),
+        ]);
+        check(&[
+            (
+                "[[step]]\ndo = \"expect_audit\"\noperation = \"hit_closed\"\nnode = \"fr-police\"\nofficer = \"Insp. Moreau\"\ncount = 1\n",
+                "ok",
+            ),
+            ("[[step]]\ndo = \"expect_audit\"\noperation = \"change_confirmed\"\nat_least = 3\n", "ok"),
+            (&format!("{PUBLISH}expires_in = \"2h\"\n"), "ok"),
+            (
+                &format!("{PUBLISH}expires_in = \"soon\"\n"),
+                "DIR/s.toml:7: step 1: do = \"publish\", `expires_in`: \"soon\" is not a duration",
+            ),
         ]);
     }
 

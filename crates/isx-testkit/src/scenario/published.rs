@@ -126,7 +126,7 @@ mod tests {
         // Every scenario file that publishes is there, in file order.
         let mut files: Vec<&str> = alerts.iter().map(|a| a.source.split(' ').nth(1).unwrap()).collect::<Vec<_>>();
         files.dedup();
-        assert_eq!(files.len(), 10, "{files:?}");
+        assert_eq!(files.len(), 14, "{files:?}");
         assert!(files.is_sorted(), "{files:?}");
     }
 

@@ -1,4 +1,9 @@
 //! Running a scenario against a topology, one check per expectation.
+//!
+//! The lifecycle steps (amend, withdraw, restrict, lift) and their
+//! expectations (copies, confirmations, open hits) are in [`lifecycle`].
+
+mod lifecycle;
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -158,6 +163,8 @@ struct Runner<'a> {
     emit: &'a mut dyn FnMut(Line),
     alerts: HashMap<String, Alert>,
     receipts: HashMap<String, Receipt>,
+    /// The current version of each alert, by name, as the scenario changed it.
+    versions: HashMap<String, u32>,
     hits: HashMap<(String, String), String>,
     requests: HashMap<String, String>,
     checks: Vec<Check>,
@@ -244,6 +251,7 @@ pub async fn run(
         emit,
         alerts: HashMap::new(),
         receipts: HashMap::new(),
+        versions: HashMap::new(),
         hits: HashMap::new(),
         requests: HashMap::new(),
         checks: Vec::new(),
@@ -321,6 +329,13 @@ fn summary(step: &Step) -> String {
         Step::AdvanceClock(s) => format!("advance the gateway clock by {}", duration_text(s.by)),
         Step::ExpectAudit(s) => format!("audit log: {}", s.operation.name()),
         Step::ExpectWitnessed(s) => format!("the checkpoint is cosigned by {}", s.cosigners.join(", ")),
+        Step::Amend(s) => format!("amend {} as {}", s.step.alert, s.call.actor),
+        Step::Withdraw(s) => format!("withdraw {} as {}", s.step.alert, s.call.actor),
+        Step::Restrict(s) => format!("restrict {} as {}", s.step.alert, s.call.actor),
+        Step::Lift(s) => format!("lift the restriction of {} as {}", s.step.alert, s.call.actor),
+        Step::ExpectCopy(s) => format!("{}'s copy of {}: {}", s.node, s.alert, lifecycle::copy_wanted(s)),
+        Step::ExpectConfirmed(s) => format!("every copy of {} confirms its last change", s.alert),
+        Step::ExpectOpenHits(s) => format!("{}'s open hits: {}", s.node, list(&s.hits)),
     }
 }
 
@@ -510,6 +525,13 @@ impl Runner<'_> {
             }
             Step::ExpectAudit(s) => self.expect_audit(s).await,
             Step::ExpectWitnessed(s) => self.expect_witnessed(s).await,
+            Step::Amend(s) => self.amend(s).await,
+            Step::Withdraw(s) => self.change(s, lifecycle::Change::Withdraw).await,
+            Step::Restrict(s) => self.change(s, lifecycle::Change::Restrict).await,
+            Step::Lift(s) => self.change(s, lifecycle::Change::Lift).await,
+            Step::ExpectCopy(s) => self.expect_copy(s).await,
+            Step::ExpectConfirmed(s) => self.expect_confirmed(s).await,
+            Step::ExpectOpenHits(s) => self.expect_open_hits(s).await,
         }
     }
 
@@ -578,8 +600,17 @@ impl Runner<'_> {
         let name = s.step.name.clone();
         if let Some(earlier) = self.alerts.get(&name) {
             alert.alert_id = earlier.alert_id.clone(); // the same name again is a resend
-        } else if !s.step.keep_id {
-            alert.alert_id = crate::samples::new_alert_id();
+            if s.step.expires_in.is_some() {
+                alert.expires_at = earlier.expires_at; // and expires when it did
+            }
+        } else {
+            if !s.step.keep_id {
+                alert.alert_id = crate::samples::new_alert_id();
+            }
+            if let Some(d) = s.step.expires_in {
+                let at = self.topo.now_ms().saturating_add(d.as_millis() as u64);
+                alert.expires_at = Some(isx_core::timestamp::from_unix_millis(at));
+            }
         }
         let expected = Expected { receipt: &s.step.receipt, policies: &s.step.receipt_policies };
         self.send(&s.call, "publish", name, alert, expected).await;
@@ -634,6 +665,18 @@ impl Runner<'_> {
         if resp.duplicate {
             self.detail(format!("{name}: a resend of an earlier publish; the original receipt came back"));
         }
+        self.check_receipt(&receipt, &expected);
+        if !self.order.contains(&name) {
+            self.order.push(name.clone());
+        }
+        self.versions.insert(name.clone(), receipt.version.max(1));
+        self.alerts.insert(name.clone(), alert);
+        self.receipts.insert(name, receipt);
+    }
+
+    /// Reports each recipient of `receipt` and checks the levels and
+    /// policies `expected` names.
+    fn check_receipt(&mut self, receipt: &Receipt, expected: &Expected<'_>) {
         for r in &receipt.recipients {
             self.policies.extend(r.policy_ids.iter().cloned());
             let first = r.policy_ids.first().cloned().unwrap_or_default();
@@ -662,11 +705,6 @@ impl Runner<'_> {
                 format!("deciding policies were {got:?}")
             });
         }
-        if !self.order.contains(&name) {
-            self.order.push(name.clone());
-        }
-        self.alerts.insert(name.clone(), alert);
-        self.receipts.insert(name, receipt);
     }
 
     async fn expect_delivery(&mut self, s: &ExpectDeliveryStep) {
@@ -1028,6 +1066,7 @@ impl Runner<'_> {
         let mut filter = SearchRequest {
             operation: s.operation.wire() as i32,
             node: s.node.as_ref().map(NodeId::to_string).unwrap_or_default(),
+            officer: s.officer.clone().unwrap_or_default(),
             justification: "scenario expectation".into(),
             reason: Some(isx_core::read_reason::reason(
                 s.purpose.unwrap_or(isx_core::wire::ReadPurpose::SelfMonitoring),
@@ -1046,6 +1085,7 @@ impl Runner<'_> {
         let mut what = format!("audit: {op}");
         let scope = [
             ("node", s.node.as_ref().map(NodeId::to_string)),
+            ("officer", s.officer.clone()),
             ("alert", s.alert.clone()),
             ("request", s.request.clone()),
             ("outcome", s.outcome.map(|o| o.name().to_owned())),

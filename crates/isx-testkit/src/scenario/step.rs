@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use isx_core::NodeId;
-use isx_core::wire::{AccessState, DisclosureLevel, Operation, Outcome};
+use isx_core::wire::{AccessState, DisclosureLevel, Operation, Outcome, RecipientOutcome};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use toml::Spanned;
@@ -119,6 +119,10 @@ pub enum AuditOperation {
     LogRead,
     /// A hit was not followed up.
     FollowUpDeclined,
+    /// A holder confirmed that its copy reached the state a change asked for.
+    ChangeConfirmed,
+    /// A hit shown to an officer closed without follow-up.
+    HitClosed,
 }
 
 impl AuditOperation {
@@ -135,6 +139,8 @@ impl AuditOperation {
             Self::Erasure => Operation::Erasure,
             Self::LogRead => Operation::LogRead,
             Self::FollowUpDeclined => Operation::FollowUpDeclined,
+            Self::ChangeConfirmed => Operation::ChangeConfirmed,
+            Self::HitClosed => Operation::HitClosed,
         }
     }
 
@@ -265,6 +271,8 @@ struct PublishKeys {
     receipt: BTreeMap<NodeId, Level>,
     #[serde(default)]
     receipt_policies: BTreeMap<NodeId, Vec<String>>,
+    #[serde(default, deserialize_with = "optional_duration")]
+    expires_in: Option<Duration>,
 }
 
 /// `do = "publish"`: publish an alert.
@@ -283,6 +291,10 @@ pub struct PublishStep {
     pub receipt: BTreeMap<NodeId, Level>,
     /// Policy ids that must be among those deciding each node's level.
     pub receipt_policies: BTreeMap<NodeId, Vec<String>>,
+    /// Sets `expires_at` this long after the gateway's now (its clock, as
+    /// `advance_clock` moves it), so that a scenario can let the alert
+    /// expire within its storage limit.
+    pub expires_in: Option<Duration>,
 }
 
 impl TryFrom<PublishKeys> for PublishStep {
@@ -312,6 +324,7 @@ impl TryFrom<PublishKeys> for PublishStep {
             keep_id: k.keep_id,
             receipt: k.receipt,
             receipt_policies: k.receipt_policies,
+            expires_in: k.expires_in,
         })
     }
 }
@@ -545,6 +558,216 @@ pub struct ExpectWitnessedStep {
     pub cosigners: Vec<String>,
 }
 
+/// A recipient's outcome on a receipt as scenarios spell it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReceiptOutcome {
+    /// Its view waits in its outbox (a node an amendment newly reaches).
+    Queued,
+    /// Policy gives it nothing.
+    Denied,
+    /// Its queue is full.
+    QueueFull,
+    /// It holds no subscribe role.
+    NoSubscribeRole,
+    /// An amendment: an update with its view of the new version is queued.
+    Updated,
+    /// An amendment: policy no longer lets it see the alert; a withdrawal is queued.
+    Withdrawn,
+    /// A restriction is queued.
+    Restricted,
+    /// A lift of the restriction is queued.
+    Lifted,
+}
+
+impl ReceiptOutcome {
+    /// The outcome on the wire.
+    pub fn wire(self) -> RecipientOutcome {
+        match self {
+            Self::Queued => RecipientOutcome::Queued,
+            Self::Denied => RecipientOutcome::Denied,
+            Self::QueueFull => RecipientOutcome::QueueFull,
+            Self::NoSubscribeRole => RecipientOutcome::NoSubscribeRole,
+            Self::Updated => RecipientOutcome::Updated,
+            Self::Withdrawn => RecipientOutcome::Withdrawn,
+            Self::Restricted => RecipientOutcome::Restricted,
+            Self::Lifted => RecipientOutcome::Lifted,
+        }
+    }
+
+    /// The scenario spelling, e.g. `withdrawn`.
+    pub fn name(self) -> String {
+        outcome_name(self.wire())
+    }
+}
+
+/// The scenario spelling of a recipient outcome, e.g. `queue_full`.
+pub fn outcome_name(outcome: RecipientOutcome) -> String {
+    outcome.as_str_name().trim_start_matches("RECIPIENT_OUTCOME_").to_ascii_lowercase()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AmendKeys {
+    alert: String,
+    file: Option<PathBuf>,
+    inline: Option<toml::Table>,
+    patch: Option<toml::Table>,
+    replaces_version: Option<u32>,
+    reason: String,
+    #[serde(default)]
+    receipt: BTreeMap<NodeId, Level>,
+    #[serde(default)]
+    outcomes: BTreeMap<NodeId, ReceiptOutcome>,
+}
+
+/// `do = "amend"`: the origin publishes a new version of one of its alerts.
+///
+/// The new version is the alert's current version as the scenario sent it,
+/// or `file` or `inline` (a whole alert; its `alert_id` and `origin` are
+/// replaced by the alert's), with `patch` deep-merged over it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "AmendKeys")]
+pub struct AmendStep {
+    /// The alert to amend, by name.
+    pub alert: String,
+    /// A whole new version (`file` or `inline`); `None`: the current version.
+    pub source: Option<AlertSource>,
+    /// Deep-merged over the new version.
+    pub patch: Option<toml::Table>,
+    /// The version it replaces; default the current one as the scenario
+    /// knows it (1 after the publish, one more per amendment).
+    pub replaces_version: Option<u32>,
+    /// Why (recorded).
+    pub reason: String,
+    /// Expected levels of the new version by node.
+    pub receipt: BTreeMap<NodeId, Level>,
+    /// Expected outcomes by node (`updated`, `withdrawn`, `queued`, ...).
+    pub outcomes: BTreeMap<NodeId, ReceiptOutcome>,
+}
+
+impl TryFrom<AmendKeys> for AmendStep {
+    type Error = String;
+
+    fn try_from(k: AmendKeys) -> Result<Self, String> {
+        let source = match (k.file, k.inline) {
+            (Some(file), None) => Some(AlertSource::File(file)),
+            (None, Some(inline)) => Some(AlertSource::Inline(inline)),
+            (None, None) => None,
+            (Some(_), Some(_)) => return Err("amend takes `file` or `inline`, not both".into()),
+        };
+        if source.is_none() && k.patch.is_none() {
+            return Err("amend needs the change: `patch` (over the current version), `file` or `inline`".into());
+        }
+        if k.replaces_version == Some(0) {
+            return Err("`replaces_version`: versions start at 1".into());
+        }
+        Ok(Self {
+            alert: k.alert,
+            source,
+            patch: k.patch,
+            replaces_version: k.replaces_version,
+            reason: k.reason,
+            receipt: k.receipt,
+            outcomes: k.outcomes,
+        })
+    }
+}
+
+/// `do = "withdraw"`, `do = "restrict"` and `do = "lift"`: the origin
+/// withdraws an alert, restricts its processing, or lifts the restriction.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeStep {
+    /// The alert, by name.
+    pub alert: String,
+    /// Why (recorded).
+    pub reason: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExpectCopyKeys {
+    node: NodeId,
+    alert: String,
+    version: Option<u32>,
+    deleted: Option<bool>,
+    restricted: Option<bool>,
+    level: Option<Level>,
+}
+
+/// `do = "expect_copy"`: a node's agency holds its copy of an alert in a
+/// state: at a version, deleted, marked restricted, at a level. Waits until
+/// the copy is in every state given.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "ExpectCopyKeys")]
+pub struct ExpectCopyStep {
+    /// The holder.
+    pub node: NodeId,
+    /// The alert, by name.
+    pub alert: String,
+    /// The version the copy holds (or held, once deleted).
+    pub version: Option<u32>,
+    /// `true`: the copy was deleted (its record says so); `false`: it is held.
+    pub deleted: Option<bool>,
+    /// `true`: the copy is marked restricted; `false`: it is not.
+    pub restricted: Option<bool>,
+    /// The level of the held copy.
+    pub level: Option<Level>,
+}
+
+impl TryFrom<ExpectCopyKeys> for ExpectCopyStep {
+    type Error = String;
+
+    fn try_from(k: ExpectCopyKeys) -> Result<Self, String> {
+        if k.version.is_none() && k.deleted.is_none() && k.restricted.is_none() && k.level.is_none() {
+            return Err("expect_copy needs at least one of `version`, `deleted`, `restricted`, `level`".into());
+        }
+        if k.level == Some(Level::Denied) {
+            return Err("`level`: a copy is never held `denied`; use `deleted = true`, or expect_nothing".into());
+        }
+        if k.deleted == Some(true) && (k.level.is_some() || k.restricted == Some(true)) {
+            return Err("a deleted copy has no `level` and is not `restricted`".into());
+        }
+        Ok(Self {
+            node: k.node,
+            alert: k.alert,
+            version: k.version,
+            deleted: k.deleted,
+            restricted: k.restricted,
+            level: k.level,
+        })
+    }
+}
+
+/// `do = "expect_confirmed"`: every copy of an alert (onward copies
+/// included) has confirmed the alert's last change, as its origin reads the
+/// alert's status. Waits until it has.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectConfirmedStep {
+    /// The alert, by name.
+    pub alert: String,
+    /// The alert's current version.
+    pub version: Option<u32>,
+    /// Exactly the nodes whose copies the status lists, direct and onward.
+    pub holders: Option<Vec<NodeId>>,
+}
+
+/// `do = "expect_open_hits"`: a node's open hits (shown, neither followed
+/// up nor declined) on the scenario's alerts are exactly these. Waits until
+/// they are.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectOpenHitsStep {
+    /// The node whose open hits are listed.
+    pub node: NodeId,
+    /// The alerts, by name (`[]`: none).
+    pub hits: Vec<String>,
+    /// The officer each of them was shown to.
+    pub officer: Option<String>,
+}
+
 /// How many audit records an `expect_audit` step wants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Count {
@@ -559,6 +782,7 @@ pub enum Count {
 struct ExpectAuditKeys {
     operation: AuditOperation,
     node: Option<NodeId>,
+    officer: Option<String>,
     alert: Option<String>,
     request: Option<String>,
     outcome: Option<AuditOutcome>,
@@ -580,6 +804,9 @@ pub struct ExpectAuditStep {
     pub operation: AuditOperation,
     /// Only records naming this node.
     pub node: Option<NodeId>,
+    /// Only records naming this officer (e.g. the officer who was shown a
+    /// hit that closed).
+    pub officer: Option<String>,
     /// Only records of this alert, by name.
     pub alert: Option<String>,
     /// Only records of this request, by name.
@@ -619,6 +846,7 @@ impl TryFrom<ExpectAuditKeys> for ExpectAuditStep {
         Ok(Self {
             operation: k.operation,
             node: k.node,
+            officer: k.officer,
             alert: k.alert,
             request: k.request,
             outcome: k.outcome,
@@ -689,6 +917,11 @@ plain_steps!(
     AdvanceClockStep,
     ExpectAuditStep,
     ExpectWitnessedStep,
+    AmendStep,
+    ChangeStep,
+    ExpectCopyStep,
+    ExpectConfirmedStep,
+    ExpectOpenHitsStep,
 );
 
 /// Declares [`Step`] and [`Kind`] from one list: variant, `do` name, type.
@@ -779,6 +1012,20 @@ steps! {
     ExpectAudit = "expect_audit" => ExpectAuditStep,
     /// Check who cosigned the published checkpoint.
     ExpectWitnessed = "expect_witnessed" => ExpectWitnessedStep,
+    /// As the origin, publish a new version of an alert.
+    Amend = "amend" => WithCall<AmendStep>,
+    /// As the origin, withdraw an alert: every copy is to be deleted.
+    Withdraw = "withdraw" => WithCall<ChangeStep>,
+    /// As the origin, restrict an alert's processing while it is checked.
+    Restrict = "restrict" => WithCall<ChangeStep>,
+    /// As the origin, lift an alert's restriction.
+    Lift = "lift" => WithCall<ChangeStep>,
+    /// Wait until a node's copy of an alert is at a version, deleted, restricted or at a level.
+    ExpectCopy = "expect_copy" => ExpectCopyStep,
+    /// Wait until every copy of an alert has confirmed its last change.
+    ExpectConfirmed = "expect_confirmed" => ExpectConfirmedStep,
+    /// Wait until a node's open hits are exactly these.
+    ExpectOpenHits = "expect_open_hits" => ExpectOpenHitsStep,
 }
 
 impl Kind {
@@ -905,7 +1152,7 @@ mod tests {
         );
         assert_eq!(
             Kind::ExpectAudit.own_keys(),
-            ["operation", "node", "alert", "request", "outcome", "count", "at_least", "purpose", "case"]
+            ["operation", "node", "officer", "alert", "request", "outcome", "count", "at_least", "purpose", "case"]
         );
         for kind in Kind::ALL {
             assert_eq!(Kind::from_name(kind.name()), Some(*kind));
