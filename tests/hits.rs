@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use isx_core::timestamp::{from_unix_millis, to_unix_millis};
 use isx_core::wire::lookup_identifier::Kind;
-use isx_core::wire::{AlertState, AuditRecord, DocumentNumber, LookupIdentifier, Operation, Outcome, SearchRequest};
+use isx_core::wire::{AuditRecord, DocumentNumber, LookupIdentifier, Operation, Outcome, SearchRequest};
 use isx_gateway::store::Store;
 use isx_testkit::{Topology, TopologySpec, bad_fields, samples};
 use prost::Message;
@@ -219,7 +219,7 @@ async fn an_open_hit_stays_open_until_followed_up_and_closes_at_its_alerts_end_o
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restricted_or_withdrawn_alert_is_never_shown_and_cannot_be_requested() {
-    let mut topo = Topology::start(TopologySpec::default_agencies()).await.unwrap();
+    let topo = Topology::start(TopologySpec::default_agencies()).await.unwrap();
     let de = topo.client("de-police").await.unwrap();
     let restricted = samples::foreign_fighter("de-police", &["fr-police"]);
     let withdrawn = samples::foreign_fighter("de-police", &["fr-police"]);
@@ -232,20 +232,9 @@ async fn a_restricted_or_withdrawn_alert_is_never_shown_and_cannot_be_requested(
     assert_eq!(hits.len(), 3);
     let hit_of = |alert_id: &str| hits.iter().find(|h| h.alert_id == alert_id).unwrap().hit_id.clone();
 
-    // The origin's restriction and withdrawal, set in the store.
-    topo.stop_gateway().await.unwrap();
-    {
-        let store = open_store(&topo);
-        for (id, state) in
-            [(&restricted.alert_id, AlertState::Restricted), (&withdrawn.alert_id, AlertState::Withdrawn)]
-        {
-            let mut stored = store.alert(id).unwrap().unwrap();
-            stored.state = state as i32;
-            store.update_alert(&stored).unwrap();
-        }
-        store.db().flush().unwrap();
-    }
-    topo.start_gateway().await.unwrap();
+    // The origin restricts one alert and withdraws another.
+    de.restrict(&restricted.alert_id, "accuracy contested").await.unwrap();
+    de.withdraw(&withdrawn.alert_id, "wrong person").await.unwrap();
 
     let it = topo.client("it-police").await.unwrap();
     let answer = it.lookup(vec![brandt()], PURPOSE, WHY).await.unwrap();
@@ -255,7 +244,7 @@ async fn a_restricted_or_withdrawn_alert_is_never_shown_and_cannot_be_requested(
     for hidden in [&restricted.alert_id, &withdrawn.alert_id] {
         assert!(!bytes.windows(hidden.len()).any(|w| w == hidden.as_bytes()), "{hidden} leaked");
     }
-    // The misses are recorded like a policy's, naming the state.
+    // The restricted miss is recorded like a policy's, naming the state.
     let consultations = records(
         &topo,
         SearchRequest {
@@ -269,7 +258,8 @@ async fn a_restricted_or_withdrawn_alert_is_never_shown_and_cannot_be_requested(
     let withheld: BTreeMap<&str, (bool, Vec<String>)> =
         last.hits.iter().map(|h| (h.alert_id.as_str(), (h.shown, h.policy_ids.clone()))).collect();
     assert_eq!(withheld[restricted.alert_id.as_str()], (false, vec!["restricted".to_owned()]));
-    assert_eq!(withheld[withdrawn.alert_id.as_str()], (false, vec!["withdrawn".to_owned()]));
+    // A withdrawal drops the alert's lookup rows: it never matches again.
+    assert!(!withheld.contains_key(withdrawn.alert_id.as_str()), "{withheld:?}");
     assert!(withheld[active.alert_id.as_str()].0);
 
     // A request on either is refused, naming the state; on the active one it goes.
